@@ -1,0 +1,333 @@
+//! The Iceberg REST catalog at `/catalog/v1`: config and namespaces (tables and views follow).
+//! Shapes follow `rest-catalog-open-api.yaml`; `{prefix}` is the warehouse id that `/v1/config`
+//! hands out as `overrides.prefix`.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::error::{ApiResult, IcebergErrorResponse};
+use super::extract::{Ctx, JsonBody, Path, Query};
+use crate::error::{Entity, Error};
+use crate::model::{NamespaceIdent, PageRequest, ProjectId, WarehouseId};
+
+/// Exactly the routes Floe serves, as `/v1/config` advertises them.
+pub const ENDPOINTS: &[&str] = &[
+    "GET /v1/{prefix}/namespaces",
+    "POST /v1/{prefix}/namespaces",
+    "GET /v1/{prefix}/namespaces/{namespace}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}",
+    "POST /v1/{prefix}/namespaces/{namespace}/properties",
+];
+
+/// The page size when a client asks to page but names no size, and the largest allowed.
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_config))
+        .routes(routes!(list_namespaces, create_namespace))
+        .routes(routes!(load_namespace, namespace_exists, drop_namespace))
+        .routes(routes!(update_namespace_properties))
+}
+
+/// The warehouse a `{prefix}` names. Floe's prefixes are warehouse ids; anything else names no
+/// warehouse.
+fn warehouse_of(prefix: &str) -> Result<WarehouseId, Error> {
+    prefix.parse().map_err(|_| {
+        Error::not_found(
+            Entity::Warehouse,
+            format!("no warehouse has the prefix {prefix:?}; get it from /v1/config"),
+        )
+    })
+}
+
+/// The `{namespace}` path parameter: levels separated by the unit separator (`%1F`).
+fn namespace_of(param: &str) -> Result<NamespaceIdent, Error> {
+    NamespaceIdent::from_joined(param)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ConfigQuery {
+    /// The warehouse: its name (in the project of the `x-project-id` header, else the default
+    /// project) or its id.
+    pub warehouse: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct CatalogConfigResponse {
+    pub defaults: BTreeMap<String, String>,
+    pub overrides: BTreeMap<String, String>,
+    pub endpoints: Vec<String>,
+}
+
+/// Catalog configuration for a warehouse: the `prefix` to use and the endpoints Floe serves.
+#[utoipa::path(get, path = "/v1/config", tag = "configuration", params(ConfigQuery,
+        ("x-project-id" = Option<String>, Header, description = "project of a warehouse given by name")),
+    responses((status = 200, body = CatalogConfigResponse),
+              (status = 400, body = IcebergErrorResponse),
+              (status = 404, description = "no such warehouse", body = IcebergErrorResponse)))]
+async fn get_config(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    headers: HeaderMap,
+    Query(query): Query<ConfigQuery>,
+) -> ApiResult<Json<CatalogConfigResponse>> {
+    let project = match headers.get("x-project-id") {
+        None => None,
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<ProjectId>().ok())
+                .ok_or_else(|| Error::bad_request("x-project-id must be a project id"))?,
+        ),
+    };
+    let config = state
+        .services
+        .catalog_config(&ctx, query.warehouse.as_deref().unwrap_or(""), project)
+        .await?;
+    let mut overrides = config.overrides;
+    overrides.insert("prefix".into(), config.warehouse.id.to_string());
+    Ok(Json(CatalogConfigResponse {
+        defaults: config.defaults,
+        overrides,
+        endpoints: ENDPOINTS.iter().map(|e| e.to_string()).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ListNamespacesQuery {
+    /// Opaque token from a previous page; empty to start paging.
+    pub page_token: Option<String>,
+    /// Largest page (1 to 1000; 100 when paging without a size).
+    pub page_size: Option<u32>,
+    /// List the children of this namespace (levels separated by `%1F`).
+    pub parent: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct ListNamespacesResponse {
+    pub namespaces: Vec<Vec<String>>,
+    /// Present when paging: the token of the next page, or null after the last.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub next_page_token: Option<Option<String>>,
+}
+
+/// Turns the client's paging parameters into a store page request; `None` when not paging.
+fn page_request(token: Option<&str>, size: Option<u32>) -> Result<Option<PageRequest>, Error> {
+    if token.is_none() && size.is_none() {
+        return Ok(None);
+    }
+    let limit = size.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(Error::bad_request(format!(
+            "pageSize must be between 1 and {MAX_PAGE_SIZE}"
+        )));
+    }
+    let after = match token.filter(|t| !t.is_empty()) {
+        None => None,
+        Some(token) => Some(
+            URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| Error::bad_request("pageToken is not a token this server issued"))?,
+        ),
+    };
+    Ok(Some(PageRequest {
+        after,
+        limit: Some(limit),
+    }))
+}
+
+/// Namespaces at the top level, or under `parent`.
+#[utoipa::path(get, path = "/v1/{prefix}/namespaces", tag = "namespaces",
+    params(("prefix" = String, Path), ListNamespacesQuery),
+    responses((status = 200, body = ListNamespacesResponse),
+              (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse)))]
+async fn list_namespaces(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(prefix): Path<String>,
+    Query(query): Query<ListNamespacesQuery>,
+) -> ApiResult<Json<ListNamespacesResponse>> {
+    let warehouse = warehouse_of(&prefix)?;
+    let parent = query.parent.as_deref().map(namespace_of).transpose()?;
+    let paging = page_request(query.page_token.as_deref(), query.page_size)?;
+    let page = state
+        .services
+        .list_namespaces(
+            &ctx,
+            warehouse,
+            parent,
+            paging.clone().unwrap_or_else(PageRequest::all),
+        )
+        .await?;
+    Ok(Json(ListNamespacesResponse {
+        namespaces: page
+            .namespaces
+            .into_iter()
+            .map(|ns| ns.levels().to_vec())
+            .collect(),
+        next_page_token: paging.map(|_| page.next.map(|n| URL_SAFE_NO_PAD.encode(n))),
+    }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CreateNamespaceRequest {
+    pub namespace: Vec<String>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct NamespaceResponse {
+    pub namespace: Vec<String>,
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Creates a namespace; a nested one needs its parent.
+#[utoipa::path(post, path = "/v1/{prefix}/namespaces", tag = "namespaces",
+    params(("prefix" = String, Path)), request_body = CreateNamespaceRequest,
+    responses((status = 200, body = NamespaceResponse),
+              (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse),
+              (status = 409, description = "already exists", body = IcebergErrorResponse)))]
+async fn create_namespace(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(prefix): Path<String>,
+    JsonBody(request): JsonBody<CreateNamespaceRequest>,
+) -> ApiResult<Json<NamespaceResponse>> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = NamespaceIdent::new(request.namespace)?;
+    let namespace = state
+        .services
+        .create_namespace(&ctx, warehouse, ident, request.properties)
+        .await?;
+    Ok(Json(NamespaceResponse {
+        namespace: namespace.ident.levels().to_vec(),
+        properties: namespace.properties,
+    }))
+}
+
+/// A namespace and its properties.
+#[utoipa::path(get, path = "/v1/{prefix}/namespaces/{namespace}", tag = "namespaces",
+    params(("prefix" = String, Path), ("namespace" = String, Path, description = "levels separated by %1F")),
+    responses((status = 200, body = NamespaceResponse),
+              (status = 404, body = IcebergErrorResponse)))]
+async fn load_namespace(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace)): Path<(String, String)>,
+) -> ApiResult<Json<NamespaceResponse>> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = namespace_of(&namespace)?;
+    let namespace = state
+        .services
+        .load_namespace(&ctx, warehouse, &ident)
+        .await?;
+    Ok(Json(NamespaceResponse {
+        namespace: namespace.ident.levels().to_vec(),
+        properties: namespace.properties,
+    }))
+}
+
+/// 204 when the namespace exists, 404 when not.
+#[utoipa::path(head, path = "/v1/{prefix}/namespaces/{namespace}", tag = "namespaces",
+    params(("prefix" = String, Path), ("namespace" = String, Path)),
+    responses((status = 204), (status = 404)))]
+async fn namespace_exists(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = namespace_of(&namespace)?;
+    state
+        .services
+        .load_namespace(&ctx, warehouse, &ident)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Drops an empty namespace.
+#[utoipa::path(delete, path = "/v1/{prefix}/namespaces/{namespace}", tag = "namespaces",
+    params(("prefix" = String, Path), ("namespace" = String, Path)),
+    responses((status = 204), (status = 404, body = IcebergErrorResponse),
+              (status = 409, description = "not empty", body = IcebergErrorResponse)))]
+async fn drop_namespace(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = namespace_of(&namespace)?;
+    state
+        .services
+        .drop_namespace(&ctx, warehouse, &ident)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UpdateNamespacePropertiesRequest {
+    #[serde(default)]
+    pub removals: Vec<String>,
+    #[serde(default)]
+    pub updates: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct UpdateNamespacePropertiesResponse {
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    pub missing: Vec<String>,
+}
+
+/// Sets and removes properties in one step; a key in both lists is a 422.
+#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/properties", tag = "namespaces",
+    params(("prefix" = String, Path), ("namespace" = String, Path)),
+    request_body = UpdateNamespacePropertiesRequest,
+    responses((status = 200, body = UpdateNamespacePropertiesResponse),
+              (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse),
+              (status = 422, body = IcebergErrorResponse)))]
+async fn update_namespace_properties(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace)): Path<(String, String)>,
+    JsonBody(request): JsonBody<UpdateNamespacePropertiesRequest>,
+) -> ApiResult<Json<UpdateNamespacePropertiesResponse>> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = namespace_of(&namespace)?;
+    let result = state
+        .services
+        .update_namespace_properties(&ctx, warehouse, &ident, request.updates, request.removals)
+        .await?;
+    Ok(Json(UpdateNamespacePropertiesResponse {
+        updated: result.updated,
+        removed: result.removed,
+        missing: result.missing,
+    }))
+}

@@ -1,0 +1,399 @@
+//! `/management/v1`: server info and bootstrap, projects, warehouses. Kebab-case JSON, errors in the
+//! Iceberg `ErrorModel` shape. Handlers extract, call one use case, and convert the result.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::{ApiResult, IcebergErrorResponse};
+use super::extract::{Ctx, JsonBody, Path, Query};
+use crate::model::{Project, ProjectId, StorageCredential, StorageProfile, Warehouse, WarehouseId};
+use crate::service::{CreateWarehouse, UpdateWarehouseStorage};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_info))
+        .routes(routes!(bootstrap))
+        .routes(routes!(list_projects, create_project))
+        .routes(routes!(get_project, delete_project))
+        .routes(routes!(rename_project))
+        .routes(routes!(list_warehouses, create_warehouse))
+        .routes(routes!(get_warehouse, delete_warehouse))
+        .routes(routes!(rename_warehouse))
+        .routes(routes!(update_warehouse_storage))
+        .routes(routes!(update_warehouse_credential))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct ServerInfoResponse {
+    /// Floe's version.
+    pub version: String,
+    pub bootstrapped: bool,
+    /// `sqlite` or `postgres`.
+    pub persistence_backend: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_project_id: Option<Uuid>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrapped_at: Option<DateTime<Utc>>,
+}
+
+/// Version, bootstrap state and persistence backend.
+#[utoipa::path(get, path = "/info", tag = "server",
+    responses((status = 200, body = ServerInfoResponse)))]
+async fn get_info(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+) -> ApiResult<Json<ServerInfoResponse>> {
+    let status = state.services.server_status(&ctx).await?;
+    Ok(Json(ServerInfoResponse {
+        version: status.version.to_string(),
+        bootstrapped: status.info.is_some(),
+        persistence_backend: status.backend.to_string(),
+        server_id: status.info.as_ref().map(|i| i.server_id),
+        default_project_id: status.info.as_ref().map(|i| i.default_project_id.0),
+        bootstrapped_at: status.info.as_ref().map(|i| i.bootstrapped_at),
+    }))
+}
+
+/// Bootstraps the server and creates the default project; a second call is a 409.
+#[utoipa::path(post, path = "/bootstrap", tag = "server",
+    responses((status = 200, body = ServerInfoResponse),
+              (status = 409, description = "already bootstrapped", body = IcebergErrorResponse)))]
+async fn bootstrap(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+) -> ApiResult<Json<ServerInfoResponse>> {
+    let info = state.services.bootstrap(&ctx).await?;
+    Ok(Json(ServerInfoResponse {
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        bootstrapped: true,
+        persistence_backend: state.backend.to_string(),
+        server_id: Some(info.server_id),
+        default_project_id: Some(info.default_project_id.0),
+        bootstrapped_at: Some(info.bootstrapped_at),
+    }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct ProjectResponse {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Project> for ProjectResponse {
+    fn from(p: Project) -> Self {
+        ProjectResponse {
+            id: p.id.0,
+            name: p.name,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListProjectsResponse {
+    pub projects: Vec<ProjectResponse>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ProjectNameRequest {
+    pub name: String,
+}
+
+/// All projects, by name.
+#[utoipa::path(get, path = "/projects", tag = "projects",
+    responses((status = 200, body = ListProjectsResponse)))]
+async fn list_projects(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+) -> ApiResult<Json<ListProjectsResponse>> {
+    let projects = state.services.list_projects(&ctx).await?;
+    Ok(Json(ListProjectsResponse {
+        projects: projects.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Creates a project.
+#[utoipa::path(post, path = "/projects", tag = "projects", request_body = ProjectNameRequest,
+    responses((status = 201, body = ProjectResponse),
+              (status = 400, body = IcebergErrorResponse),
+              (status = 409, description = "name taken", body = IcebergErrorResponse)))]
+async fn create_project(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    JsonBody(request): JsonBody<ProjectNameRequest>,
+) -> ApiResult<(StatusCode, Json<ProjectResponse>)> {
+    let project = state.services.create_project(&ctx, request.name).await?;
+    Ok((StatusCode::CREATED, Json(project.into())))
+}
+
+/// One project.
+#[utoipa::path(get, path = "/projects/{id}", tag = "projects",
+    params(("id" = Uuid, Path, description = "project id")),
+    responses((status = 200, body = ProjectResponse), (status = 404, body = IcebergErrorResponse)))]
+async fn get_project(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<ProjectResponse>> {
+    let project = state.services.get_project(&ctx, ProjectId(id)).await?;
+    Ok(Json(project.into()))
+}
+
+/// Renames a project.
+#[utoipa::path(post, path = "/projects/{id}/rename", tag = "projects", request_body = ProjectNameRequest,
+    params(("id" = Uuid, Path, description = "project id")),
+    responses((status = 200, body = ProjectResponse), (status = 404, body = IcebergErrorResponse),
+              (status = 409, description = "name taken", body = IcebergErrorResponse)))]
+async fn rename_project(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+    JsonBody(request): JsonBody<ProjectNameRequest>,
+) -> ApiResult<Json<ProjectResponse>> {
+    let project = state
+        .services
+        .rename_project(&ctx, ProjectId(id), request.name)
+        .await?;
+    Ok(Json(project.into()))
+}
+
+/// Deletes a project that has no warehouses (the default project stays).
+#[utoipa::path(delete, path = "/projects/{id}", tag = "projects",
+    params(("id" = Uuid, Path, description = "project id")),
+    responses((status = 204), (status = 404, body = IcebergErrorResponse),
+              (status = 409, description = "project not empty", body = IcebergErrorResponse)))]
+async fn delete_project(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    state.services.delete_project(&ctx, ProjectId(id)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct WarehouseResponse {
+    pub id: Uuid,
+    pub name: String,
+    pub project_id: Uuid,
+    pub storage_profile: StorageProfile,
+    /// Whether a storage credential is set; the credential itself is never returned.
+    pub has_storage_credential: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<Warehouse> for WarehouseResponse {
+    fn from(w: Warehouse) -> Self {
+        WarehouseResponse {
+            id: w.id.0,
+            name: w.name,
+            project_id: w.project_id.0,
+            storage_profile: w.storage_profile,
+            has_storage_credential: w.credential_secret_id.is_some(),
+            created_at: w.created_at,
+            updated_at: w.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListWarehousesResponse {
+    pub warehouses: Vec<WarehouseResponse>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "kebab-case")]
+#[into_params(parameter_in = Query)]
+pub struct ListWarehousesQuery {
+    /// Only this project's warehouses.
+    pub project_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CreateWarehouseRequest {
+    /// 3 to 63 characters of a-z, 0-9 and '-'.
+    pub name: String,
+    /// The default project when absent.
+    #[serde(default)]
+    pub project_id: Option<Uuid>,
+    pub storage_profile: StorageProfile,
+    #[serde(default)]
+    pub storage_credential: Option<StorageCredential>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct WarehouseNameRequest {
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UpdateStorageRequest {
+    pub storage_profile: StorageProfile,
+    /// The new credential; absent or null leaves the warehouse without one.
+    #[serde(default)]
+    pub storage_credential: Option<StorageCredential>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct UpdateCredentialRequest {
+    /// The new credential; null removes it.
+    pub storage_credential: Option<StorageCredential>,
+}
+
+/// Warehouses, of one project or of all.
+#[utoipa::path(get, path = "/warehouses", tag = "warehouses", params(ListWarehousesQuery),
+    responses((status = 200, body = ListWarehousesResponse)))]
+async fn list_warehouses(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Query(query): Query<ListWarehousesQuery>,
+) -> ApiResult<Json<ListWarehousesResponse>> {
+    let warehouses = state
+        .services
+        .list_warehouses(&ctx, query.project_id.map(ProjectId))
+        .await?;
+    Ok(Json(ListWarehousesResponse {
+        warehouses: warehouses.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Creates a warehouse. Its storage is probed first; its credential is stored encrypted and never
+/// returned.
+#[utoipa::path(post, path = "/warehouses", tag = "warehouses", request_body = CreateWarehouseRequest,
+    responses((status = 201, body = WarehouseResponse),
+              (status = 400, body = IcebergErrorResponse),
+              (status = 404, description = "no such project", body = IcebergErrorResponse),
+              (status = 409, description = "name taken", body = IcebergErrorResponse)))]
+async fn create_warehouse(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    JsonBody(request): JsonBody<CreateWarehouseRequest>,
+) -> ApiResult<(StatusCode, Json<WarehouseResponse>)> {
+    let warehouse = state
+        .services
+        .create_warehouse(
+            &ctx,
+            CreateWarehouse {
+                name: request.name,
+                project_id: request.project_id.map(ProjectId),
+                storage_profile: request.storage_profile,
+                storage_credential: request.storage_credential,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(warehouse.into())))
+}
+
+/// One warehouse.
+#[utoipa::path(get, path = "/warehouses/{id}", tag = "warehouses",
+    params(("id" = Uuid, Path, description = "warehouse id")),
+    responses((status = 200, body = WarehouseResponse), (status = 404, body = IcebergErrorResponse)))]
+async fn get_warehouse(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<WarehouseResponse>> {
+    let warehouse = state.services.get_warehouse(&ctx, WarehouseId(id)).await?;
+    Ok(Json(warehouse.into()))
+}
+
+/// Renames a warehouse.
+#[utoipa::path(post, path = "/warehouses/{id}/rename", tag = "warehouses", request_body = WarehouseNameRequest,
+    params(("id" = Uuid, Path, description = "warehouse id")),
+    responses((status = 200, body = WarehouseResponse), (status = 404, body = IcebergErrorResponse),
+              (status = 409, description = "name taken", body = IcebergErrorResponse)))]
+async fn rename_warehouse(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+    JsonBody(request): JsonBody<WarehouseNameRequest>,
+) -> ApiResult<Json<WarehouseResponse>> {
+    let warehouse = state
+        .services
+        .rename_warehouse(&ctx, WarehouseId(id), request.name)
+        .await?;
+    Ok(Json(warehouse.into()))
+}
+
+/// Replaces the storage profile and credential; the storage location itself cannot change.
+#[utoipa::path(put, path = "/warehouses/{id}/storage", tag = "warehouses", request_body = UpdateStorageRequest,
+    params(("id" = Uuid, Path, description = "warehouse id")),
+    responses((status = 200, body = WarehouseResponse), (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse)))]
+async fn update_warehouse_storage(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+    JsonBody(request): JsonBody<UpdateStorageRequest>,
+) -> ApiResult<Json<WarehouseResponse>> {
+    let warehouse = state
+        .services
+        .update_warehouse_storage(
+            &ctx,
+            WarehouseId(id),
+            UpdateWarehouseStorage {
+                storage_profile: request.storage_profile,
+                storage_credential: request.storage_credential,
+            },
+        )
+        .await?;
+    Ok(Json(warehouse.into()))
+}
+
+/// Replaces or removes the storage credential.
+#[utoipa::path(put, path = "/warehouses/{id}/storage-credential", tag = "warehouses",
+    request_body = UpdateCredentialRequest,
+    params(("id" = Uuid, Path, description = "warehouse id")),
+    responses((status = 200, body = WarehouseResponse), (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse)))]
+async fn update_warehouse_credential(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+    JsonBody(request): JsonBody<UpdateCredentialRequest>,
+) -> ApiResult<Json<WarehouseResponse>> {
+    let warehouse = state
+        .services
+        .update_warehouse_credential(&ctx, WarehouseId(id), request.storage_credential)
+        .await?;
+    Ok(Json(warehouse.into()))
+}
+
+/// Deletes an empty warehouse.
+#[utoipa::path(delete, path = "/warehouses/{id}", tag = "warehouses",
+    params(("id" = Uuid, Path, description = "warehouse id")),
+    responses((status = 204), (status = 404, body = IcebergErrorResponse),
+              (status = 409, description = "warehouse not empty", body = IcebergErrorResponse)))]
+async fn delete_warehouse(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    state
+        .services
+        .delete_warehouse(&ctx, WarehouseId(id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,193 @@
+//! HTTP: the axum routers of the Iceberg REST catalog (`/catalog`), the management API
+//! (`/management/v1`), operations (`/health`, `/ready`) and the API browser (`/docs`).
+//!
+//! Architecture invariant: this is the only module (with the S3 gateway) that knows HTTP. Handlers
+//! extract, call one use case on [`Services`], and convert; wire DTOs live here; every error leaves
+//! through `error::ApiError`.
+
+pub mod catalog;
+pub mod error;
+pub mod extract;
+pub mod management;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::OpenApi as OpenApiDoc;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::{SwaggerUi, Url};
+
+use crate::authn::Authenticator;
+use crate::service::{RequestContext, Services};
+use error::{ApiError, error_response};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Services,
+    pub authn: Arc<dyn Authenticator>,
+    /// The persistence backend's name, for `/management/v1/info` answers.
+    pub backend: &'static str,
+}
+
+/// HTTP-level settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub max_body_bytes: usize,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Floe management API", description = "Bootstrap, projects and warehouses of a Floe server."),
+    tags((name = "server"), (name = "projects"), (name = "warehouses"))
+)]
+struct ManagementDoc;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Floe Iceberg REST catalog", description = "The Apache Iceberg REST catalog API as Floe serves it."),
+    tags((name = "configuration"), (name = "namespaces"))
+)]
+struct CatalogDoc;
+
+fn management_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ManagementDoc::openapi())
+        .nest("/management/v1", management::router())
+}
+
+fn catalog_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(CatalogDoc::openapi()).nest("/catalog", catalog::router())
+}
+
+/// The OpenAPI description of the management API, as checked in at `openapi/management.yaml`.
+pub fn management_openapi() -> OpenApiDoc {
+    management_routes().split_for_parts().1
+}
+
+/// The OpenAPI description of the catalog API, as checked in at `openapi/catalog.yaml`.
+pub fn catalog_openapi() -> OpenApiDoc {
+    catalog_routes().split_for_parts().1
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState, settings: &HttpSettings) -> Router {
+    let (management, management_doc) = management_routes().split_for_parts();
+    let (catalog, catalog_doc) = catalog_routes().split_for_parts();
+    let request_id = HeaderName::from_static("x-request-id");
+
+    let api = management
+        .merge(catalog)
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .route("/health", axum::routing::get(health))
+        .route("/ready", axum::routing::get(ready))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state);
+
+    Router::new()
+        .merge(api)
+        .merge(SwaggerUi::new("/docs").urls(vec![
+            (Url::new("management", "/docs/management.json"), management_doc),
+            (Url::new("catalog", "/docs/catalog.json"), catalog_doc),
+        ]))
+        .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Authenticates the caller and stores the request's [`RequestContext`] for the handlers.
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let principal = match state.authn.authenticate(request.headers()).await {
+        Ok(principal) => principal,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    request.extensions_mut().insert(RequestContext {
+        principal,
+        request_id,
+    });
+    next.run(request).await
+}
+
+/// Liveness: the process answers.
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Readiness: the database and every module answer.
+async fn ready(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(5), state.services.ready()).await {
+        Ok(Ok(())) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!(error = ?e, "not ready");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(serde_json::json!({ "status": "unavailable", "reason": e.message })),
+            )
+                .into_response()
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "unavailable", "reason": "readiness check timed out" })),
+        )
+            .into_response(),
+    }
+}
+
+async fn not_found(request: Request) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "NotFoundException".into(),
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowedException".into(),
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    ApiError(crate::error::Error::internal(
+        "handler panicked",
+        anyhow::anyhow!("panic: {detail}"),
+    ))
+    .into_response()
+}

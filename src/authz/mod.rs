@@ -1,0 +1,74 @@
+//! Authorization: may this principal do this action on this resource? Every use case in `service/`
+//! asks the `Authorizer` in its authorize phase, so swapping in a real one (OpenFGA, later) changes no
+//! use case. The in-tree default, [`AllowAll`], allows everything (development).
+//!
+//! Depends on `model` and `authn::Principal` only.
+
+use async_trait::async_trait;
+
+use crate::authn::Principal;
+use crate::error::Result;
+use crate::model::{NamespaceIdent, ProjectId, WarehouseId};
+
+/// What a caller wants to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    ServerBootstrap,
+    ServerReadInfo,
+    ProjectCreate,
+    ProjectList,
+    ProjectRead,
+    ProjectRename,
+    ProjectDelete,
+    WarehouseCreate,
+    WarehouseList,
+    WarehouseRead,
+    WarehouseRename,
+    WarehouseUpdateStorage,
+    WarehouseDelete,
+    CatalogReadConfig,
+    NamespaceList,
+    NamespaceCreate,
+    NamespaceRead,
+    NamespaceUpdateProperties,
+    NamespaceDrop,
+}
+
+/// What the action is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resource {
+    Server,
+    Project(ProjectId),
+    Warehouse(WarehouseId),
+    Namespace {
+        warehouse: WarehouseId,
+        namespace: NamespaceIdent,
+    },
+}
+
+#[async_trait]
+pub trait Authorizer: Send + Sync {
+    /// `Ok` when allowed; `Forbidden` (or `Unauthenticated` for an anonymous caller who must sign
+    /// in) when not.
+    async fn authorize(
+        &self,
+        principal: &Principal,
+        action: Action,
+        resource: &Resource,
+    ) -> Result<()>;
+    async fn health(&self) -> Result<()>;
+}
+
+/// Allows everything.
+pub struct AllowAll;
+
+#[async_trait]
+impl Authorizer for AllowAll {
+    async fn authorize(&self, _: &Principal, _: Action, _: &Resource) -> Result<()> {
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,505 @@
+//! Floe's one configuration tree, loaded once at start and handed down as typed sub-structs.
+//!
+//! Layers, later wins: built-in defaults -> optional TOML file (`--config`) -> `FLOE__SECTION__KEY`
+//! environment variables -> command-line flags. Unknown keys are errors, and [`Config::validate`]
+//! checks values, so a typo stops the server at start with a message that names the setting.
+//! No global config: nothing below `main`/`server` reads the environment.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub database: DatabaseConfig,
+    pub secrets: SecretsConfig,
+    pub log: LogConfig,
+    pub bootstrap: BootstrapConfig,
+    pub authn: AuthnConfig,
+    pub authz: AuthzConfig,
+    pub events: EventsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP API listens on.
+    pub listen: SocketAddr,
+    /// The URL clients use to reach this server (printed at start); derived from `listen` if unset.
+    pub public_url: Option<String>,
+    /// Largest accepted request body, in bytes; larger bodies get 413.
+    pub max_body_bytes: usize,
+    /// How long a graceful shutdown waits for in-flight requests, in seconds.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8181)),
+            public_url: None,
+            max_body_bytes: 10 * 1024 * 1024,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Where the embedded defaults live: `catalog.db`, `secret.key`, `warehouses/`.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            data_dir: PathBuf::from("./floe-data"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    Off,
+    Normal,
+    Full,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `postgres://...` for PostgreSQL, `sqlite://PATH` for SQLite; unset means SQLite at
+    /// `<data_dir>/catalog.db`.
+    pub url: Option<String>,
+    /// Largest connection pool per Floe process.
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// How long a request waits for a pooled connection, in milliseconds.
+    pub acquire_timeout_ms: u64,
+    /// Idle connections are closed after this many seconds.
+    pub idle_timeout_secs: u64,
+    /// PostgreSQL `statement_timeout`, and SQLite's busy timeout, in milliseconds.
+    pub statement_timeout_ms: u64,
+    /// SQLite's `synchronous` pragma (the journal is always WAL).
+    pub sqlite_synchronous: SqliteSynchronous,
+    /// Apply pending migrations when `serve` starts. Unset: yes for SQLite, no for PostgreSQL
+    /// (run `floe migrate` once per upgrade instead).
+    pub auto_migrate: Option<bool>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 10,
+            min_connections: 0,
+            acquire_timeout_ms: 5_000,
+            idle_timeout_secs: 600,
+            statement_timeout_ms: 30_000,
+            sqlite_synchronous: SqliteSynchronous::Full,
+            auto_migrate: None,
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("url", &self.url.as_deref().map(redact_url))
+            .field("max_connections", &self.max_connections)
+            .field("min_connections", &self.min_connections)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .field("sqlite_synchronous", &self.sqlite_synchronous)
+            .field("auto_migrate", &self.auto_migrate)
+            .finish()
+    }
+}
+
+/// Hides the password of a database URL (`postgres://user:secret@host` -> `postgres://user:***@host`).
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.rsplit_once('@')
+        && let Some((user, _)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
+}
+
+/// Which database a URL selects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseTarget {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl Config {
+    pub fn database_target(&self) -> anyhow::Result<DatabaseTarget> {
+        match self.database.url.as_deref() {
+            None => Ok(DatabaseTarget::Sqlite(
+                self.storage.data_dir.join("catalog.db"),
+            )),
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Ok(DatabaseTarget::Postgres(url.to_string()))
+            }
+            Some(url) if url.starts_with("sqlite://") => {
+                let path = url.trim_start_matches("sqlite://");
+                let path = path.split('?').next().unwrap_or(path);
+                if path.is_empty() {
+                    bail!("database.url {url:?} names no SQLite file");
+                }
+                Ok(DatabaseTarget::Sqlite(PathBuf::from(path)))
+            }
+            Some(url) => bail!(
+                "database.url {:?} is not supported: use postgres://... or sqlite://PATH",
+                redact_url(url)
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretsBackend {
+    /// AES-256-GCM encrypted in the catalog database.
+    Database,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    pub backend: SecretsBackend,
+    /// Base64 of a 32-byte key. With SQLite and no key set, one is generated into
+    /// `<data_dir>/secret.key` (mode 0600). PostgreSQL deployments must set it (or `encryption_key_file`)
+    /// so that every instance shares it.
+    pub encryption_key: Option<String>,
+    /// A file holding the base64 key (e.g. a mounted Kubernetes secret).
+    pub encryption_key_file: Option<PathBuf>,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        SecretsConfig {
+            backend: SecretsBackend::Database,
+            encryption_key: None,
+            encryption_key_file: None,
+        }
+    }
+}
+
+impl fmt::Debug for SecretsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretsConfig")
+            .field("backend", &self.backend)
+            .field(
+                "encryption_key",
+                &self.encryption_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("encryption_key_file", &self.encryption_key_file)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A `tracing` filter, e.g. `info` or `floe=debug,sqlx=warn`; `RUST_LOG` wins when set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info,sqlx=warn".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BootstrapConfig {
+    /// Bootstrap at start with a default project and a local warehouse. Unset: yes for SQLite,
+    /// no for PostgreSQL (call `POST /management/v1/bootstrap` instead).
+    pub auto: Option<bool>,
+    /// Name of the local warehouse created by the automatic bootstrap, under `<data_dir>/warehouses/`.
+    pub warehouse: String,
+}
+
+impl Default for BootstrapConfig {
+    fn default() -> Self {
+        BootstrapConfig {
+            auto: None,
+            warehouse: "demo".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthnBackend {
+    /// Every caller is anonymous (development only).
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthnConfig {
+    pub backend: AuthnBackend,
+}
+
+impl Default for AuthnConfig {
+    fn default() -> Self {
+        AuthnConfig {
+            backend: AuthnBackend::None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthzBackend {
+    /// Everything is allowed (development only).
+    AllowAll,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthzConfig {
+    pub backend: AuthzBackend,
+}
+
+impl Default for AuthzConfig {
+    fn default() -> Self {
+        AuthzConfig {
+            backend: AuthzBackend::AllowAll,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventsBackend {
+    /// Each event is a `tracing` log line.
+    Log,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Every event goes to each of these.
+    pub backends: Vec<EventsBackend>,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            backends: vec![EventsBackend::Log],
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            storage: StorageConfig::default(),
+            database: DatabaseConfig::default(),
+            secrets: SecretsConfig::default(),
+            log: LogConfig::default(),
+            bootstrap: BootstrapConfig::default(),
+            authn: AuthnConfig::default(),
+            authz: AuthzConfig::default(),
+            events: EventsConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then `FLOE__SECTION__KEY` variables from `env`.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<Config> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                bail!("config file {} does not exist", file.display());
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        // The variables are passed in (not read from the process) so loading is testable; they nest
+        // on `__` like figment's `Env::split("__")`.
+        let mut overrides = figment::value::Dict::new();
+        for (key, value) in env {
+            let Some(path) = key.strip_prefix("FLOE__") else {
+                continue;
+            };
+            let path: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            insert_path(&mut overrides, &path, parse_env_value(&value));
+        }
+        figment = figment.merge(Serialized::defaults(overrides));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that serde cannot; every message names the setting.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let db = &self.database;
+        if db.max_connections == 0 {
+            bail!("database.max_connections must be at least 1");
+        }
+        if db.min_connections > db.max_connections {
+            bail!("database.min_connections must not exceed database.max_connections");
+        }
+        if db.acquire_timeout_ms == 0 || db.statement_timeout_ms == 0 {
+            bail!("database.acquire_timeout_ms and database.statement_timeout_ms must be positive");
+        }
+        self.database_target()?;
+        if self.server.max_body_bytes < 1024 {
+            bail!("server.max_body_bytes must be at least 1024");
+        }
+        if let Some(url) = &self.server.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("server.public_url must start with http:// or https://");
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .with_context(|| format!("log.level {:?} is not a valid filter", self.log.level))?;
+        crate::model::validate_warehouse_name(&self.bootstrap.warehouse)
+            .map_err(|e| anyhow::anyhow!("bootstrap.warehouse: {}", e.message))?;
+        if let Some(key) = &self.secrets.encryption_key {
+            crate::secrets::parse_key(key).context("secrets.encryption_key")?;
+        }
+        Ok(())
+    }
+
+    /// The base URL clients use.
+    pub fn public_url(&self) -> String {
+        match &self.server.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.server.listen),
+        }
+    }
+}
+
+fn insert_path(dict: &mut figment::value::Dict, path: &[String], value: figment::value::Value) {
+    use figment::value::{Dict, Value};
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert(last.clone(), value);
+        }
+        [first, rest @ ..] => {
+            let entry = dict
+                .entry(first.clone())
+                .or_insert_with(|| Value::from(Dict::new()));
+            if let Value::Dict(_, inner) = entry {
+                insert_path(inner, rest, value);
+            } else {
+                let mut inner = Dict::new();
+                insert_path(&mut inner, rest, value);
+                *entry = Value::from(inner);
+            }
+        }
+    }
+}
+
+/// Env values are strings; like figment's `Env`, read numbers, booleans and `[a, b]` lists as such.
+fn parse_env_value(value: &str) -> figment::value::Value {
+    value
+        .parse::<figment::value::Value>()
+        .unwrap_or_else(|_| figment::value::Value::from(value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let config = Config::load(None, env(&[])).unwrap();
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:8181");
+        assert_eq!(
+            config.database_target().unwrap(),
+            DatabaseTarget::Sqlite(PathBuf::from("./floe-data/catalog.db"))
+        );
+    }
+
+    #[test]
+    fn env_overrides_file_and_nested_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("floe.toml");
+        std::fs::write(
+            &file,
+            "[database]\nmax_connections = 3\nurl = \"postgres://u:pw@localhost/db\"\n",
+        )
+        .unwrap();
+        let config = Config::load(
+            Some(&file),
+            env(&[
+                ("FLOE__DATABASE__MAX_CONNECTIONS", "7"),
+                ("FLOE__LOG__FORMAT", "json"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.database.max_connections, 7);
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert!(matches!(
+            config.database_target().unwrap(),
+            DatabaseTarget::Postgres(_)
+        ));
+        assert!(!format!("{config:?}").contains("pw"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::load(None, env(&[("FLOE__DATABASE__MAX_CONNECTIONS", "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("database.max_connections"), "{err}");
+        let err = Config::load(None, env(&[("FLOE__SERVER__LISTEN", "nowhere")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listen"), "{err}");
+        let err = Config::load(None, env(&[("FLOE__DATABASE__NOPE", "1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
+        let err = Config::load(None, env(&[("FLOE__DATABASE__URL", "mysql://x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not supported"), "{err}");
+    }
+}

@@ -1,0 +1,130 @@
+//! The `floe` command: `serve` (the default), `migrate`, `openapi`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use floe::config::{Config, LogFormat};
+use floe::server::{Floe, shutdown_signal};
+use floe::store::Persistence;
+
+#[derive(Parser)]
+#[command(
+    name = "floe",
+    version,
+    about = "An Apache Iceberg REST catalog in one binary"
+)]
+struct Cli {
+    /// A TOML configuration file (settings there are overridden by FLOE__SECTION__KEY variables).
+    #[arg(long, global = true, env = "FLOE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the catalog and management APIs (the default).
+    Serve {
+        /// Address to listen on, e.g. 0.0.0.0:8181 (server.listen).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Folder of the embedded database, secrets key and local warehouses (storage.data_dir).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Write the OpenAPI descriptions (management.yaml, catalog.yaml) into a folder.
+    Openapi {
+        #[arg(long, default_value = "openapi")]
+        out_dir: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("floe: {e:#}");
+            std::process::exit(2);
+        }
+    };
+    let command = cli.command.unwrap_or(Command::Serve {
+        listen: None,
+        data_dir: None,
+    });
+    if let Command::Serve { listen, data_dir } = &command {
+        if let Some(listen) = listen {
+            config.server.listen = *listen;
+        }
+        if let Some(dir) = data_dir {
+            config.storage.data_dir = dir.clone();
+        }
+    }
+    init_logging(&config);
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        match command {
+            Command::Serve { .. } => serve(config).await,
+            Command::Migrate => {
+                Persistence::open(&config, true).await?;
+                println!("migrations applied");
+                Ok(())
+            }
+            Command::Openapi { out_dir } => {
+                std::fs::create_dir_all(&out_dir)?;
+                for (name, doc) in [
+                    ("management.yaml", floe::api::management_openapi()),
+                    ("catalog.yaml", floe::api::catalog_openapi()),
+                ] {
+                    let path = out_dir.join(name);
+                    std::fs::write(&path, doc.to_yaml()?)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!("wrote {}", path.display());
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    tracing::info!(config = ?config, "starting floe");
+    let floe = Floe::build(&config).await?;
+    let url = match &config.server.public_url {
+        Some(_) => config.public_url(),
+        None => format!("http://{}", floe.local_addr()),
+    };
+    let warehouse = &config.bootstrap.warehouse;
+    println!(
+        "\nFloe {version} is serving\n  \
+         Iceberg REST catalog  {url}/catalog\n  \
+         Management API        {url}/management/v1\n  \
+         API browser           {url}/docs/\n\n\
+         PyIceberg:\n  \
+         from pyiceberg.catalog import load_catalog\n  \
+         catalog = load_catalog(\"floe\", type=\"rest\", uri=\"{url}/catalog\", warehouse=\"{warehouse}\")\n",
+        version = env!("CARGO_PKG_VERSION"),
+    );
+    if floe.auto_bootstrapped {
+        tracing::info!(
+            warehouse,
+            "bootstrapped with a default project and a local warehouse"
+        );
+    }
+    floe.run(shutdown_signal()).await
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

@@ -1,0 +1,532 @@
+//! The shared vocabulary of Floe: ids, validated names, and the records every layer talks about
+//! (projects, warehouses, storage profiles, refs, namespaces).
+//!
+//! This is the ground floor: it depends only on `error` and on serialization crates, never on HTTP,
+//! SQL or any other Floe module.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+
+macro_rules! id_type {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub Uuid);
+
+        impl $name {
+            /// A new, time-ordered (UUIDv7) id.
+            pub fn new() -> Self {
+                $name(Uuid::now_v7())
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = uuid::Error;
+            fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+                Uuid::parse_str(s).map($name)
+            }
+        }
+    };
+}
+
+id_type!(ProjectId);
+id_type!(WarehouseId);
+id_type!(RefId);
+id_type!(NamespaceId);
+id_type!(SecretId);
+
+/// The longest name (a project name, a namespace level, a table name), in UTF-8 bytes.
+pub const MAX_NAME_BYTES: usize = 255;
+/// The deepest namespace.
+pub const MAX_NAMESPACE_LEVELS: usize = 16;
+/// The longest property key, in UTF-8 bytes.
+pub const MAX_PROPERTY_KEY_BYTES: usize = 1024;
+/// The longest property value, in UTF-8 bytes.
+pub const MAX_PROPERTY_VALUE_BYTES: usize = 64 * 1024;
+/// The name of the branch every warehouse starts with.
+pub const MAIN_BRANCH: &str = "main";
+
+/// Checks a general name (project, namespace level, table, view): non-empty, at most
+/// [`MAX_NAME_BYTES`], no control characters (NUL and the `0x1F` namespace separator included),
+/// not made only of `/`, and not `.` or `..` (names become parts of storage paths).
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::bad_request(format!("{what} must not be empty")));
+    }
+    if name.len() > MAX_NAME_BYTES {
+        return Err(Error::bad_request(format!(
+            "{what} is {} bytes long; the limit is {MAX_NAME_BYTES}",
+            name.len()
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Error::bad_request(format!(
+            "{what} must not contain control characters (NUL, 0x1F...)"
+        )));
+    }
+    if name.chars().all(|c| c == '/') {
+        return Err(Error::bad_request(format!(
+            "{what} must not consist only of '/'"
+        )));
+    }
+    if name == "." || name == ".." {
+        return Err(Error::bad_request(format!(
+            "{what} must not be '.' or '..'"
+        )));
+    }
+    if name.trim() != name {
+        return Err(Error::bad_request(format!(
+            "{what} must not start or end with whitespace"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a warehouse name. Warehouses become S3 bucket names on the built-in gateway and may be
+/// followed by `@branch` in a client's `warehouse` setting, so the rules are S3's bucket rules without
+/// dots: 3 to 63 characters of `a-z`, `0-9` and `-`, starting and ending with a letter or digit.
+pub fn validate_warehouse_name(name: &str) -> Result<()> {
+    let ok_len = (3..=63).contains(&name.len());
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    let ok_ends = name
+        .bytes()
+        .next()
+        .zip(name.bytes().last())
+        .is_some_and(|(a, b)| a.is_ascii_alphanumeric() && b.is_ascii_alphanumeric());
+    if ok_len && ok_chars && ok_ends {
+        Ok(())
+    } else {
+        Err(Error::bad_request(format!(
+            "warehouse name {name:?} is invalid: use 3 to 63 characters of a-z, 0-9 and '-', \
+             starting and ending with a letter or digit"
+        )))
+    }
+}
+
+/// Checks a property map: keys non-empty and bounded, no NUL anywhere (PostgreSQL cannot store it).
+pub fn validate_properties<'a>(
+    keys_and_values: impl IntoIterator<Item = (&'a str, Option<&'a str>)>,
+) -> Result<()> {
+    for (key, value) in keys_and_values {
+        if key.is_empty() {
+            return Err(Error::bad_request("property keys must not be empty"));
+        }
+        if key.len() > MAX_PROPERTY_KEY_BYTES {
+            return Err(Error::bad_request(format!(
+                "property key is {} bytes long; the limit is {MAX_PROPERTY_KEY_BYTES}",
+                key.len()
+            )));
+        }
+        if key.contains('\0') {
+            return Err(Error::bad_request("property keys must not contain NUL"));
+        }
+        if let Some(value) = value {
+            if value.len() > MAX_PROPERTY_VALUE_BYTES {
+                return Err(Error::bad_request(format!(
+                    "value of property {key:?} is {} bytes long; the limit is {MAX_PROPERTY_VALUE_BYTES}",
+                    value.len()
+                )));
+            }
+            if value.contains('\0') {
+                return Err(Error::bad_request(format!(
+                    "value of property {key:?} must not contain NUL"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A validated, multi-level namespace name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct NamespaceIdent(Vec<String>);
+
+impl NamespaceIdent {
+    /// The separator between levels in storage keys and in the `%1F`-encoded path parameter.
+    pub const SEPARATOR: char = '\u{1f}';
+
+    pub fn new(levels: Vec<String>) -> Result<Self> {
+        if levels.is_empty() {
+            return Err(Error::bad_request("namespace must have at least one level"));
+        }
+        if levels.len() > MAX_NAMESPACE_LEVELS {
+            return Err(Error::bad_request(format!(
+                "namespace has {} levels; the limit is {MAX_NAMESPACE_LEVELS}",
+                levels.len()
+            )));
+        }
+        for level in &levels {
+            validate_name("namespace level", level)?;
+        }
+        Ok(NamespaceIdent(levels))
+    }
+
+    /// Parses the `0x1F`-separated form used in URL paths (`a%1Fb`) and in the store.
+    pub fn from_joined(joined: &str) -> Result<Self> {
+        Self::new(joined.split(Self::SEPARATOR).map(str::to_owned).collect())
+    }
+
+    /// The `0x1F`-separated form; unique per namespace, sorts parents before children.
+    pub fn joined(&self) -> String {
+        self.0.join("\u{1f}")
+    }
+
+    pub fn levels(&self) -> &[String] {
+        &self.0
+    }
+
+    pub fn parent(&self) -> Option<NamespaceIdent> {
+        (self.0.len() > 1).then(|| NamespaceIdent(self.0[..self.0.len() - 1].to_vec()))
+    }
+}
+
+impl fmt::Display for NamespaceIdent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Project {
+    pub id: ProjectId,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Where a warehouse keeps its files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum StorageProfile {
+    /// A directory on the server's local file system.
+    #[serde(rename_all = "kebab-case")]
+    Local {
+        /// Absolute path of the warehouse's root directory.
+        #[schema(value_type = String)]
+        root: PathBuf,
+    },
+    /// An S3 bucket (AWS or any S3-compatible store).
+    #[serde(rename_all = "kebab-case")]
+    S3 {
+        bucket: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key_prefix: Option<String>,
+        region: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        endpoint: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        path_style_access: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sts_enabled: Option<bool>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sts_role_arn: Option<String>,
+    },
+}
+
+impl StorageProfile {
+    /// Validates the profile's own fields (not whether the store is reachable).
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            StorageProfile::Local { root } => {
+                if !root.is_absolute() {
+                    return Err(Error::bad_request(format!(
+                        "local storage root {root:?} must be an absolute path"
+                    )));
+                }
+                let text = root.to_string_lossy();
+                if text.contains('\0') {
+                    return Err(Error::bad_request(
+                        "local storage root must not contain NUL",
+                    ));
+                }
+                if root
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+                {
+                    return Err(Error::bad_request(
+                        "local storage root must not contain '..' components",
+                    ));
+                }
+                Ok(())
+            }
+            StorageProfile::S3 {
+                bucket,
+                key_prefix,
+                region,
+                endpoint,
+                sts_role_arn,
+                sts_enabled,
+                ..
+            } => {
+                let bucket_ok = (3..=63).contains(&bucket.len())
+                    && bucket.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                    });
+                if !bucket_ok {
+                    return Err(Error::bad_request(format!(
+                        "s3 bucket name {bucket:?} is invalid"
+                    )));
+                }
+                if region.is_empty() || region.chars().any(|c| c.is_control() || c == '/') {
+                    return Err(Error::bad_request("s3 region must be a region name"));
+                }
+                if let Some(prefix) = key_prefix
+                    && (prefix.chars().any(char::is_control)
+                        || prefix.split('/').any(|part| part == ".." || part == "."))
+                {
+                    return Err(Error::bad_request(
+                        "s3 key-prefix must not contain control characters or '.'/'..' segments",
+                    ));
+                }
+                if let Some(endpoint) = endpoint
+                    && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+                {
+                    return Err(Error::bad_request(
+                        "s3 endpoint must be an http:// or https:// URL",
+                    ));
+                }
+                if sts_enabled == &Some(true) && sts_role_arn.as_deref().unwrap_or("").is_empty() {
+                    return Err(Error::bad_request("sts-enabled requires sts-role-arn"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A credential for a warehouse's store. Stored only through the `SecretStore`; never returned.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum StorageCredential {
+    #[serde(rename_all = "kebab-case")]
+    S3AccessKey {
+        access_key_id: String,
+        secret_access_key: String,
+    },
+}
+
+impl fmt::Debug for StorageCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StorageCredential::S3AccessKey { .. } => f.write_str("S3AccessKey(<redacted>)"),
+        }
+    }
+}
+
+impl StorageCredential {
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            StorageCredential::S3AccessKey {
+                access_key_id,
+                secret_access_key,
+            } => {
+                if access_key_id.is_empty() || secret_access_key.is_empty() {
+                    return Err(Error::bad_request(
+                        "s3-access-key needs a non-empty access-key-id and secret-access-key",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks that this kind of credential fits the profile.
+    pub fn check_fits(&self, profile: &StorageProfile) -> Result<()> {
+        match (self, profile) {
+            (StorageCredential::S3AccessKey { .. }, StorageProfile::S3 { .. }) => Ok(()),
+            (StorageCredential::S3AccessKey { .. }, StorageProfile::Local { .. }) => Err(
+                Error::bad_request("a local storage profile takes no storage credential"),
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warehouse {
+    pub id: WarehouseId,
+    pub project_id: ProjectId,
+    pub name: String,
+    pub storage_profile: StorageProfile,
+    /// Id of the storage credential in the `SecretStore`, if the warehouse has one.
+    pub credential_secret_id: Option<SecretId>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RefKind {
+    Branch,
+    Tag,
+}
+
+impl RefKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefKind::Branch => "branch",
+            RefKind::Tag => "tag",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "branch" => Some(RefKind::Branch),
+            "tag" => Some(RefKind::Tag),
+            _ => None,
+        }
+    }
+}
+
+/// A named ref (branch or tag) of a warehouse. Every namespace, table and view belongs to one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ref {
+    pub id: RefId,
+    pub warehouse_id: WarehouseId,
+    pub name: String,
+    pub kind: RefKind,
+    pub created_at: DateTime<Utc>,
+}
+
+pub type Properties = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespace {
+    pub id: NamespaceId,
+    pub warehouse_id: WarehouseId,
+    pub ref_id: RefId,
+    pub ident: NamespaceIdent,
+    pub properties: Properties,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What the server knows about itself once bootstrapped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub server_id: Uuid,
+    pub bootstrapped_at: DateTime<Utc>,
+    pub default_project_id: ProjectId,
+}
+
+/// One page of a listing: items and the key to continue after, if there is more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next: Option<String>,
+}
+
+/// Paging request: start after `after` (exclusive), at most `limit` items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: Option<u32>,
+}
+
+impl PageRequest {
+    pub fn all() -> Self {
+        PageRequest {
+            after: None,
+            limit: None,
+        }
+    }
+}
+
+/// Current time, truncated to microseconds so that every backend stores and returns the same value.
+pub fn now() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_reject_the_documented_cases() {
+        for bad in ["", "\0", "a\u{1f}b", "/", "///", ".", "..", " a", "a\n"] {
+            assert!(validate_name("name", bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(validate_name("name", &"x".repeat(MAX_NAME_BYTES + 1)).is_err());
+        for good in [
+            "a",
+            "a/b",
+            "sales.eu",
+            "Ünïcode ✓",
+            "a b",
+            &"x".repeat(MAX_NAME_BYTES),
+        ] {
+            assert!(validate_name("name", good).is_ok(), "{good:?} rejected");
+        }
+    }
+
+    #[test]
+    fn warehouse_names_follow_bucket_rules() {
+        for good in ["demo", "my-warehouse-1", "abc"] {
+            assert!(validate_warehouse_name(good).is_ok(), "{good:?}");
+        }
+        for bad in [
+            "ab",
+            "Demo",
+            "-demo",
+            "demo-",
+            "de_mo",
+            "de.mo",
+            "demo@dev",
+            &"a".repeat(64),
+        ] {
+            assert!(validate_warehouse_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn namespace_ident_round_trips_through_the_separator() {
+        let ns = NamespaceIdent::new(vec!["a".into(), "b.c".into()]).unwrap();
+        assert_eq!(ns.joined(), "a\u{1f}b.c");
+        assert_eq!(NamespaceIdent::from_joined(&ns.joined()).unwrap(), ns);
+        assert_eq!(ns.parent().unwrap().levels(), ["a"]);
+        assert!(NamespaceIdent::new(vec![]).is_err());
+        assert!(NamespaceIdent::new(vec!["a".into(); MAX_NAMESPACE_LEVELS + 1]).is_err());
+        assert!(NamespaceIdent::from_joined("a\u{1f}").is_err());
+    }
+
+    #[test]
+    fn storage_profiles_are_validated() {
+        let local = |p: &str| StorageProfile::Local { root: p.into() };
+        assert!(local("/data/wh").validate().is_ok());
+        assert!(local("relative").validate().is_err());
+        assert!(local("/data/../etc").validate().is_err());
+        let s3: StorageProfile = serde_json::from_value(serde_json::json!({
+            "type": "s3", "bucket": "lake", "region": "us-east-1", "key-prefix": "a/../b"
+        }))
+        .unwrap();
+        assert!(s3.validate().is_err());
+        let creds = StorageCredential::S3AccessKey {
+            access_key_id: "AKIA".into(),
+            secret_access_key: "very-secret".into(),
+        };
+        assert!(!format!("{creds:?}").contains("very-secret"));
+    }
+}

@@ -1,0 +1,182 @@
+//! The composition root: the one place that knows which implementation of each module exists and
+//! wires them together from the configuration, then serves HTTP until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState, HttpSettings};
+use crate::authn::{Authenticator, NoAuthentication};
+use crate::authz::{AllowAll, Authorizer};
+use crate::config::{
+    AuthnBackend, AuthzBackend, Config, DatabaseTarget, EventsBackend, SecretsBackend,
+};
+use crate::events::{EventPublisher, LogPublisher};
+use crate::secrets::{
+    DbSecretStore, SecretStore, load_or_create_key_file, parse_key, read_key_file,
+};
+use crate::service::Services;
+use crate::store::Persistence;
+
+/// A Floe server, built and bound, not yet serving.
+pub struct Floe {
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown_timeout: Duration,
+    pub services: Services,
+    /// Whether this start bootstrapped the server (the embedded quickstart).
+    pub auto_bootstrapped: bool,
+}
+
+impl Floe {
+    /// Opens the database, builds every module, bootstraps if configured, and binds the listener.
+    pub async fn build(config: &Config) -> anyhow::Result<Floe> {
+        let target = config.database_target()?;
+        let embedded = matches!(target, DatabaseTarget::Sqlite(_));
+        let migrate = config.database.auto_migrate.unwrap_or(embedded);
+        let store = Persistence::open(config, migrate).await?;
+
+        let secrets: Arc<dyn SecretStore> = match config.secrets.backend {
+            SecretsBackend::Database => {
+                let key = encryption_key(config, embedded)?;
+                Arc::new(DbSecretStore::new(store.secrets.clone(), &key))
+            }
+        };
+        let authn: Arc<dyn Authenticator> = match config.authn.backend {
+            AuthnBackend::None => Arc::new(NoAuthentication),
+        };
+        let authz: Arc<dyn Authorizer> = match config.authz.backend {
+            AuthzBackend::AllowAll => Arc::new(AllowAll),
+        };
+        let events: Vec<Arc<dyn EventPublisher>> = config
+            .events
+            .backends
+            .iter()
+            .map(|backend| match backend {
+                EventsBackend::Log => Arc::new(LogPublisher) as Arc<dyn EventPublisher>,
+            })
+            .collect();
+
+        let backend = store.server.backend_name();
+        let services = Services::new(store, secrets, authz, events);
+
+        let auto_bootstrapped = if config.bootstrap.auto.unwrap_or(embedded) {
+            let root = warehouses_dir(config)?.join(&config.bootstrap.warehouse);
+            services
+                .auto_bootstrap(&config.bootstrap.warehouse, root)
+                .await
+                .map_err(|e| anyhow::anyhow!("automatic bootstrap failed: {e:?}"))?
+        } else {
+            false
+        };
+
+        let state = AppState {
+            services: services.clone(),
+            authn,
+            backend,
+        };
+        let router = api::router(
+            state,
+            &HttpSettings {
+                max_body_bytes: config.server.max_body_bytes,
+            },
+        );
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.server.listen))?;
+        Ok(Floe {
+            listener,
+            router,
+            shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
+            services,
+            auto_bootstrapped,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+    /// (for at most `server.shutdown_timeout_secs`) and returns.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let mut drain_rx = stop_tx.subscribe();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+            tracing::info!("shutting down: finishing in-flight requests");
+        });
+        let deadline = async move {
+            let _ = drain_rx.wait_for(|stop| *stop).await;
+            tokio::time::sleep(self.shutdown_timeout).await;
+        };
+        tokio::select! {
+            result = serve.into_future() => result.context("serving HTTP"),
+            () = deadline => {
+                tracing::warn!("in-flight requests did not finish in time; stopping anyway");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `<data_dir>/warehouses`, created and made absolute (warehouse roots are stored as absolute paths).
+fn warehouses_dir(config: &Config) -> anyhow::Result<PathBuf> {
+    let dir = config.storage.data_dir.join("warehouses");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    dir.canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))
+}
+
+/// The secrets key: configured inline, from a file, or (embedded only) generated into the data dir.
+fn encryption_key(config: &Config, embedded: bool) -> anyhow::Result<[u8; 32]> {
+    if let Some(key) = &config.secrets.encryption_key {
+        return parse_key(key).context("secrets.encryption_key");
+    }
+    if let Some(path) = &config.secrets.encryption_key_file {
+        return read_key_file(path).context("secrets.encryption_key_file");
+    }
+    if embedded {
+        return load_or_create_key_file(&config.storage.data_dir.join("secret.key"));
+    }
+    anyhow::bail!(
+        "secrets.encryption_key (or secrets.encryption_key_file) must be set with PostgreSQL, \
+         the same on every Floe instance: e.g. FLOE__SECRETS__ENCRYPTION_KEY=$(openssl rand -base64 32)"
+    )
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

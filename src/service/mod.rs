@@ -1,0 +1,118 @@
+//! Use cases: what Floe does, independent of how it is called. Each use case shows its phases
+//! (`// validate`, `// authorize`, `// act`, `// announce`), asks the `Authorizer` before acting, and
+//! publishes a `CatalogEvent` after a change commits.
+//!
+//! Architecture invariant: nothing here imports axum or sqlx. Use cases talk to the store traits,
+//! `storage`, `secrets`, `authz` and `events` through `Arc<dyn Trait>`s that `server.rs` picks.
+
+mod catalog;
+mod namespaces;
+mod projects;
+mod server;
+mod warehouses;
+
+use std::sync::Arc;
+
+use crate::authn::Principal;
+use crate::authz::{Action, Authorizer, Resource};
+use crate::error::Result;
+use crate::events::{CatalogEvent, EventPublisher};
+use crate::model::now;
+use crate::secrets::SecretStore;
+use crate::store::Persistence;
+
+pub use catalog::CatalogConfig;
+pub use namespaces::{NamespacePropertiesUpdate, NamespacesPage};
+pub use server::ServerStatus;
+pub use warehouses::{CreateWarehouse, UpdateWarehouseStorage};
+
+/// Who is asking, and under which request id.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub principal: Principal,
+    pub request_id: String,
+}
+
+impl RequestContext {
+    /// The context of Floe acting on its own behalf (the automatic bootstrap).
+    pub fn system() -> Self {
+        RequestContext {
+            principal: Principal::User {
+                id: "floe-system".into(),
+                name: None,
+            },
+            request_id: "startup".into(),
+        }
+    }
+}
+
+/// Everything the use cases need, shared by all requests.
+#[derive(Clone)]
+pub struct Services {
+    store: Persistence,
+    secrets: Arc<dyn SecretStore>,
+    authz: Arc<dyn Authorizer>,
+    events: Arc<Vec<Arc<dyn EventPublisher>>>,
+}
+
+impl Services {
+    pub fn new(
+        store: Persistence,
+        secrets: Arc<dyn SecretStore>,
+        authz: Arc<dyn Authorizer>,
+        events: Vec<Arc<dyn EventPublisher>>,
+    ) -> Self {
+        Services {
+            store,
+            secrets,
+            authz,
+            events: Arc::new(events),
+        }
+    }
+
+    async fn authorize(
+        &self,
+        ctx: &RequestContext,
+        action: Action,
+        resource: Resource,
+    ) -> Result<()> {
+        self.authz
+            .authorize(&ctx.principal, action, &resource)
+            .await
+    }
+
+    /// Hands a committed change to every publisher; failures are logged, never returned.
+    async fn announce(
+        &self,
+        ctx: &RequestContext,
+        kind: &'static str,
+        subject: String,
+        data: serde_json::Value,
+    ) {
+        let event = CatalogEvent {
+            id: uuid::Uuid::now_v7(),
+            kind,
+            time: now(),
+            actor: ctx.principal.display_id(),
+            request_id: ctx.request_id.clone(),
+            subject,
+            data,
+        };
+        for publisher in self.events.iter() {
+            if let Err(e) = publisher.publish(&event).await {
+                tracing::warn!(error = ?e, kind, "publishing an event failed");
+            }
+        }
+    }
+
+    /// Readiness: the database answers and every module is healthy.
+    pub async fn ready(&self) -> Result<()> {
+        self.store.server.health().await?;
+        self.secrets.health().await?;
+        self.authz.health().await?;
+        for publisher in self.events.iter() {
+            publisher.health().await?;
+        }
+        Ok(())
+    }
+}

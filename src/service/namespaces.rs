@@ -1,0 +1,244 @@
+//! Namespace use cases of the Iceberg REST catalog.
+
+use std::collections::BTreeSet;
+
+use super::{RequestContext, Services};
+use crate::authz::{Action, Resource};
+use crate::error::{Entity, Error, Result};
+use crate::model::{
+    Namespace, NamespaceId, NamespaceIdent, PageRequest, Properties, WarehouseId, now,
+    validate_properties,
+};
+
+#[derive(Debug, Clone)]
+pub struct NamespacesPage {
+    pub namespaces: Vec<NamespaceIdent>,
+    /// The joined name to continue after, when there are more.
+    pub next: Option<String>,
+}
+
+/// The outcome of a properties update, as the Iceberg spec reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespacePropertiesUpdate {
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    pub missing: Vec<String>,
+}
+
+fn namespace_resource(warehouse: WarehouseId, namespace: &NamespaceIdent) -> Resource {
+    Resource::Namespace {
+        warehouse,
+        namespace: namespace.clone(),
+    }
+}
+
+fn no_such_namespace(ident: &NamespaceIdent) -> Error {
+    Error::not_found(
+        Entity::Namespace,
+        format!("namespace {ident} does not exist"),
+    )
+}
+
+impl Services {
+    pub async fn list_namespaces(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        parent: Option<NamespaceIdent>,
+        page: PageRequest,
+    ) -> Result<NamespacesPage> {
+        // authorize
+        match &parent {
+            Some(parent) => {
+                self.authorize(
+                    ctx,
+                    Action::NamespaceList,
+                    namespace_resource(warehouse, parent),
+                )
+                .await?
+            }
+            None => {
+                self.authorize(ctx, Action::NamespaceList, Resource::Warehouse(warehouse))
+                    .await?
+            }
+        }
+        // act
+        let branch = self.main_branch(warehouse).await?;
+        if let Some(parent) = &parent
+            && self
+                .store
+                .namespaces
+                .get_namespace(branch.id, parent)
+                .await?
+                .is_none()
+        {
+            return Err(no_such_namespace(parent));
+        }
+        let page = self
+            .store
+            .namespaces
+            .list_namespaces(branch.id, parent.as_ref(), &page)
+            .await?;
+        Ok(NamespacesPage {
+            namespaces: page.items,
+            next: page.next,
+        })
+    }
+
+    pub async fn create_namespace(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: NamespaceIdent,
+        properties: Properties,
+    ) -> Result<Namespace> {
+        // validate
+        validate_properties(
+            properties
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+        )?;
+        // authorize
+        self.authorize(
+            ctx,
+            Action::NamespaceCreate,
+            namespace_resource(warehouse, &ident),
+        )
+        .await?;
+        // act
+        let branch = self.main_branch(warehouse).await?;
+        let at = now();
+        let namespace = Namespace {
+            id: NamespaceId::new(),
+            warehouse_id: warehouse,
+            ref_id: branch.id,
+            ident,
+            properties,
+            created_at: at,
+            updated_at: at,
+        };
+        self.store.namespaces.create_namespace(&namespace).await?;
+        // announce
+        self.announce(
+            ctx,
+            "floe.namespace.created",
+            format!("warehouse/{warehouse}/namespace/{}", namespace.ident),
+            serde_json::json!({ "namespace": namespace.ident, "ref": branch.name }),
+        )
+        .await;
+        Ok(namespace)
+    }
+
+    pub async fn load_namespace(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &NamespaceIdent,
+    ) -> Result<Namespace> {
+        self.authorize(
+            ctx,
+            Action::NamespaceRead,
+            namespace_resource(warehouse, ident),
+        )
+        .await?;
+        let branch = self.main_branch(warehouse).await?;
+        self.store
+            .namespaces
+            .get_namespace(branch.id, ident)
+            .await?
+            .ok_or_else(|| no_such_namespace(ident))
+    }
+
+    pub async fn drop_namespace(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &NamespaceIdent,
+    ) -> Result<()> {
+        // authorize
+        self.authorize(
+            ctx,
+            Action::NamespaceDrop,
+            namespace_resource(warehouse, ident),
+        )
+        .await?;
+        // act
+        let branch = self.main_branch(warehouse).await?;
+        self.store
+            .namespaces
+            .drop_namespace(branch.id, ident)
+            .await?;
+        // announce
+        self.announce(
+            ctx,
+            "floe.namespace.dropped",
+            format!("warehouse/{warehouse}/namespace/{ident}"),
+            serde_json::json!({ "namespace": ident, "ref": branch.name }),
+        )
+        .await;
+        Ok(())
+    }
+
+    pub async fn update_namespace_properties(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &NamespaceIdent,
+        updates: Properties,
+        removals: Vec<String>,
+    ) -> Result<NamespacePropertiesUpdate> {
+        // validate
+        let removal_set: BTreeSet<&String> = removals.iter().collect();
+        let both: Vec<&str> = updates
+            .keys()
+            .filter(|k| removal_set.contains(k))
+            .map(String::as_str)
+            .collect();
+        if !both.is_empty() {
+            return Err(Error::unprocessable(format!(
+                "keys {both:?} are both updated and removed"
+            )));
+        }
+        validate_properties(
+            updates
+                .iter()
+                .map(|(k, v)| (k.as_str(), Some(v.as_str())))
+                .chain(removals.iter().map(|k| (k.as_str(), None))),
+        )?;
+        // authorize
+        self.authorize(
+            ctx,
+            Action::NamespaceUpdateProperties,
+            namespace_resource(warehouse, ident),
+        )
+        .await?;
+        // act
+        let branch = self.main_branch(warehouse).await?;
+        let before = self
+            .store
+            .namespaces
+            .update_namespace_properties(branch.id, ident, &updates, &removals, now())
+            .await?;
+        let (removed, missing): (Vec<String>, Vec<String>) = removal_set
+            .into_iter()
+            .cloned()
+            .partition(|k| before.contains_key(k));
+        let result = NamespacePropertiesUpdate {
+            updated: updates.keys().cloned().collect(),
+            removed,
+            missing,
+        };
+        // announce
+        self.announce(
+            ctx,
+            "floe.namespace.properties-updated",
+            format!("warehouse/{warehouse}/namespace/{ident}"),
+            serde_json::json!({
+                "namespace": ident, "ref": branch.name,
+                "updated": result.updated, "removed": result.removed,
+            }),
+        )
+        .await;
+        Ok(result)
+    }
+}

@@ -1,0 +1,91 @@
+//! Project use cases. A project groups warehouses; bootstrap creates the default one.
+
+use super::{RequestContext, Services};
+use crate::authz::{Action, Resource};
+use crate::error::{Entity, Error, Result};
+use crate::model::{Project, ProjectId, now, validate_name};
+
+impl Services {
+    pub async fn create_project(&self, ctx: &RequestContext, name: String) -> Result<Project> {
+        // validate
+        validate_name("project name", &name)?;
+        self.bootstrapped().await?;
+        // authorize
+        self.authorize(ctx, Action::ProjectCreate, Resource::Server)
+            .await?;
+        // act
+        let at = now();
+        let project = Project {
+            id: ProjectId::new(),
+            name,
+            created_at: at,
+            updated_at: at,
+        };
+        self.store.projects.create_project(&project).await?;
+        // announce
+        self.announce(
+            ctx,
+            "floe.project.created",
+            format!("project/{}", project.id),
+            serde_json::json!({ "name": project.name }),
+        )
+        .await;
+        Ok(project)
+    }
+
+    pub async fn list_projects(&self, ctx: &RequestContext) -> Result<Vec<Project>> {
+        self.bootstrapped().await?;
+        self.authorize(ctx, Action::ProjectList, Resource::Server)
+            .await?;
+        self.store.projects.list_projects().await
+    }
+
+    pub async fn get_project(&self, ctx: &RequestContext, id: ProjectId) -> Result<Project> {
+        self.bootstrapped().await?;
+        self.authorize(ctx, Action::ProjectRead, Resource::Project(id))
+            .await?;
+        self.store.projects.get_project(id).await?.ok_or_else(|| {
+            Error::not_found(Entity::Project, format!("project {id} does not exist"))
+        })
+    }
+
+    pub async fn rename_project(
+        &self,
+        ctx: &RequestContext,
+        id: ProjectId,
+        name: String,
+    ) -> Result<Project> {
+        // validate
+        validate_name("project name", &name)?;
+        self.bootstrapped().await?;
+        // authorize
+        self.authorize(ctx, Action::ProjectRename, Resource::Project(id))
+            .await?;
+        // act
+        self.store.projects.rename_project(id, &name, now()).await?;
+        // announce
+        self.announce(
+            ctx,
+            "floe.project.renamed",
+            format!("project/{id}"),
+            serde_json::json!({ "name": name }),
+        )
+        .await;
+        self.get_project(ctx, id).await
+    }
+
+    pub async fn delete_project(&self, ctx: &RequestContext, id: ProjectId) -> Result<()> {
+        self.bootstrapped().await?;
+        self.authorize(ctx, Action::ProjectDelete, Resource::Project(id))
+            .await?;
+        self.store.projects.delete_project(id).await?;
+        self.announce(
+            ctx,
+            "floe.project.deleted",
+            format!("project/{id}"),
+            serde_json::Value::Null,
+        )
+        .await;
+        Ok(())
+    }
+}

@@ -1,0 +1,222 @@
+//! Persistence: the store traits, split by aggregate, over `model` types, and their two backends,
+//! SQLite (embedded, one machine) and PostgreSQL (production, many stateless Floe instances).
+//!
+//! Architecture invariant: this module is the only place in Floe that speaks SQL. Each trait method is
+//! one atomic operation (one database transaction), so services never hold a transaction open and
+//! concurrent Floe processes on one database stay consistent. Both backends share their SQL text
+//! (`sql.rs`); their schemas live in `migrations/postgres` and `migrations/sqlite`, and one
+//! conformance suite (`tests/it/store_suite.rs`) runs against each.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::config::{Config, DatabaseTarget};
+use crate::error::{Entity, Error, Result};
+use crate::model::{
+    Namespace, NamespaceIdent, Page, PageRequest, Project, ProjectId, Properties, Ref, RefId,
+    SecretId, ServerInfo, StorageProfile, Warehouse, WarehouseId,
+};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// The server's own record: bootstrap state, and the database's health.
+#[async_trait]
+pub trait ServerStore: Send + Sync {
+    async fn server_info(&self) -> Result<Option<ServerInfo>>;
+    /// Records the bootstrap and creates the default project, atomically. A second bootstrap fails
+    /// with `Conflict` and changes nothing.
+    async fn bootstrap(&self, info: &ServerInfo, default_project: &Project) -> Result<()>;
+    /// Answers when the database answers.
+    async fn health(&self) -> Result<()>;
+    /// `sqlite` or `postgres`.
+    fn backend_name(&self) -> &'static str;
+}
+
+#[async_trait]
+pub trait ProjectStore: Send + Sync {
+    /// `AlreadyExists(Project)` when the name is taken.
+    async fn create_project(&self, project: &Project) -> Result<()>;
+    async fn list_projects(&self) -> Result<Vec<Project>>;
+    async fn get_project(&self, id: ProjectId) -> Result<Option<Project>>;
+    /// `NotFound(Project)`, `AlreadyExists(Project)`.
+    async fn rename_project(&self, id: ProjectId, name: &str, at: DateTime<Utc>) -> Result<()>;
+    /// `NotFound(Project)`; `NotEmpty(Project)` while it has warehouses or is the default project.
+    async fn delete_project(&self, id: ProjectId) -> Result<()>;
+}
+
+#[async_trait]
+pub trait WarehouseStore: Send + Sync {
+    /// Creates the warehouse and its `main` branch atomically. `NotFound(Project)`,
+    /// `AlreadyExists(Warehouse)` when the project has a warehouse of that name.
+    async fn create_warehouse(&self, warehouse: &Warehouse, main: &Ref) -> Result<()>;
+    /// Warehouses of one project, or of all projects, by name.
+    async fn list_warehouses(&self, project: Option<ProjectId>) -> Result<Vec<Warehouse>>;
+    async fn get_warehouse(&self, id: WarehouseId) -> Result<Option<Warehouse>>;
+    async fn get_warehouse_by_name(
+        &self,
+        project: ProjectId,
+        name: &str,
+    ) -> Result<Option<Warehouse>>;
+    /// `NotFound(Warehouse)`, `AlreadyExists(Warehouse)`.
+    async fn rename_warehouse(&self, id: WarehouseId, name: &str, at: DateTime<Utc>) -> Result<()>;
+    /// Replaces the storage profile and the credential reference. `NotFound(Warehouse)`.
+    async fn update_warehouse_storage(
+        &self,
+        id: WarehouseId,
+        profile: &StorageProfile,
+        credential: Option<SecretId>,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Deletes the warehouse and its refs. `NotFound(Warehouse)`; `NotEmpty(Warehouse)` while any
+    /// ref holds a namespace.
+    async fn delete_warehouse(&self, id: WarehouseId) -> Result<()>;
+    /// A ref of a warehouse by name.
+    async fn get_ref(&self, warehouse: WarehouseId, name: &str) -> Result<Option<Ref>>;
+}
+
+#[async_trait]
+pub trait NamespaceStore: Send + Sync {
+    /// `NotFound(Namespace)` when the parent of a nested namespace does not exist on the same ref;
+    /// `AlreadyExists(Namespace)`.
+    async fn create_namespace(&self, namespace: &Namespace) -> Result<()>;
+    async fn get_namespace(
+        &self,
+        ref_id: RefId,
+        ident: &NamespaceIdent,
+    ) -> Result<Option<Namespace>>;
+    /// Direct children of `parent` (top-level namespaces when `None`), ordered by name; `after` is
+    /// the joined name to continue after.
+    async fn list_namespaces(
+        &self,
+        ref_id: RefId,
+        parent: Option<&NamespaceIdent>,
+        page: &PageRequest,
+    ) -> Result<Page<NamespaceIdent>>;
+    /// Sets `updates` and removes `removals` atomically (no lost update under concurrency) and
+    /// returns the properties as they were before. `NotFound(Namespace)`.
+    async fn update_namespace_properties(
+        &self,
+        ref_id: RefId,
+        ident: &NamespaceIdent,
+        updates: &Properties,
+        removals: &[String],
+        at: DateTime<Utc>,
+    ) -> Result<Properties>;
+    /// `NotFound(Namespace)`; `NotEmpty(Namespace)` while it has children.
+    async fn drop_namespace(&self, ref_id: RefId, ident: &NamespaceIdent) -> Result<()>;
+}
+
+/// An encrypted secret as the database keeps it; `secrets::DbSecretStore` seals and opens it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait SealedSecretStore: Send + Sync {
+    /// Inserts or replaces the secret with this id.
+    async fn put_secret(&self, id: SecretId, secret: &SealedSecret) -> Result<()>;
+    async fn get_secret(&self, id: SecretId) -> Result<Option<SealedSecret>>;
+    /// Deleting an absent secret is not an error.
+    async fn delete_secret(&self, id: SecretId) -> Result<()>;
+}
+
+/// One backend, seen through each aggregate's trait.
+#[derive(Clone)]
+pub struct Persistence {
+    pub server: Arc<dyn ServerStore>,
+    pub projects: Arc<dyn ProjectStore>,
+    pub warehouses: Arc<dyn WarehouseStore>,
+    pub namespaces: Arc<dyn NamespaceStore>,
+    pub secrets: Arc<dyn SealedSecretStore>,
+}
+
+impl Persistence {
+    pub fn from_backend<B>(backend: Arc<B>) -> Self
+    where
+        B: ServerStore
+            + ProjectStore
+            + WarehouseStore
+            + NamespaceStore
+            + SealedSecretStore
+            + 'static,
+    {
+        Persistence {
+            server: backend.clone(),
+            projects: backend.clone(),
+            warehouses: backend.clone(),
+            namespaces: backend.clone(),
+            secrets: backend,
+        }
+    }
+
+    /// Opens the configured database (creating the SQLite file and its folder when needed).
+    /// Migrations are applied when `migrate` is true; otherwise a database that lacks some is refused.
+    pub async fn open(config: &Config, migrate: bool) -> anyhow::Result<Self> {
+        match config.database_target()? {
+            DatabaseTarget::Sqlite(path) => {
+                let store = SqliteStore::open(&path, &config.database).await?;
+                store.migrate(migrate).await?;
+                Ok(Self::from_backend(Arc::new(store)))
+            }
+            DatabaseTarget::Postgres(url) => {
+                let store = PostgresStore::connect(&url, &config.database).await?;
+                store.migrate(migrate).await?;
+                Ok(Self::from_backend(Arc::new(store)))
+            }
+        }
+    }
+}
+
+/// Maps a database error that the caller did not expect to `Unavailable` (pool exhausted, connection
+/// lost) or `Internal`.
+pub(crate) fn db_error(context: &'static str, err: sqlx::Error) -> Error {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            Error::unavailable(format!("database unavailable while {context}"), err)
+        }
+        err => Error::internal(format!("database error while {context}"), err),
+    }
+}
+
+pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(e) if e.is_unique_violation())
+}
+
+pub(crate) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(e) if e.is_foreign_key_violation())
+}
+
+pub(crate) fn not_found(entity: Entity, what: impl std::fmt::Display) -> Error {
+    Error::not_found(entity, format!("{} {what} does not exist", entity.as_str()))
+}
+
+/// Fails with a message telling the operator to run `floe migrate` when a migration is pending.
+pub(crate) fn check_migrations(
+    migrator: &sqlx::migrate::Migrator,
+    applied: &[i64],
+) -> anyhow::Result<()> {
+    let pending: Vec<String> = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration() && !applied.contains(&m.version))
+        .map(|m| format!("{} {}", m.version, m.description))
+        .collect();
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "the database schema is out of date (pending migrations: {}); run `floe migrate`",
+            pending.join(", ")
+        )
+    }
+}

@@ -1,0 +1,802 @@
+//! The SQL both backends share. The statements are written in the common subset of PostgreSQL and
+//! SQLite (`$N` parameters, `RETURNING`, `ON CONFLICT`), and the trait implementations are stamped
+//! out once per backend by [`impl_sql_store!`], so the two cannot drift apart. A backend struct must
+//! have a `read` and a `write` pool (the same pool on PostgreSQL; SQLite has one writer connection).
+
+macro_rules! impl_sql_store {
+    ($store:ty, $row:ty) => {
+        use async_trait::async_trait;
+        use chrono::{DateTime, Utc};
+        use sqlx::Row as _;
+        use sqlx::types::Json;
+        use uuid::Uuid;
+
+        use crate::error::{Entity, Error, Result};
+        use crate::model::{
+            Namespace, NamespaceId, NamespaceIdent, Page, PageRequest, Project, ProjectId,
+            Properties, Ref, RefId, RefKind, SecretId, ServerInfo, StorageProfile, Warehouse,
+            WarehouseId,
+        };
+        use crate::store::{
+            NamespaceStore, ProjectStore, SealedSecret, SealedSecretStore, ServerStore,
+            WarehouseStore, db_error, is_foreign_key_violation, is_unique_violation, not_found,
+        };
+
+
+        fn project_from_row(row: &$row) -> std::result::Result<Project, sqlx::Error> {
+            Ok(Project {
+                id: ProjectId(row.try_get("id")?),
+                name: row.try_get("name")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        }
+
+        fn warehouse_from_row(row: &$row) -> std::result::Result<Warehouse, sqlx::Error> {
+            let profile: Json<StorageProfile> = row.try_get("storage_profile")?;
+            let secret: Option<Uuid> = row.try_get("credential_secret_id")?;
+            Ok(Warehouse {
+                id: WarehouseId(row.try_get("id")?),
+                project_id: ProjectId(row.try_get("project_id")?),
+                name: row.try_get("name")?,
+                storage_profile: profile.0,
+                credential_secret_id: secret.map(SecretId),
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        }
+
+        fn ref_from_row(row: &$row) -> std::result::Result<Ref, sqlx::Error> {
+            let kind: String = row.try_get("kind")?;
+            Ok(Ref {
+                id: RefId(row.try_get("id")?),
+                warehouse_id: WarehouseId(row.try_get("warehouse_id")?),
+                name: row.try_get("name")?,
+                kind: RefKind::parse(&kind).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown ref kind {kind:?}").into())
+                })?,
+                created_at: row.try_get("created_at")?,
+            })
+        }
+
+        fn namespace_from_row(row: &$row) -> std::result::Result<Namespace, Error> {
+            let decode = |e| db_error("decoding a namespace", e);
+            let name: String = row.try_get("name").map_err(decode)?;
+            let properties: Json<Properties> = row.try_get("properties").map_err(decode)?;
+            Ok(Namespace {
+                id: NamespaceId(row.try_get("id").map_err(decode)?),
+                warehouse_id: WarehouseId(row.try_get("warehouse_id").map_err(decode)?),
+                ref_id: RefId(row.try_get("ref_id").map_err(decode)?),
+                ident: NamespaceIdent::from_joined(&name).map_err(|e| {
+                    Error::internal("stored namespace name is invalid", anyhow::anyhow!("{e}"))
+                })?,
+                properties: properties.0,
+                created_at: row.try_get("created_at").map_err(decode)?,
+                updated_at: row.try_get("updated_at").map_err(decode)?,
+            })
+        }
+
+        #[async_trait]
+        impl ServerStore for $store {
+            async fn server_info(&self) -> Result<Option<ServerInfo>> {
+                let row = sqlx::query(
+                    "SELECT server_id, default_project_id, bootstrapped_at FROM server_info",
+                )
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading server info", e))?;
+                row.map(|row| {
+                    Ok(ServerInfo {
+                        server_id: row.try_get("server_id")?,
+                        default_project_id: ProjectId(row.try_get("default_project_id")?),
+                        bootstrapped_at: row.try_get("bootstrapped_at")?,
+                    })
+                })
+                .transpose()
+                .map_err(|e| db_error("decoding server info", e))
+            }
+
+            async fn bootstrap(&self, info: &ServerInfo, project: &Project) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("bootstrapping", e))?;
+                let exists = sqlx::query("SELECT 1 FROM server_info")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| db_error("bootstrapping", e))?;
+                if exists.is_some() {
+                    return Err(Error::conflict("the server is already bootstrapped"));
+                }
+                insert_project(&mut *tx, project).await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO server_info (singleton, server_id, default_project_id, bootstrapped_at) \
+                     VALUES (1, $1, $2, $3)",
+                )
+                .bind(info.server_id)
+                .bind(info.default_project_id.0)
+                .bind(info.bootstrapped_at)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(Error::conflict("the server is already bootstrapped"));
+                    }
+                    Err(e) => return Err(db_error("bootstrapping", e)),
+                }
+                tx.commit().await.map_err(|e| {
+                    if is_unique_violation(&e) {
+                        Error::conflict("the server is already bootstrapped")
+                    } else {
+                        db_error("bootstrapping", e)
+                    }
+                })
+            }
+
+            async fn health(&self) -> Result<()> {
+                sqlx::query("SELECT 1")
+                    .execute(&self.read)
+                    .await
+                    .map_err(|e| Error::unavailable("the database does not answer", e))?;
+                Ok(())
+            }
+
+            fn backend_name(&self) -> &'static str {
+                Self::BACKEND
+            }
+        }
+
+        async fn insert_project<'e, E>(executor: E, project: &Project) -> Result<()>
+        where
+            E: sqlx::Executor<'e, Database = <$store as crate::store::sql::BackendDb>::Db>,
+        {
+            sqlx::query(
+                "INSERT INTO projects (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(project.id.0)
+            .bind(&project.name)
+            .bind(project.created_at)
+            .bind(project.updated_at)
+            .execute(executor)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::already_exists(
+                        Entity::Project,
+                        format!("project {:?} already exists", project.name),
+                    )
+                } else {
+                    db_error("creating a project", e)
+                }
+            })?;
+            Ok(())
+        }
+
+        #[async_trait]
+        impl ProjectStore for $store {
+            async fn create_project(&self, project: &Project) -> Result<()> {
+                insert_project(&self.write, project).await
+            }
+
+            async fn list_projects(&self) -> Result<Vec<Project>> {
+                let rows = sqlx::query("SELECT id, name, created_at, updated_at FROM projects ORDER BY name")
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error("listing projects", e))?;
+                rows.iter()
+                    .map(project_from_row)
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| db_error("decoding projects", e))
+            }
+
+            async fn get_project(&self, id: ProjectId) -> Result<Option<Project>> {
+                let row = sqlx::query("SELECT id, name, created_at, updated_at FROM projects WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a project", e))?;
+                row.as_ref()
+                    .map(project_from_row)
+                    .transpose()
+                    .map_err(|e| db_error("decoding a project", e))
+            }
+
+            async fn rename_project(
+                &self,
+                id: ProjectId,
+                name: &str,
+                at: DateTime<Utc>,
+            ) -> Result<()> {
+                let done = sqlx::query("UPDATE projects SET name = $2, updated_at = $3 WHERE id = $1")
+                    .bind(id.0)
+                    .bind(name)
+                    .bind(at)
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            Error::already_exists(
+                                Entity::Project,
+                                format!("project {name:?} already exists"),
+                            )
+                        } else {
+                            db_error("renaming a project", e)
+                        }
+                    })?;
+                if done.rows_affected() == 0 {
+                    return Err(not_found(Entity::Project, id));
+                }
+                Ok(())
+            }
+
+            async fn delete_project(&self, id: ProjectId) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("deleting a project", e))?;
+                let is_default =
+                    sqlx::query("SELECT 1 FROM server_info WHERE default_project_id = $1")
+                        .bind(id.0)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| db_error("deleting a project", e))?;
+                if is_default.is_some() {
+                    return Err(Error::not_empty(
+                        Entity::Project,
+                        "the default project cannot be deleted",
+                    ));
+                }
+                let has_warehouses = sqlx::query("SELECT 1 FROM warehouses WHERE project_id = $1 LIMIT 1")
+                    .bind(id.0)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| db_error("deleting a project", e))?;
+                if has_warehouses.is_some() {
+                    return Err(Error::not_empty(
+                        Entity::Project,
+                        format!("project {id} still has warehouses; delete them first"),
+                    ));
+                }
+                let done = sqlx::query("DELETE FROM projects WHERE id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_foreign_key_violation(&e) {
+                            Error::not_empty(
+                                Entity::Project,
+                                format!("project {id} still has warehouses; delete them first"),
+                            )
+                        } else {
+                            db_error("deleting a project", e)
+                        }
+                    })?;
+                if done.rows_affected() == 0 {
+                    return Err(not_found(Entity::Project, id));
+                }
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("deleting a project", e))
+            }
+        }
+
+        #[async_trait]
+        impl WarehouseStore for $store {
+            async fn create_warehouse(&self, warehouse: &Warehouse, main: &Ref) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("creating a warehouse", e))?;
+                let project = sqlx::query("SELECT 1 FROM projects WHERE id = $1")
+                    .bind(warehouse.project_id.0)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| db_error("creating a warehouse", e))?;
+                if project.is_none() {
+                    return Err(not_found(Entity::Project, warehouse.project_id));
+                }
+                sqlx::query("INSERT INTO warehouses (id, project_id, name, storage_profile, credential_secret_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+                .bind(warehouse.id.0)
+                .bind(warehouse.project_id.0)
+                .bind(&warehouse.name)
+                .bind(Json(&warehouse.storage_profile))
+                .bind(warehouse.credential_secret_id.map(|s| s.0))
+                .bind(warehouse.created_at)
+                .bind(warehouse.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        Error::already_exists(
+                            Entity::Warehouse,
+                            format!("warehouse {:?} already exists in this project", warehouse.name),
+                        )
+                    } else if is_foreign_key_violation(&e) {
+                        not_found(Entity::Project, warehouse.project_id)
+                    } else {
+                        db_error("creating a warehouse", e)
+                    }
+                })?;
+                sqlx::query(
+                    "INSERT INTO refs (id, warehouse_id, name, kind, created_at) VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(main.id.0)
+                .bind(main.warehouse_id.0)
+                .bind(&main.name)
+                .bind(main.kind.as_str())
+                .bind(main.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error("creating a warehouse's main branch", e))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("creating a warehouse", e))
+            }
+
+            async fn list_warehouses(&self, project: Option<ProjectId>) -> Result<Vec<Warehouse>> {
+                let rows = match project {
+                    Some(project) => sqlx::query("SELECT id, project_id, name, storage_profile, credential_secret_id, created_at, updated_at FROM warehouses WHERE project_id = $1 ORDER BY name, id")
+                    .bind(project.0)
+                    .fetch_all(&self.read)
+                    .await,
+                    None => sqlx::query("SELECT id, project_id, name, storage_profile, credential_secret_id, created_at, updated_at FROM warehouses ORDER BY name, id")
+                    .fetch_all(&self.read)
+                    .await,
+                }
+                .map_err(|e| db_error("listing warehouses", e))?;
+                rows.iter()
+                    .map(warehouse_from_row)
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| db_error("decoding warehouses", e))
+            }
+
+            async fn get_warehouse(&self, id: WarehouseId) -> Result<Option<Warehouse>> {
+                let row = sqlx::query("SELECT id, project_id, name, storage_profile, credential_secret_id, created_at, updated_at FROM warehouses WHERE id = $1")
+                .bind(id.0)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a warehouse", e))?;
+                row.as_ref()
+                    .map(warehouse_from_row)
+                    .transpose()
+                    .map_err(|e| db_error("decoding a warehouse", e))
+            }
+
+            async fn get_warehouse_by_name(
+                &self,
+                project: ProjectId,
+                name: &str,
+            ) -> Result<Option<Warehouse>> {
+                let row = sqlx::query("SELECT id, project_id, name, storage_profile, credential_secret_id, created_at, updated_at FROM warehouses WHERE project_id = $1 AND name = $2")
+                .bind(project.0)
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a warehouse", e))?;
+                row.as_ref()
+                    .map(warehouse_from_row)
+                    .transpose()
+                    .map_err(|e| db_error("decoding a warehouse", e))
+            }
+
+            async fn rename_warehouse(
+                &self,
+                id: WarehouseId,
+                name: &str,
+                at: DateTime<Utc>,
+            ) -> Result<()> {
+                let done =
+                    sqlx::query("UPDATE warehouses SET name = $2, updated_at = $3 WHERE id = $1")
+                        .bind(id.0)
+                        .bind(name)
+                        .bind(at)
+                        .execute(&self.write)
+                        .await
+                        .map_err(|e| {
+                            if is_unique_violation(&e) {
+                                Error::already_exists(
+                                    Entity::Warehouse,
+                                    format!("warehouse {name:?} already exists in this project"),
+                                )
+                            } else {
+                                db_error("renaming a warehouse", e)
+                            }
+                        })?;
+                if done.rows_affected() == 0 {
+                    return Err(not_found(Entity::Warehouse, id));
+                }
+                Ok(())
+            }
+
+            async fn update_warehouse_storage(
+                &self,
+                id: WarehouseId,
+                profile: &StorageProfile,
+                credential: Option<SecretId>,
+                at: DateTime<Utc>,
+            ) -> Result<()> {
+                let done = sqlx::query(
+                    "UPDATE warehouses SET storage_profile = $2, credential_secret_id = $3, updated_at = $4 \
+                     WHERE id = $1",
+                )
+                .bind(id.0)
+                .bind(Json(profile))
+                .bind(credential.map(|s| s.0))
+                .bind(at)
+                .execute(&self.write)
+                .await
+                .map_err(|e| db_error("updating a warehouse's storage", e))?;
+                if done.rows_affected() == 0 {
+                    return Err(not_found(Entity::Warehouse, id));
+                }
+                Ok(())
+            }
+
+            async fn delete_warehouse(&self, id: WarehouseId) -> Result<()> {
+                let not_empty = || {
+                    Error::not_empty(
+                        Entity::Warehouse,
+                        format!("warehouse {id} is not empty; drop its namespaces first"),
+                    )
+                };
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("deleting a warehouse", e))?;
+                let has_namespaces =
+                    sqlx::query("SELECT 1 FROM namespaces WHERE warehouse_id = $1 LIMIT 1")
+                        .bind(id.0)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| db_error("deleting a warehouse", e))?;
+                if has_namespaces.is_some() {
+                    return Err(not_empty());
+                }
+                sqlx::query("DELETE FROM refs WHERE warehouse_id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_foreign_key_violation(&e) {
+                            not_empty()
+                        } else {
+                            db_error("deleting a warehouse", e)
+                        }
+                    })?;
+                let done = sqlx::query("DELETE FROM warehouses WHERE id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_foreign_key_violation(&e) {
+                            not_empty()
+                        } else {
+                            db_error("deleting a warehouse", e)
+                        }
+                    })?;
+                if done.rows_affected() == 0 {
+                    return Err(not_found(Entity::Warehouse, id));
+                }
+                tx.commit().await.map_err(|e| {
+                    if is_foreign_key_violation(&e) {
+                        not_empty()
+                    } else {
+                        db_error("deleting a warehouse", e)
+                    }
+                })
+            }
+
+            async fn get_ref(&self, warehouse: WarehouseId, name: &str) -> Result<Option<Ref>> {
+                let row = sqlx::query(
+                    "SELECT id, warehouse_id, name, kind, created_at FROM refs \
+                     WHERE warehouse_id = $1 AND name = $2",
+                )
+                .bind(warehouse.0)
+                .bind(name)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a ref", e))?;
+                row.as_ref()
+                    .map(ref_from_row)
+                    .transpose()
+                    .map_err(|e| db_error("decoding a ref", e))
+            }
+        }
+
+        #[async_trait]
+        impl NamespaceStore for $store {
+            async fn create_namespace(&self, ns: &Namespace) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("creating a namespace", e))?;
+                let parent_id: Option<Uuid> = match ns.ident.parent() {
+                    None => None,
+                    Some(parent) => {
+                        let row = sqlx::query("SELECT id FROM namespaces WHERE ref_id = $1 AND name = $2")
+                            .bind(ns.ref_id.0)
+                            .bind(parent.joined())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(|e| db_error("creating a namespace", e))?;
+                        match row {
+                            Some(row) => Some(
+                                row.try_get("id")
+                                    .map_err(|e| db_error("creating a namespace", e))?,
+                            ),
+                            None => {
+                                return Err(Error::not_found(
+                                    Entity::Namespace,
+                                    format!("parent namespace {parent} does not exist"),
+                                ));
+                            }
+                        }
+                    }
+                };
+                let parent_name = ns.ident.parent().map(|p| p.joined()).unwrap_or_default();
+                sqlx::query(
+                    "INSERT INTO namespaces (id, warehouse_id, ref_id, name, parent_name, parent_id, \
+                     properties, version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9)",
+                )
+                .bind(ns.id.0)
+                .bind(ns.warehouse_id.0)
+                .bind(ns.ref_id.0)
+                .bind(ns.ident.joined())
+                .bind(parent_name)
+                .bind(parent_id)
+                .bind(Json(&ns.properties))
+                .bind(ns.created_at)
+                .bind(ns.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        Error::already_exists(
+                            Entity::Namespace,
+                            format!("namespace {} already exists", ns.ident),
+                        )
+                    } else if is_foreign_key_violation(&e) {
+                        Error::not_found(
+                            Entity::Namespace,
+                            format!("parent namespace of {} does not exist", ns.ident),
+                        )
+                    } else {
+                        db_error("creating a namespace", e)
+                    }
+                })?;
+                tx.commit().await.map_err(|e| {
+                    if is_foreign_key_violation(&e) {
+                        Error::not_found(
+                            Entity::Namespace,
+                            format!("parent namespace of {} does not exist", ns.ident),
+                        )
+                    } else {
+                        db_error("creating a namespace", e)
+                    }
+                })
+            }
+
+            async fn get_namespace(
+                &self,
+                ref_id: RefId,
+                ident: &NamespaceIdent,
+            ) -> Result<Option<Namespace>> {
+                let row = sqlx::query("SELECT id, warehouse_id, ref_id, name, properties, created_at, updated_at FROM namespaces WHERE ref_id = $1 AND name = $2")
+                .bind(ref_id.0)
+                .bind(ident.joined())
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a namespace", e))?;
+                row.as_ref().map(namespace_from_row).transpose()
+            }
+
+            async fn list_namespaces(
+                &self,
+                ref_id: RefId,
+                parent: Option<&NamespaceIdent>,
+                page: &PageRequest,
+            ) -> Result<Page<NamespaceIdent>> {
+                let parent_name = parent.map(|p| p.joined()).unwrap_or_default();
+                // One more row than asked tells whether there is a next page.
+                let limit = page.limit.map(|l| i64::from(l) + 1).unwrap_or(i64::MAX);
+                let rows = sqlx::query(
+                    "SELECT name FROM namespaces WHERE ref_id = $1 AND parent_name = $2 AND name > $3 \
+                     ORDER BY name LIMIT $4",
+                )
+                .bind(ref_id.0)
+                .bind(parent_name)
+                .bind(page.after.clone().unwrap_or_default())
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error("listing namespaces", e))?;
+                let mut names = rows
+                    .iter()
+                    .map(|row| row.try_get::<String, _>("name"))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| db_error("decoding namespaces", e))?;
+                let next = match page.limit {
+                    Some(l) if names.len() > l as usize => {
+                        names.truncate(l as usize);
+                        names.last().cloned()
+                    }
+                    _ => None,
+                };
+                let items = names
+                    .iter()
+                    .map(|n| NamespaceIdent::from_joined(n))
+                    .collect::<Result<Vec<_>>>()
+                    .map_err(|e| {
+                        Error::internal("stored namespace name is invalid", anyhow::anyhow!("{e}"))
+                    })?;
+                Ok(Page { items, next })
+            }
+
+            async fn update_namespace_properties(
+                &self,
+                ref_id: RefId,
+                ident: &NamespaceIdent,
+                updates: &Properties,
+                removals: &[String],
+                at: DateTime<Utc>,
+            ) -> Result<Properties> {
+                // Optimistic concurrency: read, merge, write only if nobody wrote in between.
+                for _ in 0..64 {
+                    let row = sqlx::query(
+                        "SELECT properties, version FROM namespaces WHERE ref_id = $1 AND name = $2",
+                    )
+                    .bind(ref_id.0)
+                    .bind(ident.joined())
+                    .fetch_optional(&self.write)
+                    .await
+                    .map_err(|e| db_error("updating namespace properties", e))?;
+                    let Some(row) = row else {
+                        return Err(not_found(Entity::Namespace, ident));
+                    };
+                    let before: Json<Properties> = row
+                        .try_get("properties")
+                        .map_err(|e| db_error("updating namespace properties", e))?;
+                    let version: i64 = row
+                        .try_get("version")
+                        .map_err(|e| db_error("updating namespace properties", e))?;
+                    let before = before.0;
+                    let mut after = before.clone();
+                    for key in removals {
+                        after.remove(key);
+                    }
+                    after.extend(updates.iter().map(|(k, v)| (k.clone(), v.clone())));
+                    let done = sqlx::query(
+                        "UPDATE namespaces SET properties = $3, version = version + 1, updated_at = $4 \
+                         WHERE ref_id = $1 AND name = $2 AND version = $5",
+                    )
+                    .bind(ref_id.0)
+                    .bind(ident.joined())
+                    .bind(Json(&after))
+                    .bind(at)
+                    .bind(version)
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| db_error("updating namespace properties", e))?;
+                    if done.rows_affected() == 1 {
+                        return Ok(before);
+                    }
+                }
+                Err(Error::new(
+                    crate::error::ErrorKind::CommitConflict,
+                    format!("namespace {ident} is being updated concurrently; retry"),
+                ))
+            }
+
+            async fn drop_namespace(&self, ref_id: RefId, ident: &NamespaceIdent) -> Result<()> {
+                let not_empty = || {
+                    Error::not_empty(
+                        Entity::Namespace,
+                        format!("namespace {ident} is not empty"),
+                    )
+                };
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("dropping a namespace", e))?;
+                let child = sqlx::query(
+                    "SELECT 1 FROM namespaces WHERE ref_id = $1 AND parent_name = $2 LIMIT 1",
+                )
+                .bind(ref_id.0)
+                .bind(ident.joined())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| db_error("dropping a namespace", e))?;
+                if child.is_some() {
+                    return Err(not_empty());
+                }
+                let done = sqlx::query("DELETE FROM namespaces WHERE ref_id = $1 AND name = $2")
+                    .bind(ref_id.0)
+                    .bind(ident.joined())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_foreign_key_violation(&e) {
+                            not_empty()
+                        } else {
+                            db_error("dropping a namespace", e)
+                        }
+                    })?;
+                if done.rows_affected() == 0 {
+                    return Err(not_found(Entity::Namespace, ident));
+                }
+                tx.commit().await.map_err(|e| {
+                    if is_foreign_key_violation(&e) {
+                        not_empty()
+                    } else {
+                        db_error("dropping a namespace", e)
+                    }
+                })
+            }
+        }
+
+        #[async_trait]
+        impl SealedSecretStore for $store {
+            async fn put_secret(&self, id: SecretId, secret: &SealedSecret) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO secrets (id, nonce, ciphertext, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (id) DO UPDATE SET nonce = excluded.nonce, \
+                     ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+                )
+                .bind(id.0)
+                .bind(&secret.nonce)
+                .bind(&secret.ciphertext)
+                .bind(secret.created_at)
+                .bind(secret.updated_at)
+                .execute(&self.write)
+                .await
+                .map_err(|e| db_error("storing a secret", e))?;
+                Ok(())
+            }
+
+            async fn get_secret(&self, id: SecretId) -> Result<Option<SealedSecret>> {
+                let row = sqlx::query(
+                    "SELECT nonce, ciphertext, created_at, updated_at FROM secrets WHERE id = $1",
+                )
+                .bind(id.0)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a secret", e))?;
+                row.map(|row| {
+                    Ok(SealedSecret {
+                        nonce: row.try_get("nonce")?,
+                        ciphertext: row.try_get("ciphertext")?,
+                        created_at: row.try_get("created_at")?,
+                        updated_at: row.try_get("updated_at")?,
+                    })
+                })
+                .transpose()
+                .map_err(|e| db_error("decoding a secret", e))
+            }
+
+            async fn delete_secret(&self, id: SecretId) -> Result<()> {
+                sqlx::query("DELETE FROM secrets WHERE id = $1")
+                    .bind(id.0)
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| db_error("deleting a secret", e))?;
+                Ok(())
+            }
+        }
+    };
+}
+
+pub(crate) use impl_sql_store;
+
+/// Names the sqlx database type of a backend, for generic helpers inside [`impl_sql_store!`].
+pub(crate) trait BackendDb {
+    type Db: sqlx::Database;
+}
