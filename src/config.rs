@@ -14,7 +14,7 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -315,22 +315,6 @@ impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {
             backends: vec![EventsBackend::Log],
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            database: DatabaseConfig::default(),
-            secrets: SecretsConfig::default(),
-            log: LogConfig::default(),
-            bootstrap: BootstrapConfig::default(),
-            authn: AuthnConfig::default(),
-            authz: AuthzConfig::default(),
-            events: EventsConfig::default(),
         }
     }
 }

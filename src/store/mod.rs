@@ -114,7 +114,7 @@ pub trait NamespaceStore: Send + Sync {
 }
 
 /// An encrypted secret as the database keeps it; `secrets::DbSecretStore` seals and opens it.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedSecret {
     pub nonce: Vec<u8>,
     pub ciphertext: Vec<u8>,

@@ -62,4 +62,4 @@ impl PostgresStore {
     }
 }
 
-super::sql::impl_sql_store!(PostgresStore, PgRow);
+super::sql::impl_sql_store!(PostgresStore, PgRow, " FOR UPDATE");

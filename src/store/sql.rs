@@ -2,9 +2,11 @@
 //! SQLite (`$N` parameters, `RETURNING`, `ON CONFLICT`), and the trait implementations are stamped
 //! out once per backend by [`impl_sql_store!`], so the two cannot drift apart. A backend struct must
 //! have a `read` and a `write` pool (the same pool on PostgreSQL; SQLite has one writer connection).
+//! The one dialect difference is passed in: the row-lock suffix of a read-modify-write select
+//! (`" FOR UPDATE"` on PostgreSQL, nothing on SQLite, whose single writer already serializes).
 
 macro_rules! impl_sql_store {
-    ($store:ty, $row:ty) => {
+    ($store:ty, $row:ty, $for_update:literal) => {
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
         use sqlx::Row as _;
@@ -647,51 +649,60 @@ macro_rules! impl_sql_store {
                 removals: &[String],
                 at: DateTime<Utc>,
             ) -> Result<Properties> {
-                // Optimistic concurrency: read, merge, write only if nobody wrote in between.
-                for _ in 0..64 {
-                    let row = sqlx::query(
-                        "SELECT properties, version FROM namespaces WHERE ref_id = $1 AND name = $2",
-                    )
-                    .bind(ref_id.0)
-                    .bind(ident.joined())
-                    .fetch_optional(&self.write)
+                // Read, merge and write in one transaction with the row locked (`FOR UPDATE` on
+                // PostgreSQL; SQLite has a single writer), so concurrent updates serialize and
+                // none is lost. The version check stays as a second guard.
+                let mut tx = self
+                    .write
+                    .begin()
                     .await
                     .map_err(|e| db_error("updating namespace properties", e))?;
-                    let Some(row) = row else {
-                        return Err(not_found(Entity::Namespace, ident));
-                    };
-                    let before: Json<Properties> = row
-                        .try_get("properties")
-                        .map_err(|e| db_error("updating namespace properties", e))?;
-                    let version: i64 = row
-                        .try_get("version")
-                        .map_err(|e| db_error("updating namespace properties", e))?;
-                    let before = before.0;
-                    let mut after = before.clone();
-                    for key in removals {
-                        after.remove(key);
-                    }
-                    after.extend(updates.iter().map(|(k, v)| (k.clone(), v.clone())));
-                    let done = sqlx::query(
-                        "UPDATE namespaces SET properties = $3, version = version + 1, updated_at = $4 \
-                         WHERE ref_id = $1 AND name = $2 AND version = $5",
-                    )
-                    .bind(ref_id.0)
-                    .bind(ident.joined())
-                    .bind(Json(&after))
-                    .bind(at)
-                    .bind(version)
-                    .execute(&self.write)
-                    .await
-                    .map_err(|e| db_error("updating namespace properties", e))?;
-                    if done.rows_affected() == 1 {
-                        return Ok(before);
-                    }
-                }
-                Err(Error::new(
-                    crate::error::ErrorKind::CommitConflict,
-                    format!("namespace {ident} is being updated concurrently; retry"),
+                let row = sqlx::query(concat!(
+                    "SELECT properties, version FROM namespaces WHERE ref_id = $1 AND name = $2",
+                    $for_update
                 ))
+                .bind(ref_id.0)
+                .bind(ident.joined())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| db_error("updating namespace properties", e))?;
+                let Some(row) = row else {
+                    return Err(not_found(Entity::Namespace, ident));
+                };
+                let before: Json<Properties> = row
+                    .try_get("properties")
+                    .map_err(|e| db_error("updating namespace properties", e))?;
+                let version: i64 = row
+                    .try_get("version")
+                    .map_err(|e| db_error("updating namespace properties", e))?;
+                let before = before.0;
+                let mut after = before.clone();
+                for key in removals {
+                    after.remove(key);
+                }
+                after.extend(updates.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let done = sqlx::query(
+                    "UPDATE namespaces SET properties = $3, version = version + 1, updated_at = $4 \
+                     WHERE ref_id = $1 AND name = $2 AND version = $5",
+                )
+                .bind(ref_id.0)
+                .bind(ident.joined())
+                .bind(Json(&after))
+                .bind(at)
+                .bind(version)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error("updating namespace properties", e))?;
+                if done.rows_affected() != 1 {
+                    return Err(Error::new(
+                        crate::error::ErrorKind::CommitConflict,
+                        format!("namespace {ident} changed concurrently; retry"),
+                    ));
+                }
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("updating namespace properties", e))?;
+                Ok(before)
             }
 
             async fn drop_namespace(&self, ref_id: RefId, ident: &NamespaceIdent) -> Result<()> {

@@ -81,4 +81,4 @@ impl SqliteStore {
     }
 }
 
-super::sql::impl_sql_store!(SqliteStore, SqliteRow);
+super::sql::impl_sql_store!(SqliteStore, SqliteRow, "");

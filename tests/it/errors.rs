@@ -1,0 +1,187 @@
+//! Bad input gets the Iceberg error shape, the right status, and writes nothing; server-side
+//! failures return only an error id.
+
+use serde_json::{Value, json};
+
+use crate::common::{Backend, TestApp, captured_logs, expect_error};
+
+on_both_backends!(
+    malformed_bodies_are_400_and_write_nothing,
+    invalid_names_are_400_and_write_nothing,
+    oversized_bodies_are_413,
+    unknown_routes_and_methods_use_the_error_model,
+);
+
+async fn namespace_count(app: &TestApp, base: &str) -> usize {
+    let list: Value = app
+        .get(&format!("{base}/namespaces"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    list["namespaces"].as_array().unwrap().len()
+}
+
+async fn malformed_bodies_are_400_and_write_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_local_warehouse("lake").await;
+    let base = format!("/catalog/v1/{}", app.prefix("lake").await);
+    let bodies: &[&[u8]] = &[
+        b"",
+        b"{",
+        b"not json",
+        b"{\"namespace\": \"a\"}",
+        b"{\"namespace\": [1, 2]}",
+        b"{\"namespace\": [\"a\"], \"properties\": {\"k\": 1}}",
+        b"{\"namespace\": [\"a\"], \"properties\": []}",
+        b"{\"namespace\": [\"a\"], \"unexpected\": true}",
+        b"[\"a\"]",
+        b"\xff\xfe{}",
+    ];
+    for body in bodies {
+        let response = app
+            .post_raw(&format!("{base}/namespaces"), body.to_vec())
+            .await;
+        let (kind, message) = expect_error(response, 400).await;
+        assert_eq!(
+            kind,
+            "BadRequestException",
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+        assert!(!message.is_empty());
+    }
+    let response = app
+        .post_raw("/management/v1/projects", b"{\"name\": 5}".to_vec())
+        .await;
+    expect_error(response, 400).await;
+    assert_eq!(namespace_count(&app, &base).await, 0);
+}
+
+async fn invalid_names_are_400_and_write_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_local_warehouse("lake").await;
+    let base = format!("/catalog/v1/{}", app.prefix("lake").await);
+    let long = "x".repeat(floe::model::MAX_NAME_BYTES + 1);
+    let deep: Vec<String> = (0..=floe::model::MAX_NAMESPACE_LEVELS)
+        .map(|i| format!("l{i}"))
+        .collect();
+    let cases = vec![
+        json!([]),
+        json!([""]),
+        json!(["a\u{0}b"]),
+        json!(["/"]),
+        json!(["///"]),
+        json!([".."]),
+        json!(["a\u{1f}b"]),
+        json!(["tab\there"]),
+        json!([long]),
+        json!(deep),
+    ];
+    for namespace in cases {
+        let (kind, _) = expect_error(
+            app.post(
+                &format!("{base}/namespaces"),
+                &json!({"namespace": namespace}),
+            )
+            .await,
+            400,
+        )
+        .await;
+        assert_eq!(kind, "BadRequestException", "{namespace}");
+    }
+    assert_eq!(namespace_count(&app, &base).await, 0);
+    // Path parameters go through the same rules.
+    let (kind, _) = expect_error(app.get(&format!("{base}/namespaces/%00")).await, 400).await;
+    assert_eq!(kind, "BadRequestException");
+    let (kind, _) = expect_error(app.get(&format!("{base}/namespaces/a%1F")).await, 400).await;
+    assert_eq!(kind, "BadRequestException");
+    let (kind, _) = expect_error(app.get(&format!("{base}/namespaces/%FF%FE")).await, 400).await;
+    assert_eq!(kind, "BadRequestException");
+
+    for name in ["", "\u{0}", "/", &long] {
+        let (kind, _) = expect_error(
+            app.post("/management/v1/projects", &json!({"name": name}))
+                .await,
+            400,
+        )
+        .await;
+        assert_eq!(kind, "BadRequestException");
+    }
+    let projects: Value = app
+        .get("/management/v1/projects")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(projects["projects"].as_array().unwrap().len(), 1);
+}
+
+async fn oversized_bodies_are_413(backend: Backend) {
+    let db = std::sync::Arc::new(crate::common::TestDb::new(backend).await);
+    let app = TestApp::spawn_on(db, |c| {
+        c.server.max_body_bytes = 64 * 1024;
+        c.bootstrap.auto = Some(true);
+    })
+    .await;
+    let base = format!("/catalog/v1/{}", app.prefix("demo").await);
+    let big = json!({"namespace": ["big"], "properties": {"blob": "x".repeat(100 * 1024)}});
+    let (kind, _) = expect_error(app.post(&format!("{base}/namespaces"), &big).await, 413).await;
+    assert_eq!(kind, "PayloadTooLargeException");
+    assert_eq!(namespace_count(&app, &base).await, 0);
+    let small = json!({"namespace": ["small"], "properties": {"blob": "x".repeat(1024)}});
+    assert_eq!(
+        app.post(&format!("{base}/namespaces"), &small)
+            .await
+            .status(),
+        200
+    );
+}
+
+async fn unknown_routes_and_methods_use_the_error_model(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (kind, _) = expect_error(app.get("/catalog/v1/nothing/here/at/all").await, 404).await;
+    assert_eq!(kind, "NotFoundException");
+    let (kind, _) = expect_error(app.put("/management/v1/info", &json!({})).await, 405).await;
+    assert_eq!(kind, "MethodNotAllowedException");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_failures_return_only_an_error_id() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    app.create_local_warehouse("lake").await;
+    let prefix = app.prefix("lake").await;
+    assert_eq!(app.get("/ready").await.status(), 200);
+    app.db.kill_postgres().await;
+
+    let response = app.get(&format!("/catalog/v1/{prefix}/namespaces")).await;
+    let status = response.status().as_u16();
+    assert!(status == 500 || status == 503, "status {status}");
+    let (kind, message) = expect_error(response, status).await;
+    assert!(kind == "InternalServerError" || kind == "ServiceUnavailableException");
+    let id = message.rsplit(' ').next().unwrap();
+    assert!(
+        uuid::Uuid::parse_str(id).is_ok(),
+        "the message ends with the error id: {message}"
+    );
+    assert!(
+        !message.to_lowercase().contains("database \""),
+        "no internals: {message}"
+    );
+    // The log has the id beside the cause.
+    let logs = captured_logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains(id))
+        .expect("the error id is logged");
+    assert!(line.contains("cause"), "{line}");
+
+    let ready = app.get("/ready").await;
+    assert_eq!(ready.status(), 503);
+    let health = app.get("/health").await;
+    assert_eq!(
+        health.status(),
+        200,
+        "liveness does not depend on the database"
+    );
+}

@@ -1,0 +1,362 @@
+//! Starting, restarting, stopping and scaling out: the embedded quickstart, the real `floe`
+//! binary, migrations, graceful shutdown, and several instances on one PostgreSQL database.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use floe::config::Config;
+use floe::server::Floe;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::{Backend, TestApp, TestDb, expect_error};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_restart_keeps_everything() {
+    let db = Arc::new(TestDb::new(Backend::Sqlite).await);
+    let app = TestApp::spawn_on(db.clone(), |_| {}).await;
+    let info: Value = app.get("/management/v1/info").await.json().await.unwrap();
+    let base = format!("/catalog/v1/{}", app.prefix("demo").await);
+    let created = app
+        .post(
+            &format!("{base}/namespaces"),
+            &json!({"namespace": ["kept"], "properties": {"k": "v"}}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    app.shutdown().await.unwrap();
+
+    let again = TestApp::spawn_on(db.clone(), |_| {}).await;
+    let info_again: Value = again.get("/management/v1/info").await.json().await.unwrap();
+    assert_eq!(
+        info_again["server-id"], info["server-id"],
+        "no second bootstrap"
+    );
+    assert_eq!(format!("/catalog/v1/{}", again.prefix("demo").await), base);
+    let kept: Value = again
+        .get(&format!("{base}/namespaces/kept"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(kept["properties"], json!({"k": "v"}));
+    let warehouses: Value = again
+        .get("/management/v1/warehouses")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(warehouses["warehouses"].as_array().unwrap().len(), 1);
+    let root = db
+        .dir
+        .path()
+        .join("data/warehouses/demo")
+        .canonicalize()
+        .unwrap();
+    assert_eq!(
+        warehouses["warehouses"][0]["storage-profile"]["root"],
+        root.to_str().unwrap()
+    );
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = db.dir.path().join("data/secret.key");
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the generated key is private");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let prefix = app.prefix("demo").await;
+    let body = br#"{"namespace": ["in-flight"]}"#;
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let head = format!(
+        "POST /catalog/v1/{prefix}/namespaces HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body[..10]).await.unwrap();
+    stream.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Shut down while the request is half sent.
+    let addr = app.addr;
+    let db = app.db.clone();
+    let stopping = tokio::spawn(app.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections once shutting down"
+    );
+    stream.write_all(&body[10..]).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    tokio::time::timeout(Duration::from_secs(10), stopping)
+        .await
+        .expect("shutdown completes")
+        .unwrap()
+        .unwrap();
+
+    // The in-flight request's change was committed.
+    let again = TestApp::spawn_on(db, |_| {}).await;
+    let prefix = again.prefix("demo").await;
+    assert_eq!(
+        again
+            .head(&format!("/catalog/v1/{prefix}/namespaces/in-flight"))
+            .await
+            .status(),
+        204
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_needs_migrate_unless_told_otherwise() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut config = db.config();
+    config.database.auto_migrate = None;
+    let err = Floe::build(&config)
+        .await
+        .err()
+        .expect("refuses an unmigrated database");
+    assert!(format!("{err:#}").contains("floe migrate"), "{err:#}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .arg("migrate")
+        .env("FLOE__DATABASE__URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Migrating again is a no-op.
+    let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .arg("migrate")
+        .env("FLOE__DATABASE__URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+
+    let floe = Floe::build(&config)
+        .await
+        .expect("starts on a migrated database");
+    assert!(
+        !floe.auto_bootstrapped,
+        "PostgreSQL is bootstrapped explicitly"
+    );
+
+    // Without a shared key, PostgreSQL deployments are refused at start.
+    let mut keyless = db.config();
+    keyless.secrets.encryption_key = None;
+    keyless.server.listen = "127.0.0.1:0".parse().unwrap();
+    let err = Floe::build(&keyless).await.err().expect("needs a key");
+    assert!(format!("{err:#}").contains("encryption_key"), "{err:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_serve_one_consistent_catalog() {
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let a = TestApp::spawn_on(db.clone(), |_| {}).await;
+    let b = TestApp::spawn_on(db.clone(), |_| {}).await;
+    assert_eq!(
+        a.post("/management/v1/bootstrap", &Value::Null)
+            .await
+            .status(),
+        200
+    );
+    expect_error(b.post("/management/v1/bootstrap", &Value::Null).await, 409).await;
+    let info: Value = b.get("/management/v1/info").await.json().await.unwrap();
+    assert_eq!(info["bootstrapped"], true);
+
+    let id = a.create_local_warehouse("shared").await;
+    assert_eq!(b.prefix("shared").await, id);
+    let base = format!("/catalog/v1/{id}");
+
+    // The same namespace created through both instances at once: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let client = reqwest::Client::new();
+        let url = if i % 2 == 0 {
+            a.url(&format!("{base}/namespaces"))
+        } else {
+            b.url(&format!("{base}/namespaces"))
+        };
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"namespace": ["contested"]}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+
+    // Concurrent property updates through both: nothing lost.
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let client = reqwest::Client::new();
+        let url = if i % 2 == 0 {
+            a.url(&format!("{base}/namespaces/contested/properties"))
+        } else {
+            b.url(&format!("{base}/namespaces/contested/properties"))
+        };
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"updates": {format!("key-{i}"): "v"}}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), 200);
+    }
+    let ns: Value = b
+        .get(&format!("{base}/namespaces/contested"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ns["properties"].as_object().unwrap().len(), 16);
+
+    // A drop through one is seen by the other at once.
+    assert_eq!(
+        a.delete(&format!("{base}/namespaces/contested"))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        b.head(&format!("{base}/namespaces/contested"))
+            .await
+            .status(),
+        404
+    );
+}
+
+/// Reads the binary's stdout until the PyIceberg snippet and returns the catalog URI it printed.
+fn read_catalog_uri(stdout: impl std::io::Read) -> String {
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(rest) = line.split("uri=\"").nth(1) {
+            return rest.split('"').next().unwrap().to_string();
+        }
+    }
+    panic!("the binary printed no PyIceberg snippet");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_serves_the_quickstart_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("floe-data"))
+        .env("FLOE__LOG__FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let uri = read_catalog_uri(child.stdout.take().unwrap());
+    assert!(uri.ends_with("/catalog"), "{uri}");
+    let client = reqwest::Client::new();
+    let config: Value = client
+        .get(format!("{uri}/v1/config?warehouse=demo"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(config["overrides"]["prefix"].is_string());
+    assert!(dir.path().join("floe-data/catalog.db").exists());
+    assert!(dir.path().join("floe-data/warehouses/demo").is_dir());
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "did not stop on SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // JSON logs when configured so.
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let first = stderr.lines().next().expect("it logged");
+    let line: Value = serde_json::from_str(first).expect("log lines are JSON");
+    assert!(line["timestamp"].is_string());
+}
+
+#[test]
+fn the_binary_rejects_bad_settings_with_their_names() {
+    let dir = tempfile::tempdir().unwrap();
+    for (key, value, expected) in [
+        (
+            "FLOE__DATABASE__MAX_CONNECTIONS",
+            "0",
+            "database.max_connections",
+        ),
+        ("FLOE__SERVER__LISTEN", "not-an-address", "listen"),
+        ("FLOE__LOG__FORMAT", "xml", "format"),
+        ("FLOE__SERVER__UNKNOWN_THING", "1", "unknown_thing"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+            .arg("serve")
+            .current_dir(dir.path())
+            .env(key, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{key}={value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{key}={value}: {stderr}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["serve", "--config", "/nonexistent/floe.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    assert!(
+        !dir.path().join("floe-data").exists(),
+        "nothing is created on a bad start"
+    );
+    let _ = Config::default();
+}

@@ -1,0 +1,765 @@
+//! The persistence conformance suite: every test runs against SQLite and against PostgreSQL, each
+//! on a fresh database.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use floe::error::{Entity, ErrorKind};
+use floe::model::{
+    MAIN_BRANCH, Namespace, NamespaceId, NamespaceIdent, PageRequest, Project, ProjectId, Ref,
+    RefId, RefKind, SecretId, ServerInfo, StorageProfile, Warehouse, WarehouseId, now,
+};
+use floe::store::{Persistence, SealedSecret};
+
+use crate::common::TestDb;
+
+macro_rules! store_suite {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let db = crate::common::TestDb::new(crate::common::Backend::Sqlite).await;
+                    super::$test(db.persistence().await, &db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let db = crate::common::TestDb::new(crate::common::Backend::Postgres).await;
+                    super::$test(db.persistence().await, &db).await;
+                }
+            )*
+        }
+    };
+}
+
+store_suite!(
+    bootstrap_happens_once,
+    projects_are_named_uniquely,
+    deleting_projects_respects_what_they_hold,
+    warehouses_come_with_a_main_branch,
+    warehouse_names_are_unique_per_project,
+    warehouses_update_and_delete,
+    nested_namespaces_need_their_parent,
+    namespace_listing_pages_in_byte_order,
+    namespaces_are_scoped_to_their_ref,
+    namespace_properties_merge_and_report_the_old_values,
+    concurrent_property_updates_lose_nothing,
+    concurrent_creates_of_one_namespace_let_exactly_one_win,
+    dropping_namespaces_checks_children,
+    sealed_secrets_round_trip,
+    timestamps_and_unicode_round_trip,
+);
+
+fn project(name: &str) -> Project {
+    let at = now();
+    Project {
+        id: ProjectId::new(),
+        name: name.into(),
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+async fn bootstrapped(store: &Persistence) -> ServerInfo {
+    let default = project("default");
+    let info = ServerInfo {
+        server_id: uuid::Uuid::now_v7(),
+        bootstrapped_at: now(),
+        default_project_id: default.id,
+    };
+    store.server.bootstrap(&info, &default).await.unwrap();
+    info
+}
+
+fn local_profile(db: &TestDb, name: &str) -> StorageProfile {
+    StorageProfile::Local {
+        root: db.dir.path().join(name),
+    }
+}
+
+async fn warehouse_in(
+    store: &Persistence,
+    db: &TestDb,
+    project: ProjectId,
+    name: &str,
+) -> (Warehouse, Ref) {
+    let at = now();
+    let warehouse = Warehouse {
+        id: WarehouseId::new(),
+        project_id: project,
+        name: name.into(),
+        storage_profile: local_profile(db, name),
+        credential_secret_id: None,
+        created_at: at,
+        updated_at: at,
+    };
+    let main = Ref {
+        id: RefId::new(),
+        warehouse_id: warehouse.id,
+        name: MAIN_BRANCH.into(),
+        kind: RefKind::Branch,
+        created_at: at,
+    };
+    store
+        .warehouses
+        .create_warehouse(&warehouse, &main)
+        .await
+        .unwrap();
+    (warehouse, main)
+}
+
+fn ns(levels: &[&str]) -> NamespaceIdent {
+    NamespaceIdent::new(levels.iter().map(|s| s.to_string()).collect()).unwrap()
+}
+
+fn namespace(warehouse: &Warehouse, branch: &Ref, levels: &[&str]) -> Namespace {
+    let at = now();
+    Namespace {
+        id: NamespaceId::new(),
+        warehouse_id: warehouse.id,
+        ref_id: branch.id,
+        ident: ns(levels),
+        properties: BTreeMap::new(),
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+async fn bootstrap_happens_once(store: Persistence, _db: &TestDb) {
+    assert!(store.server.server_info().await.unwrap().is_none());
+    let info = bootstrapped(&store).await;
+    assert_eq!(
+        store.server.server_info().await.unwrap(),
+        Some(info.clone())
+    );
+    let again = project("other-default");
+    let err = store
+        .server
+        .bootstrap(
+            &ServerInfo {
+                server_id: uuid::Uuid::now_v7(),
+                bootstrapped_at: now(),
+                default_project_id: again.id,
+            },
+            &again,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict);
+    // The failed second bootstrap left nothing behind.
+    let projects = store.projects.list_projects().await.unwrap();
+    assert_eq!(projects.len(), 1);
+    assert_eq!(projects[0].id, info.default_project_id);
+    store.server.health().await.unwrap();
+}
+
+async fn projects_are_named_uniquely(store: Persistence, _db: &TestDb) {
+    let b = project("b-project");
+    let a = project("a-project");
+    store.projects.create_project(&b).await.unwrap();
+    store.projects.create_project(&a).await.unwrap();
+    let err = store
+        .projects
+        .create_project(&project("a-project"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Project));
+    let names: Vec<_> = store
+        .projects
+        .list_projects()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["a-project", "b-project"]);
+    assert_eq!(
+        store.projects.get_project(a.id).await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        store.projects.get_project(ProjectId::new()).await.unwrap(),
+        None
+    );
+
+    let err = store
+        .projects
+        .rename_project(a.id, "b-project", now())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Project));
+    store
+        .projects
+        .rename_project(a.id, "c-project", now())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .projects
+            .get_project(a.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "c-project"
+    );
+    let err = store
+        .projects
+        .rename_project(ProjectId::new(), "x", now())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::Project));
+}
+
+async fn deleting_projects_respects_what_they_hold(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let err = store
+        .projects
+        .delete_project(info.default_project_id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Project));
+
+    let p = project("team");
+    store.projects.create_project(&p).await.unwrap();
+    let (warehouse, _) = warehouse_in(&store, db, p.id, "wh-1").await;
+    let err = store.projects.delete_project(p.id).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Project));
+    store
+        .warehouses
+        .delete_warehouse(warehouse.id)
+        .await
+        .unwrap();
+    store.projects.delete_project(p.id).await.unwrap();
+    assert!(store.projects.get_project(p.id).await.unwrap().is_none());
+    let err = store.projects.delete_project(p.id).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::Project));
+}
+
+async fn warehouses_come_with_a_main_branch(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "demo").await;
+    assert_eq!(
+        store.warehouses.get_warehouse(warehouse.id).await.unwrap(),
+        Some(warehouse.clone())
+    );
+    assert_eq!(
+        store
+            .warehouses
+            .get_ref(warehouse.id, MAIN_BRANCH)
+            .await
+            .unwrap(),
+        Some(main)
+    );
+    assert!(
+        store
+            .warehouses
+            .get_ref(warehouse.id, "dev")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .warehouses
+            .get_warehouse_by_name(info.default_project_id, "demo")
+            .await
+            .unwrap(),
+        Some(warehouse)
+    );
+
+    let mut orphan = warehouse_in_memory(db, ProjectId::new(), "orphan");
+    orphan.0.id = WarehouseId::new();
+    let err = store
+        .warehouses
+        .create_warehouse(&orphan.0, &orphan.1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::Project));
+}
+
+fn warehouse_in_memory(db: &TestDb, project: ProjectId, name: &str) -> (Warehouse, Ref) {
+    let at = now();
+    let warehouse = Warehouse {
+        id: WarehouseId::new(),
+        project_id: project,
+        name: name.into(),
+        storage_profile: local_profile(db, name),
+        credential_secret_id: None,
+        created_at: at,
+        updated_at: at,
+    };
+    let main = Ref {
+        id: RefId::new(),
+        warehouse_id: warehouse.id,
+        name: MAIN_BRANCH.into(),
+        kind: RefKind::Branch,
+        created_at: at,
+    };
+    (warehouse, main)
+}
+
+async fn warehouse_names_are_unique_per_project(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let other = project("other");
+    store.projects.create_project(&other).await.unwrap();
+    warehouse_in(&store, db, info.default_project_id, "lake").await;
+    // The same name in another project is fine.
+    warehouse_in(&store, db, other.id, "lake").await;
+    let (dup, main) = warehouse_in_memory(db, info.default_project_id, "lake");
+    let err = store
+        .warehouses
+        .create_warehouse(&dup, &main)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Warehouse));
+    // Nothing of the failed create remains: neither the warehouse nor its ref.
+    assert!(
+        store
+            .warehouses
+            .get_warehouse(dup.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .warehouses
+            .get_ref(dup.id, MAIN_BRANCH)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    assert_eq!(
+        store.warehouses.list_warehouses(None).await.unwrap().len(),
+        2
+    );
+    let mine = store
+        .warehouses
+        .list_warehouses(Some(other.id))
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(mine[0].project_id, other.id);
+}
+
+async fn warehouses_update_and_delete(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "one").await;
+    warehouse_in(&store, db, info.default_project_id, "two").await;
+
+    let err = store
+        .warehouses
+        .rename_warehouse(warehouse.id, "two", now())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Warehouse));
+    store
+        .warehouses
+        .rename_warehouse(warehouse.id, "three", now())
+        .await
+        .unwrap();
+
+    let profile: StorageProfile = serde_json::from_value(serde_json::json!({
+        "type": "s3", "bucket": "lake", "region": "eu-west-1", "path-style-access": true
+    }))
+    .unwrap();
+    let secret = SecretId::new();
+    store
+        .warehouses
+        .update_warehouse_storage(warehouse.id, &profile, Some(secret), now())
+        .await
+        .unwrap();
+    let updated = store
+        .warehouses
+        .get_warehouse(warehouse.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.name, "three");
+    assert_eq!(updated.storage_profile, profile);
+    assert_eq!(updated.credential_secret_id, Some(secret));
+
+    // A warehouse holding a namespace cannot go.
+    store
+        .namespaces
+        .create_namespace(&namespace(&warehouse, &main, &["ns"]))
+        .await
+        .unwrap();
+    let err = store
+        .warehouses
+        .delete_warehouse(warehouse.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Warehouse));
+    store
+        .namespaces
+        .drop_namespace(main.id, &ns(&["ns"]))
+        .await
+        .unwrap();
+    store
+        .warehouses
+        .delete_warehouse(warehouse.id)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .warehouses
+            .get_warehouse(warehouse.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .warehouses
+            .get_ref(warehouse.id, MAIN_BRANCH)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let err = store
+        .warehouses
+        .delete_warehouse(warehouse.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::Warehouse));
+    let err = store
+        .warehouses
+        .update_warehouse_storage(warehouse.id, &profile, None, now())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::Warehouse));
+}
+
+async fn nested_namespaces_need_their_parent(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    let err = store
+        .namespaces
+        .create_namespace(&namespace(&warehouse, &main, &["a", "b"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::Namespace));
+    let mut a = namespace(&warehouse, &main, &["a"]);
+    a.properties.insert("owner".into(), "me".into());
+    store.namespaces.create_namespace(&a).await.unwrap();
+    store
+        .namespaces
+        .create_namespace(&namespace(&warehouse, &main, &["a", "b"]))
+        .await
+        .unwrap();
+    let err = store
+        .namespaces
+        .create_namespace(&namespace(&warehouse, &main, &["a"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Namespace));
+    let loaded = store
+        .namespaces
+        .get_namespace(main.id, &ns(&["a"]))
+        .await
+        .unwrap();
+    assert_eq!(loaded, Some(a));
+    assert!(
+        store
+            .namespaces
+            .get_namespace(main.id, &ns(&["b"]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn namespace_listing_pages_in_byte_order(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    let names = ["b", "B", "a", "ä", "a b", "z", "_"];
+    for name in names {
+        store
+            .namespaces
+            .create_namespace(&namespace(&warehouse, &main, &[name]))
+            .await
+            .unwrap();
+    }
+    store
+        .namespaces
+        .create_namespace(&namespace(&warehouse, &main, &["a", "child"]))
+        .await
+        .unwrap();
+    let mut expected: Vec<&str> = names.to_vec();
+    expected.sort(); // byte order, the same on both backends
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .namespaces
+            .list_namespaces(
+                main.id,
+                None,
+                &PageRequest {
+                    after: after.clone(),
+                    limit: Some(3),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(page.items.len() <= 3);
+        seen.extend(page.items.iter().map(|n| n.levels()[0].clone()));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+    let all = store
+        .namespaces
+        .list_namespaces(main.id, None, &PageRequest::all())
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), names.len());
+    assert_eq!(all.next, None);
+    let children = store
+        .namespaces
+        .list_namespaces(main.id, Some(&ns(&["a"])), &PageRequest::all())
+        .await
+        .unwrap();
+    assert_eq!(children.items, vec![ns(&["a", "child"])]);
+}
+
+async fn namespaces_are_scoped_to_their_ref(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (one, one_main) = warehouse_in(&store, db, info.default_project_id, "one").await;
+    let (two, two_main) = warehouse_in(&store, db, info.default_project_id, "two").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&one, &one_main, &["shared"]))
+        .await
+        .unwrap();
+    // The same name in another warehouse is another namespace.
+    store
+        .namespaces
+        .create_namespace(&namespace(&two, &two_main, &["shared"]))
+        .await
+        .unwrap();
+    store
+        .namespaces
+        .create_namespace(&namespace(&one, &one_main, &["only-one"]))
+        .await
+        .unwrap();
+    let listed = store
+        .namespaces
+        .list_namespaces(two_main.id, None, &PageRequest::all())
+        .await
+        .unwrap();
+    assert_eq!(listed.items, vec![ns(&["shared"])]);
+    store
+        .namespaces
+        .drop_namespace(one_main.id, &ns(&["shared"]))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .namespaces
+            .get_namespace(two_main.id, &ns(&["shared"]))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn namespace_properties_merge_and_report_the_old_values(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    let mut a = namespace(&warehouse, &main, &["a"]);
+    a.properties.insert("keep".into(), "1".into());
+    a.properties.insert("drop".into(), "2".into());
+    store.namespaces.create_namespace(&a).await.unwrap();
+    let updates = BTreeMap::from([
+        ("new".to_string(), "3".to_string()),
+        ("keep".to_string(), "4".to_string()),
+    ]);
+    let before = store
+        .namespaces
+        .update_namespace_properties(
+            main.id,
+            &ns(&["a"]),
+            &updates,
+            &["drop".into(), "absent".into()],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(before, a.properties);
+    let after = store
+        .namespaces
+        .get_namespace(main.id, &ns(&["a"]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        after.properties,
+        BTreeMap::from([
+            ("keep".to_string(), "4".to_string()),
+            ("new".to_string(), "3".to_string())
+        ])
+    );
+    let err = store
+        .namespaces
+        .update_namespace_properties(main.id, &ns(&["zz"]), &updates, &[], now())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::Namespace));
+}
+
+async fn concurrent_property_updates_lose_nothing(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&warehouse, &main, &["hot"]))
+        .await
+        .unwrap();
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for writer in 0..8 {
+        let store = store.clone();
+        let ref_id = main.id;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..10 {
+                let updates = BTreeMap::from([(format!("w{writer}-{i}"), "x".to_string())]);
+                store
+                    .namespaces
+                    .update_namespace_properties(ref_id, &ns(&["hot"]), &updates, &[], now())
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let hot = store
+        .namespaces
+        .get_namespace(main.id, &ns(&["hot"]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        hot.properties.len(),
+        80,
+        "every acknowledged update is kept"
+    );
+}
+
+async fn concurrent_creates_of_one_namespace_let_exactly_one_win(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let store = store.clone();
+        let candidate = namespace(&warehouse, &main, &["race"]);
+        tasks.push(tokio::spawn(async move {
+            store.namespaces.create_namespace(&candidate).await
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(e) => assert_eq!(e.kind, ErrorKind::AlreadyExists(Entity::Namespace)),
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+async fn dropping_namespaces_checks_children(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    for levels in [&["a"][..], &["a", "b"][..], &["a", "b", "c"][..]] {
+        store
+            .namespaces
+            .create_namespace(&namespace(&warehouse, &main, levels))
+            .await
+            .unwrap();
+    }
+    for levels in [&["a"][..], &["a", "b"][..]] {
+        let err = store
+            .namespaces
+            .drop_namespace(main.id, &ns(levels))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Namespace));
+    }
+    for levels in [&["a", "b", "c"][..], &["a", "b"][..], &["a"][..]] {
+        store
+            .namespaces
+            .drop_namespace(main.id, &ns(levels))
+            .await
+            .unwrap();
+    }
+    let err = store
+        .namespaces
+        .drop_namespace(main.id, &ns(&["a"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::Namespace));
+}
+
+async fn sealed_secrets_round_trip(store: Persistence, _db: &TestDb) {
+    let id = SecretId::new();
+    let at = now();
+    let sealed = SealedSecret {
+        nonce: vec![1; 12],
+        ciphertext: vec![0, 1, 2, 255],
+        created_at: at,
+        updated_at: at,
+    };
+    assert!(store.secrets.get_secret(id).await.unwrap().is_none());
+    store.secrets.put_secret(id, &sealed).await.unwrap();
+    assert_eq!(
+        store.secrets.get_secret(id).await.unwrap(),
+        Some(sealed.clone())
+    );
+    let replaced = SealedSecret {
+        ciphertext: vec![9; 40],
+        updated_at: now(),
+        ..sealed
+    };
+    store.secrets.put_secret(id, &replaced).await.unwrap();
+    assert_eq!(store.secrets.get_secret(id).await.unwrap(), Some(replaced));
+    store.secrets.delete_secret(id).await.unwrap();
+    assert!(store.secrets.get_secret(id).await.unwrap().is_none());
+    store.secrets.delete_secret(id).await.unwrap();
+}
+
+async fn timestamps_and_unicode_round_trip(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    let mut n = namespace(&warehouse, &main, &["日本語", "emoji 🚀", "quote'\"%_\\"]);
+    n.properties.insert("ключ".into(), "значение 🚀".into());
+    for depth in 1..=3 {
+        let mut level = n.clone();
+        level.id = NamespaceId::new();
+        level.ident = NamespaceIdent::new(n.ident.levels()[..depth].to_vec()).unwrap();
+        if depth < 3 {
+            level.properties.clear();
+            store.namespaces.create_namespace(&level).await.unwrap();
+        } else {
+            store.namespaces.create_namespace(&n).await.unwrap();
+        }
+    }
+    let loaded = store
+        .namespaces
+        .get_namespace(main.id, &n.ident)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded, n);
+}
