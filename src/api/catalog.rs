@@ -74,7 +74,7 @@ pub struct CatalogConfigResponse {
 }
 
 /// Catalog configuration for a warehouse: the `prefix` to use and the endpoints Floe serves.
-#[utoipa::path(get, path = "/v1/config", tag = "configuration", params(ConfigQuery,
+#[utoipa::path(get, path = "/v1/config", operation_id = "getConfig", tag = "configuration", params(ConfigQuery,
         ("x-project-id" = Option<String>, Header, description = "project of a warehouse given by name")),
     responses((status = 200, body = CatalogConfigResponse),
               (status = 400, body = IcebergErrorResponse),
@@ -158,7 +158,7 @@ fn page_request(token: Option<&str>, size: Option<u32>) -> Result<Option<PageReq
 }
 
 /// Namespaces at the top level, or under `parent`.
-#[utoipa::path(get, path = "/v1/{prefix}/namespaces", tag = "namespaces",
+#[utoipa::path(get, path = "/v1/{prefix}/namespaces", operation_id = "listNamespaces", tag = "namespaces",
     params(("prefix" = String, Path), ListNamespacesQuery),
     responses((status = 200, body = ListNamespacesResponse),
               (status = 400, body = IcebergErrorResponse),
@@ -206,7 +206,7 @@ pub struct NamespaceResponse {
 }
 
 /// Creates a namespace; a nested one needs its parent.
-#[utoipa::path(post, path = "/v1/{prefix}/namespaces", tag = "namespaces",
+#[utoipa::path(post, path = "/v1/{prefix}/namespaces", operation_id = "createNamespace", tag = "namespaces",
     params(("prefix" = String, Path)), request_body = CreateNamespaceRequest,
     responses((status = 200, body = NamespaceResponse),
               (status = 400, body = IcebergErrorResponse),
@@ -231,7 +231,7 @@ async fn create_namespace(
 }
 
 /// A namespace and its properties.
-#[utoipa::path(get, path = "/v1/{prefix}/namespaces/{namespace}", tag = "namespaces",
+#[utoipa::path(get, path = "/v1/{prefix}/namespaces/{namespace}", operation_id = "loadNamespaceMetadata", tag = "namespaces",
     params(("prefix" = String, Path), ("namespace" = String, Path, description = "levels separated by %1F")),
     responses((status = 200, body = NamespaceResponse),
               (status = 404, body = IcebergErrorResponse)))]
@@ -253,7 +253,7 @@ async fn load_namespace(
 }
 
 /// 204 when the namespace exists, 404 when not.
-#[utoipa::path(head, path = "/v1/{prefix}/namespaces/{namespace}", tag = "namespaces",
+#[utoipa::path(head, path = "/v1/{prefix}/namespaces/{namespace}", operation_id = "namespaceExists", tag = "namespaces",
     params(("prefix" = String, Path), ("namespace" = String, Path)),
     responses((status = 204), (status = 404)))]
 async fn namespace_exists(
@@ -271,7 +271,7 @@ async fn namespace_exists(
 }
 
 /// Drops an empty namespace.
-#[utoipa::path(delete, path = "/v1/{prefix}/namespaces/{namespace}", tag = "namespaces",
+#[utoipa::path(delete, path = "/v1/{prefix}/namespaces/{namespace}", operation_id = "dropNamespace", tag = "namespaces",
     params(("prefix" = String, Path), ("namespace" = String, Path)),
     responses((status = 204), (status = 404, body = IcebergErrorResponse),
               (status = 409, description = "not empty", body = IcebergErrorResponse)))]
@@ -306,7 +306,7 @@ pub struct UpdateNamespacePropertiesResponse {
 }
 
 /// Sets and removes properties in one step; a key in both lists is a 422.
-#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/properties", tag = "namespaces",
+#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/properties", operation_id = "updateProperties", tag = "namespaces",
     params(("prefix" = String, Path), ("namespace" = String, Path)),
     request_body = UpdateNamespacePropertiesRequest,
     responses((status = 200, body = UpdateNamespacePropertiesResponse),
