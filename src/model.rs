@@ -54,6 +54,7 @@ id_type!(WarehouseId);
 id_type!(RefId);
 id_type!(NamespaceId);
 id_type!(SecretId);
+id_type!(TabularId);
 
 /// The longest name (a project name, a namespace level, a table name), in UTF-8 bytes.
 pub const MAX_NAME_BYTES: usize = 255;
@@ -419,6 +420,79 @@ pub struct Namespace {
     pub ref_id: RefId,
     pub ident: NamespaceIdent,
     pub properties: Properties,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Tables and views share one name space per namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TabularKind {
+    Table,
+    View,
+}
+
+impl TabularKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TabularKind::Table => "table",
+            TabularKind::View => "view",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "table" => Some(TabularKind::Table),
+            "view" => Some(TabularKind::View),
+            _ => None,
+        }
+    }
+
+    pub fn entity(self) -> crate::error::Entity {
+        match self {
+            TabularKind::Table => crate::error::Entity::Table,
+            TabularKind::View => crate::error::Entity::View,
+        }
+    }
+}
+
+/// A validated table or view name within its namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TabularIdent {
+    pub namespace: NamespaceIdent,
+    pub name: String,
+}
+
+impl TabularIdent {
+    pub fn new(namespace: NamespaceIdent, name: String) -> Result<Self> {
+        validate_name("table or view name", &name)?;
+        Ok(TabularIdent { namespace, name })
+    }
+}
+
+impl fmt::Display for TabularIdent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.namespace, self.name)
+    }
+}
+
+/// A table's or view's pointer as the catalog keeps it: where its current metadata file is, and
+/// that metadata itself (JSON), so loading never re-reads storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tabular {
+    pub id: TabularId,
+    pub warehouse_id: WarehouseId,
+    pub ref_id: RefId,
+    pub ident: TabularIdent,
+    pub kind: TabularKind,
+    /// The table's or view's own UUID (from its metadata).
+    pub uuid: Uuid,
+    /// Base location of the table or view.
+    pub location: String,
+    pub metadata_location: String,
+    /// The current metadata, as JSON.
+    pub metadata: Vec<u8>,
+    /// Counts commits; the compare-and-swap token.
+    pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

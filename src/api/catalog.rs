@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiResult, IcebergErrorResponse};
 use super::extract::{Ctx, JsonBody, Path, Query};
+use super::tables;
 use crate::error::{Entity, Error};
 use crate::model::{NamespaceIdent, PageRequest, ProjectId, WarehouseId};
 
@@ -28,6 +29,25 @@ pub const ENDPOINTS: &[&str] = &[
     "HEAD /v1/{prefix}/namespaces/{namespace}",
     "DELETE /v1/{prefix}/namespaces/{namespace}",
     "POST /v1/{prefix}/namespaces/{namespace}/properties",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/register",
+    "POST /v1/{prefix}/tables/rename",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
+    "POST /v1/{prefix}/transactions/commit",
+    "GET /v1/{prefix}/namespaces/{namespace}/views",
+    "POST /v1/{prefix}/namespaces/{namespace}/views",
+    "GET /v1/{prefix}/namespaces/{namespace}/views/{view}",
+    "HEAD /v1/{prefix}/namespaces/{namespace}/views/{view}",
+    "POST /v1/{prefix}/namespaces/{namespace}/views/{view}",
+    "DELETE /v1/{prefix}/namespaces/{namespace}/views/{view}",
+    "POST /v1/{prefix}/views/rename",
+    "POST /v1/{prefix}/namespaces/{namespace}/register-view",
 ];
 
 /// The page size when a client asks to page but names no size, and the largest allowed.
@@ -40,11 +60,32 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_namespaces, create_namespace))
         .routes(routes!(load_namespace, namespace_exists, drop_namespace))
         .routes(routes!(update_namespace_properties))
+        .routes(routes!(tables::list_tables, tables::create_table))
+        .routes(routes!(
+            tables::load_table,
+            tables::table_exists,
+            tables::update_table,
+            tables::drop_table
+        ))
+        .routes(routes!(tables::register_table))
+        .routes(routes!(tables::rename_table))
+        .routes(routes!(tables::report_metrics))
+        .routes(routes!(tables::load_credentials))
+        .routes(routes!(tables::commit_transaction))
+        .routes(routes!(tables::list_views, tables::create_view))
+        .routes(routes!(
+            tables::load_view,
+            tables::view_exists,
+            tables::replace_view,
+            tables::drop_view
+        ))
+        .routes(routes!(tables::rename_view))
+        .routes(routes!(tables::register_view))
 }
 
 /// The warehouse a `{prefix}` names. Floe's prefixes are warehouse ids; anything else names no
 /// warehouse.
-fn warehouse_of(prefix: &str) -> Result<WarehouseId, Error> {
+pub(super) fn warehouse_of(prefix: &str) -> Result<WarehouseId, Error> {
     prefix.parse().map_err(|_| {
         Error::not_found(
             Entity::Warehouse,
@@ -54,7 +95,7 @@ fn warehouse_of(prefix: &str) -> Result<WarehouseId, Error> {
 }
 
 /// The `{namespace}` path parameter: levels separated by the unit separator (`%1F`).
-fn namespace_of(param: &str) -> Result<NamespaceIdent, Error> {
+pub(super) fn namespace_of(param: &str) -> Result<NamespaceIdent, Error> {
     NamespaceIdent::from_joined(param)
 }
 
@@ -130,8 +171,16 @@ pub struct ListNamespacesResponse {
     pub next_page_token: Option<Option<String>>,
 }
 
+/// The opaque token that continues a listing after `after`.
+pub(super) fn page_token(after: &str) -> String {
+    URL_SAFE_NO_PAD.encode(after)
+}
+
 /// Turns the client's paging parameters into a store page request; `None` when not paging.
-fn page_request(token: Option<&str>, size: Option<u32>) -> Result<Option<PageRequest>, Error> {
+pub(super) fn page_request(
+    token: Option<&str>,
+    size: Option<u32>,
+) -> Result<Option<PageRequest>, Error> {
     if token.is_none() && size.is_none() {
         return Ok(None);
     }
@@ -187,7 +236,7 @@ async fn list_namespaces(
             .into_iter()
             .map(|ns| ns.levels().to_vec())
             .collect(),
-        next_page_token: paging.map(|_| page.next.map(|n| URL_SAFE_NO_PAD.encode(n))),
+        next_page_token: paging.map(|_| page.next.map(|n| page_token(&n))),
     }))
 }
 

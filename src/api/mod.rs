@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod error;
 pub mod extract;
 pub mod management;
+pub mod tables;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +56,7 @@ struct ManagementDoc;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Floe Iceberg REST catalog", description = "The Apache Iceberg REST catalog API as Floe serves it."),
-    tags((name = "configuration"), (name = "namespaces"))
+    tags((name = "configuration"), (name = "namespaces"), (name = "tables"), (name = "views"))
 )]
 struct CatalogDoc;
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 
 use crate::authn::Principal;
 use crate::error::Result;
-use crate::model::{NamespaceIdent, ProjectId, WarehouseId};
+use crate::model::{NamespaceIdent, ProjectId, TabularIdent, WarehouseId};
 
 /// What a caller wants to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,23 @@ pub enum Action {
     NamespaceRead,
     NamespaceUpdateProperties,
     NamespaceDrop,
+    TableList,
+    TableCreate,
+    TableRead,
+    TableCommit,
+    TableDrop,
+    TablePurge,
+    TableRename,
+    TableRegister,
+    TableReportMetrics,
+    TableReadCredentials,
+    ViewList,
+    ViewCreate,
+    ViewRead,
+    ViewCommit,
+    ViewDrop,
+    ViewRename,
+    ViewRegister,
 }
 
 /// What the action is on.
@@ -43,6 +60,14 @@ pub enum Resource {
     Namespace {
         warehouse: WarehouseId,
         namespace: NamespaceIdent,
+    },
+    Table {
+        warehouse: WarehouseId,
+        table: TabularIdent,
+    },
+    View {
+        warehouse: WarehouseId,
+        view: TabularIdent,
     },
 }
 

@@ -6,9 +6,12 @@
 //! `storage`, `secrets`, `authz` and `events` through `Arc<dyn Trait>`s that `server.rs` picks.
 
 mod catalog;
+pub mod metadata;
 mod namespaces;
 mod projects;
 mod server;
+mod tables;
+mod views;
 mod warehouses;
 
 use std::sync::Arc;
@@ -24,6 +27,8 @@ use crate::store::Persistence;
 pub use catalog::CatalogConfig;
 pub use namespaces::{NamespacePropertiesUpdate, NamespacesPage};
 pub use server::ServerStatus;
+pub use tables::{CreateTable, SnapshotsMode, TableChange, TableState};
+pub use views::{CreateView, ViewState};
 pub use warehouses::{CreateWarehouse, UpdateWarehouseStorage};
 
 /// Who is asking, and under which request id.

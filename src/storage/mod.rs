@@ -1,12 +1,174 @@
-//! Object storage: where warehouses keep their files. Today this prepares and probes local
-//! warehouse roots; S3, credential vending and request signing arrive with the storage issues.
+//! Object storage: where warehouses keep their files. The `ObjectStorage` trait is what the catalog
+//! needs of a store (write a new object, read, delete, delete a prefix); `LocalStorage` is the
+//! in-tree default over a local folder. `location` holds the rules every location obeys. S3,
+//! credential vending and request signing arrive with the storage issues.
 //!
-//! Depends on `model` only; knows nothing of HTTP or SQL.
+//! Depends on `model` and `error` only; knows nothing of HTTP or SQL.
 
-use std::path::Path;
+pub mod location;
 
-use crate::error::{Error, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::error::{Error, ErrorKind, Result};
 use crate::model::StorageProfile;
+pub use location::{Location, path_segment};
+
+/// What the catalog needs of a store. Every location must lie inside the store's root; anything
+/// else is refused with `Forbidden`, whatever the caller checked before.
+#[async_trait]
+pub trait ObjectStorage: Send + Sync {
+    /// Writes an object that must not exist yet; it becomes visible whole or not at all.
+    /// `Conflict` if it exists.
+    async fn put_new(&self, location: &Location, bytes: Vec<u8>) -> Result<()>;
+    /// The object's bytes, or `None` when there is none.
+    async fn get(&self, location: &Location) -> Result<Option<Vec<u8>>>;
+    /// Deletes one object; deleting an absent one is not an error.
+    async fn delete(&self, location: &Location) -> Result<()>;
+    /// Deletes everything at or below `location`.
+    async fn delete_prefix(&self, location: &Location) -> Result<()>;
+    /// Makes `location` ready to receive objects from clients. Object stores need nothing; a local
+    /// folder is created, since some engines (DuckDB) do not create folders for the files they write.
+    async fn prepare_prefix(&self, location: &Location) -> Result<()>;
+}
+
+/// The base location of a warehouse: its local root, or `s3://bucket/prefix`.
+pub fn base_location(profile: &StorageProfile) -> Result<Location> {
+    match profile {
+        StorageProfile::Local { root } => Location::from_local_path(root),
+        StorageProfile::S3 {
+            bucket, key_prefix, ..
+        } => {
+            let prefix = key_prefix.as_deref().unwrap_or("").trim_matches('/');
+            if prefix.is_empty() {
+                Location::parse(&format!("s3://{bucket}"))
+            } else {
+                Location::parse(&format!("s3://{bucket}/{prefix}"))
+            }
+        }
+    }
+}
+
+/// The store of a warehouse.
+pub fn for_profile(profile: &StorageProfile) -> Result<Arc<dyn ObjectStorage>> {
+    match profile {
+        StorageProfile::Local { root } => Ok(Arc::new(LocalStorage::new(root.clone())?)),
+        StorageProfile::S3 { .. } => Err(Error::bad_request(
+            "this Floe build cannot read or write S3 warehouses yet; use a local warehouse",
+        )),
+    }
+}
+
+/// A local folder as an object store. Objects are files; a new object is written to a temporary
+/// file, synced, and hard-linked into place, so it appears whole and never replaces another.
+pub struct LocalStorage {
+    root: Location,
+}
+
+impl LocalStorage {
+    pub fn new(root: PathBuf) -> Result<Self> {
+        Ok(LocalStorage {
+            root: Location::from_local_path(&root)?,
+        })
+    }
+
+    fn path_of(&self, location: &Location) -> Result<PathBuf> {
+        if !location.is_within(&self.root) {
+            return Err(Error::forbidden(format!(
+                "location {location} is outside the warehouse at {}",
+                self.root
+            )));
+        }
+        location
+            .local_path()
+            .ok_or_else(|| Error::forbidden(format!("location {location} is not a local path")))
+    }
+}
+
+fn io_error(what: &str, location: &Location, e: std::io::Error) -> Error {
+    Error::internal(format!("{what} {location}"), e)
+}
+
+#[async_trait]
+impl ObjectStorage for LocalStorage {
+    async fn put_new(&self, location: &Location, bytes: Vec<u8>) -> Result<()> {
+        let path = self.path_of(location)?;
+        let shown = location.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let dir = path.parent().expect("a located file has a folder");
+            std::fs::create_dir_all(dir)
+                .map_err(|e| io_error("creating the folder of", &shown, e))?;
+            let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
+            let result = (|| {
+                let mut file = std::fs::File::create_new(&tmp)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                std::fs::hard_link(&tmp, &path)
+            })();
+            let _ = std::fs::remove_file(&tmp);
+            match result {
+                Ok(()) => {
+                    if let Ok(dir) = std::fs::File::open(dir) {
+                        let _ = dir.sync_all();
+                    }
+                    Ok(())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::conflict(
+                    format!("{shown} already exists and is never overwritten"),
+                )),
+                Err(e) => Err(io_error("writing", &shown, e)),
+            }
+        })
+        .await
+        .map_err(|e| Error::internal("writing a file", e))?
+    }
+
+    async fn get(&self, location: &Location) -> Result<Option<Vec<u8>>> {
+        let path = self.path_of(location)?;
+        match tokio::fs::read(&path).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_error("reading", location, e)),
+        }
+    }
+
+    async fn delete(&self, location: &Location) -> Result<()> {
+        let path = self.path_of(location)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_error("deleting", location, e)),
+        }
+    }
+
+    async fn delete_prefix(&self, location: &Location) -> Result<()> {
+        let path = self.path_of(location)?;
+        if location == &self.root {
+            return Err(Error::forbidden("refusing to delete a whole warehouse"));
+        }
+        match tokio::fs::remove_dir_all(&path).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => self.delete(location).await,
+            Err(e) => Err(io_error("deleting", location, e)),
+        }
+    }
+
+    async fn prepare_prefix(&self, location: &Location) -> Result<()> {
+        let path = self.path_of(location)?;
+        tokio::fs::create_dir_all(&path)
+            .await
+            .map_err(|e| io_error("creating", location, e))
+    }
+}
+
+/// Whether an error means "the object already exists".
+pub fn is_already_there(e: &Error) -> bool {
+    e.kind == ErrorKind::Conflict
+}
 
 /// Checks that a warehouse with this profile can work: for local storage, the root is created if
 /// missing and a probe file is written, read back and removed.
@@ -48,6 +210,40 @@ async fn probe_local(root: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn local_storage_writes_once_and_stays_inside() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = LocalStorage::new(dir.path().join("wh")).unwrap();
+        let root = Location::from_local_path(&dir.path().join("wh")).unwrap();
+        let file = root.join("t/metadata/00001.json").unwrap();
+        storage.put_new(&file, b"one".to_vec()).await.unwrap();
+        let again = storage.put_new(&file, b"two".to_vec()).await.unwrap_err();
+        assert!(is_already_there(&again));
+        assert_eq!(storage.get(&file).await.unwrap().unwrap(), b"one");
+        let folder = std::fs::read_dir(dir.path().join("wh/t/metadata")).unwrap();
+        assert_eq!(folder.count(), 1, "no temporary file is left behind");
+
+        let outside = Location::from_local_path(&dir.path().join("other/x")).unwrap();
+        let err = storage.put_new(&outside, b"x".to_vec()).await.unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Forbidden);
+        let sibling = Location::from_local_path(&dir.path().join("wh2/x")).unwrap();
+        assert_eq!(
+            storage.get(&sibling).await.unwrap_err().kind,
+            ErrorKind::Forbidden
+        );
+        assert_eq!(
+            storage.delete_prefix(&root).await.unwrap_err().kind,
+            ErrorKind::Forbidden
+        );
+
+        storage
+            .delete_prefix(&root.join("t").unwrap())
+            .await
+            .unwrap();
+        assert!(storage.get(&file).await.unwrap().is_none());
+        storage.delete(&file).await.unwrap();
+    }
 
     #[tokio::test]
     async fn local_probe_creates_the_root_and_leaves_nothing() {

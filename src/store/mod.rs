@@ -20,7 +20,8 @@ use crate::config::{Config, DatabaseTarget};
 use crate::error::{Entity, Error, Result};
 use crate::model::{
     Namespace, NamespaceIdent, Page, PageRequest, Project, ProjectId, Properties, Ref, RefId,
-    SecretId, ServerInfo, StorageProfile, Warehouse, WarehouseId,
+    SecretId, ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent, TabularKind, Warehouse,
+    WarehouseId,
 };
 
 pub use postgres::PostgresStore;
@@ -113,6 +114,58 @@ pub trait NamespaceStore: Send + Sync {
     async fn drop_namespace(&self, ref_id: RefId, ident: &NamespaceIdent) -> Result<()>;
 }
 
+/// One change of a multi-table commit.
+#[derive(Debug, Clone)]
+pub enum TabularChange {
+    /// A new table or view; its namespace must exist on the ref and its name be free.
+    Create(Tabular),
+    /// A new version of an existing one, if it is still at `expected_version`.
+    Update {
+        id: TabularId,
+        ident: TabularIdent,
+        expected_version: i64,
+        uuid: uuid::Uuid,
+        location: String,
+        metadata_location: String,
+        metadata: Vec<u8>,
+        at: DateTime<Utc>,
+    },
+}
+
+#[async_trait]
+pub trait TabularStore: Send + Sync {
+    /// The table or view of that name on the ref (one indexed read, current metadata included).
+    async fn get_tabular(&self, ref_id: RefId, ident: &TabularIdent) -> Result<Option<Tabular>>;
+    /// Names of the tables (or views) of a namespace, by name.
+    async fn list_tabulars(
+        &self,
+        ref_id: RefId,
+        namespace: &NamespaceIdent,
+        kind: TabularKind,
+        page: &PageRequest,
+    ) -> Result<Page<String>>;
+    /// Applies every change in one transaction, or none: `CommitConflict` when an update's
+    /// expected version is no longer current, `AlreadyExists` when a created name is taken,
+    /// `NotFound(Namespace)` when a created one's namespace is missing.
+    async fn commit_tabulars(&self, ref_id: RefId, changes: &[TabularChange]) -> Result<()>;
+    /// Removes the table (or view) and returns what it was. `NotFound(Table|View)`.
+    async fn drop_tabular(
+        &self,
+        ref_id: RefId,
+        ident: &TabularIdent,
+        kind: TabularKind,
+    ) -> Result<Tabular>;
+    /// Renames within or across namespaces of one ref. `NotFound(Table|View)` for the source,
+    /// `NotFound(Namespace)` for the destination's namespace, `AlreadyExists` when taken.
+    async fn rename_tabular(
+        &self,
+        ref_id: RefId,
+        from: &TabularIdent,
+        to: &TabularIdent,
+        kind: TabularKind,
+    ) -> Result<()>;
+}
+
 /// An encrypted secret as the database keeps it; `secrets::DbSecretStore` seals and opens it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedSecret {
@@ -138,6 +191,7 @@ pub struct Persistence {
     pub projects: Arc<dyn ProjectStore>,
     pub warehouses: Arc<dyn WarehouseStore>,
     pub namespaces: Arc<dyn NamespaceStore>,
+    pub tabulars: Arc<dyn TabularStore>,
     pub secrets: Arc<dyn SealedSecretStore>,
 }
 
@@ -148,6 +202,7 @@ impl Persistence {
             + ProjectStore
             + WarehouseStore
             + NamespaceStore
+            + TabularStore
             + SealedSecretStore
             + 'static,
     {
@@ -156,6 +211,7 @@ impl Persistence {
             projects: backend.clone(),
             warehouses: backend.clone(),
             namespaces: backend.clone(),
+            tabulars: backend.clone(),
             secrets: backend,
         }
     }
@@ -219,4 +275,13 @@ pub(crate) fn check_migrations(
             pending.join(", ")
         )
     }
+}
+
+/// Current metadata is kept zstd-compressed.
+pub(crate) fn compress(json: &[u8]) -> Result<Vec<u8>> {
+    zstd::bulk::compress(json, 3).map_err(|e| Error::internal("compressing metadata", e))
+}
+
+pub(crate) fn decompress(stored: &[u8]) -> Result<Vec<u8>> {
+    zstd::stream::decode_all(stored).map_err(|e| Error::internal("decompressing metadata", e))
 }

@@ -16,12 +16,13 @@ macro_rules! impl_sql_store {
         use crate::error::{Entity, Error, Result};
         use crate::model::{
             Namespace, NamespaceId, NamespaceIdent, Page, PageRequest, Project, ProjectId,
-            Properties, Ref, RefId, RefKind, SecretId, ServerInfo, StorageProfile, Warehouse,
-            WarehouseId,
+            Properties, Ref, RefId, RefKind, SecretId, ServerInfo, StorageProfile, Tabular,
+            TabularId, TabularIdent, TabularKind, Warehouse, WarehouseId,
         };
         use crate::store::{
             NamespaceStore, ProjectStore, SealedSecret, SealedSecretStore, ServerStore,
-            WarehouseStore, db_error, is_foreign_key_violation, is_unique_violation, not_found,
+            TabularChange, TabularStore, WarehouseStore, compress, db_error, decompress,
+            is_foreign_key_violation, is_unique_violation, not_found,
         };
 
 
@@ -728,6 +729,18 @@ macro_rules! impl_sql_store {
                 if child.is_some() {
                     return Err(not_empty());
                 }
+                let holds = sqlx::query(
+                    "SELECT 1 FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
+                     WHERE n.ref_id = $1 AND n.name = $2 LIMIT 1",
+                )
+                .bind(ref_id.0)
+                .bind(ident.joined())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| db_error("dropping a namespace", e))?;
+                if holds.is_some() {
+                    return Err(not_empty());
+                }
                 let done = sqlx::query("DELETE FROM namespaces WHERE ref_id = $1 AND name = $2")
                     .bind(ref_id.0)
                     .bind(ident.joined())
@@ -750,6 +763,287 @@ macro_rules! impl_sql_store {
                         db_error("dropping a namespace", e)
                     }
                 })
+            }
+        }
+
+
+        fn tabular_from_row(row: &$row, ident: TabularIdent) -> Result<Tabular> {
+            let decode = |e| db_error("decoding a table", e);
+            let kind: String = row.try_get("kind").map_err(decode)?;
+            let stored: Vec<u8> = row.try_get("metadata").map_err(decode)?;
+            Ok(Tabular {
+                id: TabularId(row.try_get("id").map_err(decode)?),
+                warehouse_id: WarehouseId(row.try_get("warehouse_id").map_err(decode)?),
+                ref_id: RefId(row.try_get("ref_id").map_err(decode)?),
+                ident,
+                kind: TabularKind::parse(&kind).ok_or_else(|| {
+                    Error::internal("decoding a table", anyhow::anyhow!("unknown kind {kind:?}"))
+                })?,
+                uuid: row.try_get("uuid").map_err(decode)?,
+                location: row.try_get("location").map_err(decode)?,
+                metadata_location: row.try_get("metadata_location").map_err(decode)?,
+                metadata: decompress(&stored)?,
+                version: row.try_get("version").map_err(decode)?,
+                created_at: row.try_get("created_at").map_err(decode)?,
+                updated_at: row.try_get("updated_at").map_err(decode)?,
+            })
+        }
+
+        fn taken(kind: TabularKind, ident: &TabularIdent) -> Error {
+            Error::already_exists(
+                kind.entity(),
+                format!("a table or view named {ident} already exists"),
+            )
+        }
+
+        #[async_trait]
+        impl TabularStore for $store {
+            async fn get_tabular(
+                &self,
+                ref_id: RefId,
+                ident: &TabularIdent,
+            ) -> Result<Option<Tabular>> {
+                let row = sqlx::query(
+                    "SELECT t.id, t.warehouse_id, t.ref_id, t.kind, t.uuid, t.location, \
+                     t.metadata_location, t.metadata, t.version, t.created_at, t.updated_at \
+                     FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
+                     WHERE n.ref_id = $1 AND n.name = $2 AND t.name = $3",
+                )
+                .bind(ref_id.0)
+                .bind(ident.namespace.joined())
+                .bind(&ident.name)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a table", e))?;
+                row.as_ref()
+                    .map(|row| tabular_from_row(row, ident.clone()))
+                    .transpose()
+            }
+
+            async fn list_tabulars(
+                &self,
+                ref_id: RefId,
+                namespace: &NamespaceIdent,
+                kind: TabularKind,
+                page: &PageRequest,
+            ) -> Result<Page<String>> {
+                let limit = page.limit.map(|l| i64::from(l) + 1).unwrap_or(i64::MAX);
+                let rows = sqlx::query(
+                    "SELECT t.name FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
+                     WHERE n.ref_id = $1 AND n.name = $2 AND t.kind = $3 AND t.name > $4 \
+                     ORDER BY t.name LIMIT $5",
+                )
+                .bind(ref_id.0)
+                .bind(namespace.joined())
+                .bind(kind.as_str())
+                .bind(page.after.clone().unwrap_or_default())
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error("listing tables", e))?;
+                let mut names = rows
+                    .iter()
+                    .map(|row| row.try_get::<String, _>("name"))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| db_error("decoding tables", e))?;
+                let next = match page.limit {
+                    Some(l) if names.len() > l as usize => {
+                        names.truncate(l as usize);
+                        names.last().cloned()
+                    }
+                    _ => None,
+                };
+                Ok(Page { items: names, next })
+            }
+
+            async fn commit_tabulars(&self, ref_id: RefId, changes: &[TabularChange]) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("committing", e))?;
+                for change in changes {
+                    match change {
+                        TabularChange::Create(t) => {
+                            let ns = sqlx::query(
+                                "SELECT id FROM namespaces WHERE ref_id = $1 AND name = $2",
+                            )
+                            .bind(ref_id.0)
+                            .bind(t.ident.namespace.joined())
+                            .fetch_optional(&mut *tx)
+                            .await
+                            .map_err(|e| db_error("committing", e))?;
+                            let Some(ns) = ns else {
+                                return Err(Error::not_found(
+                                    Entity::Namespace,
+                                    format!("namespace {} does not exist", t.ident.namespace),
+                                ));
+                            };
+                            let namespace_id: Uuid =
+                                ns.try_get("id").map_err(|e| db_error("committing", e))?;
+                            sqlx::query(
+                                "INSERT INTO tabulars (id, warehouse_id, ref_id, namespace_id, name, kind, \
+                                 uuid, location, metadata_location, metadata, version, created_at, updated_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                            )
+                            .bind(t.id.0)
+                            .bind(t.warehouse_id.0)
+                            .bind(ref_id.0)
+                            .bind(namespace_id)
+                            .bind(&t.ident.name)
+                            .bind(t.kind.as_str())
+                            .bind(t.uuid)
+                            .bind(&t.location)
+                            .bind(&t.metadata_location)
+                            .bind(compress(&t.metadata)?)
+                            .bind(t.version)
+                            .bind(t.created_at)
+                            .bind(t.updated_at)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| {
+                                if is_unique_violation(&e) {
+                                    taken(t.kind, &t.ident)
+                                } else if is_foreign_key_violation(&e) {
+                                    Error::not_found(
+                                        Entity::Namespace,
+                                        format!("namespace {} does not exist", t.ident.namespace),
+                                    )
+                                } else {
+                                    db_error("committing", e)
+                                }
+                            })?;
+                        }
+                        TabularChange::Update {
+                            id,
+                            ident,
+                            expected_version,
+                            uuid,
+                            location,
+                            metadata_location,
+                            metadata,
+                            at,
+                        } => {
+                            let done = sqlx::query(
+                                "UPDATE tabulars SET uuid = $3, location = $4, metadata_location = $5, \
+                                 metadata = $6, version = version + 1, updated_at = $7 \
+                                 WHERE id = $1 AND version = $2",
+                            )
+                            .bind(id.0)
+                            .bind(*expected_version)
+                            .bind(*uuid)
+                            .bind(location)
+                            .bind(metadata_location)
+                            .bind(compress(metadata)?)
+                            .bind(*at)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| db_error("committing", e))?;
+                            if done.rows_affected() != 1 {
+                                return Err(Error::new(
+                                    crate::error::ErrorKind::CommitConflict,
+                                    format!("{ident} was changed by another commit"),
+                                ));
+                            }
+                        }
+                    }
+                }
+                tx.commit().await.map_err(|e| db_error("committing", e))
+            }
+
+            async fn drop_tabular(
+                &self,
+                ref_id: RefId,
+                ident: &TabularIdent,
+                kind: TabularKind,
+            ) -> Result<Tabular> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("dropping a table", e))?;
+                let row = sqlx::query(
+                    "SELECT t.id, t.warehouse_id, t.ref_id, t.kind, t.uuid, t.location, \
+                     t.metadata_location, t.metadata, t.version, t.created_at, t.updated_at \
+                     FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
+                     WHERE n.ref_id = $1 AND n.name = $2 AND t.name = $3 AND t.kind = $4",
+                )
+                .bind(ref_id.0)
+                .bind(ident.namespace.joined())
+                .bind(&ident.name)
+                .bind(kind.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| db_error("dropping a table", e))?;
+                let Some(row) = row else {
+                    return Err(not_found(kind.entity(), ident));
+                };
+                let dropped = tabular_from_row(&row, ident.clone())?;
+                sqlx::query("DELETE FROM tabulars WHERE id = $1")
+                    .bind(dropped.id.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error("dropping a table", e))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("dropping a table", e))?;
+                Ok(dropped)
+            }
+
+            async fn rename_tabular(
+                &self,
+                ref_id: RefId,
+                from: &TabularIdent,
+                to: &TabularIdent,
+                kind: TabularKind,
+            ) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("renaming", e))?;
+                let source = sqlx::query(
+                    "SELECT t.id FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
+                     WHERE n.ref_id = $1 AND n.name = $2 AND t.name = $3 AND t.kind = $4",
+                )
+                .bind(ref_id.0)
+                .bind(from.namespace.joined())
+                .bind(&from.name)
+                .bind(kind.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| db_error("renaming", e))?;
+                let Some(source) = source else {
+                    return Err(not_found(kind.entity(), from));
+                };
+                let id: Uuid = source.try_get("id").map_err(|e| db_error("renaming", e))?;
+                let target = sqlx::query("SELECT id FROM namespaces WHERE ref_id = $1 AND name = $2")
+                    .bind(ref_id.0)
+                    .bind(to.namespace.joined())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| db_error("renaming", e))?;
+                let Some(target) = target else {
+                    return Err(Error::not_found(
+                        Entity::Namespace,
+                        format!("namespace {} does not exist", to.namespace),
+                    ));
+                };
+                let namespace_id: Uuid = target.try_get("id").map_err(|e| db_error("renaming", e))?;
+                sqlx::query("UPDATE tabulars SET namespace_id = $2, name = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(namespace_id)
+                    .bind(&to.name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_unique_violation(&e) {
+                            taken(kind, to)
+                        } else {
+                            db_error("renaming", e)
+                        }
+                    })?;
+                tx.commit().await.map_err(|e| db_error("renaming", e))
             }
         }
 

@@ -1,0 +1,797 @@
+//! Tables, views and multi-table transactions of the Iceberg REST catalog. Request and response
+//! shapes follow `rest-catalog-open-api.yaml`; the spec's own types (schemas, updates,
+//! requirements) are the `iceberg` crate's.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec, ViewVersion};
+use iceberg::{TableRequirement, TableUpdate, ViewUpdate};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::AppState;
+use super::catalog::{namespace_of, page_request, page_token, warehouse_of};
+use super::error::{ApiResult, IcebergErrorResponse};
+use super::extract::{Ctx, JsonBody, Path, Query};
+use crate::error::Error;
+use crate::model::{PageRequest, TabularIdent};
+use crate::service::metadata::ViewRequirement;
+use crate::service::{CreateTable, CreateView, SnapshotsMode, TableChange, TableState};
+
+/// A table or view identifier in a request body.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TableIdentifier {
+    pub namespace: Vec<String>,
+    pub name: String,
+}
+
+impl TableIdentifier {
+    fn into_ident(self) -> Result<TabularIdent, Error> {
+        TabularIdent::new(
+            crate::model::NamespaceIdent::new(self.namespace)?,
+            self.name,
+        )
+    }
+}
+
+fn ident_of(namespace: &str, name: String) -> Result<TabularIdent, Error> {
+    TabularIdent::new(namespace_of(namespace)?, name)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    pub page_token: Option<String>,
+    pub page_size: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct ListTablesResponse {
+    pub identifiers: Vec<TableIdentifier>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub next_page_token: Option<Option<String>>,
+}
+
+fn list_response(
+    namespace: &crate::model::NamespaceIdent,
+    names: crate::model::Page<String>,
+    paging: &Option<PageRequest>,
+) -> ListTablesResponse {
+    ListTablesResponse {
+        identifiers: names
+            .items
+            .into_iter()
+            .map(|name| TableIdentifier {
+                namespace: namespace.levels().to_vec(),
+                name,
+            })
+            .collect(),
+        next_page_token: paging.as_ref().map(|_| names.next.map(|n| page_token(&n))),
+    }
+}
+
+/// The tables of a namespace.
+#[utoipa::path(get, path = "/v1/{prefix}/namespaces/{namespace}/tables", tag = "tables",
+    operation_id = "listTables",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ListQuery),
+    responses((status = 200, body = ListTablesResponse), (status = 404, body = IcebergErrorResponse)))]
+pub(super) async fn list_tables(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<axum::Json<ListTablesResponse>> {
+    let warehouse = warehouse_of(&prefix)?;
+    let namespace = namespace_of(&namespace)?;
+    let paging = page_request(query.page_token.as_deref(), query.page_size)?;
+    let names = state
+        .services
+        .list_tables(
+            &ctx,
+            warehouse,
+            &namespace,
+            paging.clone().unwrap_or_else(PageRequest::all),
+        )
+        .await?;
+    Ok(axum::Json(list_response(&namespace, names, &paging)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct CreateTableRequest {
+    pub name: String,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[schema(value_type = Object)]
+    pub schema: Schema,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub partition_spec: Option<UnboundPartitionSpec>,
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub write_order: Option<SortOrder>,
+    #[serde(default)]
+    pub stage_create: bool,
+    #[serde(default)]
+    pub properties: HashMap<String, String>,
+}
+
+/// The `LoadTableResult` body: built around the stored metadata JSON, which is passed through
+/// without being parsed again.
+fn load_table_response(
+    table: &TableState,
+    mode: SnapshotsMode,
+    headers: &HeaderMap,
+    with_etag: bool,
+) -> Response {
+    let etag = table.metadata_location.as_ref().map(|l| etag_of(l, mode));
+    if let (Some(etag), Some(wanted)) = (&etag, headers.get(header::IF_NONE_MATCH))
+        && with_etag
+        && wanted
+            .to_str()
+            .is_ok_and(|w| w.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+    {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, HeaderValue::from_str(etag).expect("ascii"))],
+        )
+            .into_response();
+    }
+    let config: BTreeMap<String, String> = BTreeMap::new();
+    let mut body = Vec::with_capacity(table.metadata.len() + 128);
+    body.extend_from_slice(b"{\"metadata-location\":");
+    serde_json::to_writer(&mut body, &table.metadata_location).expect("strings serialize");
+    body.extend_from_slice(b",\"metadata\":");
+    body.extend_from_slice(&table.metadata);
+    body.extend_from_slice(b",\"config\":");
+    serde_json::to_writer(&mut body, &config).expect("maps serialize");
+    body.extend_from_slice(b"}");
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(etag) = etag
+        && with_etag
+    {
+        response
+            .headers_mut()
+            .insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+    }
+    response
+}
+
+/// A strong validator per metadata file and snapshot mode (a name-based UUID of both).
+fn etag_of(metadata_location: &str, mode: SnapshotsMode) -> String {
+    let mode = match mode {
+        SnapshotsMode::All => "all",
+        SnapshotsMode::Refs => "refs",
+    };
+    let id = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_URL,
+        format!("{metadata_location}#{mode}").as_bytes(),
+    );
+    format!("\"{}\"", id.simple())
+}
+
+/// Creates a table, or with `stage-create` only returns its would-be metadata (nothing is written).
+#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/tables", tag = "tables",
+    operation_id = "createTable",
+    params(("prefix" = String, Path), ("namespace" = String, Path)),
+    request_body = CreateTableRequest,
+    responses((status = 200, description = "LoadTableResult"),
+              (status = 400, body = IcebergErrorResponse), (status = 404, body = IcebergErrorResponse),
+              (status = 409, body = IcebergErrorResponse)))]
+pub(super) async fn create_table(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    headers: HeaderMap,
+    Path((prefix, namespace)): Path<(String, String)>,
+    JsonBody(request): JsonBody<CreateTableRequest>,
+) -> ApiResult<Response> {
+    let warehouse = warehouse_of(&prefix)?;
+    let namespace = namespace_of(&namespace)?;
+    let table = state
+        .services
+        .create_table(
+            &ctx,
+            warehouse,
+            namespace,
+            CreateTable {
+                name: request.name,
+                location: request.location,
+                schema: request.schema,
+                partition_spec: request.partition_spec,
+                write_order: request.write_order,
+                properties: request.properties,
+                stage_create: request.stage_create,
+            },
+        )
+        .await?;
+    Ok(load_table_response(
+        &table,
+        SnapshotsMode::All,
+        &headers,
+        false,
+    ))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LoadTableQuery {
+    /// `all` (default) or `refs`.
+    pub snapshots: Option<String>,
+}
+
+/// A table's metadata; `If-None-Match` with its ETag gives 304.
+#[utoipa::path(get, path = "/v1/{prefix}/namespaces/{namespace}/tables/{table}", tag = "tables",
+    operation_id = "loadTable",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path), LoadTableQuery),
+    responses((status = 200, description = "LoadTableResult"), (status = 304),
+              (status = 404, body = IcebergErrorResponse)))]
+pub(super) async fn load_table(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    headers: HeaderMap,
+    Path((prefix, namespace, table)): Path<(String, String, String)>,
+    Query(query): Query<LoadTableQuery>,
+) -> ApiResult<Response> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = ident_of(&namespace, table)?;
+    let mode = match query.snapshots.as_deref() {
+        None | Some("all") => SnapshotsMode::All,
+        Some("refs") => SnapshotsMode::Refs,
+        Some(other) => {
+            return Err(Error::bad_request(format!(
+                "snapshots must be all or refs, not {other:?}"
+            ))
+            .into());
+        }
+    };
+    let table = state
+        .services
+        .load_table(&ctx, warehouse, &ident, mode)
+        .await?;
+    Ok(load_table_response(&table, mode, &headers, true))
+}
+
+/// 204 when the table exists.
+#[utoipa::path(head, path = "/v1/{prefix}/namespaces/{namespace}/tables/{table}", tag = "tables",
+    operation_id = "tableExists",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path)),
+    responses((status = 204), (status = 404)))]
+pub(super) async fn table_exists(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace, table)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = ident_of(&namespace, table)?;
+    state.services.table_exists(&ctx, warehouse, &ident).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct CommitTableRequest {
+    #[serde(default)]
+    pub identifier: Option<TableIdentifier>,
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub requirements: Vec<TableRequirement>,
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub updates: Vec<TableUpdate>,
+}
+
+fn commit_response(table: &TableState) -> Response {
+    let mut body = Vec::with_capacity(table.metadata.len() + 96);
+    body.extend_from_slice(b"{\"metadata-location\":");
+    serde_json::to_writer(&mut body, &table.metadata_location).expect("strings serialize");
+    body.extend_from_slice(b",\"metadata\":");
+    body.extend_from_slice(&table.metadata);
+    body.extend_from_slice(b"}");
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Some(location) = &table.metadata_location {
+        response.headers_mut().insert(
+            header::ETAG,
+            HeaderValue::from_str(&etag_of(location, SnapshotsMode::All)).expect("ascii"),
+        );
+    }
+    response
+}
+
+/// Commits updates to one table after checking its requirements (409 when one fails).
+#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/tables/{table}", tag = "tables",
+    operation_id = "updateTable",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path)),
+    request_body = CommitTableRequest,
+    responses((status = 200, description = "CommitTableResponse"),
+              (status = 400, body = IcebergErrorResponse), (status = 404, body = IcebergErrorResponse),
+              (status = 409, body = IcebergErrorResponse)))]
+pub(super) async fn update_table(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace, table)): Path<(String, String, String)>,
+    JsonBody(request): JsonBody<CommitTableRequest>,
+) -> ApiResult<Response> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = ident_of(&namespace, table)?;
+    if let Some(identifier) = request.identifier
+        && identifier.clone().into_ident()? != ident
+    {
+        return Err(Error::bad_request("the body's identifier differs from the path").into());
+    }
+    let table = state
+        .services
+        .commit_table(
+            &ctx,
+            warehouse,
+            TableChange {
+                ident,
+                requirements: request.requirements,
+                updates: request.updates,
+            },
+        )
+        .await?;
+    Ok(commit_response(&table))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct DropTableQuery {
+    /// Also delete the table's files (in the background). `true` or `false`, any case.
+    #[serde(default)]
+    pub purge_requested: Option<String>,
+}
+
+/// Drops a table; with `purgeRequested=true` its files are deleted too.
+#[utoipa::path(delete, path = "/v1/{prefix}/namespaces/{namespace}/tables/{table}", tag = "tables",
+    operation_id = "dropTable",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path), DropTableQuery),
+    responses((status = 204), (status = 404, body = IcebergErrorResponse)))]
+pub(super) async fn drop_table(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace, table)): Path<(String, String, String)>,
+    Query(query): Query<DropTableQuery>,
+) -> ApiResult<StatusCode> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = ident_of(&namespace, table)?;
+    let purge = match query
+        .purge_requested
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+    {
+        None => false,
+        Some(v) if v == "true" => true,
+        Some(v) if v == "false" => false,
+        Some(v) => {
+            return Err(Error::bad_request(format!(
+                "purgeRequested must be true or false, not {v:?}"
+            ))
+            .into());
+        }
+    };
+    state
+        .services
+        .drop_table(&ctx, warehouse, &ident, purge)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RenameTableRequest {
+    pub source: TableIdentifier,
+    pub destination: TableIdentifier,
+}
+
+/// Renames a table, within or across namespaces.
+#[utoipa::path(post, path = "/v1/{prefix}/tables/rename", tag = "tables", operation_id = "renameTable",
+    params(("prefix" = String, Path)), request_body = RenameTableRequest,
+    responses((status = 204), (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+pub(super) async fn rename_table(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(prefix): Path<String>,
+    JsonBody(request): JsonBody<RenameTableRequest>,
+) -> ApiResult<StatusCode> {
+    let warehouse = warehouse_of(&prefix)?;
+    let from = request.source.into_ident()?;
+    let to = request.destination.into_ident()?;
+    state
+        .services
+        .rename_table(&ctx, warehouse, &from, &to)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct RegisterTableRequest {
+    pub name: String,
+    pub metadata_location: String,
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+/// Registers an existing metadata file (inside the warehouse) as a table.
+#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/register", tag = "tables",
+    operation_id = "registerTable",
+    params(("prefix" = String, Path), ("namespace" = String, Path)), request_body = RegisterTableRequest,
+    responses((status = 200, description = "LoadTableResult"), (status = 400, body = IcebergErrorResponse),
+              (status = 403, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+pub(super) async fn register_table(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    headers: HeaderMap,
+    Path((prefix, namespace)): Path<(String, String)>,
+    JsonBody(request): JsonBody<RegisterTableRequest>,
+) -> ApiResult<Response> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = ident_of(&namespace, request.name)?;
+    let table = state
+        .services
+        .register_table(
+            &ctx,
+            warehouse,
+            ident,
+            &request.metadata_location,
+            request.overwrite,
+        )
+        .await?;
+    Ok(load_table_response(
+        &table,
+        SnapshotsMode::All,
+        &headers,
+        false,
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct TableChangeRequest {
+    pub identifier: TableIdentifier,
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub requirements: Vec<TableRequirement>,
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub updates: Vec<TableUpdate>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct CommitTransactionRequest {
+    pub table_changes: Vec<TableChangeRequest>,
+}
+
+/// Commits changes to several tables atomically: all or none.
+#[utoipa::path(post, path = "/v1/{prefix}/transactions/commit", tag = "tables",
+    operation_id = "commitTransaction",
+    params(("prefix" = String, Path)), request_body = CommitTransactionRequest,
+    responses((status = 204), (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+pub(super) async fn commit_transaction(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(prefix): Path<String>,
+    JsonBody(request): JsonBody<CommitTransactionRequest>,
+) -> ApiResult<StatusCode> {
+    let warehouse = warehouse_of(&prefix)?;
+    let changes = request
+        .table_changes
+        .into_iter()
+        .map(|c| {
+            Ok(TableChange {
+                ident: c.identifier.into_ident()?,
+                requirements: c.requirements,
+                updates: c.updates,
+            })
+        })
+        .collect::<Result<Vec<_>, Error>>()?;
+    state
+        .services
+        .commit_transaction(&ctx, warehouse, changes)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Accepts a scan or commit report.
+#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics", tag = "tables",
+    operation_id = "reportMetrics",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path)),
+    request_body = Object,
+    responses((status = 204), (status = 404, body = IcebergErrorResponse)))]
+pub(super) async fn report_metrics(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace, table)): Path<(String, String, String)>,
+    JsonBody(report): JsonBody<serde_json::Value>,
+) -> ApiResult<StatusCode> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = ident_of(&namespace, table)?;
+    state
+        .services
+        .report_metrics(&ctx, warehouse, &ident, report)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StorageCredential {
+    pub prefix: String,
+    pub config: HashMap<String, String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct LoadCredentialsResponse {
+    pub storage_credentials: Vec<StorageCredential>,
+}
+
+/// Storage credentials for the table's location (none are needed for local warehouses).
+#[utoipa::path(get, path = "/v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials", tag = "tables",
+    operation_id = "loadCredentials",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path)),
+    responses((status = 200, body = LoadCredentialsResponse), (status = 404, body = IcebergErrorResponse)))]
+pub(super) async fn load_credentials(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace, table)): Path<(String, String, String)>,
+) -> ApiResult<axum::Json<LoadCredentialsResponse>> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = ident_of(&namespace, table)?;
+    let credentials = state
+        .services
+        .load_credentials(&ctx, warehouse, &ident)
+        .await?;
+    Ok(axum::Json(LoadCredentialsResponse {
+        storage_credentials: credentials
+            .into_iter()
+            .map(|(prefix, config)| StorageCredential { prefix, config })
+            .collect(),
+    }))
+}
+
+// ---- views ----
+
+/// The views of a namespace.
+#[utoipa::path(get, path = "/v1/{prefix}/namespaces/{namespace}/views", tag = "views",
+    operation_id = "listViews",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ListQuery),
+    responses((status = 200, body = ListTablesResponse), (status = 404, body = IcebergErrorResponse)))]
+pub(super) async fn list_views(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<axum::Json<ListTablesResponse>> {
+    let warehouse = warehouse_of(&prefix)?;
+    let namespace = namespace_of(&namespace)?;
+    let paging = page_request(query.page_token.as_deref(), query.page_size)?;
+    let names = state
+        .services
+        .list_views(
+            &ctx,
+            warehouse,
+            &namespace,
+            paging.clone().unwrap_or_else(PageRequest::all),
+        )
+        .await?;
+    Ok(axum::Json(list_response(&namespace, names, &paging)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct CreateViewRequest {
+    pub name: String,
+    #[serde(default)]
+    pub location: Option<String>,
+    #[schema(value_type = Object)]
+    pub schema: Schema,
+    #[schema(value_type = Object)]
+    pub view_version: ViewVersion,
+    #[serde(default)]
+    pub properties: HashMap<String, String>,
+}
+
+fn view_response(view: &crate::service::ViewState) -> Response {
+    let mut body = Vec::with_capacity(view.metadata.len() + 128);
+    body.extend_from_slice(b"{\"metadata-location\":");
+    serde_json::to_writer(&mut body, &view.metadata_location).expect("strings serialize");
+    body.extend_from_slice(b",\"metadata\":");
+    body.extend_from_slice(&view.metadata);
+    body.extend_from_slice(b",\"config\":{}}");
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Creates a view.
+#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/views", tag = "views",
+    operation_id = "createView",
+    params(("prefix" = String, Path), ("namespace" = String, Path)), request_body = CreateViewRequest,
+    responses((status = 200, description = "LoadViewResult"), (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+pub(super) async fn create_view(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace)): Path<(String, String)>,
+    JsonBody(request): JsonBody<CreateViewRequest>,
+) -> ApiResult<Response> {
+    let warehouse = warehouse_of(&prefix)?;
+    let namespace = namespace_of(&namespace)?;
+    let view = state
+        .services
+        .create_view(
+            &ctx,
+            warehouse,
+            namespace,
+            CreateView {
+                name: request.name,
+                location: request.location,
+                schema: request.schema,
+                view_version: request.view_version,
+                properties: request.properties,
+            },
+        )
+        .await?;
+    Ok(view_response(&view))
+}
+
+/// A view's metadata.
+#[utoipa::path(get, path = "/v1/{prefix}/namespaces/{namespace}/views/{view}", tag = "views",
+    operation_id = "loadView",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path)),
+    responses((status = 200, description = "LoadViewResult"), (status = 404, body = IcebergErrorResponse)))]
+pub(super) async fn load_view(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace, view)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = ident_of(&namespace, view)?;
+    let view = state.services.load_view(&ctx, warehouse, &ident).await?;
+    Ok(view_response(&view))
+}
+
+/// 204 when the view exists.
+#[utoipa::path(head, path = "/v1/{prefix}/namespaces/{namespace}/views/{view}", tag = "views",
+    operation_id = "viewExists",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path)),
+    responses((status = 204), (status = 404)))]
+pub(super) async fn view_exists(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace, view)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = ident_of(&namespace, view)?;
+    state.services.view_exists(&ctx, warehouse, &ident).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct CommitViewRequest {
+    #[serde(default)]
+    pub identifier: Option<TableIdentifier>,
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub requirements: Vec<ViewRequirement>,
+    #[schema(value_type = Vec<Object>)]
+    pub updates: Vec<ViewUpdate>,
+}
+
+/// Replaces a view (a new version, schema or properties).
+#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/views/{view}", tag = "views",
+    operation_id = "replaceView",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path)),
+    request_body = CommitViewRequest,
+    responses((status = 200, description = "LoadViewResult"), (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+pub(super) async fn replace_view(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace, view)): Path<(String, String, String)>,
+    JsonBody(request): JsonBody<CommitViewRequest>,
+) -> ApiResult<Response> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = ident_of(&namespace, view)?;
+    if let Some(identifier) = request.identifier
+        && identifier.into_ident()? != ident
+    {
+        return Err(Error::bad_request("the body's identifier differs from the path").into());
+    }
+    let view = state
+        .services
+        .replace_view(
+            &ctx,
+            warehouse,
+            &ident,
+            request.requirements,
+            request.updates,
+        )
+        .await?;
+    Ok(view_response(&view))
+}
+
+/// Drops a view.
+#[utoipa::path(delete, path = "/v1/{prefix}/namespaces/{namespace}/views/{view}", tag = "views",
+    operation_id = "dropView",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path)),
+    responses((status = 204), (status = 404, body = IcebergErrorResponse)))]
+pub(super) async fn drop_view(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace, view)): Path<(String, String, String)>,
+) -> ApiResult<StatusCode> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = ident_of(&namespace, view)?;
+    state.services.drop_view(&ctx, warehouse, &ident).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Renames a view.
+#[utoipa::path(post, path = "/v1/{prefix}/views/rename", tag = "views", operation_id = "renameView",
+    params(("prefix" = String, Path)), request_body = RenameTableRequest,
+    responses((status = 204), (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+pub(super) async fn rename_view(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(prefix): Path<String>,
+    JsonBody(request): JsonBody<RenameTableRequest>,
+) -> ApiResult<StatusCode> {
+    let warehouse = warehouse_of(&prefix)?;
+    let from = request.source.into_ident()?;
+    let to = request.destination.into_ident()?;
+    state
+        .services
+        .rename_view(&ctx, warehouse, &from, &to)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct RegisterViewRequest {
+    pub name: String,
+    pub metadata_location: String,
+}
+
+/// Registers an existing view metadata file (inside the warehouse) as a view.
+#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/register-view", tag = "views",
+    operation_id = "registerView",
+    params(("prefix" = String, Path), ("namespace" = String, Path)), request_body = RegisterViewRequest,
+    responses((status = 200, description = "LoadViewResult"), (status = 400, body = IcebergErrorResponse),
+              (status = 403, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+pub(super) async fn register_view(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace)): Path<(String, String)>,
+    JsonBody(request): JsonBody<RegisterViewRequest>,
+) -> ApiResult<Response> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = ident_of(&namespace, request.name)?;
+    let view = state
+        .services
+        .register_view(&ctx, warehouse, ident, &request.metadata_location)
+        .await?;
+    Ok(view_response(&view))
+}

@@ -1,0 +1,527 @@
+//! Iceberg metadata rules the catalog enforces, over the `iceberg` crate's spec types: building new
+//! table metadata, checking requirements and applying updates, naming metadata files, and keeping
+//! every location a table or view can point to inside the place it belongs.
+//!
+//! Pure logic: no IO.
+
+use std::collections::HashMap;
+
+use iceberg::spec::{
+    FormatVersion, Schema, SortOrder, TableMetadata, TableMetadataBuildResult,
+    TableMetadataBuilder, UnboundPartitionSpec, ViewFormatVersion, ViewMetadata,
+    ViewMetadataBuilder, ViewVersion,
+};
+use iceberg::{TableRequirement, TableUpdate, ViewUpdate};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Entity, Error, ErrorKind, Result};
+use crate::storage::{Location, path_segment};
+
+/// Properties that redirect where a table writes; each must stay inside the table's location.
+pub const WRITE_PATH_PROPERTIES: &[&str] = &[
+    "write.data.path",
+    "write.metadata.path",
+    "write.object-storage.path",
+    "write.folder-storage.path",
+];
+
+const FORMAT_VERSION: &str = "format-version";
+const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
+
+/// Maps an `iceberg` error: failed requirements are commit conflicts (409), a missing table is a
+/// 404, and anything else the builder refuses is the caller's bad input (400).
+pub fn iceberg_error(e: iceberg::Error) -> Error {
+    let message = e.to_string();
+    match e.kind() {
+        iceberg::ErrorKind::CatalogCommitConflicts => {
+            Error::new(ErrorKind::CommitConflict, message)
+        }
+        iceberg::ErrorKind::TableNotFound => Error::not_found(Entity::Table, message),
+        _ => Error::bad_request(format!("invalid metadata update: {message}")),
+    }
+}
+
+pub fn parse_table_metadata(json: &[u8]) -> Result<TableMetadata> {
+    serde_json::from_slice(json).map_err(|e| Error::internal("parsing stored table metadata", e))
+}
+
+pub fn parse_view_metadata(json: &[u8]) -> Result<ViewMetadata> {
+    serde_json::from_slice(json).map_err(|e| Error::internal("parsing stored view metadata", e))
+}
+
+pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| Error::internal("serializing metadata", e))
+}
+
+/// Reads `format-version` out of creation properties (it is not a stored property).
+fn take_format_version(properties: &mut HashMap<String, String>) -> Result<FormatVersion> {
+    match properties.remove(FORMAT_VERSION).as_deref() {
+        None | Some("2") => Ok(FormatVersion::V2),
+        Some("1") => Ok(FormatVersion::V1),
+        Some("3") => Ok(FormatVersion::V3),
+        Some(other) => Err(Error::bad_request(format!(
+            "format-version {other:?} is not supported (1, 2 or 3)"
+        ))),
+    }
+}
+
+/// Metadata for a new table.
+pub fn new_table_metadata(
+    location: &Location,
+    schema: Schema,
+    partition_spec: Option<UnboundPartitionSpec>,
+    sort_order: Option<SortOrder>,
+    mut properties: HashMap<String, String>,
+) -> Result<TableMetadata> {
+    let format_version = take_format_version(&mut properties)?;
+    let builder = TableMetadataBuilder::new(
+        schema,
+        partition_spec.unwrap_or(UnboundPartitionSpec::builder().build()),
+        sort_order.unwrap_or_else(SortOrder::unsorted_order),
+        location.to_string(),
+        format_version,
+        properties,
+    )
+    .map_err(iceberg_error)?;
+    Ok(builder.build().map_err(iceberg_error)?.metadata)
+}
+
+/// Checks `requirements` against the current metadata (`None`: the table does not exist) and
+/// applies `updates`. A table that does not exist is created from the updates when the
+/// requirements include `assert-create`; `default_location` is used when they set none.
+pub fn apply_table_commit(
+    current: Option<(&TableMetadata, &str)>,
+    requirements: &[TableRequirement],
+    updates: Vec<TableUpdate>,
+    default_location: impl FnOnce() -> Result<Location>,
+) -> Result<TableMetadataBuildResult> {
+    for requirement in requirements {
+        requirement
+            .check(current.map(|(m, _)| m))
+            .map_err(iceberg_error)?;
+    }
+    match current {
+        Some((metadata, metadata_location)) => {
+            let mut builder = TableMetadataBuilder::new_from_metadata(
+                metadata.clone(),
+                Some(metadata_location.to_string()),
+            );
+            for update in updates {
+                builder = update.apply(builder).map_err(iceberg_error)?;
+            }
+            builder.build().map_err(iceberg_error)
+        }
+        None => {
+            if !requirements
+                .iter()
+                .any(|r| matches!(r, TableRequirement::NotExist))
+            {
+                return Err(Error::not_found(Entity::Table, "the table does not exist"));
+            }
+            create_from_updates(updates, default_location)
+        }
+    }
+}
+
+/// Builds a new table from the updates of a create transaction (`assign-uuid`,
+/// `upgrade-format-version`, `add-schema`, `set-current-schema`, `add-spec`, `set-default-spec`,
+/// `add-sort-order`, `set-default-sort-order`, `set-location`, `set-properties`), then applies the
+/// rest (e.g. a CTAS's first snapshot) in order.
+fn create_from_updates(
+    updates: Vec<TableUpdate>,
+    default_location: impl FnOnce() -> Result<Location>,
+) -> Result<TableMetadataBuildResult> {
+    let mut schema = None;
+    let mut spec = None;
+    let mut order = None;
+    let mut location = None;
+    let mut format_version = FormatVersion::V2;
+    let mut uuid = None;
+    let mut properties = HashMap::new();
+    let (mut current_schema_set, mut default_spec_set, mut default_order_set) =
+        (false, false, false);
+    let mut rest = Vec::new();
+    for update in updates {
+        match update {
+            TableUpdate::AddSchema { schema: s } if schema.is_none() => schema = Some(s),
+            TableUpdate::SetCurrentSchema { .. } if !current_schema_set => {
+                current_schema_set = true
+            }
+            TableUpdate::AddSpec { spec: s } if spec.is_none() => spec = Some(s),
+            TableUpdate::SetDefaultSpec { .. } if !default_spec_set => default_spec_set = true,
+            TableUpdate::AddSortOrder { sort_order } if order.is_none() => order = Some(sort_order),
+            TableUpdate::SetDefaultSortOrder { .. } if !default_order_set => {
+                default_order_set = true
+            }
+            TableUpdate::SetLocation { location: l } => location = Some(l),
+            TableUpdate::UpgradeFormatVersion { format_version: v } => format_version = v,
+            TableUpdate::AssignUuid { uuid: u } => uuid = Some(u),
+            TableUpdate::SetProperties { updates } if rest.is_empty() => properties.extend(updates),
+            other => rest.push(other),
+        }
+    }
+    let schema =
+        schema.ok_or_else(|| Error::bad_request("creating a table needs an add-schema update"))?;
+    if let Some(v) = properties.remove(FORMAT_VERSION) {
+        format_version = take_format_version(&mut HashMap::from([(FORMAT_VERSION.into(), v)]))?;
+    }
+    let location = match location {
+        Some(l) => l,
+        None => default_location()?.to_string(),
+    };
+    let mut builder = TableMetadataBuilder::new(
+        schema,
+        spec.unwrap_or(UnboundPartitionSpec::builder().build()),
+        order.unwrap_or_else(SortOrder::unsorted_order),
+        location,
+        format_version,
+        properties,
+    )
+    .map_err(iceberg_error)?;
+    if let Some(uuid) = uuid {
+        builder = builder.assign_uuid(uuid);
+    }
+    for update in rest {
+        builder = update.apply(builder).map_err(iceberg_error)?;
+    }
+    builder.build().map_err(iceberg_error)
+}
+
+/// Checks that a table's or view's location lies inside the warehouse and that its write paths lie
+/// inside its location; returns the location.
+pub fn check_locations(
+    location: &str,
+    properties: &HashMap<String, String>,
+    warehouse: &Location,
+) -> Result<Location> {
+    let location = Location::parse(location)?;
+    if !location.is_within(warehouse) || &location == warehouse {
+        return Err(Error::forbidden(format!(
+            "location {location} is outside the warehouse at {warehouse}"
+        )));
+    }
+    for key in WRITE_PATH_PROPERTIES {
+        if let Some(path) = properties.get(*key) {
+            let path = Location::parse(path)?;
+            if !path.is_within(&location) {
+                return Err(Error::forbidden(format!(
+                    "{key} {path} is outside the table's location {location}"
+                )));
+            }
+        }
+    }
+    Ok(location)
+}
+
+/// The default location of a new table or view: under its namespace's folders, named after it, with
+/// a fresh id so that a re-created table never shares files with an old one.
+pub fn default_location(
+    warehouse: &Location,
+    namespace: &[String],
+    name: &str,
+) -> Result<Location> {
+    let mut path: Vec<String> = namespace.iter().map(|l| path_segment(l)).collect();
+    path.push(format!(
+        "{}-{}",
+        path_segment(name),
+        uuid::Uuid::now_v7().simple()
+    ));
+    warehouse.join(&path.join("/"))
+}
+
+/// `<dir>/<NNNNN>-<uuid>.metadata.json`, numbered one after the previous file (`00000` first).
+/// `dir` is `write.metadata.path` when set, else `<location>/metadata`.
+pub fn next_metadata_location(
+    location: &Location,
+    properties: &HashMap<String, String>,
+    previous: Option<&str>,
+) -> Result<Location> {
+    let dir = match properties.get("write.metadata.path") {
+        Some(path) => Location::parse(path)?,
+        None => location.join("metadata")?,
+    };
+    let number = previous
+        .and_then(|p| p.rsplit('/').next())
+        .and_then(|file| file.split('-').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(|n| n + 1)
+        .unwrap_or(0);
+    dir.join(&format!(
+        "{number:05}-{}.metadata.json",
+        uuid::Uuid::new_v4()
+    ))
+}
+
+/// Metadata files a commit retired that the table asked to delete
+/// (`write.metadata.delete-after-commit.enabled`), limited to files inside its location.
+pub fn retired_metadata_files(
+    result: &TableMetadataBuildResult,
+    location: &Location,
+) -> Vec<Location> {
+    let enabled = result
+        .metadata
+        .properties()
+        .get(DELETE_AFTER_COMMIT)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if !enabled {
+        return Vec::new();
+    }
+    result
+        .expired_metadata_logs
+        .iter()
+        .filter_map(|log| Location::parse(&log.metadata_file).ok())
+        .filter(|l| l.is_within(location))
+        .collect()
+}
+
+/// Keeps only the snapshots that a branch or tag references (`snapshots=refs`).
+pub fn only_referenced_snapshots(json: &[u8]) -> Result<Vec<u8>> {
+    let mut value: serde_json::Value =
+        serde_json::from_slice(json).map_err(|e| Error::internal("parsing metadata", e))?;
+    let referenced: Vec<i64> = value
+        .get("refs")
+        .and_then(|r| r.as_object())
+        .map(|refs| {
+            refs.values()
+                .filter_map(|r| r.get("snapshot-id").and_then(|s| s.as_i64()))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(snapshots) = value.get_mut("snapshots").and_then(|s| s.as_array_mut()) {
+        snapshots.retain(|s| {
+            s.get("snapshot-id")
+                .and_then(|id| id.as_i64())
+                .is_some_and(|id| referenced.contains(&id))
+        });
+    }
+    to_json(&value)
+}
+
+/// The one requirement a view commit can carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum ViewRequirement {
+    #[serde(rename = "assert-view-uuid")]
+    AssertViewUuid { uuid: uuid::Uuid },
+}
+
+/// Metadata for a new view.
+pub fn new_view_metadata(
+    location: &Location,
+    schema: Schema,
+    version: ViewVersion,
+    properties: HashMap<String, String>,
+) -> Result<ViewMetadata> {
+    let builder = ViewMetadataBuilder::new(
+        location.to_string(),
+        schema,
+        version,
+        ViewFormatVersion::V1,
+        properties,
+    )
+    .map_err(iceberg_error)?;
+    Ok(builder.build().map_err(iceberg_error)?.metadata)
+}
+
+/// Checks the requirements and applies the updates of a view commit.
+pub fn apply_view_commit(
+    current: &ViewMetadata,
+    requirements: &[ViewRequirement],
+    updates: Vec<ViewUpdate>,
+) -> Result<ViewMetadata> {
+    for requirement in requirements {
+        match requirement {
+            ViewRequirement::AssertViewUuid { uuid } => {
+                if current.uuid() != *uuid {
+                    return Err(Error::new(
+                        ErrorKind::CommitConflict,
+                        format!("view uuid is {}, not {uuid}", current.uuid()),
+                    ));
+                }
+            }
+        }
+    }
+    let mut builder = ViewMetadataBuilder::new_from_metadata(current.clone());
+    for update in updates {
+        builder = match update {
+            ViewUpdate::AssignUuid { uuid } => builder.assign_uuid(uuid),
+            ViewUpdate::UpgradeFormatVersion { format_version } => builder
+                .upgrade_format_version(format_version)
+                .map_err(iceberg_error)?,
+            ViewUpdate::AddSchema { schema, .. } => builder.add_schema(schema),
+            ViewUpdate::SetLocation { location } => builder.set_location(location),
+            ViewUpdate::SetProperties { updates } => {
+                builder.set_properties(updates).map_err(iceberg_error)?
+            }
+            ViewUpdate::RemoveProperties { removals } => builder.remove_properties(&removals),
+            ViewUpdate::AddViewVersion { view_version } => {
+                builder.add_version(view_version).map_err(iceberg_error)?
+            }
+            ViewUpdate::SetCurrentViewVersion { view_version_id } => builder
+                .set_current_version_id(view_version_id)
+                .map_err(iceberg_error)?,
+        };
+    }
+    Ok(builder.build().map_err(iceberg_error)?.metadata)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema() -> Schema {
+        serde_json::from_value(serde_json::json!({
+            "type": "struct", "schema-id": 0,
+            "fields": [{"id": 1, "name": "id", "required": true, "type": "long"}]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn metadata_files_are_numbered_after_the_previous_one() {
+        let location = Location::parse("file:///wh/t").unwrap();
+        let first = next_metadata_location(&location, &HashMap::new(), None).unwrap();
+        assert!(
+            first.as_str().starts_with("file:///wh/t/metadata/00000-"),
+            "{first}"
+        );
+        assert!(first.as_str().ends_with(".metadata.json"));
+        let second =
+            next_metadata_location(&location, &HashMap::new(), Some(first.as_str())).unwrap();
+        assert!(second.file_name().starts_with("00001-"), "{second}");
+        let custom = HashMap::from([(
+            "write.metadata.path".to_string(),
+            "file:///wh/t/meta".to_string(),
+        )]);
+        let third = next_metadata_location(&location, &custom, Some("file:///x/v12.metadata.json"))
+            .unwrap();
+        assert!(
+            third.as_str().starts_with("file:///wh/t/meta/00000-"),
+            "{third}"
+        );
+    }
+
+    #[test]
+    fn locations_stay_inside() {
+        let wh = Location::parse("file:///wh").unwrap();
+        let none = HashMap::new();
+        assert!(check_locations("file:///wh/ns/t", &none, &wh).is_ok());
+        for bad in [
+            "file:///wh2/t",
+            "file:///other",
+            "file:///wh",
+            "file:///wh/../x",
+            "file:///wh/%2e%2e/x",
+        ] {
+            assert!(check_locations(bad, &none, &wh).is_err(), "{bad}");
+        }
+        let props = HashMap::from([(
+            "write.data.path".to_string(),
+            "file:///wh/ns/t2/data".to_string(),
+        )]);
+        assert_eq!(
+            check_locations("file:///wh/ns/t", &props, &wh)
+                .unwrap_err()
+                .kind,
+            ErrorKind::Forbidden
+        );
+        let props = HashMap::from([(
+            "write.data.path".to_string(),
+            "file:///wh/ns/t/data".to_string(),
+        )]);
+        assert!(check_locations("file:///wh/ns/t", &props, &wh).is_ok());
+    }
+
+    #[test]
+    fn requirements_decide_conflicts() {
+        let location = Location::parse("file:///wh/t").unwrap();
+        let metadata = new_table_metadata(&location, schema(), None, None, HashMap::new()).unwrap();
+        let wrong_uuid = [TableRequirement::UuidMatch {
+            uuid: uuid::Uuid::new_v4(),
+        }];
+        let err = apply_table_commit(
+            Some((&metadata, "file:///wh/t/metadata/00000-a.metadata.json")),
+            &wrong_uuid,
+            vec![],
+            || Ok(location.clone()),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::CommitConflict);
+        let err = apply_table_commit(
+            Some((&metadata, "x")),
+            &[TableRequirement::NotExist],
+            vec![],
+            || Ok(location.clone()),
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::CommitConflict);
+        let err = apply_table_commit(None, &[], vec![], || Ok(location.clone())).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotFound(Entity::Table));
+
+        let ok = apply_table_commit(
+            Some((&metadata, "file:///wh/t/metadata/00000-a.metadata.json")),
+            &[TableRequirement::UuidMatch {
+                uuid: metadata.uuid(),
+            }],
+            vec![TableUpdate::SetProperties {
+                updates: HashMap::from([("k".into(), "v".into())]),
+            }],
+            || Ok(location.clone()),
+        )
+        .unwrap();
+        assert_eq!(
+            ok.metadata.properties().get("k").map(String::as_str),
+            Some("v")
+        );
+        assert_eq!(ok.metadata.metadata_log().len(), 1);
+
+        let bad = apply_table_commit(
+            Some((&metadata, "x")),
+            &[],
+            vec![TableUpdate::SetCurrentSchema { schema_id: 42 }],
+            || Ok(location.clone()),
+        )
+        .unwrap_err();
+        assert_eq!(bad.kind, ErrorKind::BadRequest);
+    }
+
+    #[test]
+    fn create_transactions_build_from_updates() {
+        let location = Location::parse("file:///wh/t").unwrap();
+        let uuid = uuid::Uuid::new_v4();
+        let updates: Vec<TableUpdate> = serde_json::from_value(serde_json::json!([
+            {"action": "assign-uuid", "uuid": uuid},
+            {"action": "upgrade-format-version", "format-version": 2},
+            {"action": "add-schema", "schema": {"type": "struct", "schema-id": 0, "fields": [
+                {"id": 1, "name": "id", "required": false, "type": "long"}]}},
+            {"action": "set-current-schema", "schema-id": -1},
+            {"action": "add-spec", "spec": {"spec-id": 0, "fields": []}},
+            {"action": "set-default-spec", "spec-id": -1},
+            {"action": "add-sort-order", "sort-order": {"order-id": 0, "fields": []}},
+            {"action": "set-default-sort-order", "sort-order-id": -1},
+            {"action": "set-properties", "updates": {"owner": "me"}}
+        ]))
+        .unwrap();
+        let built = apply_table_commit(None, &[TableRequirement::NotExist], updates, || {
+            Ok(location.clone())
+        })
+        .unwrap();
+        assert_eq!(built.metadata.uuid(), uuid);
+        assert_eq!(built.metadata.location(), "file:///wh/t");
+        assert_eq!(
+            built.metadata.properties().get("owner").map(String::as_str),
+            Some("me")
+        );
+    }
+
+    #[test]
+    fn snapshots_refs_keeps_referenced_ones() {
+        let json = serde_json::json!({
+            "refs": {"main": {"snapshot-id": 2, "type": "branch"}},
+            "snapshots": [{"snapshot-id": 1}, {"snapshot-id": 2}]
+        });
+        let filtered = only_referenced_snapshots(&serde_json::to_vec(&json).unwrap()).unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&filtered).unwrap();
+        assert_eq!(value["snapshots"], serde_json::json!([{"snapshot-id": 2}]));
+    }
+}

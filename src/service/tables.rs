@@ -1,0 +1,742 @@
+//! Table use cases of the Iceberg REST catalog: create (and stage-create), load, commit (one table
+//! or many atomically), drop (with purge), rename, register, metrics and credentials.
+//!
+//! A commit writes a new metadata file (never overwriting one) and then swaps the table's pointer in
+//! the database with a compare-and-swap; all tables of a transaction swap in one database
+//! transaction. When the swap loses a race but the request's requirements still hold against the
+//! new current metadata, the commit is re-applied on the server (bounded), so clients see 409 only
+//! for real conflicts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec};
+use iceberg::{TableRequirement, TableUpdate};
+
+use super::metadata::{
+    apply_table_commit, check_locations, default_location, new_table_metadata,
+    next_metadata_location, only_referenced_snapshots, parse_table_metadata,
+    retired_metadata_files, to_json,
+};
+use super::{RequestContext, Services};
+use crate::authz::{Action, Resource};
+use crate::error::{Entity, Error, ErrorKind, Result};
+use crate::model::{
+    NamespaceIdent, Page, PageRequest, Ref, Tabular, TabularId, TabularIdent, TabularKind,
+    Warehouse, WarehouseId, now,
+};
+use crate::storage::{self, Location, ObjectStorage};
+use crate::store::TabularChange;
+
+/// How often a commit whose compare-and-swap lost a race is re-applied before giving up with 409.
+const MAX_COMMIT_ATTEMPTS: usize = 10;
+
+/// A table as a client sees it: where its metadata file is (none for a staged create) and the
+/// metadata itself, as JSON.
+#[derive(Debug, Clone)]
+pub struct TableState {
+    pub metadata_location: Option<String>,
+    pub metadata: Vec<u8>,
+}
+
+/// Which snapshots a load returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotsMode {
+    All,
+    Refs,
+}
+
+#[derive(Debug)]
+pub struct CreateTable {
+    pub name: String,
+    pub location: Option<String>,
+    pub schema: Schema,
+    pub partition_spec: Option<UnboundPartitionSpec>,
+    pub write_order: Option<SortOrder>,
+    pub properties: HashMap<String, String>,
+    pub stage_create: bool,
+}
+
+/// One table's part of a commit.
+#[derive(Debug, Clone)]
+pub struct TableChange {
+    pub ident: TabularIdent,
+    pub requirements: Vec<TableRequirement>,
+    pub updates: Vec<TableUpdate>,
+}
+
+/// A warehouse opened for catalog work: its record, branch, base location and store.
+pub(crate) struct OpenWarehouse {
+    pub warehouse: Warehouse,
+    pub branch: Ref,
+    pub base: Location,
+    pub storage: Arc<dyn ObjectStorage>,
+}
+
+fn table_resource(warehouse: WarehouseId, table: &TabularIdent) -> Resource {
+    Resource::Table {
+        warehouse,
+        table: table.clone(),
+    }
+}
+
+fn no_such_table(ident: &TabularIdent) -> Error {
+    Error::not_found(Entity::Table, format!("table {ident} does not exist"))
+}
+
+fn no_such_namespace(namespace: &NamespaceIdent) -> Error {
+    Error::not_found(
+        Entity::Namespace,
+        format!("namespace {namespace} does not exist"),
+    )
+}
+
+/// The outcome of one attempt at a commit.
+enum Attempt {
+    Done(Vec<(TableState, Vec<Location>)>),
+    /// The compare-and-swap lost a race; try again on the new state.
+    Lost(Error),
+}
+
+impl Services {
+    pub(crate) async fn open_warehouse(&self, id: WarehouseId) -> Result<OpenWarehouse> {
+        let warehouse = self.load_warehouse(id).await?;
+        let branch = self.main_branch(id).await?;
+        let base = storage::base_location(&warehouse.storage_profile)?;
+        let storage = storage::for_profile(&warehouse.storage_profile)?;
+        Ok(OpenWarehouse {
+            warehouse,
+            branch,
+            base,
+            storage,
+        })
+    }
+
+    /// Fails with `NotFound(Namespace)` unless the namespace exists on the branch.
+    pub(crate) async fn require_namespace(
+        &self,
+        branch: &Ref,
+        namespace: &NamespaceIdent,
+    ) -> Result<()> {
+        match self
+            .store
+            .namespaces
+            .get_namespace(branch.id, namespace)
+            .await?
+        {
+            Some(_) => Ok(()),
+            None => Err(no_such_namespace(namespace)),
+        }
+    }
+
+    pub async fn list_tables(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        namespace: &NamespaceIdent,
+        page: PageRequest,
+    ) -> Result<Page<String>> {
+        self.authorize(
+            ctx,
+            Action::TableList,
+            Resource::Namespace {
+                warehouse,
+                namespace: namespace.clone(),
+            },
+        )
+        .await?;
+        let branch = self.main_branch(warehouse).await?;
+        self.require_namespace(&branch, namespace).await?;
+        self.store
+            .tabulars
+            .list_tabulars(branch.id, namespace, TabularKind::Table, &page)
+            .await
+    }
+
+    pub async fn create_table(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        namespace: NamespaceIdent,
+        request: CreateTable,
+    ) -> Result<TableState> {
+        // validate
+        let ident = TabularIdent::new(namespace, request.name)?;
+        // authorize
+        self.authorize(ctx, Action::TableCreate, table_resource(warehouse, &ident))
+            .await?;
+        // act
+        let wh = self.open_warehouse(warehouse).await?;
+        self.require_namespace(&wh.branch, &ident.namespace).await?;
+        if self
+            .store
+            .tabulars
+            .get_tabular(wh.branch.id, &ident)
+            .await?
+            .is_some()
+        {
+            return Err(Error::already_exists(
+                Entity::Table,
+                format!("a table or view named {ident} already exists"),
+            ));
+        }
+        let location = match &request.location {
+            Some(location) => Location::parse(location)?,
+            None => default_location(&wh.base, ident.namespace.levels(), &ident.name)?,
+        };
+        check_locations(location.as_str(), &request.properties, &wh.base)?;
+        let metadata = new_table_metadata(
+            &location,
+            request.schema,
+            request.partition_spec,
+            request.write_order,
+            request.properties,
+        )?;
+        check_locations(metadata.location(), metadata.properties(), &wh.base)?;
+        let json = to_json(&metadata)?;
+        if request.stage_create {
+            // Nothing is recorded, but the location is made ready for the files the client writes
+            // before it commits the create.
+            for folder in ["metadata", "data"] {
+                wh.storage.prepare_prefix(&location.join(folder)?).await?;
+            }
+            return Ok(TableState {
+                metadata_location: None,
+                metadata: json,
+            });
+        }
+        let file = next_metadata_location(&location, metadata.properties(), None)?;
+        wh.storage.put_new(&file, json.clone()).await?;
+        let at = now();
+        let record = Tabular {
+            id: TabularId::new(),
+            warehouse_id: warehouse,
+            ref_id: wh.branch.id,
+            ident: ident.clone(),
+            kind: TabularKind::Table,
+            uuid: metadata.uuid(),
+            location: location.to_string(),
+            metadata_location: file.to_string(),
+            metadata: json.clone(),
+            version: 0,
+            created_at: at,
+            updated_at: at,
+        };
+        if let Err(e) = self
+            .store
+            .tabulars
+            .commit_tabulars(wh.branch.id, &[TabularChange::Create(record)])
+            .await
+        {
+            let _ = wh.storage.delete(&file).await;
+            return Err(e);
+        }
+        // announce
+        self.announce(
+            ctx,
+            "floe.table.created",
+            format!("warehouse/{warehouse}/table/{ident}"),
+            serde_json::json!({
+                "namespace": ident.namespace, "name": ident.name, "ref": wh.branch.name,
+                "metadata-location": file.as_str(),
+            }),
+        )
+        .await;
+        Ok(TableState {
+            metadata_location: Some(file.to_string()),
+            metadata: json,
+        })
+    }
+
+    /// The table's current state, in one indexed read of the database.
+    pub async fn load_table(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+        snapshots: SnapshotsMode,
+    ) -> Result<TableState> {
+        self.authorize(ctx, Action::TableRead, table_resource(warehouse, ident))
+            .await?;
+        let branch = self.main_branch(warehouse).await?;
+        let table = self
+            .store
+            .tabulars
+            .get_tabular(branch.id, ident)
+            .await?
+            .filter(|t| t.kind == TabularKind::Table)
+            .ok_or_else(|| no_such_table(ident))?;
+        let metadata = match snapshots {
+            SnapshotsMode::All => table.metadata,
+            SnapshotsMode::Refs => only_referenced_snapshots(&table.metadata)?,
+        };
+        Ok(TableState {
+            metadata_location: Some(table.metadata_location),
+            metadata,
+        })
+    }
+
+    /// Commits one table (`updateTable`). A table that does not exist is created when the
+    /// requirements include `assert-create` (the second half of a staged create).
+    pub async fn commit_table(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        change: TableChange,
+    ) -> Result<TableState> {
+        let mut states = self
+            .commit_transaction(ctx, warehouse, vec![change])
+            .await?;
+        Ok(states.remove(0))
+    }
+
+    /// Commits every change atomically, or none (`transactions/commit`).
+    pub async fn commit_transaction(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        changes: Vec<TableChange>,
+    ) -> Result<Vec<TableState>> {
+        // validate
+        if changes.is_empty() {
+            return Err(Error::bad_request(
+                "a commit needs at least one table change",
+            ));
+        }
+        let mut seen = HashSet::new();
+        for change in &changes {
+            if !seen.insert(&change.ident) {
+                return Err(Error::bad_request(format!(
+                    "table {} appears twice in one transaction",
+                    change.ident
+                )));
+            }
+        }
+        // authorize
+        for change in &changes {
+            let action = if change
+                .requirements
+                .iter()
+                .any(|r| matches!(r, TableRequirement::NotExist))
+            {
+                Action::TableCreate
+            } else {
+                Action::TableCommit
+            };
+            self.authorize(ctx, action, table_resource(warehouse, &change.ident))
+                .await?;
+        }
+        // act
+        let wh = self.open_warehouse(warehouse).await?;
+        let mut last_error = None;
+        for _ in 0..MAX_COMMIT_ATTEMPTS {
+            match self.attempt_commit(&wh, &changes).await? {
+                Attempt::Done(done) => {
+                    let mut states = Vec::with_capacity(done.len());
+                    for ((state, retired), change) in done.into_iter().zip(&changes) {
+                        for file in retired {
+                            if let Err(e) = wh.storage.delete(&file).await {
+                                tracing::warn!(file = %file, error = ?e, "deleting a retired metadata file failed");
+                            }
+                        }
+                        // announce
+                        self.announce(
+                            ctx,
+                            "floe.table.committed",
+                            format!("warehouse/{warehouse}/table/{}", change.ident),
+                            serde_json::json!({
+                                "namespace": change.ident.namespace, "name": change.ident.name,
+                                "ref": wh.branch.name, "metadata-location": state.metadata_location,
+                                "updates": change.updates.len(),
+                            }),
+                        )
+                        .await;
+                        states.push(state);
+                    }
+                    return Ok(states);
+                }
+                Attempt::Lost(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            Error::new(
+                ErrorKind::CommitConflict,
+                "the commit kept losing races; retry",
+            )
+        }))
+    }
+
+    /// One try: read current state, check, apply, write metadata files, swap all pointers.
+    async fn attempt_commit(&self, wh: &OpenWarehouse, changes: &[TableChange]) -> Result<Attempt> {
+        let mut written: Vec<Location> = Vec::new();
+        let staged = self.stage_commit(wh, changes, &mut written).await;
+        let (store_changes, done) = match staged {
+            Ok(staged) => staged,
+            Err(e) => {
+                self.discard(wh, &written).await;
+                return Err(e);
+            }
+        };
+        match self
+            .store
+            .tabulars
+            .commit_tabulars(wh.branch.id, &store_changes)
+            .await
+        {
+            Ok(()) => Ok(Attempt::Done(done)),
+            Err(e) => {
+                self.discard(wh, &written).await;
+                match e.kind {
+                    // Another commit got there first; requirements are re-checked on retry.
+                    ErrorKind::CommitConflict | ErrorKind::AlreadyExists(_) => Ok(Attempt::Lost(
+                        Error::new(ErrorKind::CommitConflict, e.message),
+                    )),
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn stage_commit(
+        &self,
+        wh: &OpenWarehouse,
+        changes: &[TableChange],
+        written: &mut Vec<Location>,
+    ) -> Result<(Vec<TabularChange>, Vec<(TableState, Vec<Location>)>)> {
+        let mut store_changes = Vec::with_capacity(changes.len());
+        let mut done = Vec::with_capacity(changes.len());
+        for change in changes {
+            let current = self
+                .store
+                .tabulars
+                .get_tabular(wh.branch.id, &change.ident)
+                .await?;
+            if let Some(t) = &current
+                && t.kind != TabularKind::Table
+            {
+                return Err(Error::new(
+                    ErrorKind::CommitConflict,
+                    format!("{} is a view, not a table", change.ident),
+                ));
+            }
+            if current.is_none() {
+                self.require_namespace(&wh.branch, &change.ident.namespace)
+                    .await?;
+            }
+            let parsed = current
+                .as_ref()
+                .map(|t| parse_table_metadata(&t.metadata))
+                .transpose()?;
+            let result = apply_table_commit(
+                parsed
+                    .as_ref()
+                    .zip(current.as_ref().map(|t| t.metadata_location.as_str())),
+                &change.requirements,
+                change.updates.clone(),
+                || {
+                    default_location(
+                        &wh.base,
+                        change.ident.namespace.levels(),
+                        &change.ident.name,
+                    )
+                },
+            )?;
+            let metadata = &result.metadata;
+            let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
+            let file = next_metadata_location(
+                &location,
+                metadata.properties(),
+                current.as_ref().map(|t| t.metadata_location.as_str()),
+            )?;
+            let json = to_json(metadata)?;
+            wh.storage.put_new(&file, json.clone()).await?;
+            written.push(file.clone());
+            let at = now();
+            store_changes.push(match &current {
+                None => TabularChange::Create(Tabular {
+                    id: TabularId::new(),
+                    warehouse_id: wh.warehouse.id,
+                    ref_id: wh.branch.id,
+                    ident: change.ident.clone(),
+                    kind: TabularKind::Table,
+                    uuid: metadata.uuid(),
+                    location: location.to_string(),
+                    metadata_location: file.to_string(),
+                    metadata: json.clone(),
+                    version: 0,
+                    created_at: at,
+                    updated_at: at,
+                }),
+                Some(t) => TabularChange::Update {
+                    id: t.id,
+                    ident: change.ident.clone(),
+                    expected_version: t.version,
+                    uuid: metadata.uuid(),
+                    location: location.to_string(),
+                    metadata_location: file.to_string(),
+                    metadata: json.clone(),
+                    at,
+                },
+            });
+            let retired = retired_metadata_files(&result, &location);
+            done.push((
+                TableState {
+                    metadata_location: Some(file.to_string()),
+                    metadata: json,
+                },
+                retired,
+            ));
+        }
+        Ok((store_changes, done))
+    }
+
+    /// Removes metadata files that no pointer will ever reference.
+    async fn discard(&self, wh: &OpenWarehouse, files: &[Location]) {
+        for file in files {
+            if let Err(e) = wh.storage.delete(file).await {
+                tracing::warn!(file = %file, error = ?e, "removing an unused metadata file failed");
+            }
+        }
+    }
+
+    pub async fn drop_table(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+        purge: bool,
+    ) -> Result<()> {
+        // authorize
+        self.authorize(ctx, Action::TableDrop, table_resource(warehouse, ident))
+            .await?;
+        if purge {
+            self.authorize(ctx, Action::TablePurge, table_resource(warehouse, ident))
+                .await?;
+        }
+        // act
+        let wh = self.open_warehouse(warehouse).await?;
+        let dropped = self
+            .store
+            .tabulars
+            .drop_tabular(wh.branch.id, ident, TabularKind::Table)
+            .await?;
+        if purge {
+            self.purge_in_background(&wh, &dropped);
+        }
+        // announce
+        self.announce(
+            ctx,
+            "floe.table.dropped",
+            format!("warehouse/{warehouse}/table/{ident}"),
+            serde_json::json!({
+                "namespace": ident.namespace, "name": ident.name, "ref": wh.branch.name,
+                "purge": purge, "location": dropped.location,
+            }),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Deletes a dropped table's files after the response: only inside its own location, and only
+    /// when that lies inside the warehouse (the store refuses anything else, too).
+    fn purge_in_background(&self, wh: &OpenWarehouse, dropped: &Tabular) {
+        let location = match Location::parse(&dropped.location) {
+            Ok(l) if l.is_within(&wh.base) && l != wh.base => l,
+            _ => {
+                tracing::warn!(location = %dropped.location, "not purging a location outside its warehouse");
+                return;
+            }
+        };
+        let storage = wh.storage.clone();
+        tokio::spawn(async move {
+            match storage.delete_prefix(&location).await {
+                Ok(()) => tracing::info!(location = %location, "purged a dropped table's files"),
+                Err(e) => {
+                    tracing::warn!(location = %location, error = ?e, "purging a dropped table failed")
+                }
+            }
+        });
+    }
+
+    pub async fn table_exists(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+    ) -> Result<()> {
+        self.authorize(ctx, Action::TableRead, table_resource(warehouse, ident))
+            .await?;
+        let branch = self.main_branch(warehouse).await?;
+        match self.store.tabulars.get_tabular(branch.id, ident).await? {
+            Some(t) if t.kind == TabularKind::Table => Ok(()),
+            _ => Err(no_such_table(ident)),
+        }
+    }
+
+    pub async fn rename_table(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        from: &TabularIdent,
+        to: &TabularIdent,
+    ) -> Result<()> {
+        self.authorize(ctx, Action::TableRename, table_resource(warehouse, from))
+            .await?;
+        self.authorize(ctx, Action::TableCreate, table_resource(warehouse, to))
+            .await?;
+        let branch = self.main_branch(warehouse).await?;
+        self.store
+            .tabulars
+            .rename_tabular(branch.id, from, to, TabularKind::Table)
+            .await?;
+        self.announce(
+            ctx,
+            "floe.table.renamed",
+            format!("warehouse/{warehouse}/table/{from}"),
+            serde_json::json!({ "from": from.to_string(), "to": to.to_string(), "ref": branch.name }),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Registers an existing metadata file (inside the warehouse) as a table; with `overwrite`, an
+    /// existing table of that name is pointed at it instead.
+    pub async fn register_table(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: TabularIdent,
+        metadata_location: &str,
+        overwrite: bool,
+    ) -> Result<TableState> {
+        // validate
+        let file = Location::parse(metadata_location)?;
+        // authorize
+        self.authorize(
+            ctx,
+            Action::TableRegister,
+            table_resource(warehouse, &ident),
+        )
+        .await?;
+        // act
+        let wh = self.open_warehouse(warehouse).await?;
+        if !file.is_within(&wh.base) {
+            return Err(Error::forbidden(format!(
+                "metadata location {file} is outside the warehouse at {}",
+                wh.base
+            )));
+        }
+        self.require_namespace(&wh.branch, &ident.namespace).await?;
+        let bytes =
+            wh.storage.get(&file).await?.ok_or_else(|| {
+                Error::bad_request(format!("there is no metadata file at {file}"))
+            })?;
+        let metadata: iceberg::spec::TableMetadata = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::bad_request(format!("{file} is not valid table metadata: {e}")))?;
+        let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
+        let json = to_json(&metadata)?;
+        let existing = self
+            .store
+            .tabulars
+            .get_tabular(wh.branch.id, &ident)
+            .await?;
+        let at = now();
+        let change = match existing {
+            None => TabularChange::Create(Tabular {
+                id: TabularId::new(),
+                warehouse_id: warehouse,
+                ref_id: wh.branch.id,
+                ident: ident.clone(),
+                kind: TabularKind::Table,
+                uuid: metadata.uuid(),
+                location: location.to_string(),
+                metadata_location: file.to_string(),
+                metadata: json.clone(),
+                version: 0,
+                created_at: at,
+                updated_at: at,
+            }),
+            Some(t) if overwrite && t.kind == TabularKind::Table => TabularChange::Update {
+                id: t.id,
+                ident: ident.clone(),
+                expected_version: t.version,
+                uuid: metadata.uuid(),
+                location: location.to_string(),
+                metadata_location: file.to_string(),
+                metadata: json.clone(),
+                at,
+            },
+            Some(_) => {
+                return Err(Error::already_exists(
+                    Entity::Table,
+                    format!("a table or view named {ident} already exists"),
+                ));
+            }
+        };
+        self.store
+            .tabulars
+            .commit_tabulars(wh.branch.id, &[change])
+            .await?;
+        self.announce(
+            ctx,
+            "floe.table.registered",
+            format!("warehouse/{warehouse}/table/{ident}"),
+            serde_json::json!({
+                "namespace": ident.namespace, "name": ident.name, "ref": wh.branch.name,
+                "metadata-location": file.as_str(), "overwrite": overwrite,
+            }),
+        )
+        .await;
+        Ok(TableState {
+            metadata_location: Some(file.to_string()),
+            metadata: json,
+        })
+    }
+
+    /// Accepts a scan or commit report for an existing table and hands it to the event publishers.
+    pub async fn report_metrics(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+        report: serde_json::Value,
+    ) -> Result<()> {
+        if !report.is_object() {
+            return Err(Error::bad_request("a metrics report is a JSON object"));
+        }
+        self.authorize(
+            ctx,
+            Action::TableReportMetrics,
+            table_resource(warehouse, ident),
+        )
+        .await?;
+        self.table_exists(ctx, warehouse, ident).await?;
+        self.announce(
+            ctx,
+            "floe.table.metrics-reported",
+            format!("warehouse/{warehouse}/table/{ident}"),
+            report,
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Storage credentials for a table's location. Local warehouses need none; vended S3
+    /// credentials arrive with S3 support.
+    pub async fn load_credentials(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+    ) -> Result<Vec<(String, HashMap<String, String>)>> {
+        self.authorize(
+            ctx,
+            Action::TableReadCredentials,
+            table_resource(warehouse, ident),
+        )
+        .await?;
+        self.table_exists(ctx, warehouse, ident).await?;
+        Ok(Vec::new())
+    }
+}

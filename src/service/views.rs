@@ -1,0 +1,362 @@
+//! View use cases: create, load, replace (with `assert-view-uuid`), drop, rename, register, list.
+//! Views share their namespace's name space with tables, and their metadata files are written and
+//! swapped like tables'.
+
+use std::collections::HashMap;
+
+use iceberg::ViewUpdate;
+use iceberg::spec::{Schema, ViewMetadata, ViewVersion};
+
+use super::metadata::{
+    ViewRequirement, apply_view_commit, check_locations, default_location, new_view_metadata,
+    next_metadata_location, parse_view_metadata, to_json,
+};
+use super::{RequestContext, Services};
+use crate::authz::{Action, Resource};
+use crate::error::{Entity, Error, ErrorKind, Result};
+use crate::model::{
+    NamespaceIdent, Page, PageRequest, Tabular, TabularId, TabularIdent, TabularKind, WarehouseId,
+    now,
+};
+use crate::storage::Location;
+use crate::store::TabularChange;
+
+const MAX_COMMIT_ATTEMPTS: usize = 10;
+
+/// A view as a client sees it.
+#[derive(Debug, Clone)]
+pub struct ViewState {
+    pub metadata_location: String,
+    pub metadata: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub struct CreateView {
+    pub name: String,
+    pub location: Option<String>,
+    pub schema: Schema,
+    pub view_version: ViewVersion,
+    pub properties: HashMap<String, String>,
+}
+
+fn view_resource(warehouse: WarehouseId, view: &TabularIdent) -> Resource {
+    Resource::View {
+        warehouse,
+        view: view.clone(),
+    }
+}
+
+fn no_such_view(ident: &TabularIdent) -> Error {
+    Error::not_found(Entity::View, format!("view {ident} does not exist"))
+}
+
+impl Services {
+    pub async fn list_views(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        namespace: &NamespaceIdent,
+        page: PageRequest,
+    ) -> Result<Page<String>> {
+        self.authorize(
+            ctx,
+            Action::ViewList,
+            Resource::Namespace {
+                warehouse,
+                namespace: namespace.clone(),
+            },
+        )
+        .await?;
+        let branch = self.main_branch(warehouse).await?;
+        self.require_namespace(&branch, namespace).await?;
+        self.store
+            .tabulars
+            .list_tabulars(branch.id, namespace, TabularKind::View, &page)
+            .await
+    }
+
+    pub async fn create_view(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        namespace: NamespaceIdent,
+        request: CreateView,
+    ) -> Result<ViewState> {
+        // validate
+        let ident = TabularIdent::new(namespace, request.name)?;
+        // authorize
+        self.authorize(ctx, Action::ViewCreate, view_resource(warehouse, &ident))
+            .await?;
+        // act
+        let wh = self.open_warehouse(warehouse).await?;
+        self.require_namespace(&wh.branch, &ident.namespace).await?;
+        let location = match &request.location {
+            Some(location) => Location::parse(location)?,
+            None => default_location(&wh.base, ident.namespace.levels(), &ident.name)?,
+        };
+        let metadata = new_view_metadata(
+            &location,
+            request.schema,
+            request.view_version,
+            request.properties,
+        )?;
+        let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
+        let file = next_metadata_location(&location, metadata.properties(), None)?;
+        let json = to_json(&metadata)?;
+        wh.storage.put_new(&file, json.clone()).await?;
+        let at = now();
+        let record = Tabular {
+            id: TabularId::new(),
+            warehouse_id: warehouse,
+            ref_id: wh.branch.id,
+            ident: ident.clone(),
+            kind: TabularKind::View,
+            uuid: metadata.uuid(),
+            location: location.to_string(),
+            metadata_location: file.to_string(),
+            metadata: json.clone(),
+            version: 0,
+            created_at: at,
+            updated_at: at,
+        };
+        if let Err(e) = self
+            .store
+            .tabulars
+            .commit_tabulars(wh.branch.id, &[TabularChange::Create(record)])
+            .await
+        {
+            let _ = wh.storage.delete(&file).await;
+            return Err(e);
+        }
+        // announce
+        self.announce(
+            ctx,
+            "floe.view.created",
+            format!("warehouse/{warehouse}/view/{ident}"),
+            serde_json::json!({
+                "namespace": ident.namespace, "name": ident.name, "ref": wh.branch.name,
+                "metadata-location": file.as_str(),
+            }),
+        )
+        .await;
+        Ok(ViewState {
+            metadata_location: file.to_string(),
+            metadata: json,
+        })
+    }
+
+    async fn current_view(&self, warehouse: WarehouseId, ident: &TabularIdent) -> Result<Tabular> {
+        let branch = self.main_branch(warehouse).await?;
+        self.store
+            .tabulars
+            .get_tabular(branch.id, ident)
+            .await?
+            .filter(|t| t.kind == TabularKind::View)
+            .ok_or_else(|| no_such_view(ident))
+    }
+
+    pub async fn load_view(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+    ) -> Result<ViewState> {
+        self.authorize(ctx, Action::ViewRead, view_resource(warehouse, ident))
+            .await?;
+        let view = self.current_view(warehouse, ident).await?;
+        Ok(ViewState {
+            metadata_location: view.metadata_location,
+            metadata: view.metadata,
+        })
+    }
+
+    pub async fn view_exists(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+    ) -> Result<()> {
+        self.load_view(ctx, warehouse, ident).await.map(|_| ())
+    }
+
+    /// Replaces a view (`replaceView`): requirements are checked and updates applied on the current
+    /// metadata; a lost compare-and-swap is retried on the server.
+    pub async fn replace_view(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+        requirements: Vec<ViewRequirement>,
+        updates: Vec<ViewUpdate>,
+    ) -> Result<ViewState> {
+        self.authorize(ctx, Action::ViewCommit, view_resource(warehouse, ident))
+            .await?;
+        let wh = self.open_warehouse(warehouse).await?;
+        for _ in 0..MAX_COMMIT_ATTEMPTS {
+            let current = self.current_view(warehouse, ident).await?;
+            let metadata: ViewMetadata = parse_view_metadata(&current.metadata)?;
+            let next = apply_view_commit(&metadata, &requirements, updates.clone())?;
+            let location = check_locations(next.location(), next.properties(), &wh.base)?;
+            let file = next_metadata_location(
+                &location,
+                next.properties(),
+                Some(current.metadata_location.as_str()),
+            )?;
+            let json = to_json(&next)?;
+            wh.storage.put_new(&file, json.clone()).await?;
+            let change = TabularChange::Update {
+                id: current.id,
+                ident: ident.clone(),
+                expected_version: current.version,
+                uuid: next.uuid(),
+                location: location.to_string(),
+                metadata_location: file.to_string(),
+                metadata: json.clone(),
+                at: now(),
+            };
+            match self
+                .store
+                .tabulars
+                .commit_tabulars(wh.branch.id, &[change])
+                .await
+            {
+                Ok(()) => {
+                    self.announce(
+                        ctx,
+                        "floe.view.replaced",
+                        format!("warehouse/{warehouse}/view/{ident}"),
+                        serde_json::json!({
+                            "namespace": ident.namespace, "name": ident.name,
+                            "ref": wh.branch.name, "metadata-location": file.as_str(),
+                        }),
+                    )
+                    .await;
+                    return Ok(ViewState {
+                        metadata_location: file.to_string(),
+                        metadata: json,
+                    });
+                }
+                Err(e) => {
+                    let _ = wh.storage.delete(&file).await;
+                    if e.kind != ErrorKind::CommitConflict {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::CommitConflict,
+            format!("view {ident} kept changing; retry"),
+        ))
+    }
+
+    pub async fn drop_view(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+    ) -> Result<()> {
+        self.authorize(ctx, Action::ViewDrop, view_resource(warehouse, ident))
+            .await?;
+        let branch = self.main_branch(warehouse).await?;
+        self.store
+            .tabulars
+            .drop_tabular(branch.id, ident, TabularKind::View)
+            .await?;
+        self.announce(
+            ctx,
+            "floe.view.dropped",
+            format!("warehouse/{warehouse}/view/{ident}"),
+            serde_json::json!({ "namespace": ident.namespace, "name": ident.name, "ref": branch.name }),
+        )
+        .await;
+        Ok(())
+    }
+
+    pub async fn rename_view(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        from: &TabularIdent,
+        to: &TabularIdent,
+    ) -> Result<()> {
+        self.authorize(ctx, Action::ViewRename, view_resource(warehouse, from))
+            .await?;
+        self.authorize(ctx, Action::ViewCreate, view_resource(warehouse, to))
+            .await?;
+        let branch = self.main_branch(warehouse).await?;
+        self.store
+            .tabulars
+            .rename_tabular(branch.id, from, to, TabularKind::View)
+            .await?;
+        self.announce(
+            ctx,
+            "floe.view.renamed",
+            format!("warehouse/{warehouse}/view/{from}"),
+            serde_json::json!({ "from": from.to_string(), "to": to.to_string(), "ref": branch.name }),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// Registers an existing view metadata file (inside the warehouse) as a view.
+    pub async fn register_view(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: TabularIdent,
+        metadata_location: &str,
+    ) -> Result<ViewState> {
+        let file = Location::parse(metadata_location)?;
+        self.authorize(ctx, Action::ViewRegister, view_resource(warehouse, &ident))
+            .await?;
+        let wh = self.open_warehouse(warehouse).await?;
+        if !file.is_within(&wh.base) {
+            return Err(Error::forbidden(format!(
+                "metadata location {file} is outside the warehouse at {}",
+                wh.base
+            )));
+        }
+        self.require_namespace(&wh.branch, &ident.namespace).await?;
+        let bytes =
+            wh.storage.get(&file).await?.ok_or_else(|| {
+                Error::bad_request(format!("there is no metadata file at {file}"))
+            })?;
+        let metadata: ViewMetadata = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::bad_request(format!("{file} is not valid view metadata: {e}")))?;
+        let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
+        let json = to_json(&metadata)?;
+        let at = now();
+        self.store
+            .tabulars
+            .commit_tabulars(
+                wh.branch.id,
+                &[TabularChange::Create(Tabular {
+                    id: TabularId::new(),
+                    warehouse_id: warehouse,
+                    ref_id: wh.branch.id,
+                    ident: ident.clone(),
+                    kind: TabularKind::View,
+                    uuid: metadata.uuid(),
+                    location: location.to_string(),
+                    metadata_location: file.to_string(),
+                    metadata: json.clone(),
+                    version: 0,
+                    created_at: at,
+                    updated_at: at,
+                })],
+            )
+            .await?;
+        self.announce(
+            ctx,
+            "floe.view.registered",
+            format!("warehouse/{warehouse}/view/{ident}"),
+            serde_json::json!({ "namespace": ident.namespace, "name": ident.name, "metadata-location": file.as_str() }),
+        )
+        .await;
+        Ok(ViewState {
+            metadata_location: file.to_string(),
+            metadata: json,
+        })
+    }
+}
