@@ -58,6 +58,49 @@ pub struct Services {
     secrets: Arc<dyn SecretStore>,
     authz: Arc<dyn Authorizer>,
     events: Arc<Vec<Arc<dyn EventPublisher>>>,
+    commit_locks: Arc<CommitLocks>,
+}
+
+/// In-process striped locks that queue commits to the same table, so writers in one Floe process
+/// take turns instead of racing each other's compare-and-swap. Commits from other processes still
+/// race, and the compare-and-swap (with server-side retry) keeps them correct.
+struct CommitLocks {
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl CommitLocks {
+    const STRIPES: usize = 256;
+
+    fn new() -> Self {
+        CommitLocks {
+            stripes: (0..Self::STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    /// Locks the stripes of every key, in a fixed order so that transactions cannot deadlock.
+    async fn lock<K: std::hash::Hash>(
+        &self,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        use std::hash::{DefaultHasher, Hasher};
+        let mut indexes: Vec<usize> = keys
+            .into_iter()
+            .map(|key| {
+                let mut hasher = DefaultHasher::new();
+                key.hash(&mut hasher);
+                (hasher.finish() % Self::STRIPES as u64) as usize
+            })
+            .collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let mut guards = Vec::with_capacity(indexes.len());
+        for index in indexes {
+            guards.push(self.stripes[index].lock().await);
+        }
+        guards
+    }
 }
 
 impl Services {
@@ -72,6 +115,7 @@ impl Services {
             secrets,
             authz,
             events: Arc::new(events),
+            commit_locks: Arc::new(CommitLocks::new()),
         }
     }
 

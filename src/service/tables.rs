@@ -29,7 +29,7 @@ use crate::storage::{self, Location, ObjectStorage};
 use crate::store::TabularChange;
 
 /// How often a commit whose compare-and-swap lost a race is re-applied before giving up with 409.
-const MAX_COMMIT_ATTEMPTS: usize = 10;
+const MAX_COMMIT_ATTEMPTS: usize = 25;
 
 /// A table as a client sees it: where its metadata file is (none for a staged create) and the
 /// metadata itself, as JSON.
@@ -89,6 +89,15 @@ fn no_such_namespace(namespace: &NamespaceIdent) -> Error {
         Entity::Namespace,
         format!("namespace {namespace} does not exist"),
     )
+}
+
+/// A short random pause before re-applying a commit that lost a race, growing with the attempts,
+/// so that writers that collided spread out.
+pub(crate) async fn backoff(attempt: usize) {
+    use rand::Rng;
+    let ceiling = 2 + 2 * attempt as u64;
+    let millis = rand::thread_rng().gen_range(0..=ceiling);
+    tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
 }
 
 /// The outcome of one attempt at a commit.
@@ -328,8 +337,12 @@ impl Services {
         }
         // act
         let wh = self.open_warehouse(warehouse).await?;
+        let _turn = self
+            .commit_locks
+            .lock(changes.iter().map(|c| (warehouse, wh.branch.id, &c.ident)))
+            .await;
         let mut last_error = None;
-        for _ in 0..MAX_COMMIT_ATTEMPTS {
+        for attempt in 0..MAX_COMMIT_ATTEMPTS {
             match self.attempt_commit(&wh, &changes).await? {
                 Attempt::Done(done) => {
                     let mut states = Vec::with_capacity(done.len());
@@ -355,7 +368,10 @@ impl Services {
                     }
                     return Ok(states);
                 }
-                Attempt::Lost(e) => last_error = Some(e),
+                Attempt::Lost(e) => {
+                    last_error = Some(e);
+                    backoff(attempt).await;
+                }
             }
         }
         Err(last_error.unwrap_or_else(|| {

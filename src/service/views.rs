@@ -21,7 +21,7 @@ use crate::model::{
 use crate::storage::Location;
 use crate::store::TabularChange;
 
-const MAX_COMMIT_ATTEMPTS: usize = 10;
+const MAX_COMMIT_ATTEMPTS: usize = 25;
 
 /// A view as a client sees it.
 #[derive(Debug, Clone)]
@@ -192,7 +192,11 @@ impl Services {
         self.authorize(ctx, Action::ViewCommit, view_resource(warehouse, ident))
             .await?;
         let wh = self.open_warehouse(warehouse).await?;
-        for _ in 0..MAX_COMMIT_ATTEMPTS {
+        let _turn = self
+            .commit_locks
+            .lock([(warehouse, wh.branch.id, ident)])
+            .await;
+        for attempt in 0..MAX_COMMIT_ATTEMPTS {
             let current = self.current_view(warehouse, ident).await?;
             let metadata: ViewMetadata = parse_view_metadata(&current.metadata)?;
             let next = apply_view_commit(&metadata, &requirements, updates.clone())?;
@@ -241,6 +245,7 @@ impl Services {
                     if e.kind != ErrorKind::CommitConflict {
                         return Err(e);
                     }
+                    super::tables::backoff(attempt).await;
                 }
             }
         }

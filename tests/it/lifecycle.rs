@@ -360,3 +360,74 @@ fn the_binary_rejects_bad_settings_with_their_names() {
     );
     let _ = Config::default();
 }
+
+/// Writers on two instances commit to one table at once: the instances race each other's
+/// compare-and-swap, and the server-side retry absorbs every lost race (no 409 without
+/// requirements, nothing lost).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_commit_to_one_table_without_losses() {
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let a = Arc::new(TestApp::spawn_on(db.clone(), |c| c.bootstrap.auto = Some(true)).await);
+    let b = Arc::new(TestApp::spawn_on(db.clone(), |c| c.bootstrap.auto = Some(true)).await);
+    let base = format!("/catalog/v1/{}", a.prefix("demo").await);
+    assert_eq!(
+        a.post(&format!("{base}/namespaces"), &json!({"namespace": ["ns"]}))
+            .await
+            .status(),
+        200
+    );
+    let created = a
+        .post(
+            &format!("{base}/namespaces/ns/tables"),
+            &json!({"name": "shared", "schema": {"type": "struct", "schema-id": 0, "fields": [
+                {"id": 1, "name": "id", "required": false, "type": "long"}]}}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let mut writers = Vec::new();
+    for writer in 0..8 {
+        let app = if writer % 2 == 0 {
+            a.clone()
+        } else {
+            b.clone()
+        };
+        let url = app.url(&format!("{base}/namespaces/ns/tables/shared"));
+        writers.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let response = app
+                    .client
+                    .post(&url)
+                    .json(&json!({"updates": [{"action": "set-properties",
+                        "updates": {format!("w{writer}-{i}"): "x"}}]}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+            }
+        }));
+    }
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let table: Value = b
+        .get(&format!("{base}/namespaces/ns/tables/shared"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        table["metadata"]["properties"].as_object().unwrap().len(),
+        200
+    );
+    // 201 versions, of which the log keeps the default 100 previous ones.
+    assert_eq!(
+        table["metadata"]["metadata-log"].as_array().unwrap().len(),
+        100
+    );
+    assert!(
+        table["metadata-location"]
+            .as_str()
+            .unwrap()
+            .contains("/metadata/00200-")
+    );
+}

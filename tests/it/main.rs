@@ -32,3 +32,4 @@ mod namespaces;
 mod openapi;
 mod secrets;
 mod store_suite;
+mod tables;
