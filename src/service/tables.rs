@@ -267,14 +267,7 @@ impl Services {
     ) -> Result<TableState> {
         self.authorize(ctx, Action::TableRead, table_resource(warehouse, ident))
             .await?;
-        let branch = self.main_branch(warehouse).await?;
-        let table = self
-            .store
-            .tabulars
-            .get_tabular(branch.id, ident)
-            .await?
-            .filter(|t| t.kind == TabularKind::Table)
-            .ok_or_else(|| no_such_table(ident))?;
+        let table = self.find_table(warehouse, ident).await?;
         let metadata = match snapshots {
             SnapshotsMode::All => table.metadata,
             SnapshotsMode::Refs => only_referenced_snapshots(&table.metadata)?,
@@ -583,10 +576,23 @@ impl Services {
     ) -> Result<()> {
         self.authorize(ctx, Action::TableRead, table_resource(warehouse, ident))
             .await?;
-        let branch = self.main_branch(warehouse).await?;
-        match self.store.tabulars.get_tabular(branch.id, ident).await? {
-            Some(t) if t.kind == TabularKind::Table => Ok(()),
-            _ => Err(no_such_table(ident)),
+        self.find_table(warehouse, ident).await.map(|_| ())
+    }
+
+    /// The table on the warehouse's main branch in one read; when there is none, says whether the
+    /// warehouse or the table is missing.
+    async fn find_table(&self, warehouse: WarehouseId, ident: &TabularIdent) -> Result<Tabular> {
+        match self
+            .store
+            .tabulars
+            .find_tabular(warehouse, crate::model::MAIN_BRANCH, ident)
+            .await?
+        {
+            Some(t) if t.kind == TabularKind::Table => Ok(t),
+            _ => {
+                self.main_branch(warehouse).await?;
+                Err(no_such_table(ident))
+            }
         }
     }
 

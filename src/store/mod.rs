@@ -136,6 +136,14 @@ pub enum TabularChange {
 pub trait TabularStore: Send + Sync {
     /// The table or view of that name on the ref (one indexed read, current metadata included).
     async fn get_tabular(&self, ref_id: RefId, ident: &TabularIdent) -> Result<Option<Tabular>>;
+    /// The same, naming the ref by warehouse and ref name, still in one read (the hot path of
+    /// `loadTable`).
+    async fn find_tabular(
+        &self,
+        warehouse: WarehouseId,
+        ref_name: &str,
+        ident: &TabularIdent,
+    ) -> Result<Option<Tabular>>;
     /// Names of the tables (or views) of a namespace, by name.
     async fn list_tabulars(
         &self,

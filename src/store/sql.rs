@@ -820,6 +820,31 @@ macro_rules! impl_sql_store {
                     .transpose()
             }
 
+            async fn find_tabular(
+                &self,
+                warehouse: WarehouseId,
+                ref_name: &str,
+                ident: &TabularIdent,
+            ) -> Result<Option<Tabular>> {
+                let row = sqlx::query(
+                    "SELECT t.id, t.warehouse_id, t.ref_id, t.kind, t.uuid, t.location, \
+                     t.metadata_location, t.metadata, t.version, t.created_at, t.updated_at \
+                     FROM refs r JOIN namespaces n ON n.ref_id = r.id \
+                     JOIN tabulars t ON t.namespace_id = n.id \
+                     WHERE r.warehouse_id = $1 AND r.name = $2 AND n.name = $3 AND t.name = $4",
+                )
+                .bind(warehouse.0)
+                .bind(ref_name)
+                .bind(ident.namespace.joined())
+                .bind(&ident.name)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a table", e))?;
+                row.as_ref()
+                    .map(|row| tabular_from_row(row, ident.clone()))
+                    .transpose()
+            }
+
             async fn list_tabulars(
                 &self,
                 ref_id: RefId,

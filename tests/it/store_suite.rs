@@ -7,9 +7,10 @@ use std::sync::Arc;
 use floe::error::{Entity, ErrorKind};
 use floe::model::{
     MAIN_BRANCH, Namespace, NamespaceId, NamespaceIdent, PageRequest, Project, ProjectId, Ref,
-    RefId, RefKind, SecretId, ServerInfo, StorageProfile, Warehouse, WarehouseId, now,
+    RefId, RefKind, SecretId, ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent,
+    TabularKind, Warehouse, WarehouseId, now,
 };
-use floe::store::{Persistence, SealedSecret};
+use floe::store::{Persistence, SealedSecret, TabularChange};
 
 use crate::common::TestDb;
 
@@ -52,6 +53,9 @@ store_suite!(
     dropping_namespaces_checks_children,
     sealed_secrets_round_trip,
     timestamps_and_unicode_round_trip,
+    tabulars_commit_by_compare_and_swap,
+    tabular_commits_are_all_or_nothing,
+    tabulars_list_drop_and_rename,
 );
 
 fn project(name: &str) -> Project {
@@ -762,4 +766,384 @@ async fn timestamps_and_unicode_round_trip(store: Persistence, db: &TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(loaded, n);
+}
+
+fn tabular(
+    warehouse: &Warehouse,
+    branch: &Ref,
+    ns_levels: &[&str],
+    name: &str,
+    kind: TabularKind,
+) -> Tabular {
+    let at = now();
+    Tabular {
+        id: TabularId::new(),
+        warehouse_id: warehouse.id,
+        ref_id: branch.id,
+        ident: TabularIdent::new(ns(ns_levels), name.into()).unwrap(),
+        kind,
+        uuid: uuid::Uuid::new_v4(),
+        location: format!("file:///wh/{name}"),
+        metadata_location: format!("file:///wh/{name}/metadata/00000-x.metadata.json"),
+        metadata: format!("{{\"name\":\"{name}\",\"pad\":\"{}\"}}", "x".repeat(4000)).into_bytes(),
+        version: 0,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn update_of(t: &Tabular, expected: i64, file: &str) -> TabularChange {
+    TabularChange::Update {
+        id: t.id,
+        ident: t.ident.clone(),
+        expected_version: expected,
+        uuid: t.uuid,
+        location: t.location.clone(),
+        metadata_location: file.into(),
+        metadata: format!("{{\"file\":\"{file}\"}}").into_bytes(),
+        at: now(),
+    }
+}
+
+async fn tabulars_commit_by_compare_and_swap(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&warehouse, &main, &["ns"]))
+        .await
+        .unwrap();
+    let t = tabular(&warehouse, &main, &["ns"], "t", TabularKind::Table);
+    store
+        .tabulars
+        .commit_tabulars(main.id, &[TabularChange::Create(t.clone())])
+        .await
+        .unwrap();
+    let loaded = store
+        .tabulars
+        .get_tabular(main.id, &t.ident)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(loaded, t, "metadata round-trips through compression");
+    let found = store
+        .tabulars
+        .find_tabular(warehouse.id, MAIN_BRANCH, &t.ident)
+        .await
+        .unwrap();
+    assert_eq!(found, Some(t.clone()));
+    assert!(
+        store
+            .tabulars
+            .find_tabular(warehouse.id, "dev", &t.ident)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .tabulars
+            .find_tabular(WarehouseId::new(), MAIN_BRANCH, &t.ident)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    store
+        .tabulars
+        .commit_tabulars(main.id, &[update_of(&t, 0, "one")])
+        .await
+        .unwrap();
+    // The same expected version again: the swap fails and nothing changes.
+    let err = store
+        .tabulars
+        .commit_tabulars(main.id, &[update_of(&t, 0, "two")])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CommitConflict);
+    let current = store
+        .tabulars
+        .get_tabular(main.id, &t.ident)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(current.version, 1);
+    assert_eq!(current.metadata_location, "one");
+
+    // Concurrent swaps from one version: exactly one wins.
+    let store = Arc::new(store);
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let change = update_of(&t, 1, &format!("racer-{i}"));
+        let ref_id = main.id;
+        tasks.push(tokio::spawn(async move {
+            store.tabulars.commit_tabulars(ref_id, &[change]).await
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(e) => assert_eq!(e.kind, ErrorKind::CommitConflict),
+        }
+    }
+    assert_eq!(wins, 1);
+    assert_eq!(
+        store
+            .tabulars
+            .get_tabular(main.id, &t.ident)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        2
+    );
+
+    // A name is taken by a table or a view alike.
+    let view = tabular(&warehouse, &main, &["ns"], "t", TabularKind::View);
+    let err = store
+        .tabulars
+        .commit_tabulars(main.id, &[TabularChange::Create(view)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::View));
+    let orphan = tabular(&warehouse, &main, &["ghost"], "t", TabularKind::Table);
+    let err = store
+        .tabulars
+        .commit_tabulars(main.id, &[TabularChange::Create(orphan)])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::Namespace));
+}
+
+async fn tabular_commits_are_all_or_nothing(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&warehouse, &main, &["ns"]))
+        .await
+        .unwrap();
+    let a = tabular(&warehouse, &main, &["ns"], "a", TabularKind::Table);
+    let b = tabular(&warehouse, &main, &["ns"], "b", TabularKind::Table);
+    store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[
+                TabularChange::Create(a.clone()),
+                TabularChange::Create(b.clone()),
+            ],
+        )
+        .await
+        .unwrap();
+    let c = tabular(&warehouse, &main, &["ns"], "c", TabularKind::Table);
+    // a moves, c is created, b's swap is stale: none of it happens.
+    let err = store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[
+                update_of(&a, 0, "a1"),
+                TabularChange::Create(c.clone()),
+                update_of(&b, 5, "b1"),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::CommitConflict);
+    assert_eq!(
+        store
+            .tabulars
+            .get_tabular(main.id, &a.ident)
+            .await
+            .unwrap()
+            .unwrap()
+            .version,
+        0
+    );
+    assert!(
+        store
+            .tabulars
+            .get_tabular(main.id, &c.ident)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[
+                update_of(&a, 0, "a1"),
+                TabularChange::Create(c.clone()),
+                update_of(&b, 0, "b1"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .tabulars
+            .get_tabular(main.id, &b.ident)
+            .await
+            .unwrap()
+            .unwrap()
+            .metadata_location,
+        "b1"
+    );
+    assert!(
+        store
+            .tabulars
+            .get_tabular(main.id, &c.ident)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn tabulars_list_drop_and_rename(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    for levels in [&["ns"][..], &["other"][..]] {
+        store
+            .namespaces
+            .create_namespace(&namespace(&warehouse, &main, levels))
+            .await
+            .unwrap();
+    }
+    for (name, kind) in [
+        ("t2", TabularKind::Table),
+        ("t1", TabularKind::Table),
+        ("v1", TabularKind::View),
+        ("t3", TabularKind::Table),
+    ] {
+        let t = tabular(&warehouse, &main, &["ns"], name, kind);
+        store
+            .tabulars
+            .commit_tabulars(main.id, &[TabularChange::Create(t)])
+            .await
+            .unwrap();
+    }
+    let page = store
+        .tabulars
+        .list_tabulars(
+            main.id,
+            &ns(&["ns"]),
+            TabularKind::Table,
+            &PageRequest {
+                after: None,
+                limit: Some(2),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items, ["t1", "t2"]);
+    let rest = store
+        .tabulars
+        .list_tabulars(
+            main.id,
+            &ns(&["ns"]),
+            TabularKind::Table,
+            &PageRequest {
+                after: page.next,
+                limit: Some(2),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items, ["t3"]);
+    assert_eq!(rest.next, None);
+    let views = store
+        .tabulars
+        .list_tabulars(
+            main.id,
+            &ns(&["ns"]),
+            TabularKind::View,
+            &PageRequest::all(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(views.items, ["v1"]);
+
+    let err = store
+        .namespaces
+        .drop_namespace(main.id, &ns(&["ns"]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Namespace));
+
+    let t1 = TabularIdent::new(ns(&["ns"]), "t1".into()).unwrap();
+    let moved = TabularIdent::new(ns(&["other"]), "moved".into()).unwrap();
+    let t2 = TabularIdent::new(ns(&["ns"]), "t2".into()).unwrap();
+    store
+        .tabulars
+        .rename_tabular(main.id, &t1, &moved, TabularKind::Table)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .tabulars
+            .get_tabular(main.id, &t1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .tabulars
+            .get_tabular(main.id, &moved)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let err = store
+        .tabulars
+        .rename_tabular(main.id, &moved, &t2, TabularKind::Table)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Table));
+    let nowhere = TabularIdent::new(ns(&["ghost"]), "x".into()).unwrap();
+    let err = store
+        .tabulars
+        .rename_tabular(main.id, &moved, &nowhere, TabularKind::Table)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::Namespace));
+    let v1 = TabularIdent::new(ns(&["ns"]), "v1".into()).unwrap();
+    let err = store
+        .tabulars
+        .rename_tabular(main.id, &v1, &nowhere, TabularKind::Table)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.kind,
+        ErrorKind::NotFound(Entity::Table),
+        "a view is not renamed as a table"
+    );
+
+    let dropped = store
+        .tabulars
+        .drop_tabular(main.id, &moved, TabularKind::Table)
+        .await
+        .unwrap();
+    assert_eq!(dropped.ident, moved);
+    let err = store
+        .tabulars
+        .drop_tabular(main.id, &moved, TabularKind::Table)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::Table));
+    let err = store
+        .tabulars
+        .drop_tabular(main.id, &v1, TabularKind::Table)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::Table));
+    store
+        .tabulars
+        .drop_tabular(main.id, &v1, TabularKind::View)
+        .await
+        .unwrap();
 }
