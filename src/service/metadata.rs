@@ -53,6 +53,46 @@ pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| Error::internal("serializing metadata", e))
 }
 
+/// Table metadata as JSON with its lists in a stable order: snapshots in commit order (sequence
+/// number, then time), schemas, specs and sort orders by id, logs as built. The `iceberg` crate
+/// keeps these in hash maps, and clients (PyIceberg's `table.snapshots()[-1]`, Java) expect the
+/// order Java writes.
+pub fn table_metadata_json(metadata: &TableMetadata) -> Result<Vec<u8>> {
+    let mut value =
+        serde_json::to_value(metadata).map_err(|e| Error::internal("serializing metadata", e))?;
+    sort_by(
+        &mut value,
+        "snapshots",
+        &["sequence-number", "timestamp-ms", "snapshot-id"],
+    );
+    sort_by(&mut value, "schemas", &["schema-id"]);
+    sort_by(&mut value, "partition-specs", &["spec-id"]);
+    sort_by(&mut value, "sort-orders", &["order-id"]);
+    sort_by(&mut value, "statistics", &["snapshot-id"]);
+    sort_by(&mut value, "partition-statistics", &["snapshot-id"]);
+    to_json(&value)
+}
+
+/// View metadata as JSON with versions and schemas ordered by id.
+pub fn view_metadata_json(metadata: &ViewMetadata) -> Result<Vec<u8>> {
+    let mut value =
+        serde_json::to_value(metadata).map_err(|e| Error::internal("serializing metadata", e))?;
+    sort_by(&mut value, "versions", &["version-id"]);
+    sort_by(&mut value, "schemas", &["schema-id"]);
+    to_json(&value)
+}
+
+/// Sorts a list of objects in `value` by the integer fields `keys`.
+fn sort_by(value: &mut serde_json::Value, list: &str, keys: &[&str]) {
+    if let Some(items) = value.get_mut(list).and_then(|v| v.as_array_mut()) {
+        items.sort_by_key(|item| {
+            keys.iter()
+                .map(|k| item.get(*k).and_then(|v| v.as_i64()).unwrap_or(i64::MIN))
+                .collect::<Vec<_>>()
+        });
+    }
+}
+
 /// Reads `format-version` out of creation properties (it is not a stored property).
 fn take_format_version(properties: &mut HashMap<String, String>) -> Result<FormatVersion> {
     match properties.remove(FORMAT_VERSION).as_deref() {
@@ -512,6 +552,40 @@ mod tests {
             built.metadata.properties().get("owner").map(String::as_str),
             Some("me")
         );
+    }
+
+    #[test]
+    fn table_json_lists_snapshots_in_commit_order() {
+        let location = Location::parse("file:///wh/t").unwrap();
+        let mut metadata =
+            new_table_metadata(&location, schema(), None, None, HashMap::new()).unwrap();
+        let now = chrono::Utc::now().timestamp_millis();
+        for (i, id) in [17i64, 3, 99, 42, 5, 8, 1000, 1].into_iter().enumerate() {
+            let i = i as i64;
+            let update: TableUpdate = serde_json::from_value(serde_json::json!({
+                "action": "add-snapshot",
+                "snapshot": {
+                    "snapshot-id": id, "sequence-number": i + 1, "timestamp-ms": now + i,
+                    "manifest-list": "file:///wh/t/m.avro", "summary": {"operation": "append"},
+                    "schema-id": 0
+                }
+            }))
+            .unwrap();
+            let builder = TableMetadataBuilder::new_from_metadata(metadata.clone(), None);
+            let builder = update.apply(builder).unwrap();
+            metadata = builder.build().unwrap().metadata;
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&table_metadata_json(&metadata).unwrap()).unwrap();
+        let sequence: Vec<i64> = json["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["sequence-number"].as_i64().unwrap())
+            .collect();
+        assert_eq!(sequence, (1..=8).collect::<Vec<_>>());
+        let roundtrip: TableMetadata = serde_json::from_value(json).unwrap();
+        assert_eq!(roundtrip, metadata);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use iceberg::{TableRequirement, TableUpdate};
 use super::metadata::{
     apply_table_commit, check_locations, default_location, new_table_metadata,
     next_metadata_location, only_referenced_snapshots, parse_table_metadata,
-    retired_metadata_files, to_json,
+    retired_metadata_files, table_metadata_json,
 };
 use super::{RequestContext, Services};
 use crate::authz::{Action, Resource};
@@ -202,7 +202,7 @@ impl Services {
             request.properties,
         )?;
         check_locations(metadata.location(), metadata.properties(), &wh.base)?;
-        let json = to_json(&metadata)?;
+        let json = table_metadata_json(&metadata)?;
         if request.stage_create {
             // Nothing is recorded, but the location is made ready for the files the client writes
             // before it commits the create.
@@ -458,7 +458,7 @@ impl Services {
                 metadata.properties(),
                 current.as_ref().map(|t| t.metadata_location.as_str()),
             )?;
-            let json = to_json(metadata)?;
+            let json = table_metadata_json(metadata)?;
             wh.storage.put_new(&file, json.clone()).await?;
             written.push(file.clone());
             let at = now();
@@ -657,7 +657,7 @@ impl Services {
         let metadata: iceberg::spec::TableMetadata = serde_json::from_slice(&bytes)
             .map_err(|e| Error::bad_request(format!("{file} is not valid table metadata: {e}")))?;
         let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
-        let json = to_json(&metadata)?;
+        let json = table_metadata_json(&metadata)?;
         let existing = self
             .store
             .tabulars
@@ -716,7 +716,8 @@ impl Services {
         })
     }
 
-    /// Accepts a scan or commit report for an existing table and hands it to the event publishers.
+    /// Accepts a scan or commit report and hands it to the event publishers. The table need not
+    /// exist yet: Spark reports a CTAS's commit just before the commit that creates the table.
     pub async fn report_metrics(
         &self,
         ctx: &RequestContext,

@@ -9,7 +9,7 @@ use iceberg::spec::{Schema, ViewMetadata, ViewVersion};
 
 use super::metadata::{
     ViewRequirement, apply_view_commit, check_locations, default_location, new_view_metadata,
-    next_metadata_location, parse_view_metadata, to_json,
+    next_metadata_location, parse_view_metadata, view_metadata_json,
 };
 use super::{RequestContext, Services};
 use crate::authz::{Action, Resource};
@@ -102,7 +102,7 @@ impl Services {
         )?;
         let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
         let file = next_metadata_location(&location, metadata.properties(), None)?;
-        let json = to_json(&metadata)?;
+        let json = view_metadata_json(&metadata)?;
         wh.storage.put_new(&file, json.clone()).await?;
         let at = now();
         let record = Tabular {
@@ -206,7 +206,7 @@ impl Services {
                 next.properties(),
                 Some(current.metadata_location.as_str()),
             )?;
-            let json = to_json(&next)?;
+            let json = view_metadata_json(&next)?;
             wh.storage.put_new(&file, json.clone()).await?;
             let change = TabularChange::Update {
                 id: current.id,
@@ -330,7 +330,7 @@ impl Services {
         let metadata: ViewMetadata = serde_json::from_slice(&bytes)
             .map_err(|e| Error::bad_request(format!("{file} is not valid view metadata: {e}")))?;
         let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
-        let json = to_json(&metadata)?;
+        let json = view_metadata_json(&metadata)?;
         let at = now();
         self.store
             .tabulars

@@ -1,0 +1,490 @@
+"""Apache Spark 3.5 + Iceberg 1.10 against Floe's REST catalog, on SQLite and on PostgreSQL.
+
+One SparkSession (local[2], one JVM) serves the whole module. Every test gets a fresh Floe (the
+parametrized `floe` fixture) and registers its own Spark catalog name pointing at it, because a
+Spark catalog reads its `uri` once, when it is first used.
+
+The jars come from tests/engines/spark/prepare.sh (the Iceberg runtime and extensions jars of the
+`snowpark-connect-deps-iceberg` wheel, plus the relocated Jackson/httpclient5 classes that runtime
+jar lacks); it installs what it needs and fails loudly, so a broken setup fails this suite rather
+than skipping it.
+"""
+
+import datetime
+import itertools
+import os
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pyarrow as pa
+import pytest
+from pyiceberg.catalog import load_catalog
+
+PREPARE = Path(__file__).parent / "spark" / "prepare.sh"
+
+
+def _spark_jars():
+    env = dict(os.environ, PYTHON=sys.executable)
+    result = subprocess.run(
+        ["bash", str(PREPARE)], env=env, capture_output=True, text=True, timeout=1800
+    )
+    if result.returncode != 0:
+        pytest.fail(
+            f"{PREPARE} failed (exit {result.returncode}):\n{result.stderr[-4000:]}",
+            pytrace=False,
+        )
+    jars = result.stdout.strip().splitlines()[-1]
+    for jar in jars.split(","):
+        assert Path(jar).is_file(), f"prepare.sh printed a missing jar: {jar}"
+    return jars
+
+
+@pytest.fixture(scope="module")
+def spark():
+    jars = _spark_jars()
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("floe-engine-tests")
+        .config("spark.jars", jars)
+        .config(
+            "spark.sql.extensions",
+            "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions",
+        )
+        # A lean JVM for a 2-core machine.
+        .config("spark.driver.memory", "1g")
+        .config("spark.driver.extraJavaOptions", "-XX:+UseSerialGC -XX:TieredStopAtLevel=1")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.sql.catalogImplementation", "in-memory")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+_catalog_names = itertools.count()
+
+
+@pytest.fixture
+def cat(spark, floe):
+    """A Spark catalog name for this test's Floe, with a namespace `db` in it."""
+    name = f"floe_{floe.backend}_{next(_catalog_names)}"
+    prefix = f"spark.sql.catalog.{name}"
+    spark.conf.set(prefix, "org.apache.iceberg.spark.SparkCatalog")
+    spark.conf.set(f"{prefix}.type", "rest")
+    spark.conf.set(f"{prefix}.uri", floe.uri)
+    spark.conf.set(f"{prefix}.warehouse", "demo")
+    # Always load from the catalog: other clients (PyIceberg) change tables under Spark.
+    spark.conf.set(f"{prefix}.cache-enabled", "false")
+    spark.sql(f"CREATE NAMESPACE {name}.db")
+    return name
+
+
+def rows(spark, sql):
+    return [tuple(row) for row in spark.sql(sql).collect()]
+
+
+def scalar(spark, sql):
+    return spark.sql(sql).collect()[0][0]
+
+
+def snapshot_ids(spark, table):
+    return [r[0] for r in rows(spark, f"SELECT snapshot_id FROM {table}.snapshots ORDER BY committed_at")]
+
+
+def catalog_views(spark, namespace):
+    """Names of the catalog's views (SHOW VIEWS also lists the session's temporary views)."""
+    return sorted(r[1] for r in rows(spark, f"SHOW VIEWS IN {namespace}") if not r[2])
+
+
+def refs_of(spark, table):
+    return {r[0]: (r[1], r[2]) for r in rows(spark, f"SELECT name, type, snapshot_id FROM {table}.refs")}
+
+
+def table_location(spark, table):
+    """The table's root directory on local disk (Floe's `demo` warehouse is local storage)."""
+    info = {r[0]: r[1] for r in rows(spark, f"DESCRIBE TABLE EXTENDED {table}")}
+    location = info["Location"]
+    parsed = urlparse(location)
+    assert parsed.scheme == "file", location
+    return Path(parsed.path)
+
+
+def files_under(path):
+    return sorted(p for p in Path(path).rglob("*") if p.is_file())
+
+
+# --- tests -------------------------------------------------------------------------------------
+
+
+def test_create_insert_select(spark, cat, floe):
+    t = f"{cat}.db.events"
+    spark.sql(
+        f"""CREATE TABLE {t} (id BIGINT NOT NULL, kind STRING, amount DECIMAL(10, 2), ts TIMESTAMP)
+            USING iceberg PARTITIONED BY (kind, days(ts))
+            TBLPROPERTIES ('team' = 'spark-tests')"""
+    )
+    assert rows(spark, f"SHOW TABLES IN {cat}.db") == [("db", "events", False)]
+
+    spark.sql(
+        f"""INSERT INTO {t} VALUES
+            (1, 'click', 1.50, TIMESTAMP '2024-01-01 10:00:00'),
+            (2, 'view',  2.25, TIMESTAMP '2024-01-01 11:00:00'),
+            (3, 'click', 3.00, TIMESTAMP '2024-01-02 09:30:00')"""
+    )
+    spark.sql(f"INSERT INTO {t} VALUES (4, 'buy', 10.00, TIMESTAMP '2024-01-02 12:00:00')")
+
+    assert rows(spark, f"SELECT id, kind FROM {t} ORDER BY id") == [
+        (1, "click"), (2, "view"), (3, "click"), (4, "buy"),
+    ]
+    assert rows(spark, f"SELECT kind, count(*), sum(amount) FROM {t} GROUP BY kind ORDER BY kind") == [
+        ("buy", 1, Decimal("10.00")), ("click", 2, Decimal("4.50")), ("view", 1, Decimal("2.25")),
+    ]
+    # Partition pruning sees the partitions Floe stored in the metadata.
+    assert scalar(spark, f"SELECT count(*) FROM {t}.partitions") == 4
+    assert len(snapshot_ids(spark, t)) == 2
+    assert scalar(spark, f"SELECT count(*) FROM {t}.files") == 4
+
+    props = dict(rows(spark, f"SHOW TBLPROPERTIES {t}"))
+    assert props["team"] == "spark-tests"
+
+    # The data landed in Floe's local warehouse, under this server's data directory.
+    location = table_location(spark, t)
+    assert str(location).startswith(floe.dir)
+    assert any(p.suffix == ".parquet" for p in files_under(location / "data"))
+    assert any(p.name.endswith(".metadata.json") for p in files_under(location / "metadata"))
+
+    # A second catalog instance (another client) sees the same state.
+    spark.conf.set(f"spark.sql.catalog.{cat}_b", "org.apache.iceberg.spark.SparkCatalog")
+    spark.conf.set(f"spark.sql.catalog.{cat}_b.type", "rest")
+    spark.conf.set(f"spark.sql.catalog.{cat}_b.uri", floe.uri)
+    spark.conf.set(f"spark.sql.catalog.{cat}_b.warehouse", "demo")
+    assert scalar(spark, f"SELECT count(*) FROM {cat}_b.db.events") == 4
+
+
+def test_merge_update_delete(spark, cat):
+    t = f"{cat}.db.accounts"
+    spark.sql(f"CREATE TABLE {t} (id INT, owner STRING, balance INT) USING iceberg")
+    spark.sql(f"INSERT INTO {t} VALUES (1, 'ann', 100), (2, 'bob', 200), (3, 'cy', 300)")
+
+    spark.sql(f"UPDATE {t} SET balance = balance + 5 WHERE id = 2")
+    assert rows(spark, f"SELECT * FROM {t} ORDER BY id") == [
+        (1, "ann", 100), (2, "bob", 205), (3, "cy", 300),
+    ]
+
+    spark.sql(f"DELETE FROM {t} WHERE owner = 'cy'")
+    assert rows(spark, f"SELECT id FROM {t} ORDER BY id") == [(1,), (2,)]
+
+    spark.createDataFrame(
+        [(1, "ann", 150), (4, "dee", 400)], "id INT, owner STRING, balance INT"
+    ).createOrReplaceTempView("changes")
+    spark.sql(
+        f"""MERGE INTO {t} AS target USING changes AS source ON target.id = source.id
+            WHEN MATCHED THEN UPDATE SET target.balance = source.balance
+            WHEN NOT MATCHED THEN INSERT *"""
+    )
+    spark.catalog.dropTempView("changes")
+    assert rows(spark, f"SELECT * FROM {t} ORDER BY id") == [
+        (1, "ann", 150), (2, "bob", 205), (4, "dee", 400),
+    ]
+
+    # Merge-on-read: position delete files instead of rewritten data files.
+    spark.sql(
+        f"""ALTER TABLE {t} SET TBLPROPERTIES (
+            'write.delete.mode' = 'merge-on-read',
+            'write.update.mode' = 'merge-on-read',
+            'write.merge.mode' = 'merge-on-read')"""
+    )
+    spark.sql(f"DELETE FROM {t} WHERE id = 2")
+    spark.sql(f"UPDATE {t} SET owner = 'ANN' WHERE id = 1")
+    assert rows(spark, f"SELECT * FROM {t} ORDER BY id") == [(1, "ANN", 150), (4, "dee", 400)]
+    assert scalar(spark, f"SELECT count(*) FROM {t}.delete_files") >= 1
+
+    operations = [r[0] for r in rows(spark, f"SELECT operation FROM {t}.snapshots ORDER BY committed_at")]
+    assert operations[0] == "append"
+    assert len(operations) == 6
+    assert set(operations[1:]) <= {"overwrite", "delete"}
+
+
+def test_alter_table(spark, cat):
+    t = f"{cat}.db.people"
+    spark.sql(f"CREATE TABLE {t} (id INT, name STRING) USING iceberg")
+    spark.sql(f"INSERT INTO {t} VALUES (1, 'ann')")
+
+    spark.sql(f"ALTER TABLE {t} ADD COLUMN age INT COMMENT 'years'")
+    spark.sql(f"ALTER TABLE {t} RENAME COLUMN name TO full_name")
+    spark.sql(f"ALTER TABLE {t} ALTER COLUMN id TYPE BIGINT")
+    spark.sql(f"ALTER TABLE {t} ADD PARTITION FIELD bucket(4, id)")
+    spark.sql(f"ALTER TABLE {t} SET TBLPROPERTIES ('note' = 'people table', 'k' = 'v')")
+    spark.sql(f"ALTER TABLE {t} UNSET TBLPROPERTIES ('k')")
+    spark.sql(f"INSERT INTO {t} VALUES (2, 'bob', 42)")
+
+    columns = [(r[0], r[1]) for r in rows(spark, f"DESCRIBE TABLE {t}") if r[0] and not r[0].startswith("#")]
+    assert columns[:3] == [("id", "bigint"), ("full_name", "string"), ("age", "int")]
+    assert rows(spark, f"SELECT id, full_name, age FROM {t} ORDER BY id") == [
+        (1, "ann", None), (2, "bob", 42),
+    ]
+    props = dict(rows(spark, f"SHOW TBLPROPERTIES {t}"))
+    assert props.get("note") == "people table"
+    assert "k" not in props
+    # The new partition spec is used for new data.
+    spec_ids = sorted(r[0] for r in rows(spark, f"SELECT DISTINCT spec_id FROM {t}.files"))
+    assert spec_ids == [0, 1]
+
+    spark.sql(f"ALTER TABLE {t} DROP COLUMN age")
+    assert rows(spark, f"SELECT * FROM {t} ORDER BY id") == [(1, "ann"), (2, "bob")]
+
+
+def test_branches_and_tags(spark, cat):
+    t = f"{cat}.db.orders"
+    spark.sql(f"CREATE TABLE {t} (id INT, status STRING) USING iceberg")
+    spark.sql(f"INSERT INTO {t} VALUES (1, 'new'), (2, 'new')")
+    first = snapshot_ids(spark, t)[-1]
+
+    spark.sql(f"ALTER TABLE {t} CREATE TAG v1 RETAIN 7 DAYS")
+    spark.sql(f"ALTER TABLE {t} CREATE BRANCH dev")
+    spark.sql(f"INSERT INTO {t}.branch_dev VALUES (3, 'dev-only')")
+    spark.sql(f"UPDATE {t}.branch_dev SET status = 'shipped' WHERE id = 1")
+    spark.sql(f"INSERT INTO {t} VALUES (4, 'main-only')")
+
+    refs = refs_of(spark, t)
+    assert set(refs) == {"main", "v1", "dev"}
+    assert refs["v1"] == ("TAG", first)
+    assert refs["dev"][0] == "BRANCH" and refs["dev"][1] != first
+
+    assert rows(spark, f"SELECT * FROM {t} ORDER BY id") == [(1, "new"), (2, "new"), (4, "main-only")]
+    assert rows(spark, f"SELECT * FROM {t}.branch_dev ORDER BY id") == [
+        (1, "shipped"), (2, "new"), (3, "dev-only"),
+    ]
+    assert rows(spark, f"SELECT * FROM {t} VERSION AS OF 'dev' ORDER BY id") == [
+        (1, "shipped"), (2, "new"), (3, "dev-only"),
+    ]
+    assert rows(spark, f"SELECT * FROM {t}.tag_v1 ORDER BY id") == [(1, "new"), (2, "new")]
+    assert rows(spark, f"SELECT * FROM {t} VERSION AS OF 'v1' ORDER BY id") == [(1, "new"), (2, "new")]
+
+    # Reset a branch, then fast-forward another branch to it.
+    spark.sql(f"ALTER TABLE {t} REPLACE BRANCH dev AS OF VERSION {first}")
+    assert rows(spark, f"SELECT * FROM {t}.branch_dev ORDER BY id") == [(1, "new"), (2, "new")]
+    spark.sql(f"ALTER TABLE {t} CREATE BRANCH staging AS OF VERSION {first}")
+    spark.sql(f"INSERT INTO {t}.branch_dev VALUES (5, 'ff')")
+    dev_head = refs_of(spark, t)["dev"][1]
+    result = rows(spark, f"CALL {cat}.system.fast_forward('db.orders', 'staging', 'dev')")
+    assert result == [("staging", first, dev_head)]
+    assert rows(spark, f"SELECT id FROM {t}.branch_staging ORDER BY id") == [(1,), (2,), (5,)]
+
+    spark.sql(f"ALTER TABLE {t} DROP TAG v1")
+    spark.sql(f"ALTER TABLE {t} DROP BRANCH dev")
+    names = sorted(r[0] for r in rows(spark, f"SELECT name FROM {t}.refs"))
+    assert names == ["main", "staging"]
+
+
+def test_time_travel(spark, cat):
+    t = f"{cat}.db.metrics"
+    spark.sql(f"CREATE TABLE {t} (k STRING, v INT) USING iceberg")
+    spark.sql(f"INSERT INTO {t} VALUES ('a', 1)")
+    spark.sql(f"INSERT INTO {t} VALUES ('b', 2)")
+    spark.sql(f"DELETE FROM {t} WHERE k = 'a'")
+    s1, s2, s3 = snapshot_ids(spark, t)
+
+    assert rows(spark, f"SELECT * FROM {t} VERSION AS OF {s1}") == [("a", 1)]
+    assert rows(spark, f"SELECT * FROM {t} VERSION AS OF {s2} ORDER BY k") == [("a", 1), ("b", 2)]
+    assert rows(spark, f"SELECT * FROM {t} FOR SYSTEM_VERSION AS OF {s3}") == [("b", 2)]
+    stamp = scalar(
+        spark,
+        f"""SELECT date_format(committed_at + INTERVAL 1 MILLISECOND, 'yyyy-MM-dd HH:mm:ss.SSS')
+            FROM {t}.snapshots WHERE snapshot_id = {s2}""",
+    )
+    assert rows(spark, f"SELECT * FROM {t} TIMESTAMP AS OF '{stamp}' ORDER BY k") == [("a", 1), ("b", 2)]
+    history = rows(spark, f"SELECT snapshot_id, parent_id, is_current_ancestor FROM {t}.history ORDER BY made_current_at")
+    assert history == [(s1, None, True), (s2, s1, True), (s3, s2, True)]
+
+    spark.sql(f"CALL {cat}.system.rollback_to_snapshot('db.metrics', {s2})")
+    assert rows(spark, f"SELECT * FROM {t} ORDER BY k") == [("a", 1), ("b", 2)]
+    assert scalar(spark, f"SELECT snapshot_id FROM {t}.refs WHERE name = 'main'") == s2
+
+
+def test_procedures_rewrite_and_expire(spark, cat):
+    t = f"{cat}.db.logs"
+    spark.sql(f"CREATE TABLE {t} (id INT, msg STRING) USING iceberg")
+    for i in range(4):
+        spark.sql(f"INSERT INTO {t} VALUES ({i}, 'm{i}')")
+    assert scalar(spark, f"SELECT count(*) FROM {t}.files") == 4
+    location = table_location(spark, t)
+
+    rewritten = spark.sql(
+        f"CALL {cat}.system.rewrite_data_files(table => 'db.logs', options => map('min-input-files', '2'))"
+    ).collect()[0]
+    assert rewritten["rewritten_data_files_count"] == 4
+    assert rewritten["added_data_files_count"] == 1
+    assert scalar(spark, f"SELECT count(*) FROM {t}.files") == 1
+    assert rows(spark, f"SELECT * FROM {t} ORDER BY id") == [(i, f"m{i}") for i in range(4)]
+    assert len(snapshot_ids(spark, t)) == 5
+    assert len([p for p in files_under(location / "data") if p.suffix == ".parquet"]) == 5
+
+    expired = spark.sql(
+        f"""CALL {cat}.system.expire_snapshots(
+                table => 'db.logs', older_than => TIMESTAMP '2999-01-01 00:00:00', retain_last => 1)"""
+    ).collect()[0]
+    assert expired["deleted_data_files_count"] == 4
+    assert expired["deleted_manifest_lists_count"] == 4
+    assert len(snapshot_ids(spark, t)) == 1
+    assert len([p for p in files_under(location / "data") if p.suffix == ".parquet"]) == 1
+    assert rows(spark, f"SELECT * FROM {t} ORDER BY id") == [(i, f"m{i}") for i in range(4)]
+
+
+def test_ctas_and_rtas(spark, cat):
+    src = f"{cat}.db.src"
+    spark.sql(f"CREATE TABLE {src} (id INT, grp STRING) USING iceberg")
+    spark.sql(f"INSERT INTO {src} VALUES (1, 'x'), (2, 'y'), (3, 'x')")
+
+    t = f"{cat}.db.summary"
+    spark.sql(
+        f"""CREATE TABLE {t} USING iceberg PARTITIONED BY (grp) TBLPROPERTIES ('made-by' = 'ctas')
+            AS SELECT grp, count(*) AS n FROM {src} GROUP BY grp"""
+    )
+    assert rows(spark, f"SELECT * FROM {t} ORDER BY grp") == [("x", 2), ("y", 1)]
+    assert dict(rows(spark, f"SHOW TBLPROPERTIES {t}"))["made-by"] == "ctas"
+    first = snapshot_ids(spark, t)
+    assert len(first) == 1
+
+    # CTAS onto an existing table fails cleanly.
+    with pytest.raises(Exception, match="(?i)already exists"):
+        spark.sql(f"CREATE TABLE {t} USING iceberg AS SELECT 1 AS one")
+
+    spark.sql(
+        f"""CREATE OR REPLACE TABLE {t} USING iceberg
+            AS SELECT id, upper(grp) AS grp, id * 10 AS score FROM {src}"""
+    )
+    assert rows(spark, f"SELECT * FROM {t} ORDER BY id") == [(1, "X", 10), (2, "Y", 20), (3, "X", 30)]
+    columns = [r[0] for r in rows(spark, f"DESCRIBE TABLE {t}") if r[0] and not r[0].startswith("#")]
+    assert columns[:3] == ["id", "grp", "score"]
+    # REPLACE keeps the table's history.
+    snapshots = snapshot_ids(spark, t)
+    assert len(snapshots) == 2 and snapshots[0] == first[0]
+
+    # RTAS of a table that does not exist yet creates it.
+    spark.sql(f"CREATE OR REPLACE TABLE {cat}.db.fresh USING iceberg AS SELECT * FROM {src} WHERE grp = 'y'")
+    assert rows(spark, f"SELECT * FROM {cat}.db.fresh") == [(2, "y")]
+
+
+def test_views(spark, cat):
+    t = f"{cat}.db.sales"
+    spark.sql(f"CREATE TABLE {t} (region STRING, amount INT) USING iceberg")
+    spark.sql(f"INSERT INTO {t} VALUES ('eu', 10), ('eu', 5), ('us', 7)")
+
+    v = f"{cat}.db.sales_by_region"
+    spark.sql(
+        f"""CREATE VIEW {v} (region, total) COMMENT 'totals per region'
+            AS SELECT region, sum(amount) FROM {t} GROUP BY region"""
+    )
+    assert rows(spark, f"SELECT * FROM {v} ORDER BY region") == [("eu", 15), ("us", 7)]
+    assert catalog_views(spark, f"{cat}.db") == ["sales_by_region"]
+    # Views see new data.
+    spark.sql(f"INSERT INTO {t} VALUES ('us', 1)")
+    assert rows(spark, f"SELECT total FROM {v} WHERE region = 'us'") == [(8,)]
+
+    spark.sql(f"CREATE OR REPLACE VIEW {v} AS SELECT region FROM {t} WHERE amount > 6")
+    assert rows(spark, f"SELECT * FROM {v} ORDER BY region") == [("eu",), ("us",)]
+
+    spark.sql(f"ALTER VIEW {v} SET TBLPROPERTIES ('team' = 'bi')")
+    assert dict(rows(spark, f"SHOW TBLPROPERTIES {v}"))["team"] == "bi"
+
+    # Unlike ALTER TABLE ... RENAME, Iceberg's view rename takes a catalog-qualified new name.
+    spark.sql(f"ALTER VIEW {v} RENAME TO {cat}.db.big_regions")
+    assert rows(spark, f"SELECT count(*) FROM {cat}.db.big_regions") == [(2,)]
+    spark.sql(f"DROP VIEW {cat}.db.big_regions")
+    assert catalog_views(spark, f"{cat}.db") == []
+
+
+def test_rename_and_drop_purge(spark, cat, floe):
+    t = f"{cat}.db.old_name"
+    spark.sql(f"CREATE TABLE {t} (id INT) USING iceberg")
+    spark.sql(f"INSERT INTO {t} VALUES (1), (2)")
+    location = table_location(spark, t)
+
+    # Spark resolves the new name inside the table's catalog: no catalog prefix.
+    spark.sql(f"ALTER TABLE {t} RENAME TO db.new_name")
+    assert rows(spark, f"SHOW TABLES IN {cat}.db") == [("db", "new_name", False)]
+    assert rows(spark, f"SELECT * FROM {cat}.db.new_name ORDER BY id") == [(1,), (2,)]
+    with pytest.raises(Exception, match="(?i)table or view .*cannot be found|not found"):
+        spark.sql(f"SELECT * FROM {t}").collect()
+    spark.sql(f"INSERT INTO {cat}.db.new_name VALUES (3)")
+    assert scalar(spark, f"SELECT count(*) FROM {cat}.db.new_name") == 3
+
+    # A plain DROP keeps the files; DROP ... PURGE deletes them.
+    spark.sql(f"CREATE TABLE {cat}.db.kept (id INT) USING iceberg")
+    spark.sql(f"INSERT INTO {cat}.db.kept VALUES (1)")
+    kept_location = table_location(spark, f"{cat}.db.kept")
+    spark.sql(f"DROP TABLE {cat}.db.kept")
+    assert any(p.suffix == ".parquet" for p in files_under(kept_location))
+
+    assert files_under(location / "data")
+    spark.sql(f"DROP TABLE {cat}.db.new_name PURGE")
+    assert rows(spark, f"SHOW TABLES IN {cat}.db") == []
+    assert [p for p in files_under(location) if p.suffix in (".parquet", ".avro")] == []
+    assert [p for p in files_under(location) if p.name.endswith(".metadata.json")] == []
+
+    spark.sql(f"DROP NAMESPACE {cat}.db")
+    assert ("db",) not in rows(spark, f"SHOW NAMESPACES IN {cat}")
+
+
+def test_pyiceberg_and_spark_read_each_other(spark, cat, floe):
+    catalog = load_catalog("floe", type="rest", uri=floe.uri, warehouse="demo")
+
+    # Written by PyIceberg, read by Spark.
+    data = pa.table(
+        {
+            "id": pa.array([1, 2, 3], pa.int64()),
+            "city": pa.array(["Oslo", "Lima", "Pune"], pa.string()),
+            "temp": pa.array([-3.5, 18.0, 31.25], pa.float64()),
+        }
+    )
+    py_table = catalog.create_table("db.from_pyiceberg", schema=data.schema)
+    py_table.append(data)
+    py_table.append(pa.table({"id": pa.array([4], pa.int64()), "city": ["Nuuk"], "temp": [-10.0]}))
+    assert rows(spark, f"SELECT id, city, temp FROM {cat}.db.from_pyiceberg ORDER BY id") == [
+        (1, "Oslo", -3.5), (2, "Lima", 18.0), (3, "Pune", 31.25), (4, "Nuuk", -10.0),
+    ]
+    # Spark writes on top of PyIceberg's table, PyIceberg sees it.
+    spark.sql(f"DELETE FROM {cat}.db.from_pyiceberg WHERE id = 2")
+    spark.sql(f"INSERT INTO {cat}.db.from_pyiceberg VALUES (5, 'Baku', 25.0)")
+    reloaded = catalog.load_table("db.from_pyiceberg")
+    assert sorted(reloaded.scan().to_arrow().column("id").to_pylist()) == [1, 3, 4, 5]
+    assert len(reloaded.snapshots()) == 4
+
+    # Written by Spark, read by PyIceberg.
+    spark.sql(
+        f"""CREATE TABLE {cat}.db.from_spark (id BIGINT, tags ARRAY<STRING>, at DATE)
+            USING iceberg PARTITIONED BY (months(at))"""
+    )
+    spark.sql(
+        f"""INSERT INTO {cat}.db.from_spark VALUES
+            (1, array('a', 'b'), DATE '2024-03-01'), (2, array(), DATE '2024-04-15')"""
+    )
+    spark.sql(f"UPDATE {cat}.db.from_spark SET tags = array('z') WHERE id = 2")
+    spark.sql(f"ALTER TABLE {cat}.db.from_spark ADD COLUMN note STRING")
+    spark.sql(f"INSERT INTO {cat}.db.from_spark VALUES (3, NULL, DATE '2024-04-20', 'late')")
+
+    table = catalog.load_table("db.from_spark")
+    assert [f.name for f in table.schema().fields] == ["id", "tags", "at", "note"]
+    assert table.spec().fields[0].name == "at_month"
+    result = table.scan().to_arrow().sort_by("id").to_pylist()
+    assert result == [
+        {"id": 1, "tags": ["a", "b"], "at": datetime.date(2024, 3, 1), "note": None},
+        {"id": 2, "tags": ["z"], "at": datetime.date(2024, 4, 15), "note": None},
+        {"id": 3, "tags": None, "at": datetime.date(2024, 4, 20), "note": "late"},
+    ]
+    filtered = table.scan(row_filter="at >= '2024-04-01'", selected_fields=("id",)).to_arrow()
+    assert sorted(filtered.column("id").to_pylist()) == [2, 3]
