@@ -24,6 +24,7 @@ macro_rules! on_both_backends {
     };
 }
 
+mod bench;
 mod common;
 mod errors;
 mod lifecycle;

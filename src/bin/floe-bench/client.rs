@@ -75,7 +75,10 @@ impl Catalog {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         if !status.is_success() {
-            bail!("GET {config_url}?warehouse={}: {status}: {body}", connect.warehouse);
+            bail!(
+                "GET {config_url}?warehouse={}: {status}: {body}",
+                connect.warehouse
+            );
         }
         let config: serde_json::Value =
             serde_json::from_str(&body).context("the config response is not JSON")?;

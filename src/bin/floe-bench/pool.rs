@@ -42,7 +42,8 @@ impl Bound {
 
     /// Whether the deadline has passed.
     pub fn expired(&self) -> bool {
-        self.deadline.is_some_and(|deadline| Instant::now() >= deadline)
+        self.deadline
+            .is_some_and(|deadline| Instant::now() >= deadline)
     }
 
     /// For the report: `"10 s"`, `"500 steps"` or both.

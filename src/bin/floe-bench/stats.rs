@@ -131,7 +131,11 @@ impl Stats {
                     p50_ms: quantile(0.50),
                     p95_ms: quantile(0.95),
                     p99_ms: quantile(0.99),
-                    max_ms: if answered { ms(op.latency_us.max()) } else { 0.0 },
+                    max_ms: if answered {
+                        ms(op.latency_us.max())
+                    } else {
+                        0.0
+                    },
                     errors: op.errors.clone(),
                 }
             })
@@ -219,7 +223,10 @@ pub fn to_json(workload: &str, ops: &[OpReport], extra: &Map<String, Value>) -> 
 pub fn to_table(workload: &str, ops: &[OpReport], extra: &Map<String, Value>) -> String {
     let mut out = format!("workload: {workload}\n");
     for (key, value) in extra {
-        out.push_str(&format!("  {key}: {value}\n"));
+        match value {
+            Value::String(text) => out.push_str(&format!("  {key}: {text}\n")),
+            value => out.push_str(&format!("  {key}: {value}\n")),
+        }
     }
     out.push_str(&format!(
         "\n{:<24} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9}  errors\n",
@@ -237,7 +244,13 @@ pub fn to_table(workload: &str, ops: &[OpReport], extra: &Map<String, Value>) ->
         };
         out.push_str(&format!(
             "{:<24} {:>9} {:>10.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2}  {errors}\n",
-            op.name, op.requests, op.requests_per_second, op.p50_ms, op.p95_ms, op.p99_ms, op.max_ms
+            op.name,
+            op.requests,
+            op.requests_per_second,
+            op.p50_ms,
+            op.p95_ms,
+            op.p99_ms,
+            op.max_ms
         ));
     }
     out

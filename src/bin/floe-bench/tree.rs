@@ -166,7 +166,12 @@ pub fn schema(columns: usize) -> Value {
 /// `count` properties `floe-bench.p{i}`.
 pub fn properties(count: usize) -> Value {
     let map: Map<String, Value> = (0..count)
-        .map(|i| (format!("floe-bench.p{i}"), Value::from(format!("value-{i}"))))
+        .map(|i| {
+            (
+                format!("floe-bench.p{i}"),
+                Value::from(format!("value-{i}")),
+            )
+        })
         .collect();
     Value::Object(map)
 }
@@ -343,9 +348,7 @@ pub async fn read_tree(
     page_size: Option<u32>,
 ) -> anyhow::Result<Map<String, Value>> {
     shape.check()?;
-    catalog
-        .send("getConfig", catalog.config_request())
-        .await;
+    catalog.send("getConfig", catalog.config_request()).await;
 
     // Namespace listings: the top level holds (at least) ours, every inner namespace W children.
     let levels = shape.levels();
@@ -382,7 +385,11 @@ pub async fn read_tree(
     })
     .await;
 
-    let namespaces: Vec<String> = levels.iter().flatten().map(|ns| namespace_path(ns)).collect();
+    let namespaces: Vec<String> = levels
+        .iter()
+        .flatten()
+        .map(|ns| namespace_path(ns))
+        .collect();
     let namespace_count = namespaces.len();
     for (op, method) in [
         ("loadNamespaceMetadata", Method::GET),
