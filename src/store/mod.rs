@@ -7,6 +7,7 @@
 //! (`sql.rs`); their schemas live in `migrations/postgres` and `migrations/sqlite`, and one
 //! conformance suite (`tests/it/store_suite.rs`) runs against each.
 
+mod cache;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -231,7 +232,14 @@ impl Persistence {
             DatabaseTarget::Sqlite(path) => {
                 let store = SqliteStore::open(&path, &config.database).await?;
                 store.migrate(migrate).await?;
-                Ok(Self::from_backend(Arc::new(store)))
+                let mut persistence = Self::from_backend(Arc::new(store));
+                // This process owns the file alone (SqliteStore holds its lock), so every write
+                // passes the cache and loads can be served from memory.
+                persistence.tabulars = Arc::new(cache::CachedTabularStore::new(
+                    persistence.tabulars.clone(),
+                    EMBEDDED_TABLE_CACHE_BYTES,
+                ));
+                Ok(persistence)
             }
             DatabaseTarget::Postgres(url) => {
                 let store = PostgresStore::connect(&url, &config.database).await?;
@@ -241,6 +249,9 @@ impl Persistence {
         }
     }
 }
+
+/// The most current metadata (uncompressed JSON) the embedded backend keeps in memory.
+const EMBEDDED_TABLE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Maps a database error that the caller did not expect to `Unavailable` (pool exhausted, connection
 /// lost) or `Internal`.
@@ -291,5 +302,28 @@ pub(crate) fn compress(json: &[u8]) -> Result<Vec<u8>> {
 }
 
 pub(crate) fn decompress(stored: &[u8]) -> Result<Vec<u8>> {
-    zstd::stream::decode_all(stored).map_err(|e| Error::internal("decompressing metadata", e))
+    thread_local! {
+        static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let size = match zstd::zstd_safe::get_frame_content_size(stored) {
+        Ok(Some(size)) => size as usize,
+        _ => {
+            return zstd::stream::decode_all(stored)
+                .map_err(|e| Error::internal("decompressing metadata", e));
+        }
+    };
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(
+                zstd::bulk::Decompressor::new()
+                    .map_err(|e| Error::internal("decompressing metadata", e))?,
+            );
+        }
+        slot.as_mut()
+            .expect("just set")
+            .decompress(stored, size)
+            .map_err(|e| Error::internal("decompressing metadata", e))
+    })
 }

@@ -17,6 +17,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     read: SqlitePool,
     write: SqlitePool,
+    /// Held for the store's life: one Floe process per database file, so that its in-memory
+    /// table cache sees every write.
+    _owner: std::fs::File,
 }
 
 impl super::sql::BackendDb for SqliteStore {
@@ -31,6 +34,23 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the database folder {}", dir.display()))?;
+        }
+        let lock_path = path.with_extension("db.lock");
+        let owner = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        match owner.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another Floe process is using the database {}; stop it first (use PostgreSQL to run several instances)",
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+            }
         }
         let synchronous = match config.sqlite_synchronous {
             SqliteSynchronous::Off => sqlx::sqlite::SqliteSynchronous::Off,
@@ -61,7 +81,11 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await
             .with_context(|| format!("opening the SQLite database {}", path.display()))?;
-        Ok(SqliteStore { read, write })
+        Ok(SqliteStore {
+            read,
+            write,
+            _owner: owner,
+        })
     }
 
     /// Applies pending migrations, or (with `apply` false) fails if any are pending.

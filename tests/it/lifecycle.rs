@@ -431,3 +431,22 @@ async fn two_instances_commit_to_one_table_without_losses() {
             .contains("/metadata/00200-")
     );
 }
+
+/// The embedded database belongs to one process at a time (its table cache relies on that): a
+/// second Floe on the same file is refused with a clear message until the first one stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_owns_an_embedded_database() {
+    let db = Arc::new(TestDb::new(Backend::Sqlite).await);
+    let first = TestApp::spawn_on(db.clone(), |_| {}).await;
+    let err = Floe::build(&db.config())
+        .await
+        .err()
+        .expect("a second owner is refused");
+    assert!(
+        format!("{err:#}").contains("another Floe process"),
+        "{err:#}"
+    );
+    first.shutdown().await.unwrap();
+    let second = TestApp::spawn_on(db.clone(), |_| {}).await;
+    assert_eq!(second.get("/ready").await.status(), 200);
+}

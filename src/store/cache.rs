@@ -1,0 +1,166 @@
+//! A read-through cache in front of a `TabularStore`, for a database that this process owns alone
+//! (the embedded SQLite file, locked by `SqliteStore`): every write goes through this decorator, so
+//! it can invalidate exactly, and `find_tabular` (the hot path of `loadTable`) is served from
+//! memory. No SQL here; the decorator only forwards.
+//!
+//! A load that raced with a write never caches what it read: writes bump an epoch after they
+//! commit, and a load caches its result only if the epoch did not move while it read.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+
+use super::{TabularChange, TabularStore};
+use crate::error::Result;
+use crate::model::{
+    NamespaceIdent, Page, PageRequest, RefId, Tabular, TabularIdent, TabularKind, WarehouseId,
+};
+
+/// One cached table or view, with the warehouse and ref name it was found under.
+struct Entry {
+    warehouse: WarehouseId,
+    ref_name: String,
+    tabular: Arc<Tabular>,
+}
+
+pub struct CachedTabularStore {
+    inner: Arc<dyn TabularStore>,
+    entries: RwLock<HashMap<TabularIdent, Vec<Entry>>>,
+    epoch: AtomicU64,
+    bytes: AtomicUsize,
+    max_bytes: usize,
+}
+
+impl CachedTabularStore {
+    pub fn new(inner: Arc<dyn TabularStore>, max_bytes: usize) -> Self {
+        CachedTabularStore {
+            inner,
+            entries: RwLock::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+            bytes: AtomicUsize::new(0),
+            max_bytes,
+        }
+    }
+
+    fn lookup(
+        &self,
+        warehouse: WarehouseId,
+        ref_name: &str,
+        ident: &TabularIdent,
+    ) -> Option<Arc<Tabular>> {
+        let entries = self.entries.read().expect("cache lock");
+        entries.get(ident).and_then(|list| {
+            list.iter()
+                .find(|e| e.warehouse == warehouse && e.ref_name == ref_name)
+                .map(|e| e.tabular.clone())
+        })
+    }
+
+    /// Forgets every entry of these names (in any warehouse); called after a write committed.
+    fn invalidate<'a>(&self, idents: impl IntoIterator<Item = &'a TabularIdent>) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let mut entries = self.entries.write().expect("cache lock");
+        for ident in idents {
+            if let Some(list) = entries.remove(ident) {
+                let freed: usize = list.iter().map(|e| e.tabular.metadata.len()).sum();
+                self.bytes.fetch_sub(freed, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn insert(&self, warehouse: WarehouseId, ref_name: &str, tabular: Tabular, seen_epoch: u64) {
+        let size = tabular.metadata.len();
+        let mut entries = self.entries.write().expect("cache lock");
+        if self.epoch.load(Ordering::SeqCst) != seen_epoch {
+            return;
+        }
+        if self.bytes.load(Ordering::SeqCst) + size > self.max_bytes {
+            // Simple and bounded: start over rather than track recency.
+            entries.clear();
+            self.bytes.store(0, Ordering::SeqCst);
+            if size > self.max_bytes {
+                return;
+            }
+        }
+        let list = entries.entry(tabular.ident.clone()).or_default();
+        list.retain(|e| !(e.warehouse == warehouse && e.ref_name == ref_name));
+        list.push(Entry {
+            warehouse,
+            ref_name: ref_name.to_string(),
+            tabular: Arc::new(tabular),
+        });
+        self.bytes.fetch_add(size, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl TabularStore for CachedTabularStore {
+    async fn get_tabular(&self, ref_id: RefId, ident: &TabularIdent) -> Result<Option<Tabular>> {
+        self.inner.get_tabular(ref_id, ident).await
+    }
+
+    async fn find_tabular(
+        &self,
+        warehouse: WarehouseId,
+        ref_name: &str,
+        ident: &TabularIdent,
+    ) -> Result<Option<Tabular>> {
+        if let Some(hit) = self.lookup(warehouse, ref_name, ident) {
+            return Ok(Some((*hit).clone()));
+        }
+        let seen_epoch = self.epoch.load(Ordering::SeqCst);
+        let found = self.inner.find_tabular(warehouse, ref_name, ident).await?;
+        if let Some(tabular) = &found {
+            self.insert(warehouse, ref_name, tabular.clone(), seen_epoch);
+        }
+        Ok(found)
+    }
+
+    async fn list_tabulars(
+        &self,
+        ref_id: RefId,
+        namespace: &NamespaceIdent,
+        kind: TabularKind,
+        page: &PageRequest,
+    ) -> Result<Page<String>> {
+        self.inner
+            .list_tabulars(ref_id, namespace, kind, page)
+            .await
+    }
+
+    async fn commit_tabulars(&self, ref_id: RefId, changes: &[TabularChange]) -> Result<()> {
+        let result = self.inner.commit_tabulars(ref_id, changes).await;
+        // Invalidate even on failure: a failed commit may still have changed nothing, but a
+        // lost connection mid-commit leaves its outcome unknown.
+        self.invalidate(changes.iter().map(|c| match c {
+            TabularChange::Create(t) => &t.ident,
+            TabularChange::Update { ident, .. } => ident,
+        }));
+        result
+    }
+
+    async fn drop_tabular(
+        &self,
+        ref_id: RefId,
+        ident: &TabularIdent,
+        kind: TabularKind,
+    ) -> Result<Tabular> {
+        let result = self.inner.drop_tabular(ref_id, ident, kind).await;
+        self.invalidate([ident]);
+        result
+    }
+
+    async fn rename_tabular(
+        &self,
+        ref_id: RefId,
+        from: &TabularIdent,
+        to: &TabularIdent,
+        kind: TabularKind,
+    ) -> Result<()> {
+        let result = self.inner.rename_tabular(ref_id, from, to, kind).await;
+        self.invalidate([from, to]);
+        result
+    }
+}
