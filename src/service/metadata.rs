@@ -85,7 +85,7 @@ pub fn view_metadata_json(metadata: &ViewMetadata) -> Result<Vec<u8>> {
 /// Sorts a list of objects in `value` by the integer fields `keys`.
 fn sort_by(value: &mut serde_json::Value, list: &str, keys: &[&str]) {
     if let Some(items) = value.get_mut(list).and_then(|v| v.as_array_mut()) {
-        items.sort_by_key(|item| {
+        items.sort_by_cached_key(|item| {
             keys.iter()
                 .map(|k| item.get(*k).and_then(|v| v.as_i64()).unwrap_or(i64::MIN))
                 .collect::<Vec<_>>()

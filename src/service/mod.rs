@@ -59,6 +59,48 @@ pub struct Services {
     authz: Arc<dyn Authorizer>,
     events: Arc<Vec<Arc<dyn EventPublisher>>>,
     commit_locks: Arc<CommitLocks>,
+    parsed_tables: Arc<ParsedTables>,
+}
+
+/// Parsed table metadata by table and version, so that a commit need not parse the JSON of the
+/// version it builds on (the one the previous commit produced). Keyed by version, it can never
+/// serve anything but the exact version the database holds.
+struct ParsedTables {
+    entries: std::sync::Mutex<
+        std::collections::HashMap<
+            crate::model::TabularId,
+            (i64, Arc<iceberg::spec::TableMetadata>),
+        >,
+    >,
+}
+
+impl ParsedTables {
+    const MAX_ENTRIES: usize = 256;
+
+    fn get(
+        &self,
+        id: crate::model::TabularId,
+        version: i64,
+    ) -> Option<Arc<iceberg::spec::TableMetadata>> {
+        let entries = self.entries.lock().expect("cache lock");
+        entries
+            .get(&id)
+            .filter(|(v, _)| *v == version)
+            .map(|(_, m)| m.clone())
+    }
+
+    fn put(
+        &self,
+        id: crate::model::TabularId,
+        version: i64,
+        metadata: Arc<iceberg::spec::TableMetadata>,
+    ) {
+        let mut entries = self.entries.lock().expect("cache lock");
+        if entries.len() >= Self::MAX_ENTRIES && !entries.contains_key(&id) {
+            entries.clear();
+        }
+        entries.insert(id, (version, metadata));
+    }
 }
 
 /// In-process striped locks that queue commits to the same table, so writers in one Floe process
@@ -116,6 +158,9 @@ impl Services {
             authz,
             events: Arc::new(events),
             commit_locks: Arc::new(CommitLocks::new()),
+            parsed_tables: Arc::new(ParsedTables {
+                entries: std::sync::Mutex::new(std::collections::HashMap::new()),
+            }),
         }
     }
 

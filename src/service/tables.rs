@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec};
+use iceberg::spec::{Schema, SortOrder, TableMetadata, UnboundPartitionSpec};
 use iceberg::{TableRequirement, TableUpdate};
 
 use super::metadata::{
@@ -100,9 +100,17 @@ pub(crate) async fn backoff(attempt: usize) {
     tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
 }
 
+/// What a staged change becomes once committed: the client's view, the retired metadata files to
+/// delete, and the parsed metadata at its new version (kept for the next commit).
+struct Staged {
+    state: TableState,
+    retired: Vec<Location>,
+    parsed: (TabularId, i64, Arc<TableMetadata>),
+}
+
 /// The outcome of one attempt at a commit.
 enum Attempt {
-    Done(Vec<(TableState, Vec<Location>)>),
+    Done(Vec<Staged>),
     /// The compare-and-swap lost a race; try again on the new state.
     Lost(Error),
 }
@@ -339,7 +347,13 @@ impl Services {
             match self.attempt_commit(&wh, &changes).await? {
                 Attempt::Done(done) => {
                     let mut states = Vec::with_capacity(done.len());
-                    for ((state, retired), change) in done.into_iter().zip(&changes) {
+                    for (staged, change) in done.into_iter().zip(&changes) {
+                        let Staged {
+                            state,
+                            retired,
+                            parsed,
+                        } = staged;
+                        self.parsed_tables.put(parsed.0, parsed.1, parsed.2);
                         for file in retired {
                             if let Err(e) = wh.storage.delete(&file).await {
                                 tracing::warn!(file = %file, error = ?e, "deleting a retired metadata file failed");
@@ -412,7 +426,7 @@ impl Services {
         wh: &OpenWarehouse,
         changes: &[TableChange],
         written: &mut Vec<Location>,
-    ) -> Result<(Vec<TabularChange>, Vec<(TableState, Vec<Location>)>)> {
+    ) -> Result<(Vec<TabularChange>, Vec<Staged>)> {
         let mut store_changes = Vec::with_capacity(changes.len());
         let mut done = Vec::with_capacity(changes.len());
         for change in changes {
@@ -433,13 +447,16 @@ impl Services {
                 self.require_namespace(&wh.branch, &change.ident.namespace)
                     .await?;
             }
-            let parsed = current
-                .as_ref()
-                .map(|t| parse_table_metadata(&t.metadata))
-                .transpose()?;
+            let parsed = match &current {
+                None => None,
+                Some(t) => Some(match self.parsed_tables.get(t.id, t.version) {
+                    Some(hit) => hit,
+                    None => Arc::new(parse_table_metadata(&t.metadata)?),
+                }),
+            };
             let result = apply_table_commit(
                 parsed
-                    .as_ref()
+                    .as_deref()
                     .zip(current.as_ref().map(|t| t.metadata_location.as_str())),
                 &change.requirements,
                 change.updates.clone(),
@@ -462,9 +479,13 @@ impl Services {
             wh.storage.put_new(&file, json.clone()).await?;
             written.push(file.clone());
             let at = now();
+            let (id, version) = match &current {
+                None => (TabularId::new(), 0),
+                Some(t) => (t.id, t.version + 1),
+            };
             store_changes.push(match &current {
                 None => TabularChange::Create(Tabular {
-                    id: TabularId::new(),
+                    id,
                     warehouse_id: wh.warehouse.id,
                     ref_id: wh.branch.id,
                     ident: change.ident.clone(),
@@ -489,13 +510,14 @@ impl Services {
                 },
             });
             let retired = retired_metadata_files(&result, &location);
-            done.push((
-                TableState {
+            done.push(Staged {
+                state: TableState {
                     metadata_location: Some(file.to_string()),
                     metadata: json,
                 },
                 retired,
-            ));
+                parsed: (id, version, Arc::new(result.metadata)),
+            });
         }
         Ok((store_changes, done))
     }

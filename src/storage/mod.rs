@@ -21,8 +21,8 @@ pub use location::{Location, path_segment};
 /// else is refused with `Forbidden`, whatever the caller checked before.
 #[async_trait]
 pub trait ObjectStorage: Send + Sync {
-    /// Writes an object that must not exist yet; it becomes visible whole or not at all.
-    /// `Conflict` if it exists.
+    /// Writes an object that must not exist yet, durably before returning. `Conflict` if it
+    /// exists; an existing object is never replaced.
     async fn put_new(&self, location: &Location, bytes: Vec<u8>) -> Result<()>;
     /// The object's bytes, or `None` when there is none.
     async fn get(&self, location: &Location) -> Result<Option<Vec<u8>>>;
@@ -62,8 +62,8 @@ pub fn for_profile(profile: &StorageProfile) -> Result<Arc<dyn ObjectStorage>> {
     }
 }
 
-/// A local folder as an object store. Objects are files; a new object is written to a temporary
-/// file, synced, and hard-linked into place, so it appears whole and never replaces another.
+/// A local folder as an object store. Objects are files; a new object is created exclusively (it
+/// never replaces another), written and synced with its folder before `put_new` returns.
 pub struct LocalStorage {
     root: Location,
 }
@@ -101,25 +101,28 @@ impl ObjectStorage for LocalStorage {
             let dir = path.parent().expect("a located file has a folder");
             std::fs::create_dir_all(dir)
                 .map_err(|e| io_error("creating the folder of", &shown, e))?;
-            let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4()));
-            let result = (|| {
-                let mut file = std::fs::File::create_new(&tmp)?;
+            // `create_new` refuses an existing file (O_EXCL), so nothing is ever overwritten. A
+            // half-written file may be seen by a directory listing, but the catalog reads files
+            // only through pointers, which move after this returns (file and folder synced).
+            let written = (|| {
+                let mut file = std::fs::File::create_new(&path)?;
                 file.write_all(&bytes)?;
-                file.sync_all()?;
-                std::fs::hard_link(&tmp, &path)
+                file.sync_all()
             })();
-            let _ = std::fs::remove_file(&tmp);
-            match result {
+            match written {
                 Ok(()) => {
-                    if let Ok(dir) = std::fs::File::open(dir) {
-                        let _ = dir.sync_all();
-                    }
+                    std::fs::File::open(dir)
+                        .and_then(|d| d.sync_all())
+                        .map_err(|e| io_error("syncing the folder of", &shown, e))?;
                     Ok(())
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Error::conflict(
                     format!("{shown} already exists and is never overwritten"),
                 )),
-                Err(e) => Err(io_error("writing", &shown, e)),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    Err(io_error("writing", &shown, e))
+                }
             }
         })
         .await

@@ -1,10 +1,13 @@
-//! A read-through cache in front of a `TabularStore`, for a database that this process owns alone
-//! (the embedded SQLite file, locked by `SqliteStore`): every write goes through this decorator, so
-//! it can invalidate exactly, and `find_tabular` (the hot path of `loadTable`) is served from
-//! memory. No SQL here; the decorator only forwards.
+//! A read-through cache in front of a `TabularStore` for `find_tabular`, the hot path of
+//! `loadTable`. No SQL here; the decorator only forwards.
 //!
-//! A load that raced with a write never caches what it read: writes bump an epoch after they
-//! commit, and a load caches its result only if the epoch did not move while it read.
+//! - *Exclusive*: the database belongs to this process alone (the embedded SQLite file, locked by
+//!   `SqliteStore`), every write goes through this decorator and invalidates exactly, and a hit
+//!   is served from memory. A load that raced with a write never caches what it read: writes bump
+//!   an epoch after they commit, and a load caches its result only if the epoch did not move.
+//! - *Validated*: other processes write too (PostgreSQL); a hit is served only after a cheap read
+//!   confirms the table is still at the cached version, which saves transferring and
+//!   decompressing its metadata.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -31,9 +34,11 @@ pub struct CachedTabularStore {
     epoch: AtomicU64,
     bytes: AtomicUsize,
     max_bytes: usize,
+    validate: bool,
 }
 
 impl CachedTabularStore {
+    /// For a database only this process writes.
     pub fn new(inner: Arc<dyn TabularStore>, max_bytes: usize) -> Self {
         CachedTabularStore {
             inner,
@@ -41,6 +46,15 @@ impl CachedTabularStore {
             epoch: AtomicU64::new(0),
             bytes: AtomicUsize::new(0),
             max_bytes,
+            validate: false,
+        }
+    }
+
+    /// For a database other processes write too: every hit is checked against the database.
+    pub fn validated(inner: Arc<dyn TabularStore>, max_bytes: usize) -> Self {
+        CachedTabularStore {
+            validate: true,
+            ..Self::new(inner, max_bytes)
         }
     }
 
@@ -108,7 +122,20 @@ impl TabularStore for CachedTabularStore {
         ident: &TabularIdent,
     ) -> Result<Option<Tabular>> {
         if let Some(hit) = self.lookup(warehouse, ref_name, ident) {
-            return Ok(Some((*hit).clone()));
+            if !self.validate {
+                return Ok(Some((*hit).clone()));
+            }
+            match self
+                .inner
+                .find_tabular_version(warehouse, ref_name, ident)
+                .await?
+            {
+                Some((id, version)) if id == hit.id && version == hit.version => {
+                    return Ok(Some((*hit).clone()));
+                }
+                None => return Ok(None),
+                Some(_) => {}
+            }
         }
         let seen_epoch = self.epoch.load(Ordering::SeqCst);
         let found = self.inner.find_tabular(warehouse, ref_name, ident).await?;
@@ -116,6 +143,17 @@ impl TabularStore for CachedTabularStore {
             self.insert(warehouse, ref_name, tabular.clone(), seen_epoch);
         }
         Ok(found)
+    }
+
+    async fn find_tabular_version(
+        &self,
+        warehouse: WarehouseId,
+        ref_name: &str,
+        ident: &TabularIdent,
+    ) -> Result<Option<(crate::model::TabularId, i64)>> {
+        self.inner
+            .find_tabular_version(warehouse, ref_name, ident)
+            .await
     }
 
     async fn list_tabulars(

@@ -145,6 +145,14 @@ pub trait TabularStore: Send + Sync {
         ref_name: &str,
         ident: &TabularIdent,
     ) -> Result<Option<Tabular>>;
+    /// Only the id and version of what `find_tabular` would return (a cheap read that lets a
+    /// cache check it still holds the current version).
+    async fn find_tabular_version(
+        &self,
+        warehouse: WarehouseId,
+        ref_name: &str,
+        ident: &TabularIdent,
+    ) -> Result<Option<(TabularId, i64)>>;
     /// Names of the tables (or views) of a namespace, by name.
     async fn list_tabulars(
         &self,
@@ -244,7 +252,14 @@ impl Persistence {
             DatabaseTarget::Postgres(url) => {
                 let store = PostgresStore::connect(&url, &config.database).await?;
                 store.migrate(migrate).await?;
-                Ok(Self::from_backend(Arc::new(store)))
+                let mut persistence = Self::from_backend(Arc::new(store));
+                // Other instances write too: every cached load is checked against the current
+                // version with a cheap read first.
+                persistence.tabulars = Arc::new(cache::CachedTabularStore::validated(
+                    persistence.tabulars.clone(),
+                    SHARED_TABLE_CACHE_BYTES,
+                ));
+                Ok(persistence)
             }
         }
     }
@@ -252,6 +267,8 @@ impl Persistence {
 
 /// The most current metadata (uncompressed JSON) the embedded backend keeps in memory.
 const EMBEDDED_TABLE_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// The same for PostgreSQL, where each use is validated against the database.
+const SHARED_TABLE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Maps a database error that the caller did not expect to `Unavailable` (pool exhausted, connection
 /// lost) or `Internal`.
@@ -298,7 +315,7 @@ pub(crate) fn check_migrations(
 
 /// Current metadata is kept zstd-compressed.
 pub(crate) fn compress(json: &[u8]) -> Result<Vec<u8>> {
-    zstd::bulk::compress(json, 3).map_err(|e| Error::internal("compressing metadata", e))
+    zstd::bulk::compress(json, 1).map_err(|e| Error::internal("compressing metadata", e))
 }
 
 pub(crate) fn decompress(stored: &[u8]) -> Result<Vec<u8>> {

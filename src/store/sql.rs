@@ -845,6 +845,32 @@ macro_rules! impl_sql_store {
                     .transpose()
             }
 
+            async fn find_tabular_version(
+                &self,
+                warehouse: WarehouseId,
+                ref_name: &str,
+                ident: &TabularIdent,
+            ) -> Result<Option<(TabularId, i64)>> {
+                let row = sqlx::query(
+                    "SELECT t.id, t.version \
+                     FROM refs r JOIN namespaces n ON n.ref_id = r.id \
+                     JOIN tabulars t ON t.namespace_id = n.id \
+                     WHERE r.warehouse_id = $1 AND r.name = $2 AND n.name = $3 AND t.name = $4",
+                )
+                .bind(warehouse.0)
+                .bind(ref_name)
+                .bind(ident.namespace.joined())
+                .bind(&ident.name)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a table", e))?;
+                row.map(|row| -> std::result::Result<_, sqlx::Error> {
+                    Ok((TabularId(row.try_get("id")?), row.try_get("version")?))
+                })
+                .transpose()
+                .map_err(|e| db_error("reading a table", e))
+            }
+
             async fn list_tabulars(
                 &self,
                 ref_id: RefId,

@@ -42,14 +42,21 @@ impl SqliteStore {
             .write(true)
             .open(&lock_path)
             .with_context(|| format!("opening {}", lock_path.display()))?;
-        match owner.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
-                "another Floe process is using the database {}; stop it first (use PostgreSQL to run several instances)",
-                path.display()
-            ),
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+        // A process that is still shutting down may hold the lock for a moment: wait a little.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match owner.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                    "another Floe process is using the database {}; stop it first (use PostgreSQL to run several instances)",
+                    path.display()
+                ),
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("locking {}", lock_path.display()));
+                }
             }
         }
         let synchronous = match config.sqlite_synchronous {

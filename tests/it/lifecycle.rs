@@ -419,7 +419,22 @@ async fn two_instances_commit_to_one_table_without_losses() {
         table["metadata"]["properties"].as_object().unwrap().len(),
         200
     );
-    // 201 versions, of which the log keeps the default 100 previous ones.
+    // A load through one instance always sees a commit made through the other (its cache is
+    // checked against the database).
+    let url = format!("{base}/namespaces/ns/tables/shared");
+    let before: Value = a.get(&url).await.json().await.unwrap();
+    let committed = b
+        .post(
+            &url,
+            &json!({"updates": [{"action": "set-properties", "updates": {"last": "b"}}]}),
+        )
+        .await;
+    assert_eq!(committed.status(), 200);
+    let after: Value = a.get(&url).await.json().await.unwrap();
+    assert_ne!(after["metadata-location"], before["metadata-location"]);
+    assert_eq!(after["metadata"]["properties"]["last"], "b");
+    let table = after;
+    // 202 versions, of which the log keeps the default 100 previous ones.
     assert_eq!(
         table["metadata"]["metadata-log"].as_array().unwrap().len(),
         100
@@ -428,7 +443,7 @@ async fn two_instances_commit_to_one_table_without_losses() {
         table["metadata-location"]
             .as_str()
             .unwrap()
-            .contains("/metadata/00200-")
+            .contains("/metadata/00201-")
     );
 }
 

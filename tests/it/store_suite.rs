@@ -869,6 +869,14 @@ async fn tabulars_commit_by_compare_and_swap(store: Persistence, db: &TestDb) {
         .unwrap();
     assert_eq!(current.version, 1);
     assert_eq!(current.metadata_location, "one");
+    assert_eq!(
+        store
+            .tabulars
+            .find_tabular_version(warehouse.id, MAIN_BRANCH, &t.ident)
+            .await
+            .unwrap(),
+        Some((t.id, 1))
+    );
 
     // Concurrent swaps from one version: exactly one wins.
     let store = Arc::new(store);
