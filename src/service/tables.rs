@@ -73,6 +73,37 @@ pub(crate) struct OpenWarehouse {
     pub storage: Arc<dyn ObjectStorage>,
 }
 
+impl OpenWarehouse {
+    /// The record of a new table or view of this warehouse's branch, at version 0.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new_tabular(
+        &self,
+        id: TabularId,
+        ident: TabularIdent,
+        kind: TabularKind,
+        uuid: uuid::Uuid,
+        location: &Location,
+        metadata_location: &Location,
+        metadata: Vec<u8>,
+    ) -> Tabular {
+        let at = now();
+        Tabular {
+            id,
+            warehouse_id: self.warehouse.id,
+            ref_id: self.branch.id,
+            ident,
+            kind,
+            uuid,
+            location: location.to_string(),
+            metadata_location: metadata_location.to_string(),
+            metadata,
+            version: 0,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
 fn table_resource(warehouse: WarehouseId, table: &TabularIdent) -> Resource {
     Resource::Table {
         warehouse,
@@ -224,21 +255,15 @@ impl Services {
         }
         let file = next_metadata_location(&location, metadata.properties(), None)?;
         wh.storage.put_new(&file, json.clone()).await?;
-        let at = now();
-        let record = Tabular {
-            id: TabularId::new(),
-            warehouse_id: warehouse,
-            ref_id: wh.branch.id,
-            ident: ident.clone(),
-            kind: TabularKind::Table,
-            uuid: metadata.uuid(),
-            location: location.to_string(),
-            metadata_location: file.to_string(),
-            metadata: json.clone(),
-            version: 0,
-            created_at: at,
-            updated_at: at,
-        };
+        let record = wh.new_tabular(
+            TabularId::new(),
+            ident.clone(),
+            TabularKind::Table,
+            metadata.uuid(),
+            &location,
+            &file,
+            json.clone(),
+        );
         if let Err(e) = self
             .store
             .tabulars
@@ -484,20 +509,15 @@ impl Services {
                 Some(t) => (t.id, t.version + 1),
             };
             store_changes.push(match &current {
-                None => TabularChange::Create(Tabular {
+                None => TabularChange::Create(wh.new_tabular(
                     id,
-                    warehouse_id: wh.warehouse.id,
-                    ref_id: wh.branch.id,
-                    ident: change.ident.clone(),
-                    kind: TabularKind::Table,
-                    uuid: metadata.uuid(),
-                    location: location.to_string(),
-                    metadata_location: file.to_string(),
-                    metadata: json.clone(),
-                    version: 0,
-                    created_at: at,
-                    updated_at: at,
-                }),
+                    change.ident.clone(),
+                    TabularKind::Table,
+                    metadata.uuid(),
+                    &location,
+                    &file,
+                    json.clone(),
+                )),
                 Some(t) => TabularChange::Update {
                     id: t.id,
                     ident: change.ident.clone(),
@@ -687,20 +707,15 @@ impl Services {
             .await?;
         let at = now();
         let change = match existing {
-            None => TabularChange::Create(Tabular {
-                id: TabularId::new(),
-                warehouse_id: warehouse,
-                ref_id: wh.branch.id,
-                ident: ident.clone(),
-                kind: TabularKind::Table,
-                uuid: metadata.uuid(),
-                location: location.to_string(),
-                metadata_location: file.to_string(),
-                metadata: json.clone(),
-                version: 0,
-                created_at: at,
-                updated_at: at,
-            }),
+            None => TabularChange::Create(wh.new_tabular(
+                TabularId::new(),
+                ident.clone(),
+                TabularKind::Table,
+                metadata.uuid(),
+                &location,
+                &file,
+                json.clone(),
+            )),
             Some(t) if overwrite && t.kind == TabularKind::Table => TabularChange::Update {
                 id: t.id,
                 ident: ident.clone(),

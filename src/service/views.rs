@@ -104,21 +104,15 @@ impl Services {
         let file = next_metadata_location(&location, metadata.properties(), None)?;
         let json = view_metadata_json(&metadata)?;
         wh.storage.put_new(&file, json.clone()).await?;
-        let at = now();
-        let record = Tabular {
-            id: TabularId::new(),
-            warehouse_id: warehouse,
-            ref_id: wh.branch.id,
-            ident: ident.clone(),
-            kind: TabularKind::View,
-            uuid: metadata.uuid(),
-            location: location.to_string(),
-            metadata_location: file.to_string(),
-            metadata: json.clone(),
-            version: 0,
-            created_at: at,
-            updated_at: at,
-        };
+        let record = wh.new_tabular(
+            TabularId::new(),
+            ident.clone(),
+            TabularKind::View,
+            metadata.uuid(),
+            &location,
+            &file,
+            json.clone(),
+        );
         if let Err(e) = self
             .store
             .tabulars
@@ -331,25 +325,19 @@ impl Services {
             .map_err(|e| Error::bad_request(format!("{file} is not valid view metadata: {e}")))?;
         let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
         let json = view_metadata_json(&metadata)?;
-        let at = now();
         self.store
             .tabulars
             .commit_tabulars(
                 wh.branch.id,
-                &[TabularChange::Create(Tabular {
-                    id: TabularId::new(),
-                    warehouse_id: warehouse,
-                    ref_id: wh.branch.id,
-                    ident: ident.clone(),
-                    kind: TabularKind::View,
-                    uuid: metadata.uuid(),
-                    location: location.to_string(),
-                    metadata_location: file.to_string(),
-                    metadata: json.clone(),
-                    version: 0,
-                    created_at: at,
-                    updated_at: at,
-                })],
+                &[TabularChange::Create(wh.new_tabular(
+                    TabularId::new(),
+                    ident.clone(),
+                    TabularKind::View,
+                    metadata.uuid(),
+                    &location,
+                    &file,
+                    json.clone(),
+                ))],
             )
             .await?;
         self.announce(
