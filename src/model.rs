@@ -489,8 +489,8 @@ pub struct Tabular {
     /// Base location of the table or view.
     pub location: String,
     pub metadata_location: String,
-    /// The current metadata, as JSON.
-    pub metadata: Vec<u8>,
+    /// The current metadata, as JSON (shared, never copied on the way to a response).
+    pub metadata: bytes::Bytes,
     /// Counts commits; the compare-and-swap token.
     pub version: i64,
     pub created_at: DateTime<Utc>,

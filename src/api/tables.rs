@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -145,19 +145,10 @@ fn load_table_response(
             .into_response();
     }
     let config: BTreeMap<String, String> = BTreeMap::new();
-    let mut body = Vec::with_capacity(table.metadata.len() + 128);
-    body.extend_from_slice(b"{\"metadata-location\":");
-    serde_json::to_writer(&mut body, &table.metadata_location).expect("strings serialize");
-    body.extend_from_slice(b",\"metadata\":");
-    body.extend_from_slice(&table.metadata);
-    body.extend_from_slice(b",\"config\":");
-    serde_json::to_writer(&mut body, &config).expect("maps serialize");
-    body.extend_from_slice(b"}");
-    let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let mut suffix = b",\"config\":".to_vec();
+    serde_json::to_writer(&mut suffix, &config).expect("maps serialize");
+    suffix.push(b'}');
+    let mut response = envelope(&table.metadata_location, &table.metadata, suffix);
     if let Some(etag) = etag
         && with_etag
     {
@@ -292,17 +283,7 @@ pub struct CommitTableRequest {
 }
 
 fn commit_response(table: &TableState) -> Response {
-    let mut body = Vec::with_capacity(table.metadata.len() + 96);
-    body.extend_from_slice(b"{\"metadata-location\":");
-    serde_json::to_writer(&mut body, &table.metadata_location).expect("strings serialize");
-    body.extend_from_slice(b",\"metadata\":");
-    body.extend_from_slice(&table.metadata);
-    body.extend_from_slice(b"}");
-    let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    let mut response = envelope(&table.metadata_location, &table.metadata, b"}".to_vec());
     if let Some(location) = &table.metadata_location {
         response.headers_mut().insert(
             header::ETAG,
@@ -609,17 +590,31 @@ pub struct CreateViewRequest {
 }
 
 fn view_response(view: &crate::service::ViewState) -> Response {
-    let mut body = Vec::with_capacity(view.metadata.len() + 128);
-    body.extend_from_slice(b"{\"metadata-location\":");
-    serde_json::to_writer(&mut body, &view.metadata_location).expect("strings serialize");
-    body.extend_from_slice(b",\"metadata\":");
-    body.extend_from_slice(&view.metadata);
-    body.extend_from_slice(b",\"config\":{}}");
-    let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(
+    envelope(
+        &Some(view.metadata_location.clone()),
+        &view.metadata,
+        b",\"config\":{}}".to_vec(),
+    )
+}
+
+/// `{"metadata-location": ..., "metadata": <stored JSON>` + `suffix`, sent as three chunks so
+/// that the (possibly large) metadata is never copied or parsed again.
+fn envelope(metadata_location: &Option<String>, metadata: &Bytes, suffix: Vec<u8>) -> Response {
+    let mut prefix = b"{\"metadata-location\":".to_vec();
+    serde_json::to_writer(&mut prefix, metadata_location).expect("strings serialize");
+    prefix.extend_from_slice(b",\"metadata\":");
+    let length = prefix.len() + metadata.len() + suffix.len();
+    let chunks = [Bytes::from(prefix), metadata.clone(), Bytes::from(suffix)];
+    let body = Body::from_stream(futures::stream::iter(
+        chunks.map(Ok::<_, std::convert::Infallible>),
+    ));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     response
 }
 

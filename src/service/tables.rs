@@ -36,7 +36,7 @@ const MAX_COMMIT_ATTEMPTS: usize = 25;
 #[derive(Debug, Clone)]
 pub struct TableState {
     pub metadata_location: Option<String>,
-    pub metadata: Vec<u8>,
+    pub metadata: bytes::Bytes,
 }
 
 /// Which snapshots a load returns.
@@ -84,7 +84,7 @@ impl OpenWarehouse {
         uuid: uuid::Uuid,
         location: &Location,
         metadata_location: &Location,
-        metadata: Vec<u8>,
+        metadata: bytes::Bytes,
     ) -> Tabular {
         let at = now();
         Tabular {
@@ -241,7 +241,7 @@ impl Services {
             request.properties,
         )?;
         check_locations(metadata.location(), metadata.properties(), &wh.base)?;
-        let json = table_metadata_json(&metadata)?;
+        let json = bytes::Bytes::from(table_metadata_json(&metadata)?);
         if request.stage_create {
             // Nothing is recorded, but the location is made ready for the files the client writes
             // before it commits the create.
@@ -303,7 +303,7 @@ impl Services {
         let table = self.find_table(warehouse, ident).await?;
         let metadata = match snapshots {
             SnapshotsMode::All => table.metadata,
-            SnapshotsMode::Refs => only_referenced_snapshots(&table.metadata)?,
+            SnapshotsMode::Refs => only_referenced_snapshots(&table.metadata)?.into(),
         };
         Ok(TableState {
             metadata_location: Some(table.metadata_location),
@@ -500,7 +500,7 @@ impl Services {
                 metadata.properties(),
                 current.as_ref().map(|t| t.metadata_location.as_str()),
             )?;
-            let json = table_metadata_json(metadata)?;
+            let json = bytes::Bytes::from(table_metadata_json(metadata)?);
             wh.storage.put_new(&file, json.clone()).await?;
             written.push(file.clone());
             let at = now();
@@ -699,7 +699,7 @@ impl Services {
         let metadata: iceberg::spec::TableMetadata = serde_json::from_slice(&bytes)
             .map_err(|e| Error::bad_request(format!("{file} is not valid table metadata: {e}")))?;
         let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
-        let json = table_metadata_json(&metadata)?;
+        let json = bytes::Bytes::from(table_metadata_json(&metadata)?);
         let existing = self
             .store
             .tabulars

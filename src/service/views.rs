@@ -27,7 +27,7 @@ const MAX_COMMIT_ATTEMPTS: usize = 25;
 #[derive(Debug, Clone)]
 pub struct ViewState {
     pub metadata_location: String,
-    pub metadata: Vec<u8>,
+    pub metadata: bytes::Bytes,
 }
 
 #[derive(Debug)]
@@ -102,7 +102,7 @@ impl Services {
         )?;
         let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
         let file = next_metadata_location(&location, metadata.properties(), None)?;
-        let json = view_metadata_json(&metadata)?;
+        let json = bytes::Bytes::from(view_metadata_json(&metadata)?);
         wh.storage.put_new(&file, json.clone()).await?;
         let record = wh.new_tabular(
             TabularId::new(),
@@ -200,7 +200,7 @@ impl Services {
                 next.properties(),
                 Some(current.metadata_location.as_str()),
             )?;
-            let json = view_metadata_json(&next)?;
+            let json = bytes::Bytes::from(view_metadata_json(&next)?);
             wh.storage.put_new(&file, json.clone()).await?;
             let change = TabularChange::Update {
                 id: current.id,
@@ -324,7 +324,7 @@ impl Services {
         let metadata: ViewMetadata = serde_json::from_slice(&bytes)
             .map_err(|e| Error::bad_request(format!("{file} is not valid view metadata: {e}")))?;
         let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
-        let json = view_metadata_json(&metadata)?;
+        let json = bytes::Bytes::from(view_metadata_json(&metadata)?);
         self.store
             .tabulars
             .commit_tabulars(

@@ -23,7 +23,7 @@ pub use location::{Location, path_segment};
 pub trait ObjectStorage: Send + Sync {
     /// Writes an object that must not exist yet, durably before returning. `Conflict` if it
     /// exists; an existing object is never replaced.
-    async fn put_new(&self, location: &Location, bytes: Vec<u8>) -> Result<()>;
+    async fn put_new(&self, location: &Location, bytes: bytes::Bytes) -> Result<()>;
     /// The object's bytes, or `None` when there is none.
     async fn get(&self, location: &Location) -> Result<Option<Vec<u8>>>;
     /// Deletes one object; deleting an absent one is not an error.
@@ -94,7 +94,7 @@ fn io_error(what: &str, location: &Location, e: std::io::Error) -> Error {
 
 #[async_trait]
 impl ObjectStorage for LocalStorage {
-    async fn put_new(&self, location: &Location, bytes: Vec<u8>) -> Result<()> {
+    async fn put_new(&self, location: &Location, bytes: bytes::Bytes) -> Result<()> {
         let path = self.path_of(location)?;
         let shown = location.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -220,15 +220,24 @@ mod tests {
         let storage = LocalStorage::new(dir.path().join("wh")).unwrap();
         let root = Location::from_local_path(&dir.path().join("wh")).unwrap();
         let file = root.join("t/metadata/00001.json").unwrap();
-        storage.put_new(&file, b"one".to_vec()).await.unwrap();
-        let again = storage.put_new(&file, b"two".to_vec()).await.unwrap_err();
+        storage
+            .put_new(&file, bytes::Bytes::from_static(b"one"))
+            .await
+            .unwrap();
+        let again = storage
+            .put_new(&file, bytes::Bytes::from_static(b"two"))
+            .await
+            .unwrap_err();
         assert!(is_already_there(&again));
         assert_eq!(storage.get(&file).await.unwrap().unwrap(), b"one");
         let folder = std::fs::read_dir(dir.path().join("wh/t/metadata")).unwrap();
         assert_eq!(folder.count(), 1, "no temporary file is left behind");
 
         let outside = Location::from_local_path(&dir.path().join("other/x")).unwrap();
-        let err = storage.put_new(&outside, b"x".to_vec()).await.unwrap_err();
+        let err = storage
+            .put_new(&outside, bytes::Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
         assert_eq!(err.kind, ErrorKind::Forbidden);
         let sibling = Location::from_local_path(&dir.path().join("wh2/x")).unwrap();
         assert_eq!(

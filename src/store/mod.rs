@@ -128,7 +128,7 @@ pub enum TabularChange {
         uuid: uuid::Uuid,
         location: String,
         metadata_location: String,
-        metadata: Vec<u8>,
+        metadata: bytes::Bytes,
         at: DateTime<Utc>,
     },
 }

@@ -782,7 +782,7 @@ macro_rules! impl_sql_store {
                 uuid: row.try_get("uuid").map_err(decode)?,
                 location: row.try_get("location").map_err(decode)?,
                 metadata_location: row.try_get("metadata_location").map_err(decode)?,
-                metadata: decompress(&stored)?,
+                metadata: decompress(&stored)?.into(),
                 version: row.try_get("version").map_err(decode)?,
                 created_at: row.try_get("created_at").map_err(decode)?,
                 updated_at: row.try_get("updated_at").map_err(decode)?,

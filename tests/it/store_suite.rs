@@ -785,7 +785,9 @@ fn tabular(
         uuid: uuid::Uuid::new_v4(),
         location: format!("file:///wh/{name}"),
         metadata_location: format!("file:///wh/{name}/metadata/00000-x.metadata.json"),
-        metadata: format!("{{\"name\":\"{name}\",\"pad\":\"{}\"}}", "x".repeat(4000)).into_bytes(),
+        metadata: format!("{{\"name\":\"{name}\",\"pad\":\"{}\"}}", "x".repeat(4000))
+            .into_bytes()
+            .into(),
         version: 0,
         created_at: at,
         updated_at: at,
@@ -800,7 +802,7 @@ fn update_of(t: &Tabular, expected: i64, file: &str) -> TabularChange {
         uuid: t.uuid,
         location: t.location.clone(),
         metadata_location: file.into(),
-        metadata: format!("{{\"file\":\"{file}\"}}").into_bytes(),
+        metadata: format!("{{\"file\":\"{file}\"}}").into_bytes().into(),
         at: now(),
     }
 }

@@ -88,10 +88,13 @@ enum Workload {
         #[arg(long)]
         page_size: Option<u32>,
     },
-    /// loadTable of random tables of the tree.
+    /// loadTable of random tables of the tree (or of one table, with --table).
     LoadTable {
         #[command(flatten)]
         shape: ShapeArgs,
+        /// Load only this table, `ns1.ns2.name` (e.g. one with a long history), instead of the tree.
+        #[arg(long)]
+        table: Option<String>,
         /// Requests in flight.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
@@ -327,12 +330,20 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => tree::read_tree(catalog.clone(), &shape.shape(), *concurrency, *page_size).await,
         Workload::LoadTable {
             shape,
+            table,
             concurrency,
             bound,
         } => {
             let bound = bound.bound();
             bound_text = Some(bound.describe(started));
-            workloads::load_table(catalog.clone(), &shape.shape(), *concurrency, bound).await
+            workloads::load_table(
+                catalog.clone(),
+                &shape.shape(),
+                table.as_deref(),
+                *concurrency,
+                bound,
+            )
+            .await
         }
         Workload::ReadUpdate {
             shape,

@@ -111,14 +111,35 @@ async fn tree_tables(catalog: &Catalog, shape: &Shape) -> anyhow::Result<Arc<Vec
     Ok(Arc::new(tables))
 }
 
-/// `load-table`: loadTable of random tables of the tree; bodies are read, not parsed.
+/// `load-table`: loadTable of random tables of the tree, or of the one `table` (`ns.name`);
+/// bodies are read, not parsed.
 pub async fn load_table(
     catalog: Arc<Catalog>,
     shape: &Shape,
+    table: Option<&str>,
     concurrency: usize,
     bound: Arc<Bound>,
 ) -> anyhow::Result<Map<String, Value>> {
-    let tables = tree_tables(&catalog, shape).await?;
+    let tables = match table {
+        None => tree_tables(&catalog, shape).await?,
+        Some(table) => {
+            let levels: Vec<String> = table.split('.').map(str::to_string).collect();
+            let Some((name, namespace)) = levels.split_last().filter(|(_, ns)| !ns.is_empty())
+            else {
+                bail!("--table must look like namespace.name, not {table:?}");
+            };
+            let path = format!(
+                "/namespaces/{}/tables/{}",
+                crate::client::namespace_path(namespace),
+                crate::client::encode(name)
+            );
+            let status = catalog.probe(Method::HEAD, &path).await?;
+            if !(200..300).contains(&status) {
+                bail!("table {table} answers {status}");
+            }
+            Arc::new(vec![path])
+        }
+    };
     pool::workers(concurrency, |_| {
         let (catalog, tables, bound) = (catalog.clone(), tables.clone(), bound.clone());
         async move {
