@@ -26,6 +26,39 @@ pub struct Config {
     pub authn: AuthnConfig,
     pub authz: AuthzConfig,
     pub events: EventsConfig,
+    pub gateway: GatewayConfig,
+}
+
+/// The built-in S3 gateway (serves local warehouses as buckets).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Serve the gateway at all.
+    pub enabled: bool,
+    /// Address the gateway listens on.
+    pub listen: SocketAddr,
+    /// The URL clients use to reach the gateway (given to engines with vended credentials);
+    /// derived from `listen` if unset.
+    pub public_url: Option<String>,
+    /// `<bucket>.<domain>` hosts are virtual-host style requests; path style always works.
+    pub virtual_host_domain: Option<String>,
+    /// The region the gateway reports and clients sign for.
+    pub region: String,
+    /// Multipart uploads not completed within this many seconds are removed.
+    pub multipart_expiry_secs: u64,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            public_url: None,
+            virtual_host_domain: Some("localhost".into()),
+            region: "us-east-1".into(),
+            multipart_expiry_secs: 24 * 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -371,6 +404,17 @@ impl Config {
         {
             bail!("server.public_url must start with http:// or https://");
         }
+        if let Some(url) = &self.gateway.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("gateway.public_url must start with http:// or https://");
+        }
+        if self.gateway.multipart_expiry_secs == 0 {
+            bail!("gateway.multipart_expiry_secs must be positive");
+        }
+        if self.gateway.region.is_empty() || self.gateway.region.contains('/') {
+            bail!("gateway.region must be a region name");
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .with_context(|| format!("log.level {:?} is not a valid filter", self.log.level))?;
         crate::model::validate_warehouse_name(&self.bootstrap.warehouse)
@@ -379,6 +423,15 @@ impl Config {
             crate::secrets::parse_key(key).context("secrets.encryption_key")?;
         }
         Ok(())
+    }
+
+    /// The URL clients reach the S3 gateway at.
+    pub fn gateway_url(&self, bound: SocketAddr) -> String {
+        match &self.gateway.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None if bound.ip().is_unspecified() => format!("http://127.0.0.1:{}", bound.port()),
+            None => format!("http://{bound}"),
+        }
     }
 
     /// The base URL clients use.

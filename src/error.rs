@@ -17,6 +17,7 @@ pub enum Entity {
     Table,
     View,
     Secret,
+    AccessKey,
 }
 
 impl Entity {
@@ -30,6 +31,7 @@ impl Entity {
             Entity::Table => "table",
             Entity::View => "view",
             Entity::Secret => "secret",
+            Entity::AccessKey => "access key",
         }
     }
 }

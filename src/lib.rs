@@ -11,6 +11,7 @@ pub mod authz;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod gateway;
 pub mod model;
 pub mod secrets;
 pub mod server;

@@ -32,6 +32,9 @@ enum Command {
         /// Folder of the embedded database, secrets key and local warehouses (storage.data_dir).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Address the S3 gateway listens on, e.g. 0.0.0.0:9000 (gateway.listen).
+        #[arg(long)]
+        s3_listen: Option<std::net::SocketAddr>,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -54,8 +57,17 @@ fn main() -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve {
         listen: None,
         data_dir: None,
+        s3_listen: None,
     });
-    if let Command::Serve { listen, data_dir } = &command {
+    if let Command::Serve {
+        listen,
+        data_dir,
+        s3_listen,
+    } = &command
+    {
+        if let Some(addr) = s3_listen {
+            config.gateway.listen = *addr;
+        }
         if let Some(listen) = listen {
             config.server.listen = *listen;
         }

@@ -365,6 +365,17 @@ impl StorageCredential {
     }
 }
 
+/// An S3 access key of the built-in gateway that opens one whole warehouse. Its secret is derived
+/// from the id with the server's key and never stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessKey {
+    pub id: String,
+    pub warehouse_id: WarehouseId,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Warehouse {
     pub id: WarehouseId,

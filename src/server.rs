@@ -17,6 +17,7 @@ use crate::config::{
     AuthnBackend, AuthzBackend, Config, DatabaseTarget, EventsBackend, SecretsBackend,
 };
 use crate::events::{EventPublisher, LogPublisher};
+use crate::gateway::{Gateway, GatewaySettings};
 use crate::secrets::{
     DbSecretStore, SecretStore, load_or_create_key_file, parse_key, read_key_file,
 };
@@ -27,6 +28,7 @@ use crate::store::Persistence;
 pub struct Floe {
     listener: TcpListener,
     router: axum::Router,
+    gateway: Option<Gateway>,
     shutdown_timeout: Duration,
     pub services: Services,
     /// Whether this start bootstrapped the server (the embedded quickstart).
@@ -41,11 +43,9 @@ impl Floe {
         let migrate = config.database.auto_migrate.unwrap_or(embedded);
         let store = Persistence::open(config, migrate).await?;
 
+        let server_key = encryption_key(config, embedded)?;
         let secrets: Arc<dyn SecretStore> = match config.secrets.backend {
-            SecretsBackend::Database => {
-                let key = encryption_key(config, embedded)?;
-                Arc::new(DbSecretStore::new(store.secrets.clone(), &key))
-            }
+            SecretsBackend::Database => Arc::new(DbSecretStore::new(store.secrets.clone(), &server_key)),
         };
         let authn: Arc<dyn Authenticator> = match config.authn.backend {
             AuthnBackend::None => Arc::new(NoAuthentication),
@@ -63,7 +63,26 @@ impl Floe {
             .collect();
 
         let backend = store.server.backend_name();
-        let services = Services::new(store, secrets, authz, events);
+        let mut services = Services::new(store, secrets, authz, events);
+        let gateway_listener = if config.gateway.enabled {
+            let listener = Gateway::bind(config.gateway.listen).await?;
+            let url = config.gateway_url(listener.local_addr()?);
+            services = services.with_gateway(&server_key, url);
+            Some(listener)
+        } else {
+            None
+        };
+        let gateway = gateway_listener.map(|listener| {
+            Gateway::new(
+                listener,
+                services.clone(),
+                GatewaySettings {
+                    virtual_host_domain: config.gateway.virtual_host_domain.clone(),
+                    region: config.gateway.region.clone(),
+                    multipart_expiry: Duration::from_secs(config.gateway.multipart_expiry_secs),
+                },
+            )
+        });
 
         let auto_bootstrapped = if config.bootstrap.auto.unwrap_or(embedded) {
             let root = warehouses_dir(config)?.join(&config.bootstrap.warehouse);
@@ -92,6 +111,7 @@ impl Floe {
         Ok(Floe {
             listener,
             router,
+            gateway,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
             services,
             auto_bootstrapped,
@@ -104,6 +124,11 @@ impl Floe {
             .expect("a bound listener has an address")
     }
 
+    /// The S3 gateway's address, when it is enabled.
+    pub fn s3_addr(&self) -> Option<SocketAddr> {
+        self.gateway.as_ref().map(Gateway::local_addr)
+    }
+
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// (for at most `server.shutdown_timeout_secs`) and returns.
     pub async fn run(
@@ -112,9 +137,19 @@ impl Floe {
     ) -> anyhow::Result<()> {
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
         let mut drain_rx = stop_tx.subscribe();
+        let mut gateway_rx = stop_tx.subscribe();
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(true);
+        });
+        let gateway = self.gateway.map(|gateway| {
+            let drain = self.shutdown_timeout;
+            tokio::spawn(gateway.run(
+                async move {
+                    let _ = gateway_rx.wait_for(|stop| *stop).await;
+                },
+                drain,
+            ))
         });
         let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             let _ = stop_rx.wait_for(|stop| *stop).await;
@@ -124,13 +159,20 @@ impl Floe {
             let _ = drain_rx.wait_for(|stop| *stop).await;
             tokio::time::sleep(self.shutdown_timeout).await;
         };
-        tokio::select! {
+        let served = tokio::select! {
             result = serve.into_future() => result.context("serving HTTP"),
             () = deadline => {
                 tracing::warn!("in-flight requests did not finish in time; stopping anyway");
                 Ok(())
             }
+        };
+        if let Some(gateway) = gateway {
+            match gateway.await {
+                Ok(result) => result?,
+                Err(e) => tracing::warn!(error = %e, "the S3 gateway task failed"),
+            }
         }
+        served
     }
 }
 

@@ -46,6 +46,7 @@ fn entity_name(entity: Entity) -> &'static str {
         Entity::Table => "Table",
         Entity::View => "View",
         Entity::Secret => "Secret",
+        Entity::AccessKey => "AccessKey",
     }
 }
 

@@ -29,6 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(rename_warehouse))
         .routes(routes!(update_warehouse_storage))
         .routes(routes!(update_warehouse_credential))
+        .routes(routes!(list_access_keys, create_access_key))
+        .routes(routes!(delete_access_key))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -45,6 +47,9 @@ pub struct ServerInfoResponse {
     pub default_project_id: Option<Uuid>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bootstrapped_at: Option<DateTime<Utc>>,
+    /// The built-in S3 gateway's URL, when it is enabled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_endpoint: Option<String>,
 }
 
 /// Version, bootstrap state and persistence backend.
@@ -62,6 +67,7 @@ async fn get_info(
         server_id: status.info.as_ref().map(|i| i.server_id),
         default_project_id: status.info.as_ref().map(|i| i.default_project_id.0),
         bootstrapped_at: status.info.as_ref().map(|i| i.bootstrapped_at),
+        s3_endpoint: state.services.gateway_endpoint().map(str::to_string),
     }))
 }
 
@@ -81,6 +87,7 @@ async fn bootstrap(
         server_id: Some(info.server_id),
         default_project_id: Some(info.default_project_id.0),
         bootstrapped_at: Some(info.bootstrapped_at),
+        s3_endpoint: state.services.gateway_endpoint().map(str::to_string),
     }))
 }
 
@@ -394,6 +401,130 @@ async fn delete_warehouse(
     state
         .services
         .delete_warehouse(&ctx, WarehouseId(id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CreateAccessKeyRequest {
+    /// Shown in listings.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The key stops working after this many seconds; unset: it works until deleted.
+    #[serde(default)]
+    pub expires_in_seconds: Option<u64>,
+}
+
+/// A new key. The secret is shown only here, once.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct CreateAccessKeyResponse {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The S3 gateway's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The bucket the key opens (the warehouse's name).
+    pub bucket: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct AccessKeyResponse {
+    pub access_key_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct ListAccessKeysResponse {
+    pub access_keys: Vec<AccessKeyResponse>,
+}
+
+/// Issues an S3 access key for the built-in gateway that opens this whole warehouse (as the bucket
+/// named after it). Body optional.
+#[utoipa::path(post, path = "/warehouses/{id}/access-keys", tag = "warehouses",
+    request_body = CreateAccessKeyRequest,
+    params(("id" = Uuid, Path, description = "warehouse id")),
+    responses((status = 201, body = CreateAccessKeyResponse), (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse)))]
+async fn create_access_key(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<CreateAccessKeyResponse>)> {
+    let request: CreateAccessKeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateAccessKeyRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            crate::error::Error::bad_request(format!("invalid access key request: {e}"))
+        })?
+    };
+    let (key, issued) = state
+        .services
+        .create_access_key(
+            &ctx,
+            WarehouseId(id),
+            request.description,
+            request.expires_in_seconds.map(std::time::Duration::from_secs),
+        )
+        .await?;
+    let warehouse = state.services.get_warehouse(&ctx, key.warehouse_id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreateAccessKeyResponse {
+            access_key_id: issued.access_key_id,
+            secret_access_key: issued.secret_access_key,
+            expires_at: issued.expires_at,
+            endpoint: state.services.gateway_endpoint().map(str::to_string),
+            bucket: warehouse.name,
+        }),
+    ))
+}
+
+/// The warehouse's access keys (without secrets).
+#[utoipa::path(get, path = "/warehouses/{id}/access-keys", tag = "warehouses",
+    params(("id" = Uuid, Path, description = "warehouse id")),
+    responses((status = 200, body = ListAccessKeysResponse), (status = 404, body = IcebergErrorResponse)))]
+async fn list_access_keys(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<ListAccessKeysResponse>> {
+    let keys = state.services.list_access_keys(&ctx, WarehouseId(id)).await?;
+    Ok(Json(ListAccessKeysResponse {
+        access_keys: keys
+            .into_iter()
+            .map(|k| AccessKeyResponse {
+                access_key_id: k.id,
+                description: k.description,
+                created_at: k.created_at,
+                expires_at: k.expires_at,
+            })
+            .collect(),
+    }))
+}
+
+/// Revokes an access key (within ten seconds on every instance).
+#[utoipa::path(delete, path = "/warehouses/{id}/access-keys/{key_id}", tag = "warehouses",
+    params(("id" = Uuid, Path, description = "warehouse id"), ("key_id" = String, Path, description = "access key id")),
+    responses((status = 204), (status = 404, body = IcebergErrorResponse)))]
+async fn delete_access_key(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((id, key_id)): Path<(Uuid, String)>,
+) -> ApiResult<StatusCode> {
+    state
+        .services
+        .delete_access_key(&ctx, WarehouseId(id), &key_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

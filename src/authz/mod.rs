@@ -26,6 +26,7 @@ pub enum Action {
     WarehouseRename,
     WarehouseUpdateStorage,
     WarehouseDelete,
+    WarehouseManageAccessKeys,
     CatalogReadConfig,
     NamespaceList,
     NamespaceCreate,

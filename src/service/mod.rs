@@ -5,6 +5,7 @@
 //! Architecture invariant: nothing here imports axum or sqlx. Use cases talk to the store traits,
 //! `storage`, `secrets`, `authz` and `events` through `Arc<dyn Trait>`s that `server.rs` picks.
 
+pub mod access_keys;
 mod catalog;
 pub mod metadata;
 mod namespaces;
@@ -60,6 +61,10 @@ pub struct Services {
     events: Arc<Vec<Arc<dyn EventPublisher>>>,
     commit_locks: Arc<CommitLocks>,
     parsed_tables: Arc<ParsedTables>,
+    /// Mints and checks the S3 gateway's access keys; `None` when the gateway is disabled.
+    keys: Option<Arc<access_keys::KeyMinter>>,
+    /// The gateway's address as clients reach it (`http://host:port`), when it serves warehouses.
+    gateway_endpoint: Option<String>,
 }
 
 /// Parsed table metadata by table and version, so that a commit need not parse the JSON of the
@@ -161,7 +166,21 @@ impl Services {
             parsed_tables: Arc::new(ParsedTables {
                 entries: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
+            keys: None,
+            gateway_endpoint: None,
         }
+    }
+
+    /// Turns on the S3 gateway's access keys (derived from `server_key`) and, for vended
+    /// credentials, the address clients reach the gateway at.
+    pub fn with_gateway(mut self, server_key: &[u8; 32], endpoint: String) -> Self {
+        self.keys = Some(Arc::new(access_keys::KeyMinter::new(server_key)));
+        self.gateway_endpoint = Some(endpoint);
+        self
+    }
+
+    pub fn gateway_endpoint(&self) -> Option<&str> {
+        self.gateway_endpoint.as_deref()
     }
 
     async fn authorize(

@@ -248,6 +248,11 @@ impl Services {
         Ok(())
     }
 
+    /// Every warehouse of every project, for the server's own housekeeping (no authorization).
+    pub(crate) async fn all_warehouses(&self) -> Result<Vec<Warehouse>> {
+        self.store.warehouses.list_warehouses(None).await
+    }
+
     pub(crate) async fn load_warehouse(&self, id: WarehouseId) -> Result<Warehouse> {
         self.store
             .warehouses

@@ -20,7 +20,7 @@ use chrono::{DateTime, Utc};
 use crate::config::{Config, DatabaseTarget};
 use crate::error::{Entity, Error, Result};
 use crate::model::{
-    Namespace, NamespaceIdent, Page, PageRequest, Project, ProjectId, Properties, Ref, RefId,
+    AccessKey, Namespace, NamespaceIdent, Page, PageRequest, Project, ProjectId, Properties, Ref, RefId,
     SecretId, ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent, TabularKind, Warehouse,
     WarehouseId,
 };
@@ -201,6 +201,17 @@ pub trait SealedSecretStore: Send + Sync {
     async fn delete_secret(&self, id: SecretId) -> Result<()>;
 }
 
+/// The gateway's admin access keys.
+#[async_trait]
+pub trait AccessKeyStore: Send + Sync {
+    /// `NotFound(Warehouse)` when the warehouse is gone.
+    async fn create_access_key(&self, key: &AccessKey) -> Result<()>;
+    async fn get_access_key(&self, id: &str) -> Result<Option<AccessKey>>;
+    async fn list_access_keys(&self, warehouse: WarehouseId) -> Result<Vec<AccessKey>>;
+    /// `NotFound(AccessKey)` when the warehouse has no such key.
+    async fn delete_access_key(&self, warehouse: WarehouseId, id: &str) -> Result<()>;
+}
+
 /// One backend, seen through each aggregate's trait.
 #[derive(Clone)]
 pub struct Persistence {
@@ -210,6 +221,7 @@ pub struct Persistence {
     pub namespaces: Arc<dyn NamespaceStore>,
     pub tabulars: Arc<dyn TabularStore>,
     pub secrets: Arc<dyn SealedSecretStore>,
+    pub access_keys: Arc<dyn AccessKeyStore>,
 }
 
 impl Persistence {
@@ -221,6 +233,7 @@ impl Persistence {
             + NamespaceStore
             + TabularStore
             + SealedSecretStore
+            + AccessKeyStore
             + 'static,
     {
         Persistence {
@@ -229,7 +242,8 @@ impl Persistence {
             warehouses: backend.clone(),
             namespaces: backend.clone(),
             tabulars: backend.clone(),
-            secrets: backend,
+            secrets: backend.clone(),
+            access_keys: backend,
         }
     }
 

@@ -15,12 +15,12 @@ macro_rules! impl_sql_store {
 
         use crate::error::{Entity, Error, Result};
         use crate::model::{
-            Namespace, NamespaceId, NamespaceIdent, Page, PageRequest, Project, ProjectId,
+            AccessKey, Namespace, NamespaceId, NamespaceIdent, Page, PageRequest, Project, ProjectId,
             Properties, Ref, RefId, RefKind, SecretId, ServerInfo, StorageProfile, Tabular,
             TabularId, TabularIdent, TabularKind, Warehouse, WarehouseId,
         };
         use crate::store::{
-            NamespaceStore, ProjectStore, SealedSecret, SealedSecretStore, ServerStore,
+            AccessKeyStore, NamespaceStore, ProjectStore, SealedSecret, SealedSecretStore, ServerStore,
             TabularChange, TabularStore, WarehouseStore, compress, db_error, decompress,
             is_foreign_key_violation, is_unique_violation, not_found,
         };
@@ -460,6 +460,11 @@ macro_rules! impl_sql_store {
                 if has_namespaces.is_some() {
                     return Err(not_empty());
                 }
+                sqlx::query("DELETE FROM access_keys WHERE warehouse_id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error("deleting a warehouse", e))?;
                 sqlx::query("DELETE FROM refs WHERE warehouse_id = $1")
                     .bind(id.0)
                     .execute(&mut *tx)
@@ -1144,6 +1149,84 @@ macro_rules! impl_sql_store {
                     .execute(&self.write)
                     .await
                     .map_err(|e| db_error("deleting a secret", e))?;
+                Ok(())
+            }
+        }
+
+        fn access_key_from_row(row: &$row) -> std::result::Result<AccessKey, sqlx::Error> {
+            Ok(AccessKey {
+                id: row.try_get("id")?,
+                warehouse_id: WarehouseId(row.try_get("warehouse_id")?),
+                description: row.try_get("description")?,
+                created_at: row.try_get("created_at")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        }
+
+        #[async_trait]
+        impl AccessKeyStore for $store {
+            async fn create_access_key(&self, key: &AccessKey) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO access_keys (id, warehouse_id, description, created_at, expires_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(&key.id)
+                .bind(key.warehouse_id.0)
+                .bind(&key.description)
+                .bind(key.created_at)
+                .bind(key.expires_at)
+                .execute(&self.write)
+                .await
+                .map_err(|e| {
+                    if is_foreign_key_violation(&e) {
+                        not_found(Entity::Warehouse, key.warehouse_id)
+                    } else {
+                        db_error("creating an access key", e)
+                    }
+                })?;
+                Ok(())
+            }
+
+            async fn get_access_key(&self, id: &str) -> Result<Option<AccessKey>> {
+                let row = sqlx::query(
+                    "SELECT id, warehouse_id, description, created_at, expires_at \
+                     FROM access_keys WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading an access key", e))?;
+                row.as_ref()
+                    .map(access_key_from_row)
+                    .transpose()
+                    .map_err(|e| db_error("decoding an access key", e))
+            }
+
+            async fn list_access_keys(&self, warehouse: WarehouseId) -> Result<Vec<AccessKey>> {
+                let rows = sqlx::query(
+                    "SELECT id, warehouse_id, description, created_at, expires_at \
+                     FROM access_keys WHERE warehouse_id = $1 ORDER BY created_at, id",
+                )
+                .bind(warehouse.0)
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error("listing access keys", e))?;
+                rows.iter()
+                    .map(access_key_from_row)
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| db_error("decoding an access key", e))
+            }
+
+            async fn delete_access_key(&self, warehouse: WarehouseId, id: &str) -> Result<()> {
+                let done = sqlx::query("DELETE FROM access_keys WHERE warehouse_id = $1 AND id = $2")
+                    .bind(warehouse.0)
+                    .bind(id)
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| db_error("deleting an access key", e))?;
+                if done.rows_affected() == 0 {
+                    return Err(not_found(Entity::AccessKey, id));
+                }
                 Ok(())
             }
         }

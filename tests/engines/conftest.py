@@ -1,11 +1,13 @@
 """Fixtures for the engine suites: a real `floe` binary on a free port, on the embedded default
 (SQLite) and on PostgreSQL, each on fresh state."""
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import urllib.request
 import uuid
 
 import pytest
@@ -39,7 +41,16 @@ class Floe:
             env["FLOE__BOOTSTRAP__AUTO"] = "true"
             env["FLOE__SECRETS__ENCRYPTION_KEY"] = TEST_KEY
         self.process = subprocess.Popen(
-            [FLOE_BIN, "serve", "--listen", "127.0.0.1:0", "--data-dir", os.path.join(self.dir, "data")],
+            [
+                FLOE_BIN,
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--s3-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+                os.path.join(self.dir, "data"),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=env,
@@ -54,6 +65,9 @@ class Floe:
         if self.uri is None:
             raise RuntimeError(f"floe did not start (exit code {self.process.poll()})")
         self.base = self.uri.rsplit("/catalog", 1)[0]
+        info = json.loads(urllib.request.urlopen(f"{self.base}/management/v1/info").read())
+        # The built-in S3 gateway's URL (enabled by default).
+        self.s3_endpoint = info.get("s3-endpoint")
 
     def stop(self):
         self.process.terminate()

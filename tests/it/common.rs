@@ -76,6 +76,7 @@ impl TestDb {
     pub fn config(&self) -> Config {
         let mut config = Config::default();
         config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.gateway.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.storage.data_dir = self.dir.path().join("data");
         config.database.url = Some(self.url.clone());
         config.database.max_connections = 5;
@@ -134,6 +135,8 @@ impl Drop for TestDb {
 /// A running Floe and an HTTP client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The S3 gateway's address (enabled in tests, on a free port).
+    pub s3_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub db: Arc<TestDb>,
     services: floe::service::Services,
@@ -166,6 +169,7 @@ impl TestApp {
         tweak(&mut config);
         let floe = Floe::build(&config).await.expect("floe starts");
         let addr = floe.local_addr();
+        let s3_addr = floe.s3_addr();
         let services = floe.services.clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(floe.run(async move {
@@ -173,6 +177,7 @@ impl TestApp {
         }));
         TestApp {
             addr,
+            s3_addr,
             client: reqwest::Client::new(),
             db,
             services,

@@ -1,0 +1,355 @@
+//! The built-in S3 gateway: Floe's second HTTP surface. Each warehouse on local storage is a bucket
+//! named after the warehouse; requests are signed (SigV4) with access keys Floe issues (see
+//! `service::access_keys`), authorized against the key's warehouse and scope, and carried out by
+//! `storage::objects` on the warehouse's root folder. The S3 protocol (parsing, signatures,
+//! `aws-chunked` bodies, XML) is the `s3s` crate's.
+
+mod s3;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use s3s::access::{S3Access, S3AccessContext};
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::host::{S3Host, VirtualHost};
+use s3s::path::S3Path;
+use s3s::service::S3ServiceBuilder;
+use s3s::validation::NameValidation;
+use s3s::{S3Result, s3_error};
+use tokio::net::TcpListener;
+
+use crate::model::{StorageProfile, Warehouse, WarehouseId};
+use crate::service::Services;
+use crate::service::access_keys::{KeyGrant, KeyRefusal};
+use crate::storage::objects::ObjectStore;
+
+/// How the gateway is set up.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    /// A domain under which `<bucket>.<domain>` is virtual-host style addressing (path style works
+    /// always).
+    pub virtual_host_domain: Option<String>,
+    /// What `GetBucketLocation` answers.
+    pub region: String,
+    /// Multipart uploads begun longer ago than this are removed.
+    pub multipart_expiry: Duration,
+}
+
+/// The bucket a request addresses, opened for it by the access check.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub grant: KeyGrant,
+    pub bucket: String,
+    pub objects: ObjectStore,
+}
+
+/// Warehouses by id, remembered for a few seconds (every request needs its bucket's root).
+struct Buckets {
+    services: Services,
+    cache: Mutex<HashMap<WarehouseId, (Instant, Arc<Warehouse>)>>,
+}
+
+const WAREHOUSE_TTL: Duration = Duration::from_secs(5);
+
+impl Buckets {
+    async fn warehouse(&self, id: WarehouseId) -> S3Result<Arc<Warehouse>> {
+        if let Some((at, wh)) = self.cache.lock().expect("cache lock").get(&id)
+            && at.elapsed() < WAREHOUSE_TTL
+        {
+            return Ok(wh.clone());
+        }
+        let warehouse = match self.services.load_warehouse(id).await {
+            Ok(w) => Arc::new(w),
+            Err(e) if matches!(e.kind, crate::error::ErrorKind::NotFound(_)) => {
+                return Err(s3_error!(NoSuchBucket, "the key's warehouse no longer exists"));
+            }
+            Err(e) => return Err(internal(e)),
+        };
+        let mut cache = self.cache.lock().expect("cache lock");
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(id, (Instant::now(), warehouse.clone()));
+        Ok(warehouse)
+    }
+}
+
+pub(crate) fn internal(e: impl std::fmt::Debug) -> s3s::S3Error {
+    let id = uuid::Uuid::new_v4();
+    tracing::error!(error_id = %id, error = ?e, "S3 gateway request failed");
+    s3_error!(InternalError, "internal error; see the server log for error id {}", id)
+}
+
+struct Auth {
+    services: Services,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for Auth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        match self.services.resolve_access_key(access_key).await {
+            Ok(Ok(grant)) => Ok(SecretKey::from(grant.secret)),
+            Ok(Err(KeyRefusal::Unknown)) => Err(s3_error!(
+                InvalidAccessKeyId,
+                "the access key id does not exist"
+            )),
+            Ok(Err(KeyRefusal::Expired)) => {
+                Err(s3_error!(AccessDenied, "the access key has expired"))
+            }
+            Err(e) => Err(internal(e)),
+        }
+    }
+}
+
+/// Operations a read-only key may use.
+const READ_OPERATIONS: &[&str] = &[
+    "ListBuckets",
+    "HeadBucket",
+    "GetBucketLocation",
+    "ListObjects",
+    "ListObjectsV2",
+    "HeadObject",
+    "GetObject",
+    "ListParts",
+    "ListMultipartUploads",
+];
+
+struct Access {
+    buckets: Arc<Buckets>,
+}
+
+#[async_trait::async_trait]
+impl S3Access for Access {
+    async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let Some(credentials) = cx.credentials() else {
+            return Err(s3_error!(AccessDenied, "requests must be signed"));
+        };
+        let grant = match self
+            .buckets
+            .services
+            .resolve_access_key(&credentials.access_key)
+            .await
+        {
+            Ok(Ok(grant)) => grant,
+            Ok(Err(_)) => return Err(s3_error!(AccessDenied, "the access key is not valid")),
+            Err(e) => return Err(internal(e)),
+        };
+        let op = cx.s3_op().name();
+        if grant.read_only && !READ_OPERATIONS.contains(&op) {
+            return Err(s3_error!(AccessDenied, "the access key is read-only"));
+        }
+        let (bucket, key) = match cx.s3_path() {
+            S3Path::Root => {
+                let warehouse = self.buckets.warehouse(grant.warehouse_id).await?;
+                cx.extensions_mut().insert(Target {
+                    bucket: warehouse.name.clone(),
+                    objects: objects_of(&warehouse)?,
+                    grant,
+                });
+                return Ok(());
+            }
+            S3Path::Bucket { bucket } => (bucket.to_string(), None),
+            S3Path::Object { bucket, key } => (bucket.to_string(), Some(key.to_string())),
+        };
+        let warehouse = self.buckets.warehouse(grant.warehouse_id).await?;
+        if warehouse.name != bucket {
+            return Err(s3_error!(
+                AccessDenied,
+                "the access key does not open this bucket"
+            ));
+        }
+        if let Some(key) = &key
+            && !grant.covers(key)
+        {
+            return Err(s3_error!(
+                AccessDenied,
+                "the key is outside the access key's scope"
+            ));
+        }
+        cx.extensions_mut().insert(Target {
+            bucket,
+            objects: objects_of(&warehouse)?,
+            grant,
+        });
+        Ok(())
+    }
+}
+
+fn objects_of(warehouse: &Warehouse) -> S3Result<ObjectStore> {
+    match &warehouse.storage_profile {
+        StorageProfile::Local { root, .. } => Ok(ObjectStore::new(root.clone())),
+        StorageProfile::S3 { .. } => Err(s3_error!(
+            NoSuchBucket,
+            "the warehouse is on S3 storage; the gateway serves local warehouses only"
+        )),
+    }
+}
+
+/// Path style always; `<bucket>.<domain>` is virtual-host style when a domain is configured.
+struct Host {
+    domain: Option<String>,
+}
+
+impl S3Host for Host {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        let name = host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        });
+        if let Some(domain) = &self.domain
+            && let Some(bucket) = name
+                .strip_suffix(domain.as_str())
+                .and_then(|b| b.strip_suffix('.'))
+            && !bucket.is_empty()
+        {
+            return Ok(VirtualHost::new(domain.as_str()).with_bucket(bucket));
+        }
+        Ok(VirtualHost::new(name))
+    }
+}
+
+/// Buckets are warehouse names, which need not follow AWS's bucket naming rules.
+struct WarehouseNames;
+
+impl NameValidation for WarehouseNames {
+    fn validate_bucket_name(&self, name: &str) -> bool {
+        !name.is_empty() && name.len() <= 255 && !name.contains('/')
+    }
+}
+
+/// The bound gateway, not yet serving.
+pub struct Gateway {
+    listener: TcpListener,
+    service: s3s::service::S3Service,
+    services: Services,
+    settings: GatewaySettings,
+}
+
+impl Gateway {
+    /// Binds the gateway's address (before the services are built, which need to know it).
+    pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+        TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("S3 gateway listening on {addr}"))
+    }
+
+    pub fn new(listener: TcpListener, services: Services, settings: GatewaySettings) -> Gateway {
+        let buckets = Arc::new(Buckets {
+            services: services.clone(),
+            cache: Mutex::new(HashMap::new()),
+        });
+        let mut builder = S3ServiceBuilder::new(s3::FloeS3 {
+            region: settings.region.clone(),
+        });
+        builder.set_auth(Auth {
+            services: services.clone(),
+        });
+        builder.set_access(Access { buckets });
+        builder.set_host(Host {
+            domain: settings.virtual_host_domain.clone(),
+        });
+        builder.set_validation(WarehouseNames);
+        Gateway {
+            listener,
+            service: builder.build(),
+            services,
+            settings,
+        }
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `stop` resolves; then stops accepting and gives open connections `drain` to
+    /// finish.
+    pub async fn run(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+        drain: Duration,
+    ) -> anyhow::Result<()> {
+        let cleaner = tokio::spawn(clean_abandoned_uploads(
+            self.services.clone(),
+            self.settings.multipart_expiry,
+        ));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let (stream, _) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "S3 gateway accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_nodelay(true);
+                    let conn = ConnBuilder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), self.service.clone())
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "S3 gateway connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut stop => break,
+            }
+        }
+        cleaner.abort();
+        drop(self.listener);
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(drain) => {
+                tracing::warn!("S3 gateway connections did not finish in time; stopping anyway");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every so often, removes multipart uploads (and temporary files) older than `expiry` from every
+/// local warehouse.
+async fn clean_abandoned_uploads(services: Services, expiry: Duration) {
+    let every = (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    loop {
+        tokio::time::sleep(every).await;
+        let warehouses = match services.all_warehouses().await {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(error = ?e, "listing warehouses for upload cleanup failed");
+                continue;
+            }
+        };
+        let cutoff = crate::model::now()
+            - chrono::Duration::from_std(expiry).unwrap_or(chrono::Duration::days(1));
+        for warehouse in warehouses {
+            if let StorageProfile::Local { root, .. } = &warehouse.storage_profile {
+                let objects = ObjectStore::new(root.clone());
+                match tokio::task::spawn_blocking(move || objects.clean_abandoned(cutoff)).await {
+                    Ok(Ok(n)) if n > 0 => {
+                        tracing::info!(warehouse = %warehouse.name, uploads = n, "removed abandoned multipart uploads");
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(warehouse = %warehouse.name, error = %e, "upload cleanup failed");
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}

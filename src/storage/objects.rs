@@ -1,0 +1,1020 @@
+//! S3 objects kept as files under a warehouse's local root: the store behind the built-in S3
+//! gateway. Knows nothing of HTTP; the gateway translates S3 requests into these calls.
+//!
+//! Layout: the object `a/b/c.parquet` is the file `<root>/a/b/c.parquet`, so the catalog and the
+//! gateway see the same tree. What a file system cannot hold as-is is encoded: an empty key segment
+//! (`a//b`, or the trailing `/` of a "folder" key) is stored as a file or folder named `.floe~empty`.
+//! Names beginning with `.floe~` are Floe's own (temporary files, multipart uploads) and are never
+//! valid key segments nor listed. An object's ETag, content type and user metadata are kept in an
+//! extended attribute (`user.floe.s3`) written with the file before it becomes visible.
+//!
+//! Durability: an object is written to a temporary file, synced, then renamed (or hard-linked, for
+//! create-only-if-absent) into place and its folder synced, so a reader sees the old object or the
+//! whole new one, and concurrent writers of one key leave exactly one writer's bytes.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use md5::{Digest, Md5};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// Prefix of every name Floe keeps for itself inside a warehouse root.
+pub const RESERVED: &str = ".floe~";
+const EMPTY_SEGMENT: &str = ".floe~empty";
+const TMP_DIR: &str = ".floe~tmp";
+const UPLOADS_DIR: &str = ".floe~uploads";
+const XATTR: &str = "user.floe.s3";
+/// S3's limit on key length, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// The smallest part S3 accepts in a multipart upload, except the last.
+pub const MIN_PART_BYTES: u64 = 5 * 1024 * 1024;
+pub const MAX_PART_NUMBER: i32 = 10_000;
+
+/// What is stored with an object besides its bytes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The ETag without quotes: the hex MD5 of the bytes, or `<md5 of part md5s>-<parts>`.
+    pub etag: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub user: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parts: Option<u32>,
+}
+
+/// An object as listed or looked up.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+    pub modified: SystemTime,
+    pub meta: ObjectMeta,
+}
+
+/// Why a key is refused. The gateway maps each to an S3 error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the key is empty")]
+    Empty,
+    #[error("the key is longer than {MAX_KEY_BYTES} bytes")]
+    TooLong,
+    #[error("a key segment is longer than 255 bytes, which a file system cannot store")]
+    SegmentTooLong,
+    #[error(
+        "the key would leave the warehouse: it starts with '/', contains NUL, or has a '.' or '..' \
+         segment (plain, percent-encoded or with backslashes)"
+    )]
+    Escapes,
+    #[error("key segments beginning with '.floe~' are reserved by Floe")]
+    Reserved,
+}
+
+/// Checks an S3 key and returns the relative file path that holds it.
+pub fn key_path(key: &str) -> std::result::Result<PathBuf, KeyError> {
+    if key.is_empty() {
+        return Err(KeyError::Empty);
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(KeyError::TooLong);
+    }
+    if key.starts_with('/') || key.contains('\0') {
+        return Err(KeyError::Escapes);
+    }
+    let mut path = PathBuf::new();
+    for segment in key.split('/') {
+        check_segment(segment)?;
+        path.push(if segment.is_empty() {
+            EMPTY_SEGMENT
+        } else {
+            segment
+        });
+    }
+    Ok(path)
+}
+
+fn check_segment(segment: &str) -> std::result::Result<(), KeyError> {
+    if segment.len() > 255 {
+        return Err(KeyError::SegmentTooLong);
+    }
+    if segment.starts_with(RESERVED) {
+        return Err(KeyError::Reserved);
+    }
+    // A segment is also refused when decoding it (percent escapes, backslashes as separators) would
+    // give a '.' or '..' segment: whatever later decodes the key must not be able to climb out.
+    let decoded = percent_decode(segment);
+    let dots = |s: &str| s == "." || s == "..";
+    if dots(segment) || decoded.split(['\\', '/']).any(dots) || decoded.contains('\0') {
+        return Err(KeyError::Escapes);
+    }
+    Ok(())
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = |b: u8| (b as char).to_digit(16);
+            if let (Some(h), Some(l)) = (
+                bytes.get(i + 1).and_then(|b| hex(*b)),
+                bytes.get(i + 2).and_then(|b| hex(*b)),
+            ) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The key segment a stored file or folder name stands for, or `None` for Floe's own names.
+fn name_segment(name: &str) -> Option<&str> {
+    if name == EMPTY_SEGMENT {
+        Some("")
+    } else if name.starts_with(RESERVED) {
+        None
+    } else {
+        Some(name)
+    }
+}
+
+/// The S3 objects of one warehouse root.
+#[derive(Debug, Clone)]
+pub struct ObjectStore {
+    root: PathBuf,
+}
+
+/// An error of the object store: a client mistake the gateway reports as such, or an I/O failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    #[error("no such object")]
+    NoSuchKey,
+    #[error("no such upload")]
+    NoSuchUpload,
+    #[error("the object exists and the write asked for none")]
+    AlreadyExists,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    InvalidPart(String),
+    #[error("{0}")]
+    EntityTooSmall(String),
+    #[error("the body does not match its {0}")]
+    BadDigest(&'static str),
+    #[error("the upload was interrupted: {0}")]
+    Incomplete(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<ObjectError> for Error {
+    fn from(e: ObjectError) -> Error {
+        match e {
+            ObjectError::Io(io) => Error::internal("object storage", io),
+            other => Error::bad_request(other.to_string()),
+        }
+    }
+}
+
+pub type ObjectResult<T> = std::result::Result<T, ObjectError>;
+
+/// The state of a multipart upload, kept as `upload.json` in its folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadInfo {
+    pub key: String,
+    pub initiated: chrono::DateTime<chrono::Utc>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub user: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PartInfo {
+    pub number: i32,
+    pub etag: String,
+    pub size: u64,
+    pub modified: SystemTime,
+}
+
+/// One page of a listing.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub objects: Vec<ObjectInfo>,
+    pub common_prefixes: Vec<String>,
+    /// The last key or common prefix returned when the listing was cut at `max_keys`.
+    pub next_marker: Option<String>,
+}
+
+/// A file being written, hashed as it goes, that becomes an object only when committed.
+pub struct PendingObject {
+    file: std::fs::File,
+    path: PathBuf,
+    md5: Md5,
+    /// The MD5 when the caller hashed the bytes itself (to hash and write in parallel).
+    known_md5: Option<[u8; 16]>,
+    size: u64,
+    done: bool,
+}
+
+impl PendingObject {
+    pub fn write(&mut self, chunk: &[u8]) -> ObjectResult<()> {
+        self.md5.update(chunk);
+        self.file.write_all(chunk)?;
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Writes bytes the caller hashes itself; it must then call `set_md5`.
+    pub fn write_unhashed(&mut self, chunk: &[u8]) -> ObjectResult<()> {
+        self.file.write_all(chunk)?;
+        self.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    pub fn set_md5(&mut self, md5: [u8; 16]) {
+        self.known_md5 = Some(md5);
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The MD5 of everything written so far.
+    pub fn md5(&self) -> [u8; 16] {
+        self.known_md5
+            .unwrap_or_else(|| self.md5.clone().finalize().into())
+    }
+}
+
+impl Drop for PendingObject {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// How a write treats an existing object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Overwrite {
+    Allow,
+    /// `If-None-Match: *`: fail with `AlreadyExists` if the key holds an object.
+    IfAbsent,
+}
+
+impl ObjectStore {
+    pub fn new(root: PathBuf) -> Self {
+        ObjectStore { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, key: &str) -> ObjectResult<PathBuf> {
+        Ok(self.root.join(key_path(key)?))
+    }
+
+    /// Starts writing a new object in Floe's temporary folder (same file system as the root).
+    pub fn begin(&self) -> ObjectResult<PendingObject> {
+        let dir = self.root.join(TMP_DIR);
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(uuid::Uuid::new_v4().simple().to_string());
+        let file = std::fs::File::create_new(&path)?;
+        Ok(PendingObject {
+            file,
+            path,
+            md5: Md5::new(),
+            known_md5: None,
+            size: 0,
+            done: false,
+        })
+    }
+
+    /// Makes a pending file the object `key`: synced, metadata attached, then moved into place.
+    pub fn commit(
+        &self,
+        mut pending: PendingObject,
+        key: &str,
+        mut meta: ObjectMeta,
+        overwrite: Overwrite,
+    ) -> ObjectResult<ObjectInfo> {
+        let target = self.path(key)?;
+        if meta.etag.is_empty() {
+            meta.etag = hex::encode(pending.md5());
+        }
+        pending.file.flush()?;
+        pending.file.sync_all()?;
+        write_meta(&pending.path, &meta);
+        let dir = target.parent().expect("an object path has a folder");
+        self.make_dirs(dir)?;
+        if target.is_dir() {
+            return Err(ObjectError::Conflict(format!(
+                "the key {key:?} is also a prefix of other objects, which Floe's file layout cannot hold"
+            )));
+        }
+        match overwrite {
+            Overwrite::Allow => std::fs::rename(&pending.path, &target)?,
+            Overwrite::IfAbsent => {
+                // A hard link is created only if the name is free: an atomic create-if-absent.
+                match std::fs::hard_link(&pending.path, &target) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        return Err(ObjectError::AlreadyExists);
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                let _ = std::fs::remove_file(&pending.path);
+            }
+        }
+        pending.done = true;
+        std::fs::File::open(dir)?.sync_all()?;
+        let stat = std::fs::metadata(&target)?;
+        Ok(ObjectInfo {
+            key: key.to_string(),
+            size: stat.len(),
+            modified: stat.modified()?,
+            meta,
+        })
+    }
+
+    fn make_dirs(&self, dir: &Path) -> ObjectResult<()> {
+        match std::fs::create_dir_all(dir) {
+            Ok(()) => Ok(()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::NotADirectory
+                    || e.kind() == std::io::ErrorKind::AlreadyExists =>
+            {
+                Err(ObjectError::Conflict(
+                    "a prefix of the key is itself an object, which Floe's file layout cannot hold"
+                        .into(),
+                ))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Looks an object up without reading it.
+    pub fn head(&self, key: &str) -> ObjectResult<ObjectInfo> {
+        let path = self.path(key)?;
+        info_of(key, &path)
+    }
+
+    /// Opens an object for reading.
+    pub fn open(&self, key: &str) -> ObjectResult<(std::fs::File, ObjectInfo)> {
+        let path = self.path(key)?;
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if is_absent(&e) => return Err(ObjectError::NoSuchKey),
+            Err(e) => return Err(e.into()),
+        };
+        let stat = file.metadata()?;
+        if stat.is_dir() {
+            return Err(ObjectError::NoSuchKey);
+        }
+        let meta = read_meta(&path, &stat);
+        Ok((
+            file,
+            ObjectInfo {
+                key: key.to_string(),
+                size: stat.len(),
+                modified: stat.modified()?,
+                meta,
+            },
+        ))
+    }
+
+    /// Deletes an object; an absent one is not an error. Folders it leaves empty are removed.
+    pub fn delete(&self, key: &str) -> ObjectResult<()> {
+        let path = self.path(key)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if is_absent(&e) || e.kind() == std::io::ErrorKind::IsADirectory => {
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.root || std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+
+    /// Lists objects in key order: those under `prefix` and after `after`, grouped by `delimiter`.
+    pub fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        after: Option<&str>,
+        max_keys: usize,
+    ) -> ObjectResult<Listing> {
+        let mut listing = Listing::default();
+        if max_keys == 0 {
+            return Ok(listing);
+        }
+        let delimiter = delimiter.filter(|d| !d.is_empty());
+        // Start at the deepest folder the prefix names whole.
+        let (start_dir_key, _) = prefix.rsplit_once('/').unwrap_or(("", ""));
+        let mut start = self.root.clone();
+        if !start_dir_key.is_empty() {
+            match key_path(start_dir_key) {
+                Ok(p) => start.push(p),
+                Err(_) => return Ok(listing),
+            }
+        }
+        let base = if start_dir_key.is_empty() {
+            String::new()
+        } else {
+            format!("{start_dir_key}/")
+        };
+        let mut walker = Walker {
+            prefix,
+            delimiter,
+            after,
+            max_keys,
+            listing: &mut listing,
+            last_prefix: None,
+            full: false,
+        };
+        walker.walk(&start, &base)?;
+        if !walker.full {
+            listing.next_marker = None;
+        }
+        Ok(listing)
+    }
+
+    // --- multipart uploads
+
+    fn upload_dir(&self, upload_id: &str) -> ObjectResult<PathBuf> {
+        if upload_id.is_empty()
+            || upload_id.len() > 64
+            || !upload_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(ObjectError::NoSuchUpload);
+        }
+        Ok(self.root.join(UPLOADS_DIR).join(upload_id))
+    }
+
+    pub fn create_upload(&self, info: &UploadInfo) -> ObjectResult<String> {
+        key_path(&info.key)?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let dir = self.upload_dir(&id)?;
+        std::fs::create_dir_all(&dir)?;
+        let json = serde_json::to_vec(info).expect("upload info serializes");
+        std::fs::write(dir.join("upload.json"), json)?;
+        Ok(id)
+    }
+
+    pub fn upload(&self, key: &str, upload_id: &str) -> ObjectResult<UploadInfo> {
+        let dir = self.upload_dir(upload_id)?;
+        let bytes = match std::fs::read(dir.join("upload.json")) {
+            Ok(b) => b,
+            Err(e) if is_absent(&e) => return Err(ObjectError::NoSuchUpload),
+            Err(e) => return Err(e.into()),
+        };
+        let info: UploadInfo = serde_json::from_slice(&bytes)
+            .map_err(|e| ObjectError::Io(std::io::Error::other(e)))?;
+        if info.key != key {
+            return Err(ObjectError::NoSuchUpload);
+        }
+        Ok(info)
+    }
+
+    /// Stores a pending file as part `number` of an upload, replacing an earlier part `number`.
+    pub fn commit_part(
+        &self,
+        mut pending: PendingObject,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+    ) -> ObjectResult<PartInfo> {
+        if !(1..=MAX_PART_NUMBER).contains(&number) {
+            return Err(ObjectError::InvalidPart(format!(
+                "part numbers run from 1 to {MAX_PART_NUMBER}"
+            )));
+        }
+        self.upload(key, upload_id)?;
+        let dir = self.upload_dir(upload_id)?;
+        let etag = hex::encode(pending.md5());
+        pending.file.flush()?;
+        pending.file.sync_all()?;
+        let meta = ObjectMeta {
+            etag: etag.clone(),
+            ..ObjectMeta::default()
+        };
+        write_meta(&pending.path, &meta);
+        let target = dir.join(format!("part-{number:05}"));
+        std::fs::rename(&pending.path, &target)?;
+        pending.done = true;
+        let stat = std::fs::metadata(&target)?;
+        Ok(PartInfo {
+            number,
+            etag,
+            size: stat.len(),
+            modified: stat.modified()?,
+        })
+    }
+
+    pub fn list_parts(&self, key: &str, upload_id: &str) -> ObjectResult<Vec<PartInfo>> {
+        self.upload(key, upload_id)?;
+        let dir = self.upload_dir(upload_id)?;
+        let mut parts = Vec::new();
+        for entry in std::fs::read_dir(&dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(number) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("part-"))
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            let path = entry.path();
+            let stat = entry.metadata()?;
+            let meta = read_meta(&path, &stat);
+            parts.push(PartInfo {
+                number,
+                etag: meta.etag,
+                size: stat.len(),
+                modified: stat.modified()?,
+            });
+        }
+        parts.sort_by_key(|p| p.number);
+        Ok(parts)
+    }
+
+    /// Joins the listed parts into the object. Each listed part must exist with the given ETag,
+    /// numbers must ascend, and every part but the last must be at least 5 MiB.
+    pub fn complete_upload(
+        &self,
+        key: &str,
+        upload_id: &str,
+        requested: &[(i32, String)],
+        overwrite: Overwrite,
+    ) -> ObjectResult<ObjectInfo> {
+        let info = self.upload(key, upload_id)?;
+        if requested.is_empty() {
+            return Err(ObjectError::InvalidPart(
+                "a multipart upload is completed with at least one part".into(),
+            ));
+        }
+        let stored = self.list_parts(key, upload_id)?;
+        let dir = self.upload_dir(upload_id)?;
+        let mut md5s = Md5::new();
+        let mut chosen = Vec::with_capacity(requested.len());
+        let mut previous = 0;
+        for (i, (number, etag)) in requested.iter().enumerate() {
+            if *number <= previous {
+                return Err(ObjectError::InvalidPart(
+                    "the list of parts is not in ascending order (InvalidPartOrder)".into(),
+                ));
+            }
+            previous = *number;
+            let etag = etag.trim_matches('"');
+            let part = stored
+                .iter()
+                .find(|p| p.number == *number && p.etag == etag)
+                .ok_or_else(|| {
+                    ObjectError::InvalidPart(format!(
+                        "part {number} with ETag {etag:?} was not uploaded"
+                    ))
+                })?;
+            if i + 1 < requested.len() && part.size < MIN_PART_BYTES {
+                return Err(ObjectError::EntityTooSmall(format!(
+                    "part {number} is {} bytes; every part but the last must be at least 5 MiB",
+                    part.size
+                )));
+            }
+            md5s.update(hex::decode(&part.etag).unwrap_or_default());
+            chosen.push(dir.join(format!("part-{number:05}")));
+        }
+        let mut pending = self.begin()?;
+        for path in &chosen {
+            let mut part = std::fs::File::open(path)?;
+            // Not hashed: the object's ETag is made of the parts' MD5s.
+            std::io::copy(&mut part, &mut pending.file)?;
+        }
+        let meta = ObjectMeta {
+            etag: format!("{}-{}", hex::encode(md5s.finalize()), requested.len()),
+            content_type: info.content_type,
+            user: info.user,
+            parts: Some(requested.len() as u32),
+        };
+        let object = self.commit(pending, key, meta, overwrite)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(object)
+    }
+
+    pub fn abort_upload(&self, key: &str, upload_id: &str) -> ObjectResult<()> {
+        self.upload(key, upload_id)?;
+        let dir = self.upload_dir(upload_id)?;
+        std::fs::remove_dir_all(dir)?;
+        Ok(())
+    }
+
+    /// All uploads in progress, ordered by key then id.
+    pub fn list_uploads(&self) -> ObjectResult<Vec<(String, UploadInfo)>> {
+        let dir = self.root.join(UPLOADS_DIR);
+        let mut uploads = Vec::new();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if is_absent(&e) => return Ok(uploads),
+            Err(e) => return Err(e.into()),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let Some(id) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Ok(bytes) = std::fs::read(entry.path().join("upload.json")) else {
+                continue;
+            };
+            if let Ok(info) = serde_json::from_slice::<UploadInfo>(&bytes) {
+                uploads.push((id, info));
+            }
+        }
+        uploads.sort_by(|a, b| (&a.1.key, &a.0).cmp(&(&b.1.key, &b.0)));
+        Ok(uploads)
+    }
+
+    /// Removes uploads begun before `cutoff` and temporary files older than it. Returns how many
+    /// uploads went.
+    pub fn clean_abandoned(&self, cutoff: chrono::DateTime<chrono::Utc>) -> ObjectResult<usize> {
+        let mut removed = 0;
+        for (id, info) in self.list_uploads()? {
+            if info.initiated < cutoff {
+                let _ = std::fs::remove_dir_all(self.root.join(UPLOADS_DIR).join(&id));
+                removed += 1;
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(self.root.join(TMP_DIR)) {
+            let cutoff: SystemTime = cutoff.into();
+            for entry in entries.flatten() {
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t < cutoff);
+                if old {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// Reads `len` bytes at `offset` of an object into a pending part (UploadPartCopy).
+pub fn copy_range(
+    source: &mut std::fs::File,
+    offset: u64,
+    len: u64,
+    into: &mut PendingObject,
+) -> ObjectResult<()> {
+    source.seek(std::io::SeekFrom::Start(offset))?;
+    let mut reader = source.take(len);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        into.write(&buf[..n])?;
+    }
+    if into.size() != len {
+        return Err(ObjectError::Incomplete(
+            "the source object changed while it was copied".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn is_absent(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory
+}
+
+fn info_of(key: &str, path: &Path) -> ObjectResult<ObjectInfo> {
+    let stat = match std::fs::metadata(path) {
+        Ok(s) if s.is_file() => s,
+        Ok(_) => return Err(ObjectError::NoSuchKey),
+        Err(e) if is_absent(&e) => return Err(ObjectError::NoSuchKey),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(ObjectInfo {
+        key: key.to_string(),
+        size: stat.len(),
+        modified: stat.modified()?,
+        meta: read_meta(path, &stat),
+    })
+}
+
+fn write_meta(path: &Path, meta: &ObjectMeta) {
+    let json = serde_json::to_vec(meta).expect("object metadata serializes");
+    // A file system without extended attributes loses the content type and user metadata; the
+    // ETag is then derived from the file's identity instead (see `read_meta`).
+    if let Err(e) = xattr::set(path, XATTR, &json) {
+        tracing::debug!(error = %e, "extended attributes unavailable; object metadata not kept");
+    }
+}
+
+/// The stored metadata, or for files written by someone else (the catalog, an operator) an ETag
+/// made from the file's identity and modification, stable while the file is unchanged.
+fn read_meta(path: &Path, stat: &std::fs::Metadata) -> ObjectMeta {
+    if let Ok(Some(bytes)) = xattr::get(path, XATTR)
+        && let Ok(meta) = serde_json::from_slice::<ObjectMeta>(&bytes)
+    {
+        return meta;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let mut md5 = Md5::new();
+    md5.update(stat.ino().to_le_bytes());
+    md5.update(stat.len().to_le_bytes());
+    md5.update(stat.mtime().to_le_bytes());
+    md5.update(stat.mtime_nsec().to_le_bytes());
+    ObjectMeta {
+        etag: hex::encode(md5.finalize()),
+        ..ObjectMeta::default()
+    }
+}
+
+/// A depth-first walk in S3 key order. Within a folder, entries are ordered by the key text they
+/// stand for, a folder counting as its name followed by '/', so `a-b` comes before `a/x`.
+struct Walker<'a> {
+    prefix: &'a str,
+    delimiter: Option<&'a str>,
+    after: Option<&'a str>,
+    max_keys: usize,
+    listing: &'a mut Listing,
+    last_prefix: Option<String>,
+    full: bool,
+}
+
+impl Walker<'_> {
+    fn count(&self) -> usize {
+        self.listing.objects.len() + self.listing.common_prefixes.len()
+    }
+
+    /// Walks `dir`, whose entries have keys starting with `base`. Returns whether the walk must stop.
+    fn walk(&mut self, dir: &Path, base: &str) -> ObjectResult<bool> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if is_absent(&e) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let mut items: Vec<(String, PathBuf, bool)> = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let Some(segment) = name_segment(&name) else {
+                continue;
+            };
+            let is_dir = entry.file_type()?.is_dir();
+            let key = if is_dir {
+                format!("{base}{segment}/")
+            } else {
+                format!("{base}{segment}")
+            };
+            items.push((key, entry.path(), is_dir));
+        }
+        items.sort_by(|a, b| a.0.cmp(&b.0));
+        for (key, path, is_dir) in items {
+            // Skip what cannot match the prefix, in both directions of containment.
+            if !(key.starts_with(self.prefix) || (is_dir && self.prefix.starts_with(&key))) {
+                continue;
+            }
+            if let Some(after) = self.after {
+                // A folder whose keys all sort at or before `after` is skipped whole.
+                if !is_dir && key.as_str() <= after {
+                    continue;
+                }
+                if is_dir && !after.starts_with(&key) && key.as_str() <= after {
+                    continue;
+                }
+            }
+            if is_dir {
+                if let Some(group) = self.group(&key) {
+                    // The whole folder falls in one common prefix: no need to look inside beyond
+                    // knowing it holds an object.
+                    if group.len() <= key.len()
+                        && self.after.is_none_or(|a| group.as_str() > a)
+                        && self.last_prefix.as_deref() != Some(group.as_str())
+                    {
+                        if has_object(&path)? {
+                            if self.push_prefix(group) {
+                                return Ok(true);
+                            }
+                        }
+                        continue;
+                    }
+                }
+                if self.walk(&path, &key)? {
+                    return Ok(true);
+                }
+            } else {
+                if let Some(group) = self.group(&key) {
+                    if self.after.is_some_and(|a| group.as_str() <= a)
+                        || self.last_prefix.as_deref() == Some(group.as_str())
+                    {
+                        continue;
+                    }
+                    if self.push_prefix(group) {
+                        return Ok(true);
+                    }
+                    continue;
+                }
+                if self.count() == self.max_keys {
+                    self.full = true;
+                    return Ok(true);
+                }
+                let stat = std::fs::metadata(&path)?;
+                let meta = read_meta(&path, &stat);
+                self.listing.objects.push(ObjectInfo {
+                    key: key.clone(),
+                    size: stat.len(),
+                    modified: stat.modified()?,
+                    meta,
+                });
+                self.listing.next_marker = Some(key);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The common prefix a key falls in: the prefix, then up to and including the first delimiter.
+    fn group(&self, key: &str) -> Option<String> {
+        let delimiter = self.delimiter?;
+        let rest = key.strip_prefix(self.prefix)?;
+        let at = rest.find(delimiter)?;
+        Some(format!(
+            "{}{}",
+            self.prefix,
+            &rest[..at + delimiter.len()]
+        ))
+    }
+
+    /// Adds a common prefix; true when the page is full and the walk must stop.
+    fn push_prefix(&mut self, group: String) -> bool {
+        if self.count() == self.max_keys {
+            self.full = true;
+            return true;
+        }
+        self.last_prefix = Some(group.clone());
+        self.listing.next_marker = Some(group.clone());
+        self.listing.common_prefixes.push(group);
+        false
+    }
+}
+
+/// Whether a folder holds at least one object (folders left empty do not show in listings).
+fn has_object(dir: &Path) -> ObjectResult<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if is_absent(&e) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if name_segment(&name).is_none() {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            if has_object(&entry.path())? {
+                return Ok(true);
+            }
+        } else {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(store: &ObjectStore, key: &str, body: &[u8]) -> ObjectInfo {
+        let mut p = store.begin().unwrap();
+        p.write(body).unwrap();
+        store
+            .commit(p, key, ObjectMeta::default(), Overwrite::Allow)
+            .unwrap()
+    }
+
+    #[test]
+    fn keys_that_escape_are_refused_and_odd_keys_map_to_paths() {
+        for bad in [
+            "..",
+            "a/../b",
+            "/abs",
+            "a/./b",
+            "a/%2e%2e/b",
+            "a/%2E./b",
+            "a/..%5cx",
+            "a\\..\\b/x",
+            "nul\0x",
+            ".floe~tmp/x",
+        ] {
+            assert!(key_path(bad).is_err(), "{bad:?} must be refused");
+        }
+        assert_eq!(key_path("").unwrap_err(), KeyError::Empty);
+        assert_eq!(
+            key_path(&"a".repeat(1025)).unwrap_err(),
+            KeyError::TooLong
+        );
+        assert_eq!(
+            key_path("dir/").unwrap(),
+            PathBuf::from("dir/.floe~empty")
+        );
+        assert_eq!(
+            key_path("a//b").unwrap(),
+            PathBuf::from("a/.floe~empty/b")
+        );
+        assert_eq!(
+            key_path("ünï code/100% sure..x").unwrap(),
+            PathBuf::from("ünï code/100% sure..x")
+        );
+    }
+
+    #[test]
+    fn listing_follows_key_order_with_prefixes_and_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::new(dir.path().to_path_buf());
+        for key in ["a/x", "a-b", "a/y/z", "b", "dir/", "dir/in", "c d%"] {
+            put(&store, key, key.as_bytes());
+        }
+        std::fs::create_dir_all(dir.path().join("empty/deeper")).unwrap();
+        let all = store.list("", None, None, 1000).unwrap();
+        let keys: Vec<_> = all.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["a-b", "a/x", "a/y/z", "b", "c d%", "dir/", "dir/in"]);
+        assert!(all.next_marker.is_none());
+
+        let grouped = store.list("", Some("/"), None, 1000).unwrap();
+        let keys: Vec<_> = grouped.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["a-b", "b", "c d%"]);
+        assert_eq!(grouped.common_prefixes, ["a/", "dir/"]);
+
+        let under = store.list("a/", Some("/"), None, 1000).unwrap();
+        assert_eq!(under.objects.len(), 1);
+        assert_eq!(under.common_prefixes, ["a/y/"]);
+
+        let partial = store.list("a", None, None, 1000).unwrap();
+        assert_eq!(partial.objects.len(), 3);
+
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.list("", None, after.as_deref(), 2).unwrap();
+            seen.extend(page.objects.iter().map(|o| o.key.clone()));
+            match page.next_marker {
+                Some(m) => after = Some(m),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 7, "{seen:?}");
+    }
+
+    #[test]
+    fn writes_are_whole_and_if_absent_refuses_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::new(dir.path().to_path_buf());
+        let first = put(&store, "k", b"one");
+        assert_eq!(first.meta.etag, hex::encode(Md5::digest(b"one")));
+        let mut p = store.begin().unwrap();
+        p.write(b"two").unwrap();
+        let err = store
+            .commit(p, "k", ObjectMeta::default(), Overwrite::IfAbsent)
+            .unwrap_err();
+        assert!(matches!(err, ObjectError::AlreadyExists));
+        let (mut f, info) = store.open("k").unwrap();
+        let mut s = String::new();
+        f.read_to_string(&mut s).unwrap();
+        assert_eq!((s.as_str(), info.meta.etag), ("one", first.meta.etag));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count(),
+            0,
+            "no temporary file is left"
+        );
+        store.delete("k").unwrap();
+        assert!(matches!(store.head("k"), Err(ObjectError::NoSuchKey)));
+    }
+}
