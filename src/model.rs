@@ -228,6 +228,12 @@ pub enum StorageProfile {
         /// Absolute path of the warehouse's root directory.
         #[schema(value_type = String)]
         root: PathBuf,
+        /// Serve the warehouse through Floe's built-in S3 gateway: tables live at
+        /// `s3://<warehouse>/...`, engines get short-lived keys scoped to one table, and no local
+        /// path reaches a client. The warehouse name must then be a valid S3 bucket name, and the
+        /// warehouse cannot be renamed (its table locations name the bucket).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        s3_gateway: bool,
     },
     /// An S3 bucket (AWS or any S3-compatible store).
     #[serde(rename_all = "kebab-case")]
@@ -251,7 +257,7 @@ impl StorageProfile {
     /// Validates the profile's own fields (not whether the store is reachable).
     pub fn validate(&self) -> Result<()> {
         match self {
-            StorageProfile::Local { root } => {
+            StorageProfile::Local { root, .. } => {
                 if !root.is_absolute() {
                     return Err(Error::bad_request(format!(
                         "local storage root {root:?} must be an absolute path"
@@ -599,7 +605,10 @@ mod tests {
 
     #[test]
     fn storage_profiles_are_validated() {
-        let local = |p: &str| StorageProfile::Local { root: p.into() };
+        let local = |p: &str| StorageProfile::Local {
+            root: p.into(),
+            s3_gateway: false,
+        };
         assert!(local("/data/wh").validate().is_ok());
         assert!(local("relative").validate().is_err());
         assert!(local("/data/../etc").validate().is_err());

@@ -67,7 +67,7 @@ impl Floe {
         let gateway_listener = if config.gateway.enabled {
             let listener = Gateway::bind(config.gateway.listen).await?;
             let url = config.gateway_url(listener.local_addr()?);
-            services = services.with_gateway(&server_key, url);
+            services = services.with_gateway(&server_key, url, config.gateway.region.clone());
             Some(listener)
         } else {
             None

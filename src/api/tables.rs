@@ -2,7 +2,7 @@
 //! shapes follow `rest-catalog-open-api.yaml`; the spec's own types (schemas, updates,
 //! requirements) are the `iceberg` crate's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -18,9 +18,11 @@ use super::catalog::{namespace_of, page_request, page_token, warehouse_of};
 use super::error::{ApiResult, IcebergErrorResponse};
 use super::extract::{Ctx, JsonBody, Path, Query};
 use crate::error::Error;
-use crate::model::{PageRequest, TabularIdent};
+use crate::model::{PageRequest, TabularIdent, WarehouseId};
 use crate::service::metadata::ViewRequirement;
-use crate::service::{CreateTable, CreateView, SnapshotsMode, TableChange, TableState};
+use crate::service::{
+    CreateTable, CreateView, Delegation, SnapshotsMode, TableAccess, TableChange, TableState,
+};
 
 /// A table or view identifier in a request body.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -127,11 +129,20 @@ pub struct CreateTableRequest {
 /// without being parsed again.
 fn load_table_response(
     table: &TableState,
+    access: &TableAccess,
     mode: SnapshotsMode,
     headers: &HeaderMap,
     with_etag: bool,
 ) -> Response {
-    let etag = table.metadata_location.as_ref().map(|l| etag_of(l, mode));
+    // Vended keys change every few minutes; they are part of what the ETag stands for.
+    let key = access
+        .config
+        .get("s3.access-key-id")
+        .map_or("", String::as_str);
+    let etag = table
+        .metadata_location
+        .as_ref()
+        .map(|l| etag_of(&format!("{l}#{key}"), mode));
     if let (Some(etag), Some(wanted)) = (&etag, headers.get(header::IF_NONE_MATCH))
         && with_etag
         && wanted
@@ -144,9 +155,20 @@ fn load_table_response(
         )
             .into_response();
     }
-    let config: BTreeMap<String, String> = BTreeMap::new();
     let mut suffix = b",\"config\":".to_vec();
-    serde_json::to_writer(&mut suffix, &config).expect("maps serialize");
+    serde_json::to_writer(&mut suffix, &access.config).expect("maps serialize");
+    if !access.credentials.is_empty() {
+        suffix.extend_from_slice(b",\"storage-credentials\":");
+        let credentials: Vec<StorageCredential> = access
+            .credentials
+            .iter()
+            .map(|(prefix, config)| StorageCredential {
+                prefix: prefix.clone(),
+                config: config.clone().into_iter().collect(),
+            })
+            .collect();
+        serde_json::to_writer(&mut suffix, &credentials).expect("credentials serialize");
+    }
     suffix.push(b'}');
     let mut response = envelope(&table.metadata_location, &table.metadata, suffix);
     if let Some(etag) = etag
@@ -189,6 +211,10 @@ pub(super) async fn create_table(
 ) -> ApiResult<Response> {
     let warehouse = warehouse_of(&prefix)?;
     let namespace = namespace_of(&namespace)?;
+    let ident = TabularIdent {
+        namespace: namespace.clone(),
+        name: request.name.clone(),
+    };
     let table = state
         .services
         .create_table(
@@ -206,12 +232,37 @@ pub(super) async fn create_table(
             },
         )
         .await?;
+    let access = access_for(&state, &ctx, warehouse, &ident, &table, &headers).await?;
     Ok(load_table_response(
         &table,
+        &access,
         SnapshotsMode::All,
         &headers,
         false,
     ))
+}
+
+/// The config and credentials for a table in a response, as `X-Iceberg-Access-Delegation` asks.
+async fn access_for(
+    state: &AppState,
+    ctx: &crate::service::RequestContext,
+    warehouse: WarehouseId,
+    ident: &TabularIdent,
+    table: &TableState,
+    headers: &HeaderMap,
+) -> Result<TableAccess, Error> {
+    state
+        .services
+        .table_access(ctx, warehouse, ident, &table.location, delegation_of(headers))
+        .await
+}
+
+fn delegation_of(headers: &HeaderMap) -> Delegation {
+    Delegation::parse(
+        headers
+            .get("x-iceberg-access-delegation")
+            .and_then(|v| v.to_str().ok()),
+    )
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -250,7 +301,8 @@ pub(super) async fn load_table(
         .services
         .load_table(&ctx, warehouse, &ident, mode)
         .await?;
-    Ok(load_table_response(&table, mode, &headers, true))
+    let access = access_for(&state, &ctx, warehouse, &ident, &table, &headers).await?;
+    Ok(load_table_response(&table, &access, mode, &headers, true))
 }
 
 /// 204 when the table exists.
@@ -428,13 +480,15 @@ pub(super) async fn register_table(
         .register_table(
             &ctx,
             warehouse,
-            ident,
+            ident.clone(),
             &request.metadata_location,
             request.overwrite,
         )
         .await?;
+    let access = access_for(&state, &ctx, warehouse, &ident, &table, &headers).await?;
     Ok(load_table_response(
         &table,
+        &access,
         SnapshotsMode::All,
         &headers,
         false,
@@ -523,7 +577,8 @@ pub struct LoadCredentialsResponse {
     pub storage_credentials: Vec<StorageCredential>,
 }
 
-/// Storage credentials for the table's location (none are needed for local warehouses).
+/// Storage credentials for the table's location: a key scoped to it for warehouses the built-in S3
+/// gateway serves (none are needed for plain local warehouses).
 #[utoipa::path(get, path = "/v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials", tag = "tables",
     operation_id = "loadCredentials",
     params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path)),
@@ -531,18 +586,23 @@ pub struct LoadCredentialsResponse {
 pub(super) async fn load_credentials(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
+    headers: HeaderMap,
     Path((prefix, namespace, table)): Path<(String, String, String)>,
 ) -> ApiResult<axum::Json<LoadCredentialsResponse>> {
     let warehouse = warehouse_of(&prefix)?;
     let ident = ident_of(&namespace, table)?;
-    let credentials = state
+    let access = state
         .services
-        .load_credentials(&ctx, warehouse, &ident)
+        .load_credentials(&ctx, warehouse, &ident, delegation_of(&headers))
         .await?;
     Ok(axum::Json(LoadCredentialsResponse {
-        storage_credentials: credentials
+        storage_credentials: access
+            .credentials
             .into_iter()
-            .map(|(prefix, config)| StorageCredential { prefix, config })
+            .map(|(prefix, config)| StorageCredential {
+                prefix,
+                config: config.into_iter().collect(),
+            })
             .collect(),
     }))
 }

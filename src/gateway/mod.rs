@@ -6,11 +6,10 @@
 
 mod s3;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -49,34 +48,21 @@ pub(crate) struct Target {
     pub objects: ObjectStore,
 }
 
-/// Warehouses by id, remembered for a few seconds (every request needs its bucket's root).
+/// Buckets are warehouses, found through the services' short-lived warehouse cache.
 struct Buckets {
     services: Services,
-    cache: Mutex<HashMap<WarehouseId, (Instant, Arc<Warehouse>)>>,
 }
-
-const WAREHOUSE_TTL: Duration = Duration::from_secs(5);
 
 impl Buckets {
     async fn warehouse(&self, id: WarehouseId) -> S3Result<Arc<Warehouse>> {
-        if let Some((at, wh)) = self.cache.lock().expect("cache lock").get(&id)
-            && at.elapsed() < WAREHOUSE_TTL
-        {
-            return Ok(wh.clone());
+        match self.services.cached_warehouse(id).await {
+            Ok(w) => Ok(w),
+            Err(e) if matches!(e.kind, crate::error::ErrorKind::NotFound(_)) => Err(s3_error!(
+                NoSuchBucket,
+                "the key's warehouse no longer exists"
+            )),
+            Err(e) => Err(internal(e)),
         }
-        let warehouse = match self.services.load_warehouse(id).await {
-            Ok(w) => Arc::new(w),
-            Err(e) if matches!(e.kind, crate::error::ErrorKind::NotFound(_)) => {
-                return Err(s3_error!(NoSuchBucket, "the key's warehouse no longer exists"));
-            }
-            Err(e) => return Err(internal(e)),
-        };
-        let mut cache = self.cache.lock().expect("cache lock");
-        if cache.len() > 10_000 {
-            cache.clear();
-        }
-        cache.insert(id, (Instant::now(), warehouse.clone()));
-        Ok(warehouse)
     }
 }
 
@@ -245,7 +231,6 @@ impl Gateway {
     pub fn new(listener: TcpListener, services: Services, settings: GatewaySettings) -> Gateway {
         let buckets = Arc::new(Buckets {
             services: services.clone(),
-            cache: Mutex::new(HashMap::new()),
         });
         let mut builder = S3ServiceBuilder::new(s3::FloeS3 {
             region: settings.region.clone(),

@@ -7,6 +7,8 @@
 
 pub mod access_keys;
 mod catalog;
+mod vending;
+pub use vending::{Delegation, TableAccess};
 pub mod metadata;
 mod namespaces;
 mod projects;
@@ -15,13 +17,14 @@ mod tables;
 mod views;
 mod warehouses;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::authn::Principal;
 use crate::authz::{Action, Authorizer, Resource};
 use crate::error::Result;
 use crate::events::{CatalogEvent, EventPublisher};
-use crate::model::now;
+use crate::model::{Warehouse, WarehouseId, now};
 use crate::secrets::SecretStore;
 use crate::store::Persistence;
 
@@ -65,7 +68,16 @@ pub struct Services {
     keys: Option<Arc<access_keys::KeyMinter>>,
     /// The gateway's address as clients reach it (`http://host:port`), when it serves warehouses.
     gateway_endpoint: Option<String>,
+    /// The region the gateway signs for.
+    gateway_region: String,
+    /// Warehouses by id, for hot paths that need a warehouse's storage on every request (the S3
+    /// gateway, vended credentials). Entries live a few seconds; this process's own changes
+    /// remove them at once.
+    warehouses: Arc<std::sync::Mutex<HashMap<WarehouseId, (std::time::Instant, Arc<Warehouse>)>>>,
 }
+
+/// How long a cached warehouse is used before it is read again.
+const WAREHOUSE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Parsed table metadata by table and version, so that a commit need not parse the JSON of the
 /// version it builds on (the one the previous commit produced). Keyed by version, it can never
@@ -168,14 +180,37 @@ impl Services {
             }),
             keys: None,
             gateway_endpoint: None,
+            gateway_region: String::new(),
+            warehouses: Arc::new(std::sync::Mutex::new(HashMap::new())),
         }
+    }
+
+    /// A warehouse, from a short-lived cache (see `warehouses`).
+    pub(crate) async fn cached_warehouse(&self, id: WarehouseId) -> Result<Arc<Warehouse>> {
+        if let Some((at, warehouse)) = self.warehouses.lock().expect("cache lock").get(&id)
+            && at.elapsed() < WAREHOUSE_TTL
+        {
+            return Ok(warehouse.clone());
+        }
+        let warehouse = Arc::new(self.load_warehouse(id).await?);
+        let mut cache = self.warehouses.lock().expect("cache lock");
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(id, (std::time::Instant::now(), warehouse.clone()));
+        Ok(warehouse)
+    }
+
+    pub(crate) fn forget_warehouse(&self, id: WarehouseId) {
+        self.warehouses.lock().expect("cache lock").remove(&id);
     }
 
     /// Turns on the S3 gateway's access keys (derived from `server_key`) and, for vended
     /// credentials, the address clients reach the gateway at.
-    pub fn with_gateway(mut self, server_key: &[u8; 32], endpoint: String) -> Self {
+    pub fn with_gateway(mut self, server_key: &[u8; 32], endpoint: String, region: String) -> Self {
         self.keys = Some(Arc::new(access_keys::KeyMinter::new(server_key)));
         self.gateway_endpoint = Some(endpoint);
+        self.gateway_region = region;
         self
     }
 

@@ -88,7 +88,12 @@ impl Services {
             CreateWarehouse {
                 name: warehouse.to_string(),
                 project_id: Some(info.default_project_id),
-                storage_profile: StorageProfile::Local { root },
+                // The quickstart's warehouse is served by the built-in S3 gateway when it runs,
+                // so engines need nothing but the catalog's URI.
+                storage_profile: StorageProfile::Local {
+                    root,
+                    s3_gateway: self.keys.is_some(),
+                },
                 storage_credential: None,
             },
         )

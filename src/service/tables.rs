@@ -18,7 +18,7 @@ use super::metadata::{
     next_metadata_location, only_referenced_snapshots, parse_table_metadata,
     retired_metadata_files, table_metadata_json,
 };
-use super::{RequestContext, Services};
+use super::{Delegation, TableAccess, RequestContext, Services};
 use crate::authz::{Action, Resource};
 use crate::error::{Entity, Error, ErrorKind, Result};
 use crate::model::{
@@ -35,6 +35,8 @@ const MAX_COMMIT_ATTEMPTS: usize = 25;
 /// metadata itself, as JSON.
 #[derive(Debug, Clone)]
 pub struct TableState {
+    /// The table's base location.
+    pub location: String,
     pub metadata_location: Option<String>,
     pub metadata: bytes::Bytes,
 }
@@ -150,8 +152,8 @@ impl Services {
     pub(crate) async fn open_warehouse(&self, id: WarehouseId) -> Result<OpenWarehouse> {
         let warehouse = self.load_warehouse(id).await?;
         let branch = self.main_branch(id).await?;
-        let base = storage::base_location(&warehouse.storage_profile)?;
-        let storage = storage::for_profile(&warehouse.storage_profile)?;
+        let base = storage::base_location(&warehouse)?;
+        let storage = storage::for_warehouse(&warehouse)?;
         Ok(OpenWarehouse {
             warehouse,
             branch,
@@ -249,6 +251,7 @@ impl Services {
                 wh.storage.prepare_prefix(&location.join(folder)?).await?;
             }
             return Ok(TableState {
+                location: location.to_string(),
                 metadata_location: None,
                 metadata: json,
             });
@@ -285,6 +288,7 @@ impl Services {
         )
         .await;
         Ok(TableState {
+            location: location.to_string(),
             metadata_location: Some(file.to_string()),
             metadata: json,
         })
@@ -306,6 +310,7 @@ impl Services {
             SnapshotsMode::Refs => only_referenced_snapshots(&table.metadata)?.into(),
         };
         Ok(TableState {
+            location: table.location,
             metadata_location: Some(table.metadata_location),
             metadata,
         })
@@ -532,6 +537,7 @@ impl Services {
             let retired = retired_metadata_files(&result, &location);
             done.push(Staged {
                 state: TableState {
+                    location: location.to_string(),
                     metadata_location: Some(file.to_string()),
                     metadata: json,
                 },
@@ -748,6 +754,7 @@ impl Services {
         )
         .await;
         Ok(TableState {
+            location: location.to_string(),
             metadata_location: Some(file.to_string()),
             metadata: json,
         })
@@ -789,14 +796,34 @@ impl Services {
         ctx: &RequestContext,
         warehouse: WarehouseId,
         ident: &TabularIdent,
-    ) -> Result<Vec<(String, HashMap<String, String>)>> {
+        delegation: Delegation,
+    ) -> Result<TableAccess> {
         self.authorize(
             ctx,
             Action::TableReadCredentials,
             table_resource(warehouse, ident),
         )
         .await?;
-        self.table_exists(ctx, warehouse, ident).await?;
-        Ok(Vec::new())
+        let table = self.find_table(warehouse, ident).await?;
+        self.table_access(ctx, warehouse, ident, &table.location, delegation)
+            .await
+    }
+
+    /// The config and storage credentials that go with a table the caller loaded or created:
+    /// read-write when the caller may commit to it, read-only otherwise.
+    pub async fn table_access(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+        location: &str,
+        delegation: Delegation,
+    ) -> Result<TableAccess> {
+        let read_only = self
+            .authorize(ctx, Action::TableCommit, table_resource(warehouse, ident))
+            .await
+            .is_err();
+        self.storage_access(warehouse, location, read_only, delegation)
+            .await
     }
 }

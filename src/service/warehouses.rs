@@ -42,7 +42,7 @@ fn validate_storage(
 /// The part of a profile that addresses existing files; it must not change under a warehouse.
 fn base_location(profile: &StorageProfile) -> String {
     match profile {
-        StorageProfile::Local { root } => format!("file://{}", root.display()),
+        StorageProfile::Local { root, .. } => format!("file://{}", root.display()),
         StorageProfile::S3 {
             bucket, key_prefix, ..
         } => format!(
@@ -64,6 +64,7 @@ impl Services {
             &request.storage_profile,
             request.storage_credential.as_ref(),
         )?;
+        self.check_gateway_served(&request.name, &request.storage_profile)?;
         let server = self.bootstrapped().await?;
         let project_id = request.project_id.unwrap_or(server.default_project_id);
         // authorize
@@ -147,10 +148,26 @@ impl Services {
         self.authorize(ctx, Action::WarehouseRename, Resource::Warehouse(id))
             .await?;
         // act
+        let current = self.load_warehouse(id).await?;
+        if matches!(
+            current.storage_profile,
+            StorageProfile::Local {
+                s3_gateway: true,
+                ..
+            }
+        ) && current.name != name
+        {
+            return Err(Error::conflict(format!(
+                "warehouse {} is served by the S3 gateway as the bucket of that name, and its \
+                 tables' locations name the bucket; it cannot be renamed",
+                current.name
+            )));
+        }
         self.store
             .warehouses
             .rename_warehouse(id, &name, now())
             .await?;
+        self.forget_warehouse(id);
         // announce
         self.announce(
             ctx,
@@ -188,6 +205,12 @@ impl Services {
                 base_location(&current.storage_profile)
             )));
         }
+        let served = |p: &StorageProfile| matches!(p, StorageProfile::Local { s3_gateway: true, .. });
+        if served(&current.storage_profile) != served(&request.storage_profile) {
+            return Err(Error::bad_request(
+                "s3-gateway cannot change on an existing warehouse: its tables' locations depend on it",
+            ));
+        }
         storage::probe(&request.storage_profile).await?;
         self.replace_storage(
             &current,
@@ -195,6 +218,7 @@ impl Services {
             request.storage_credential.as_ref(),
         )
         .await?;
+        self.forget_warehouse(id);
         // announce
         self.announce(
             ctx,
@@ -220,6 +244,7 @@ impl Services {
         validate_storage(&current.storage_profile, credential.as_ref())?;
         self.replace_storage(&current, &current.storage_profile, credential.as_ref())
             .await?;
+        self.forget_warehouse(id);
         self.announce(
             ctx,
             "floe.warehouse.credential-updated",
@@ -237,6 +262,7 @@ impl Services {
             .await?;
         let warehouse = self.load_warehouse(id).await?;
         self.store.warehouses.delete_warehouse(id).await?;
+        self.forget_warehouse(id);
         self.forget_credential(warehouse.credential_secret_id).await;
         self.announce(
             ctx,
@@ -245,6 +271,33 @@ impl Services {
             serde_json::json!({ "name": warehouse.name }),
         )
         .await;
+        Ok(())
+    }
+
+    /// A warehouse the gateway serves must be addressable as a bucket, and the gateway must run.
+    fn check_gateway_served(&self, name: &str, profile: &StorageProfile) -> Result<()> {
+        if let StorageProfile::Local {
+            s3_gateway: true, ..
+        } = profile
+        {
+            if self.keys.is_none() {
+                return Err(Error::bad_request(
+                    "s3-gateway is set but the S3 gateway is disabled on this server",
+                ));
+            }
+            let bucket_ok = (3..=63).contains(&name.len())
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                })
+                && !name.starts_with(['-', '.'])
+                && !name.ends_with(['-', '.']);
+            if !bucket_ok {
+                return Err(Error::bad_request(format!(
+                    "warehouse {name:?} cannot be served by the S3 gateway: its name must be a \
+                     valid bucket name (3-63 lower-case letters, digits, '-' and '.')"
+                )));
+            }
+        }
         Ok(())
     }
 

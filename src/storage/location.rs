@@ -96,6 +96,20 @@ impl Location {
             || (self.0.starts_with(&base.0) && self.0.as_bytes().get(base.0.len()) == Some(&b'/'))
     }
 
+    /// The part of `self` below `base` (no leading '/'), when `self` is within `base`.
+    pub fn relative_to(&self, base: &Location) -> Option<String> {
+        if !self.is_within(base) {
+            return None;
+        }
+        Some(self.0[base.0.len()..].trim_start_matches('/').to_string())
+    }
+
+    /// The bucket and key of an `s3://` location.
+    pub fn bucket_and_key(&self) -> Option<(&str, &str)> {
+        let rest = self.0.strip_prefix("s3://")?;
+        Some(rest.split_once('/').unwrap_or((rest, "")))
+    }
+
     /// A child location; `segment` may hold several `/`-separated segments, each checked.
     pub fn join(&self, segment: &str) -> Result<Location> {
         Location::parse(&format!("{}/{}", self.0, segment.trim_matches('/')))

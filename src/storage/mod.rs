@@ -15,7 +15,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::StorageProfile;
+use crate::model::{StorageProfile, Warehouse};
 pub use location::{Location, path_segment};
 
 /// What the catalog needs of a store. Every location must lie inside the store's root; anything
@@ -36,10 +36,14 @@ pub trait ObjectStorage: Send + Sync {
     async fn prepare_prefix(&self, location: &Location) -> Result<()>;
 }
 
-/// The base location of a warehouse: its local root, or `s3://bucket/prefix`.
-pub fn base_location(profile: &StorageProfile) -> Result<Location> {
-    match profile {
-        StorageProfile::Local { root } => Location::from_local_path(root),
+/// The base location of a warehouse: its local root, `s3://<warehouse>` when the built-in gateway
+/// serves it, or `s3://bucket/prefix`.
+pub fn base_location(warehouse: &Warehouse) -> Result<Location> {
+    match &warehouse.storage_profile {
+        StorageProfile::Local {
+            s3_gateway: true, ..
+        } => Location::parse(&format!("s3://{}", warehouse.name)),
+        StorageProfile::Local { root, .. } => Location::from_local_path(root),
         StorageProfile::S3 {
             bucket, key_prefix, ..
         } => {
@@ -54,9 +58,12 @@ pub fn base_location(profile: &StorageProfile) -> Result<Location> {
 }
 
 /// The store of a warehouse.
-pub fn for_profile(profile: &StorageProfile) -> Result<Arc<dyn ObjectStorage>> {
-    match profile {
-        StorageProfile::Local { root } => Ok(Arc::new(LocalStorage::new(root.clone())?)),
+pub fn for_warehouse(warehouse: &Warehouse) -> Result<Arc<dyn ObjectStorage>> {
+    match &warehouse.storage_profile {
+        StorageProfile::Local { root, .. } => Ok(Arc::new(LocalStorage::at(
+            base_location(warehouse)?,
+            root.clone(),
+        ))),
         StorageProfile::S3 { .. } => Err(Error::bad_request(
             "this Floe build cannot read or write S3 warehouses yet; use a local warehouse",
         )),
@@ -64,16 +71,25 @@ pub fn for_profile(profile: &StorageProfile) -> Result<Arc<dyn ObjectStorage>> {
 }
 
 /// A local folder as an object store. Objects are files; a new object is created exclusively (it
-/// never replaces another), written and synced with its folder before `put_new` returns.
+/// never replaces another), written and synced with its folder before `put_new` returns. The
+/// folder is addressed by its own `file://` path, or by `s3://<warehouse>/...` when the built-in
+/// gateway serves it (the same key maps to the same file either way).
 pub struct LocalStorage {
     root: Location,
+    dir: PathBuf,
 }
 
 impl LocalStorage {
     pub fn new(root: PathBuf) -> Result<Self> {
         Ok(LocalStorage {
             root: Location::from_local_path(&root)?,
+            dir: root,
         })
+    }
+
+    /// A folder whose objects are named under `base`.
+    pub fn at(base: Location, dir: PathBuf) -> Self {
+        LocalStorage { root: base, dir }
     }
 
     fn path_of(&self, location: &Location) -> Result<PathBuf> {
@@ -83,9 +99,16 @@ impl LocalStorage {
                 self.root
             )));
         }
-        location
-            .local_path()
-            .ok_or_else(|| Error::forbidden(format!("location {location} is not a local path")))
+        let relative = location.relative_to(&self.root).unwrap_or_default();
+        let mut path = self.dir.clone();
+        if !relative.is_empty() {
+            // Locations have no '.', '..' or empty segments (see `location`), so each segment is a
+            // plain name below the folder.
+            path.push(objects::key_path(&relative).map_err(|e| {
+                Error::forbidden(format!("location {location} cannot be stored: {e}"))
+            })?);
+        }
+        Ok(path)
     }
 }
 
@@ -178,7 +201,7 @@ pub fn is_already_there(e: &Error) -> bool {
 /// missing and a probe file is written, read back and removed.
 pub async fn probe(profile: &StorageProfile) -> Result<()> {
     match profile {
-        StorageProfile::Local { root } => probe_local(root).await,
+        StorageProfile::Local { root, .. } => probe_local(root).await,
         // Probing S3 stores (write/read/list/delete under the prefix) lands with S3 support; until
         // then an S3 profile is checked for well-formedness only.
         StorageProfile::S3 { .. } => Ok(()),
@@ -262,14 +285,20 @@ mod tests {
     async fn local_probe_creates_the_root_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("wh/one");
-        probe(&StorageProfile::Local { root: root.clone() })
+        probe(&StorageProfile::Local {
+            root: root.clone(),
+            s3_gateway: false,
+        })
             .await
             .unwrap();
         assert!(root.is_dir());
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
         let file = dir.path().join("file");
         std::fs::write(&file, b"x").unwrap();
-        let err = probe(&StorageProfile::Local { root: file })
+        let err = probe(&StorageProfile::Local {
+            root: file,
+            s3_gateway: false,
+        })
             .await
             .unwrap_err();
         assert_eq!(err.kind, crate::error::ErrorKind::BadRequest);

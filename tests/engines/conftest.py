@@ -69,6 +69,31 @@ class Floe:
         # The built-in S3 gateway's URL (enabled by default).
         self.s3_endpoint = info.get("s3-endpoint")
 
+    def file_warehouse(self):
+        """The name of a plain local warehouse (`file://` locations, no S3 gateway), created on
+        first use: Spark here has no S3 client (no AWS SDK jar can be fetched), so its suite uses
+        this one while the other engines use the gateway-served `demo`."""
+        name = "files"
+        if not getattr(self, "_file_warehouse", False):
+            body = json.dumps(
+                {
+                    "name": name,
+                    "storage-profile": {
+                        "type": "local",
+                        "root": os.path.join(self.dir, "data", "warehouses", name),
+                    },
+                }
+            ).encode()
+            request = urllib.request.Request(
+                f"{self.base}/management/v1/warehouses",
+                data=body,
+                headers={"content-type": "application/json"},
+                method="POST",
+            )
+            urllib.request.urlopen(request).read()
+            self._file_warehouse = True
+        return name
+
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=30)

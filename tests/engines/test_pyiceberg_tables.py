@@ -84,8 +84,23 @@ def in_commit_order(table):
 
 
 def local_path(location):
+    """The file behind a location: `demo` is served by Floe's S3 gateway (`s3://demo/<key>` is
+    the file `<key>` under the warehouse's folder); other local warehouses use `file://` paths."""
+    if location.startswith("s3://demo/"):
+        return os.path.join(_DATA_DIRS[-1], "warehouses", "demo", location[len("s3://demo/") :])
     assert location.startswith("file://"), location
     return location[len("file://") :]
+
+
+# The data dir of the Floe under test (set by the autouse fixture below).
+_DATA_DIRS = []
+
+
+@pytest.fixture(autouse=True)
+def _data_dir(floe):
+    _DATA_DIRS.append(os.path.join(floe.dir, "data"))
+    yield
+    _DATA_DIRS.pop()
 
 
 def files_under(folder):

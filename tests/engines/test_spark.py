@@ -85,7 +85,7 @@ def cat(spark, floe):
     spark.conf.set(prefix, "org.apache.iceberg.spark.SparkCatalog")
     spark.conf.set(f"{prefix}.type", "rest")
     spark.conf.set(f"{prefix}.uri", floe.uri)
-    spark.conf.set(f"{prefix}.warehouse", "demo")
+    spark.conf.set(f"{prefix}.warehouse", floe.file_warehouse())
     # Always load from the catalog: other clients (PyIceberg) change tables under Spark.
     spark.conf.set(f"{prefix}.cache-enabled", "false")
     spark.sql(f"CREATE NAMESPACE {name}.db")
@@ -114,7 +114,7 @@ def refs_of(spark, table):
 
 
 def table_location(spark, table):
-    """The table's root directory on local disk (Floe's `demo` warehouse is local storage)."""
+    """The table's root directory on local disk (the Spark tests use a plain local warehouse)."""
     info = {r[0]: r[1] for r in rows(spark, f"DESCRIBE TABLE EXTENDED {table}")}
     location = info["Location"]
     parsed = urlparse(location)
@@ -170,7 +170,7 @@ def test_create_insert_select(spark, cat, floe):
     spark.conf.set(f"spark.sql.catalog.{cat}_b", "org.apache.iceberg.spark.SparkCatalog")
     spark.conf.set(f"spark.sql.catalog.{cat}_b.type", "rest")
     spark.conf.set(f"spark.sql.catalog.{cat}_b.uri", floe.uri)
-    spark.conf.set(f"spark.sql.catalog.{cat}_b.warehouse", "demo")
+    spark.conf.set(f"spark.sql.catalog.{cat}_b.warehouse", floe.file_warehouse())
     assert scalar(spark, f"SELECT count(*) FROM {cat}_b.db.events") == 4
 
 
@@ -441,7 +441,7 @@ def test_rename_and_drop_purge(spark, cat, floe):
 
 
 def test_pyiceberg_and_spark_read_each_other(spark, cat, floe):
-    catalog = load_catalog("floe", type="rest", uri=floe.uri, warehouse="demo")
+    catalog = load_catalog("floe", type="rest", uri=floe.uri, warehouse=floe.file_warehouse())
 
     # Written by PyIceberg, read by Spark.
     data = pa.table(

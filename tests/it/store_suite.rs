@@ -81,6 +81,7 @@ async fn bootstrapped(store: &Persistence) -> ServerInfo {
 
 fn local_profile(db: &TestDb, name: &str) -> StorageProfile {
     StorageProfile::Local {
+        s3_gateway: false,
         root: db.dir.path().join(name),
     }
 }
