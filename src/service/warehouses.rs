@@ -274,29 +274,20 @@ impl Services {
         Ok(())
     }
 
-    /// A warehouse the gateway serves must be addressable as a bucket, and the gateway must run.
-    fn check_gateway_served(&self, name: &str, profile: &StorageProfile) -> Result<()> {
-        if let StorageProfile::Local {
-            s3_gateway: true, ..
-        } = profile
+    /// A warehouse the gateway serves needs the gateway to run. (Warehouse names already follow
+    /// S3's bucket naming rules, so every warehouse can be a bucket.)
+    fn check_gateway_served(&self, _name: &str, profile: &StorageProfile) -> Result<()> {
+        if matches!(
+            profile,
+            StorageProfile::Local {
+                s3_gateway: true,
+                ..
+            }
+        ) && self.keys.is_none()
         {
-            if self.keys.is_none() {
-                return Err(Error::bad_request(
-                    "s3-gateway is set but the S3 gateway is disabled on this server",
-                ));
-            }
-            let bucket_ok = (3..=63).contains(&name.len())
-                && name.bytes().all(|b| {
-                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
-                })
-                && !name.starts_with(['-', '.'])
-                && !name.ends_with(['-', '.']);
-            if !bucket_ok {
-                return Err(Error::bad_request(format!(
-                    "warehouse {name:?} cannot be served by the S3 gateway: its name must be a \
-                     valid bucket name (3-63 lower-case letters, digits, '-' and '.')"
-                )));
-            }
+            return Err(Error::bad_request(
+                "s3-gateway is set but the S3 gateway is disabled on this server",
+            ));
         }
         Ok(())
     }

@@ -27,6 +27,7 @@ macro_rules! on_both_backends {
 mod bench;
 mod common;
 mod errors;
+mod gateway;
 mod lifecycle;
 mod management;
 mod namespaces;
