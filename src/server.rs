@@ -45,7 +45,9 @@ impl Floe {
 
         let server_key = encryption_key(config, embedded)?;
         let secrets: Arc<dyn SecretStore> = match config.secrets.backend {
-            SecretsBackend::Database => Arc::new(DbSecretStore::new(store.secrets.clone(), &server_key)),
+            SecretsBackend::Database => {
+                Arc::new(DbSecretStore::new(store.secrets.clone(), &server_key))
+            }
         };
         let authn: Arc<dyn Authenticator> = match config.authn.backend {
             AuthnBackend::None => Arc::new(NoAuthentication),

@@ -474,7 +474,9 @@ async fn create_access_key(
             &ctx,
             WarehouseId(id),
             request.description,
-            request.expires_in_seconds.map(std::time::Duration::from_secs),
+            request
+                .expires_in_seconds
+                .map(std::time::Duration::from_secs),
         )
         .await?;
     let warehouse = state.services.get_warehouse(&ctx, key.warehouse_id).await?;
@@ -499,7 +501,10 @@ async fn list_access_keys(
     Ctx(ctx): Ctx,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<ListAccessKeysResponse>> {
-    let keys = state.services.list_access_keys(&ctx, WarehouseId(id)).await?;
+    let keys = state
+        .services
+        .list_access_keys(&ctx, WarehouseId(id))
+        .await?;
     Ok(Json(ListAccessKeysResponse {
         access_keys: keys
             .into_iter()

@@ -253,7 +253,13 @@ async fn access_for(
 ) -> Result<TableAccess, Error> {
     state
         .services
-        .table_access(ctx, warehouse, ident, &table.location, delegation_of(headers))
+        .table_access(
+            ctx,
+            warehouse,
+            ident,
+            &table.location,
+            delegation_of(headers),
+        )
         .await
 }
 

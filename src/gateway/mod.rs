@@ -69,7 +69,11 @@ impl Buckets {
 pub(crate) fn internal(e: impl std::fmt::Debug) -> s3s::S3Error {
     let id = uuid::Uuid::new_v4();
     tracing::error!(error_id = %id, error = ?e, "S3 gateway request failed");
-    s3_error!(InternalError, "internal error; see the server log for error id {}", id)
+    s3_error!(
+        InternalError,
+        "internal error; see the server log for error id {}",
+        id
+    )
 }
 
 struct Auth {
@@ -282,8 +286,9 @@ impl Gateway {
                         }
                     };
                     let _ = stream.set_nodelay(true);
+                    let service = CloseUnreadBodies(self.service.clone());
                     let conn = ConnBuilder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), self.service.clone())
+                        .serve_connection(TokioIo::new(stream), service)
                         .into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
@@ -304,6 +309,42 @@ impl Gateway {
             }
         }
         Ok(())
+    }
+}
+
+/// Closes the connection after an error answer to a request that carried a body: the body may not
+/// have been read (a PUT refused before its bytes), and a client that got the answer before sending
+/// it (`Expect: 100-continue`) may reuse the connection without ever sending it, so the server must
+/// not read the next request as this one's body.
+#[derive(Clone)]
+struct CloseUnreadBodies(s3s::service::S3Service);
+
+impl hyper::service::Service<http::Request<hyper::body::Incoming>> for CloseUnreadBodies {
+    type Response = s3s::HttpResponse;
+    type Error = s3s::HttpError;
+    type Future = std::pin::Pin<
+        Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>,
+    >;
+
+    fn call(&self, req: http::Request<hyper::body::Incoming>) -> Self::Future {
+        let headers = req.headers();
+        let has_body = headers.contains_key(http::header::TRANSFER_ENCODING)
+            || headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .is_some_and(|n| n > 0);
+        let inner = self.0.clone();
+        Box::pin(async move {
+            let mut response = hyper::service::Service::call(&inner, req).await?;
+            if has_body && response.status().as_u16() >= 300 {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok(response)
+        })
     }
 }
 

@@ -43,6 +43,7 @@ fn object_error(e: ObjectError) -> S3Error {
         ObjectError::Key(k) => s3_error!(InvalidArgument, "invalid object key: {}", k),
         ObjectError::NoSuchKey => s3_error!(NoSuchKey),
         ObjectError::NoSuchUpload => s3_error!(NoSuchUpload),
+        ObjectError::PreconditionFailed(m) => s3_error!(PreconditionFailed, "{}", m),
         ObjectError::AlreadyExists => s3_error!(
             PreconditionFailed,
             "the object exists and If-None-Match: * asked for none"
@@ -53,7 +54,9 @@ fn object_error(e: ObjectError) -> S3Error {
         }
         ObjectError::InvalidPart(m) => s3_error!(InvalidPart, "{}", m),
         ObjectError::EntityTooSmall(m) => s3_error!(EntityTooSmall, "{}", m),
-        ObjectError::BadDigest(what) => s3_error!(BadDigest, "the body does not match its {}", what),
+        ObjectError::BadDigest(what) => {
+            s3_error!(BadDigest, "the body does not match its {}", what)
+        }
         ObjectError::Incomplete(m) => s3_error!(IncompleteBody, "{}", m),
         ObjectError::Io(e) => internal(e),
     }
@@ -120,10 +123,22 @@ impl Declared {
                 .map(str::to_string)
         };
         let c = &mut self.checksums;
-        c.checksum_crc32 = c.checksum_crc32.take().or_else(|| get("x-amz-checksum-crc32"));
-        c.checksum_crc32c = c.checksum_crc32c.take().or_else(|| get("x-amz-checksum-crc32c"));
-        c.checksum_sha1 = c.checksum_sha1.take().or_else(|| get("x-amz-checksum-sha1"));
-        c.checksum_sha256 = c.checksum_sha256.take().or_else(|| get("x-amz-checksum-sha256"));
+        c.checksum_crc32 = c
+            .checksum_crc32
+            .take()
+            .or_else(|| get("x-amz-checksum-crc32"));
+        c.checksum_crc32c = c
+            .checksum_crc32c
+            .take()
+            .or_else(|| get("x-amz-checksum-crc32c"));
+        c.checksum_sha1 = c
+            .checksum_sha1
+            .take()
+            .or_else(|| get("x-amz-checksum-sha1"));
+        c.checksum_sha256 = c
+            .checksum_sha256
+            .take()
+            .or_else(|| get("x-amz-checksum-sha256"));
         c.checksum_crc64nvme = c
             .checksum_crc64nvme
             .take()
@@ -134,13 +149,32 @@ impl Declared {
         if let Some(expected) = &self.content_md5
             && BASE64.decode(expected.trim()).ok().as_deref() != Some(md5.as_slice())
         {
-            return Err(s3_error!(BadDigest, "the body does not match its Content-MD5"));
+            return Err(s3_error!(
+                BadDigest,
+                "the body does not match its Content-MD5"
+            ));
         }
         let pairs = [
-            (&self.checksums.checksum_crc32, &computed.checksum_crc32, "CRC32"),
-            (&self.checksums.checksum_crc32c, &computed.checksum_crc32c, "CRC32C"),
-            (&self.checksums.checksum_sha1, &computed.checksum_sha1, "SHA1"),
-            (&self.checksums.checksum_sha256, &computed.checksum_sha256, "SHA256"),
+            (
+                &self.checksums.checksum_crc32,
+                &computed.checksum_crc32,
+                "CRC32",
+            ),
+            (
+                &self.checksums.checksum_crc32c,
+                &computed.checksum_crc32c,
+                "CRC32C",
+            ),
+            (
+                &self.checksums.checksum_sha1,
+                &computed.checksum_sha1,
+                "SHA1",
+            ),
+            (
+                &self.checksums.checksum_sha256,
+                &computed.checksum_sha256,
+                "SHA256",
+            ),
             (
                 &self.checksums.checksum_crc64nvme,
                 &computed.checksum_crc64nvme,
@@ -206,7 +240,11 @@ async fn receive(
     if let Some(e) = failure {
         // Dropping the pending object (inside `written`) removes its file.
         drop(written);
-        return Err(s3_error!(IncompleteBody, "reading the request body failed: {}", e));
+        return Err(s3_error!(
+            IncompleteBody,
+            "reading the request body failed: {}",
+            e
+        ));
     }
     let mut pending = written.map_err(object_error)?;
     let md5: [u8; 16] = md5.finalize().into();
@@ -304,12 +342,18 @@ fn check_preconditions(
         .expect("zero is a valid nanosecond");
     if let Some(c) = if_match {
         if !matches(c) {
-            return Err(s3_error!(PreconditionFailed, "If-Match does not match the ETag"));
+            return Err(s3_error!(
+                PreconditionFailed,
+                "If-Match does not match the ETag"
+            ));
         }
     } else if let Some(t) = if_unmodified_since
         && modified > time::OffsetDateTime::from(t.clone())
     {
-        return Err(s3_error!(PreconditionFailed, "modified since If-Unmodified-Since"));
+        return Err(s3_error!(
+            PreconditionFailed,
+            "modified since If-Unmodified-Since"
+        ));
     }
     if let Some(c) = if_none_match {
         if matches(c) {
@@ -321,6 +365,95 @@ fn check_preconditions(
         return Err(s3_error!(NotModified));
     }
     Ok(())
+}
+
+/// S3's `encoding-type=url`: every byte but unreserved characters and '/' percent-encoded.
+fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Encodes listing fields when the client asked for `encoding-type=url`.
+struct Encoder(bool);
+
+impl Encoder {
+    fn of(encoding: Option<&EncodingType>) -> S3Result<Encoder> {
+        match encoding.map(EncodingType::as_str) {
+            None => Ok(Encoder(false)),
+            Some(EncodingType::URL) => Ok(Encoder(true)),
+            Some(other) => Err(s3_error!(
+                InvalidArgument,
+                "encoding-type must be url, not {:?}",
+                other
+            )),
+        }
+    }
+
+    fn apply(&self, text: String) -> String {
+        if self.0 { url_encode(&text) } else { text }
+    }
+
+    fn opt(&self, text: Option<String>) -> Option<String> {
+        text.map(|t| self.apply(t))
+    }
+
+    fn page(&self, mut page: Page) -> Page {
+        for object in &mut page.objects {
+            object.key = self.opt(object.key.take());
+        }
+        for prefix in &mut page.prefixes {
+            prefix.prefix = self.opt(prefix.prefix.take());
+        }
+        page
+    }
+}
+
+/// The bytes a GET or HEAD returns: a `Range`, a `partNumber`, or the whole object, with the
+/// `Content-Range` to send for the first two.
+fn byte_range(
+    info: &ObjectInfo,
+    range: Option<&Range>,
+    part_number: Option<i32>,
+) -> S3Result<(u64, u64, Option<String>)> {
+    let shown = |r: &std::ops::Range<u64>| {
+        Some(format!(
+            "bytes {}-{}/{}",
+            r.start,
+            r.end.saturating_sub(1),
+            info.size
+        ))
+    };
+    match (range, part_number) {
+        (Some(_), Some(_)) => Err(s3_error!(
+            InvalidRequest,
+            "Range and partNumber cannot be used together"
+        )),
+        (Some(range), None) => {
+            let r = range
+                .check(info.size)
+                .map_err(|_| s3_error!(InvalidRange))?;
+            Ok((r.start, r.end, shown(&r)))
+        }
+        (None, Some(number)) => {
+            let r = info.meta.part_range(number, info.size).ok_or_else(|| {
+                let mut e = S3Error::with_message(
+                    s3s::S3ErrorCode::Custom("InvalidPartNumber".into()),
+                    format!("the object has no part {number}"),
+                );
+                e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+                e
+            })?;
+            Ok((r.start, r.end, shown(&r)))
+        }
+        (None, None) => Ok((0, info.size, None)),
+    }
 }
 
 fn listing_scope(target: &Target, prefix: &str) -> S3Result<()> {
@@ -358,10 +491,9 @@ async fn list_page(
     listing_scope(target, &prefix)?;
     let objects = target.objects.clone();
     let grant = target.grant.clone();
-    let listing = blocking(move || {
-        objects.list(&prefix, delimiter.as_deref(), after.as_deref(), max_keys)
-    })
-    .await?;
+    let listing =
+        blocking(move || objects.list(&prefix, delimiter.as_deref(), after.as_deref(), max_keys))
+            .await?;
     Ok(Page {
         objects: listing
             .objects
@@ -410,6 +542,32 @@ fn copy_source_key(target: &Target, source: &CopySource) -> S3Result<String> {
     Ok(key.to_string())
 }
 
+/// The `x-amz-copy-source-if-*` conditions: any that fails is a 412 (never a 304).
+struct CopyConditions {
+    if_match: Option<ETagCondition>,
+    if_none_match: Option<ETagCondition>,
+    if_modified_since: Option<Timestamp>,
+    if_unmodified_since: Option<Timestamp>,
+}
+
+impl CopyConditions {
+    fn check(&self, source: &ObjectInfo) -> Result<(), ObjectError> {
+        let outcome = check_preconditions(
+            source,
+            self.if_match.as_ref(),
+            self.if_none_match.as_ref(),
+            self.if_modified_since.as_ref(),
+            self.if_unmodified_since.as_ref(),
+        );
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(_) => Err(ObjectError::PreconditionFailed(
+                "a copy-source condition does not hold".into(),
+            )),
+        }
+    }
+}
+
 fn overwrite_mode(if_none_match: Option<&ETagCondition>) -> S3Result<Overwrite> {
     match if_none_match {
         None => Ok(Overwrite::Allow),
@@ -443,7 +601,10 @@ async fn check_if_match(
     if ok {
         Ok(())
     } else {
-        Err(s3_error!(PreconditionFailed, "If-Match does not match the ETag"))
+        Err(s3_error!(
+            PreconditionFailed,
+            "If-Match does not match the ETag"
+        ))
     }
 }
 
@@ -506,16 +667,20 @@ impl S3 for FloeS3 {
                     .decode(token)
                     .ok()
                     .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| s3_error!(InvalidArgument, "the continuation token is invalid"))?,
+                    .ok_or_else(|| {
+                        s3_error!(InvalidArgument, "the continuation token is invalid")
+                    })?,
             ),
             None => None,
         };
         let after = token_after.or_else(|| input.start_after.clone());
+        let encoder = Encoder::of(input.encoding_type.as_ref())?;
         let page = list_page(&target, prefix, input.delimiter.clone(), after, max).await?;
+        let page = encoder.page(page);
         let key_count = (page.objects.len() + page.prefixes.len()) as i32;
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(target.bucket),
-            prefix: input.prefix,
+            prefix: encoder.opt(input.prefix),
             max_keys: Some(max as i32),
             key_count: Some(key_count),
             continuation_token: input.continuation_token,
@@ -523,9 +688,9 @@ impl S3 for FloeS3 {
             next_continuation_token: page.next.map(|k| BASE64.encode(k)),
             contents: Some(page.objects),
             common_prefixes: Some(page.prefixes),
-            delimiter: input.delimiter,
+            delimiter: encoder.opt(input.delimiter),
             encoding_type: input.encoding_type,
-            start_after: input.start_after,
+            start_after: encoder.opt(input.start_after),
             ..Default::default()
         }))
     }
@@ -538,6 +703,7 @@ impl S3 for FloeS3 {
         let input = req.input;
         let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
+        let encoder = Encoder::of(input.encoding_type.as_ref())?;
         let page = list_page(
             &target,
             prefix,
@@ -546,18 +712,19 @@ impl S3 for FloeS3 {
             max,
         )
         .await?;
+        let page = encoder.page(page);
         let truncated = page.next.is_some();
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(target.bucket),
-            prefix: input.prefix,
-            marker: input.marker,
+            prefix: encoder.opt(input.prefix),
+            marker: encoder.opt(input.marker),
             max_keys: Some(max as i32),
             is_truncated: Some(truncated),
             // Sent even without a delimiter: clients may use it instead of the last key.
-            next_marker: page.next,
+            next_marker: encoder.opt(page.next),
             contents: Some(page.objects),
             common_prefixes: Some(page.prefixes),
-            delimiter: input.delimiter,
+            delimiter: encoder.opt(input.delimiter),
             encoding_type: input.encoding_type,
             ..Default::default()
         }))
@@ -580,18 +747,9 @@ impl S3 for FloeS3 {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        let (length, content_range) = match &input.range {
-            Some(range) => {
-                let r = range
-                    .check(info.size)
-                    .map_err(|_| s3_error!(InvalidRange))?;
-                (
-                    r.end - r.start,
-                    Some(format!("bytes {}-{}/{}", r.start, r.end - 1, info.size)),
-                )
-            }
-            None => (info.size, None),
-        };
+        let (start, end, content_range) =
+            byte_range(&info, input.range.as_ref(), input.part_number)?;
+        let length = end - start;
         Ok(S3Response::new(HeadObjectOutput {
             accept_ranges: Some("bytes".into()),
             content_length: Some(length as i64),
@@ -622,16 +780,8 @@ impl S3 for FloeS3 {
             input.if_modified_since.as_ref(),
             input.if_unmodified_since.as_ref(),
         )?;
-        let (start, end, content_range) = match &input.range {
-            Some(range) => {
-                let r = range
-                    .check(info.size)
-                    .map_err(|_| s3_error!(InvalidRange))?;
-                let shown = format!("bytes {}-{}/{}", r.start, r.end.saturating_sub(1), info.size);
-                (r.start, r.end, Some(shown))
-            }
-            None => (0, info.size, None),
-        };
+        let (start, end, content_range) =
+            byte_range(&info, input.range.as_ref(), input.part_number)?;
         let length = end - start;
         let body = StreamingBlob::new(WrapErr(FileStream::new(file, start, length)));
         let output = GetObjectOutput {
@@ -700,6 +850,7 @@ impl S3 for FloeS3 {
             content_type: input.content_type,
             user: input.metadata.unwrap_or_default().into_iter().collect(),
             parts: None,
+            part_sizes: Vec::new(),
         };
         let objects = target.objects.clone();
         let key = input.key;
@@ -732,8 +883,15 @@ impl S3 for FloeS3 {
         let key = input.key.clone();
         let content_type = input.content_type.clone();
         let metadata = input.metadata.clone();
+        let conditions = CopyConditions {
+            if_match: input.copy_source_if_match.clone(),
+            if_none_match: input.copy_source_if_none_match.clone(),
+            if_modified_since: input.copy_source_if_modified_since.clone(),
+            if_unmodified_since: input.copy_source_if_unmodified_since.clone(),
+        };
         let info = blocking(move || {
             let (mut file, source_info) = objects.open(&source)?;
+            conditions.check(&source_info)?;
             let mut pending = objects.begin()?;
             objects::copy_range(&mut file, 0, source_info.size, &mut pending)?;
             let mut meta = if replace {
@@ -751,6 +909,7 @@ impl S3 for FloeS3 {
             // A copy is one whole object: its ETag is its MD5 (even when the source was multipart).
             meta.etag = String::new();
             meta.parts = None;
+            meta.part_sizes = Vec::new();
             objects.commit(pending, &key, meta, Overwrite::Allow)
         })
         .await?;
@@ -803,7 +962,10 @@ impl S3 for FloeS3 {
             for key in keys {
                 // Each key is authorized on its own: one outside the scope fails alone.
                 let outcome = if !grant.covers(&key) {
-                    Err(("AccessDenied", "the key is outside the access key's scope".to_string()))
+                    Err((
+                        "AccessDenied",
+                        "the key is outside the access key's scope".to_string(),
+                    ))
                 } else {
                     match objects.delete(&key) {
                         Ok(()) => Ok(()),
@@ -928,16 +1090,26 @@ impl S3 for FloeS3 {
                     .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
                     .filter(|(a, b)| a <= b)
                     .ok_or_else(|| {
-                        s3_error!(InvalidArgument, "x-amz-copy-source-range must be bytes=first-last")
+                        s3_error!(
+                            InvalidArgument,
+                            "x-amz-copy-source-range must be bytes=first-last"
+                        )
                     })?;
                 Some(parsed)
             }
         };
         let objects = target.objects.clone();
         let (key, id, number) = (input.key, input.upload_id, input.part_number);
+        let conditions = CopyConditions {
+            if_match: input.copy_source_if_match,
+            if_none_match: input.copy_source_if_none_match,
+            if_modified_since: input.copy_source_if_modified_since,
+            if_unmodified_since: input.copy_source_if_unmodified_since,
+        };
         let part = blocking(move || {
             objects.upload(&key, &id)?;
             let (mut file, info) = objects.open(&source)?;
+            conditions.check(&info)?;
             let (offset, len) = match range {
                 None => (0, info.size),
                 Some((first, last)) => {
@@ -991,8 +1163,7 @@ impl S3 for FloeS3 {
             .collect::<S3Result<_>>()?;
         let objects = target.objects.clone();
         let (key, id) = (input.key.clone(), input.upload_id);
-        let info =
-            blocking(move || objects.complete_upload(&key, &id, &parts, overwrite)).await?;
+        let info = blocking(move || objects.complete_upload(&key, &id, &parts, overwrite)).await?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(target.bucket),
             key: Some(input.key),
@@ -1065,9 +1236,12 @@ impl S3 for FloeS3 {
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         listing_scope(&target, &prefix)?;
-        let max = input.max_uploads.map_or(1000, |n| n.clamp(0, 1000) as usize);
+        let max = input
+            .max_uploads
+            .map_or(1000, |n| n.clamp(0, 1000) as usize);
         let objects = target.objects.clone();
         let uploads = blocking(move || objects.list_uploads()).await?;
+        let encoder = Encoder::of(input.encoding_type.as_ref())?;
         let key_marker = input.key_marker.clone().unwrap_or_default();
         let id_marker = input.upload_id_marker.clone().unwrap_or_default();
         let mut page = Vec::new();
@@ -1077,16 +1251,26 @@ impl S3 for FloeS3 {
             if !info.key.starts_with(&prefix) || !target.grant.covers(&info.key) {
                 continue;
             }
-            if !key_marker.is_empty()
-                && (info.key.as_str(), id.as_str()) <= (key_marker.as_str(), id_marker.as_str())
-                && (id_marker.is_empty() && info.key <= key_marker || !id_marker.is_empty())
-            {
-                continue;
+            // With a key marker alone, uploads of keys after it; with an upload id marker too,
+            // also the marker key's uploads after that id.
+            if !key_marker.is_empty() {
+                let skip = if id_marker.is_empty() {
+                    info.key <= key_marker
+                } else {
+                    (info.key.as_str(), id.as_str()) <= (key_marker.as_str(), id_marker.as_str())
+                };
+                if skip {
+                    continue;
+                }
             }
             if let Some(d) = input.delimiter.as_deref().filter(|d| !d.is_empty())
                 && let Some(at) = info.key[prefix.len()..].find(d)
             {
-                let group = format!("{}{}", prefix, &info.key[prefix.len()..prefix.len() + at + d.len()]);
+                let group = format!(
+                    "{}{}",
+                    prefix,
+                    &info.key[prefix.len()..prefix.len() + at + d.len()]
+                );
                 if prefixes.last().and_then(|p| p.prefix.as_deref()) != Some(group.as_str()) {
                     prefixes.push(CommonPrefix {
                         prefix: Some(group),
@@ -1110,15 +1294,21 @@ impl S3 for FloeS3 {
             (true, Some(last)) => (last.key.clone(), last.upload_id.clone()),
             _ => (None, None),
         };
+        for upload in &mut page {
+            upload.key = encoder.opt(upload.key.take());
+        }
+        for prefix in &mut prefixes {
+            prefix.prefix = encoder.opt(prefix.prefix.take());
+        }
         Ok(S3Response::new(ListMultipartUploadsOutput {
             bucket: Some(target.bucket),
-            prefix: input.prefix,
-            delimiter: input.delimiter,
-            key_marker: input.key_marker,
+            prefix: encoder.opt(input.prefix),
+            delimiter: encoder.opt(input.delimiter),
+            key_marker: encoder.opt(input.key_marker),
             upload_id_marker: input.upload_id_marker,
             max_uploads: Some(max as i32),
             is_truncated: Some(truncated),
-            next_key_marker: next_key,
+            next_key_marker: encoder.opt(next_key),
             next_upload_id_marker: next_id,
             uploads: Some(page),
             common_prefixes: Some(prefixes),

@@ -127,7 +127,9 @@ impl KeyMinter {
 
     /// Reads a scoped key's claims. `None` when the id is not a well-formed scoped key.
     fn parse_scoped(&self, id: &str) -> Option<KeyGrant> {
-        let payload = URL_SAFE_NO_PAD.decode(id.strip_prefix(SCOPED_PREFIX)?).ok()?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(id.strip_prefix(SCOPED_PREFIX)?)
+            .ok()?;
         if payload.len() < 25 {
             return None;
         }
@@ -274,7 +276,10 @@ impl Services {
     }
 
     /// What an access key id opens, for the gateway's signature check.
-    pub async fn resolve_access_key(&self, id: &str) -> Result<std::result::Result<KeyGrant, KeyRefusal>> {
+    pub async fn resolve_access_key(
+        &self,
+        id: &str,
+    ) -> Result<std::result::Result<KeyGrant, KeyRefusal>> {
         let minter = self.minter()?;
         let grant = if id.starts_with(SCOPED_PREFIX) {
             match minter.parse_scoped(id) {
@@ -368,10 +373,7 @@ mod tests {
         assert_ne!(wider.secret_access_key, key.secret_access_key);
         // Another server key derives other secrets for the same id.
         let other = KeyMinter::new(&[8u8; 32]);
-        assert_ne!(
-            other.secret_for(&key.access_key_id),
-            key.secret_access_key
-        );
+        assert_ne!(other.secret_for(&key.access_key_id), key.secret_access_key);
         assert!(minter.parse_scoped("FLS1!!").is_none());
         assert!(minter.parse_scoped("FLS1AAAA").is_none());
         assert_eq!(KeyMinter::new_admin_id().len(), 20);

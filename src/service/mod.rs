@@ -73,8 +73,10 @@ pub struct Services {
     /// Warehouses by id, for hot paths that need a warehouse's storage on every request (the S3
     /// gateway, vended credentials). Entries live a few seconds; this process's own changes
     /// remove them at once.
-    warehouses: Arc<std::sync::Mutex<HashMap<WarehouseId, (std::time::Instant, Arc<Warehouse>)>>>,
+    warehouses: Arc<WarehouseCache>,
 }
+
+type WarehouseCache = std::sync::Mutex<HashMap<WarehouseId, (std::time::Instant, Arc<Warehouse>)>>;
 
 /// How long a cached warehouse is used before it is read again.
 const WAREHOUSE_TTL: std::time::Duration = std::time::Duration::from_secs(5);

@@ -18,7 +18,7 @@ use super::metadata::{
     next_metadata_location, only_referenced_snapshots, parse_table_metadata,
     retired_metadata_files, table_metadata_json,
 };
-use super::{Delegation, TableAccess, RequestContext, Services};
+use super::{Delegation, RequestContext, Services, TableAccess};
 use crate::authz::{Action, Resource};
 use crate::error::{Entity, Error, ErrorKind, Result};
 use crate::model::{

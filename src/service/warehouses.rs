@@ -205,7 +205,15 @@ impl Services {
                 base_location(&current.storage_profile)
             )));
         }
-        let served = |p: &StorageProfile| matches!(p, StorageProfile::Local { s3_gateway: true, .. });
+        let served = |p: &StorageProfile| {
+            matches!(
+                p,
+                StorageProfile::Local {
+                    s3_gateway: true,
+                    ..
+                }
+            )
+        };
         if served(&current.storage_profile) != served(&request.storage_profile) {
             return Err(Error::bad_request(
                 "s3-gateway cannot change on an existing warehouse: its tables' locations depend on it",

@@ -289,8 +289,8 @@ mod tests {
             root: root.clone(),
             s3_gateway: false,
         })
-            .await
-            .unwrap();
+        .await
+        .unwrap();
         assert!(root.is_dir());
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
         let file = dir.path().join("file");
@@ -299,8 +299,8 @@ mod tests {
             root: file,
             s3_gateway: false,
         })
-            .await
-            .unwrap_err();
+        .await
+        .unwrap_err();
         assert_eq!(err.kind, crate::error::ErrorKind::BadRequest);
     }
 }

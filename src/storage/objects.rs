@@ -45,6 +45,23 @@ pub struct ObjectMeta {
     pub user: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parts: Option<u32>,
+    /// The size of each part of a multipart object, for reads by part number.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub part_sizes: Vec<u64>,
+}
+
+impl ObjectMeta {
+    /// The byte range of part `number` (1-based): a multipart object's part, or the whole of any
+    /// other object as its only part. `None` when there is no such part.
+    pub fn part_range(&self, number: i32, size: u64) -> Option<std::ops::Range<u64>> {
+        if self.part_sizes.is_empty() {
+            return (number == 1).then_some(0..size);
+        }
+        let index = usize::try_from(number).ok()?.checked_sub(1)?;
+        let start: u64 = self.part_sizes.iter().take(index).sum();
+        let len = *self.part_sizes.get(index)?;
+        Some(start..start + len)
+    }
 }
 
 /// An object as listed or looked up.
@@ -164,6 +181,8 @@ pub enum ObjectError {
     NoSuchUpload,
     #[error("the object exists and the write asked for none")]
     AlreadyExists,
+    #[error("{0}")]
+    PreconditionFailed(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
@@ -578,6 +597,7 @@ impl ObjectStore {
         let dir = self.upload_dir(upload_id)?;
         let mut md5s = Md5::new();
         let mut chosen = Vec::with_capacity(requested.len());
+        let mut sizes = Vec::with_capacity(requested.len());
         let mut previous = 0;
         for (i, (number, etag)) in requested.iter().enumerate() {
             if *number <= previous {
@@ -602,6 +622,7 @@ impl ObjectStore {
                 )));
             }
             md5s.update(hex::decode(&part.etag).unwrap_or_default());
+            sizes.push(part.size);
             chosen.push(dir.join(format!("part-{number:05}")));
         }
         let mut pending = self.begin()?;
@@ -615,6 +636,7 @@ impl ObjectStore {
             content_type: info.content_type,
             user: info.user,
             parts: Some(requested.len() as u32),
+            part_sizes: sizes,
         };
         let object = self.commit(pending, key, meta, overwrite)?;
         let _ = std::fs::remove_dir_all(&dir);
@@ -816,10 +838,8 @@ impl Walker<'_> {
                         && self.after.is_none_or(|a| group.as_str() > a)
                         && self.last_prefix.as_deref() != Some(group.as_str())
                     {
-                        if has_object(&path)? {
-                            if self.push_prefix(group) {
-                                return Ok(true);
-                            }
+                        if has_object(&path)? && self.push_prefix(group) {
+                            return Ok(true);
                         }
                         continue;
                     }
@@ -862,11 +882,7 @@ impl Walker<'_> {
         let delimiter = self.delimiter?;
         let rest = key.strip_prefix(self.prefix)?;
         let at = rest.find(delimiter)?;
-        Some(format!(
-            "{}{}",
-            self.prefix,
-            &rest[..at + delimiter.len()]
-        ))
+        Some(format!("{}{}", self.prefix, &rest[..at + delimiter.len()]))
     }
 
     /// Adds a common prefix; true when the page is full and the walk must stop.
@@ -937,18 +953,9 @@ mod tests {
             assert!(key_path(bad).is_err(), "{bad:?} must be refused");
         }
         assert_eq!(key_path("").unwrap_err(), KeyError::Empty);
-        assert_eq!(
-            key_path(&"a".repeat(1025)).unwrap_err(),
-            KeyError::TooLong
-        );
-        assert_eq!(
-            key_path("dir/").unwrap(),
-            PathBuf::from("dir/.floe~empty")
-        );
-        assert_eq!(
-            key_path("a//b").unwrap(),
-            PathBuf::from("a/.floe~empty/b")
-        );
+        assert_eq!(key_path(&"a".repeat(1025)).unwrap_err(), KeyError::TooLong);
+        assert_eq!(key_path("dir/").unwrap(), PathBuf::from("dir/.floe~empty"));
+        assert_eq!(key_path("a//b").unwrap(), PathBuf::from("a/.floe~empty/b"));
         assert_eq!(
             key_path("ünï code/100% sure..x").unwrap(),
             PathBuf::from("ünï code/100% sure..x")

@@ -20,9 +20,9 @@ use chrono::{DateTime, Utc};
 use crate::config::{Config, DatabaseTarget};
 use crate::error::{Entity, Error, Result};
 use crate::model::{
-    AccessKey, Namespace, NamespaceIdent, Page, PageRequest, Project, ProjectId, Properties, Ref, RefId,
-    SecretId, ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent, TabularKind, Warehouse,
-    WarehouseId,
+    AccessKey, Namespace, NamespaceIdent, Page, PageRequest, Project, ProjectId, Properties, Ref,
+    RefId, SecretId, ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent, TabularKind,
+    Warehouse, WarehouseId,
 };
 
 pub use postgres::PostgresStore;

@@ -771,3 +771,49 @@ def test_failing_assert_table_uuid_is_a_commit_conflict(floe):
     assert response.status_code == 200, response.text
     assert response.json()["metadata"]["properties"]["k"] == "v"
     assert catalog_for(floe).load_table("bad.t").properties["k"] == "v"
+
+
+def test_demo_is_served_by_the_gateway_with_vended_keys(floe):
+    """The quickstart: with nothing but the catalog URI, PyIceberg writes and reads `s3://demo/...`
+    through Floe's own S3 gateway, with a key the catalog vended for that one table."""
+    catalog = load_catalog("floe", type="rest", uri=floe.uri, warehouse="demo")
+    catalog.create_namespace("quick")
+    table = catalog.create_table("quick.start", schema=pa.schema([("id", pa.int64())]))
+    assert table.location().startswith("s3://demo/quick/start-"), table.location()
+    assert table.io.properties["s3.endpoint"] == floe.s3_endpoint
+    assert table.io.properties["s3.access-key-id"].startswith("FLS1")
+    table.append(pa.table({"id": [1, 2, 3]}))
+    assert ids_of(catalog.load_table("quick.start")) == [1, 2, 3]
+    # The files are in the warehouse folder, and no local path reached the client.
+    files = data_files(catalog.load_table("quick.start"))
+    assert files and all(os.path.isfile(p) for p in files)
+    raw = requests.get(
+        f"{floe.uri}/v1/{prefix_of(floe)}/namespaces/quick/tables/start",
+        headers={"X-Iceberg-Access-Delegation": "vended-credentials"},
+    ).json()
+    assert floe.dir not in json.dumps(raw)
+    assert raw["storage-credentials"][0]["prefix"] == table.location()
+
+    # The vended key opens this table's folder and nothing else.
+    import boto3
+    import botocore.config
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=floe.s3_endpoint,
+        aws_access_key_id=table.io.properties["s3.access-key-id"],
+        aws_secret_access_key=table.io.properties["s3.secret-access-key"],
+        region_name="us-east-1",
+        config=botocore.config.Config(s3={"addressing_style": "path"}),
+    )
+    key = table.location()[len("s3://demo/") :]
+    listed = s3.list_objects_v2(Bucket="demo", Prefix=key + "/data/")
+    assert listed["KeyCount"] >= 1
+    other = catalog.create_table("quick.other", schema=pa.schema([("id", pa.int64())]))
+    other_key = other.location()[len("s3://demo/") :]
+    with pytest.raises(s3.exceptions.ClientError) as denied:
+        s3.list_objects_v2(Bucket="demo", Prefix=other_key + "/")
+    assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+    with pytest.raises(s3.exceptions.ClientError) as denied:
+        s3.put_object(Bucket="demo", Key=other_key + "/data/evil.parquet", Body=b"x")
+    assert denied.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403

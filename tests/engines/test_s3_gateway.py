@@ -919,13 +919,6 @@ def test_copy_object_copy_and_replace_metadata(gw):
     assert error_of(e) == (404, "NoSuchKey")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "CopyObject ignores x-amz-copy-source-if-match / -if-none-match / -if-modified-since / "
-        "-if-unmodified-since: the copy is made (200) where S3 answers 412 PreconditionFailed"
-    ),
-)
 def test_copy_object_honours_copy_source_conditions(gw):
     p = unique("copy-cond")
     gw.put(p + "src", b"source")
@@ -955,13 +948,6 @@ def test_copy_object_honours_copy_source_conditions(gw):
     assert failures == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "UploadPartCopy ignores x-amz-copy-source-if-match: the part is copied (200) where S3 "
-        "answers 412 PreconditionFailed"
-    ),
-)
 def test_upload_part_copy_honours_copy_source_if_match(gw):
     p = unique("partcopy-cond")
     gw.put(p + "src", b"source")
@@ -1362,13 +1348,6 @@ def test_complete_multipart_if_none_match(gw):
     assert gw.tmp_files() == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ListMultipartUploads with key-marker and no upload-id-marker lists the uploads of the "
-        "key-marker itself; S3 lists only keys lexicographically greater than key-marker"
-    ),
-)
 def test_list_multipart_uploads_key_marker_alone(gw):
     p = unique("mpu-marker")
     keys = [p + "a", p + "b", p + "c"]
@@ -1381,15 +1360,6 @@ def test_list_multipart_uploads_key_marker_alone(gw):
             gw.s3.abort_multipart_upload(Bucket="demo", Key=k, UploadId=i)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "GetObject/HeadObject ignore partNumber: a multipart object's part 1 comes back as the "
-        "whole object with 200 (and a plain object's part 2 as the whole object instead of 416 "
-        "InvalidPartNumber), so SDKs that download by part (AWS SDK for Java v2's multipart "
-        "client, the CRT) assemble N copies of the whole object"
-    ),
-)
 def test_get_object_by_part_number(gw):
     p = unique("mpu-partget")
     key = p + "obj"
@@ -1527,16 +1497,6 @@ def test_odd_keys_listed_exactly_without_encoding(gw):
     assert prefixes == sorted({p + k.split("/")[0] + "/" for k in ODD_KEYS if "/" in k})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "ListObjects/ListObjectsV2 with encoding-type=url (which boto3 always sends) echo "
-        "<EncodingType>url</EncodingType> but return Key, Prefix, NextMarker, StartAfter and "
-        "CommonPrefixes unencoded, so clients URL-decode raw keys: 'a+b=c&d' is listed as "
-        "'a b=c&d', '100%25 x' as '100% x', and ListObjects v1 paging by NextMarker repeats the "
-        "same key forever"
-    ),
-)
 def test_odd_keys_listed_exactly_by_boto3(gw):
     """boto3 asks listings for `encoding-type=url` and URL-decodes the keys it gets back, so the
     gateway must encode them."""

@@ -57,7 +57,13 @@ fn client(app: &TestApp, access_key: &str, secret: &str) -> Client {
     let config = aws_sdk_s3::Config::builder()
         .endpoint_url(format!("http://{}", app.s3_addr.expect("the gateway runs")))
         .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(access_key, secret, None, None, "floe-test"))
+        .credentials_provider(Credentials::new(
+            access_key,
+            secret,
+            None,
+            None,
+            "floe-test",
+        ))
         .force_path_style(true)
         .build();
     Client::from_conf(config)
@@ -81,7 +87,13 @@ where
 }
 
 async fn body_of(s3: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    let object = s3.get_object().bucket(bucket).key(key).send().await.unwrap();
+    let object = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
     object.body.collect().await.unwrap().into_bytes().to_vec()
 }
 
@@ -126,7 +138,10 @@ async fn operations_round_trip_with_an_admin_key(backend: Backend) {
         head.metadata().unwrap().get("team").map(String::as_str),
         Some("data")
     );
-    assert_eq!(body_of(&s3, "lake", "dir/hello.txt").await, b"hello gateway");
+    assert_eq!(
+        body_of(&s3, "lake", "dir/hello.txt").await,
+        b"hello gateway"
+    );
     let range = s3
         .get_object()
         .bucket("lake")
@@ -153,7 +168,10 @@ async fn operations_round_trip_with_an_admin_key(backend: Backend) {
         .send()
         .await;
     assert_eq!(code(again), "412:PreconditionFailed");
-    assert_eq!(body_of(&s3, "lake", "dir/hello.txt").await, b"hello gateway");
+    assert_eq!(
+        body_of(&s3, "lake", "dir/hello.txt").await,
+        b"hello gateway"
+    );
 
     s3.copy_object()
         .bucket("lake")
@@ -185,7 +203,11 @@ async fn operations_round_trip_with_an_admin_key(backend: Backend) {
             .send()
             .await
             .unwrap();
-        keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_string)),
+        );
         token = page.next_continuation_token().map(str::to_string);
         if token.is_none() {
             break;
@@ -312,7 +334,13 @@ async fn operations_round_trip_with_an_admin_key(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        code(s3.get_object().bucket("lake").key("dir/copy.txt").send().await),
+        code(
+            s3.get_object()
+                .bucket("lake")
+                .key("dir/copy.txt")
+                .send()
+                .await
+        ),
         "404:NoSuchKey"
     );
 
@@ -394,7 +422,9 @@ async fn keys_are_checked_and_revocable(backend: Backend) {
     assert_eq!(keys[0]["description"], "ci");
     assert!(!listed.to_string().contains(&secret));
     let deleted = app
-        .delete(&format!("/management/v1/warehouses/{lake}/access-keys/{id}"))
+        .delete(&format!(
+            "/management/v1/warehouses/{lake}/access-keys/{id}"
+        ))
         .await;
     assert_eq!(deleted.status(), 204);
     assert_eq!(
@@ -402,13 +432,14 @@ async fn keys_are_checked_and_revocable(backend: Backend) {
         "403:InvalidAccessKeyId"
     );
     let again = app
-        .delete(&format!("/management/v1/warehouses/{lake}/access-keys/{id}"))
+        .delete(&format!(
+            "/management/v1/warehouses/{lake}/access-keys/{id}"
+        ))
         .await;
     assert_eq!(again.status(), 404);
 
     // An expiring key works, then stops.
-    let (short, short_secret) =
-        admin_key(&app, &lake, json!({"expires-in-seconds": 1})).await;
+    let (short, short_secret) = admin_key(&app, &lake, json!({"expires-in-seconds": 1})).await;
     let short_s3 = client(&app, &short, &short_secret);
     short_s3.head_bucket().bucket("lake").send().await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
@@ -427,7 +458,10 @@ async fn keys_are_checked_and_revocable(backend: Backend) {
     assert_eq!(bad.status(), 400);
     let missing = app
         .post(
-            &format!("/management/v1/warehouses/{}/access-keys", uuid::Uuid::new_v4()),
+            &format!(
+                "/management/v1/warehouses/{}/access-keys",
+                uuid::Uuid::new_v4()
+            ),
             &Value::Null,
         )
         .await;
@@ -511,7 +545,11 @@ async fn vended_keys_reach_one_table_only(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(metadata.contents().len(), 1, "the table's first metadata file");
+    assert_eq!(
+        metadata.contents().len(),
+        1,
+        "the table's first metadata file"
+    );
 
     // Outside: the sibling table, the namespace, the bucket root.
     let denied = "403:AccessDenied";
@@ -537,7 +575,13 @@ async fn vended_keys_reach_one_table_only(backend: Backend) {
         denied
     );
     assert_eq!(
-        code(s3.list_objects_v2().bucket("lake").prefix("ns/").send().await),
+        code(
+            s3.list_objects_v2()
+                .bucket("lake")
+                .prefix("ns/")
+                .send()
+                .await
+        ),
         denied
     );
     assert_eq!(
@@ -548,7 +592,10 @@ async fn vended_keys_reach_one_table_only(backend: Backend) {
     let climbing = s3
         .put_object()
         .bucket("lake")
-        .key(format!("{key}/../{}/data/evil", sibling_key.rsplit('/').next().unwrap()))
+        .key(format!(
+            "{key}/../{}/data/evil",
+            sibling_key.rsplit('/').next().unwrap()
+        ))
         .body(ByteStream::from_static(b"x"))
         .send()
         .await;
@@ -614,7 +661,9 @@ async fn vended_keys_reach_one_table_only(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        credentials["storage-credentials"][0]["prefix"].as_str().unwrap(),
+        credentials["storage-credentials"][0]["prefix"]
+            .as_str()
+            .unwrap(),
         location
     );
     assert!(!captured_logs().contains(config["s3.secret-access-key"].as_str().unwrap()));
@@ -636,4 +685,69 @@ fn urlencode(s: &str) -> String {
 fn md5_of(data: &[u8]) -> [u8; 16] {
     use md5::Digest;
     md5::Md5::digest(data).into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_multipart_uploads_are_removed() {
+    let db = std::sync::Arc::new(crate::common::TestDb::new(Backend::Sqlite).await);
+    let app = TestApp::spawn_on(db, |config| config.gateway.multipart_expiry_secs = 1).await;
+    let warehouse = served_warehouse(&app, "lake").await;
+    let (id, secret) = admin_key(&app, &warehouse, Value::Null).await;
+    let s3 = client(&app, &id, &secret);
+    let upload = s3
+        .create_multipart_upload()
+        .bucket("lake")
+        .key("left/behind")
+        .send()
+        .await
+        .unwrap();
+    s3.upload_part()
+        .bucket("lake")
+        .key("left/behind")
+        .upload_id(upload.upload_id().unwrap())
+        .part_number(1)
+        .body(ByteStream::from_static(b"part"))
+        .send()
+        .await
+        .unwrap();
+    let listed = s3
+        .list_multipart_uploads()
+        .bucket("lake")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.uploads().len(), 1);
+    let uploads_dir = app.db.dir.path().join("warehouses/lake/.floe~uploads");
+    assert_eq!(std::fs::read_dir(&uploads_dir).unwrap().count(), 1);
+    let mut gone = false;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if std::fs::read_dir(&uploads_dir).unwrap().count() == 0 {
+            gone = true;
+            break;
+        }
+    }
+    assert!(
+        gone,
+        "the upload is removed within a few seconds of expiring"
+    );
+    let listed = s3
+        .list_multipart_uploads()
+        .bucket("lake")
+        .send()
+        .await
+        .unwrap();
+    assert!(listed.uploads().is_empty());
+    assert_eq!(
+        code(
+            s3.list_parts()
+                .bucket("lake")
+                .key("left/behind")
+                .upload_id(upload.upload_id().unwrap())
+                .send()
+                .await
+        ),
+        "404:NoSuchUpload"
+    );
+    app.shutdown().await.unwrap();
 }
