@@ -116,16 +116,17 @@ def curl_batch(entries, parallel, auth=None):
     for entry in entries:
         for option, value in entry.items():
             lines.append(f'{option} = "{value}"')
+        if auth:
+            # Per URL: options given once apply to one URL group of a config only.
+            lines.append('aws-sigv4 = "aws:amz:us-east-1:s3"')
+            lines.append(f'user = "{auth}"')
+            lines.append('header = "x-amz-content-sha256: UNSIGNED-PAYLOAD"')
         lines.append("fail")
         lines.append("next")
     config = "\n".join(lines[:-1]) + "\n"
-    args = ["curl", "-s", "-S", "-K", "-", "-H", "Expect:"]
+    args = ["curl", "-s", "-S", "-K", "-"]
     if parallel > 1:
         args += ["--parallel", "--parallel-max", str(parallel), "--parallel-immediate"]
-    if auth:
-        # `-H` and `--aws-sigv4` apply to every URL of the config.
-        args += ["--aws-sigv4", "aws:amz:us-east-1:s3", "--user", auth]
-        args += ["-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
     started = time.perf_counter()
     result = subprocess.run(args, input=config.encode(), capture_output=True)
     elapsed = time.perf_counter() - started
@@ -193,7 +194,7 @@ def main():
             )
 
     try:
-        plan = [("64MiB", 8, 1), ("1MiB", 400, 4), ("4KiB", 4000, 16)]
+        plan = [("64MiB", 16, 1), ("1MiB", 800, 4), ("4KiB", 8000, 16)]
         for label, count, parallel in plan:
             size = sizes[label]
             source = os.path.join(workdir, f"src-{label}")

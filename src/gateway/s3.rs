@@ -6,9 +6,8 @@ use std::task::{Context, Poll};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use md5::{Digest, Md5};
 use s3s::checksum::ChecksumHasher;
 use s3s::crypto::{Checksum as _, Crc32, Crc32c, Crc64Nvme, Sha1, Sha256};
 use s3s::dto::*;
@@ -16,6 +15,7 @@ use s3s::stream::{ByteStream, RemainingLength};
 use s3s::{S3, S3Error, S3Request, S3Response, S3Result, s3_error};
 
 use super::{Target, internal};
+use crate::storage::md5::Md5;
 use crate::storage::objects::{
     self, KeyError, ObjectError, ObjectInfo, ObjectMeta, ObjectStore, Overwrite, PendingObject,
     UploadInfo,
@@ -23,6 +23,8 @@ use crate::storage::objects::{
 
 /// Bytes read from disk per chunk when serving an object.
 const READ_CHUNK: usize = 1 << 20;
+/// Objects up to this size are read in one piece instead of streamed.
+const SMALL_OBJECT: u64 = 256 << 10;
 /// Keys per listing page when the client does not ask for fewer.
 const MAX_KEYS: usize = 1000;
 
@@ -196,8 +198,10 @@ impl Declared {
     }
 }
 
-/// Receives a body into a pending object: a blocking thread writes while this task hashes, so
-/// hashing and writing overlap. The file is removed if anything fails.
+/// Receives a body into a pending object. Three stages run at once: this task takes chunks off
+/// the connection (and computes any requested CRC/SHA checksum), one blocking thread computes the
+/// MD5 (the ETag; the slowest stage), another writes the file. The file is removed if anything
+/// fails.
 async fn receive(
     objects: &ObjectStore,
     body: Option<StreamingBlob>,
@@ -207,24 +211,32 @@ async fn receive(
 ) -> S3Result<(PendingObject, Checksum)> {
     let store = objects.clone();
     let pending = blocking(move || store.begin()).await?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let (write_tx, mut write_rx) = tokio::sync::mpsc::channel::<Bytes>(32);
     let writer = tokio::task::spawn_blocking(move || -> Result<PendingObject, ObjectError> {
         let mut pending = pending;
-        while let Some(chunk) = rx.blocking_recv() {
+        while let Some(chunk) = write_rx.blocking_recv() {
             pending.write_unhashed(&chunk)?;
         }
         Ok(pending)
     });
-    let mut md5 = Md5::new();
+    let (hash_tx, mut hash_rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    let hasher_thread = tokio::task::spawn_blocking(move || {
+        let mut md5 = Md5::new();
+        while let Some(chunk) = hash_rx.blocking_recv() {
+            md5.update(&chunk);
+        }
+        md5.finalize()
+    });
     let mut hasher = declared.hasher(algorithm);
     let mut failure = None;
     if let Some(mut body) = body {
         while let Some(chunk) = body.next().await {
             match chunk {
                 Ok(chunk) => {
-                    md5.update(&chunk);
                     hasher.update(&chunk);
-                    if tx.send(chunk).await.is_err() {
+                    if hash_tx.send(chunk.clone()).await.is_err()
+                        || write_tx.send(chunk).await.is_err()
+                    {
                         break;
                     }
                 }
@@ -235,8 +247,10 @@ async fn receive(
             }
         }
     }
-    drop(tx);
+    drop(write_tx);
+    drop(hash_tx);
     let written = writer.await.map_err(internal)?;
+    let md5 = hasher_thread.await.map_err(internal)?;
     if let Some(e) = failure {
         // Dropping the pending object (inside `written`) removes its file.
         drop(written);
@@ -247,7 +261,6 @@ async fn receive(
         ));
     }
     let mut pending = written.map_err(object_error)?;
-    let md5: [u8; 16] = md5.finalize().into();
     pending.set_md5(md5);
     declared.add_trailers(trailers);
     let computed = hasher.finalize();
@@ -273,28 +286,24 @@ impl FileStream {
             let mut left = len;
             while left > 0 {
                 let want = (left as usize).min(READ_CHUNK);
-                let mut buf = BytesMut::zeroed(want);
-                let mut filled = 0;
-                while filled < want {
-                    match file.read(&mut buf[filled..]) {
-                        Ok(0) => break,
-                        Ok(n) => filled += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => {
-                            let _ = tx.blocking_send(Err(e));
-                            return;
-                        }
+                // `read_to_end` reads into the spare capacity without zeroing it first.
+                let mut buf = Vec::with_capacity(want);
+                match (&mut file).take(want as u64).read_to_end(&mut buf) {
+                    Ok(n) if n == want => {}
+                    Ok(_) => {
+                        let _ = tx.blocking_send(Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            "the object was truncated while it was read",
+                        )));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
                     }
                 }
-                if filled < want {
-                    let _ = tx.blocking_send(Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the object was truncated while it was read",
-                    )));
-                    return;
-                }
                 left -= want as u64;
-                if tx.blocking_send(Ok(buf.freeze())).is_err() {
+                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                     return;
                 }
             }
@@ -772,7 +781,19 @@ impl S3 for FloeS3 {
         check_key(&input.key)?;
         let objects = target.objects.clone();
         let key = input.key.clone();
-        let (file, info) = blocking(move || objects.open(&key)).await?;
+        // Small objects are read whole in the same trip to the blocking pool as the lookup.
+        let (file, info, small) = blocking(move || {
+            let (mut file, info) = objects.open(&key)?;
+            let small = if info.size <= SMALL_OBJECT {
+                let mut bytes = Vec::with_capacity(info.size as usize);
+                std::io::Read::read_to_end(&mut file, &mut bytes)?;
+                Some(Bytes::from(bytes))
+            } else {
+                None
+            };
+            Ok((file, info, small))
+        })
+        .await?;
         check_preconditions(
             &info,
             input.if_match.as_ref(),
@@ -783,7 +804,12 @@ impl S3 for FloeS3 {
         let (start, end, content_range) =
             byte_range(&info, input.range.as_ref(), input.part_number)?;
         let length = end - start;
-        let body = StreamingBlob::new(WrapErr(FileStream::new(file, start, length)));
+        let body = match small {
+            Some(bytes) if bytes.len() as u64 == info.size => {
+                StreamingBlob::from(s3s::Body::from(bytes.slice(start as usize..end as usize)))
+            }
+            _ => StreamingBlob::new(WrapErr(FileStream::new(file, start, length))),
+        };
         let output = GetObjectOutput {
             accept_ranges: Some("bytes".into()),
             body: Some(body),

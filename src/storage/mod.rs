@@ -6,6 +6,7 @@
 //! Depends on `model` and `error` only; knows nothing of HTTP or SQL.
 
 pub mod location;
+pub mod md5;
 pub mod objects;
 
 use std::io::Write;
