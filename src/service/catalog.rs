@@ -67,8 +67,13 @@ impl Services {
     }
 
     /// The `main` branch of a warehouse; `NotFound(Warehouse)` when there is no such warehouse.
+    /// Remembered for a few seconds like warehouses (a branch's id never changes).
     pub(crate) async fn main_branch(&self, warehouse: WarehouseId) -> Result<Ref> {
-        self.store
+        if let Some(branch) = self.cached_main_branch(warehouse) {
+            return Ok(branch);
+        }
+        let branch = self
+            .store
             .warehouses
             .get_ref(warehouse, MAIN_BRANCH)
             .await?
@@ -77,6 +82,8 @@ impl Services {
                     Entity::Warehouse,
                     format!("warehouse {warehouse} does not exist"),
                 )
-            })
+            })?;
+        self.remember_main_branch(warehouse, &branch);
+        Ok(branch)
     }
 }

@@ -58,39 +58,105 @@ pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 /// keeps these in hash maps, and clients (PyIceberg's `table.snapshots()[-1]`, Java) expect the
 /// order Java writes.
 pub fn table_metadata_json(metadata: &TableMetadata) -> Result<Vec<u8>> {
-    let mut value =
-        serde_json::to_value(metadata).map_err(|e| Error::internal("serializing metadata", e))?;
-    sort_by(
-        &mut value,
-        "snapshots",
-        &["sequence-number", "timestamp-ms", "snapshot-id"],
-    );
-    sort_by(&mut value, "schemas", &["schema-id"]);
-    sort_by(&mut value, "partition-specs", &["spec-id"]);
-    sort_by(&mut value, "sort-orders", &["order-id"]);
-    sort_by(&mut value, "statistics", &["snapshot-id"]);
-    sort_by(&mut value, "partition-statistics", &["snapshot-id"]);
-    to_json(&value)
+    let json = to_json(metadata)?;
+    sorted_lists(
+        &json,
+        &[
+            (
+                "snapshots",
+                &["sequence-number", "timestamp-ms", "snapshot-id"],
+            ),
+            ("schemas", &["schema-id"]),
+            ("partition-specs", &["spec-id"]),
+            ("sort-orders", &["order-id"]),
+            ("statistics", &["snapshot-id"]),
+            ("partition-statistics", &["snapshot-id"]),
+        ],
+    )
 }
 
 /// View metadata as JSON with versions and schemas ordered by id.
 pub fn view_metadata_json(metadata: &ViewMetadata) -> Result<Vec<u8>> {
-    let mut value =
-        serde_json::to_value(metadata).map_err(|e| Error::internal("serializing metadata", e))?;
-    sort_by(&mut value, "versions", &["version-id"]);
-    sort_by(&mut value, "schemas", &["schema-id"]);
-    to_json(&value)
+    let json = to_json(metadata)?;
+    sorted_lists(
+        &json,
+        &[("versions", &["version-id"]), ("schemas", &["schema-id"])],
+    )
 }
 
-/// Sorts a list of objects in `value` by the integer fields `keys`.
-fn sort_by(value: &mut serde_json::Value, list: &str, keys: &[&str]) {
-    if let Some(items) = value.get_mut(list).and_then(|v| v.as_array_mut()) {
-        items.sort_by_cached_key(|item| {
-            keys.iter()
-                .map(|k| item.get(*k).and_then(|v| v.as_i64()).unwrap_or(i64::MIN))
-                .collect::<Vec<_>>()
-        });
+/// The integer fields lists of metadata are sorted by (other fields are skipped unparsed).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+struct SortFields {
+    sequence_number: Option<i64>,
+    timestamp_ms: Option<i64>,
+    snapshot_id: Option<i64>,
+    schema_id: Option<i64>,
+    spec_id: Option<i64>,
+    order_id: Option<i64>,
+    version_id: Option<i64>,
+}
+
+impl SortFields {
+    fn get(&self, field: &str) -> Option<i64> {
+        match field {
+            "sequence-number" => self.sequence_number,
+            "timestamp-ms" => self.timestamp_ms,
+            "snapshot-id" => self.snapshot_id,
+            "schema-id" => self.schema_id,
+            "spec-id" => self.spec_id,
+            "order-id" => self.order_id,
+            "version-id" => self.version_id,
+            _ => None,
+        }
     }
+}
+
+/// Rewrites a JSON object with some of its lists of objects sorted by integer fields, and its keys
+/// in alphabetical order. Elements are moved as raw text: nothing but the sort keys is parsed
+/// again, which matters for metadata with thousands of snapshots.
+fn sorted_lists(json: &[u8], lists: &[(&str, &[&str])]) -> Result<Vec<u8>> {
+    use serde_json::value::RawValue;
+    let bad = |e: serde_json::Error| Error::internal("reordering metadata", e);
+    let object: std::collections::BTreeMap<&str, &RawValue> =
+        serde_json::from_slice(json).map_err(bad)?;
+    let mut out = Vec::with_capacity(json.len() + 16);
+    out.push(b'{');
+    for (i, (key, raw)) in object.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        serde_json::to_writer(&mut out, key).map_err(bad)?;
+        out.push(b':');
+        let Some((_, fields)) = lists.iter().find(|(name, _)| name == key) else {
+            out.extend_from_slice(raw.get().as_bytes());
+            continue;
+        };
+        let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(raw.get()) else {
+            out.extend_from_slice(raw.get().as_bytes());
+            continue;
+        };
+        let mut keyed = Vec::with_capacity(items.len());
+        for item in items {
+            let known: SortFields = serde_json::from_str(item.get()).map_err(bad)?;
+            let sort_key: Vec<i64> = fields
+                .iter()
+                .map(|f| known.get(f).unwrap_or(i64::MIN))
+                .collect();
+            keyed.push((sort_key, item));
+        }
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        out.push(b'[');
+        for (j, (_, item)) in keyed.iter().enumerate() {
+            if j > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(item.get().as_bytes());
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
 /// Reads `format-version` out of creation properties (it is not a stored property).

@@ -74,6 +74,9 @@ pub struct Services {
     /// gateway, vended credentials). Entries live a few seconds; this process's own changes
     /// remove them at once.
     warehouses: Arc<WarehouseCache>,
+    /// The `main` branch of each warehouse, kept the same way.
+    main_branches:
+        Arc<std::sync::Mutex<HashMap<WarehouseId, (std::time::Instant, crate::model::Ref)>>>,
 }
 
 type WarehouseCache = std::sync::Mutex<HashMap<WarehouseId, (std::time::Instant, Arc<Warehouse>)>>;
@@ -184,7 +187,25 @@ impl Services {
             gateway_endpoint: None,
             gateway_region: String::new(),
             warehouses: Arc::new(std::sync::Mutex::new(HashMap::new())),
+            main_branches: Arc::new(std::sync::Mutex::new(HashMap::new())),
         }
+    }
+
+    fn cached_main_branch(&self, warehouse: WarehouseId) -> Option<crate::model::Ref> {
+        self.main_branches
+            .lock()
+            .expect("cache lock")
+            .get(&warehouse)
+            .filter(|(at, _)| at.elapsed() < WAREHOUSE_TTL)
+            .map(|(_, branch)| branch.clone())
+    }
+
+    fn remember_main_branch(&self, warehouse: WarehouseId, branch: &crate::model::Ref) {
+        let mut cache = self.main_branches.lock().expect("cache lock");
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(warehouse, (std::time::Instant::now(), branch.clone()));
     }
 
     /// A warehouse, from a short-lived cache (see `warehouses`).
@@ -205,6 +226,7 @@ impl Services {
 
     pub(crate) fn forget_warehouse(&self, id: WarehouseId) {
         self.warehouses.lock().expect("cache lock").remove(&id);
+        self.main_branches.lock().expect("cache lock").remove(&id);
     }
 
     /// Turns on the S3 gateway's access keys (derived from `server_key`) and, for vended

@@ -150,7 +150,9 @@ enum Attempt {
 
 impl Services {
     pub(crate) async fn open_warehouse(&self, id: WarehouseId) -> Result<OpenWarehouse> {
-        let warehouse = self.load_warehouse(id).await?;
+        // From the short-lived cache: a warehouse's base location never changes, and a stale
+        // storage setting for a few seconds is harmless.
+        let warehouse = (*self.cached_warehouse(id).await?).clone();
         let branch = self.main_branch(id).await?;
         let base = storage::base_location(&warehouse)?;
         let storage = storage::for_warehouse(&warehouse)?;
@@ -460,10 +462,11 @@ impl Services {
         let mut store_changes = Vec::with_capacity(changes.len());
         let mut done = Vec::with_capacity(changes.len());
         for change in changes {
+            // Through the table cache (the compare-and-swap below catches anything stale).
             let current = self
                 .store
                 .tabulars
-                .get_tabular(wh.branch.id, &change.ident)
+                .find_tabular(wh.warehouse.id, &wh.branch.name, &change.ident)
                 .await?;
             if let Some(t) = &current
                 && t.kind != TabularKind::Table

@@ -84,6 +84,62 @@ impl CachedTabularStore {
         }
     }
 
+    /// Applies committed changes to the cache: an entry at the version an update expected becomes
+    /// the new version; anything else about those names is forgotten.
+    fn advance(&self, changes: &[TabularChange]) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let mut entries = self.entries.write().expect("cache lock");
+        for change in changes {
+            match change {
+                TabularChange::Create(t) => {
+                    if let Some(list) = entries.remove(&t.ident) {
+                        let freed: usize = list.iter().map(|e| e.tabular.metadata.len()).sum();
+                        self.bytes.fetch_sub(freed, Ordering::SeqCst);
+                    }
+                }
+                TabularChange::Update {
+                    id,
+                    ident,
+                    expected_version,
+                    uuid,
+                    location,
+                    metadata_location,
+                    metadata,
+                    at,
+                } => {
+                    let Some(list) = entries.get_mut(ident) else {
+                        continue;
+                    };
+                    let mut freed = 0;
+                    let mut added = 0;
+                    list.retain_mut(|e| {
+                        if e.tabular.id != *id {
+                            return true;
+                        }
+                        if e.tabular.version == *expected_version {
+                            let mut next = (*e.tabular).clone();
+                            next.version = expected_version + 1;
+                            next.uuid = *uuid;
+                            next.location = location.clone();
+                            next.metadata_location = metadata_location.clone();
+                            freed += next.metadata.len();
+                            added += metadata.len();
+                            next.metadata = metadata.clone();
+                            next.updated_at = *at;
+                            e.tabular = Arc::new(next);
+                            true
+                        } else {
+                            freed += e.tabular.metadata.len();
+                            false
+                        }
+                    });
+                    self.bytes.fetch_sub(freed, Ordering::SeqCst);
+                    self.bytes.fetch_add(added, Ordering::SeqCst);
+                }
+            }
+        }
+    }
+
     fn insert(&self, warehouse: WarehouseId, ref_name: &str, tabular: Tabular, seen_epoch: u64) {
         let size = tabular.metadata.len();
         let mut entries = self.entries.write().expect("cache lock");
@@ -170,12 +226,18 @@ impl TabularStore for CachedTabularStore {
 
     async fn commit_tabulars(&self, ref_id: RefId, changes: &[TabularChange]) -> Result<()> {
         let result = self.inner.commit_tabulars(ref_id, changes).await;
-        // Invalidate even on failure: a failed commit may still have changed nothing, but a
-        // lost connection mid-commit leaves its outcome unknown.
-        self.invalidate(changes.iter().map(|c| match c {
-            TabularChange::Create(t) => &t.ident,
-            TabularChange::Update { ident, .. } => ident,
-        }));
+        if result.is_ok() {
+            // What was committed is known exactly: cached versions move forward with it, so the
+            // next commit to the same table starts from memory.
+            self.advance(changes);
+        } else {
+            // Invalidate on failure: a failed commit may have changed nothing, but a lost
+            // connection mid-commit leaves its outcome unknown.
+            self.invalidate(changes.iter().map(|c| match c {
+                TabularChange::Create(t) => &t.ident,
+                TabularChange::Update { ident, .. } => ident,
+            }));
+        }
         result
     }
 

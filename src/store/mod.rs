@@ -329,7 +329,7 @@ pub(crate) fn check_migrations(
 
 /// Current metadata is kept zstd-compressed.
 pub(crate) fn compress(json: &[u8]) -> Result<Vec<u8>> {
-    zstd::bulk::compress(json, 1).map_err(|e| Error::internal("compressing metadata", e))
+    zstd::bulk::compress(json, -1).map_err(|e| Error::internal("compressing metadata", e))
 }
 
 pub(crate) fn decompress(stored: &[u8]) -> Result<Vec<u8>> {

@@ -62,4 +62,24 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// One transaction per commit: PostgreSQL takes concurrent writers itself.
+    async fn commit_changes(
+        &self,
+        ref_id: crate::model::RefId,
+        changes: &[super::TabularChange],
+    ) -> crate::error::Result<()> {
+        let blobs = compress_changes(changes)?;
+        let mut tx = self
+            .write
+            .begin()
+            .await
+            .map_err(|e| super::db_error("committing", e))?;
+        apply_tabular_changes(&mut tx, ref_id, changes, &blobs).await?;
+        tx.commit()
+            .await
+            .map_err(|e| super::db_error("committing", e))
+    }
+}
+
 super::sql::impl_sql_store!(PostgresStore, PgRow, " FOR UPDATE");

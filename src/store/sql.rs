@@ -801,6 +801,116 @@ macro_rules! impl_sql_store {
             )
         }
 
+        /// Applies one commit's changes on a connection inside an open transaction; `blobs` holds
+        /// the compressed metadata of each change, in order (compressed before the transaction, so
+        /// that the single writer of SQLite does not wait on it).
+        pub(crate) async fn apply_tabular_changes(
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
+            ref_id: RefId,
+            changes: &[TabularChange],
+            blobs: &[Vec<u8>],
+        ) -> Result<()> {
+                for (change, blob) in changes.iter().zip(blobs) {
+                    match change {
+                        TabularChange::Create(t) => {
+                            let ns = sqlx::query(
+                                "SELECT id FROM namespaces WHERE ref_id = $1 AND name = $2",
+                            )
+                            .bind(ref_id.0)
+                            .bind(t.ident.namespace.joined())
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .map_err(|e| db_error("committing", e))?;
+                            let Some(ns) = ns else {
+                                return Err(Error::not_found(
+                                    Entity::Namespace,
+                                    format!("namespace {} does not exist", t.ident.namespace),
+                                ));
+                            };
+                            let namespace_id: Uuid =
+                                ns.try_get("id").map_err(|e| db_error("committing", e))?;
+                            sqlx::query(
+                                "INSERT INTO tabulars (id, warehouse_id, ref_id, namespace_id, name, kind, \
+                                 uuid, location, metadata_location, metadata, version, created_at, updated_at) \
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                            )
+                            .bind(t.id.0)
+                            .bind(t.warehouse_id.0)
+                            .bind(ref_id.0)
+                            .bind(namespace_id)
+                            .bind(&t.ident.name)
+                            .bind(t.kind.as_str())
+                            .bind(t.uuid)
+                            .bind(&t.location)
+                            .bind(&t.metadata_location)
+                            .bind(blob)
+                            .bind(t.version)
+                            .bind(t.created_at)
+                            .bind(t.updated_at)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(|e| {
+                                if is_unique_violation(&e) {
+                                    taken(t.kind, &t.ident)
+                                } else if is_foreign_key_violation(&e) {
+                                    Error::not_found(
+                                        Entity::Namespace,
+                                        format!("namespace {} does not exist", t.ident.namespace),
+                                    )
+                                } else {
+                                    db_error("committing", e)
+                                }
+                            })?;
+                        }
+                        TabularChange::Update {
+                            id,
+                            ident,
+                            expected_version,
+                            uuid,
+                            location,
+                            metadata_location,
+                            metadata: _,
+                            at,
+                        } => {
+                            let done = sqlx::query(
+                                "UPDATE tabulars SET uuid = $3, location = $4, metadata_location = $5, \
+                                 metadata = $6, version = version + 1, updated_at = $7 \
+                                 WHERE id = $1 AND version = $2",
+                            )
+                            .bind(id.0)
+                            .bind(*expected_version)
+                            .bind(*uuid)
+                            .bind(location)
+                            .bind(metadata_location)
+                            .bind(blob)
+                            .bind(*at)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(|e| db_error("committing", e))?;
+                            if done.rows_affected() != 1 {
+                                return Err(Error::new(
+                                    crate::error::ErrorKind::CommitConflict,
+                                    format!("{ident} was changed by another commit"),
+                                ));
+                            }
+                        }
+                    }
+                }
+                Ok(())
+        }
+
+        /// The compressed metadata of each change.
+        pub(crate) fn compress_changes(changes: &[TabularChange]) -> Result<Vec<Vec<u8>>> {
+            changes
+                .iter()
+                .map(|change| match change {
+                    TabularChange::Create(t) => compress(&t.metadata),
+                    TabularChange::Update { metadata, .. } => compress(metadata),
+                })
+                .collect()
+        }
+
+
         #[async_trait]
         impl TabularStore for $store {
             async fn get_tabular(
@@ -913,98 +1023,7 @@ macro_rules! impl_sql_store {
             }
 
             async fn commit_tabulars(&self, ref_id: RefId, changes: &[TabularChange]) -> Result<()> {
-                let mut tx = self
-                    .write
-                    .begin()
-                    .await
-                    .map_err(|e| db_error("committing", e))?;
-                for change in changes {
-                    match change {
-                        TabularChange::Create(t) => {
-                            let ns = sqlx::query(
-                                "SELECT id FROM namespaces WHERE ref_id = $1 AND name = $2",
-                            )
-                            .bind(ref_id.0)
-                            .bind(t.ident.namespace.joined())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(|e| db_error("committing", e))?;
-                            let Some(ns) = ns else {
-                                return Err(Error::not_found(
-                                    Entity::Namespace,
-                                    format!("namespace {} does not exist", t.ident.namespace),
-                                ));
-                            };
-                            let namespace_id: Uuid =
-                                ns.try_get("id").map_err(|e| db_error("committing", e))?;
-                            sqlx::query(
-                                "INSERT INTO tabulars (id, warehouse_id, ref_id, namespace_id, name, kind, \
-                                 uuid, location, metadata_location, metadata, version, created_at, updated_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                            )
-                            .bind(t.id.0)
-                            .bind(t.warehouse_id.0)
-                            .bind(ref_id.0)
-                            .bind(namespace_id)
-                            .bind(&t.ident.name)
-                            .bind(t.kind.as_str())
-                            .bind(t.uuid)
-                            .bind(&t.location)
-                            .bind(&t.metadata_location)
-                            .bind(compress(&t.metadata)?)
-                            .bind(t.version)
-                            .bind(t.created_at)
-                            .bind(t.updated_at)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(|e| {
-                                if is_unique_violation(&e) {
-                                    taken(t.kind, &t.ident)
-                                } else if is_foreign_key_violation(&e) {
-                                    Error::not_found(
-                                        Entity::Namespace,
-                                        format!("namespace {} does not exist", t.ident.namespace),
-                                    )
-                                } else {
-                                    db_error("committing", e)
-                                }
-                            })?;
-                        }
-                        TabularChange::Update {
-                            id,
-                            ident,
-                            expected_version,
-                            uuid,
-                            location,
-                            metadata_location,
-                            metadata,
-                            at,
-                        } => {
-                            let done = sqlx::query(
-                                "UPDATE tabulars SET uuid = $3, location = $4, metadata_location = $5, \
-                                 metadata = $6, version = version + 1, updated_at = $7 \
-                                 WHERE id = $1 AND version = $2",
-                            )
-                            .bind(id.0)
-                            .bind(*expected_version)
-                            .bind(*uuid)
-                            .bind(location)
-                            .bind(metadata_location)
-                            .bind(compress(metadata)?)
-                            .bind(*at)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(|e| db_error("committing", e))?;
-                            if done.rows_affected() != 1 {
-                                return Err(Error::new(
-                                    crate::error::ErrorKind::CommitConflict,
-                                    format!("{ident} was changed by another commit"),
-                                ));
-                            }
-                        }
-                    }
-                }
-                tx.commit().await.map_err(|e| db_error("committing", e))
+                self.commit_changes(ref_id, changes).await
             }
 
             async fn drop_tabular(
