@@ -155,21 +155,25 @@ fn load_table_response(
         )
             .into_response();
     }
-    let mut suffix = b",\"config\":".to_vec();
-    serde_json::to_writer(&mut suffix, &access.config).expect("maps serialize");
-    if !access.credentials.is_empty() {
-        suffix.extend_from_slice(b",\"storage-credentials\":");
-        let credentials: Vec<StorageCredential> = access
-            .credentials
-            .iter()
-            .map(|(prefix, config)| StorageCredential {
-                prefix: prefix.clone(),
-                config: config.clone().into_iter().collect(),
-            })
-            .collect();
-        serde_json::to_writer(&mut suffix, &credentials).expect("credentials serialize");
-    }
-    suffix.push(b'}');
+    let rendered = access.rendered.get_or_init(|| {
+        let mut suffix = b",\"config\":".to_vec();
+        serde_json::to_writer(&mut suffix, &access.config).expect("maps serialize");
+        if !access.credentials.is_empty() {
+            suffix.extend_from_slice(b",\"storage-credentials\":");
+            let credentials: Vec<StorageCredential> = access
+                .credentials
+                .iter()
+                .map(|(prefix, config)| StorageCredential {
+                    prefix: prefix.clone(),
+                    config: config.clone().into_iter().collect(),
+                })
+                .collect();
+            serde_json::to_writer(&mut suffix, &credentials).expect("credentials serialize");
+        }
+        suffix.push(b'}');
+        Bytes::from(suffix)
+    });
+    let suffix = rendered.clone();
     let mut response = envelope(&table.metadata_location, &table.metadata, suffix);
     if let Some(etag) = etag
         && with_etag
@@ -250,7 +254,7 @@ async fn access_for(
     ident: &TabularIdent,
     table: &TableState,
     headers: &HeaderMap,
-) -> Result<TableAccess, Error> {
+) -> Result<std::sync::Arc<TableAccess>, Error> {
     state
         .services
         .table_access(
@@ -604,10 +608,10 @@ pub(super) async fn load_credentials(
     Ok(axum::Json(LoadCredentialsResponse {
         storage_credentials: access
             .credentials
-            .into_iter()
+            .iter()
             .map(|(prefix, config)| StorageCredential {
-                prefix,
-                config: config.into_iter().collect(),
+                prefix: prefix.clone(),
+                config: config.clone().into_iter().collect(),
             })
             .collect(),
     }))
@@ -665,12 +669,17 @@ fn view_response(view: &crate::service::ViewState) -> Response {
 
 /// `{"metadata-location": ..., "metadata": <stored JSON>` + `suffix`, sent as three chunks so
 /// that the (possibly large) metadata is never copied or parsed again.
-fn envelope(metadata_location: &Option<String>, metadata: &Bytes, suffix: Vec<u8>) -> Response {
+fn envelope(
+    metadata_location: &Option<String>,
+    metadata: &Bytes,
+    suffix: impl Into<Bytes>,
+) -> Response {
+    let suffix: Bytes = suffix.into();
     let mut prefix = b"{\"metadata-location\":".to_vec();
     serde_json::to_writer(&mut prefix, metadata_location).expect("strings serialize");
     prefix.extend_from_slice(b",\"metadata\":");
     let length = prefix.len() + metadata.len() + suffix.len();
-    let chunks = [Bytes::from(prefix), metadata.clone(), Bytes::from(suffix)];
+    let chunks = [Bytes::from(prefix), metadata.clone(), suffix];
     let body = Body::from_stream(futures::stream::iter(
         chunks.map(Ok::<_, std::convert::Infallible>),
     ));

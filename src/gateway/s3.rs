@@ -268,6 +268,61 @@ async fn receive(
     Ok((pending, computed))
 }
 
+/// The body of a PutObject or UploadPart and what its sender declared about it.
+struct Upload {
+    body: Option<StreamingBlob>,
+    content_length: Option<i64>,
+    declared: Declared,
+    algorithm: Option<ChecksumAlgorithm>,
+}
+
+/// Takes the body and declarations out of a PutObject or UploadPart input (same field names).
+macro_rules! upload_of {
+    ($input:expr) => {
+        Upload {
+            body: $input.body.take(),
+            content_length: $input.content_length,
+            algorithm: $input.checksum_algorithm.clone(),
+            declared: Declared {
+                content_md5: $input.content_md5.clone(),
+                checksums: Checksum {
+                    checksum_crc32: $input.checksum_crc32.clone(),
+                    checksum_crc32c: $input.checksum_crc32c.clone(),
+                    checksum_sha1: $input.checksum_sha1.clone(),
+                    checksum_sha256: $input.checksum_sha256.clone(),
+                    checksum_crc64nvme: $input.checksum_crc64nvme.clone(),
+                    ..Default::default()
+                },
+            },
+        }
+    };
+}
+
+/// Receives an upload's body (see `receive`) and checks it is as long as announced.
+async fn receive_upload(
+    objects: &ObjectStore,
+    mut upload: Upload,
+    trailers: Option<&s3s::TrailingHeaders>,
+) -> S3Result<(PendingObject, Checksum)> {
+    let (pending, computed) = receive(
+        objects,
+        upload.body,
+        &mut upload.declared,
+        upload.algorithm.as_ref(),
+        trailers,
+    )
+    .await?;
+    if let Some(length) = upload.content_length
+        && length as u64 != pending.size()
+    {
+        return Err(s3_error!(
+            IncompleteBody,
+            "the body is shorter than its Content-Length"
+        ));
+    }
+    Ok((pending, computed))
+}
+
 /// An object's bytes as a stream, read on a blocking thread in large chunks.
 struct FileStream {
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
@@ -840,37 +895,12 @@ impl S3 for FloeS3 {
     ) -> S3Result<S3Response<PutObjectOutput>> {
         let target = target(&req)?;
         let trailers = req.trailing_headers.clone();
-        let input = req.input;
+        let mut input = req.input;
         check_key(&input.key)?;
         let overwrite = overwrite_mode(input.if_none_match.as_ref())?;
         check_if_match(&target.objects, &input.key, input.if_match.as_ref()).await?;
-        let mut declared = Declared {
-            content_md5: input.content_md5.clone(),
-            checksums: Checksum {
-                checksum_crc32: input.checksum_crc32.clone(),
-                checksum_crc32c: input.checksum_crc32c.clone(),
-                checksum_sha1: input.checksum_sha1.clone(),
-                checksum_sha256: input.checksum_sha256.clone(),
-                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-                ..Default::default()
-            },
-        };
-        let (pending, computed) = receive(
-            &target.objects,
-            input.body,
-            &mut declared,
-            input.checksum_algorithm.as_ref(),
-            trailers.as_ref(),
-        )
-        .await?;
-        if let Some(length) = input.content_length
-            && length as u64 != pending.size()
-        {
-            return Err(s3_error!(
-                IncompleteBody,
-                "the body is shorter than its Content-Length"
-            ));
-        }
+        let (pending, computed) =
+            receive_upload(&target.objects, upload_of!(input), trailers.as_ref()).await?;
         let meta = ObjectMeta {
             etag: String::new(),
             content_type: input.content_type,
@@ -1051,40 +1081,15 @@ impl S3 for FloeS3 {
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let target = target(&req)?;
         let trailers = req.trailing_headers.clone();
-        let input = req.input;
+        let mut input = req.input;
         check_key(&input.key)?;
         {
             let objects = target.objects.clone();
             let (key, id) = (input.key.clone(), input.upload_id.clone());
             blocking(move || objects.upload(&key, &id)).await?;
         }
-        let mut declared = Declared {
-            content_md5: input.content_md5.clone(),
-            checksums: Checksum {
-                checksum_crc32: input.checksum_crc32.clone(),
-                checksum_crc32c: input.checksum_crc32c.clone(),
-                checksum_sha1: input.checksum_sha1.clone(),
-                checksum_sha256: input.checksum_sha256.clone(),
-                checksum_crc64nvme: input.checksum_crc64nvme.clone(),
-                ..Default::default()
-            },
-        };
-        let (pending, computed) = receive(
-            &target.objects,
-            input.body,
-            &mut declared,
-            input.checksum_algorithm.as_ref(),
-            trailers.as_ref(),
-        )
-        .await?;
-        if let Some(length) = input.content_length
-            && length as u64 != pending.size()
-        {
-            return Err(s3_error!(
-                IncompleteBody,
-                "the body is shorter than its Content-Length"
-            ));
-        }
+        let (pending, computed) =
+            receive_upload(&target.objects, upload_of!(input), trailers.as_ref()).await?;
         let objects = target.objects.clone();
         let (key, id, number) = (input.key, input.upload_id, input.part_number);
         let part = blocking(move || objects.commit_part(pending, &key, &id, number)).await?;

@@ -162,6 +162,12 @@ impl KeyMinter {
     }
 }
 
+/// The start (unix seconds) of the current minting window of vended keys.
+pub(crate) fn vending_window() -> i64 {
+    let now = now().timestamp();
+    now - now.rem_euclid(VENDED_WINDOW)
+}
+
 /// Why a key does not open anything. The gateway answers each with 403.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyRefusal {
@@ -333,10 +339,9 @@ impl Services {
         warehouse: WarehouseId,
         prefix: &str,
         read_only: bool,
+        window_start: i64,
     ) -> Result<IssuedKey> {
         let minter = self.minter()?;
-        let now = now().timestamp();
-        let window_start = now - now.rem_euclid(VENDED_WINDOW);
         let expires = Utc
             .timestamp_opt(window_start + VENDED_LIFETIME, 0)
             .single()

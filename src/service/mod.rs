@@ -56,8 +56,20 @@ impl RequestContext {
 }
 
 /// Everything the use cases need, shared by all requests.
+/// The use cases. Cheap to clone (one shared allocation): every request's handler takes a copy.
 #[derive(Clone)]
-pub struct Services {
+pub struct Services(Arc<ServicesInner>);
+
+impl std::ops::Deref for Services {
+    type Target = ServicesInner;
+
+    fn deref(&self) -> &ServicesInner {
+        &self.0
+    }
+}
+
+/// What the use cases share: modules, stores and caches.
+pub struct ServicesInner {
     store: Persistence,
     secrets: Arc<dyn SecretStore>,
     authz: Arc<dyn Authorizer>,
@@ -77,7 +89,12 @@ pub struct Services {
     /// The `main` branch of each warehouse, kept the same way.
     main_branches:
         Arc<std::sync::Mutex<HashMap<WarehouseId, (std::time::Instant, crate::model::Ref)>>>,
+    /// Vended table access by table location and mode, reused within its minting window.
+    vended: std::sync::Mutex<VendedCache>,
 }
+
+/// Vended access by (warehouse, table location, read-only), with the minting window it is for.
+type VendedCache = HashMap<(WarehouseId, String, bool), (i64, Arc<TableAccess>)>;
 
 type WarehouseCache = std::sync::Mutex<HashMap<WarehouseId, (std::time::Instant, Arc<Warehouse>)>>;
 
@@ -174,7 +191,7 @@ impl Services {
         authz: Arc<dyn Authorizer>,
         events: Vec<Arc<dyn EventPublisher>>,
     ) -> Self {
-        Services {
+        Services(Arc::new(ServicesInner {
             store,
             secrets,
             authz,
@@ -188,7 +205,8 @@ impl Services {
             gateway_region: String::new(),
             warehouses: Arc::new(std::sync::Mutex::new(HashMap::new())),
             main_branches: Arc::new(std::sync::Mutex::new(HashMap::new())),
-        }
+            vended: std::sync::Mutex::new(HashMap::new()),
+        }))
     }
 
     fn cached_main_branch(&self, warehouse: WarehouseId) -> Option<crate::model::Ref> {
@@ -232,9 +250,10 @@ impl Services {
     /// Turns on the S3 gateway's access keys (derived from `server_key`) and, for vended
     /// credentials, the address clients reach the gateway at.
     pub fn with_gateway(mut self, server_key: &[u8; 32], endpoint: String, region: String) -> Self {
-        self.keys = Some(Arc::new(access_keys::KeyMinter::new(server_key)));
-        self.gateway_endpoint = Some(endpoint);
-        self.gateway_region = region;
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.keys = Some(Arc::new(access_keys::KeyMinter::new(server_key)));
+        inner.gateway_endpoint = Some(endpoint);
+        inner.gateway_region = region;
         self
     }
 

@@ -800,7 +800,7 @@ impl Services {
         warehouse: WarehouseId,
         ident: &TabularIdent,
         delegation: Delegation,
-    ) -> Result<TableAccess> {
+    ) -> Result<std::sync::Arc<TableAccess>> {
         self.authorize(
             ctx,
             Action::TableReadCredentials,
@@ -821,7 +821,7 @@ impl Services {
         ident: &TabularIdent,
         location: &str,
         delegation: Delegation,
-    ) -> Result<TableAccess> {
+    ) -> Result<std::sync::Arc<TableAccess>> {
         let read_only = self
             .authorize(ctx, Action::TableCommit, table_resource(warehouse, ident))
             .await

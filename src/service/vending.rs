@@ -4,6 +4,7 @@
 //! read); plain local warehouses need nothing.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::Services;
 use crate::error::{Error, Result};
@@ -33,11 +34,14 @@ impl Delegation {
 }
 
 /// The table config and storage credentials of a response.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct TableAccess {
     pub config: BTreeMap<String, String>,
     /// `(prefix, config)` pairs.
     pub credentials: Vec<(String, BTreeMap<String, String>)>,
+    /// A rendering of the above kept by the HTTP layer, which sends the same bytes with every load
+    /// of the table while the access is current.
+    pub rendered: std::sync::OnceLock<bytes::Bytes>,
 }
 
 impl Services {
@@ -51,17 +55,25 @@ impl Services {
         location: &str,
         read_only: bool,
         _delegation: Delegation,
-    ) -> Result<TableAccess> {
+    ) -> Result<Arc<TableAccess>> {
         let wh = self.cached_warehouse(warehouse).await?;
         let StorageProfile::Local {
             s3_gateway: true, ..
         } = wh.storage_profile
         else {
-            return Ok(TableAccess::default());
+            return Ok(Arc::default());
         };
         let Some(endpoint) = self.gateway_endpoint.clone() else {
-            return Ok(TableAccess::default());
+            return Ok(Arc::default());
         };
+        // Keys are minted per window: within one, the same table gets the same answer.
+        let window = super::access_keys::vending_window();
+        let cache_key = (warehouse, location.to_string(), read_only);
+        if let Some((at, cached)) = self.vended.lock().expect("cache lock").get(&cache_key)
+            && *at == window
+        {
+            return Ok(cached.clone());
+        }
         let location = Location::parse(location)?;
         let (bucket, key) = location.bucket_and_key().ok_or_else(|| {
             Error::internal(
@@ -75,7 +87,7 @@ impl Services {
             )));
         }
         let prefix = format!("{key}/");
-        let key = self.vend_scoped_key(warehouse, &prefix, read_only)?;
+        let key = self.vend_scoped_key(warehouse, &prefix, read_only, window)?;
         let mut config = BTreeMap::new();
         config.insert("s3.endpoint".to_string(), endpoint);
         config.insert("s3.path-style-access".to_string(), "true".to_string());
@@ -89,9 +101,16 @@ impl Services {
                 at.timestamp_millis().to_string(),
             );
         }
-        Ok(TableAccess {
+        let access = Arc::new(TableAccess {
             credentials: vec![(location.to_string(), config.clone())],
             config,
-        })
+            rendered: std::sync::OnceLock::new(),
+        });
+        let mut cache = self.vended.lock().expect("cache lock");
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(cache_key, (window, access.clone()));
+        Ok(access)
     }
 }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use floe::error::{Entity, ErrorKind};
 use floe::model::{
-    MAIN_BRANCH, Namespace, NamespaceId, NamespaceIdent, PageRequest, Project, ProjectId, Ref,
-    RefId, RefKind, SecretId, ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent,
-    TabularKind, Warehouse, WarehouseId, now,
+    AccessKey, MAIN_BRANCH, Namespace, NamespaceId, NamespaceIdent, PageRequest, Project,
+    ProjectId, Ref, RefId, RefKind, SecretId, ServerInfo, StorageProfile, Tabular, TabularId,
+    TabularIdent, TabularKind, Warehouse, WarehouseId, now,
 };
 use floe::store::{Persistence, SealedSecret, TabularChange};
 
@@ -56,6 +56,8 @@ store_suite!(
     tabulars_commit_by_compare_and_swap,
     tabular_commits_are_all_or_nothing,
     tabulars_list_drop_and_rename,
+    concurrent_commits_fail_alone,
+    access_keys_are_listed_and_deleted_per_warehouse,
 );
 
 fn project(name: &str) -> Project {
@@ -1157,4 +1159,158 @@ async fn tabulars_list_drop_and_rename(store: Persistence, db: &TestDb) {
         .drop_tabular(main.id, &v1, TabularKind::View)
         .await
         .unwrap();
+}
+
+/// Many commits at once (on SQLite they share transactions): the ones whose compare-and-swap fails
+/// fail alone, every other one lands, and the cached reads follow.
+async fn concurrent_commits_fail_alone(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&warehouse, &main, &["ns"]))
+        .await
+        .unwrap();
+    let tables: Vec<Tabular> = (0..16)
+        .map(|i| {
+            tabular(
+                &warehouse,
+                &main,
+                &["ns"],
+                &format!("t{i}"),
+                TabularKind::Table,
+            )
+        })
+        .collect();
+    store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &tables
+                .iter()
+                .cloned()
+                .map(TabularChange::Create)
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    // Even tables get a valid swap, odd ones a stale one; all are sent at once.
+    let mut tasks = Vec::new();
+    for (i, t) in tables.iter().enumerate() {
+        let store = store.clone();
+        let change = update_of(t, if i % 2 == 0 { 0 } else { 7 }, &format!("v1-{i}"));
+        let ref_id = main.id;
+        tasks.push(tokio::spawn(async move {
+            store.tabulars.commit_tabulars(ref_id, &[change]).await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        let result = task.await.unwrap();
+        if i % 2 == 0 {
+            result.unwrap();
+        } else {
+            assert_eq!(result.unwrap_err().kind, ErrorKind::CommitConflict);
+        }
+    }
+    for (i, t) in tables.iter().enumerate() {
+        let found = store
+            .tabulars
+            .find_tabular(warehouse.id, MAIN_BRANCH, &t.ident)
+            .await
+            .unwrap()
+            .unwrap();
+        if i % 2 == 0 {
+            assert_eq!(
+                (found.version, found.metadata_location.as_str()),
+                (1, format!("v1-{i}").as_str())
+            );
+        } else {
+            assert_eq!(found.version, 0);
+        }
+    }
+}
+
+async fn access_keys_are_listed_and_deleted_per_warehouse(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (one, _) = warehouse_in(&store, db, info.default_project_id, "one").await;
+    let (two, _) = warehouse_in(&store, db, info.default_project_id, "two").await;
+    let key = |id: &str, warehouse: &Warehouse, expires: bool| AccessKey {
+        id: id.into(),
+        warehouse_id: warehouse.id,
+        description: Some(format!("key {id} ✓")),
+        created_at: now(),
+        expires_at: expires.then(|| now() + chrono::Duration::hours(1)),
+    };
+    let a = key("FLAAAAAAAAAAAAAAAAA1", &one, false);
+    let b = key("FLAAAAAAAAAAAAAAAAA2", &one, true);
+    let c = key("FLAAAAAAAAAAAAAAAAA3", &two, false);
+    for k in [&a, &b, &c] {
+        store.access_keys.create_access_key(k).await.unwrap();
+    }
+    let found = store
+        .access_keys
+        .get_access_key(&b.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.warehouse_id, one.id);
+    assert_eq!(found.description, b.description);
+    assert_eq!(
+        found.expires_at.map(|t| t.timestamp_micros()),
+        b.expires_at.map(|t| t.timestamp_micros())
+    );
+    let listed: Vec<String> = store
+        .access_keys
+        .list_access_keys(one.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(listed, [a.id.clone(), b.id.clone()]);
+    // A key is deleted through its own warehouse only.
+    let err = store
+        .access_keys
+        .delete_access_key(two.id, &a.id)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::AccessKey));
+    store
+        .access_keys
+        .delete_access_key(one.id, &a.id)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .access_keys
+            .get_access_key(&a.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A key for a missing warehouse is refused; a duplicate id too.
+    let orphan = AccessKey {
+        warehouse_id: WarehouseId::new(),
+        ..key("FLAAAAAAAAAAAAAAAAA4", &one, false)
+    };
+    assert_eq!(
+        store
+            .access_keys
+            .create_access_key(&orphan)
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::NotFound(Entity::Warehouse)
+    );
+    assert!(store.access_keys.create_access_key(&c).await.is_err());
+    // Deleting a warehouse removes its keys.
+    store.warehouses.delete_warehouse(two.id).await.unwrap();
+    assert!(
+        store
+            .access_keys
+            .get_access_key(&c.id)
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
