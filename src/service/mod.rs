@@ -91,7 +91,12 @@ pub struct ServicesInner {
         Arc<std::sync::Mutex<HashMap<WarehouseId, (std::time::Instant, crate::model::Ref)>>>,
     /// Vended table access by table location and mode, reused within its minting window.
     vended: std::sync::Mutex<VendedCache>,
+    /// Object stores by warehouse and settings version (see `warehouse_storage`).
+    storages: std::sync::Mutex<StorageCache>,
 }
+
+type StorageCache =
+    HashMap<(WarehouseId, chrono::DateTime<chrono::Utc>), Arc<dyn crate::storage::ObjectStorage>>;
 
 /// Vended access by (warehouse, table location, read-only), with the minting window it is for.
 type VendedCache = HashMap<(WarehouseId, String, bool), (i64, Arc<TableAccess>)>;
@@ -206,6 +211,7 @@ impl Services {
             warehouses: Arc::new(std::sync::Mutex::new(HashMap::new())),
             main_branches: Arc::new(std::sync::Mutex::new(HashMap::new())),
             vended: std::sync::Mutex::new(HashMap::new()),
+            storages: std::sync::Mutex::new(HashMap::new()),
         }))
     }
 

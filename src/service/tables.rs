@@ -155,7 +155,7 @@ impl Services {
         let warehouse = (*self.cached_warehouse(id).await?).clone();
         let branch = self.main_branch(id).await?;
         let base = storage::base_location(&warehouse)?;
-        let storage = storage::for_warehouse(&warehouse)?;
+        let storage = self.warehouse_storage(&warehouse).await?;
         Ok(OpenWarehouse {
             warehouse,
             branch,

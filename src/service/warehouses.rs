@@ -1,6 +1,8 @@
 //! Warehouse use cases. A warehouse is a catalog with its own storage; its storage credential is kept
 //! in the `SecretStore` and never returned by any use case.
 
+use std::sync::Arc;
+
 use super::{RequestContext, Services};
 use crate::authz::{Action, Resource};
 use crate::error::{Entity, Error, Result};
@@ -71,7 +73,11 @@ impl Services {
         self.authorize(ctx, Action::WarehouseCreate, Resource::Project(project_id))
             .await?;
         // act
-        storage::probe(&request.storage_profile).await?;
+        storage::probe(
+            &request.storage_profile,
+            request.storage_credential.as_ref(),
+        )
+        .await?;
         let secret_id = match &request.storage_credential {
             Some(credential) => Some(self.store_credential(credential).await?),
             None => None,
@@ -219,7 +225,11 @@ impl Services {
                 "s3-gateway cannot change on an existing warehouse: its tables' locations depend on it",
             ));
         }
-        storage::probe(&request.storage_profile).await?;
+        storage::probe(
+            &request.storage_profile,
+            request.storage_credential.as_ref(),
+        )
+        .await?;
         self.replace_storage(
             &current,
             &request.storage_profile,
@@ -298,6 +308,27 @@ impl Services {
             ));
         }
         Ok(())
+    }
+
+    /// The object store of a warehouse, built once per version of its settings (an S3 client is
+    /// costly to build, and its credential is read from the `SecretStore`).
+    pub(crate) async fn warehouse_storage(
+        &self,
+        warehouse: &Warehouse,
+    ) -> Result<Arc<dyn storage::ObjectStorage>> {
+        let key = (warehouse.id, warehouse.updated_at);
+        if let Some(store) = self.storages.lock().expect("cache lock").get(&key) {
+            return Ok(store.clone());
+        }
+        let credential = self.warehouse_credential(warehouse).await?;
+        let store = storage::for_warehouse(warehouse, credential.as_ref())?;
+        let mut cache = self.storages.lock().expect("cache lock");
+        cache.retain(|(id, _), _| *id != warehouse.id);
+        if cache.len() >= 1_000 {
+            cache.clear();
+        }
+        cache.insert(key, store.clone());
+        Ok(store)
     }
 
     /// Every warehouse of every project, for the server's own housekeeping (no authorization).

@@ -8,6 +8,7 @@
 pub mod location;
 pub mod md5;
 pub mod objects;
+pub mod s3;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::model::{StorageProfile, Warehouse};
+use crate::model::{StorageCredential, StorageProfile, Warehouse};
 pub use location::{Location, path_segment};
 
 /// What the catalog needs of a store. Every location must lie inside the store's root; anything
@@ -45,29 +46,39 @@ pub fn base_location(warehouse: &Warehouse) -> Result<Location> {
             s3_gateway: true, ..
         } => Location::parse(&format!("s3://{}", warehouse.name)),
         StorageProfile::Local { root, .. } => Location::from_local_path(root),
-        StorageProfile::S3 {
-            bucket, key_prefix, ..
-        } => {
-            let prefix = key_prefix.as_deref().unwrap_or("").trim_matches('/');
-            if prefix.is_empty() {
-                Location::parse(&format!("s3://{bucket}"))
-            } else {
-                Location::parse(&format!("s3://{bucket}/{prefix}"))
-            }
-        }
+        StorageProfile::S3 { .. } => base_location_of_s3(&warehouse.storage_profile),
     }
 }
 
-/// The store of a warehouse.
-pub fn for_warehouse(warehouse: &Warehouse) -> Result<Arc<dyn ObjectStorage>> {
+/// `s3://bucket/prefix` of an S3 profile.
+pub(crate) fn base_location_of_s3(profile: &StorageProfile) -> Result<Location> {
+    let StorageProfile::S3 {
+        bucket, key_prefix, ..
+    } = profile
+    else {
+        return Err(Error::bad_request("not an S3 storage profile"));
+    };
+    let prefix = key_prefix.as_deref().unwrap_or("").trim_matches('/');
+    if prefix.is_empty() {
+        Location::parse(&format!("s3://{bucket}"))
+    } else {
+        Location::parse(&format!("s3://{bucket}/{prefix}"))
+    }
+}
+
+/// The store of a warehouse (S3 warehouses need their storage credential).
+pub fn for_warehouse(
+    warehouse: &Warehouse,
+    credential: Option<&StorageCredential>,
+) -> Result<Arc<dyn ObjectStorage>> {
     match &warehouse.storage_profile {
         StorageProfile::Local { root, .. } => Ok(Arc::new(LocalStorage::at(
             base_location(warehouse)?,
             root.clone(),
         ))),
-        StorageProfile::S3 { .. } => Err(Error::bad_request(
-            "this Floe build cannot read or write S3 warehouses yet; use a local warehouse",
-        )),
+        profile @ StorageProfile::S3 { .. } => {
+            Ok(Arc::new(s3::S3Storage::new(profile, credential)?))
+        }
     }
 }
 
@@ -200,12 +211,10 @@ pub fn is_already_there(e: &Error) -> bool {
 
 /// Checks that a warehouse with this profile can work: for local storage, the root is created if
 /// missing and a probe file is written, read back and removed.
-pub async fn probe(profile: &StorageProfile) -> Result<()> {
+pub async fn probe(profile: &StorageProfile, credential: Option<&StorageCredential>) -> Result<()> {
     match profile {
         StorageProfile::Local { root, .. } => probe_local(root).await,
-        // Probing S3 stores (write/read/list/delete under the prefix) lands with S3 support; until
-        // then an S3 profile is checked for well-formedness only.
-        StorageProfile::S3 { .. } => Ok(()),
+        StorageProfile::S3 { .. } => s3::probe(profile, credential).await,
     }
 }
 
@@ -286,20 +295,26 @@ mod tests {
     async fn local_probe_creates_the_root_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("wh/one");
-        probe(&StorageProfile::Local {
-            root: root.clone(),
-            s3_gateway: false,
-        })
+        probe(
+            &StorageProfile::Local {
+                root: root.clone(),
+                s3_gateway: false,
+            },
+            None,
+        )
         .await
         .unwrap();
         assert!(root.is_dir());
         assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
         let file = dir.path().join("file");
         std::fs::write(&file, b"x").unwrap();
-        let err = probe(&StorageProfile::Local {
-            root: file,
-            s3_gateway: false,
-        })
+        let err = probe(
+            &StorageProfile::Local {
+                root: file,
+                s3_gateway: false,
+            },
+            None,
+        )
         .await
         .unwrap_err();
         assert_eq!(err.kind, crate::error::ErrorKind::BadRequest);

@@ -15,6 +15,7 @@ on_both_backends!(
     operations_round_trip_with_an_admin_key,
     keys_are_checked_and_revocable,
     vended_keys_reach_one_table_only,
+    s3_warehouses_keep_their_files_on_an_s3_store,
 );
 
 /// A gateway-served warehouse `lake` on this test's database; returns its id.
@@ -749,5 +750,126 @@ async fn abandoned_multipart_uploads_are_removed() {
         ),
         "404:NoSuchUpload"
     );
+    app.shutdown().await.unwrap();
+}
+
+/// A warehouse with an S3 storage profile, whose store is Floe's own gateway (a real S3 server):
+/// creation probes the store, table metadata goes there, and purge removes it.
+async fn s3_warehouses_keep_their_files_on_an_s3_store(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let lake = served_warehouse(&app, "lake").await;
+    let (id, secret) = admin_key(&app, &lake, Value::Null).await;
+    let endpoint = format!("http://{}", app.s3_addr.unwrap());
+    let profile = json!({
+        "type": "s3", "bucket": "lake", "key-prefix": "remote-data", "region": "us-east-1",
+        "endpoint": endpoint, "path-style-access": true,
+    });
+
+    // A store that refuses the credential: 400 naming the store's error, nothing created.
+    let refused = app
+        .post(
+            "/management/v1/warehouses",
+            &json!({
+                "name": "remote",
+                "storage-profile": profile,
+                "storage-credential": {"type": "s3-access-key", "access-key-id": id,
+                                       "secret-access-key": "wrong-secret-wrong-secret-wrong-secret-x"},
+            }),
+        )
+        .await;
+    let (kind, message) = crate::common::expect_error(refused, 400).await;
+    assert_eq!(kind, "BadRequestException");
+    assert!(message.contains("SignatureDoesNotMatch"), "{message}");
+    assert!(!message.contains("wrong-secret"), "{message}");
+
+    let created = app
+        .post(
+            "/management/v1/warehouses",
+            &json!({
+                "name": "remote",
+                "storage-profile": profile,
+                "storage-credential": {"type": "s3-access-key", "access-key-id": id,
+                                       "secret-access-key": secret},
+            }),
+        )
+        .await;
+    assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
+    let prefix = app.prefix("remote").await;
+    let ns = app
+        .post(
+            &format!("/catalog/v1/{prefix}/namespaces"),
+            &json!({"namespace": ["ns"]}),
+        )
+        .await;
+    assert_eq!(ns.status(), 200);
+    let table: Value = app
+        .post(
+            &format!("/catalog/v1/{prefix}/namespaces/ns/tables"),
+            &json!({
+                "name": "t",
+                "schema": {"type": "struct", "schema-id": 0, "fields": [
+                    {"id": 1, "name": "id", "required": false, "type": "long"}]},
+            }),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let location = table["metadata"]["location"].as_str().unwrap().to_string();
+    assert!(
+        location.starts_with("s3://lake/remote-data/ns/t-"),
+        "{location}"
+    );
+    let committed = app
+        .post(
+            &format!("/catalog/v1/{prefix}/namespaces/ns/tables/t"),
+            &json!({"requirements": [], "updates": [
+                {"action": "set-properties", "updates": {"owner": "s3"}}]}),
+        )
+        .await;
+    assert_eq!(committed.status(), 200);
+    let loaded: Value = app
+        .get(&format!("/catalog/v1/{prefix}/namespaces/ns/tables/t"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(loaded["metadata"]["properties"]["owner"], "s3");
+    // The metadata files are objects of the other store (here: files of the served warehouse).
+    let s3 = client(&app, &id, &secret);
+    let key = location.strip_prefix("s3://lake/").unwrap();
+    let listed = s3
+        .list_objects_v2()
+        .bucket("lake")
+        .prefix(format!("{key}/metadata/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.contents().len(), 2, "two metadata files");
+
+    // Drop with purge removes the table's objects (in the background).
+    let dropped = app
+        .delete(&format!(
+            "/catalog/v1/{prefix}/namespaces/ns/tables/t?purgeRequested=true"
+        ))
+        .await;
+    assert_eq!(dropped.status(), 204);
+    let mut gone = false;
+    for _ in 0..50 {
+        let listed = s3
+            .list_objects_v2()
+            .bucket("lake")
+            .prefix(format!("{key}/"))
+            .send()
+            .await
+            .unwrap();
+        if listed.contents().is_empty() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "purge removed the table's objects");
+    assert!(!captured_logs().contains(&secret));
     app.shutdown().await.unwrap();
 }

@@ -1,0 +1,312 @@
+//! Warehouses on S3 and S3-compatible stores (AWS, MinIO, Ceph, moto, Floe's own gateway), through
+//! the AWS SDK. Every call has a timeout and the SDK's standard retries (throttling, 5xx, network);
+//! errors name the store's error code and message, never a credential.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Credentials, Region};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+
+use super::{Location, ObjectStorage};
+use crate::error::{Error, Result};
+use crate::model::{StorageCredential, StorageProfile};
+
+/// A bucket (and key prefix) as an object store.
+pub struct S3Storage {
+    client: Client,
+    bucket: String,
+    base: Location,
+}
+
+/// Describes a failed call by the store's own words (code and message), for errors and logs.
+fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R>(err: &SdkError<E, R>) -> String {
+    match err {
+        SdkError::ServiceError(service) => {
+            let e = service.err();
+            format!(
+                "{}: {}",
+                e.code().unwrap_or("error"),
+                e.message().unwrap_or("no message")
+            )
+        }
+        SdkError::TimeoutError(_) => "the store did not answer in time".to_string(),
+        SdkError::DispatchFailure(f) => format!("the store could not be reached ({f:?})"),
+        other => format!("{other}"),
+    }
+}
+
+fn store_error<E: ProvideErrorMetadata + std::fmt::Debug, R>(
+    what: &str,
+    location: &Location,
+    err: SdkError<E, R>,
+) -> Error {
+    let text = describe(&err);
+    Error::unavailable(
+        format!("object storage failed {what} {location}: {text}"),
+        std::io::Error::other(text),
+    )
+}
+
+impl S3Storage {
+    /// A client for the profile. S3 warehouses need a storage credential (STS comes later).
+    pub fn new(profile: &StorageProfile, credential: Option<&StorageCredential>) -> Result<Self> {
+        let StorageProfile::S3 {
+            bucket,
+            region,
+            endpoint,
+            path_style_access,
+            ..
+        } = profile
+        else {
+            return Err(Error::bad_request("not an S3 storage profile"));
+        };
+        let Some(StorageCredential::S3AccessKey {
+            access_key_id,
+            secret_access_key,
+        }) = credential
+        else {
+            return Err(Error::bad_request(
+                "an S3 warehouse needs a storage-credential (s3-access-key)",
+            ));
+        };
+        let mut config = aws_sdk_s3::Config::builder()
+            .region(Region::new(region.clone()))
+            .credentials_provider(Credentials::new(
+                access_key_id.clone(),
+                secret_access_key.clone(),
+                None,
+                None,
+                "floe-warehouse",
+            ))
+            .force_path_style(path_style_access.unwrap_or(false))
+            .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(4))
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .operation_timeout(Duration::from_secs(120))
+                    .build(),
+            );
+        if let Some(endpoint) = endpoint {
+            config = config.endpoint_url(endpoint.clone());
+        }
+        Ok(S3Storage {
+            client: Client::from_conf(config.build()),
+            bucket: bucket.clone(),
+            base: super::base_location_of_s3(profile)?,
+        })
+    }
+
+    /// The object key of a location, which must lie inside the warehouse.
+    fn key_of(&self, location: &Location) -> Result<String> {
+        if !location.is_within(&self.base) {
+            return Err(Error::forbidden(format!(
+                "location {location} is outside the warehouse at {}",
+                self.base
+            )));
+        }
+        match location.bucket_and_key() {
+            Some((bucket, key)) if bucket == self.bucket && !key.is_empty() => Ok(key.to_string()),
+            _ => Err(Error::forbidden(format!(
+                "location {location} is not an object of bucket {}",
+                self.bucket
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl ObjectStorage for S3Storage {
+    async fn put_new(&self, location: &Location, bytes: bytes::Bytes) -> Result<()> {
+        let key = self.key_of(location)?;
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .if_none_match("*")
+            .body(ByteStream::from(bytes))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => {
+                Err(Error::conflict(format!(
+                    "{location} already exists and is never overwritten"
+                )))
+            }
+            Err(e) => Err(store_error("writing", location, e)),
+        }
+    }
+
+    async fn get(&self, location: &Location) -> Result<Option<Vec<u8>>> {
+        let key = self.key_of(location)?;
+        let result = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await;
+        match result {
+            Ok(object) => {
+                let bytes = object.body.collect().await.map_err(|e| {
+                    Error::unavailable(format!("object storage failed reading {location}"), e)
+                })?;
+                Ok(Some(bytes.into_bytes().to_vec()))
+            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => Ok(None),
+            Err(e) => Err(store_error("reading", location, e)),
+        }
+    }
+
+    async fn delete(&self, location: &Location) -> Result<()> {
+        let key = self.key_of(location)?;
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| store_error("deleting", location, e))?;
+        Ok(())
+    }
+
+    async fn delete_prefix(&self, location: &Location) -> Result<()> {
+        if location == &self.base {
+            return Err(Error::forbidden("refusing to delete a whole warehouse"));
+        }
+        let prefix = format!("{}/", self.key_of(location)?);
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| store_error("listing", location, e))?;
+            let keys: Vec<ObjectIdentifier> = page
+                .contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+                .collect();
+            if !keys.is_empty() {
+                let delete = Delete::builder()
+                    .set_objects(Some(keys))
+                    .quiet(true)
+                    .build()
+                    .map_err(|e| Error::internal("building a delete request", e))?;
+                let done = self
+                    .client
+                    .delete_objects()
+                    .bucket(&self.bucket)
+                    .delete(delete)
+                    .send()
+                    .await
+                    .map_err(|e| store_error("deleting under", location, e))?;
+                if let Some(first) = done.errors().first() {
+                    return Err(Error::unavailable(
+                        format!(
+                            "object storage refused deleting {} under {location}: {}",
+                            first.key().unwrap_or("?"),
+                            first.code().unwrap_or("error")
+                        ),
+                        std::io::Error::other("delete failed"),
+                    ));
+                }
+            }
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(());
+            }
+        }
+    }
+
+    async fn prepare_prefix(&self, _location: &Location) -> Result<()> {
+        // Object stores have no folders.
+        Ok(())
+    }
+}
+
+/// Checks that a warehouse on this store can work: writes, reads back, lists and deletes an
+/// object under its prefix. A failure is a 400 that names the store's error.
+pub async fn probe(profile: &StorageProfile, credential: Option<&StorageCredential>) -> Result<()> {
+    let storage = S3Storage::new(profile, credential)?;
+    let location = storage
+        .base
+        .join(&format!(".floe-probe-{}", uuid::Uuid::new_v4().simple()))?;
+    let key = storage.key_of(&location)?;
+    let fail = |step: &str, text: String| {
+        Error::bad_request(format!(
+            "the S3 store of this warehouse is not usable: {step} failed: {text}"
+        ))
+    };
+    storage
+        .client
+        .put_object()
+        .bucket(&storage.bucket)
+        .key(&key)
+        .body(ByteStream::from_static(b"floe"))
+        .send()
+        .await
+        .map_err(|e| fail("writing a probe object", describe(&e)))?;
+    let read = async {
+        let object = storage
+            .client
+            .get_object()
+            .bucket(&storage.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| fail("reading it back", describe(&e)))?;
+        let bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| fail("reading it back", e.to_string()))?;
+        if bytes.into_bytes().as_ref() != b"floe" {
+            return Err(fail(
+                "reading it back",
+                "different bytes came back".to_string(),
+            ));
+        }
+        let listed = storage
+            .client
+            .list_objects_v2()
+            .bucket(&storage.bucket)
+            .prefix(&key)
+            .send()
+            .await
+            .map_err(|e| fail("listing", describe(&e)))?;
+        if !listed
+            .contents()
+            .iter()
+            .any(|o| o.key() == Some(key.as_str()))
+        {
+            return Err(fail(
+                "listing",
+                "the probe object is not listed".to_string(),
+            ));
+        }
+        Ok(())
+    }
+    .await;
+    let deleted = storage
+        .client
+        .delete_object()
+        .bucket(&storage.bucket)
+        .key(&key)
+        .send()
+        .await
+        .map_err(|e| fail("deleting the probe object", describe(&e)));
+    read?;
+    deleted.map(|_| ())
+}
