@@ -250,6 +250,9 @@ pub enum StorageProfile {
         sts_enabled: Option<bool>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sts_role_arn: Option<String>,
+        /// STS endpoint (`http(s)://...`); the AWS default for the region when unset.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sts_endpoint: Option<String>,
     },
 }
 
@@ -286,6 +289,7 @@ impl StorageProfile {
                 endpoint,
                 sts_role_arn,
                 sts_enabled,
+                sts_endpoint,
                 ..
             } => {
                 let bucket_ok = (3..=63).contains(&bucket.len())
@@ -317,6 +321,13 @@ impl StorageProfile {
                 }
                 if sts_enabled == &Some(true) && sts_role_arn.as_deref().unwrap_or("").is_empty() {
                     return Err(Error::bad_request("sts-enabled requires sts-role-arn"));
+                }
+                if let Some(endpoint) = sts_endpoint
+                    && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+                {
+                    return Err(Error::bad_request(
+                        "sts-endpoint must be an http:// or https:// URL",
+                    ));
                 }
                 Ok(())
             }

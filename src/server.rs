@@ -66,6 +66,9 @@ impl Floe {
 
         let backend = store.server.backend_name();
         let mut services = Services::new(store, secrets, authz, events);
+        if let Some(url) = &config.server.public_url {
+            services = services.with_catalog_url(format!("{}/catalog", url.trim_end_matches('/')));
+        }
         let gateway_listener = if config.gateway.enabled {
             let listener = Gateway::bind(config.gateway.listen).await?;
             let url = config.gateway_url(listener.local_addr()?);

@@ -39,6 +39,7 @@ pub const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/tables/rename",
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
     "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/sign",
     "POST /v1/{prefix}/transactions/commit",
     "GET /v1/{prefix}/namespaces/{namespace}/views",
     "POST /v1/{prefix}/namespaces/{namespace}/views",
@@ -71,6 +72,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(tables::rename_table))
         .routes(routes!(tables::report_metrics))
         .routes(routes!(tables::load_credentials))
+        .routes(routes!(tables::sign_request))
+        .routes(routes!(tables::sign_s3_request))
         .routes(routes!(tables::commit_transaction))
         .routes(routes!(tables::list_views, tables::create_view))
         .routes(routes!(

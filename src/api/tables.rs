@@ -2,7 +2,7 @@
 //! shapes follow `rest-catalog-open-api.yaml`; the spec's own types (schemas, updates,
 //! requirements) are the `iceberg` crate's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -615,6 +615,101 @@ pub(super) async fn load_credentials(
             })
             .collect(),
     }))
+}
+
+/// A request a client asks Floe to sign (`RemoteSignRequest`, and the legacy `S3SignRequest`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct RemoteSignRequest {
+    pub region: String,
+    pub uri: String,
+    pub method: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    pub body: Option<String>,
+    /// `s3` (the default); no other provider is signed.
+    pub provider: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemoteSignResult {
+    pub uri: String,
+    /// Headers to add to the request.
+    pub headers: BTreeMap<String, Vec<String>>,
+}
+
+/// Signs an S3 request for one table (remote signing). Floe signs only requests inside the
+/// table's folder, and writes only for callers that may commit to the table; anything else is 403.
+#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/tables/{table}/sign", tag = "tables",
+    operation_id = "signRequest",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path)),
+    request_body = RemoteSignRequest,
+    responses((status = 200, body = RemoteSignResult), (status = 403, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse)))]
+pub(super) async fn sign_request(
+    state: State<AppState>,
+    ctx: Ctx,
+    path: Path<(String, String, String)>,
+    body: JsonBody<RemoteSignRequest>,
+) -> ApiResult<Response> {
+    sign(state, ctx, path, body).await
+}
+
+/// The legacy S3 signer request shape (`POST .../v1/aws/s3/sign`, the deprecated s3-signer API),
+/// served under the table it signs for.
+#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/tables/{table}/v1/aws/s3/sign",
+    tag = "tables", operation_id = "signS3Request",
+    params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path)),
+    request_body = RemoteSignRequest,
+    responses((status = 200, body = RemoteSignResult), (status = 403, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse)))]
+pub(super) async fn sign_s3_request(
+    state: State<AppState>,
+    ctx: Ctx,
+    path: Path<(String, String, String)>,
+    body: JsonBody<RemoteSignRequest>,
+) -> ApiResult<Response> {
+    sign(state, ctx, path, body).await
+}
+
+async fn sign(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((prefix, namespace, table)): Path<(String, String, String)>,
+    JsonBody(request): JsonBody<RemoteSignRequest>,
+) -> ApiResult<Response> {
+    let warehouse = warehouse_of(&prefix)?;
+    let ident = ident_of(&namespace, table)?;
+    if request.provider.as_deref().is_some_and(|p| p != "s3") {
+        return Err(Error::bad_request(format!(
+            "Floe signs requests for the s3 provider only, not {:?}",
+            request.provider.unwrap_or_default()
+        ))
+        .into());
+    }
+    let uri = request.uri.clone();
+    let headers = state
+        .services
+        .sign_request(
+            &ctx,
+            warehouse,
+            &ident,
+            crate::storage::signing::SignRequest {
+                method: request.method,
+                uri: request.uri,
+                headers: request.headers,
+                body: request.body,
+            },
+        )
+        .await?;
+    let mut response = axum::Json(RemoteSignResult { uri, headers }).into_response();
+    response.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-cache"),
+    );
+    Ok(response)
 }
 
 // ---- views ----

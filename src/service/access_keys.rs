@@ -28,7 +28,7 @@ const SCOPED_PREFIX: &str = "FLS1";
 /// How long a vended key lives, and how often a new one is minted (a key is reused while it has
 /// at least `VENDED_LIFETIME - VENDED_WINDOW` left).
 const VENDED_LIFETIME: i64 = 3600;
-const VENDED_WINDOW: i64 = 900;
+pub(crate) const VENDED_WINDOW: i64 = 900;
 /// How long a looked-up admin key is trusted before it is read again (so a revoked key stops
 /// working within this time on every instance).
 const ADMIN_KEY_TTL: Duration = Duration::from_secs(10);

@@ -89,8 +89,13 @@ pub struct ServicesInner {
     /// The `main` branch of each warehouse, kept the same way.
     main_branches:
         Arc<std::sync::Mutex<HashMap<WarehouseId, (std::time::Instant, crate::model::Ref)>>>,
-    /// Vended table access by table location and mode, reused within its minting window.
+    /// Table access by table location, read-only or not, and mode, reused while it is valid.
     vended: std::sync::Mutex<VendedCache>,
+    /// Warehouses' storage credentials for signing, by warehouse and settings version.
+    credentials: std::sync::Mutex<CredentialCache>,
+    /// The catalog's base URI (`.../catalog`) as clients reach it, when configured; remote signing
+    /// points clients at it, else they use the URI they reached the catalog at.
+    catalog_url: Option<String>,
     /// Object stores by warehouse and settings version (see `warehouse_storage`).
     storages: std::sync::Mutex<StorageCache>,
 }
@@ -98,8 +103,13 @@ pub struct ServicesInner {
 type StorageCache =
     HashMap<(WarehouseId, chrono::DateTime<chrono::Utc>), Arc<dyn crate::storage::ObjectStorage>>;
 
-/// Vended access by (warehouse, table location, read-only), with the minting window it is for.
-type VendedCache = HashMap<(WarehouseId, String, bool), (i64, Arc<TableAccess>)>;
+/// Table access by (warehouse, table location, read-only, mode), with the unix time it is
+/// reused until.
+type VendedCache =
+    HashMap<(WarehouseId, String, bool, vending::AccessMode), (i64, Arc<TableAccess>)>;
+
+type CredentialCache =
+    HashMap<(WarehouseId, chrono::DateTime<chrono::Utc>), Arc<crate::model::StorageCredential>>;
 
 type WarehouseCache = std::sync::Mutex<HashMap<WarehouseId, (std::time::Instant, Arc<Warehouse>)>>;
 
@@ -211,6 +221,8 @@ impl Services {
             warehouses: Arc::new(std::sync::Mutex::new(HashMap::new())),
             main_branches: Arc::new(std::sync::Mutex::new(HashMap::new())),
             vended: std::sync::Mutex::new(HashMap::new()),
+            credentials: std::sync::Mutex::new(HashMap::new()),
+            catalog_url: None,
             storages: std::sync::Mutex::new(HashMap::new()),
         }))
     }
@@ -260,6 +272,13 @@ impl Services {
         inner.keys = Some(Arc::new(access_keys::KeyMinter::new(server_key)));
         inner.gateway_endpoint = Some(endpoint);
         inner.gateway_region = region;
+        self
+    }
+
+    /// Sets the catalog's public base URI (`<public_url>/catalog`), given to remote-signing clients.
+    pub fn with_catalog_url(mut self, url: String) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.catalog_url = Some(url.trim_end_matches('/').to_string());
         self
     }
 

@@ -632,7 +632,11 @@ impl Services {
 
     /// The table on the warehouse's main branch in one read; when there is none, says whether the
     /// warehouse or the table is missing.
-    async fn find_table(&self, warehouse: WarehouseId, ident: &TabularIdent) -> Result<Tabular> {
+    pub(super) async fn find_table(
+        &self,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+    ) -> Result<Tabular> {
         match self
             .store
             .tabulars
@@ -826,7 +830,7 @@ impl Services {
             .authorize(ctx, Action::TableCommit, table_resource(warehouse, ident))
             .await
             .is_err();
-        self.storage_access(warehouse, location, read_only, delegation)
+        self.storage_access(warehouse, ident, location, read_only, delegation)
             .await
     }
 }

@@ -1,15 +1,27 @@
 //! What a client needs to reach a table's files: the `config` and `storage-credentials` of a
-//! `LoadTableResult`. For warehouses the built-in S3 gateway serves, that is the gateway's address
-//! and a key scoped to the table's location (read-write, or read-only for callers that may only
-//! read); plain local warehouses need nothing.
+//! `LoadTableResult`, and the remote signing of its S3 requests.
+//!
+//! - Warehouses the built-in S3 gateway serves: the gateway's address and a Floe-issued key scoped
+//!   to the table's folder, or remote signing when that is all the client asked for.
+//! - S3 warehouses: a temporary key from STS `AssumeRole` with a session policy for the table's
+//!   folder when the warehouse has STS and the client asked for vended credentials; otherwise
+//!   remote signing when the client asked for either (the warehouse's own key never leaves Floe);
+//!   otherwise just the store's address, for clients that bring their own keys.
+//! - Plain local warehouses need nothing.
+//!
+//! Credentials are read-write, or read-only for callers that may only read. Answers are cached and
+//! reused while the credential in them has at least 15 minutes left.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use super::Services;
+use super::{RequestContext, Services};
+use crate::authz::{Action, Resource};
 use crate::error::{Error, Result};
-use crate::model::{StorageProfile, WarehouseId};
-use crate::storage::Location;
+use crate::model::{StorageCredential, StorageProfile, TabularIdent, Warehouse, WarehouseId, now};
+use crate::storage::signing::{self, SignRequest, SigningKey, SigningScope};
+use crate::storage::{Location, sts};
 
 /// What the client asked for in `X-Iceberg-Access-Delegation`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,65 +56,227 @@ pub struct TableAccess {
     pub rendered: std::sync::OnceLock<bytes::Bytes>,
 }
 
-impl Services {
-    /// The access a client gets to the files of the table at `location`.
-    ///
-    /// For a gateway-served warehouse a key is vended whatever the client asked: without one the
-    /// files cannot be reached at all (remote signing is not offered for these warehouses).
-    pub(crate) async fn storage_access(
-        &self,
-        warehouse: WarehouseId,
-        location: &str,
-        read_only: bool,
-        _delegation: Delegation,
-    ) -> Result<Arc<TableAccess>> {
-        let wh = self.cached_warehouse(warehouse).await?;
-        let StorageProfile::Local {
-            s3_gateway: true, ..
-        } = wh.storage_profile
-        else {
-            return Ok(Arc::default());
-        };
-        let Some(endpoint) = self.gateway_endpoint.clone() else {
-            return Ok(Arc::default());
-        };
-        // Keys are minted per window: within one, the same table gets the same answer.
-        let window = super::access_keys::vending_window();
-        let cache_key = (warehouse, location.to_string(), read_only);
-        if let Some((at, cached)) = self.vended.lock().expect("cache lock").get(&cache_key)
-            && *at == window
-        {
-            return Ok(cached.clone());
+/// How a client reaches a table's files, as decided from the warehouse and the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum AccessMode {
+    /// Nothing to hand out (plain local warehouses).
+    None,
+    /// The store's address only (S3 warehouses, clients with their own keys).
+    Address,
+    /// A key scoped to the table: Floe-issued for gateway-served warehouses, STS for S3.
+    Vended,
+    /// The client asks Floe to sign each request.
+    RemoteSigning,
+}
+
+/// A vended credential is reused until this long before it expires.
+const REUSE_MARGIN: i64 = 15 * 60;
+/// How long an STS credential is asked to live.
+const STS_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// Where an S3 request for a table goes and under which key Floe signs it.
+struct SigningTarget {
+    endpoint: String,
+    bucket: String,
+    region: String,
+    /// The table's folder, relative to the bucket, ending in `/`.
+    prefix: String,
+    path_style: bool,
+}
+
+/// Percent-encodes one path segment (everything but RFC 3986's unreserved characters).
+fn encode_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
         }
+    }
+    out
+}
+
+/// The table's sign endpoint relative to the catalog's base URI (`.../catalog`).
+fn sign_endpoint(warehouse: WarehouseId, ident: &TabularIdent) -> String {
+    let namespace = ident
+        .namespace
+        .levels()
+        .iter()
+        .map(|level| encode_segment(level))
+        .collect::<Vec<_>>()
+        .join("%1F");
+    format!(
+        "v1/{warehouse}/namespaces/{namespace}/tables/{}/sign",
+        encode_segment(&ident.name)
+    )
+}
+
+impl Services {
+    /// Decides how the client reaches the table's files.
+    fn access_mode(&self, wh: &Warehouse, delegation: Delegation) -> AccessMode {
+        match &wh.storage_profile {
+            StorageProfile::Local {
+                s3_gateway: true, ..
+            } if self.gateway_endpoint.is_some() => {
+                // Without a key or signatures the files cannot be reached at all, so a key is
+                // vended whatever was asked, unless the client asked for signing alone.
+                if delegation.remote_signing && !delegation.vended_credentials {
+                    AccessMode::RemoteSigning
+                } else {
+                    AccessMode::Vended
+                }
+            }
+            StorageProfile::Local { .. } => AccessMode::None,
+            StorageProfile::S3 { sts_enabled, .. } => {
+                if delegation.vended_credentials && *sts_enabled == Some(true) {
+                    AccessMode::Vended
+                } else if delegation.vended_credentials || delegation.remote_signing {
+                    AccessMode::RemoteSigning
+                } else {
+                    AccessMode::Address
+                }
+            }
+        }
+    }
+
+    /// The store, bucket and folder of the table at `location`.
+    fn signing_target(&self, wh: &Warehouse, location: &str) -> Result<SigningTarget> {
         let location = Location::parse(location)?;
         let (bucket, key) = location.bucket_and_key().ok_or_else(|| {
             Error::internal(
-                "vending credentials",
+                "reaching a table's files",
                 std::io::Error::other(format!("{location} is not an s3:// location")),
             )
         })?;
-        if bucket != wh.name || key.is_empty() {
+        let base = crate::storage::base_location(wh)?;
+        if key.is_empty() || !location.is_within(&base) || location == base {
             return Err(Error::forbidden(format!(
-                "the table's location {location} is not a table folder of the warehouse's bucket"
+                "the table's location {location} is not a table folder of the warehouse"
             )));
         }
-        let prefix = format!("{key}/");
-        let key = self.vend_scoped_key(warehouse, &prefix, read_only, window)?;
+        let (endpoint, region, path_style) = match &wh.storage_profile {
+            StorageProfile::Local { .. } => (
+                self.gateway_endpoint.clone().ok_or_else(|| {
+                    Error::bad_request("the S3 gateway is disabled on this server")
+                })?,
+                self.gateway_region.clone(),
+                true,
+            ),
+            StorageProfile::S3 {
+                region,
+                endpoint,
+                path_style_access,
+                ..
+            } => (
+                endpoint
+                    .clone()
+                    .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com")),
+                region.clone(),
+                path_style_access.unwrap_or(false),
+            ),
+        };
+        Ok(SigningTarget {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            bucket: bucket.to_string(),
+            region,
+            prefix: format!("{key}/"),
+            path_style,
+        })
+    }
+
+    /// The access a client gets to the files of the table `ident` at `location`.
+    pub(crate) async fn storage_access(
+        &self,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+        location: &str,
+        read_only: bool,
+        delegation: Delegation,
+    ) -> Result<Arc<TableAccess>> {
+        let wh = self.cached_warehouse(warehouse).await?;
+        let mode = self.access_mode(&wh, delegation);
+        if mode == AccessMode::None {
+            return Ok(Arc::default());
+        }
+        let now_secs = now().timestamp();
+        let cache_key = (warehouse, location.to_string(), read_only, mode);
+        if let Some((valid_until, cached)) = self.vended.lock().expect("cache lock").get(&cache_key)
+            && now_secs < *valid_until
+        {
+            return Ok(cached.clone());
+        }
+        let target = self.signing_target(&wh, location)?;
         let mut config = BTreeMap::new();
-        config.insert("s3.endpoint".to_string(), endpoint);
-        config.insert("s3.path-style-access".to_string(), "true".to_string());
-        config.insert("s3.region".to_string(), self.gateway_region.clone());
-        config.insert("client.region".to_string(), self.gateway_region.clone());
-        config.insert("s3.access-key-id".to_string(), key.access_key_id);
-        config.insert("s3.secret-access-key".to_string(), key.secret_access_key);
-        if let Some(at) = key.expires_at {
-            config.insert(
-                "s3.session-token-expires-at-ms".to_string(),
-                at.timestamp_millis().to_string(),
-            );
+        config.insert("s3.endpoint".to_string(), target.endpoint.clone());
+        config.insert(
+            "s3.path-style-access".to_string(),
+            target.path_style.to_string(),
+        );
+        config.insert("s3.region".to_string(), target.region.clone());
+        config.insert("client.region".to_string(), target.region.clone());
+        let mut credentials = Vec::new();
+        // Address and signing configs do not expire; they are kept as long as a vended key.
+        let mut valid_until = now_secs + REUSE_MARGIN;
+        match mode {
+            AccessMode::None | AccessMode::Address => {}
+            AccessMode::RemoteSigning => {
+                let endpoint = sign_endpoint(warehouse, ident);
+                config.insert("s3.remote-signing-enabled".into(), "true".into());
+                config.insert("s3.signer".into(), "S3V4RestSigner".into());
+                config.insert("s3.signer.endpoint".into(), endpoint.clone());
+                config.insert("signer.endpoint".into(), endpoint);
+                if let Some(base) = &self.catalog_url {
+                    config.insert("s3.signer.uri".into(), base.clone());
+                    config.insert("signer.uri".into(), base.clone());
+                }
+                // PyIceberg signs through its fsspec FileIO only.
+                config.insert(
+                    "py-io-impl".into(),
+                    "pyiceberg.io.fsspec.FsspecFileIO".into(),
+                );
+            }
+            AccessMode::Vended => {
+                let (key_id, secret, token, expires_at) = match &wh.storage_profile {
+                    StorageProfile::Local { .. } => {
+                        let window = super::access_keys::vending_window();
+                        let key =
+                            self.vend_scoped_key(warehouse, &target.prefix, read_only, window)?;
+                        valid_until = window + super::access_keys::VENDED_WINDOW;
+                        (
+                            key.access_key_id,
+                            key.secret_access_key,
+                            None,
+                            key.expires_at,
+                        )
+                    }
+                    StorageProfile::S3 { .. } => {
+                        let key = self.assume_table_role(&wh, &target, read_only).await?;
+                        valid_until = key.expires_at.timestamp() - REUSE_MARGIN;
+                        (
+                            key.access_key_id,
+                            key.secret_access_key,
+                            Some(key.session_token),
+                            Some(key.expires_at),
+                        )
+                    }
+                };
+                config.insert("s3.access-key-id".to_string(), key_id);
+                config.insert("s3.secret-access-key".to_string(), secret);
+                if let Some(token) = token {
+                    config.insert("s3.session-token".to_string(), token);
+                }
+                if let Some(at) = expires_at {
+                    config.insert(
+                        "s3.session-token-expires-at-ms".to_string(),
+                        at.timestamp_millis().to_string(),
+                    );
+                }
+                credentials.push((location.to_string(), config.clone()));
+            }
         }
         let access = Arc::new(TableAccess {
-            credentials: vec![(location.to_string(), config.clone())],
+            credentials,
             config,
             rendered: std::sync::OnceLock::new(),
         });
@@ -110,7 +284,156 @@ impl Services {
         if cache.len() >= 10_000 {
             cache.clear();
         }
-        cache.insert(cache_key, (window, access.clone()));
+        cache.insert(cache_key, (valid_until, access.clone()));
         Ok(access)
+    }
+
+    /// A temporary STS key for the table's folder.
+    async fn assume_table_role(
+        &self,
+        wh: &Warehouse,
+        target: &SigningTarget,
+        read_only: bool,
+    ) -> Result<sts::TemporaryKey> {
+        let StorageProfile::S3 {
+            sts_role_arn: Some(role_arn),
+            sts_endpoint,
+            region,
+            ..
+        } = &wh.storage_profile
+        else {
+            return Err(Error::bad_request("the warehouse has no STS role"));
+        };
+        let credential = self.signing_credential(wh).await?;
+        let StorageCredential::S3AccessKey {
+            access_key_id,
+            secret_access_key,
+        } = credential.as_ref();
+        let policy = sts::table_policy(&target.bucket, &target.prefix, read_only);
+        sts::assume_role(sts::AssumeRole {
+            endpoint: sts_endpoint.as_deref(),
+            region,
+            access_key_id,
+            secret_access_key,
+            role_arn,
+            session_name: "floe-vended",
+            policy: &policy,
+            duration: STS_LIFETIME,
+        })
+        .await
+    }
+
+    /// The warehouse's storage credential, cached per version of the warehouse's settings.
+    async fn signing_credential(&self, wh: &Warehouse) -> Result<Arc<StorageCredential>> {
+        let key = (wh.id, wh.updated_at);
+        if let Some(credential) = self.credentials.lock().expect("cache lock").get(&key) {
+            return Ok(credential.clone());
+        }
+        let credential = Arc::new(self.warehouse_credential(wh).await?.ok_or_else(|| {
+            Error::bad_request("the warehouse has no storage credential to sign with")
+        })?);
+        let mut cache = self.credentials.lock().expect("cache lock");
+        cache.retain(|(id, _), _| *id != wh.id);
+        if cache.len() >= 1_000 {
+            cache.clear();
+        }
+        cache.insert(key, credential.clone());
+        Ok(credential)
+    }
+
+    /// Signs an S3 request for the table `ident` (remote signing): only requests inside the
+    /// table's folder, and writes only for callers that may commit to the table.
+    pub async fn sign_request(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+        request: SignRequest,
+    ) -> Result<BTreeMap<String, Vec<String>>> {
+        let resource = || Resource::Table {
+            warehouse,
+            table: ident.clone(),
+        };
+        self.authorize(ctx, Action::TableReadCredentials, resource())
+            .await?;
+        let may_write = self
+            .authorize(ctx, Action::TableCommit, resource())
+            .await
+            .is_ok();
+        let table = self.find_table(warehouse, ident).await?;
+        let wh = self.cached_warehouse(warehouse).await?;
+        if matches!(
+            wh.storage_profile,
+            StorageProfile::Local {
+                s3_gateway: false,
+                ..
+            }
+        ) {
+            return Err(Error::bad_request(
+                "the table's warehouse is on local disk; there is nothing to sign",
+            ));
+        }
+        let target = self.signing_target(&wh, &table.location)?;
+        let scope = SigningScope {
+            endpoint: &target.endpoint,
+            bucket: &target.bucket,
+            region: &target.region,
+            prefix: &target.prefix,
+            may_write,
+        };
+        signing::check(&scope, &request)?;
+        match &wh.storage_profile {
+            StorageProfile::Local { .. } => {
+                let window = super::access_keys::vending_window();
+                let key = self.vend_scoped_key(warehouse, &target.prefix, !may_write, window)?;
+                signing::sign_request(
+                    &scope,
+                    &request,
+                    &SigningKey {
+                        access_key_id: &key.access_key_id,
+                        secret_access_key: &key.secret_access_key,
+                        session_token: None,
+                    },
+                    SystemTime::now(),
+                )
+            }
+            StorageProfile::S3 { .. } => {
+                let credential = self.signing_credential(&wh).await?;
+                let StorageCredential::S3AccessKey {
+                    access_key_id,
+                    secret_access_key,
+                } = credential.as_ref();
+                signing::sign_request(
+                    &scope,
+                    &request,
+                    &SigningKey {
+                        access_key_id,
+                        secret_access_key,
+                        session_token: None,
+                    },
+                    SystemTime::now(),
+                )
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NamespaceIdent;
+
+    #[test]
+    fn sign_endpoints_encode_every_part() {
+        let warehouse = WarehouseId(uuid::Uuid::nil());
+        let ident = TabularIdent::new(
+            NamespaceIdent::new(vec!["a b".into(), "c/d".into()]).unwrap(),
+            "t*?$%\"".into(),
+        )
+        .unwrap();
+        assert_eq!(
+            sign_endpoint(warehouse, &ident),
+            "v1/00000000-0000-0000-0000-000000000000/namespaces/a%20b%1Fc%2Fd/tables/t%2A%3F%24%25%22/sign"
+        );
     }
 }

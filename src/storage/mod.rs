@@ -1,7 +1,8 @@
 //! Object storage: where warehouses keep their files. The `ObjectStorage` trait is what the catalog
 //! needs of a store (write a new object, read, delete, delete a prefix); `LocalStorage` is the
-//! in-tree default over a local folder. `location` holds the rules every location obeys. S3,
-//! credential vending and request signing arrive with the storage issues.
+//! in-tree default over a local folder, `s3::S3Storage` the one for S3 and S3-compatible stores.
+//! `location` holds the rules every location obeys; `sts` and `signing` give clients access to one
+//! table's folder (temporary keys, remote signing).
 //!
 //! Depends on `model` and `error` only; knows nothing of HTTP or SQL.
 
@@ -9,6 +10,8 @@ pub mod location;
 pub mod md5;
 pub mod objects;
 pub mod s3;
+pub mod signing;
+pub mod sts;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
