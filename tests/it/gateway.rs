@@ -16,6 +16,7 @@ on_both_backends!(
     keys_are_checked_and_revocable,
     vended_keys_reach_one_table_only,
     s3_warehouses_keep_their_files_on_an_s3_store,
+    remote_signing_signs_only_inside_the_table,
 );
 
 /// A gateway-served warehouse `lake` on this test's database; returns its id.
@@ -870,6 +871,263 @@ async fn s3_warehouses_keep_their_files_on_an_s3_store(backend: Backend) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(gone, "purge removed the table's objects");
+    assert!(!captured_logs().contains(&secret));
+    app.shutdown().await.unwrap();
+}
+
+/// Creates table `name` in namespace `ns` of the warehouse with `prefix`; returns its location.
+async fn plain_table(app: &TestApp, prefix: &str, name: &str) -> String {
+    let response = app
+        .post(
+            &format!("/catalog/v1/{prefix}/namespaces/ns/tables"),
+            &json!({
+                "name": name,
+                "schema": {"type": "struct", "schema-id": 0, "fields": [
+                    {"id": 1, "name": "id", "required": false, "type": "long"}]},
+            }),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["metadata"]["location"].as_str().unwrap().to_string()
+}
+
+/// Loads a table with the given `X-Iceberg-Access-Delegation`.
+async fn load_with(app: &TestApp, prefix: &str, name: &str, delegation: Option<&str>) -> Value {
+    let mut request = app.client.get(app.url(&format!(
+        "/catalog/v1/{prefix}/namespaces/ns/tables/{name}"
+    )));
+    if let Some(delegation) = delegation {
+        request = request.header("x-iceberg-access-delegation", delegation);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// Asks Floe to sign `method uri` at `path` (a sign endpoint); returns the response.
+async fn ask_signature(
+    app: &TestApp,
+    path: &str,
+    method: &str,
+    uri: &str,
+    headers: Value,
+) -> reqwest::Response {
+    app.post(
+        path,
+        &json!({"region": "us-east-1", "uri": uri, "method": method, "headers": headers}),
+    )
+    .await
+}
+
+/// Sends a request signed by Floe to the gateway, with the client's own headers and Floe's.
+async fn send_signed(
+    method: reqwest::Method,
+    uri: &str,
+    own: &[(&str, &str)],
+    signed: &Value,
+    body: Option<&'static str>,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new().request(method, uri);
+    for (name, value) in own {
+        request = request.header(*name, *value);
+    }
+    for (name, values) in signed["headers"].as_object().unwrap() {
+        request = request.header(name.as_str(), values[0].as_str().unwrap());
+    }
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    request.send().await.unwrap()
+}
+
+async fn remote_signing_signs_only_inside_the_table(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let lake = served_warehouse(&app, "lake").await;
+    let prefix = app.prefix("lake").await;
+    let endpoint = format!("http://{}", app.s3_addr.unwrap());
+    let created = app
+        .post(
+            &format!("/catalog/v1/{prefix}/namespaces"),
+            &json!({"namespace": ["ns"]}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let location = plain_table(&app, &prefix, "t").await;
+    let other = plain_table(&app, &prefix, "u").await;
+    let key = location.strip_prefix("s3://lake/").unwrap().to_string();
+    let other_key = other.strip_prefix("s3://lake/").unwrap().to_string();
+
+    // The config endpoint advertises signing; a load asking for it gets the signer, no key.
+    let config: Value = app
+        .get("/catalog/v1/config?warehouse=lake")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let endpoints = config["endpoints"].as_array().unwrap();
+    assert!(endpoints.contains(&json!(
+        "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/sign"
+    )));
+    let loaded = load_with(&app, &prefix, "t", Some("remote-signing")).await;
+    let sign_path = format!("v1/{prefix}/namespaces/ns/tables/t/sign");
+    assert_eq!(loaded["config"]["s3.remote-signing-enabled"], "true");
+    assert_eq!(loaded["config"]["s3.signer.endpoint"], sign_path.as_str());
+    assert_eq!(loaded["config"]["s3.endpoint"], endpoint.as_str());
+    assert!(loaded["config"].get("s3.access-key-id").is_none());
+    assert!(
+        loaded
+            .get("storage-credentials")
+            .is_none_or(|c| c.as_array().unwrap().is_empty())
+    );
+    // Asking for vended credentials too gets a key (cheaper for the client than signing).
+    let both = load_with(&app, &prefix, "t", Some("vended-credentials,remote-signing")).await;
+    assert!(both["config"]["s3.access-key-id"].is_string());
+
+    // A PUT and a GET signed by either request shape reach the gateway, which checks them.
+    let legacy_path = format!("/catalog/v1/{prefix}/namespaces/ns/tables/t/v1/aws/s3/sign");
+    for (i, path) in [format!("/catalog/{sign_path}"), legacy_path.clone()]
+        .iter()
+        .enumerate()
+    {
+        let object = format!("{endpoint}/lake/{key}/data/hello-{i}.txt");
+        let signed = ask_signature(
+            &app,
+            path,
+            "PUT",
+            &object,
+            json!({"content-type": ["text/plain"]}),
+        )
+        .await;
+        assert_eq!(signed.status(), 200);
+        assert_eq!(signed.headers()["cache-control"], "no-cache");
+        let signed: Value = signed.json().await.unwrap();
+        assert_eq!(signed["uri"], object.as_str());
+        assert!(
+            signed["headers"]["authorization"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("AWS4-HMAC-SHA256 ")
+        );
+        let put = send_signed(
+            reqwest::Method::PUT,
+            &object,
+            &[("content-type", "text/plain")],
+            &signed,
+            Some("hello"),
+        )
+        .await;
+        assert_eq!(put.status(), 200, "{}", put.text().await.unwrap());
+        let signed: Value = ask_signature(&app, path, "GET", &object, json!({}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let got = send_signed(reqwest::Method::GET, &object, &[], &signed, None).await;
+        assert_eq!(got.status(), 200);
+        assert_eq!(got.text().await.unwrap(), "hello");
+        // The same signature on another object is refused by the gateway.
+        let elsewhere = format!("{endpoint}/lake/{key}/data/other.txt");
+        let refused = send_signed(reqwest::Method::GET, &elsewhere, &[], &signed, None).await;
+        assert_eq!(refused.status(), 403);
+    }
+
+    // Requests outside the table's folder, or of a kind Floe does not sign: 403, nothing signed.
+    for path in [format!("/catalog/{sign_path}"), legacy_path] {
+        for (method, uri) in [
+            ("GET", format!("{endpoint}/lake/{other_key}/metadata/x.json")),
+            ("GET", format!("{endpoint}/lake/{key}/../{other_key}/x")),
+            ("GET", format!("{endpoint}/lake/{key}/%2E%2E/x")),
+            ("GET", format!("{endpoint}/lake?list-type=2&prefix=ns%2F")),
+            ("GET", format!("{endpoint}/lake/{key}/x?acl")),
+            ("PATCH", format!("{endpoint}/lake/{key}/x")),
+            ("POST", format!("{endpoint}/lake?delete")),
+            ("DELETE", format!("{endpoint}/lake")),
+            ("GET", format!("http://elsewhere.example/lake/{key}/x")),
+        ] {
+            let refused = ask_signature(&app, &path, method, &uri, json!({})).await;
+            let (kind, _) = crate::common::expect_error(refused, 403).await;
+            assert_eq!(kind, "ForbiddenException", "{method} {uri}");
+        }
+        let bulk = app
+            .post(
+                &path,
+                &json!({"region": "us-east-1", "uri": format!("{endpoint}/lake?delete"),
+                        "method": "POST", "headers": {},
+                        "body": format!("<Delete><Object><Key>{key}/a</Key></Object><Object><Key>{other_key}/b</Key></Object></Delete>")}),
+            )
+            .await;
+        crate::common::expect_error(bulk, 403).await;
+    }
+    // A table that does not exist: 404.
+    let missing = ask_signature(
+        &app,
+        &format!("/catalog/v1/{prefix}/namespaces/ns/tables/nope/sign"),
+        "GET",
+        &format!("{endpoint}/lake/ns/nope/x"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(missing.status(), 404);
+
+    // An S3 warehouse (here on the gateway, with an admin key) and no STS: a client asking for
+    // vended credentials gets remote signing, signed with the warehouse's key, which it never sees.
+    let (id, secret) = admin_key(&app, &lake, Value::Null).await;
+    let created = app
+        .post(
+            "/management/v1/warehouses",
+            &json!({
+                "name": "remote",
+                "storage-profile": {"type": "s3", "bucket": "lake", "key-prefix": "remote-data",
+                                    "region": "us-east-1", "endpoint": endpoint,
+                                    "path-style-access": true},
+                "storage-credential": {"type": "s3-access-key", "access-key-id": id,
+                                       "secret-access-key": secret},
+            }),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let remote = app.prefix("remote").await;
+    let created = app
+        .post(
+            &format!("/catalog/v1/{remote}/namespaces"),
+            &json!({"namespace": ["ns"]}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let location = plain_table(&app, &remote, "t").await;
+    let key = location.strip_prefix("s3://lake/").unwrap().to_string();
+    let plain = load_with(&app, &remote, "t", None).await;
+    assert_eq!(plain["config"]["s3.endpoint"], endpoint.as_str());
+    assert!(plain["config"].get("s3.remote-signing-enabled").is_none());
+    let loaded = load_with(&app, &remote, "t", Some("vended-credentials")).await;
+    assert_eq!(loaded["config"]["s3.remote-signing-enabled"], "true");
+    assert!(!loaded.to_string().contains(&secret));
+    assert!(!loaded.to_string().contains(&id));
+    let sign = format!(
+        "/catalog/{}",
+        loaded["config"]["s3.signer.endpoint"].as_str().unwrap()
+    );
+    let object = format!("{endpoint}/lake/{key}/data/part.txt");
+    let signed: Value = ask_signature(&app, &sign, "PUT", &object, json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let put = send_signed(reqwest::Method::PUT, &object, &[], &signed, Some("remote")).await;
+    assert_eq!(put.status(), 200);
+    let listing = format!(
+        "{endpoint}/lake?list-type=2&prefix={}",
+        format!("{key}/data/").replace('/', "%2F")
+    );
+    let signed: Value = ask_signature(&app, &sign, "GET", &listing, json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let listed = send_signed(reqwest::Method::GET, &listing, &[], &signed, None).await;
+    assert_eq!(listed.status(), 200);
+    assert!(listed.text().await.unwrap().contains("part.txt"));
     assert!(!captured_logs().contains(&secret));
     app.shutdown().await.unwrap();
 }
