@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod gateway;
+pub mod index;
 pub mod model;
 pub mod secrets;
 pub mod server;

@@ -55,6 +55,10 @@ id_type!(RefId);
 id_type!(NamespaceId);
 id_type!(SecretId);
 id_type!(TabularId);
+id_type!(
+    /// A commit of a warehouse's branching index.
+    CommitId
+);
 
 /// The longest name (a project name, a namespace level, a table name), in UTF-8 bytes.
 pub const MAX_NAME_BYTES: usize = 255;

@@ -5,8 +5,12 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
+import sys
 import tempfile
+import time
+import urllib.error
 import urllib.request
 import uuid
 
@@ -24,11 +28,16 @@ def _psql(sql):
 
 
 class Floe:
-    """A running floe process."""
+    """A running floe process.
 
-    def __init__(self, backend):
+    `log_path`, when given, receives the server's log (its stderr) instead of it being dropped;
+    `env` adds or overrides environment variables of the process (e.g. `FLOE__LOG__LEVEL`)."""
+
+    def __init__(self, backend, log_path=None, env=None):
         self.backend = backend
         self.dir = tempfile.mkdtemp(prefix="floe-engines-")
+        self.log_path = log_path
+        overrides = dict(env or {})
         env = dict(os.environ)
         env["FLOE__LOG__LEVEL"] = "warn"
         self.database = None
@@ -40,6 +49,11 @@ class Floe:
             env["FLOE__DATABASE__AUTO_MIGRATE"] = "true"
             env["FLOE__BOOTSTRAP__AUTO"] = "true"
             env["FLOE__SECRETS__ENCRYPTION_KEY"] = TEST_KEY
+        if "FLOE__LOG__LEVEL" in overrides:
+            # RUST_LOG would take precedence over the configured level.
+            env.pop("RUST_LOG", None)
+        env.update(overrides)
+        self._log = open(log_path, "ab") if log_path else None
         self.process = subprocess.Popen(
             [
                 FLOE_BIN,
@@ -52,7 +66,7 @@ class Floe:
                 os.path.join(self.dir, "data"),
             ],
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self._log if self._log else subprocess.DEVNULL,
             env=env,
             text=True,
         )
@@ -97,6 +111,8 @@ class Floe:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=30)
+        if self._log:
+            self._log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
         if self.database:
             _psql(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
@@ -107,3 +123,202 @@ def floe(request):
     server = Floe(request.param)
     yield server
     server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# moto: a local S3 and STS for S3 warehouses
+
+MOTO_SERVER = os.path.join(os.path.dirname(sys.executable), "moto_server")
+MOTO_REGION = "us-east-1"
+# The role S3 warehouses assume for vended credentials (moto's default account).
+MOTO_ROLE_ARN = "arn:aws:iam::123456789012:role/floe"
+# The admin key of each running moto, by URL (see `moto`).
+_MOTO_ADMIN = {}
+_ALLOW_ALL = json.dumps(
+    {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _moto_client(service, moto_url, key_id, secret, session_token=None):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        service,
+        endpoint_url=moto_url,
+        aws_access_key_id=key_id,
+        aws_secret_access_key=secret,
+        aws_session_token=session_token,
+        region_name=MOTO_REGION,
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+
+
+def _start_moto(log):
+    """Starts moto_server on a free port; returns (process, url)."""
+    for _attempt in range(3):
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        process = subprocess.Popen(
+            [MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 30
+        while time.time() < deadline and process.poll() is None:
+            try:
+                urllib.request.urlopen(f"{url}/moto-api/", timeout=2).read()
+                return process, url
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        # The port was taken in between, or moto did not come up: try again.
+        process.kill()
+        process.wait()
+    log.seek(0)
+    pytest.fail(f"moto_server did not start: {log.read().decode(errors='replace')}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def moto():
+    """A moto server (S3, STS, IAM) on a free port for the whole session; yields its URL.
+
+    moto runs with its IAM authentication on: every request must be signed by a key moto knows
+    (an IAM user's key, or an STS session key with its session token), and the signature is
+    checked. So what reaches moto with a bad signature, a wrong secret or a missing session token
+    fails as it would on S3. (moto does not evaluate STS session policies: the scope of a vended
+    key can only be tested on Floe's own gateway.) The admin key it is set up with is what
+    `moto_s3` uses; the role `MOTO_ROLE_ARN` may do anything on S3.
+
+    A missing moto_server is an error, not a reason to skip."""
+    if not os.access(MOTO_SERVER, os.X_OK):
+        pytest.fail(
+            f"moto_server not found at {MOTO_SERVER}: install moto[server] "
+            "(tests/engines/requirements.txt) into the Python running the tests",
+            pytrace=False,
+        )
+    log = tempfile.TemporaryFile()
+    process, url = _start_moto(log)
+    try:
+        # Set up with authentication still off, then turn it on for every later request.
+        iam = _moto_client("iam", url, "testing", "testing")
+        iam.create_user(UserName="admin")
+        iam.put_user_policy(UserName="admin", PolicyName="all", PolicyDocument=_ALLOW_ALL)
+        admin = iam.create_access_key(UserName="admin")["AccessKey"]
+        iam.create_role(
+            RoleName=MOTO_ROLE_ARN.rsplit("/", 1)[1],
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}
+                    ],
+                }
+            ),
+        )
+        iam.put_role_policy(
+            RoleName=MOTO_ROLE_ARN.rsplit("/", 1)[1], PolicyName="s3", PolicyDocument=_ALLOW_ALL
+        )
+        request = urllib.request.Request(
+            f"{url}/moto-api/reset-auth",
+            data=b"0",
+            headers={"content-type": "text/plain"},
+            method="POST",
+        )
+        urllib.request.urlopen(request, timeout=10).read()
+        _MOTO_ADMIN[url] = (admin["AccessKeyId"], admin["SecretAccessKey"])
+        # Authentication is on: a made-up key no longer opens anything.
+        import botocore.exceptions
+
+        try:
+            _moto_client("s3", url, "AKIAIOSFODNN7EXAMPLE", "x" * 40).list_buckets()
+        except botocore.exceptions.ClientError:
+            pass
+        else:
+            pytest.fail("moto accepted an unknown key: its authentication is not on", pytrace=False)
+        yield url
+    finally:
+        _MOTO_ADMIN.pop(url, None)
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def moto_client(moto_url, service="s3", key_id=None, secret=None, session_token=None):
+    """A boto3 client on moto, with the admin key unless a key is given."""
+    if key_id is None:
+        key_id, secret = _MOTO_ADMIN[moto_url]
+    return _moto_client(service, moto_url, key_id, secret, session_token)
+
+
+def moto_s3(moto_url, **key):
+    return moto_client(moto_url, "s3", **key)
+
+
+def create_moto_warehouse(floe, moto_url, sts=True, name=None):
+    """Creates a bucket in moto, an IAM user of its own with a fresh key, and an S3 warehouse of
+    `floe` on that bucket (key prefix `wh`) storing that key, with STS vending (`MOTO_ROLE_ARN`)
+    when `sts`. Returns a dict: name, id, bucket, access-key-id, secret-access-key, response (the
+    201 body)."""
+    suffix = uuid.uuid4().hex[:12]
+    bucket = f"lake-{suffix}"
+    name = name or f"moto-{suffix}"
+    iam = moto_client(moto_url, "iam")
+    user = f"floe-{suffix}"
+    iam.create_user(UserName=user)
+    iam.put_user_policy(UserName=user, PolicyName="all", PolicyDocument=_ALLOW_ALL)
+    key = iam.create_access_key(UserName=user)["AccessKey"]
+    moto_s3(moto_url).create_bucket(Bucket=bucket)
+    profile = {
+        "type": "s3",
+        "bucket": bucket,
+        "key-prefix": "wh",
+        "region": MOTO_REGION,
+        "endpoint": moto_url,
+        "path-style-access": True,
+    }
+    if sts:
+        profile.update(
+            {"sts-enabled": True, "sts-role-arn": MOTO_ROLE_ARN, "sts-endpoint": moto_url}
+        )
+    body = json.dumps(
+        {
+            "name": name,
+            "storage-profile": profile,
+            "storage-credential": {
+                "type": "s3-access-key",
+                "access-key-id": key["AccessKeyId"],
+                "secret-access-key": key["SecretAccessKey"],
+            },
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{floe.base}/management/v1/warehouses",
+        data=body,
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status = response.status
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"creating warehouse {name}: {e.code} {e.read()!r}") from None
+    assert status == 201, (status, answer)
+    return {
+        "name": name,
+        "id": answer["id"],
+        "bucket": bucket,
+        "access-key-id": key["AccessKeyId"],
+        "secret-access-key": key["SecretAccessKey"],
+        "response": answer,
+    }

@@ -894,9 +894,9 @@ async fn plain_table(app: &TestApp, prefix: &str, name: &str) -> String {
 
 /// Loads a table with the given `X-Iceberg-Access-Delegation`.
 async fn load_with(app: &TestApp, prefix: &str, name: &str, delegation: Option<&str>) -> Value {
-    let mut request = app.client.get(app.url(&format!(
-        "/catalog/v1/{prefix}/namespaces/ns/tables/{name}"
-    )));
+    let mut request = app
+        .client
+        .get(app.url(&format!("/catalog/v1/{prefix}/namespaces/ns/tables/{name}")));
     if let Some(delegation) = delegation {
         request = request.header("x-iceberg-access-delegation", delegation);
     }
@@ -981,7 +981,13 @@ async fn remote_signing_signs_only_inside_the_table(backend: Backend) {
             .is_none_or(|c| c.as_array().unwrap().is_empty())
     );
     // Asking for vended credentials too gets a key (cheaper for the client than signing).
-    let both = load_with(&app, &prefix, "t", Some("vended-credentials,remote-signing")).await;
+    let both = load_with(
+        &app,
+        &prefix,
+        "t",
+        Some("vended-credentials,remote-signing"),
+    )
+    .await;
     assert!(both["config"]["s3.access-key-id"].is_string());
 
     // A PUT and a GET signed by either request shape reach the gateway, which checks them.
@@ -1035,7 +1041,10 @@ async fn remote_signing_signs_only_inside_the_table(backend: Backend) {
     // Requests outside the table's folder, or of a kind Floe does not sign: 403, nothing signed.
     for path in [format!("/catalog/{sign_path}"), legacy_path] {
         for (method, uri) in [
-            ("GET", format!("{endpoint}/lake/{other_key}/metadata/x.json")),
+            (
+                "GET",
+                format!("{endpoint}/lake/{other_key}/metadata/x.json"),
+            ),
             ("GET", format!("{endpoint}/lake/{key}/../{other_key}/x")),
             ("GET", format!("{endpoint}/lake/{key}/%2E%2E/x")),
             ("GET", format!("{endpoint}/lake?list-type=2&prefix=ns%2F")),
