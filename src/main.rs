@@ -134,9 +134,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     floe.run(shutdown_signal()).await
 }
 
+/// Libraries that log whole requests (headers included, so S3 signatures) below `info`; they are
+/// held at `info` whatever level is asked for, so no credential or signature reaches the log.
+const QUIET_TARGETS: &[&str] = &[
+    "s3s",
+    "aws_sigv4",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http_client",
+    "hyper",
+    "hyper_util",
+    "reqwest",
+];
+
 fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.level));
+    for target in QUIET_TARGETS {
+        filter = filter.add_directive(format!("{target}=info").parse().expect("a valid directive"));
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -67,6 +67,45 @@ pub struct TableChange {
     pub updates: Vec<TableUpdate>,
 }
 
+impl Services {
+    /// Refuses a table location that overlaps another table's folder: equal to it, inside it, or
+    /// (for `explicit` locations, which can be anything) containing it. A key vended for one table
+    /// must never reach another's files.
+    pub(crate) async fn check_location_is_free(
+        &self,
+        wh: &OpenWarehouse,
+        location: &Location,
+        table_uuid: uuid::Uuid,
+        explicit: bool,
+    ) -> Result<()> {
+        let Some(relative) = location.relative_to(&wh.base) else {
+            return Ok(());
+        };
+        let parts: Vec<&str> = relative.split('/').filter(|p| !p.is_empty()).collect();
+        let base = wh.base.as_str().trim_end_matches('/');
+        let prefixes: Vec<String> = (1..=parts.len())
+            .map(|i| format!("{base}/{}", parts[..i].join("/")))
+            .collect();
+        if let Some(other) = self
+            .store
+            .tabulars
+            .overlapping_table(
+                wh.warehouse.id,
+                &prefixes,
+                explicit.then_some(location.as_str()),
+                table_uuid,
+            )
+            .await?
+        {
+            return Err(Error::bad_request(format!(
+                "location {location} overlaps the folder of another table at {other}; every \
+                 table needs a folder of its own"
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// A warehouse opened for catalog work: its record, branch, base location and store.
 pub(crate) struct OpenWarehouse {
     pub warehouse: Warehouse,
@@ -245,6 +284,8 @@ impl Services {
             request.properties,
         )?;
         check_locations(metadata.location(), metadata.properties(), &wh.base)?;
+        self.check_location_is_free(&wh, &location, metadata.uuid(), request.location.is_some())
+            .await?;
         let json = bytes::Bytes::from(table_metadata_json(&metadata)?);
         if request.stage_create {
             // Nothing is recorded, but the location is made ready for the files the client writes
@@ -503,6 +544,13 @@ impl Services {
             )?;
             let metadata = &result.metadata;
             let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
+            if current
+                .as_ref()
+                .is_none_or(|t| t.location != location.as_str())
+            {
+                self.check_location_is_free(wh, &location, metadata.uuid(), true)
+                    .await?;
+            }
             let file = next_metadata_location(
                 &location,
                 metadata.properties(),
@@ -712,6 +760,8 @@ impl Services {
         let metadata: iceberg::spec::TableMetadata = serde_json::from_slice(&bytes)
             .map_err(|e| Error::bad_request(format!("{file} is not valid table metadata: {e}")))?;
         let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
+        self.check_location_is_free(&wh, &location, metadata.uuid(), true)
+            .await?;
         let json = bytes::Bytes::from(table_metadata_json(&metadata)?);
         let existing = self
             .store

@@ -438,13 +438,27 @@ pub fn sign_request(
     time: SystemTime,
 ) -> Result<BTreeMap<String, Vec<String>>> {
     let client_hash = header(&request.headers, "x-amz-content-sha256").map(str::to_string);
+    // A body Floe checked (DeleteObjects) is bound to the signature by its hash, so the request
+    // cannot be sent with another body.
+    let body_hash = request
+        .body
+        .as_deref()
+        .map(|body| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(body.as_bytes())));
+    if let (Some(hash), Some(sent)) = (&body_hash, &client_hash)
+        && sent != hash
+    {
+        return Err(refuse(
+            "x-amz-content-sha256 does not match the body given for signing",
+        ));
+    }
+    let payload_hash = client_hash.clone().or(body_hash);
     let headers: Vec<(String, String)> = request
         .headers
         .iter()
         .filter(|(name, _)| signed_header(name))
         .map(|(name, values)| (name.to_ascii_lowercase(), values.join(",")))
         .collect();
-    let body = match &client_hash {
+    let body = match &payload_hash {
         Some(hash) => SignableBody::Precomputed(hash.clone()),
         None => SignableBody::UnsignedPayload,
     };
@@ -669,5 +683,19 @@ mod tests {
         assert_eq!(a["x-amz-security-token"], vec!["token".to_string()]);
         assert!(!a.contains_key("x-amz-content-sha256"));
         assert!(!a.contains_key("content-md5"));
+
+        // A checked body is bound by its hash; a client hash that differs is refused.
+        let mut delete = request("POST", "http://127.0.0.1:9000/demo?delete");
+        delete.body = Some("<Delete><Object><Key>ns/t/a</Key></Object></Delete>".into());
+        let signed = sign_request(&rw, &delete, &key, at).unwrap();
+        let expected = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
+            delete.body.as_ref().unwrap().as_bytes(),
+        ));
+        assert_eq!(signed["x-amz-content-sha256"], vec![expected]);
+        delete.headers.insert(
+            "x-amz-content-sha256".into(),
+            vec!["UNSIGNED-PAYLOAD".into()],
+        );
+        assert!(sign_request(&rw, &delete, &key, at).is_err());
     }
 }

@@ -224,6 +224,18 @@ impl TabularStore for CachedTabularStore {
             .await
     }
 
+    async fn overlapping_table(
+        &self,
+        warehouse: WarehouseId,
+        prefixes: &[String],
+        inside: Option<&str>,
+        except: uuid::Uuid,
+    ) -> Result<Option<String>> {
+        self.inner
+            .overlapping_table(warehouse, prefixes, inside, except)
+            .await
+    }
+
     async fn commit_tabulars(&self, ref_id: RefId, changes: &[TabularChange]) -> Result<()> {
         let result = self.inner.commit_tabulars(ref_id, changes).await;
         if result.is_ok() {

@@ -986,6 +986,51 @@ macro_rules! impl_sql_store {
                 .map_err(|e| db_error("reading a table", e))
             }
 
+            async fn overlapping_table(
+                &self,
+                warehouse: WarehouseId,
+                prefixes: &[String],
+                inside: Option<&str>,
+                except: Uuid,
+            ) -> Result<Option<String>> {
+                let mut sql = String::from(
+                    "SELECT location FROM tabulars WHERE warehouse_id = $1 AND kind = 'table' \
+                     AND uuid <> $2 AND (location IN (",
+                );
+                for i in 0..prefixes.len().max(1) {
+                    if i > 0 {
+                        sql.push_str(", ");
+                    }
+                    sql.push_str(&format!("${}", i + 3));
+                }
+                sql.push(')');
+                let inside_param = prefixes.len().max(1) + 3;
+                if inside.is_some() {
+                    sql.push_str(&format!(
+                        " OR substr(location, 1, length(${inside_param})) = ${inside_param}"
+                    ));
+                }
+                sql.push_str(") LIMIT 1");
+                // Only numbered placeholders are formatted into the text; every value is bound.
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(warehouse.0).bind(except);
+                if prefixes.is_empty() {
+                    query = query.bind("");
+                }
+                for prefix in prefixes {
+                    query = query.bind(prefix);
+                }
+                if let Some(inside) = inside {
+                    query = query.bind(format!("{}/", inside.trim_end_matches('/')));
+                }
+                let row = query
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| db_error("checking table locations", e))?;
+                row.map(|row| row.try_get::<String, _>("location"))
+                    .transpose()
+                    .map_err(|e| db_error("checking table locations", e))
+            }
+
             async fn list_tabulars(
                 &self,
                 ref_id: RefId,

@@ -58,6 +58,7 @@ store_suite!(
     tabulars_list_drop_and_rename,
     concurrent_commits_fail_alone,
     access_keys_are_listed_and_deleted_per_warehouse,
+    overlapping_table_locations_are_found,
 );
 
 fn project(name: &str) -> Project {
@@ -1313,4 +1314,83 @@ async fn access_keys_are_listed_and_deleted_per_warehouse(store: Persistence, db
             .unwrap()
             .is_none()
     );
+}
+
+async fn overlapping_table_locations_are_found(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    let (other_wh, other_main) = warehouse_in(&store, db, info.default_project_id, "wh2").await;
+    for (wh, branch) in [(&warehouse, &main), (&other_wh, &other_main)] {
+        store
+            .namespaces
+            .create_namespace(&namespace(wh, branch, &["ns"]))
+            .await
+            .unwrap();
+    }
+    let mut t = tabular(&warehouse, &main, &["ns"], "t", TabularKind::Table);
+    t.location = "s3://b/ns/t_%x".into();
+    let mut v = tabular(&warehouse, &main, &["ns"], "v", TabularKind::View);
+    v.location = "s3://b/ns/v".into();
+    let mut elsewhere = tabular(&other_wh, &other_main, &["ns"], "e", TabularKind::Table);
+    elsewhere.location = "s3://b/ns/e".into();
+    store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[TabularChange::Create(t.clone()), TabularChange::Create(v)],
+        )
+        .await
+        .unwrap();
+    store
+        .tabulars
+        .commit_tabulars(other_main.id, &[TabularChange::Create(elsewhere)])
+        .await
+        .unwrap();
+    let find = |prefixes: &[&str], inside: Option<&'static str>, except: uuid::Uuid| {
+        let store = store.clone();
+        let prefixes: Vec<String> = prefixes.iter().map(|p| p.to_string()).collect();
+        let warehouse = warehouse.id;
+        async move {
+            store
+                .tabulars
+                .overlapping_table(warehouse, &prefixes, inside, except)
+                .await
+                .unwrap()
+        }
+    };
+    let nobody = uuid::Uuid::nil();
+    // Inside t: one of the prefixes is t's location.
+    assert_eq!(
+        find(
+            &["s3://b/ns", "s3://b/ns/t_%x", "s3://b/ns/t_%x/in"],
+            None,
+            nobody
+        )
+        .await,
+        Some("s3://b/ns/t_%x".to_string())
+    );
+    // Containing t (the check below a location), with LIKE metacharacters taken literally.
+    assert_eq!(
+        find(&["s3://b/ns"], Some("s3://b/ns"), nobody).await,
+        Some("s3://b/ns/t_%x".to_string())
+    );
+    assert_eq!(
+        find(&["s3://b/ns/t"], Some("s3://b/ns/t"), nobody).await,
+        None
+    );
+    assert_eq!(
+        find(&["s3://b/ns/t_"], Some("s3://b/ns/t_"), nobody).await,
+        None
+    );
+    // The same table is not its own overlap; views and other warehouses' tables do not count.
+    assert_eq!(find(&["s3://b/ns/t_%x"], None, t.uuid).await, None);
+    assert_eq!(
+        find(&["s3://b/ns/v"], Some("s3://b/ns/v"), nobody).await,
+        None
+    );
+    assert_eq!(
+        find(&["s3://b/ns/e"], Some("s3://b/ns/e"), nobody).await,
+        None
+    );
+    assert_eq!(find(&[], None, nobody).await, None);
 }

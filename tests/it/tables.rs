@@ -13,6 +13,7 @@ on_both_backends!(
     commits_check_requirements_and_write_new_files,
     bad_updates_are_400_and_change_nothing,
     locations_must_stay_inside,
+    table_folders_never_overlap,
     staged_create_then_commit,
     transactions_are_all_or_nothing,
     drop_and_purge,
@@ -481,6 +482,97 @@ async fn locations_must_stay_inside(backend: Backend) {
         )
         .await;
     assert_eq!(response.status(), 403);
+}
+
+/// A table's folder never contains, equals or lies in another table's: a key vended for one table
+/// is scoped to its folder and must not reach another's files.
+async fn table_folders_never_overlap(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let base = setup(&app).await;
+    let root = warehouse_root(&app).canonicalize().unwrap();
+    let root = root.to_str().unwrap();
+    let t = create_table(&app, &base, "t").await;
+    let t_location = t["metadata"]["location"].as_str().unwrap().to_string();
+    assert!(t_location.starts_with(&format!("file://{root}/ns/t-")));
+    let overlapping = [
+        format!("file://{root}/ns"),
+        t_location.clone(),
+        format!("{t_location}/data"),
+        format!("{t_location}/"),
+    ];
+    for location in &overlapping {
+        let response = app
+            .post(
+                &format!("{base}/namespaces/ns/tables"),
+                &json!({"name": "o", "schema": schema(), "location": location}),
+            )
+            .await;
+        let (kind, message) = expect_error(response, 400).await;
+        assert_eq!(kind, "BadRequestException");
+        assert!(message.contains("overlaps"), "{location}: {message}");
+        // Staging a create is refused the same way.
+        let response = app
+            .post(
+                &format!("{base}/namespaces/ns/tables"),
+                &json!({"name": "o", "schema": schema(), "location": location, "stage-create": true}),
+            )
+            .await;
+        expect_error(response, 400).await;
+    }
+    // A sibling folder whose name extends t's is not inside it.
+    let sibling = format!("{t_location}x");
+    let created = app
+        .post(
+            &format!("{base}/namespaces/ns/tables"),
+            &json!({"name": "sibling", "schema": schema(), "location": sibling}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    // A table placed at a folder other tables will be created in: later tables there are refused.
+    let response = app
+        .post(
+            &format!("{base}/namespaces"),
+            &json!({"namespace": ["other"]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let created = app
+        .post(
+            &format!("{base}/namespaces/ns/tables"),
+            &json!({"name": "squatter", "schema": schema(), "location": format!("file://{root}/other")}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let response = app
+        .post(
+            &format!("{base}/namespaces/other/tables"),
+            &json!({"name": "later", "schema": schema()}),
+        )
+        .await;
+    let (_, message) = expect_error(response, 400).await;
+    assert!(message.contains("overlaps"), "{message}");
+    // Moving a table into another's folder by commit, and registering another table's metadata
+    // under a copy of its location, are refused too; the table is unchanged.
+    let before = load(&app, &base, "sibling").await;
+    let response = commit(
+        &app,
+        &base,
+        "sibling",
+        json!({"updates": [{"action": "set-location", "location": format!("{t_location}/inner")}]}),
+    )
+    .await;
+    expect_error(response, 400).await;
+    let after = load(&app, &base, "sibling").await;
+    assert_eq!(after["metadata-location"], before["metadata-location"]);
+    // Committing to a table without moving it is not affected.
+    let response = commit(
+        &app,
+        &base,
+        "t",
+        json!({"updates": [{"action": "set-properties", "updates": {"k": "v"}}]}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
 }
 
 async fn staged_create_then_commit(backend: Backend) {
