@@ -128,6 +128,10 @@ pub struct DatabaseConfig {
     /// Apply pending migrations when `serve` starts. Unset: yes for SQLite, no for PostgreSQL
     /// (run `floe migrate` once per upgrade instead).
     pub auto_migrate: Option<bool>,
+    /// PostgreSQL: learn of other instances' table commits by `LISTEN`/`NOTIFY` and serve cached
+    /// tables from memory (another instance's commit is seen within milliseconds); `false` checks
+    /// every cached load against the database instead (one small query per load).
+    pub change_notifications: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -141,6 +145,7 @@ impl Default for DatabaseConfig {
             statement_timeout_ms: 30_000,
             sqlite_synchronous: SqliteSynchronous::Full,
             auto_migrate: None,
+            change_notifications: true,
         }
     }
 }
@@ -156,6 +161,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("statement_timeout_ms", &self.statement_timeout_ms)
             .field("sqlite_synchronous", &self.sqlite_synchronous)
             .field("auto_migrate", &self.auto_migrate)
+            .field("change_notifications", &self.change_notifications)
             .finish()
     }
 }

@@ -8,6 +8,11 @@
 //! - *Validated*: other processes write too (PostgreSQL); a hit is served only after a cheap read
 //!   confirms the table is still at the cached version, which saves transferring and
 //!   decompressing its metadata.
+//! - *Notified*: other processes write too, and the database tells every process about each
+//!   change (PostgreSQL `LISTEN`/`NOTIFY`, sent by a trigger when the change commits). While the
+//!   listener is connected, hits are served from memory and each notification forgets its table;
+//!   while it is not, hits are validated as above. Another instance's commit is seen once its
+//!   notification arrives (milliseconds); this instance's own commits at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,8 +23,17 @@ use async_trait::async_trait;
 use super::{TabularChange, TabularStore};
 use crate::error::Result;
 use crate::model::{
-    NamespaceIdent, Page, PageRequest, RefId, Tabular, TabularIdent, TabularKind, WarehouseId,
+    NamespaceIdent, Page, PageRequest, RefId, Tabular, TabularId, TabularIdent, TabularKind,
+    WarehouseId,
 };
+
+/// How hits are trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Exclusive,
+    Validated,
+    Notified,
+}
 
 /// One cached table or view, with the warehouse and ref name it was found under.
 struct Entry {
@@ -34,7 +48,12 @@ pub struct CachedTabularStore {
     epoch: AtomicU64,
     bytes: AtomicUsize,
     max_bytes: usize,
-    validate: bool,
+    mode: Mode,
+    /// In `Notified` mode: whether the listener is connected (hits are trusted only then).
+    listening: std::sync::atomic::AtomicBool,
+    /// In `Notified` mode: which name each cached table id was cached under (may hold ids no
+    /// longer cached; cleared with the cache).
+    names: std::sync::Mutex<HashMap<TabularId, TabularIdent>>,
 }
 
 impl CachedTabularStore {
@@ -46,15 +65,64 @@ impl CachedTabularStore {
             epoch: AtomicU64::new(0),
             bytes: AtomicUsize::new(0),
             max_bytes,
-            validate: false,
+            mode: Mode::Exclusive,
+            listening: std::sync::atomic::AtomicBool::new(false),
+            names: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
     /// For a database other processes write too: every hit is checked against the database.
     pub fn validated(inner: Arc<dyn TabularStore>, max_bytes: usize) -> Self {
         CachedTabularStore {
-            validate: true,
+            mode: Mode::Validated,
             ..Self::new(inner, max_bytes)
+        }
+    }
+
+    /// For a database other processes write too and that notifies changes: hits are trusted
+    /// while [`CachedTabularStore::listening`] says the listener is connected.
+    pub fn notified(inner: Arc<dyn TabularStore>, max_bytes: usize) -> Self {
+        CachedTabularStore {
+            mode: Mode::Notified,
+            ..Self::new(inner, max_bytes)
+        }
+    }
+
+    /// The listener connected (after it started listening) or lost its connection. Either way
+    /// everything cached is forgotten: notifications may have been missed.
+    pub fn listening(&self, connected: bool) {
+        if !connected {
+            self.listening.store(false, Ordering::SeqCst);
+        }
+        self.clear();
+        if connected {
+            self.listening.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// A table or view changed in the database (a notification): forget it.
+    pub fn changed(&self, id: TabularId) {
+        let ident = self.names.lock().expect("cache lock").remove(&id);
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        if let Some(ident) = ident {
+            self.invalidate([&ident]);
+        }
+    }
+
+    fn clear(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        let mut entries = self.entries.write().expect("cache lock");
+        entries.clear();
+        self.bytes.store(0, Ordering::SeqCst);
+        self.names.lock().expect("cache lock").clear();
+    }
+
+    /// Whether a hit may be served without asking the database.
+    fn trusted(&self) -> bool {
+        match self.mode {
+            Mode::Exclusive => true,
+            Mode::Validated => false,
+            Mode::Notified => self.listening.load(Ordering::SeqCst),
         }
     }
 
@@ -150,9 +218,19 @@ impl CachedTabularStore {
             // Simple and bounded: start over rather than track recency.
             entries.clear();
             self.bytes.store(0, Ordering::SeqCst);
+            self.names.lock().expect("cache lock").clear();
             if size > self.max_bytes {
                 return;
             }
+        }
+        if self.mode == Mode::Notified {
+            let mut names = self.names.lock().expect("cache lock");
+            if names.len() >= 100_000 {
+                names.clear();
+                entries.clear();
+                self.bytes.store(0, Ordering::SeqCst);
+            }
+            names.insert(tabular.id, tabular.ident.clone());
         }
         let list = entries.entry(tabular.ident.clone()).or_default();
         list.retain(|e| !(e.warehouse == warehouse && e.ref_name == ref_name));
@@ -178,7 +256,7 @@ impl TabularStore for CachedTabularStore {
         ident: &TabularIdent,
     ) -> Result<Option<Tabular>> {
         if let Some(hit) = self.lookup(warehouse, ref_name, ident) {
-            if !self.validate {
+            if self.trusted() {
                 return Ok(Some((*hit).clone()));
             }
             match self

@@ -274,15 +274,25 @@ impl Persistence {
                 Ok(persistence)
             }
             DatabaseTarget::Postgres(url) => {
-                let store = PostgresStore::connect(&url, &config.database).await?;
+                let store = Arc::new(PostgresStore::connect(&url, &config.database).await?);
                 store.migrate(migrate).await?;
-                let mut persistence = Self::from_backend(Arc::new(store));
-                // Other instances write too: every cached load is checked against the current
-                // version with a cheap read first.
-                persistence.tabulars = Arc::new(cache::CachedTabularStore::validated(
-                    persistence.tabulars.clone(),
-                    SHARED_TABLE_CACHE_BYTES,
-                ));
+                let mut persistence = Self::from_backend(store.clone());
+                // Other instances write too. With change notifications, cached loads are served
+                // from memory while the listener is connected; without, each is checked against
+                // the current version with a cheap read first.
+                if config.database.change_notifications {
+                    let cache = Arc::new(cache::CachedTabularStore::notified(
+                        persistence.tabulars.clone(),
+                        SHARED_TABLE_CACHE_BYTES,
+                    ));
+                    store.spawn_change_listener(cache.clone());
+                    persistence.tabulars = cache;
+                } else {
+                    persistence.tabulars = Arc::new(cache::CachedTabularStore::validated(
+                        persistence.tabulars.clone(),
+                        SHARED_TABLE_CACHE_BYTES,
+                    ));
+                }
                 Ok(persistence)
             }
         }
@@ -291,7 +301,7 @@ impl Persistence {
 
 /// The most current metadata (uncompressed JSON) the embedded backend keeps in memory.
 const EMBEDDED_TABLE_CACHE_BYTES: usize = 64 * 1024 * 1024;
-/// The same for PostgreSQL, where each use is validated against the database.
+/// The same for PostgreSQL.
 const SHARED_TABLE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Maps a database error that the caller did not expect to `Unavailable` (pool exhausted, connection

@@ -62,7 +62,61 @@ impl PostgresStore {
     }
 }
 
+/// The channel the `tabulars` trigger notifies (migration 0005), with the changed row's id.
+pub const TABULAR_CHANGES: &str = "floe_tabulars";
+
 impl PostgresStore {
+    /// Keeps `cache` told about every committed change of a table or view, by any instance:
+    /// listens on [`TABULAR_CHANGES`] and forgets each table named; whenever the connection is
+    /// lost (or not yet made) the cache is told, so it stops trusting what it holds, and the
+    /// listener reconnects with a growing pause. Runs until the process ends.
+    pub fn spawn_change_listener(&self, cache: std::sync::Arc<super::cache::CachedTabularStore>) {
+        let pool = self.read.clone();
+        tokio::spawn(async move {
+            let mut pause = Duration::from_millis(100);
+            loop {
+                cache.listening(false);
+                let listener = async {
+                    let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+                    listener.listen(TABULAR_CHANGES).await?;
+                    Ok::<_, sqlx::Error>(listener)
+                }
+                .await;
+                let mut listener = match listener {
+                    Ok(listener) => listener,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot listen for table changes; validating cached tables meanwhile");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(10));
+                        continue;
+                    }
+                };
+                // Listening from here on: what was cached before may have missed a change.
+                cache.listening(true);
+                pause = Duration::from_millis(100);
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(notification)) => {
+                            match notification.payload().parse::<uuid::Uuid>() {
+                                Ok(id) => cache.changed(crate::model::TabularId(id)),
+                                // Not one of ours: forget everything rather than guess.
+                                Err(_) => cache.listening(true),
+                            }
+                        }
+                        Ok(None) => {
+                            tracing::warn!("the table change listener lost its connection");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the table change listener failed");
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
     /// One transaction per commit: PostgreSQL takes concurrent writers itself.
     async fn commit_changes(
         &self,

@@ -92,6 +92,23 @@ impl TestDb {
         Persistence::open(&self.config(), true).await.unwrap()
     }
 
+    /// Ends every connection to the PostgreSQL test database that is waiting on `LISTEN` (the
+    /// table change listeners); returns how many were ended.
+    pub async fn end_listeners(&self) -> i64 {
+        let name = self.pg_name.as_ref().expect("a PostgreSQL test database");
+        let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+            .await
+            .unwrap();
+        sqlx::query_scalar(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = $1 AND query LIKE 'LISTEN%'",
+        )
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap()
+    }
+
     /// Drops a PostgreSQL test database now, with its open connections (to simulate an outage).
     pub async fn kill_postgres(&self) {
         if let Some(name) = &self.pg_name {

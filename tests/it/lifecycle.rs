@@ -259,6 +259,100 @@ async fn two_instances_serve_one_consistent_catalog() {
     );
 }
 
+/// Polls `check` for up to five seconds.
+async fn eventually(mut check: impl AsyncFnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_learn_of_each_others_table_changes() {
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let a = TestApp::spawn_on(db.clone(), |_| {}).await;
+    let b = TestApp::spawn_on(db.clone(), |_| {}).await;
+    assert_eq!(
+        a.post("/management/v1/bootstrap", &Value::Null)
+            .await
+            .status(),
+        200
+    );
+    let id = a.create_local_warehouse("shared").await;
+    let base = format!("/catalog/v1/{id}");
+    let created = a
+        .post(&format!("{base}/namespaces"), &json!({"namespace": ["ns"]}))
+        .await;
+    assert_eq!(created.status(), 200);
+    let created = a
+        .post(
+            &format!("{base}/namespaces/ns/tables"),
+            &json!({"name": "t", "schema": {"type": "struct", "schema-id": 0, "fields": [
+                {"id": 1, "name": "id", "required": false, "type": "long"}]}}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let table = format!("{base}/namespaces/ns/tables/t");
+    let property = async |app: &TestApp, path: &str| -> Option<String> {
+        let response = app.get(path).await;
+        if response.status() != 200 {
+            return None;
+        }
+        let body: Value = response.json().await.unwrap();
+        body["metadata"]["properties"]["round"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let commit = async |round: &str| {
+        let response = a
+            .post(
+                &table,
+                &json!({"updates": [{"action": "set-properties", "updates": {"round": round}}]}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+    };
+
+    // B caches the table, A commits: B serves the new version once A's notification arrives.
+    for round in ["1", "2", "3"] {
+        assert!(b.get(&table).await.status() == 200);
+        commit(round).await;
+        assert!(
+            eventually(async || property(&b, &table).await.as_deref() == Some(round)).await,
+            "instance B never saw round {round}"
+        );
+    }
+
+    // B's listener loses its connection: B keeps answering correctly (validating meanwhile),
+    // reconnects, and goes on learning of A's commits.
+    assert!(eventually(async || db.end_listeners().await > 0).await);
+    commit("4").await;
+    assert!(eventually(async || property(&b, &table).await.as_deref() == Some("4")).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(b.get(&table).await.status() == 200);
+    commit("5").await;
+    assert!(eventually(async || property(&b, &table).await.as_deref() == Some("5")).await);
+
+    // Renames and drops on A reach B too.
+    let renamed = a
+        .post(
+            &format!("{base}/tables/rename"),
+            &json!({"source": {"namespace": ["ns"], "name": "t"},
+                    "destination": {"namespace": ["ns"], "name": "u"}}),
+        )
+        .await;
+    assert_eq!(renamed.status(), 204);
+    assert!(eventually(async || b.get(&table).await.status() == 404).await);
+    let moved = format!("{base}/namespaces/ns/tables/u");
+    assert_eq!(property(&b, &moved).await.as_deref(), Some("5"));
+    assert_eq!(a.delete(&moved).await.status(), 204);
+    assert!(eventually(async || b.get(&moved).await.status() == 404).await);
+}
+
 /// Reads the binary's stdout until the PyIceberg snippet and returns the catalog URI it printed.
 fn read_catalog_uri(stdout: impl std::io::Read) -> String {
     let mut lines = BufReader::new(stdout).lines();
