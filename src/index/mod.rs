@@ -8,9 +8,11 @@
 //! - [`table_merge`]: when a table changed on both sides, whether the two changes compose at the
 //!   Iceberg level (appended snapshots rebased onto the target, property and schema changes that
 //!   touch different keys and fields), and the plan to apply if they do.
+//! - [`rebase`]: replaying an appended snapshot onto another parent (its new manifest list).
 
 pub mod graph;
 pub mod merge;
+pub mod rebase;
 pub mod table_merge;
 
 use chrono::{DateTime, Utc};
