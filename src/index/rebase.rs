@@ -148,8 +148,7 @@ mod tests {
             ManifestListWriter::v2(Box::new(Collect(buffer.clone())), snapshot, parent, seq);
         writer.add_manifests(files.into_iter()).unwrap();
         writer.close().await.unwrap();
-        let bytes = buffer.lock().unwrap().clone();
-        bytes
+        buffer.lock().unwrap().clone()
     }
 
     #[tokio::test]
