@@ -219,6 +219,9 @@ pub(super) async fn create_table(
         namespace: namespace.clone(),
         name: request.name.clone(),
     };
+    // A staged create records nothing, so a folder the client chose is not reserved by anything
+    // yet: no key is vended for it (Floe's own default folders are fresh, named by a new id).
+    let unreserved = request.stage_create && request.location.is_some();
     let table = state
         .services
         .create_table(
@@ -236,7 +239,11 @@ pub(super) async fn create_table(
             },
         )
         .await?;
-    let access = access_for(&state, &ctx, warehouse, &ident, &table, &headers).await?;
+    let access = if unreserved {
+        std::sync::Arc::default()
+    } else {
+        access_for(&state, &ctx, warehouse, &ident, &table, &headers).await?
+    };
     Ok(load_table_response(
         &table,
         &access,

@@ -103,10 +103,18 @@ pub struct ServicesInner {
 type StorageCache =
     HashMap<(WarehouseId, chrono::DateTime<chrono::Utc>), Arc<dyn crate::storage::ObjectStorage>>;
 
-/// Table access by (warehouse, table location, read-only, mode), with the unix time it is
-/// reused until.
-type VendedCache =
-    HashMap<(WarehouseId, String, bool, vending::AccessMode), (i64, Arc<TableAccess>)>;
+/// Table access by (warehouse, its settings version, table name and location, read-only, mode),
+/// with the unix time it is reused until.
+type VendedCache = HashMap<
+    (
+        WarehouseId,
+        chrono::DateTime<chrono::Utc>,
+        String,
+        bool,
+        vending::AccessMode,
+    ),
+    (i64, Arc<TableAccess>),
+>;
 
 type CredentialCache =
     HashMap<(WarehouseId, chrono::DateTime<chrono::Utc>), Arc<crate::model::StorageCredential>>;

@@ -75,7 +75,7 @@ impl Services {
         &self,
         wh: &OpenWarehouse,
         location: &Location,
-        table_uuid: uuid::Uuid,
+        except: Option<TabularId>,
         explicit: bool,
     ) -> Result<()> {
         let Some(relative) = location.relative_to(&wh.base) else {
@@ -93,7 +93,7 @@ impl Services {
                 wh.warehouse.id,
                 &prefixes,
                 explicit.then_some(location.as_str()),
-                table_uuid,
+                except,
             )
             .await?
         {
@@ -284,7 +284,7 @@ impl Services {
             request.properties,
         )?;
         check_locations(metadata.location(), metadata.properties(), &wh.base)?;
-        self.check_location_is_free(&wh, &location, metadata.uuid(), request.location.is_some())
+        self.check_location_is_free(&wh, &location, None, request.location.is_some())
             .await?;
         let json = bytes::Bytes::from(table_metadata_json(&metadata)?);
         if request.stage_create {
@@ -502,6 +502,7 @@ impl Services {
     ) -> Result<(Vec<TabularChange>, Vec<Staged>)> {
         let mut store_changes = Vec::with_capacity(changes.len());
         let mut done = Vec::with_capacity(changes.len());
+        let mut placed: Vec<Location> = Vec::new();
         for change in changes {
             // Through the table cache (the compare-and-swap below catches anything stale).
             let current = self
@@ -543,14 +544,35 @@ impl Services {
                 },
             )?;
             let metadata = &result.metadata;
+            if let Some(before) = &parsed
+                && before.uuid() != metadata.uuid()
+            {
+                return Err(Error::bad_request(format!(
+                    "the UUID of table {} cannot change (from {} to {})",
+                    change.ident,
+                    before.uuid(),
+                    metadata.uuid()
+                )));
+            }
             let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
             if current
                 .as_ref()
                 .is_none_or(|t| t.location != location.as_str())
             {
-                self.check_location_is_free(wh, &location, metadata.uuid(), true)
+                self.check_location_is_free(wh, &location, current.as_ref().map(|t| t.id), true)
                     .await?;
             }
+            // Tables of one transaction must not overlap each other either.
+            if let Some(other) = placed
+                .iter()
+                .find(|other: &&Location| location.is_within(other) || other.is_within(&location))
+            {
+                return Err(Error::bad_request(format!(
+                    "location {location} overlaps the folder of another table of this \
+                     transaction at {other}; every table needs a folder of its own"
+                )));
+            }
+            placed.push(location.clone());
             let file = next_metadata_location(
                 &location,
                 metadata.properties(),
@@ -760,13 +782,23 @@ impl Services {
         let metadata: iceberg::spec::TableMetadata = serde_json::from_slice(&bytes)
             .map_err(|e| Error::bad_request(format!("{file} is not valid table metadata: {e}")))?;
         let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
-        self.check_location_is_free(&wh, &location, metadata.uuid(), true)
-            .await?;
         let json = bytes::Bytes::from(table_metadata_json(&metadata)?);
         let existing = self
             .store
             .tabulars
             .get_tabular(wh.branch.id, &ident)
+            .await?;
+        let replaced = existing
+            .as_ref()
+            .filter(|t| overwrite && t.kind == TabularKind::Table)
+            .map(|t| t.id);
+        if existing.is_some() && replaced.is_none() {
+            return Err(Error::already_exists(
+                Entity::Table,
+                format!("a table or view named {ident} already exists"),
+            ));
+        }
+        self.check_location_is_free(&wh, &location, replaced, true)
             .await?;
         let at = now();
         let change = match existing {
@@ -867,7 +899,8 @@ impl Services {
     }
 
     /// The config and storage credentials that go with a table the caller loaded or created:
-    /// read-write when the caller may commit to it, read-only otherwise.
+    /// read-write when the caller may commit to it, read-only otherwise, none when the caller may
+    /// not have credentials for it at all.
     pub async fn table_access(
         &self,
         ctx: &RequestContext,
@@ -876,6 +909,17 @@ impl Services {
         location: &str,
         delegation: Delegation,
     ) -> Result<std::sync::Arc<TableAccess>> {
+        if self
+            .authorize(
+                ctx,
+                Action::TableReadCredentials,
+                table_resource(warehouse, ident),
+            )
+            .await
+            .is_err()
+        {
+            return Ok(std::sync::Arc::default());
+        }
         let read_only = self
             .authorize(ctx, Action::TableCommit, table_resource(warehouse, ident))
             .await

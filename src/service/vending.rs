@@ -200,7 +200,15 @@ impl Services {
             return Ok(Arc::default());
         }
         let now_secs = now().timestamp();
-        let cache_key = (warehouse, location.to_string(), read_only, mode);
+        // The name is part of the key (the signer endpoint names the table), and so is the
+        // warehouse's settings version (endpoint, role).
+        let cache_key = (
+            warehouse,
+            wh.updated_at,
+            format!("{ident}\u{1f}{location}"),
+            read_only,
+            mode,
+        );
         if let Some((valid_until, cached)) = self.vended.lock().expect("cache lock").get(&cache_key)
             && now_secs < *valid_until
         {
@@ -342,7 +350,10 @@ impl Services {
     }
 
     /// Signs an S3 request for the table `ident` (remote signing): only requests inside the
-    /// table's folder, and writes only for callers that may commit to the table.
+    /// table's folder, and writes only for callers that may commit to the table. The key is one
+    /// scoped to the table where there is one (gateway-served warehouses; S3 with STS); otherwise
+    /// the warehouse's own, and the store's SigV4 checks (unsigned `x-amz-*` headers and payload
+    /// hashes refused, as AWS does) are what keep a signed request from being altered.
     pub async fn sign_request(
         &self,
         ctx: &RequestContext,
@@ -393,6 +404,43 @@ impl Services {
                         access_key_id: &key.access_key_id,
                         secret_access_key: &key.secret_access_key,
                         session_token: None,
+                    },
+                    SystemTime::now(),
+                )
+            }
+            StorageProfile::S3 {
+                sts_enabled: Some(true),
+                ..
+            } => {
+                // A temporary key whose session policy holds it to the table's folder (and to
+                // reads for readers), so the store itself refuses anything the check let through.
+                let access = self
+                    .storage_access(
+                        warehouse,
+                        ident,
+                        &table.location,
+                        !may_write,
+                        Delegation {
+                            vended_credentials: true,
+                            remote_signing: false,
+                        },
+                    )
+                    .await?;
+                let part = |name: &str| {
+                    access.config.get(name).map(String::as_str).ok_or_else(|| {
+                        Error::internal(
+                            "signing with a table key",
+                            std::io::Error::other(format!("the vended access has no {name}")),
+                        )
+                    })
+                };
+                signing::sign_request(
+                    &scope,
+                    &request,
+                    &SigningKey {
+                        access_key_id: part("s3.access-key-id")?,
+                        secret_access_key: part("s3.secret-access-key")?,
+                        session_token: Some(part("s3.session-token")?),
                     },
                     SystemTime::now(),
                 )

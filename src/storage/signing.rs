@@ -184,14 +184,23 @@ fn parse_query(query: &str) -> Result<Vec<(String, String)>> {
             "the request URI's query must encode '+' (as %2B) and spaces (as %20)",
         ));
     }
-    query
+    let params: Vec<(String, String)> = query
         .split('&')
         .filter(|pair| !pair.is_empty())
         .map(|pair| {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             Ok((decode(name)?, decode(value)?))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    let mut names = std::collections::BTreeSet::new();
+    for (name, _) in &params {
+        if !names.insert(name.as_str()) {
+            return Err(refuse(format!(
+                "the query parameter {name:?} appears more than once"
+            )));
+        }
+    }
+    Ok(params)
 }
 
 /// The bucket and key a request addresses, path style or virtual-host style.
@@ -208,6 +217,11 @@ fn bucket_and_key(scope: &SigningScope<'_>, uri: &Uri<'_>) -> Result<(String, St
         .path
         .strip_prefix('/')
         .ok_or_else(|| refuse("the request URI's path must start with '/'"))?;
+    if path.contains('+') {
+        return Err(refuse(
+            "the request URI's path must encode '+' (as %2B): stores differ on reading it",
+        ));
+    }
     if uri.authority == endpoint.authority {
         let (bucket, key) = path.split_once('/').unwrap_or((path, ""));
         Ok((decode(bucket)?, decode(key)?))
@@ -237,12 +251,48 @@ fn check_params(params: &[(String, String)], allowed: &[&str], what: &str) -> Re
     }
 }
 
-fn header<'h>(headers: &'h BTreeMap<String, Vec<String>>, name: &str) -> Option<&'h str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.first())
-        .map(String::as_str)
+/// The request's headers by lower-case name, one value each. A name given twice (in any case) or
+/// with several values is refused: what is checked must be exactly what is signed and sent.
+fn normalized_headers(headers: &BTreeMap<String, Vec<String>>) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (name, values) in headers {
+        let lower = name.to_ascii_lowercase();
+        let [value] = values.as_slice() else {
+            return Err(refuse(format!(
+                "the header {name:?} must have exactly one value"
+            )));
+        };
+        if out.insert(lower, value.clone()).is_some() {
+            return Err(refuse(format!(
+                "the header {name:?} is given more than once"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+fn header<'h>(headers: &'h BTreeMap<String, String>, name: &str) -> Option<&'h str> {
+    headers.get(name).map(String::as_str)
+}
+
+/// `x-amz-*` headers Floe signs; any other changes what S3 does in ways a table's scope does not
+/// cover (ACLs, object lock, tagging, encryption keys, storage class...) and is refused.
+fn allowed_amz_header(name: &str) -> bool {
+    name.starts_with("x-amz-meta-")
+        || name.starts_with("x-amz-checksum-")
+        || name.starts_with("x-amz-copy-source")
+        || matches!(
+            name,
+            "x-amz-content-sha256"
+                | "x-amz-date"
+                | "x-amz-security-token"
+                | "x-amz-metadata-directive"
+                | "x-amz-sdk-checksum-algorithm"
+                | "x-amz-trailer"
+                | "x-amz-decoded-content-length"
+                | "x-amz-expected-bucket-owner"
+                | "x-amz-user-agent"
+        )
 }
 
 /// Refuses the request unless it stays inside the table's folder with a method the caller may use.
@@ -255,6 +305,15 @@ pub fn check(scope: &SigningScope<'_>, request: &SignRequest) -> Result<()> {
         )));
     }
     check_key_text(&key)?;
+    let headers = normalized_headers(&request.headers)?;
+    if let Some(name) = headers
+        .keys()
+        .find(|name| name.starts_with("x-amz-") && !allowed_amz_header(name))
+    {
+        return Err(refuse(format!(
+            "Floe does not sign requests with the header {name}"
+        )));
+    }
     let params = parse_query(uri.query)?;
     let method = request.method.to_ascii_uppercase();
     let writes = matches!(method.as_str(), "PUT" | "POST" | "DELETE");
@@ -274,7 +333,7 @@ pub fn check(scope: &SigningScope<'_>, request: &SignRequest) -> Result<()> {
             "GET" | "HEAD" => check_params(&params, OBJECT_READ_PARAMS, "reads"),
             "PUT" => {
                 check_params(&params, OBJECT_PUT_PARAMS, "writes")?;
-                if let Some(source) = header(&request.headers, "x-amz-copy-source") {
+                if let Some(source) = header(&headers, "x-amz-copy-source") {
                     check_copy_source(scope, source)?;
                 }
                 Ok(())
@@ -437,7 +496,8 @@ pub fn sign_request(
     key: &SigningKey<'_>,
     time: SystemTime,
 ) -> Result<BTreeMap<String, Vec<String>>> {
-    let client_hash = header(&request.headers, "x-amz-content-sha256").map(str::to_string);
+    let normalized = normalized_headers(&request.headers)?;
+    let client_hash = header(&normalized, "x-amz-content-sha256").map(str::to_string);
     // A body Floe checked (DeleteObjects) is bound to the signature by its hash, so the request
     // cannot be sent with another body.
     let body_hash = request
@@ -452,11 +512,10 @@ pub fn sign_request(
         ));
     }
     let payload_hash = client_hash.clone().or(body_hash);
-    let headers: Vec<(String, String)> = request
-        .headers
+    let headers: Vec<(String, String)> = normalized
         .iter()
         .filter(|(name, _)| signed_header(name))
-        .map(|(name, values)| (name.to_ascii_lowercase(), values.join(",")))
+        .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     let body = match &payload_hash {
         Some(hash) => SignableBody::Precomputed(hash.clone()),
@@ -600,6 +659,68 @@ mod tests {
         ] {
             assert!(!allowed(&rw, &request(method, uri)), "{method} {uri}");
         }
+    }
+
+    #[test]
+    fn ambiguous_or_unscoped_headers_and_parameters_are_refused() {
+        let rw = scope(true);
+        let object = "http://127.0.0.1:9000/demo/ns/t/data/a";
+        let with = |headers: &[(&str, &[&str])]| {
+            let mut req = request("PUT", object);
+            for (name, values) in headers {
+                req.headers.insert(
+                    name.to_string(),
+                    values.iter().map(|v| v.to_string()).collect(),
+                );
+            }
+            allowed(&rw, &req)
+        };
+        assert!(with(&[
+            ("x-amz-meta-owner", &["me"]),
+            ("Content-Type", &["text/plain"])
+        ]));
+        assert!(with(&[("x-amz-checksum-crc32", &["AAAAAA=="])]));
+        for header in [
+            "x-amz-acl",
+            "x-amz-grant-full-control",
+            "x-amz-object-lock-mode",
+            "x-amz-object-lock-legal-hold",
+            "x-amz-bypass-governance-retention",
+            "x-amz-tagging",
+            "x-amz-server-side-encryption-aws-kms-key-id",
+            "x-amz-server-side-encryption-customer-key",
+            "x-amz-storage-class",
+            "x-amz-website-redirect-location",
+            "X-Amz-Acl",
+        ] {
+            assert!(!with(&[(header, &["x"])]), "{header}");
+        }
+        // The same header twice (in two spellings), with no value or with two: refused, so the
+        // copy source checked is the one signed.
+        assert!(!with(&[
+            ("X-Amz-Copy-Source", &[]),
+            ("x-amz-copy-source", &["demo/ns/u/secret"])
+        ]));
+        assert!(!with(&[
+            ("X-Amz-Copy-Source", &["demo/ns/t/a"]),
+            ("x-amz-copy-source", &["demo/ns/u/secret"])
+        ]));
+        assert!(!with(&[(
+            "x-amz-copy-source",
+            &["demo/ns/t/a", "demo/ns/u/secret"]
+        )]));
+        // A parameter twice: which one a store reads is its choice, so neither is signed.
+        assert!(!allowed(
+            &rw,
+            &request(
+                "GET",
+                "http://127.0.0.1:9000/demo?list-type=2&prefix=ns%2Ft%2F&prefix="
+            )
+        ));
+        assert!(!allowed(
+            &rw,
+            &request("GET", "http://127.0.0.1:9000/demo/ns/t/a+b")
+        ));
     }
 
     #[test]

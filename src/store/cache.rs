@@ -51,9 +51,9 @@ pub struct CachedTabularStore {
     mode: Mode,
     /// In `Notified` mode: whether the listener is connected (hits are trusted only then).
     listening: std::sync::atomic::AtomicBool,
-    /// In `Notified` mode: which name each cached table id was cached under (may hold ids no
+    /// In `Notified` mode: the names each cached table id was cached under (may hold names no
     /// longer cached; cleared with the cache).
-    names: std::sync::Mutex<HashMap<TabularId, TabularIdent>>,
+    names: std::sync::Mutex<HashMap<TabularId, Vec<TabularIdent>>>,
 }
 
 impl CachedTabularStore {
@@ -102,10 +102,10 @@ impl CachedTabularStore {
 
     /// A table or view changed in the database (a notification): forget it.
     pub fn changed(&self, id: TabularId) {
-        let ident = self.names.lock().expect("cache lock").remove(&id);
+        let idents = self.names.lock().expect("cache lock").remove(&id);
         self.epoch.fetch_add(1, Ordering::SeqCst);
-        if let Some(ident) = ident {
-            self.invalidate([&ident]);
+        if let Some(idents) = idents {
+            self.invalidate(idents.iter());
         }
     }
 
@@ -230,10 +230,21 @@ impl CachedTabularStore {
                 entries.clear();
                 self.bytes.store(0, Ordering::SeqCst);
             }
-            names.insert(tabular.id, tabular.ident.clone());
+            let known = names.entry(tabular.id).or_default();
+            if !known.contains(&tabular.ident) {
+                known.push(tabular.ident.clone());
+            }
         }
         let list = entries.entry(tabular.ident.clone()).or_default();
-        list.retain(|e| !(e.warehouse == warehouse && e.ref_name == ref_name));
+        let mut freed = 0;
+        list.retain(|e| {
+            let same = e.warehouse == warehouse && e.ref_name == ref_name;
+            if same {
+                freed += e.tabular.metadata.len();
+            }
+            !same
+        });
+        self.bytes.fetch_sub(freed, Ordering::SeqCst);
         list.push(Entry {
             warehouse,
             ref_name: ref_name.to_string(),
@@ -255,8 +266,9 @@ impl TabularStore for CachedTabularStore {
         ref_name: &str,
         ident: &TabularIdent,
     ) -> Result<Option<Tabular>> {
+        let trusted = self.trusted();
         if let Some(hit) = self.lookup(warehouse, ref_name, ident) {
-            if self.trusted() {
+            if trusted {
                 return Ok(Some((*hit).clone()));
             }
             match self
@@ -307,7 +319,7 @@ impl TabularStore for CachedTabularStore {
         warehouse: WarehouseId,
         prefixes: &[String],
         inside: Option<&str>,
-        except: uuid::Uuid,
+        except: Option<TabularId>,
     ) -> Result<Option<String>> {
         self.inner
             .overlapping_table(warehouse, prefixes, inside, except)

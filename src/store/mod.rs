@@ -153,15 +153,16 @@ pub trait TabularStore: Send + Sync {
         ref_name: &str,
         ident: &TabularIdent,
     ) -> Result<Option<(TabularId, i64)>>;
-    /// The location of a table of the warehouse (on any ref) whose location overlaps `location`:
-    /// equal to one of `prefixes` (the location and its parent folders), or, when `inside`, lying
-    /// below `location`. Tables with the UUID `except` are not counted.
+    /// The location of a table or view of the warehouse (on any ref) whose location overlaps
+    /// `location`: equal to one of `prefixes` (the location and its parent folders), or, when
+    /// `inside`, lying below `location`. The row `except` (the table being changed) is not
+    /// counted.
     async fn overlapping_table(
         &self,
         warehouse: WarehouseId,
         prefixes: &[String],
         inside: Option<&str>,
-        except: uuid::Uuid,
+        except: Option<TabularId>,
     ) -> Result<Option<String>>;
     /// Names of the tables (or views) of a namespace, by name.
     async fn list_tabulars(

@@ -65,6 +65,10 @@ impl PostgresStore {
 /// The channel the `tabulars` trigger notifies (migration 0005), with the changed row's id.
 pub const TABULAR_CHANGES: &str = "floe_tabulars";
 
+/// After this long without a notification the listener pings itself; if the ping does not arrive
+/// within the same time the connection is taken as lost.
+const LISTENER_QUIET: Duration = Duration::from_secs(5);
+
 impl PostgresStore {
     /// Keeps `cache` told about every committed change of a table or view, by any instance:
     /// listens on [`TABULAR_CHANGES`] and forgets each table named; whenever the connection is
@@ -94,8 +98,34 @@ impl PostgresStore {
                 // Listening from here on: what was cached before may have missed a change.
                 cache.listening(true);
                 pause = Duration::from_millis(100);
+                // A connection can die silently (a NAT forgetting it, a pooler that drops
+                // LISTEN): after a quiet spell the listener notifies itself and expects to hear it.
+                let mut awaiting_ping = false;
                 loop {
-                    match listener.try_recv().await {
+                    let received = match tokio::time::timeout(LISTENER_QUIET, listener.try_recv())
+                        .await
+                    {
+                        Ok(received) => received,
+                        Err(_) if awaiting_ping => {
+                            tracing::warn!("the table change listener stopped hearing anything");
+                            break;
+                        }
+                        Err(_) => {
+                            awaiting_ping = true;
+                            if let Err(e) = sqlx::query("SELECT pg_notify($1, 'ping')")
+                                .bind(TABULAR_CHANGES)
+                                .execute(&pool)
+                                .await
+                            {
+                                tracing::warn!(error = %e, "the table change listener cannot ping");
+                                break;
+                            }
+                            continue;
+                        }
+                    };
+                    awaiting_ping = false;
+                    match received {
+                        Ok(Some(notification)) if notification.payload() == "ping" => {}
                         Ok(Some(notification)) => {
                             match notification.payload().parse::<uuid::Uuid>() {
                                 Ok(id) => cache.changed(crate::model::TabularId(id)),

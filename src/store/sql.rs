@@ -991,11 +991,11 @@ macro_rules! impl_sql_store {
                 warehouse: WarehouseId,
                 prefixes: &[String],
                 inside: Option<&str>,
-                except: Uuid,
+                except: Option<TabularId>,
             ) -> Result<Option<String>> {
                 let mut sql = String::from(
-                    "SELECT location FROM tabulars WHERE warehouse_id = $1 AND kind = 'table' \
-                     AND uuid <> $2 AND (location IN (",
+                    "SELECT location FROM tabulars WHERE warehouse_id = $1 \
+                     AND id <> $2 AND (location IN (",
                 );
                 for i in 0..prefixes.len().max(1) {
                     if i > 0 {
@@ -1012,7 +1012,9 @@ macro_rules! impl_sql_store {
                 }
                 sql.push_str(") LIMIT 1");
                 // Only numbered placeholders are formatted into the text; every value is bound.
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(warehouse.0).bind(except);
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(warehouse.0)
+                    .bind(except.map(|id| id.0).unwrap_or(Uuid::nil()));
                 if prefixes.is_empty() {
                     query = query.bind("");
                 }
@@ -1150,7 +1152,7 @@ macro_rules! impl_sql_store {
                     ));
                 };
                 let namespace_id: Uuid = target.try_get("id").map_err(|e| db_error("renaming", e))?;
-                sqlx::query("UPDATE tabulars SET namespace_id = $2, name = $3 WHERE id = $1")
+                sqlx::query("UPDATE tabulars SET namespace_id = $2, name = $3, version = version + 1 WHERE id = $1")
                     .bind(id)
                     .bind(namespace_id)
                     .bind(&to.name)

@@ -300,12 +300,14 @@ def test_pyiceberg_remote_signing_on_s3(floe, moto, signed):
     assert io.properties["s3.signer.endpoint"] == f"v1/{prefix}/namespaces/sign/tables/t/sign"
     assert io.properties["s3.endpoint"] == moto
 
-    # Floe signed with the warehouse's key (which never left it); moto checked each signature.
+    # Floe signed with a temporary STS key held to the table's folder (the warehouse has STS), not
+    # with the warehouse's own key; moto checked each signature and session token.
     methods = {m for m, _u, _h in requests_signed}
     assert {"PUT", "GET"} <= methods, methods
     for method, url, headers in requests_signed:
         key_id, _date, region = credential_of(headers["authorization"])
-        assert key_id == wh["access-key-id"]
+        assert key_id.startswith("ASIA") and key_id != wh["access-key-id"], key_id
+        assert "x-amz-security-token" in headers
         assert region == MOTO_REGION
         assert url.startswith(f"{moto}/{wh['bucket']}/wh/sign/t-"), url
         assert "x-amz-date" in headers and "x-amz-content-sha256" in headers
@@ -699,7 +701,9 @@ def test_sign_endpoint_on_s3_refuses_other_tables_and_stores(floe, moto):
     ok = sign("GET", f"{moto}/{bucket}/{a_metadata}")
     assert ok.status_code == 200, ok.text
     headers = {k: ", ".join(v) for k, v in ok.json()["headers"].items()}
-    assert credential_of(headers["authorization"])[0] == wh["access-key-id"]
+    # The warehouse has STS: Floe signs with a temporary key held to table a's folder.
+    key_id = credential_of(headers["authorization"])[0]
+    assert key_id.startswith("ASIA") and key_id != wh["access-key-id"], key_id
     got = requests.get(f"{moto}/{bucket}/{a_metadata}", headers=headers, timeout=30)
     assert got.status_code == 200, got.text
     assert json.loads(got.content)["location"] == a.location()

@@ -1058,6 +1058,23 @@ async fn remote_signing_signs_only_inside_the_table(backend: Backend) {
             let (kind, _) = crate::common::expect_error(refused, 403).await;
             assert_eq!(kind, "ForbiddenException", "{method} {uri}");
         }
+        // Headers that change what S3 does beyond the table's scope, and ambiguous headers.
+        for headers in [
+            json!({"x-amz-acl": ["public-read"]}),
+            json!({"x-amz-object-lock-mode": ["COMPLIANCE"]}),
+            json!({"X-Amz-Copy-Source": [], "x-amz-copy-source": [format!("lake/{other_key}/x")]}),
+        ] {
+            let refused = ask_signature(
+                &app,
+                &path,
+                "PUT",
+                &format!("{endpoint}/lake/{key}/data/x"),
+                headers.clone(),
+            )
+            .await;
+            let (kind, _) = crate::common::expect_error(refused, 403).await;
+            assert_eq!(kind, "ForbiddenException", "{headers}");
+        }
         let bulk = app
             .post(
                 &path,

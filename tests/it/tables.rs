@@ -564,6 +564,58 @@ async fn table_folders_never_overlap(backend: Backend) {
     expect_error(response, 400).await;
     let after = load(&app, &base, "sibling").await;
     assert_eq!(after["metadata-location"], before["metadata-location"]);
+    // Claiming another table's UUID does not make its folder one's own: a table's UUID cannot
+    // change, and the overlap check does not go by UUID.
+    let response = commit(
+        &app,
+        &base,
+        "sibling",
+        json!({"updates": [
+            {"action": "assign-uuid", "uuid": t["metadata"]["table-uuid"]},
+            {"action": "set-location", "location": t_location}]}),
+    )
+    .await;
+    let (_, message) = expect_error(response, 400).await;
+    assert!(message.contains("UUID"), "{message}");
+    let after = load(&app, &base, "sibling").await;
+    assert_eq!(after["metadata-location"], before["metadata-location"]);
+
+    // Two tables of one transaction, one inside the other: refused, neither created.
+    let create = |name: &str, location: String| {
+        json!({
+            "identifier": {"namespace": ["ns"], "name": name},
+            "requirements": [{"type": "assert-create"}],
+            "updates": [
+                {"action": "assign-uuid", "uuid": uuid::Uuid::new_v4().to_string()},
+                {"action": "upgrade-format-version", "format-version": 2},
+                {"action": "add-schema", "schema": schema()},
+                {"action": "set-current-schema", "schema-id": -1},
+                {"action": "add-spec", "spec": {"spec-id": 0, "fields": []}},
+                {"action": "set-default-spec", "spec-id": -1},
+                {"action": "add-sort-order", "sort-order": {"order-id": 0, "fields": []}},
+                {"action": "set-default-sort-order", "sort-order-id": -1},
+                {"action": "set-location", "location": location},
+            ]
+        })
+    };
+    let response = app
+        .post(
+            &format!("{base}/transactions/commit"),
+            &json!({"table-changes": [
+                create("outer", format!("file://{root}/nest")),
+                create("inner", format!("file://{root}/nest/inner")),
+            ]}),
+        )
+        .await;
+    let (_, message) = expect_error(response, 400).await;
+    assert!(message.contains("this transaction"), "{message}");
+    for name in ["outer", "inner"] {
+        let response = app
+            .get(&format!("{base}/namespaces/ns/tables/{name}"))
+            .await;
+        assert_eq!(response.status(), 404);
+    }
+
     // Committing to a table without moving it is not affected.
     let response = commit(
         &app,
