@@ -605,6 +605,7 @@ impl Services {
                     metadata_location: file.to_string(),
                     metadata: json.clone(),
                     at,
+                    claims_location: (t.location != location.as_str()).then_some(wh.warehouse.id),
                 },
             });
             let retired = retired_metadata_files(&result, &location);
@@ -820,6 +821,7 @@ impl Services {
                 metadata_location: file.to_string(),
                 metadata: json.clone(),
                 at,
+                claims_location: (t.location != location.as_str()).then_some(wh.warehouse.id),
             },
             Some(_) => {
                 return Err(Error::already_exists(

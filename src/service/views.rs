@@ -211,6 +211,7 @@ impl Services {
                 metadata_location: file.to_string(),
                 metadata: json.clone(),
                 at: now(),
+                claims_location: (current.location != location.as_str()).then_some(wh.warehouse.id),
             };
             match self
                 .store

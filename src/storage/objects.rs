@@ -432,7 +432,9 @@ impl ObjectStore {
         if stat.is_dir() {
             return Err(ObjectError::NoSuchKey);
         }
-        let meta = read_meta(&path, &stat);
+        // From the open file itself, not the path: a writer may have renamed a new object into
+        // place since the open, and its metadata (ETag) must not be paired with these bytes.
+        let meta = read_meta_of(&file, &stat);
         Ok((
             file,
             ObjectInfo {
@@ -760,17 +762,22 @@ fn is_absent(e: &std::io::Error) -> bool {
 }
 
 fn info_of(key: &str, path: &Path) -> ObjectResult<ObjectInfo> {
-    let stat = match std::fs::metadata(path) {
-        Ok(s) if s.is_file() => s,
-        Ok(_) => return Err(ObjectError::NoSuchKey),
+    // Size, time and metadata all from one open file (one version of the object), not from the
+    // path twice, which a concurrent PUT may swap in between.
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
         Err(e) if is_absent(&e) => return Err(ObjectError::NoSuchKey),
         Err(e) => return Err(e.into()),
     };
+    let stat = file.metadata()?;
+    if !stat.is_file() {
+        return Err(ObjectError::NoSuchKey);
+    }
     Ok(ObjectInfo {
         key: key.to_string(),
         size: stat.len(),
         modified: stat.modified()?,
-        meta: read_meta(path, &stat),
+        meta: read_meta_of(&file, &stat),
     })
 }
 
@@ -783,6 +790,17 @@ fn write_meta(path: &Path, meta: &ObjectMeta) {
     }
 }
 
+/// [`read_meta`] for an open file.
+fn read_meta_of(file: &std::fs::File, stat: &std::fs::Metadata) -> ObjectMeta {
+    use xattr::FileExt;
+    if let Ok(Some(bytes)) = file.get_xattr(XATTR)
+        && let Ok(meta) = serde_json::from_slice::<ObjectMeta>(&bytes)
+    {
+        return meta;
+    }
+    identity_meta(stat)
+}
+
 /// The stored metadata, or for files written by someone else (the catalog, an operator) an ETag
 /// made from the file's identity and modification, stable while the file is unchanged.
 fn read_meta(path: &Path, stat: &std::fs::Metadata) -> ObjectMeta {
@@ -791,6 +809,11 @@ fn read_meta(path: &Path, stat: &std::fs::Metadata) -> ObjectMeta {
     {
         return meta;
     }
+    identity_meta(stat)
+}
+
+/// An ETag made from the file's identity and modification.
+fn identity_meta(stat: &std::fs::Metadata) -> ObjectMeta {
     use std::os::unix::fs::MetadataExt;
     let mut md5 = Md5::new();
     md5.update(&stat.ino().to_le_bytes());

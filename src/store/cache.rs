@@ -174,6 +174,7 @@ impl CachedTabularStore {
                     metadata_location,
                     metadata,
                     at,
+                    claims_location: _,
                 } => {
                     let Some(list) = entries.get_mut(ident) else {
                         continue;

@@ -130,6 +130,9 @@ pub enum TabularChange {
         metadata_location: String,
         metadata: bytes::Bytes,
         at: DateTime<Utc>,
+        /// `Some(warehouse)` when the update moves the table to a new location, which must not
+        /// overlap another table's folder (checked in the commit's transaction).
+        claims_location: Option<WarehouseId>,
     },
 }
 

@@ -166,4 +166,9 @@ impl PostgresStore {
     }
 }
 
-super::sql::impl_sql_store!(PostgresStore, PgRow, " FOR UPDATE");
+super::sql::impl_sql_store!(
+    PostgresStore,
+    PgRow,
+    " FOR UPDATE",
+    "SELECT pg_advisory_xact_lock(hashtext($1))"
+);

@@ -6,7 +6,7 @@
 //! (`" FOR UPDATE"` on PostgreSQL, nothing on SQLite, whose single writer already serializes).
 
 macro_rules! impl_sql_store {
-    ($store:ty, $row:ty, $for_update:literal) => {
+    ($store:ty, $row:ty, $for_update:literal, $location_lock:literal) => {
         use async_trait::async_trait;
         use chrono::{DateTime, Utc};
         use sqlx::Row as _;
@@ -871,6 +871,7 @@ macro_rules! impl_sql_store {
                             metadata_location,
                             metadata: _,
                             at,
+                            claims_location: _,
                         } => {
                             let done = sqlx::query(
                                 "UPDATE tabulars SET uuid = $3, location = $4, metadata_location = $5, \
@@ -893,6 +894,49 @@ macro_rules! impl_sql_store {
                                     format!("{ident} was changed by another commit"),
                                 ));
                             }
+                        }
+                    }
+                    let claim = match change {
+                        TabularChange::Create(t) if t.kind == TabularKind::Table => {
+                            Some((t.warehouse_id, t.id, t.location.as_str()))
+                        }
+                        TabularChange::Create(_) => None,
+                        TabularChange::Update {
+                            claims_location: Some(warehouse),
+                            id,
+                            location,
+                            ..
+                        } => Some((*warehouse, *id, location.as_str())),
+                        TabularChange::Update { .. } => None,
+                    };
+                    if let Some((warehouse, id, location)) = claim {
+                        // Table folders never overlap: checked again here, after the row is written (so a
+                        // taken name is reported first), where it is final. Claims in
+                        // one warehouse are serialized (PostgreSQL: an advisory lock until the
+                        // transaction ends; SQLite has one writer).
+                        sqlx::query($location_lock)
+                            .bind(warehouse.0.to_string())
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(|e| db_error("committing", e))?;
+                        let location = location.trim_end_matches('/');
+                        let other: Option<String> = sqlx::query_scalar(
+                            "SELECT location FROM tabulars WHERE warehouse_id = $1 AND id <> $2 \
+                             AND (location = $3 \
+                                  OR substr($3, 1, length(location) + 1) = location || '/' \
+                                  OR substr(location, 1, length($3) + 1) = $3 || '/') LIMIT 1",
+                        )
+                        .bind(warehouse.0)
+                        .bind(id.0)
+                        .bind(location)
+                        .fetch_optional(&mut *conn)
+                        .await
+                        .map_err(|e| db_error("committing", e))?;
+                        if let Some(other) = other {
+                            return Err(Error::bad_request(format!(
+                                "location {location} overlaps the folder of another table at \
+                                 {other}; every table needs a folder of its own"
+                            )));
                         }
                     }
                 }

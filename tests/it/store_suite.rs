@@ -59,6 +59,7 @@ store_suite!(
     concurrent_commits_fail_alone,
     access_keys_are_listed_and_deleted_per_warehouse,
     overlapping_table_locations_are_found,
+    claimed_folders_never_overlap,
 );
 
 fn project(name: &str) -> Project {
@@ -808,6 +809,7 @@ fn update_of(t: &Tabular, expected: i64, file: &str) -> TabularChange {
         metadata_location: file.into(),
         metadata: format!("{{\"file\":\"{file}\"}}").into_bytes().into(),
         at: now(),
+        claims_location: None,
     }
 }
 
@@ -1401,4 +1403,82 @@ async fn overlapping_table_locations_are_found(store: Persistence, db: &TestDb) 
         None
     );
     assert_eq!(find(&[], None, None).await, None);
+}
+
+async fn claimed_folders_never_overlap(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&warehouse, &main, &["ns"]))
+        .await
+        .unwrap();
+    let at = |name: &str, location: &str| {
+        let mut t = tabular(&warehouse, &main, &["ns"], name, TabularKind::Table);
+        t.location = location.to_string();
+        t
+    };
+    // Two tables of one commit, one inside the other: the commit fails whole.
+    let err = store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[
+                TabularChange::Create(at("outer", "s3://b/x")),
+                TabularChange::Create(at("inner", "s3://b/x/y")),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadRequest, "{err:?}");
+    assert!(
+        store
+            .tabulars
+            .get_tabular(main.id, &at("outer", "").ident)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Racing commits claiming nested folders: exactly one wins, whatever the order.
+    for round in 0..5 {
+        let a = at(&format!("a{round}"), &format!("s3://b/r{round}"));
+        let b = at(&format!("b{round}"), &format!("s3://b/r{round}/inner"));
+        let (ca, cb) = ([TabularChange::Create(a)], [TabularChange::Create(b)]);
+        let (ra, rb) = tokio::join!(
+            store.tabulars.commit_tabulars(main.id, &ca),
+            store.tabulars.commit_tabulars(main.id, &cb),
+        );
+        assert!(ra.is_ok() != rb.is_ok(), "round {round}: {ra:?} / {rb:?}");
+    }
+    // A sibling whose name only extends another's is not inside it; moving a table into another's
+    // folder is refused, moving without claiming is a plain update.
+    let t = at("t", "s3://b/t");
+    let t2 = at("t2", "s3://b/t2");
+    store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[
+                TabularChange::Create(t.clone()),
+                TabularChange::Create(t2.clone()),
+            ],
+        )
+        .await
+        .unwrap();
+    let mut moved = update_of(&t2, 0, "s3://b/t2/metadata/00001.metadata.json");
+    if let TabularChange::Update {
+        location,
+        claims_location,
+        ..
+    } = &mut moved
+    {
+        *location = "s3://b/t/inside".into();
+        *claims_location = Some(warehouse.id);
+    }
+    let err = store
+        .tabulars
+        .commit_tabulars(main.id, &[moved])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadRequest);
 }
