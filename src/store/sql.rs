@@ -896,20 +896,32 @@ macro_rules! impl_sql_store {
                             }
                         }
                     }
+                    // A table's folder must not overlap any table's or view's; a view's (it gets
+                    // no credentials) must only stay out of tables' folders.
                     let claim = match change {
-                        TabularChange::Create(t) if t.kind == TabularKind::Table => {
-                            Some((t.warehouse_id, t.id, t.location.as_str()))
-                        }
-                        TabularChange::Create(_) => None,
+                        TabularChange::Create(t) => Some((
+                            t.warehouse_id,
+                            t.id,
+                            t.location.as_str(),
+                            t.kind == TabularKind::View,
+                        )),
                         TabularChange::Update {
                             claims_location: Some(warehouse),
                             id,
                             location,
                             ..
-                        } => Some((*warehouse, *id, location.as_str())),
+                        } => {
+                            let kind: String =
+                                sqlx::query_scalar("SELECT kind FROM tabulars WHERE id = $1")
+                                    .bind(id.0)
+                                    .fetch_one(&mut *conn)
+                                    .await
+                                    .map_err(|e| db_error("committing", e))?;
+                            Some((*warehouse, *id, location.as_str(), kind == "view"))
+                        }
                         TabularChange::Update { .. } => None,
                     };
-                    if let Some((warehouse, id, location)) = claim {
+                    if let Some((warehouse, id, location, is_view)) = claim {
                         // Table folders never overlap: checked again here, after the row is written (so a
                         // taken name is reported first), where it is final. Claims in
                         // one warehouse are serialized (PostgreSQL: an advisory lock until the
@@ -922,6 +934,7 @@ macro_rules! impl_sql_store {
                         let location = location.trim_end_matches('/');
                         let other: Option<String> = sqlx::query_scalar(
                             "SELECT location FROM tabulars WHERE warehouse_id = $1 AND id <> $2 \
+                             AND (kind = 'table' OR $4 = 'any') \
                              AND (location = $3 \
                                   OR substr($3, 1, length(location) + 1) = location || '/' \
                                   OR substr(location, 1, length($3) + 1) = $3 || '/') LIMIT 1",
@@ -929,6 +942,7 @@ macro_rules! impl_sql_store {
                         .bind(warehouse.0)
                         .bind(id.0)
                         .bind(location)
+                        .bind(if is_view { "tables" } else { "any" })
                         .fetch_optional(&mut *conn)
                         .await
                         .map_err(|e| db_error("committing", e))?;

@@ -616,6 +616,15 @@ async fn table_folders_never_overlap(backend: Backend) {
         assert_eq!(response.status(), 404);
     }
 
+    // A view inside a table's folder: refused (the table's key would reach its metadata).
+    let mut view = view_body("inside", "select 1");
+    view["location"] = json!(format!("{t_location}/views/inside"));
+    let response = app
+        .post(&format!("{base}/namespaces/ns/views"), &view)
+        .await;
+    let (_, message) = expect_error(response, 400).await;
+    assert!(message.contains("overlaps"), "{message}");
+
     // Committing to a table without moving it is not affected.
     let response = commit(
         &app,
