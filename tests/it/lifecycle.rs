@@ -353,6 +353,50 @@ async fn instances_learn_of_each_others_table_changes() {
     assert!(eventually(async || b.get(&moved).await.status() == 404).await);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_notifications_every_cached_load_is_checked() {
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let a = TestApp::spawn_on(db.clone(), |c| c.database.change_notifications = false).await;
+    let b = TestApp::spawn_on(db.clone(), |c| c.database.change_notifications = false).await;
+    assert_eq!(
+        a.post("/management/v1/bootstrap", &Value::Null)
+            .await
+            .status(),
+        200
+    );
+    let id = a.create_local_warehouse("checked").await;
+    let base = format!("/catalog/v1/{id}");
+    let created = a
+        .post(&format!("{base}/namespaces"), &json!({"namespace": ["ns"]}))
+        .await;
+    assert_eq!(created.status(), 200);
+    let created = a
+        .post(
+            &format!("{base}/namespaces/ns/tables"),
+            &json!({"name": "t", "schema": {"type": "struct", "schema-id": 0, "fields": [
+                {"id": 1, "name": "id", "required": false, "type": "long"}]}}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let table = format!("{base}/namespaces/ns/tables/t");
+    // No listener to wait for: B checks its cached copy on every load, so A's commit is seen by
+    // the very next load.
+    for round in ["1", "2", "3"] {
+        assert_eq!(b.get(&table).await.status(), 200);
+        let response = a
+            .post(
+                &table,
+                &json!({"updates": [{"action": "set-properties", "updates": {"round": round}}]}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: Value = b.get(&table).await.json().await.unwrap();
+        assert_eq!(body["metadata"]["properties"]["round"], round);
+    }
+    assert_eq!(a.delete(&table).await.status(), 204);
+    assert_eq!(b.get(&table).await.status(), 404);
+}
+
 /// Reads the binary's stdout until the PyIceberg snippet and returns the catalog URI it printed.
 fn read_catalog_uri(stdout: impl std::io::Read) -> String {
     let mut lines = BufReader::new(stdout).lines();
