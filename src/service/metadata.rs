@@ -115,6 +115,36 @@ impl SortFields {
 /// Rewrites a JSON object with some of its lists of objects sorted by integer fields, and its keys
 /// in alphabetical order. Elements are moved as raw text: nothing but the sort keys is parsed
 /// again, which matters for metadata with thousands of snapshots.
+/// The sort key of one list item read straight from its JSON text, without parsing it: each
+/// field's first `"name":` followed by an integer. Only trusted when every field is found before
+/// any nested object (`summary`, `fields`...) opens, where keys of the item itself are the only
+/// ones that can appear (a quote inside a string is escaped, so `"name":` cannot occur in one).
+/// `None` sends the caller to a full parse.
+fn quick_sort_key(item: &str, fields: &[&str]) -> Option<Vec<i64>> {
+    let body = item.strip_prefix('{')?;
+    let nested = body.find(['{', '[']).unwrap_or(body.len());
+    let head = &body[..nested];
+    let mut key = Vec::with_capacity(fields.len());
+    for field in fields {
+        let pattern = format!("\"{field}\":");
+        let Some(at) = head.find(&pattern) else {
+            if body.contains(&pattern) {
+                return None;
+            }
+            key.push(i64::MIN);
+            continue;
+        };
+        let rest = head[at + pattern.len()..].trim_start();
+        let end = rest
+            .char_indices()
+            .find(|(i, c)| !(c.is_ascii_digit() || (*i == 0 && *c == '-')))
+            .map(|(i, _)| i)
+            .unwrap_or(rest.len());
+        key.push(rest[..end].parse().ok()?);
+    }
+    Some(key)
+}
+
 fn sorted_lists(json: &[u8], lists: &[(&str, &[&str])]) -> Result<Vec<u8>> {
     use serde_json::value::RawValue;
     let bad = |e: serde_json::Error| Error::internal("reordering metadata", e);
@@ -138,11 +168,16 @@ fn sorted_lists(json: &[u8], lists: &[(&str, &[&str])]) -> Result<Vec<u8>> {
         };
         let mut keyed = Vec::with_capacity(items.len());
         for item in items {
-            let known: SortFields = serde_json::from_str(item.get()).map_err(bad)?;
-            let sort_key: Vec<i64> = fields
-                .iter()
-                .map(|f| known.get(f).unwrap_or(i64::MIN))
-                .collect();
+            let sort_key = match quick_sort_key(item.get(), fields) {
+                Some(key) => key,
+                None => {
+                    let known: SortFields = serde_json::from_str(item.get()).map_err(bad)?;
+                    fields
+                        .iter()
+                        .map(|f| known.get(f).unwrap_or(i64::MIN))
+                        .collect()
+                }
+            };
             keyed.push((sort_key, item));
         }
         keyed.sort_by(|a, b| a.0.cmp(&b.0));
@@ -473,6 +508,30 @@ pub fn apply_view_commit(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quick_sort_keys_agree_with_a_full_parse_or_step_aside() {
+        let fields = &["sequence-number", "timestamp-ms", "snapshot-id"];
+        let full = |item: &str| -> Vec<i64> {
+            let known: SortFields = serde_json::from_str(item).unwrap();
+            fields
+                .iter()
+                .map(|f| known.get(f).unwrap_or(i64::MIN))
+                .collect()
+        };
+        for item in [
+            r#"{"snapshot-id":7,"parent-snapshot-id":3,"sequence-number":2,"timestamp-ms":1700000000000,"manifest-list":"s3://b/\"sequence-number\":9","summary":{"operation":"append","sequence-number":"99"},"schema-id":0}"#,
+            r#"{"snapshot-id":-7,"sequence-number":2,"timestamp-ms":5}"#,
+            r#"{"snapshot-id":7,"timestamp-ms":5}"#,
+        ] {
+            assert_eq!(quick_sort_key(item, fields).unwrap(), full(item), "{item}");
+        }
+        // A field that only appears after a nested object: the full parse decides.
+        let late = r#"{"timestamp-ms":5,"summary":{"operation":"append"},"sequence-number":3,"snapshot-id":1}"#;
+        assert_eq!(quick_sort_key(late, fields), None);
+        // A value that is not an integer: the full parse decides.
+        assert_eq!(quick_sort_key(r#"{"sequence-number":null}"#, fields), None);
+    }
+
     use super::*;
 
     fn schema() -> Schema {
