@@ -317,7 +317,7 @@ impl Services {
             access_key_id,
             secret_access_key,
         } = credential.as_ref();
-        let policy = sts::table_policy(&target.bucket, &target.prefix, read_only);
+        let policy = sts::table_policy(&target.bucket, &target.prefix, read_only, region);
         sts::assume_role(sts::AssumeRole {
             endpoint: sts_endpoint.as_deref(),
             region,

@@ -47,8 +47,24 @@ pub fn escape_policy_text(text: &str) -> String {
     out
 }
 
-/// The session policy for one table folder (`prefix` ends in `/`) of `bucket`.
-pub fn table_policy(bucket: &str, prefix: &str, read_only: bool) -> Value {
+/// The ARN partition of an AWS region (China and GovCloud regions have their own).
+pub fn arn_partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
+    } else {
+        "aws"
+    }
+}
+
+/// The session policy for one table folder (`prefix` ends in `/`) of `bucket` in `region`.
+pub fn table_policy(bucket: &str, prefix: &str, read_only: bool, region: &str) -> Value {
+    let partition = arn_partition(region);
     let bucket = escape_policy_text(bucket);
     let prefix = escape_policy_text(prefix);
     let mut object_actions = vec!["s3:GetObject", "s3:GetObjectVersion"];
@@ -67,20 +83,20 @@ pub fn table_policy(bucket: &str, prefix: &str, read_only: bool) -> Value {
                 "Sid": "TableObjects",
                 "Effect": "Allow",
                 "Action": object_actions,
-                "Resource": [format!("arn:aws:s3:::{bucket}/{prefix}*")],
+                "Resource": [format!("arn:{partition}:s3:::{bucket}/{prefix}*")],
             },
             {
                 "Sid": "TableListing",
                 "Effect": "Allow",
                 "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
-                "Resource": [format!("arn:aws:s3:::{bucket}")],
+                "Resource": [format!("arn:{partition}:s3:::{bucket}")],
                 "Condition": {"StringLike": {"s3:prefix": [format!("{prefix}*")]}},
             },
             {
                 "Sid": "BucketLocation",
                 "Effect": "Allow",
                 "Action": ["s3:GetBucketLocation"],
-                "Resource": [format!("arn:aws:s3:::{bucket}")],
+                "Resource": [format!("arn:{partition}:s3:::{bucket}")],
             },
         ],
     })
@@ -165,7 +181,7 @@ mod tests {
 
     #[test]
     fn policy_metacharacters_in_names_stay_literal() {
-        let policy = table_policy("bucket", "wh/ns*/t?$\"x'%/", true);
+        let policy = table_policy("bucket", "wh/ns*/t?$\"x'%/", true, "us-east-1");
         let text = policy.to_string();
         // The one resource is the folder itself, its wildcard-like characters escaped.
         let resource = policy["Statement"][0]["Resource"][0].as_str().unwrap();
@@ -182,7 +198,7 @@ mod tests {
         // Read-only keys get no write action.
         let actions = policy["Statement"][0]["Action"].to_string();
         assert!(!actions.contains("Put") && !actions.contains("Delete"));
-        let rw = table_policy("bucket", "wh/t/", false);
+        let rw = table_policy("bucket", "wh/t/", false, "us-east-1");
         assert!(
             rw["Statement"][0]["Action"]
                 .to_string()
@@ -192,8 +208,18 @@ mod tests {
 
     #[test]
     fn policy_variables_cannot_be_injected() {
-        let policy = table_policy("bucket", "${aws:username}/t/", false);
+        let policy = table_policy("bucket", "${aws:username}/t/", false, "us-east-1");
         let resource = policy["Statement"][0]["Resource"][0].as_str().unwrap();
         assert_eq!(resource, "arn:aws:s3:::bucket/${$}{aws:username}/t/*");
+        // Other partitions name their own ARNs.
+        let china = table_policy("bucket", "t/", true, "cn-north-1");
+        assert_eq!(
+            china["Statement"][0]["Resource"][0],
+            "arn:aws-cn:s3:::bucket/t/*"
+        );
+        assert_eq!(
+            table_policy("bucket", "t/", true, "us-gov-west-1")["Statement"][1]["Resource"][0],
+            "arn:aws-us-gov:s3:::bucket"
+        );
     }
 }
