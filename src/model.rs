@@ -433,7 +433,9 @@ impl RefKind {
     }
 }
 
-/// A named ref (branch or tag) of a warehouse. Every namespace, table and view belongs to one.
+/// A named ref (branch or tag) of a warehouse. A branch is also a line of the branching index
+/// (docs/branching.md): every namespace, table and view row belongs to one, and the line numbers
+/// its commits with `head_seq`. A tag names a commit and holds no rows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ref {
     pub id: RefId,
@@ -441,6 +443,89 @@ pub struct Ref {
     pub name: String,
     pub kind: RefKind,
     pub created_at: DateTime<Utc>,
+    /// The line and seq a branch forked at (`None` for `main` and for tags).
+    pub parent: Option<(RefId, i64)>,
+    /// The seq of the line's last commit (0 before its first).
+    pub head_seq: i64,
+    /// The branch's current commit, or the commit a tag names.
+    pub head_commit: Option<CommitId>,
+    /// That commit's generation (its distance from the warehouse's root commit).
+    pub head_generation: i64,
+}
+
+impl Ref {
+    /// The `main` branch of a new warehouse (its root commit is written with it).
+    pub fn new_main(warehouse: WarehouseId, at: DateTime<Utc>) -> Ref {
+        Ref {
+            id: RefId::new(),
+            warehouse_id: warehouse,
+            name: MAIN_BRANCH.to_string(),
+            kind: RefKind::Branch,
+            created_at: at,
+            parent: None,
+            head_seq: 0,
+            head_commit: Some(CommitId::new()),
+            head_generation: 0,
+        }
+    }
+}
+
+/// Who made a catalog change and why: recorded on the commit it becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitMeta {
+    pub author: String,
+    pub message: String,
+}
+
+impl CommitMeta {
+    pub fn new(author: impl Into<String>, message: impl Into<String>) -> Self {
+        CommitMeta {
+            author: author.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What one commit did to one name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CommitChange {
+    /// `namespace`, `table` or `view`.
+    pub kind: String,
+    /// The namespace (of a table or view: the one it is in), level by level.
+    pub namespace: Vec<String>,
+    /// The table's or view's name (absent for a namespace).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `create`, `update` or `drop` (a rename is a drop and a create).
+    pub op: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_location: Option<String>,
+}
+
+/// One commit of a warehouse's branching index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    pub id: CommitId,
+    pub warehouse_id: WarehouseId,
+    /// The line it was written on and its seq there.
+    pub line: RefId,
+    pub seq: i64,
+    pub parents: Vec<CommitId>,
+    pub generation: i64,
+    pub message: String,
+    pub author: String,
+    pub created_at: DateTime<Utc>,
+    pub changes: Vec<CommitChange>,
+}
+
+/// Where a branch forks from or a tag points: a commit and the (line, seq) point it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForkPoint {
+    pub line: RefId,
+    pub seq: i64,
+    pub commit: CommitId,
+    pub generation: i64,
 }
 
 pub type Properties = BTreeMap<String, String>;

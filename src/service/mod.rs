@@ -43,6 +43,11 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// The record of a catalog change this caller makes (see `store::RefStore`).
+    pub fn commit(&self, message: impl Into<String>) -> crate::model::CommitMeta {
+        crate::model::CommitMeta::new(self.principal.display_id(), message)
+    }
+
     /// The context of Floe acting on its own behalf (the automatic bootstrap).
     pub fn system() -> Self {
         RequestContext {

@@ -117,7 +117,13 @@ impl Services {
             created_at: at,
             updated_at: at,
         };
-        self.store.namespaces.create_namespace(&namespace).await?;
+        self.store
+            .namespaces
+            .create_namespace(
+                &namespace,
+                &ctx.commit(format!("create namespace {}", namespace.ident)),
+            )
+            .await?;
         // announce
         self.announce(
             ctx,
@@ -166,7 +172,11 @@ impl Services {
         let branch = self.main_branch(warehouse).await?;
         self.store
             .namespaces
-            .drop_namespace(branch.id, ident)
+            .drop_namespace(
+                branch.id,
+                ident,
+                &ctx.commit(format!("drop namespace {ident}")),
+            )
             .await?;
         // announce
         self.announce(
@@ -217,7 +227,14 @@ impl Services {
         let before = self
             .store
             .namespaces
-            .update_namespace_properties(branch.id, ident, &updates, &removals, now())
+            .update_namespace_properties(
+                branch.id,
+                ident,
+                &updates,
+                &removals,
+                now(),
+                &ctx.commit(format!("update properties of namespace {ident}")),
+            )
             .await?;
         let (removed, missing): (Vec<String>, Vec<String>) = removal_set
             .into_iter()

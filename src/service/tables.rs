@@ -22,8 +22,8 @@ use super::{Delegation, RequestContext, Services, TableAccess};
 use crate::authz::{Action, Resource};
 use crate::error::{Entity, Error, ErrorKind, Result};
 use crate::model::{
-    NamespaceIdent, Page, PageRequest, Ref, Tabular, TabularId, TabularIdent, TabularKind,
-    Warehouse, WarehouseId, now,
+    CommitMeta, NamespaceIdent, Page, PageRequest, Ref, Tabular, TabularId, TabularIdent,
+    TabularKind, Warehouse, WarehouseId, now,
 };
 use crate::storage::{self, Location, ObjectStorage};
 use crate::store::TabularChange;
@@ -313,7 +313,11 @@ impl Services {
         if let Err(e) = self
             .store
             .tabulars
-            .commit_tabulars(wh.branch.id, &[TabularChange::Create(record)])
+            .commit_tabulars(
+                wh.branch.id,
+                &[TabularChange::Create(record)],
+                &ctx.commit(format!("create table {ident}")),
+            )
             .await
         {
             let _ = wh.storage.delete(&file).await;
@@ -415,9 +419,13 @@ impl Services {
             .commit_locks
             .lock(changes.iter().map(|c| (warehouse, wh.branch.id, &c.ident)))
             .await;
+        let meta = ctx.commit(match changes.as_slice() {
+            [one] => format!("commit table {}", one.ident),
+            many => format!("commit {} tables", many.len()),
+        });
         let mut last_error = None;
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
-            match self.attempt_commit(&wh, &changes).await? {
+            match self.attempt_commit(&wh, &changes, &meta).await? {
                 Attempt::Done(done) => {
                     let mut states = Vec::with_capacity(done.len());
                     for (staged, change) in done.into_iter().zip(&changes) {
@@ -463,7 +471,12 @@ impl Services {
     }
 
     /// One try: read current state, check, apply, write metadata files, swap all pointers.
-    async fn attempt_commit(&self, wh: &OpenWarehouse, changes: &[TableChange]) -> Result<Attempt> {
+    async fn attempt_commit(
+        &self,
+        wh: &OpenWarehouse,
+        changes: &[TableChange],
+        meta: &CommitMeta,
+    ) -> Result<Attempt> {
         let mut written: Vec<Location> = Vec::new();
         let staged = self.stage_commit(wh, changes, &mut written).await;
         let (store_changes, done) = match staged {
@@ -476,7 +489,7 @@ impl Services {
         match self
             .store
             .tabulars
-            .commit_tabulars(wh.branch.id, &store_changes)
+            .commit_tabulars(wh.branch.id, &store_changes, meta)
             .await
         {
             Ok(()) => Ok(Attempt::Done(done)),
@@ -650,7 +663,12 @@ impl Services {
         let dropped = self
             .store
             .tabulars
-            .drop_tabular(wh.branch.id, ident, TabularKind::Table)
+            .drop_tabular(
+                wh.branch.id,
+                ident,
+                TabularKind::Table,
+                &ctx.commit(format!("drop table {ident}")),
+            )
             .await?;
         if purge {
             self.purge_in_background(&wh, &dropped);
@@ -736,7 +754,13 @@ impl Services {
         let branch = self.main_branch(warehouse).await?;
         self.store
             .tabulars
-            .rename_tabular(branch.id, from, to, TabularKind::Table)
+            .rename_tabular(
+                branch.id,
+                from,
+                to,
+                TabularKind::Table,
+                &ctx.commit(format!("rename table {from} to {to}")),
+            )
             .await?;
         self.announce(
             ctx,
@@ -832,7 +856,11 @@ impl Services {
         };
         self.store
             .tabulars
-            .commit_tabulars(wh.branch.id, &[change])
+            .commit_tabulars(
+                wh.branch.id,
+                &[change],
+                &ctx.commit(format!("register table {ident}")),
+            )
             .await?;
         self.announce(
             ctx,

@@ -116,7 +116,11 @@ impl Services {
         if let Err(e) = self
             .store
             .tabulars
-            .commit_tabulars(wh.branch.id, &[TabularChange::Create(record)])
+            .commit_tabulars(
+                wh.branch.id,
+                &[TabularChange::Create(record)],
+                &ctx.commit(format!("create view {ident}")),
+            )
             .await
         {
             let _ = wh.storage.delete(&file).await;
@@ -216,7 +220,11 @@ impl Services {
             match self
                 .store
                 .tabulars
-                .commit_tabulars(wh.branch.id, &[change])
+                .commit_tabulars(
+                    wh.branch.id,
+                    &[change],
+                    &ctx.commit(format!("replace view {ident}")),
+                )
                 .await
             {
                 Ok(()) => {
@@ -261,7 +269,12 @@ impl Services {
         let branch = self.main_branch(warehouse).await?;
         self.store
             .tabulars
-            .drop_tabular(branch.id, ident, TabularKind::View)
+            .drop_tabular(
+                branch.id,
+                ident,
+                TabularKind::View,
+                &ctx.commit(format!("drop view {ident}")),
+            )
             .await?;
         self.announce(
             ctx,
@@ -287,7 +300,13 @@ impl Services {
         let branch = self.main_branch(warehouse).await?;
         self.store
             .tabulars
-            .rename_tabular(branch.id, from, to, TabularKind::View)
+            .rename_tabular(
+                branch.id,
+                from,
+                to,
+                TabularKind::View,
+                &ctx.commit(format!("rename view {from} to {to}")),
+            )
             .await?;
         self.announce(
             ctx,
@@ -339,6 +358,7 @@ impl Services {
                     &file,
                     json.clone(),
                 ))],
+                &ctx.commit(format!("register view {ident}")),
             )
             .await?;
         self.announce(

@@ -7,8 +7,8 @@ use super::{RequestContext, Services};
 use crate::authz::{Action, Resource};
 use crate::error::{Entity, Error, Result};
 use crate::model::{
-    MAIN_BRANCH, ProjectId, Ref, RefId, RefKind, SecretId, StorageCredential, StorageProfile,
-    Warehouse, WarehouseId, now, validate_warehouse_name,
+    ProjectId, Ref, SecretId, StorageCredential, StorageProfile, Warehouse, WarehouseId, now,
+    validate_warehouse_name,
 };
 use crate::secrets::SecretValue;
 use crate::storage;
@@ -92,13 +92,7 @@ impl Services {
             created_at: at,
             updated_at: at,
         };
-        let main = Ref {
-            id: RefId::new(),
-            warehouse_id: warehouse.id,
-            name: MAIN_BRANCH.to_string(),
-            kind: RefKind::Branch,
-            created_at: at,
-        };
+        let main = Ref::new_main(warehouse.id, at);
         if let Err(e) = self
             .store
             .warehouses

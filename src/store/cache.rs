@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use super::{TabularChange, TabularStore};
 use crate::error::Result;
 use crate::model::{
-    NamespaceIdent, Page, PageRequest, RefId, Tabular, TabularId, TabularIdent, TabularKind,
-    WarehouseId,
+    CommitMeta, NamespaceIdent, Page, PageRequest, RefId, Tabular, TabularId, TabularIdent,
+    TabularKind, WarehouseId,
 };
 
 /// How hits are trusted.
@@ -327,8 +327,13 @@ impl TabularStore for CachedTabularStore {
             .await
     }
 
-    async fn commit_tabulars(&self, ref_id: RefId, changes: &[TabularChange]) -> Result<()> {
-        let result = self.inner.commit_tabulars(ref_id, changes).await;
+    async fn commit_tabulars(
+        &self,
+        ref_id: RefId,
+        changes: &[TabularChange],
+        meta: &CommitMeta,
+    ) -> Result<()> {
+        let result = self.inner.commit_tabulars(ref_id, changes, meta).await;
         if result.is_ok() {
             // What was committed is known exactly: cached versions move forward with it, so the
             // next commit to the same table starts from memory.
@@ -349,8 +354,9 @@ impl TabularStore for CachedTabularStore {
         ref_id: RefId,
         ident: &TabularIdent,
         kind: TabularKind,
+        meta: &CommitMeta,
     ) -> Result<Tabular> {
-        let result = self.inner.drop_tabular(ref_id, ident, kind).await;
+        let result = self.inner.drop_tabular(ref_id, ident, kind, meta).await;
         self.invalidate([ident]);
         result
     }
@@ -361,8 +367,12 @@ impl TabularStore for CachedTabularStore {
         from: &TabularIdent,
         to: &TabularIdent,
         kind: TabularKind,
+        meta: &CommitMeta,
     ) -> Result<()> {
-        let result = self.inner.rename_tabular(ref_id, from, to, kind).await;
+        let result = self
+            .inner
+            .rename_tabular(ref_id, from, to, kind, meta)
+            .await;
         self.invalidate([from, to]);
         result
     }

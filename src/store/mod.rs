@@ -20,9 +20,9 @@ use chrono::{DateTime, Utc};
 use crate::config::{Config, DatabaseTarget};
 use crate::error::{Entity, Error, Result};
 use crate::model::{
-    AccessKey, Namespace, NamespaceIdent, Page, PageRequest, Project, ProjectId, Properties, Ref,
-    RefId, SecretId, ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent, TabularKind,
-    Warehouse, WarehouseId,
+    AccessKey, Commit, CommitChange, CommitId, CommitMeta, ForkPoint, Namespace, NamespaceIdent,
+    Page, PageRequest, Project, ProjectId, Properties, Ref, RefId, RefKind, SecretId, ServerInfo,
+    StorageProfile, Tabular, TabularId, TabularIdent, TabularKind, Warehouse, WarehouseId,
 };
 
 pub use postgres::PostgresStore;
@@ -87,7 +87,7 @@ pub trait WarehouseStore: Send + Sync {
 pub trait NamespaceStore: Send + Sync {
     /// `NotFound(Namespace)` when the parent of a nested namespace does not exist on the same ref;
     /// `AlreadyExists(Namespace)`.
-    async fn create_namespace(&self, namespace: &Namespace) -> Result<()>;
+    async fn create_namespace(&self, namespace: &Namespace, meta: &CommitMeta) -> Result<()>;
     async fn get_namespace(
         &self,
         ref_id: RefId,
@@ -110,9 +110,15 @@ pub trait NamespaceStore: Send + Sync {
         updates: &Properties,
         removals: &[String],
         at: DateTime<Utc>,
+        meta: &CommitMeta,
     ) -> Result<Properties>;
     /// `NotFound(Namespace)`; `NotEmpty(Namespace)` while it has children.
-    async fn drop_namespace(&self, ref_id: RefId, ident: &NamespaceIdent) -> Result<()>;
+    async fn drop_namespace(
+        &self,
+        ref_id: RefId,
+        ident: &NamespaceIdent,
+        meta: &CommitMeta,
+    ) -> Result<()>;
 }
 
 /// One change of a multi-table commit.
@@ -178,13 +184,19 @@ pub trait TabularStore: Send + Sync {
     /// Applies every change in one transaction, or none: `CommitConflict` when an update's
     /// expected version is no longer current, `AlreadyExists` when a created name is taken,
     /// `NotFound(Namespace)` when a created one's namespace is missing.
-    async fn commit_tabulars(&self, ref_id: RefId, changes: &[TabularChange]) -> Result<()>;
+    async fn commit_tabulars(
+        &self,
+        ref_id: RefId,
+        changes: &[TabularChange],
+        meta: &CommitMeta,
+    ) -> Result<()>;
     /// Removes the table (or view) and returns what it was. `NotFound(Table|View)`.
     async fn drop_tabular(
         &self,
         ref_id: RefId,
         ident: &TabularIdent,
         kind: TabularKind,
+        meta: &CommitMeta,
     ) -> Result<Tabular>;
     /// Renames within or across namespaces of one ref. `NotFound(Table|View)` for the source,
     /// `NotFound(Namespace)` for the destination's namespace, `AlreadyExists` when taken.
@@ -194,7 +206,95 @@ pub trait TabularStore: Send + Sync {
         from: &TabularIdent,
         to: &TabularIdent,
         kind: TabularKind,
+        meta: &CommitMeta,
     ) -> Result<()>;
+}
+
+/// The branching index's refs and commits (docs/branching.md). Every change through
+/// `NamespaceStore` and `TabularStore` is recorded as one commit on its line, in the change's own
+/// transaction.
+#[async_trait]
+pub trait RefStore: Send + Sync {
+    /// Branches and tags of a warehouse (not retired lines), by name.
+    async fn list_refs(&self, warehouse: WarehouseId) -> Result<Vec<Ref>>;
+    /// A branch (a new line forked at `from`, one insert whatever the warehouse holds) or a tag
+    /// naming `from`'s commit. `AlreadyExists(Ref)` when a branch or tag has that name.
+    async fn create_ref(
+        &self,
+        warehouse: WarehouseId,
+        name: &str,
+        kind: RefKind,
+        from: &ForkPoint,
+        at: DateTime<Utc>,
+    ) -> Result<Ref>;
+    /// Removes a tag, or retires a branch's line (its commits stay readable). `NotFound(Ref)`.
+    async fn delete_ref(&self, warehouse: WarehouseId, name: &str, kind: RefKind) -> Result<()>;
+    async fn get_commit(&self, warehouse: WarehouseId, id: CommitId) -> Result<Option<Commit>>;
+    /// A line's first-parent history, newest first: its commits with seq <= `upto`, then its
+    /// parent's up to the fork, and so on. Returns at most `limit` commits and, when more
+    /// remain, the (line, seq) to continue from.
+    async fn list_commits(
+        &self,
+        line: RefId,
+        upto: i64,
+        limit: usize,
+    ) -> Result<(Vec<Commit>, Option<(RefId, i64)>)>;
+}
+
+/// What one change did to one name, as a commit records it (see `RefStore`).
+#[derive(Debug, Clone)]
+pub(crate) enum HistoryEntry {
+    Namespace {
+        ident: NamespaceIdent,
+        op: &'static str,
+        /// `None` when dropped.
+        properties: Option<Properties>,
+    },
+    Tabular {
+        ident: TabularIdent,
+        op: &'static str,
+        kind: TabularKind,
+        id: TabularId,
+        uuid: uuid::Uuid,
+        location: String,
+        metadata_location: String,
+        /// The version the change wrote (of a drop: the version dropped).
+        version: i64,
+    },
+}
+
+impl HistoryEntry {
+    pub(crate) fn change(&self) -> CommitChange {
+        match self {
+            HistoryEntry::Namespace { ident, op, .. } => CommitChange {
+                kind: "namespace".into(),
+                namespace: ident.levels().to_vec(),
+                name: None,
+                op: (*op).into(),
+                metadata_location: None,
+            },
+            HistoryEntry::Tabular {
+                ident,
+                op,
+                kind,
+                metadata_location,
+                ..
+            } => CommitChange {
+                kind: kind.as_str().into(),
+                namespace: ident.namespace.levels().to_vec(),
+                name: Some(ident.name.clone()),
+                op: (*op).into(),
+                metadata_location: (*op != "drop").then(|| metadata_location.clone()),
+            },
+        }
+    }
+
+    pub(crate) fn dropped(&self) -> bool {
+        match self {
+            HistoryEntry::Namespace { properties, .. } => properties.is_none(),
+            HistoryEntry::Tabular { op, .. } => *op == "drop",
+        }
+    }
 }
 
 /// An encrypted secret as the database keeps it; `secrets::DbSecretStore` seals and opens it.
@@ -234,6 +334,7 @@ pub struct Persistence {
     pub warehouses: Arc<dyn WarehouseStore>,
     pub namespaces: Arc<dyn NamespaceStore>,
     pub tabulars: Arc<dyn TabularStore>,
+    pub refs: Arc<dyn RefStore>,
     pub secrets: Arc<dyn SealedSecretStore>,
     pub access_keys: Arc<dyn AccessKeyStore>,
 }
@@ -246,6 +347,7 @@ impl Persistence {
             + WarehouseStore
             + NamespaceStore
             + TabularStore
+            + RefStore
             + SealedSecretStore
             + AccessKeyStore
             + 'static,
@@ -256,6 +358,7 @@ impl Persistence {
             warehouses: backend.clone(),
             namespaces: backend.clone(),
             tabulars: backend.clone(),
+            refs: backend.clone(),
             secrets: backend.clone(),
             access_keys: backend,
         }

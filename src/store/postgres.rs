@@ -152,6 +152,7 @@ impl PostgresStore {
         &self,
         ref_id: crate::model::RefId,
         changes: &[super::TabularChange],
+        meta: &crate::model::CommitMeta,
     ) -> crate::error::Result<()> {
         let blobs = compress_changes(changes)?;
         let mut tx = self
@@ -159,7 +160,7 @@ impl PostgresStore {
             .begin()
             .await
             .map_err(|e| super::db_error("committing", e))?;
-        apply_tabular_changes(&mut tx, ref_id, changes, &blobs).await?;
+        apply_tabular_changes(&mut tx, ref_id, changes, &blobs, meta).await?;
         tx.commit()
             .await
             .map_err(|e| super::db_error("committing", e))

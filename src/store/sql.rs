@@ -15,15 +15,20 @@ macro_rules! impl_sql_store {
 
         use crate::error::{Entity, Error, Result};
         use crate::model::{
-            AccessKey, Namespace, NamespaceId, NamespaceIdent, Page, PageRequest, Project, ProjectId,
-            Properties, Ref, RefId, RefKind, SecretId, ServerInfo, StorageProfile, Tabular,
-            TabularId, TabularIdent, TabularKind, Warehouse, WarehouseId,
+            AccessKey, Commit, CommitChange, CommitId, CommitMeta, ForkPoint, Namespace,
+            NamespaceId, NamespaceIdent, Page, PageRequest, Project, ProjectId, Properties, Ref,
+            RefId, RefKind, SecretId, ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent,
+            TabularKind, Warehouse, WarehouseId,
         };
         use crate::store::{
-            AccessKeyStore, NamespaceStore, ProjectStore, SealedSecret, SealedSecretStore, ServerStore,
-            TabularChange, TabularStore, WarehouseStore, compress, db_error, decompress,
-            is_foreign_key_violation, is_unique_violation, not_found,
+            AccessKeyStore, HistoryEntry, NamespaceStore, ProjectStore, RefStore, SealedSecret,
+            SealedSecretStore, ServerStore, TabularChange, TabularStore, WarehouseStore, compress,
+            db_error, decompress, is_foreign_key_violation, is_unique_violation, not_found,
         };
+
+        /// The columns `ref_from_row` reads.
+        const REF_COLUMNS: &str = "id, warehouse_id, name, kind, created_at, parent_id, \
+            parent_seq, head_seq, head_commit, head_generation";
 
 
         fn project_from_row(row: &$row) -> std::result::Result<Project, sqlx::Error> {
@@ -59,7 +64,161 @@ macro_rules! impl_sql_store {
                     sqlx::Error::Decode(format!("unknown ref kind {kind:?}").into())
                 })?,
                 created_at: row.try_get("created_at")?,
+                parent: match (
+                    row.try_get::<Option<Uuid>, _>("parent_id")?,
+                    row.try_get::<Option<i64>, _>("parent_seq")?,
+                ) {
+                    (Some(line), Some(seq)) => Some((RefId(line), seq)),
+                    _ => None,
+                },
+                head_seq: row.try_get("head_seq")?,
+                head_commit: row.try_get::<Option<Uuid>, _>("head_commit")?.map(CommitId),
+                head_generation: row.try_get("head_generation")?,
             })
+        }
+
+        fn commit_from_row(row: &$row) -> Result<Commit> {
+            let decode = |e| db_error("decoding a commit", e);
+            let parents: String = row.try_get("parents").map_err(decode)?;
+            let changes: String = row.try_get("changes").map_err(decode)?;
+            let json = |e| Error::internal("decoding a commit", e);
+            Ok(Commit {
+                id: CommitId(row.try_get("id").map_err(decode)?),
+                warehouse_id: WarehouseId(row.try_get("warehouse_id").map_err(decode)?),
+                line: RefId(row.try_get("line_id").map_err(decode)?),
+                seq: row.try_get("seq").map_err(decode)?,
+                parents: serde_json::from_str(&parents).map_err(json)?,
+                generation: row.try_get("generation").map_err(decode)?,
+                message: row.try_get("message").map_err(decode)?,
+                author: row.try_get("author").map_err(decode)?,
+                created_at: row.try_get("created_at").map_err(decode)?,
+                changes: serde_json::from_str::<Vec<CommitChange>>(&changes).map_err(json)?,
+            })
+        }
+
+        /// Takes the line's next seq and records one commit, with a history entry per change, on
+        /// a connection inside the change's own transaction. Called after the change is written,
+        /// so that the line's row (locked until the transaction ends on PostgreSQL) is held as
+        /// briefly as possible.
+        pub(crate) async fn record_commit(
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
+            line: RefId,
+            meta: &CommitMeta,
+            entries: &[HistoryEntry],
+            at: DateTime<Utc>,
+        ) -> Result<CommitId> {
+            let failed = |e| db_error("recording a commit", e);
+            let row = sqlx::query(concat!(
+                "SELECT warehouse_id, kind, head_seq, head_commit, head_generation, retired_at \
+                 FROM refs WHERE id = $1",
+                $for_update
+            ))
+            .bind(line.0)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(failed)?;
+            let Some(row) = row else {
+                return Err(not_found(Entity::Ref, line));
+            };
+            let kind: String = row.try_get("kind").map_err(failed)?;
+            let retired: Option<DateTime<Utc>> = row.try_get("retired_at").map_err(failed)?;
+            if kind != "branch" || retired.is_some() {
+                return Err(Error::conflict(
+                    "the branch was deleted or reset meanwhile; nothing was changed",
+                ));
+            }
+            let warehouse: Uuid = row.try_get("warehouse_id").map_err(failed)?;
+            let seq = row.try_get::<i64, _>("head_seq").map_err(failed)? + 1;
+            let generation = row.try_get::<i64, _>("head_generation").map_err(failed)? + 1;
+            let parents: Vec<CommitId> = row
+                .try_get::<Option<Uuid>, _>("head_commit")
+                .map_err(failed)?
+                .map(CommitId)
+                .into_iter()
+                .collect();
+            let id = CommitId::new();
+            let changes: Vec<CommitChange> = entries.iter().map(HistoryEntry::change).collect();
+            let json = |e| Error::internal("recording a commit", e);
+            sqlx::query(
+                "INSERT INTO commits (id, warehouse_id, line_id, seq, parents, generation, message, \
+                 author, created_at, changes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(id.0)
+            .bind(warehouse)
+            .bind(line.0)
+            .bind(seq)
+            .bind(serde_json::to_string(&parents).map_err(json)?)
+            .bind(generation)
+            .bind(&meta.message)
+            .bind(&meta.author)
+            .bind(at)
+            .bind(serde_json::to_string(&changes).map_err(json)?)
+            .execute(&mut *conn)
+            .await
+            .map_err(failed)?;
+            sqlx::query(
+                "UPDATE refs SET head_seq = $2, head_commit = $3, head_generation = $4 WHERE id = $1",
+            )
+            .bind(line.0)
+            .bind(seq)
+            .bind(id.0)
+            .bind(generation)
+            .execute(&mut *conn)
+            .await
+            .map_err(failed)?;
+            for entry in entries {
+                match entry {
+                    HistoryEntry::Namespace { ident, properties, .. } => {
+                        let parent = ident.parent().map(|p| p.joined()).unwrap_or_default();
+                        let props = serde_json::to_string(&properties.clone().unwrap_or_default())
+                            .map_err(json)?;
+                        sqlx::query(
+                            "INSERT INTO namespace_history (line_id, name, seq, parent_name, \
+                             properties, dropped) VALUES ($1, $2, $3, $4, $5, $6)",
+                        )
+                        .bind(line.0)
+                        .bind(ident.joined())
+                        .bind(seq)
+                        .bind(parent)
+                        .bind(props)
+                        .bind(entry.dropped())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(failed)?;
+                    }
+                    HistoryEntry::Tabular {
+                        ident,
+                        kind,
+                        id,
+                        uuid,
+                        location,
+                        metadata_location,
+                        version,
+                        ..
+                    } => {
+                        sqlx::query(
+                            "INSERT INTO tabular_history (line_id, namespace, name, seq, kind, \
+                             tabular_id, uuid, location, metadata_location, version, dropped) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                        )
+                        .bind(line.0)
+                        .bind(ident.namespace.joined())
+                        .bind(&ident.name)
+                        .bind(seq)
+                        .bind(kind.as_str())
+                        .bind(id.0)
+                        .bind(*uuid)
+                        .bind(location)
+                        .bind(metadata_location)
+                        .bind(*version)
+                        .bind(entry.dropped())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(failed)?;
+                    }
+                }
+            }
+            Ok(id)
         }
 
         fn namespace_from_row(row: &$row) -> std::result::Result<Namespace, Error> {
@@ -324,17 +483,33 @@ macro_rules! impl_sql_store {
                         db_error("creating a warehouse", e)
                     }
                 })?;
+                let root = main.head_commit.unwrap_or_else(CommitId::new);
                 sqlx::query(
-                    "INSERT INTO refs (id, warehouse_id, name, kind, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO refs (id, warehouse_id, name, kind, created_at, head_seq, \
+                     head_commit, head_generation) VALUES ($1, $2, $3, $4, $5, 0, $6, 0)",
                 )
                 .bind(main.id.0)
                 .bind(main.warehouse_id.0)
                 .bind(&main.name)
                 .bind(main.kind.as_str())
                 .bind(main.created_at)
+                .bind(root.0)
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| db_error("creating a warehouse's main branch", e))?;
+                // The root commit every branch of the warehouse descends from.
+                sqlx::query(
+                    "INSERT INTO commits (id, warehouse_id, line_id, seq, parents, generation, \
+                     message, author, created_at, changes) \
+                     VALUES ($1, $2, $3, 0, '[]', 0, 'create warehouse', 'floe', $4, '[]')",
+                )
+                .bind(root.0)
+                .bind(main.warehouse_id.0)
+                .bind(main.id.0)
+                .bind(main.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error("creating a warehouse's root commit", e))?;
                 tx.commit()
                     .await
                     .map_err(|e| db_error("creating a warehouse", e))
@@ -465,6 +640,18 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| db_error("deleting a warehouse", e))?;
+                // Its history goes with it: every line's entries and commits, then the lines.
+                for statement in [
+                    "DELETE FROM tabular_history WHERE line_id IN (SELECT id FROM refs WHERE warehouse_id = $1)",
+                    "DELETE FROM namespace_history WHERE line_id IN (SELECT id FROM refs WHERE warehouse_id = $1)",
+                    "DELETE FROM commits WHERE warehouse_id = $1",
+                ] {
+                    sqlx::query(statement)
+                        .bind(id.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| db_error("deleting a warehouse", e))?;
+                }
                 sqlx::query("DELETE FROM refs WHERE warehouse_id = $1")
                     .bind(id.0)
                     .execute(&mut *tx)
@@ -500,10 +687,9 @@ macro_rules! impl_sql_store {
             }
 
             async fn get_ref(&self, warehouse: WarehouseId, name: &str) -> Result<Option<Ref>> {
-                let row = sqlx::query(
-                    "SELECT id, warehouse_id, name, kind, created_at FROM refs \
-                     WHERE warehouse_id = $1 AND name = $2",
-                )
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {REF_COLUMNS} FROM refs WHERE warehouse_id = $1 AND name = $2"
+                )))
                 .bind(warehouse.0)
                 .bind(name)
                 .fetch_optional(&self.read)
@@ -518,7 +704,7 @@ macro_rules! impl_sql_store {
 
         #[async_trait]
         impl NamespaceStore for $store {
-            async fn create_namespace(&self, ns: &Namespace) -> Result<()> {
+            async fn create_namespace(&self, ns: &Namespace, meta: &CommitMeta) -> Result<()> {
                 let mut tx = self
                     .write
                     .begin()
@@ -579,6 +765,18 @@ macro_rules! impl_sql_store {
                         db_error("creating a namespace", e)
                     }
                 })?;
+                record_commit(
+                    &mut tx,
+                    ns.ref_id,
+                    meta,
+                    &[HistoryEntry::Namespace {
+                        ident: ns.ident.clone(),
+                        op: "create",
+                        properties: Some(ns.properties.clone()),
+                    }],
+                    ns.created_at,
+                )
+                .await?;
                 tx.commit().await.map_err(|e| {
                     if is_foreign_key_violation(&e) {
                         Error::not_found(
@@ -654,6 +852,7 @@ macro_rules! impl_sql_store {
                 updates: &Properties,
                 removals: &[String],
                 at: DateTime<Utc>,
+                meta: &CommitMeta,
             ) -> Result<Properties> {
                 // Read, merge and write in one transaction with the row locked (`FOR UPDATE` on
                 // PostgreSQL; SQLite has a single writer), so concurrent updates serialize and
@@ -705,13 +904,30 @@ macro_rules! impl_sql_store {
                         format!("namespace {ident} changed concurrently; retry"),
                     ));
                 }
+                record_commit(
+                    &mut tx,
+                    ref_id,
+                    meta,
+                    &[HistoryEntry::Namespace {
+                        ident: ident.clone(),
+                        op: "update",
+                        properties: Some(after),
+                    }],
+                    at,
+                )
+                .await?;
                 tx.commit()
                     .await
                     .map_err(|e| db_error("updating namespace properties", e))?;
                 Ok(before)
             }
 
-            async fn drop_namespace(&self, ref_id: RefId, ident: &NamespaceIdent) -> Result<()> {
+            async fn drop_namespace(
+                &self,
+                ref_id: RefId,
+                ident: &NamespaceIdent,
+                meta: &CommitMeta,
+            ) -> Result<()> {
                 let not_empty = || {
                     Error::not_empty(
                         Entity::Namespace,
@@ -761,6 +977,18 @@ macro_rules! impl_sql_store {
                 if done.rows_affected() == 0 {
                     return Err(not_found(Entity::Namespace, ident));
                 }
+                record_commit(
+                    &mut tx,
+                    ref_id,
+                    meta,
+                    &[HistoryEntry::Namespace {
+                        ident: ident.clone(),
+                        op: "drop",
+                        properties: None,
+                    }],
+                    Utc::now(),
+                )
+                .await?;
                 tx.commit().await.map_err(|e| {
                     if is_foreign_key_violation(&e) {
                         not_empty()
@@ -794,6 +1022,19 @@ macro_rules! impl_sql_store {
             })
         }
 
+        fn dropped_entry(t: &Tabular, op: &'static str) -> HistoryEntry {
+            HistoryEntry::Tabular {
+                ident: t.ident.clone(),
+                op,
+                kind: t.kind,
+                id: t.id,
+                uuid: t.uuid,
+                location: t.location.clone(),
+                metadata_location: t.metadata_location.clone(),
+                version: t.version,
+            }
+        }
+
         fn taken(kind: TabularKind, ident: &TabularIdent) -> Error {
             Error::already_exists(
                 kind.entity(),
@@ -809,7 +1050,10 @@ macro_rules! impl_sql_store {
             ref_id: RefId,
             changes: &[TabularChange],
             blobs: &[Vec<u8>],
+            meta: &CommitMeta,
         ) -> Result<()> {
+                let mut entries = Vec::with_capacity(changes.len());
+                let mut at = None;
                 for (change, blob) in changes.iter().zip(blobs) {
                     match change {
                         TabularChange::Create(t) => {
@@ -861,6 +1105,17 @@ macro_rules! impl_sql_store {
                                     db_error("committing", e)
                                 }
                             })?;
+                            at = Some(t.updated_at);
+                            entries.push(HistoryEntry::Tabular {
+                                ident: t.ident.clone(),
+                                op: "create",
+                                kind: t.kind,
+                                id: t.id,
+                                uuid: t.uuid,
+                                location: t.location.clone(),
+                                metadata_location: t.metadata_location.clone(),
+                                version: t.version,
+                            });
                         }
                         TabularChange::Update {
                             id,
@@ -870,13 +1125,13 @@ macro_rules! impl_sql_store {
                             location,
                             metadata_location,
                             metadata: _,
-                            at,
+                            at: when,
                             claims_location: _,
                         } => {
                             let done = sqlx::query(
                                 "UPDATE tabulars SET uuid = $3, location = $4, metadata_location = $5, \
                                  metadata = $6, version = version + 1, updated_at = $7 \
-                                 WHERE id = $1 AND version = $2",
+                                 WHERE id = $1 AND version = $2 RETURNING kind",
                             )
                             .bind(id.0)
                             .bind(*expected_version)
@@ -884,16 +1139,29 @@ macro_rules! impl_sql_store {
                             .bind(location)
                             .bind(metadata_location)
                             .bind(blob)
-                            .bind(*at)
-                            .execute(&mut *conn)
+                            .bind(*when)
+                            .fetch_optional(&mut *conn)
                             .await
                             .map_err(|e| db_error("committing", e))?;
-                            if done.rows_affected() != 1 {
+                            let Some(done) = done else {
                                 return Err(Error::new(
                                     crate::error::ErrorKind::CommitConflict,
                                     format!("{ident} was changed by another commit"),
                                 ));
-                            }
+                            };
+                            let kind: String =
+                                done.try_get("kind").map_err(|e| db_error("committing", e))?;
+                            at = Some(*when);
+                            entries.push(HistoryEntry::Tabular {
+                                ident: ident.clone(),
+                                op: "update",
+                                kind: TabularKind::parse(&kind).unwrap_or(TabularKind::Table),
+                                id: *id,
+                                uuid: *uuid,
+                                location: location.clone(),
+                                metadata_location: metadata_location.clone(),
+                                version: expected_version + 1,
+                            });
                         }
                     }
                     // A table's folder must not overlap any table's or view's; a view's (it gets
@@ -953,6 +1221,10 @@ macro_rules! impl_sql_store {
                             )));
                         }
                     }
+                }
+                if !entries.is_empty() {
+                    record_commit(conn, ref_id, meta, &entries, at.unwrap_or_else(Utc::now))
+                        .await?;
                 }
                 Ok(())
         }
@@ -1127,8 +1399,13 @@ macro_rules! impl_sql_store {
                 Ok(Page { items: names, next })
             }
 
-            async fn commit_tabulars(&self, ref_id: RefId, changes: &[TabularChange]) -> Result<()> {
-                self.commit_changes(ref_id, changes).await
+            async fn commit_tabulars(
+                &self,
+                ref_id: RefId,
+                changes: &[TabularChange],
+                meta: &CommitMeta,
+            ) -> Result<()> {
+                self.commit_changes(ref_id, changes, meta).await
             }
 
             async fn drop_tabular(
@@ -1136,6 +1413,7 @@ macro_rules! impl_sql_store {
                 ref_id: RefId,
                 ident: &TabularIdent,
                 kind: TabularKind,
+                meta: &CommitMeta,
             ) -> Result<Tabular> {
                 let mut tx = self
                     .write
@@ -1164,6 +1442,14 @@ macro_rules! impl_sql_store {
                     .execute(&mut *tx)
                     .await
                     .map_err(|e| db_error("dropping a table", e))?;
+                record_commit(
+                    &mut tx,
+                    ref_id,
+                    meta,
+                    &[dropped_entry(&dropped, "drop")],
+                    Utc::now(),
+                )
+                .await?;
                 tx.commit()
                     .await
                     .map_err(|e| db_error("dropping a table", e))?;
@@ -1176,6 +1462,7 @@ macro_rules! impl_sql_store {
                 from: &TabularIdent,
                 to: &TabularIdent,
                 kind: TabularKind,
+                meta: &CommitMeta,
             ) -> Result<()> {
                 let mut tx = self
                     .write
@@ -1183,7 +1470,8 @@ macro_rules! impl_sql_store {
                     .await
                     .map_err(|e| db_error("renaming", e))?;
                 let source = sqlx::query(
-                    "SELECT t.id FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
+                    "SELECT t.id, t.uuid, t.location, t.metadata_location, t.version \
+                     FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
                      WHERE n.ref_id = $1 AND n.name = $2 AND t.name = $3 AND t.kind = $4",
                 )
                 .bind(ref_id.0)
@@ -1197,6 +1485,12 @@ macro_rules! impl_sql_store {
                     return Err(not_found(kind.entity(), from));
                 };
                 let id: Uuid = source.try_get("id").map_err(|e| db_error("renaming", e))?;
+                let decode = |e| db_error("renaming", e);
+                let uuid: Uuid = source.try_get("uuid").map_err(decode)?;
+                let location: String = source.try_get("location").map_err(decode)?;
+                let metadata_location: String =
+                    source.try_get("metadata_location").map_err(decode)?;
+                let version: i64 = source.try_get("version").map_err(decode)?;
                 let target = sqlx::query("SELECT id FROM namespaces WHERE ref_id = $1 AND name = $2")
                     .bind(ref_id.0)
                     .bind(to.namespace.joined())
@@ -1223,7 +1517,214 @@ macro_rules! impl_sql_store {
                             db_error("renaming", e)
                         }
                     })?;
+                // A rename is recorded as a drop of the old name and a create of the new one.
+                let entry = |ident: &TabularIdent, op, version| HistoryEntry::Tabular {
+                    ident: ident.clone(),
+                    op,
+                    kind,
+                    id: TabularId(id),
+                    uuid,
+                    location: location.clone(),
+                    metadata_location: metadata_location.clone(),
+                    version,
+                };
+                record_commit(
+                    &mut tx,
+                    ref_id,
+                    meta,
+                    &[entry(from, "drop", version), entry(to, "create", version + 1)],
+                    Utc::now(),
+                )
+                .await?;
                 tx.commit().await.map_err(|e| db_error("renaming", e))
+            }
+        }
+
+        /// The columns `commit_from_row` reads.
+        const COMMIT_COLUMNS: &str = "id, warehouse_id, line_id, seq, parents, generation, \
+            message, author, created_at, changes";
+
+        #[async_trait]
+        impl RefStore for $store {
+            async fn list_refs(&self, warehouse: WarehouseId) -> Result<Vec<Ref>> {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {REF_COLUMNS} FROM refs WHERE warehouse_id = $1 AND retired_at IS NULL \
+                     ORDER BY name"
+                )))
+                .bind(warehouse.0)
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error("listing refs", e))?;
+                rows.iter()
+                    .map(ref_from_row)
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| db_error("decoding a ref", e))
+            }
+
+            async fn create_ref(
+                &self,
+                warehouse: WarehouseId,
+                name: &str,
+                kind: RefKind,
+                from: &ForkPoint,
+                at: DateTime<Utc>,
+            ) -> Result<Ref> {
+                // A branch is a new line forked at the point; a tag only names its commit.
+                let made = Ref {
+                    id: RefId::new(),
+                    warehouse_id: warehouse,
+                    name: name.to_string(),
+                    kind,
+                    created_at: at,
+                    parent: (kind == RefKind::Branch).then_some((from.line, from.seq)),
+                    head_seq: 0,
+                    head_commit: Some(from.commit),
+                    head_generation: from.generation,
+                };
+                let (parent, parent_seq) = match made.parent {
+                    Some((line, seq)) => (Some(line.0), Some(seq)),
+                    None => (None, None),
+                };
+                sqlx::query(
+                    "INSERT INTO refs (id, warehouse_id, name, kind, created_at, parent_id, \
+                     parent_seq, head_seq, head_commit, head_generation) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $9)",
+                )
+                .bind(made.id.0)
+                .bind(warehouse.0)
+                .bind(name)
+                .bind(kind.as_str())
+                .bind(at)
+                .bind(parent)
+                .bind(parent_seq)
+                .bind(from.commit.0)
+                .bind(from.generation)
+                .execute(&self.write)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        Error::already_exists(
+                            Entity::Ref,
+                            format!("a branch or tag named {name:?} already exists"),
+                        )
+                    } else if is_foreign_key_violation(&e) {
+                        not_found(Entity::Warehouse, warehouse)
+                    } else {
+                        db_error("creating a ref", e)
+                    }
+                })?;
+                Ok(made)
+            }
+
+            async fn delete_ref(
+                &self,
+                warehouse: WarehouseId,
+                name: &str,
+                kind: RefKind,
+            ) -> Result<()> {
+                let done = match kind {
+                    RefKind::Tag => sqlx::query(
+                        "DELETE FROM refs WHERE warehouse_id = $1 AND name = $2 AND kind = 'tag'",
+                    )
+                    .bind(warehouse.0)
+                    .bind(name)
+                    .execute(&self.write)
+                    .await,
+                    // The line stays (its commits may be read, merged or tagged): it loses its
+                    // name and takes no more commits.
+                    RefKind::Branch => sqlx::query(
+                        "UPDATE refs SET name = '~' || name || '~' || $3, retired_at = $4 \
+                         WHERE warehouse_id = $1 AND name = $2 AND kind = 'branch' \
+                         AND retired_at IS NULL",
+                    )
+                    .bind(warehouse.0)
+                    .bind(name)
+                    .bind(Uuid::new_v4().simple().to_string())
+                    .bind(Utc::now())
+                    .execute(&self.write)
+                    .await,
+                }
+                .map_err(|e| db_error("deleting a ref", e))?;
+                if done.rows_affected() == 0 {
+                    return Err(Error::not_found(
+                        Entity::Ref,
+                        format!("{} {name:?} does not exist", kind.as_str()),
+                    ));
+                }
+                Ok(())
+            }
+
+            async fn get_commit(
+                &self,
+                warehouse: WarehouseId,
+                id: CommitId,
+            ) -> Result<Option<Commit>> {
+                let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SELECT {COMMIT_COLUMNS} FROM commits WHERE id = $1 AND warehouse_id = $2"
+                )))
+                .bind(id.0)
+                .bind(warehouse.0)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a commit", e))?;
+                row.as_ref().map(commit_from_row).transpose()
+            }
+
+            async fn list_commits(
+                &self,
+                line: RefId,
+                upto: i64,
+                limit: usize,
+            ) -> Result<(Vec<Commit>, Option<(RefId, i64)>)> {
+                let mut commits = Vec::new();
+                let mut at = Some((line, upto));
+                while let Some((line, upto)) = at {
+                    if commits.len() >= limit {
+                        break;
+                    }
+                    // One more than still wanted tells whether this line goes on.
+                    let wanted = (limit - commits.len()) as i64;
+                    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "SELECT {COMMIT_COLUMNS} FROM commits WHERE line_id = $1 AND seq <= $2 \
+                         ORDER BY seq DESC LIMIT $3"
+                    )))
+                    .bind(line.0)
+                    .bind(upto)
+                    .bind(wanted + 1)
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| db_error("listing commits", e))?;
+                    let mut page = rows
+                        .iter()
+                        .map(commit_from_row)
+                        .collect::<Result<Vec<_>>>()?;
+                    if page.len() as i64 > wanted {
+                        let next = page.pop().expect("one more than wanted");
+                        commits.extend(page);
+                        return Ok((commits, Some((next.line, next.seq))));
+                    }
+                    commits.extend(page);
+                    // Then the line it forked from, up to the fork.
+                    let parent = sqlx::query("SELECT parent_id, parent_seq FROM refs WHERE id = $1")
+                        .bind(line.0)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(|e| db_error("listing commits", e))?;
+                    at = match parent {
+                        Some(row) => {
+                            let decode = |e| db_error("listing commits", e);
+                            match (
+                                row.try_get::<Option<Uuid>, _>("parent_id").map_err(decode)?,
+                                row.try_get::<Option<i64>, _>("parent_seq").map_err(decode)?,
+                            ) {
+                                (Some(parent), Some(seq)) => Some((RefId(parent), seq)),
+                                _ => None,
+                            }
+                        }
+                        None => None,
+                    };
+                }
+                Ok((commits, at))
             }
         }
 

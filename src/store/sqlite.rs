@@ -29,6 +29,7 @@ struct CommitJob {
     ref_id: crate::model::RefId,
     changes: Vec<super::TabularChange>,
     blobs: Vec<Vec<u8>>,
+    meta: crate::model::CommitMeta,
     done: tokio::sync::oneshot::Sender<crate::error::Result<()>>,
 }
 
@@ -137,6 +138,7 @@ impl SqliteStore {
         &self,
         ref_id: crate::model::RefId,
         changes: &[super::TabularChange],
+        meta: &crate::model::CommitMeta,
     ) -> crate::error::Result<()> {
         let blobs = compress_changes(changes)?;
         let (done, result) = tokio::sync::oneshot::channel();
@@ -144,6 +146,7 @@ impl SqliteStore {
             ref_id,
             changes: changes.to_vec(),
             blobs,
+            meta: meta.clone(),
             done,
         };
         let closed = || {
@@ -188,7 +191,8 @@ async fn run_group(write: &SqlitePool, batch: &[CommitJob]) -> Vec<crate::error:
         if let Err(e) = sqlx::query("SAVEPOINT floe_commit").execute(&mut *tx).await {
             return all(failed(e));
         }
-        let applied = apply_tabular_changes(&mut tx, job.ref_id, &job.changes, &job.blobs).await;
+        let applied =
+            apply_tabular_changes(&mut tx, job.ref_id, &job.changes, &job.blobs, &job.meta).await;
         let end = if applied.is_ok() {
             "RELEASE floe_commit"
         } else {

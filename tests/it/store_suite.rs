@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use floe::error::{Entity, ErrorKind};
 use floe::model::{
-    AccessKey, MAIN_BRANCH, Namespace, NamespaceId, NamespaceIdent, PageRequest, Project,
-    ProjectId, Ref, RefId, RefKind, SecretId, ServerInfo, StorageProfile, Tabular, TabularId,
+    AccessKey, CommitMeta, MAIN_BRANCH, Namespace, NamespaceId, NamespaceIdent, PageRequest,
+    Project, ProjectId, Ref, SecretId, ServerInfo, StorageProfile, Tabular, TabularId,
     TabularIdent, TabularKind, Warehouse, WarehouseId, now,
 };
 use floe::store::{Persistence, SealedSecret, TabularChange};
@@ -62,6 +62,13 @@ store_suite!(
     claimed_folders_never_overlap,
 );
 
+/// Who the suite's changes are recorded as.
+fn meta() -> &'static CommitMeta {
+    static META: std::sync::LazyLock<CommitMeta> =
+        std::sync::LazyLock::new(|| CommitMeta::new("store-suite", "a change"));
+    &META
+}
+
 fn project(name: &str) -> Project {
     let at = now();
     Project {
@@ -106,13 +113,7 @@ async fn warehouse_in(
         created_at: at,
         updated_at: at,
     };
-    let main = Ref {
-        id: RefId::new(),
-        warehouse_id: warehouse.id,
-        name: MAIN_BRANCH.into(),
-        kind: RefKind::Branch,
-        created_at: at,
-    };
+    let main = Ref::new_main(warehouse.id, at);
     store
         .warehouses
         .create_warehouse(&warehouse, &main)
@@ -302,13 +303,7 @@ fn warehouse_in_memory(db: &TestDb, project: ProjectId, name: &str) -> (Warehous
         created_at: at,
         updated_at: at,
     };
-    let main = Ref {
-        id: RefId::new(),
-        warehouse_id: warehouse.id,
-        name: MAIN_BRANCH.into(),
-        kind: RefKind::Branch,
-        created_at: at,
-    };
+    let main = Ref::new_main(warehouse.id, at);
     (warehouse, main)
 }
 
@@ -397,7 +392,7 @@ async fn warehouses_update_and_delete(store: Persistence, db: &TestDb) {
     // A warehouse holding a namespace cannot go.
     store
         .namespaces
-        .create_namespace(&namespace(&warehouse, &main, &["ns"]))
+        .create_namespace(&namespace(&warehouse, &main, &["ns"]), meta())
         .await
         .unwrap();
     let err = store
@@ -408,7 +403,7 @@ async fn warehouses_update_and_delete(store: Persistence, db: &TestDb) {
     assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Warehouse));
     store
         .namespaces
-        .drop_namespace(main.id, &ns(&["ns"]))
+        .drop_namespace(main.id, &ns(&["ns"]), meta())
         .await
         .unwrap();
     store
@@ -451,21 +446,21 @@ async fn nested_namespaces_need_their_parent(store: Persistence, db: &TestDb) {
     let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
     let err = store
         .namespaces
-        .create_namespace(&namespace(&warehouse, &main, &["a", "b"]))
+        .create_namespace(&namespace(&warehouse, &main, &["a", "b"]), meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Namespace));
     let mut a = namespace(&warehouse, &main, &["a"]);
     a.properties.insert("owner".into(), "me".into());
-    store.namespaces.create_namespace(&a).await.unwrap();
+    store.namespaces.create_namespace(&a, meta()).await.unwrap();
     store
         .namespaces
-        .create_namespace(&namespace(&warehouse, &main, &["a", "b"]))
+        .create_namespace(&namespace(&warehouse, &main, &["a", "b"]), meta())
         .await
         .unwrap();
     let err = store
         .namespaces
-        .create_namespace(&namespace(&warehouse, &main, &["a"]))
+        .create_namespace(&namespace(&warehouse, &main, &["a"]), meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Namespace));
@@ -492,13 +487,13 @@ async fn namespace_listing_pages_in_byte_order(store: Persistence, db: &TestDb) 
     for name in names {
         store
             .namespaces
-            .create_namespace(&namespace(&warehouse, &main, &[name]))
+            .create_namespace(&namespace(&warehouse, &main, &[name]), meta())
             .await
             .unwrap();
     }
     store
         .namespaces
-        .create_namespace(&namespace(&warehouse, &main, &["a", "child"]))
+        .create_namespace(&namespace(&warehouse, &main, &["a", "child"]), meta())
         .await
         .unwrap();
     let mut expected: Vec<&str> = names.to_vec();
@@ -547,18 +542,18 @@ async fn namespaces_are_scoped_to_their_ref(store: Persistence, db: &TestDb) {
     let (two, two_main) = warehouse_in(&store, db, info.default_project_id, "two").await;
     store
         .namespaces
-        .create_namespace(&namespace(&one, &one_main, &["shared"]))
+        .create_namespace(&namespace(&one, &one_main, &["shared"]), meta())
         .await
         .unwrap();
     // The same name in another warehouse is another namespace.
     store
         .namespaces
-        .create_namespace(&namespace(&two, &two_main, &["shared"]))
+        .create_namespace(&namespace(&two, &two_main, &["shared"]), meta())
         .await
         .unwrap();
     store
         .namespaces
-        .create_namespace(&namespace(&one, &one_main, &["only-one"]))
+        .create_namespace(&namespace(&one, &one_main, &["only-one"]), meta())
         .await
         .unwrap();
     let listed = store
@@ -569,7 +564,7 @@ async fn namespaces_are_scoped_to_their_ref(store: Persistence, db: &TestDb) {
     assert_eq!(listed.items, vec![ns(&["shared"])]);
     store
         .namespaces
-        .drop_namespace(one_main.id, &ns(&["shared"]))
+        .drop_namespace(one_main.id, &ns(&["shared"]), meta())
         .await
         .unwrap();
     assert!(
@@ -588,7 +583,7 @@ async fn namespace_properties_merge_and_report_the_old_values(store: Persistence
     let mut a = namespace(&warehouse, &main, &["a"]);
     a.properties.insert("keep".into(), "1".into());
     a.properties.insert("drop".into(), "2".into());
-    store.namespaces.create_namespace(&a).await.unwrap();
+    store.namespaces.create_namespace(&a, meta()).await.unwrap();
     let updates = BTreeMap::from([
         ("new".to_string(), "3".to_string()),
         ("keep".to_string(), "4".to_string()),
@@ -601,6 +596,7 @@ async fn namespace_properties_merge_and_report_the_old_values(store: Persistence
             &updates,
             &["drop".into(), "absent".into()],
             now(),
+            meta(),
         )
         .await
         .unwrap();
@@ -620,7 +616,7 @@ async fn namespace_properties_merge_and_report_the_old_values(store: Persistence
     );
     let err = store
         .namespaces
-        .update_namespace_properties(main.id, &ns(&["zz"]), &updates, &[], now())
+        .update_namespace_properties(main.id, &ns(&["zz"]), &updates, &[], now(), meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Namespace));
@@ -631,7 +627,7 @@ async fn concurrent_property_updates_lose_nothing(store: Persistence, db: &TestD
     let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
     store
         .namespaces
-        .create_namespace(&namespace(&warehouse, &main, &["hot"]))
+        .create_namespace(&namespace(&warehouse, &main, &["hot"]), meta())
         .await
         .unwrap();
     let store = Arc::new(store);
@@ -644,7 +640,14 @@ async fn concurrent_property_updates_lose_nothing(store: Persistence, db: &TestD
                 let updates = BTreeMap::from([(format!("w{writer}-{i}"), "x".to_string())]);
                 store
                     .namespaces
-                    .update_namespace_properties(ref_id, &ns(&["hot"]), &updates, &[], now())
+                    .update_namespace_properties(
+                        ref_id,
+                        &ns(&["hot"]),
+                        &updates,
+                        &[],
+                        now(),
+                        meta(),
+                    )
                     .await
                     .unwrap();
             }
@@ -675,7 +678,7 @@ async fn concurrent_creates_of_one_namespace_let_exactly_one_win(store: Persiste
         let store = store.clone();
         let candidate = namespace(&warehouse, &main, &["race"]);
         tasks.push(tokio::spawn(async move {
-            store.namespaces.create_namespace(&candidate).await
+            store.namespaces.create_namespace(&candidate, meta()).await
         }));
     }
     let mut wins = 0;
@@ -694,14 +697,14 @@ async fn dropping_namespaces_checks_children(store: Persistence, db: &TestDb) {
     for levels in [&["a"][..], &["a", "b"][..], &["a", "b", "c"][..]] {
         store
             .namespaces
-            .create_namespace(&namespace(&warehouse, &main, levels))
+            .create_namespace(&namespace(&warehouse, &main, levels), meta())
             .await
             .unwrap();
     }
     for levels in [&["a"][..], &["a", "b"][..]] {
         let err = store
             .namespaces
-            .drop_namespace(main.id, &ns(levels))
+            .drop_namespace(main.id, &ns(levels), meta())
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Namespace));
@@ -709,13 +712,13 @@ async fn dropping_namespaces_checks_children(store: Persistence, db: &TestDb) {
     for levels in [&["a", "b", "c"][..], &["a", "b"][..], &["a"][..]] {
         store
             .namespaces
-            .drop_namespace(main.id, &ns(levels))
+            .drop_namespace(main.id, &ns(levels), meta())
             .await
             .unwrap();
     }
     let err = store
         .namespaces
-        .drop_namespace(main.id, &ns(&["a"]))
+        .drop_namespace(main.id, &ns(&["a"]), meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Namespace));
@@ -759,9 +762,13 @@ async fn timestamps_and_unicode_round_trip(store: Persistence, db: &TestDb) {
         level.ident = NamespaceIdent::new(n.ident.levels()[..depth].to_vec()).unwrap();
         if depth < 3 {
             level.properties.clear();
-            store.namespaces.create_namespace(&level).await.unwrap();
+            store
+                .namespaces
+                .create_namespace(&level, meta())
+                .await
+                .unwrap();
         } else {
-            store.namespaces.create_namespace(&n).await.unwrap();
+            store.namespaces.create_namespace(&n, meta()).await.unwrap();
         }
     }
     let loaded = store
@@ -818,13 +825,13 @@ async fn tabulars_commit_by_compare_and_swap(store: Persistence, db: &TestDb) {
     let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
     store
         .namespaces
-        .create_namespace(&namespace(&warehouse, &main, &["ns"]))
+        .create_namespace(&namespace(&warehouse, &main, &["ns"]), meta())
         .await
         .unwrap();
     let t = tabular(&warehouse, &main, &["ns"], "t", TabularKind::Table);
     store
         .tabulars
-        .commit_tabulars(main.id, &[TabularChange::Create(t.clone())])
+        .commit_tabulars(main.id, &[TabularChange::Create(t.clone())], meta())
         .await
         .unwrap();
     let loaded = store
@@ -859,13 +866,13 @@ async fn tabulars_commit_by_compare_and_swap(store: Persistence, db: &TestDb) {
 
     store
         .tabulars
-        .commit_tabulars(main.id, &[update_of(&t, 0, "one")])
+        .commit_tabulars(main.id, &[update_of(&t, 0, "one")], meta())
         .await
         .unwrap();
     // The same expected version again: the swap fails and nothing changes.
     let err = store
         .tabulars
-        .commit_tabulars(main.id, &[update_of(&t, 0, "two")])
+        .commit_tabulars(main.id, &[update_of(&t, 0, "two")], meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::CommitConflict);
@@ -894,7 +901,10 @@ async fn tabulars_commit_by_compare_and_swap(store: Persistence, db: &TestDb) {
         let change = update_of(&t, 1, &format!("racer-{i}"));
         let ref_id = main.id;
         tasks.push(tokio::spawn(async move {
-            store.tabulars.commit_tabulars(ref_id, &[change]).await
+            store
+                .tabulars
+                .commit_tabulars(ref_id, &[change], meta())
+                .await
         }));
     }
     let mut wins = 0;
@@ -920,14 +930,14 @@ async fn tabulars_commit_by_compare_and_swap(store: Persistence, db: &TestDb) {
     let view = tabular(&warehouse, &main, &["ns"], "t", TabularKind::View);
     let err = store
         .tabulars
-        .commit_tabulars(main.id, &[TabularChange::Create(view)])
+        .commit_tabulars(main.id, &[TabularChange::Create(view)], meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::View));
     let orphan = tabular(&warehouse, &main, &["ghost"], "t", TabularKind::Table);
     let err = store
         .tabulars
-        .commit_tabulars(main.id, &[TabularChange::Create(orphan)])
+        .commit_tabulars(main.id, &[TabularChange::Create(orphan)], meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Namespace));
@@ -938,7 +948,7 @@ async fn tabular_commits_are_all_or_nothing(store: Persistence, db: &TestDb) {
     let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
     store
         .namespaces
-        .create_namespace(&namespace(&warehouse, &main, &["ns"]))
+        .create_namespace(&namespace(&warehouse, &main, &["ns"]), meta())
         .await
         .unwrap();
     let a = tabular(&warehouse, &main, &["ns"], "a", TabularKind::Table);
@@ -951,6 +961,7 @@ async fn tabular_commits_are_all_or_nothing(store: Persistence, db: &TestDb) {
                 TabularChange::Create(a.clone()),
                 TabularChange::Create(b.clone()),
             ],
+            meta(),
         )
         .await
         .unwrap();
@@ -965,6 +976,7 @@ async fn tabular_commits_are_all_or_nothing(store: Persistence, db: &TestDb) {
                 TabularChange::Create(c.clone()),
                 update_of(&b, 5, "b1"),
             ],
+            meta(),
         )
         .await
         .unwrap_err();
@@ -996,6 +1008,7 @@ async fn tabular_commits_are_all_or_nothing(store: Persistence, db: &TestDb) {
                 TabularChange::Create(c.clone()),
                 update_of(&b, 0, "b1"),
             ],
+            meta(),
         )
         .await
         .unwrap();
@@ -1025,7 +1038,7 @@ async fn tabulars_list_drop_and_rename(store: Persistence, db: &TestDb) {
     for levels in [&["ns"][..], &["other"][..]] {
         store
             .namespaces
-            .create_namespace(&namespace(&warehouse, &main, levels))
+            .create_namespace(&namespace(&warehouse, &main, levels), meta())
             .await
             .unwrap();
     }
@@ -1038,7 +1051,7 @@ async fn tabulars_list_drop_and_rename(store: Persistence, db: &TestDb) {
         let t = tabular(&warehouse, &main, &["ns"], name, kind);
         store
             .tabulars
-            .commit_tabulars(main.id, &[TabularChange::Create(t)])
+            .commit_tabulars(main.id, &[TabularChange::Create(t)], meta())
             .await
             .unwrap();
     }
@@ -1085,7 +1098,7 @@ async fn tabulars_list_drop_and_rename(store: Persistence, db: &TestDb) {
 
     let err = store
         .namespaces
-        .drop_namespace(main.id, &ns(&["ns"]))
+        .drop_namespace(main.id, &ns(&["ns"]), meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Namespace));
@@ -1095,7 +1108,7 @@ async fn tabulars_list_drop_and_rename(store: Persistence, db: &TestDb) {
     let t2 = TabularIdent::new(ns(&["ns"]), "t2".into()).unwrap();
     store
         .tabulars
-        .rename_tabular(main.id, &t1, &moved, TabularKind::Table)
+        .rename_tabular(main.id, &t1, &moved, TabularKind::Table, meta())
         .await
         .unwrap();
     assert!(
@@ -1116,21 +1129,21 @@ async fn tabulars_list_drop_and_rename(store: Persistence, db: &TestDb) {
     );
     let err = store
         .tabulars
-        .rename_tabular(main.id, &moved, &t2, TabularKind::Table)
+        .rename_tabular(main.id, &moved, &t2, TabularKind::Table, meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Table));
     let nowhere = TabularIdent::new(ns(&["ghost"]), "x".into()).unwrap();
     let err = store
         .tabulars
-        .rename_tabular(main.id, &moved, &nowhere, TabularKind::Table)
+        .rename_tabular(main.id, &moved, &nowhere, TabularKind::Table, meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Namespace));
     let v1 = TabularIdent::new(ns(&["ns"]), "v1".into()).unwrap();
     let err = store
         .tabulars
-        .rename_tabular(main.id, &v1, &nowhere, TabularKind::Table)
+        .rename_tabular(main.id, &v1, &nowhere, TabularKind::Table, meta())
         .await
         .unwrap_err();
     assert_eq!(
@@ -1141,25 +1154,25 @@ async fn tabulars_list_drop_and_rename(store: Persistence, db: &TestDb) {
 
     let dropped = store
         .tabulars
-        .drop_tabular(main.id, &moved, TabularKind::Table)
+        .drop_tabular(main.id, &moved, TabularKind::Table, meta())
         .await
         .unwrap();
     assert_eq!(dropped.ident, moved);
     let err = store
         .tabulars
-        .drop_tabular(main.id, &moved, TabularKind::Table)
+        .drop_tabular(main.id, &moved, TabularKind::Table, meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Table));
     let err = store
         .tabulars
-        .drop_tabular(main.id, &v1, TabularKind::Table)
+        .drop_tabular(main.id, &v1, TabularKind::Table, meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Table));
     store
         .tabulars
-        .drop_tabular(main.id, &v1, TabularKind::View)
+        .drop_tabular(main.id, &v1, TabularKind::View, meta())
         .await
         .unwrap();
 }
@@ -1171,7 +1184,7 @@ async fn concurrent_commits_fail_alone(store: Persistence, db: &TestDb) {
     let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
     store
         .namespaces
-        .create_namespace(&namespace(&warehouse, &main, &["ns"]))
+        .create_namespace(&namespace(&warehouse, &main, &["ns"]), meta())
         .await
         .unwrap();
     let tables: Vec<Tabular> = (0..16)
@@ -1194,6 +1207,7 @@ async fn concurrent_commits_fail_alone(store: Persistence, db: &TestDb) {
                 .cloned()
                 .map(TabularChange::Create)
                 .collect::<Vec<_>>(),
+            meta(),
         )
         .await
         .unwrap();
@@ -1204,7 +1218,10 @@ async fn concurrent_commits_fail_alone(store: Persistence, db: &TestDb) {
         let change = update_of(t, if i % 2 == 0 { 0 } else { 7 }, &format!("v1-{i}"));
         let ref_id = main.id;
         tasks.push(tokio::spawn(async move {
-            store.tabulars.commit_tabulars(ref_id, &[change]).await
+            store
+                .tabulars
+                .commit_tabulars(ref_id, &[change], meta())
+                .await
         }));
     }
     for (i, task) in tasks.into_iter().enumerate() {
@@ -1325,7 +1342,7 @@ async fn overlapping_table_locations_are_found(store: Persistence, db: &TestDb) 
     for (wh, branch) in [(&warehouse, &main), (&other_wh, &other_main)] {
         store
             .namespaces
-            .create_namespace(&namespace(wh, branch, &["ns"]))
+            .create_namespace(&namespace(wh, branch, &["ns"]), meta())
             .await
             .unwrap();
     }
@@ -1340,12 +1357,13 @@ async fn overlapping_table_locations_are_found(store: Persistence, db: &TestDb) 
         .commit_tabulars(
             main.id,
             &[TabularChange::Create(t.clone()), TabularChange::Create(v)],
+            meta(),
         )
         .await
         .unwrap();
     store
         .tabulars
-        .commit_tabulars(other_main.id, &[TabularChange::Create(elsewhere)])
+        .commit_tabulars(other_main.id, &[TabularChange::Create(elsewhere)], meta())
         .await
         .unwrap();
     let find = |prefixes: &[&str], inside: Option<&'static str>, except: Option<TabularId>| {
@@ -1410,7 +1428,7 @@ async fn claimed_folders_never_overlap(store: Persistence, db: &TestDb) {
     let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
     store
         .namespaces
-        .create_namespace(&namespace(&warehouse, &main, &["ns"]))
+        .create_namespace(&namespace(&warehouse, &main, &["ns"]), meta())
         .await
         .unwrap();
     let at = |name: &str, location: &str| {
@@ -1427,6 +1445,7 @@ async fn claimed_folders_never_overlap(store: Persistence, db: &TestDb) {
                 TabularChange::Create(at("outer", "s3://b/x")),
                 TabularChange::Create(at("inner", "s3://b/x/y")),
             ],
+            meta(),
         )
         .await
         .unwrap_err();
@@ -1445,8 +1464,8 @@ async fn claimed_folders_never_overlap(store: Persistence, db: &TestDb) {
         let b = at(&format!("b{round}"), &format!("s3://b/r{round}/inner"));
         let (ca, cb) = ([TabularChange::Create(a)], [TabularChange::Create(b)]);
         let (ra, rb) = tokio::join!(
-            store.tabulars.commit_tabulars(main.id, &ca),
-            store.tabulars.commit_tabulars(main.id, &cb),
+            store.tabulars.commit_tabulars(main.id, &ca, meta()),
+            store.tabulars.commit_tabulars(main.id, &cb, meta()),
         );
         assert!(ra.is_ok() != rb.is_ok(), "round {round}: {ra:?} / {rb:?}");
     }
@@ -1462,6 +1481,7 @@ async fn claimed_folders_never_overlap(store: Persistence, db: &TestDb) {
                 TabularChange::Create(t.clone()),
                 TabularChange::Create(t2.clone()),
             ],
+            meta(),
         )
         .await
         .unwrap();
@@ -1477,7 +1497,7 @@ async fn claimed_folders_never_overlap(store: Persistence, db: &TestDb) {
     }
     let err = store
         .tabulars
-        .commit_tabulars(main.id, &[moved])
+        .commit_tabulars(main.id, &[moved], meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::BadRequest);
