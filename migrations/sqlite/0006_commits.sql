@@ -67,3 +67,6 @@ SELECT ref_id, name, 0, parent_name, properties, 0 FROM namespaces;
 INSERT INTO tabular_history (line_id, namespace, name, seq, kind, tabular_id, uuid, location, metadata_location, version, dropped)
 SELECT t.ref_id, n.name, t.name, 0, t.kind, t.id, t.uuid, t.location, t.metadata_location, t.version, 0
 FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id;
+
+-- Purge looks a table up by its UUID across lines, to keep files another branch still uses.
+CREATE INDEX tabular_history_by_uuid ON tabular_history (uuid);

@@ -19,7 +19,8 @@ use super::error::{ApiResult, IcebergErrorResponse};
 use super::extract::{Ctx, JsonBody, Path, Query};
 use super::tables;
 use crate::error::{Entity, Error};
-use crate::model::{NamespaceIdent, PageRequest, ProjectId, WarehouseId};
+use crate::model::{MAIN_BRANCH, NamespaceIdent, PageRequest, ProjectId, WarehouseId};
+use crate::service::RequestContext;
 
 /// Exactly the routes Floe serves, as `/v1/config` advertises them.
 pub const ENDPOINTS: &[&str] = &[
@@ -86,15 +87,28 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(tables::register_view))
 }
 
-/// The warehouse a `{prefix}` names. Floe's prefixes are warehouse ids; anything else names no
-/// warehouse.
-pub(super) fn warehouse_of(prefix: &str) -> Result<WarehouseId, Error> {
-    prefix.parse().map_err(|_| {
+/// The warehouse and ref a `{prefix}` names: Floe's prefixes are a warehouse id, for `main`, or
+/// `<warehouse id>@<branch, tag or commit id>`; anything else names no warehouse. The ref goes into
+/// the request's context.
+pub(super) fn warehouse_of(
+    prefix: &str,
+    mut ctx: RequestContext,
+) -> Result<(WarehouseId, RequestContext), Error> {
+    let (warehouse, reference) = match prefix.split_once('@') {
+        Some((warehouse, reference)) => (warehouse, Some(reference)),
+        None => (prefix, None),
+    };
+    let warehouse = warehouse.parse().map_err(|_| {
         Error::not_found(
             Entity::Warehouse,
             format!("no warehouse has the prefix {prefix:?}; get it from /v1/config"),
         )
-    })
+    })?;
+    ctx.reference = match reference {
+        None | Some(MAIN_BRANCH) => None,
+        Some(reference) => Some(reference.to_string()),
+    };
+    Ok((warehouse, ctx))
 }
 
 /// The `{namespace}` path parameter: levels separated by the unit separator (`%1F`).
@@ -144,7 +158,16 @@ async fn get_config(
         .catalog_config(&ctx, query.warehouse.as_deref().unwrap_or(""), project)
         .await?;
     let mut overrides = config.overrides;
-    overrides.insert("prefix".into(), config.warehouse.id.to_string());
+    let prefix = if config.branch.name == MAIN_BRANCH {
+        config.warehouse.id.to_string()
+    } else {
+        format!(
+            "{}@{}",
+            config.warehouse.id,
+            config.branch.name.trim_start_matches('~')
+        )
+    };
+    overrides.insert("prefix".into(), prefix);
     Ok(Json(CatalogConfigResponse {
         defaults: config.defaults,
         overrides,
@@ -221,7 +244,7 @@ async fn list_namespaces(
     Path(prefix): Path<String>,
     Query(query): Query<ListNamespacesQuery>,
 ) -> ApiResult<Json<ListNamespacesResponse>> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let parent = query.parent.as_deref().map(namespace_of).transpose()?;
     let paging = page_request(query.page_token.as_deref(), query.page_size)?;
     let page = state
@@ -270,7 +293,7 @@ async fn create_namespace(
     Path(prefix): Path<String>,
     JsonBody(request): JsonBody<CreateNamespaceRequest>,
 ) -> ApiResult<Json<NamespaceResponse>> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = NamespaceIdent::new(request.namespace)?;
     let namespace = state
         .services
@@ -292,7 +315,7 @@ async fn load_namespace(
     Ctx(ctx): Ctx,
     Path((prefix, namespace)): Path<(String, String)>,
 ) -> ApiResult<Json<NamespaceResponse>> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = namespace_of(&namespace)?;
     let namespace = state
         .services
@@ -313,7 +336,7 @@ async fn namespace_exists(
     Ctx(ctx): Ctx,
     Path((prefix, namespace)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = namespace_of(&namespace)?;
     state
         .services
@@ -332,7 +355,7 @@ async fn drop_namespace(
     Ctx(ctx): Ctx,
     Path((prefix, namespace)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = namespace_of(&namespace)?;
     state
         .services
@@ -371,7 +394,7 @@ async fn update_namespace_properties(
     Path((prefix, namespace)): Path<(String, String)>,
     JsonBody(request): JsonBody<UpdateNamespacePropertiesRequest>,
 ) -> ApiResult<Json<UpdateNamespacePropertiesResponse>> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = namespace_of(&namespace)?;
     let result = state
         .services

@@ -131,6 +131,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
     request.extensions_mut().insert(RequestContext {
         principal,
         request_id,
+        reference: None,
     });
     next.run(request).await
 }

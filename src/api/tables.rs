@@ -90,7 +90,7 @@ pub(super) async fn list_tables(
     Path((prefix, namespace)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<axum::Json<ListTablesResponse>> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let namespace = namespace_of(&namespace)?;
     let paging = page_request(query.page_token.as_deref(), query.page_size)?;
     let names = state
@@ -213,7 +213,7 @@ pub(super) async fn create_table(
     Path((prefix, namespace)): Path<(String, String)>,
     JsonBody(request): JsonBody<CreateTableRequest>,
 ) -> ApiResult<Response> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let namespace = namespace_of(&namespace)?;
     let ident = TabularIdent {
         namespace: namespace.clone(),
@@ -302,7 +302,7 @@ pub(super) async fn load_table(
     Path((prefix, namespace, table)): Path<(String, String, String)>,
     Query(query): Query<LoadTableQuery>,
 ) -> ApiResult<Response> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, table)?;
     let mode = match query.snapshots.as_deref() {
         None | Some("all") => SnapshotsMode::All,
@@ -332,7 +332,7 @@ pub(super) async fn table_exists(
     Ctx(ctx): Ctx,
     Path((prefix, namespace, table)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, table)?;
     state.services.table_exists(&ctx, warehouse, &ident).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -376,7 +376,7 @@ pub(super) async fn update_table(
     Path((prefix, namespace, table)): Path<(String, String, String)>,
     JsonBody(request): JsonBody<CommitTableRequest>,
 ) -> ApiResult<Response> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, table)?;
     if let Some(identifier) = request.identifier
         && identifier.clone().into_ident()? != ident
@@ -418,7 +418,7 @@ pub(super) async fn drop_table(
     Path((prefix, namespace, table)): Path<(String, String, String)>,
     Query(query): Query<DropTableQuery>,
 ) -> ApiResult<StatusCode> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, table)?;
     let purge = match query
         .purge_requested
@@ -458,7 +458,7 @@ pub(super) async fn rename_table(
     Path(prefix): Path<String>,
     JsonBody(request): JsonBody<RenameTableRequest>,
 ) -> ApiResult<StatusCode> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let from = request.source.into_ident()?;
     let to = request.destination.into_ident()?;
     state
@@ -490,7 +490,7 @@ pub(super) async fn register_table(
     Path((prefix, namespace)): Path<(String, String)>,
     JsonBody(request): JsonBody<RegisterTableRequest>,
 ) -> ApiResult<Response> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, request.name)?;
     let table = state
         .services
@@ -542,7 +542,7 @@ pub(super) async fn commit_transaction(
     Path(prefix): Path<String>,
     JsonBody(request): JsonBody<CommitTransactionRequest>,
 ) -> ApiResult<StatusCode> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let changes = request
         .table_changes
         .into_iter()
@@ -573,7 +573,7 @@ pub(super) async fn report_metrics(
     Path((prefix, namespace, table)): Path<(String, String, String)>,
     JsonBody(report): JsonBody<serde_json::Value>,
 ) -> ApiResult<StatusCode> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, table)?;
     state
         .services
@@ -606,7 +606,7 @@ pub(super) async fn load_credentials(
     headers: HeaderMap,
     Path((prefix, namespace, table)): Path<(String, String, String)>,
 ) -> ApiResult<axum::Json<LoadCredentialsResponse>> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, table)?;
     let access = state
         .services
@@ -687,7 +687,7 @@ async fn sign(
     Path((prefix, namespace, table)): Path<(String, String, String)>,
     JsonBody(request): JsonBody<RemoteSignRequest>,
 ) -> ApiResult<Response> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, table)?;
     if request.provider.as_deref().is_some_and(|p| p != "s3") {
         return Err(Error::bad_request(format!(
@@ -732,7 +732,7 @@ pub(super) async fn list_views(
     Path((prefix, namespace)): Path<(String, String)>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<axum::Json<ListTablesResponse>> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let namespace = namespace_of(&namespace)?;
     let paging = page_request(query.page_token.as_deref(), query.page_size)?;
     let names = state
@@ -807,7 +807,7 @@ pub(super) async fn create_view(
     Path((prefix, namespace)): Path<(String, String)>,
     JsonBody(request): JsonBody<CreateViewRequest>,
 ) -> ApiResult<Response> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let namespace = namespace_of(&namespace)?;
     let view = state
         .services
@@ -837,7 +837,7 @@ pub(super) async fn load_view(
     Ctx(ctx): Ctx,
     Path((prefix, namespace, view)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, view)?;
     let view = state.services.load_view(&ctx, warehouse, &ident).await?;
     Ok(view_response(&view))
@@ -853,7 +853,7 @@ pub(super) async fn view_exists(
     Ctx(ctx): Ctx,
     Path((prefix, namespace, view)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, view)?;
     state.services.view_exists(&ctx, warehouse, &ident).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -884,7 +884,7 @@ pub(super) async fn replace_view(
     Path((prefix, namespace, view)): Path<(String, String, String)>,
     JsonBody(request): JsonBody<CommitViewRequest>,
 ) -> ApiResult<Response> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, view)?;
     if let Some(identifier) = request.identifier
         && identifier.into_ident()? != ident
@@ -914,7 +914,7 @@ pub(super) async fn drop_view(
     Ctx(ctx): Ctx,
     Path((prefix, namespace, view)): Path<(String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, view)?;
     state.services.drop_view(&ctx, warehouse, &ident).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -930,7 +930,7 @@ pub(super) async fn rename_view(
     Path(prefix): Path<String>,
     JsonBody(request): JsonBody<RenameTableRequest>,
 ) -> ApiResult<StatusCode> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let from = request.source.into_ident()?;
     let to = request.destination.into_ident()?;
     state
@@ -959,7 +959,7 @@ pub(super) async fn register_view(
     Path((prefix, namespace)): Path<(String, String)>,
     JsonBody(request): JsonBody<RegisterViewRequest>,
 ) -> ApiResult<Response> {
-    let warehouse = warehouse_of(&prefix)?;
+    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, request.name)?;
     let view = state
         .services

@@ -40,6 +40,9 @@ pub use warehouses::{CreateWarehouse, UpdateWarehouseStorage};
 pub struct RequestContext {
     pub principal: Principal,
     pub request_id: String,
+    /// The branch, tag or commit a catalog request addresses (its prefix's `@<ref>`); `None`
+    /// for `main`.
+    pub reference: Option<String>,
 }
 
 impl RequestContext {
@@ -56,6 +59,7 @@ impl RequestContext {
                 name: None,
             },
             request_id: "startup".into(),
+            reference: None,
         }
     }
 }

@@ -63,7 +63,7 @@ impl Services {
             }
         }
         // act
-        let branch = self.main_branch(warehouse).await?;
+        let branch = self.request_ref(ctx, warehouse).await?;
         if let Some(parent) = &parent
             && self
                 .store
@@ -106,7 +106,7 @@ impl Services {
         )
         .await?;
         // act
-        let branch = self.main_branch(warehouse).await?;
+        let branch = self.writable_ref(ctx, warehouse).await?;
         let at = now();
         let namespace = Namespace {
             id: NamespaceId::new(),
@@ -147,7 +147,7 @@ impl Services {
             namespace_resource(warehouse, ident),
         )
         .await?;
-        let branch = self.main_branch(warehouse).await?;
+        let branch = self.request_ref(ctx, warehouse).await?;
         self.store
             .namespaces
             .get_namespace(branch.id, ident)
@@ -169,7 +169,7 @@ impl Services {
         )
         .await?;
         // act
-        let branch = self.main_branch(warehouse).await?;
+        let branch = self.writable_ref(ctx, warehouse).await?;
         self.store
             .namespaces
             .drop_namespace(
@@ -223,7 +223,7 @@ impl Services {
         )
         .await?;
         // act
-        let branch = self.main_branch(warehouse).await?;
+        let branch = self.writable_ref(ctx, warehouse).await?;
         let before = self
             .store
             .namespaces

@@ -188,11 +188,15 @@ enum Attempt {
 }
 
 impl Services {
-    pub(crate) async fn open_warehouse(&self, id: WarehouseId) -> Result<OpenWarehouse> {
+    pub(crate) async fn open_warehouse(
+        &self,
+        ctx: &RequestContext,
+        id: WarehouseId,
+    ) -> Result<OpenWarehouse> {
         // From the short-lived cache: a warehouse's base location never changes, and a stale
         // storage setting for a few seconds is harmless.
         let warehouse = (*self.cached_warehouse(id).await?).clone();
-        let branch = self.main_branch(id).await?;
+        let branch = self.writable_ref(ctx, id).await?;
         let base = storage::base_location(&warehouse)?;
         let storage = self.warehouse_storage(&warehouse).await?;
         Ok(OpenWarehouse {
@@ -236,7 +240,7 @@ impl Services {
             },
         )
         .await?;
-        let branch = self.main_branch(warehouse).await?;
+        let branch = self.request_ref(ctx, warehouse).await?;
         self.require_namespace(&branch, namespace).await?;
         self.store
             .tabulars
@@ -257,7 +261,7 @@ impl Services {
         self.authorize(ctx, Action::TableCreate, table_resource(warehouse, &ident))
             .await?;
         // act
-        let wh = self.open_warehouse(warehouse).await?;
+        let wh = self.open_warehouse(ctx, warehouse).await?;
         self.require_namespace(&wh.branch, &ident.namespace).await?;
         if self
             .store
@@ -351,7 +355,7 @@ impl Services {
     ) -> Result<TableState> {
         self.authorize(ctx, Action::TableRead, table_resource(warehouse, ident))
             .await?;
-        let table = self.find_table(warehouse, ident).await?;
+        let table = self.find_table(ctx, warehouse, ident).await?;
         let metadata = match snapshots {
             SnapshotsMode::All => table.metadata,
             SnapshotsMode::Refs => only_referenced_snapshots(&table.metadata)?.into(),
@@ -414,7 +418,7 @@ impl Services {
                 .await?;
         }
         // act
-        let wh = self.open_warehouse(warehouse).await?;
+        let wh = self.open_warehouse(ctx, warehouse).await?;
         let _turn = self
             .commit_locks
             .lock(changes.iter().map(|c| (warehouse, wh.branch.id, &c.ident)))
@@ -523,6 +527,10 @@ impl Services {
                 .tabulars
                 .find_tabular(wh.warehouse.id, &wh.branch.name, &change.ident)
                 .await?;
+            let current = match current {
+                Some(t) => Some(self.with_metadata(t).await?),
+                None => None,
+            };
             if let Some(t) = &current
                 && t.kind != TabularKind::Table
             {
@@ -621,7 +629,12 @@ impl Services {
                     claims_location: (t.location != location.as_str()).then_some(wh.warehouse.id),
                 },
             });
-            let retired = retired_metadata_files(&result, &location);
+            // Old metadata files may be what a branch, tag or commit reads: they go only while
+            // the warehouse has nothing but `main`.
+            let mut retired = retired_metadata_files(&result, &location);
+            if !retired.is_empty() && self.store.refs.has_other_refs(wh.warehouse.id).await? {
+                retired.clear();
+            }
             done.push(Staged {
                 state: TableState {
                     location: location.to_string(),
@@ -659,7 +672,7 @@ impl Services {
                 .await?;
         }
         // act
-        let wh = self.open_warehouse(warehouse).await?;
+        let wh = self.open_warehouse(ctx, warehouse).await?;
         let dropped = self
             .store
             .tabulars
@@ -670,7 +683,21 @@ impl Services {
                 &ctx.commit(format!("drop table {ident}")),
             )
             .await?;
-        if purge {
+        // Files another branch, tag or commit still references stay (docs/branching.md): only
+        // the branch's entry goes.
+        let shared = if purge {
+            dropped.ref_id != wh.branch.id
+                || self
+                    .store
+                    .refs
+                    .table_shared(wh.branch.id, dropped.uuid)
+                    .await?
+        } else {
+            false
+        };
+        if purge && shared {
+            tracing::info!(table = %ident, location = %dropped.location, "not purging files other refs still use");
+        } else if purge {
             self.purge_in_background(&wh, &dropped);
         }
         // announce
@@ -716,28 +743,58 @@ impl Services {
     ) -> Result<()> {
         self.authorize(ctx, Action::TableRead, table_resource(warehouse, ident))
             .await?;
-        self.find_table(warehouse, ident).await.map(|_| ())
+        self.find_table(ctx, warehouse, ident).await.map(|_| ())
     }
 
-    /// The table on the warehouse's main branch in one read; when there is none, says whether the
-    /// warehouse or the table is missing.
+    /// The table on the request's ref: on `main` in one read; when there is none, says whether
+    /// the warehouse or the table is missing.
     pub(super) async fn find_table(
         &self,
+        ctx: &RequestContext,
         warehouse: WarehouseId,
         ident: &TabularIdent,
     ) -> Result<Tabular> {
-        match self
-            .store
-            .tabulars
-            .find_tabular(warehouse, crate::model::MAIN_BRANCH, ident)
-            .await?
-        {
-            Some(t) if t.kind == TabularKind::Table => Ok(t),
+        let found = match &ctx.reference {
+            None => {
+                self.store
+                    .tabulars
+                    .find_tabular(warehouse, crate::model::MAIN_BRANCH, ident)
+                    .await?
+            }
+            Some(_) => {
+                let reference = self.request_ref(ctx, warehouse).await?;
+                self.store.tabulars.get_tabular(reference.id, ident).await?
+            }
+        };
+        match found {
+            Some(t) if t.kind == TabularKind::Table => self.with_metadata(t).await,
             _ => {
-                self.main_branch(warehouse).await?;
+                self.request_ref(ctx, warehouse).await?;
                 Err(no_such_table(ident))
             }
         }
+    }
+
+    /// A table or view whose version only history knows (a branch's view of a table its parent
+    /// changed since) comes from the store without its metadata: read it from its file.
+    pub(crate) async fn with_metadata(&self, mut t: Tabular) -> Result<Tabular> {
+        if !t.metadata.is_empty() {
+            return Ok(t);
+        }
+        let warehouse = self.cached_warehouse(t.warehouse_id).await?;
+        let storage = self.warehouse_storage(&warehouse).await?;
+        let file = Location::parse(&t.metadata_location)?;
+        t.metadata = storage
+            .get(&file)
+            .await?
+            .ok_or_else(|| {
+                Error::internal(
+                    "reading a table's metadata",
+                    anyhow::anyhow!("the metadata file {file} is missing"),
+                )
+            })?
+            .into();
+        Ok(t)
     }
 
     pub async fn rename_table(
@@ -751,7 +808,7 @@ impl Services {
             .await?;
         self.authorize(ctx, Action::TableCreate, table_resource(warehouse, to))
             .await?;
-        let branch = self.main_branch(warehouse).await?;
+        let branch = self.writable_ref(ctx, warehouse).await?;
         self.store
             .tabulars
             .rename_tabular(
@@ -792,7 +849,7 @@ impl Services {
         )
         .await?;
         // act
-        let wh = self.open_warehouse(warehouse).await?;
+        let wh = self.open_warehouse(ctx, warehouse).await?;
         if !file.is_within(&wh.base) {
             return Err(Error::forbidden(format!(
                 "metadata location {file} is outside the warehouse at {}",
@@ -923,7 +980,7 @@ impl Services {
             table_resource(warehouse, ident),
         )
         .await?;
-        let table = self.find_table(warehouse, ident).await?;
+        let table = self.find_table(ctx, warehouse, ident).await?;
         self.table_access(ctx, warehouse, ident, &table.location, delegation)
             .await
     }

@@ -371,7 +371,7 @@ impl Services {
             .authorize(ctx, Action::TableCommit, resource())
             .await
             .is_ok();
-        let table = self.find_table(warehouse, ident).await?;
+        let table = self.find_table(ctx, warehouse, ident).await?;
         let wh = self.cached_warehouse(warehouse).await?;
         if matches!(
             wh.storage_profile,

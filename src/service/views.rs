@@ -67,7 +67,7 @@ impl Services {
             },
         )
         .await?;
-        let branch = self.main_branch(warehouse).await?;
+        let branch = self.request_ref(ctx, warehouse).await?;
         self.require_namespace(&branch, namespace).await?;
         self.store
             .tabulars
@@ -88,7 +88,7 @@ impl Services {
         self.authorize(ctx, Action::ViewCreate, view_resource(warehouse, &ident))
             .await?;
         // act
-        let wh = self.open_warehouse(warehouse).await?;
+        let wh = self.open_warehouse(ctx, warehouse).await?;
         self.require_namespace(&wh.branch, &ident.namespace).await?;
         let location = match &request.location {
             Some(location) => Location::parse(location)?,
@@ -143,14 +143,21 @@ impl Services {
         })
     }
 
-    async fn current_view(&self, warehouse: WarehouseId, ident: &TabularIdent) -> Result<Tabular> {
-        let branch = self.main_branch(warehouse).await?;
-        self.store
+    async fn current_view(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+    ) -> Result<Tabular> {
+        let branch = self.request_ref(ctx, warehouse).await?;
+        let view = self
+            .store
             .tabulars
             .get_tabular(branch.id, ident)
             .await?
             .filter(|t| t.kind == TabularKind::View)
-            .ok_or_else(|| no_such_view(ident))
+            .ok_or_else(|| no_such_view(ident))?;
+        self.with_metadata(view).await
     }
 
     pub async fn load_view(
@@ -161,7 +168,7 @@ impl Services {
     ) -> Result<ViewState> {
         self.authorize(ctx, Action::ViewRead, view_resource(warehouse, ident))
             .await?;
-        let view = self.current_view(warehouse, ident).await?;
+        let view = self.current_view(ctx, warehouse, ident).await?;
         Ok(ViewState {
             metadata_location: view.metadata_location,
             metadata: view.metadata,
@@ -189,13 +196,13 @@ impl Services {
     ) -> Result<ViewState> {
         self.authorize(ctx, Action::ViewCommit, view_resource(warehouse, ident))
             .await?;
-        let wh = self.open_warehouse(warehouse).await?;
+        let wh = self.open_warehouse(ctx, warehouse).await?;
         let _turn = self
             .commit_locks
             .lock([(warehouse, wh.branch.id, ident)])
             .await;
         for attempt in 0..MAX_COMMIT_ATTEMPTS {
-            let current = self.current_view(warehouse, ident).await?;
+            let current = self.current_view(ctx, warehouse, ident).await?;
             let metadata: ViewMetadata = parse_view_metadata(&current.metadata)?;
             let next = apply_view_commit(&metadata, &requirements, updates.clone())?;
             let location = check_locations(next.location(), next.properties(), &wh.base)?;
@@ -266,7 +273,7 @@ impl Services {
     ) -> Result<()> {
         self.authorize(ctx, Action::ViewDrop, view_resource(warehouse, ident))
             .await?;
-        let branch = self.main_branch(warehouse).await?;
+        let branch = self.writable_ref(ctx, warehouse).await?;
         self.store
             .tabulars
             .drop_tabular(
@@ -297,7 +304,7 @@ impl Services {
             .await?;
         self.authorize(ctx, Action::ViewCreate, view_resource(warehouse, to))
             .await?;
-        let branch = self.main_branch(warehouse).await?;
+        let branch = self.writable_ref(ctx, warehouse).await?;
         self.store
             .tabulars
             .rename_tabular(
@@ -329,7 +336,7 @@ impl Services {
         let file = Location::parse(metadata_location)?;
         self.authorize(ctx, Action::ViewRegister, view_resource(warehouse, &ident))
             .await?;
-        let wh = self.open_warehouse(warehouse).await?;
+        let wh = self.open_warehouse(ctx, warehouse).await?;
         if !file.is_within(&wh.base) {
             return Err(Error::forbidden(format!(
                 "metadata location {file} is outside the warehouse at {}",

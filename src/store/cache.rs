@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use super::{TabularChange, TabularStore};
 use crate::error::Result;
 use crate::model::{
-    CommitMeta, NamespaceIdent, Page, PageRequest, RefId, Tabular, TabularId, TabularIdent,
-    TabularKind, WarehouseId,
+    CommitMeta, MAIN_BRANCH, NamespaceIdent, Page, PageRequest, RefId, Tabular, TabularId,
+    TabularIdent, TabularKind, WarehouseId,
 };
 
 /// How hits are trusted.
@@ -154,7 +154,7 @@ impl CachedTabularStore {
 
     /// Applies committed changes to the cache: an entry at the version an update expected becomes
     /// the new version; anything else about those names is forgotten.
-    fn advance(&self, changes: &[TabularChange]) {
+    fn advance(&self, ref_id: RefId, changes: &[TabularChange]) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         let mut entries = self.entries.write().expect("cache lock");
         for change in changes {
@@ -185,7 +185,7 @@ impl CachedTabularStore {
                         if e.tabular.id != *id {
                             return true;
                         }
-                        if e.tabular.version == *expected_version {
+                        if e.tabular.version == *expected_version && e.tabular.ref_id == ref_id {
                             let mut next = (*e.tabular).clone();
                             next.version = expected_version + 1;
                             next.uuid = *uuid;
@@ -267,6 +267,11 @@ impl TabularStore for CachedTabularStore {
         ref_name: &str,
         ident: &TabularIdent,
     ) -> Result<Option<Tabular>> {
+        // Only `main` is cached: a branch may see another line's row (what it inherits), which
+        // that line's commits must not move.
+        if ref_name != MAIN_BRANCH {
+            return self.inner.find_tabular(warehouse, ref_name, ident).await;
+        }
         let trusted = self.trusted();
         if let Some(hit) = self.lookup(warehouse, ref_name, ident) {
             if trusted {
@@ -337,7 +342,7 @@ impl TabularStore for CachedTabularStore {
         if result.is_ok() {
             // What was committed is known exactly: cached versions move forward with it, so the
             // next commit to the same table starts from memory.
-            self.advance(changes);
+            self.advance(ref_id, changes);
         } else {
             // Invalidate on failure: a failed commit may have changed nothing, but a lost
             // connection mid-commit leaves its outcome unknown.

@@ -218,7 +218,7 @@ pub trait RefStore: Send + Sync {
     /// Branches and tags of a warehouse (not retired lines), by name.
     async fn list_refs(&self, warehouse: WarehouseId) -> Result<Vec<Ref>>;
     /// A branch (a new line forked at `from`, one insert whatever the warehouse holds) or a tag
-    /// naming `from`'s commit. `AlreadyExists(Ref)` when a branch or tag has that name.
+    /// naming `from`'s commit (a line that takes no commits, so it reads as of that point). `AlreadyExists(Ref)` when a branch or tag has that name.
     async fn create_ref(
         &self,
         warehouse: WarehouseId,
@@ -230,6 +230,15 @@ pub trait RefStore: Send + Sync {
     /// Removes a tag, or retires a branch's line (its commits stay readable). `NotFound(Ref)`.
     async fn delete_ref(&self, warehouse: WarehouseId, name: &str, kind: RefKind) -> Result<()>;
     async fn get_commit(&self, warehouse: WarehouseId, id: CommitId) -> Result<Option<Commit>>;
+    /// A hidden read-only ref that reads the warehouse as of a commit (made on first use, then
+    /// reused); `None` when the warehouse has no such commit.
+    async fn commit_ref(&self, warehouse: WarehouseId, commit: CommitId) -> Result<Option<Ref>>;
+    /// Whether anything but `line`'s own current state may still reference the files of the table
+    /// with this UUID: another line's history (a branch that changed or merged it, a retired
+    /// line), or a branch, tag or commit forked from `line` since the table appeared on it.
+    async fn table_shared(&self, line: RefId, uuid: uuid::Uuid) -> Result<bool>;
+    /// Whether the warehouse has refs besides `main` (branches, tags, commits read by id).
+    async fn has_other_refs(&self, warehouse: WarehouseId) -> Result<bool>;
     /// A line's first-parent history, newest first: its commits with seq <= `upto`, then its
     /// parent's up to the fork, and so on. Returns at most `limit` commits and, when more
     /// remain, the (line, seq) to continue from.

@@ -702,6 +702,456 @@ macro_rules! impl_sql_store {
             }
         }
 
+        /// A connection of this backend.
+        type Conn = <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection;
+
+        /// The columns `tabular_from_row` reads, of `tabulars t`.
+        const TABULAR_COLUMNS: &str = "t.id, t.warehouse_id, t.ref_id, t.kind, t.uuid, \
+            t.location, t.metadata_location, t.metadata, t.version, t.created_at, t.updated_at";
+
+        /// A line's warehouse and the point it forked at (`None` for `main`).
+        async fn line_info(conn: &mut Conn, line: RefId) -> Result<(Uuid, Option<(RefId, i64)>)> {
+            let failed = |e| db_error("reading a branch", e);
+            let row = sqlx::query("SELECT warehouse_id, parent_id, parent_seq FROM refs WHERE id = $1")
+                .bind(line.0)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(failed)?;
+            let Some(row) = row else {
+                return Err(not_found(Entity::Ref, line));
+            };
+            let parent = match (
+                row.try_get::<Option<Uuid>, _>("parent_id").map_err(failed)?,
+                row.try_get::<Option<i64>, _>("parent_seq").map_err(failed)?,
+            ) {
+                (Some(parent), Some(seq)) => Some((RefId(parent), seq)),
+                _ => None,
+            };
+            Ok((row.try_get("warehouse_id").map_err(failed)?, parent))
+        }
+
+        /// The line's own live row of a table or view.
+        async fn own_tabular(conn: &mut Conn, line: RefId, ident: &TabularIdent) -> Result<Option<Tabular>> {
+            let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT {TABULAR_COLUMNS} FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
+                 WHERE n.ref_id = $1 AND n.name = $2 AND t.name = $3"
+            )))
+            .bind(line.0)
+            .bind(ident.namespace.joined())
+            .bind(&ident.name)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| db_error("reading a table", e))?;
+            row.as_ref().map(|row| tabular_from_row(row, ident.clone())).transpose()
+        }
+
+        /// The latest history entry of a name on a line, at or below `upto` when given.
+        async fn tabular_entry(
+            conn: &mut Conn,
+            line: RefId,
+            ident: &TabularIdent,
+            upto: Option<i64>,
+        ) -> Result<Option<$row>> {
+            sqlx::query(
+                "SELECT kind, tabular_id, uuid, location, metadata_location, version, dropped \
+                 FROM tabular_history WHERE line_id = $1 AND namespace = $2 AND name = $3 \
+                 AND seq <= $4 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(line.0)
+            .bind(ident.namespace.joined())
+            .bind(&ident.name)
+            .bind(upto.unwrap_or(i64::MAX))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| db_error("reading a table's history", e))
+        }
+
+        /// A table or view as a line sees it: at its head (`upto` `None`), or as of a seq. A line
+        /// sees its own rows and, for names it never touched, its parent as of the fork. A
+        /// version only history still knows comes back with empty `metadata`: its metadata file
+        /// has it.
+        pub(crate) async fn resolve_tabular(
+            conn: &mut Conn,
+            line: RefId,
+            ident: &TabularIdent,
+            upto: Option<i64>,
+        ) -> Result<Option<Tabular>> {
+            let (mut line, mut upto) = (line, upto);
+            loop {
+                let Some(seq) = upto else {
+                    if let Some(own) = own_tabular(conn, line, ident).await? {
+                        return Ok(Some(own));
+                    }
+                    let (_, parent) = line_info(conn, line).await?;
+                    let Some(parent) = parent else {
+                        return Ok(None);
+                    };
+                    if tabular_entry(conn, line, ident, None).await?.is_some() {
+                        // Dropped or renamed away on this line.
+                        return Ok(None);
+                    }
+                    (line, upto) = (parent.0, Some(parent.1));
+                    continue;
+                };
+                let Some(entry) = tabular_entry(conn, line, ident, Some(seq)).await? else {
+                    let (_, parent) = line_info(conn, line).await?;
+                    let Some(parent) = parent else {
+                        return Ok(None);
+                    };
+                    (line, upto) = (parent.0, Some(parent.1));
+                    continue;
+                };
+                let decode = |e| db_error("reading a table's history", e);
+                if entry.try_get::<bool, _>("dropped").map_err(decode)? {
+                    return Ok(None);
+                }
+                let id = TabularId(entry.try_get("tabular_id").map_err(decode)?);
+                let version: i64 = entry.try_get("version").map_err(decode)?;
+                if let Some(own) = own_tabular(conn, line, ident).await?
+                    && own.id == id
+                    && own.version == version
+                {
+                    return Ok(Some(own));
+                }
+                let (warehouse, _) = line_info(conn, line).await?;
+                let kind: String = entry.try_get("kind").map_err(decode)?;
+                return Ok(Some(Tabular {
+                    id,
+                    warehouse_id: WarehouseId(warehouse),
+                    ref_id: line,
+                    ident: ident.clone(),
+                    kind: TabularKind::parse(&kind).unwrap_or(TabularKind::Table),
+                    uuid: entry.try_get("uuid").map_err(decode)?,
+                    location: entry.try_get("location").map_err(decode)?,
+                    metadata_location: entry.try_get("metadata_location").map_err(decode)?,
+                    metadata: bytes::Bytes::new(),
+                    version,
+                    created_at: DateTime::<Utc>::UNIX_EPOCH,
+                    updated_at: DateTime::<Utc>::UNIX_EPOCH,
+                }));
+            }
+        }
+
+        async fn own_namespace(conn: &mut Conn, line: RefId, ident: &NamespaceIdent) -> Result<Option<Namespace>> {
+            let row = sqlx::query(
+                "SELECT id, warehouse_id, ref_id, name, properties, created_at, updated_at \
+                 FROM namespaces WHERE ref_id = $1 AND name = $2",
+            )
+            .bind(line.0)
+            .bind(ident.joined())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| db_error("reading a namespace", e))?;
+            row.as_ref().map(namespace_from_row).transpose()
+        }
+
+        /// The latest history entry of a namespace on a line: (dropped, properties).
+        async fn namespace_entry(
+            conn: &mut Conn,
+            line: RefId,
+            ident: &NamespaceIdent,
+            upto: Option<i64>,
+        ) -> Result<Option<(bool, Properties)>> {
+            let row = sqlx::query(
+                "SELECT dropped, properties FROM namespace_history WHERE line_id = $1 \
+                 AND name = $2 AND seq <= $3 ORDER BY seq DESC LIMIT 1",
+            )
+            .bind(line.0)
+            .bind(ident.joined())
+            .bind(upto.unwrap_or(i64::MAX))
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| db_error("reading a namespace's history", e))?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let decode = |e| db_error("reading a namespace's history", e);
+            let properties: String = row.try_get("properties").map_err(decode)?;
+            Ok(Some((
+                row.try_get("dropped").map_err(decode)?,
+                serde_json::from_str(&properties)
+                    .map_err(|e| Error::internal("reading a namespace's history", e))?,
+            )))
+        }
+
+        /// A namespace as a line sees it (see `resolve_tabular`).
+        pub(crate) async fn resolve_namespace(
+            conn: &mut Conn,
+            line: RefId,
+            ident: &NamespaceIdent,
+            upto: Option<i64>,
+        ) -> Result<Option<Namespace>> {
+            let (mut line, mut upto) = (line, upto);
+            loop {
+                let Some(seq) = upto else {
+                    if let Some(own) = own_namespace(conn, line, ident).await? {
+                        return Ok(Some(own));
+                    }
+                    let (_, parent) = line_info(conn, line).await?;
+                    let Some(parent) = parent else {
+                        return Ok(None);
+                    };
+                    if namespace_entry(conn, line, ident, None).await?.is_some() {
+                        return Ok(None);
+                    }
+                    (line, upto) = (parent.0, Some(parent.1));
+                    continue;
+                };
+                match namespace_entry(conn, line, ident, Some(seq)).await? {
+                    Some((true, _)) => return Ok(None),
+                    Some((false, properties)) => {
+                        let (warehouse, _) = line_info(conn, line).await?;
+                        return Ok(Some(Namespace {
+                            id: NamespaceId(Uuid::nil()),
+                            warehouse_id: WarehouseId(warehouse),
+                            ref_id: line,
+                            ident: ident.clone(),
+                            properties,
+                            created_at: DateTime::<Utc>::UNIX_EPOCH,
+                            updated_at: DateTime::<Utc>::UNIX_EPOCH,
+                        }));
+                    }
+                    None => {
+                        let (_, parent) = line_info(conn, line).await?;
+                        let Some(parent) = parent else {
+                            return Ok(None);
+                        };
+                        (line, upto) = (parent.0, Some(parent.1));
+                    }
+                }
+            }
+        }
+
+        /// One page of sorted names.
+        fn page_of(names: std::collections::BTreeSet<String>, page: &PageRequest) -> Page<String> {
+            let after = page.after.clone().unwrap_or_default();
+            let mut items: Vec<String> = names
+                .into_iter()
+                .filter(|n| n.as_str() > after.as_str())
+                .collect();
+            let next = match page.limit {
+                Some(l) if items.len() > l as usize => {
+                    items.truncate(l as usize);
+                    items.last().cloned()
+                }
+                _ => None,
+            };
+            Page { items, next }
+        }
+
+        /// What a listing covers: the child namespaces of one, or the tables or views of one.
+        #[derive(Clone, Copy)]
+        pub(crate) enum Scope<'a> {
+            Namespaces { parent: &'a str },
+            Tabulars { namespace: &'a str, kind: TabularKind },
+        }
+
+        /// The names a line sees in a scope (see `resolve_tabular`), sorted.
+        pub(crate) async fn resolve_names(
+            conn: &mut Conn,
+            line: RefId,
+            upto: Option<i64>,
+            scope: Scope<'_>,
+        ) -> Result<std::collections::BTreeSet<String>> {
+            use std::collections::BTreeSet;
+            let failed = |e| db_error("listing", e);
+            let mut seen = BTreeSet::new();
+            // Names a nearer line decided (present or dropped), which farther lines cannot change.
+            let mut decided: BTreeSet<String> = BTreeSet::new();
+            let (mut line, mut upto) = (line, upto);
+            loop {
+                let (present, touched): (Vec<String>, Vec<String>) = match upto {
+                    None => {
+                        let own = match scope {
+                            Scope::Namespaces { parent } => sqlx::query_scalar::<_, String>(
+                                "SELECT name FROM namespaces WHERE ref_id = $1 AND parent_name = $2",
+                            )
+                            .bind(line.0)
+                            .bind(parent)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .map_err(failed)?,
+                            Scope::Tabulars { namespace, kind } => sqlx::query_scalar::<_, String>(
+                                "SELECT t.name FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
+                                 WHERE n.ref_id = $1 AND n.name = $2 AND t.kind = $3",
+                            )
+                            .bind(line.0)
+                            .bind(namespace)
+                            .bind(kind.as_str())
+                            .fetch_all(&mut *conn)
+                            .await
+                            .map_err(failed)?,
+                        };
+                        let touched = match scope {
+                            Scope::Namespaces { parent } => sqlx::query_scalar::<_, String>(
+                                "SELECT DISTINCT name FROM namespace_history \
+                                 WHERE line_id = $1 AND parent_name = $2",
+                            )
+                            .bind(line.0)
+                            .bind(parent)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .map_err(failed)?,
+                            Scope::Tabulars { namespace, .. } => sqlx::query_scalar::<_, String>(
+                                "SELECT DISTINCT name FROM tabular_history \
+                                 WHERE line_id = $1 AND namespace = $2",
+                            )
+                            .bind(line.0)
+                            .bind(namespace)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .map_err(failed)?,
+                        };
+                        (own, touched)
+                    }
+                    Some(seq) => {
+                        let rows = match scope {
+                            Scope::Namespaces { parent } => sqlx::query(
+                                "SELECT h.name, h.dropped, 'namespace' AS kind FROM namespace_history h \
+                                 WHERE h.line_id = $1 AND h.parent_name = $2 AND h.seq = \
+                                 (SELECT max(h2.seq) FROM namespace_history h2 WHERE h2.line_id = $1 \
+                                  AND h2.name = h.name AND h2.seq <= $3)",
+                            )
+                            .bind(line.0)
+                            .bind(parent)
+                            .bind(seq)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .map_err(failed)?,
+                            Scope::Tabulars { namespace, .. } => sqlx::query(
+                                "SELECT h.name, h.dropped, h.kind FROM tabular_history h \
+                                 WHERE h.line_id = $1 AND h.namespace = $2 AND h.seq = \
+                                 (SELECT max(h2.seq) FROM tabular_history h2 WHERE h2.line_id = $1 \
+                                  AND h2.namespace = $2 AND h2.name = h.name AND h2.seq <= $3)",
+                            )
+                            .bind(line.0)
+                            .bind(namespace)
+                            .bind(seq)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .map_err(failed)?,
+                        };
+                        let mut present = Vec::new();
+                        let mut touched = Vec::new();
+                        for row in rows {
+                            let name: String = row.try_get("name").map_err(failed)?;
+                            let dropped: bool = row.try_get("dropped").map_err(failed)?;
+                            let kind: String = row.try_get("kind").map_err(failed)?;
+                            let wanted = match scope {
+                                Scope::Namespaces { .. } => true,
+                                Scope::Tabulars { kind: k, .. } => kind == k.as_str(),
+                            };
+                            if !dropped && wanted {
+                                present.push(name.clone());
+                            }
+                            touched.push(name);
+                        }
+                        (present, touched)
+                    }
+                };
+                for name in present {
+                    if !decided.contains(&name) {
+                        seen.insert(name);
+                    }
+                }
+                decided.extend(touched);
+                decided.extend(seen.iter().cloned());
+                let (_, parent) = line_info(conn, line).await?;
+                let Some(parent) = parent else {
+                    return Ok(seen);
+                };
+                (line, upto) = (parent.0, Some(parent.1));
+            }
+        }
+
+        /// The id of the line's own row of a namespace, copying the row it inherits (and its
+        /// parents') onto the line first if needed. `NotFound(Namespace)` when the line does not
+        /// see it.
+        pub(crate) async fn own_namespace_row(
+            conn: &mut Conn,
+            line: RefId,
+            ident: &NamespaceIdent,
+        ) -> Result<Uuid> {
+            if let Some(own) = own_namespace(conn, line, ident).await? {
+                return Ok(own.id.0);
+            }
+            let mut parent_id: Option<Uuid> = None;
+            let levels = ident.levels();
+            for depth in 1..=levels.len() {
+                let level = NamespaceIdent::new(levels[..depth].to_vec())?;
+                if let Some(own) = own_namespace(conn, line, &level).await? {
+                    parent_id = Some(own.id.0);
+                    continue;
+                }
+                let Some(seen) = resolve_namespace(conn, line, &level, None).await? else {
+                    return Err(not_found(Entity::Namespace, &level));
+                };
+                let id = Uuid::new_v4();
+                let now = Utc::now();
+                let (warehouse, _) = line_info(conn, line).await?;
+                sqlx::query(
+                    "INSERT INTO namespaces (id, warehouse_id, ref_id, name, parent_name, parent_id, \
+                     properties, version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9)",
+                )
+                .bind(id)
+                .bind(warehouse)
+                .bind(line.0)
+                .bind(level.joined())
+                .bind(level.parent().map(|p| p.joined()).unwrap_or_default())
+                .bind(parent_id)
+                .bind(Json(&seen.properties))
+                .bind(now)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        Error::new(
+                            crate::error::ErrorKind::CommitConflict,
+                            format!("namespace {level} changed concurrently; retry"),
+                        )
+                    } else {
+                        db_error("copying a namespace onto a branch", e)
+                    }
+                })?;
+                parent_id = Some(id);
+            }
+            Ok(parent_id.expect("a namespace has at least one level"))
+        }
+
+        impl $store {
+            /// What `find_tabular` finds when the branch has no row of its own: what it
+            /// inherits, if anything.
+            async fn inherited_tabular(
+                &self,
+                warehouse: WarehouseId,
+                ref_name: &str,
+                ident: &TabularIdent,
+            ) -> Result<Option<Tabular>> {
+                let mut conn = self
+                    .read
+                    .acquire()
+                    .await
+                    .map_err(|e| db_error("reading a table", e))?;
+                let line: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(
+                    "SELECT id, parent_id FROM refs WHERE warehouse_id = $1 AND name = $2 \
+                     AND kind = 'branch'",
+                )
+                .bind(warehouse.0)
+                .bind(ref_name)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| db_error("reading a table", e))?;
+                match line {
+                    Some((line, Some(_))) => {
+                        resolve_tabular(&mut conn, RefId(line), ident, None).await
+                    }
+                    _ => Ok(None),
+                }
+            }
+        }
+
         #[async_trait]
         impl NamespaceStore for $store {
             async fn create_namespace(&self, ns: &Namespace, meta: &CommitMeta) -> Result<()> {
@@ -710,28 +1160,30 @@ macro_rules! impl_sql_store {
                     .begin()
                     .await
                     .map_err(|e| db_error("creating a namespace", e))?;
+                let exists = || {
+                    Error::already_exists(
+                        Entity::Namespace,
+                        format!("namespace {} already exists", ns.ident),
+                    )
+                };
+                // On a branch the name must also be free of what it inherits.
+                if line_info(&mut tx, ns.ref_id).await?.1.is_some()
+                    && resolve_namespace(&mut tx, ns.ref_id, &ns.ident, None).await?.is_some()
+                {
+                    return Err(exists());
+                }
                 let parent_id: Option<Uuid> = match ns.ident.parent() {
                     None => None,
-                    Some(parent) => {
-                        let row = sqlx::query("SELECT id FROM namespaces WHERE ref_id = $1 AND name = $2")
-                            .bind(ns.ref_id.0)
-                            .bind(parent.joined())
-                            .fetch_optional(&mut *tx)
-                            .await
-                            .map_err(|e| db_error("creating a namespace", e))?;
-                        match row {
-                            Some(row) => Some(
-                                row.try_get("id")
-                                    .map_err(|e| db_error("creating a namespace", e))?,
-                            ),
-                            None => {
-                                return Err(Error::not_found(
-                                    Entity::Namespace,
-                                    format!("parent namespace {parent} does not exist"),
-                                ));
-                            }
+                    Some(parent) => match own_namespace_row(&mut tx, ns.ref_id, &parent).await {
+                        Ok(id) => Some(id),
+                        Err(e) if matches!(e.kind, crate::error::ErrorKind::NotFound(_)) => {
+                            return Err(Error::not_found(
+                                Entity::Namespace,
+                                format!("parent namespace {parent} does not exist"),
+                            ));
                         }
-                    }
+                        Err(e) => return Err(e),
+                    },
                 };
                 let parent_name = ns.ident.parent().map(|p| p.joined()).unwrap_or_default();
                 sqlx::query(
@@ -794,13 +1246,12 @@ macro_rules! impl_sql_store {
                 ref_id: RefId,
                 ident: &NamespaceIdent,
             ) -> Result<Option<Namespace>> {
-                let row = sqlx::query("SELECT id, warehouse_id, ref_id, name, properties, created_at, updated_at FROM namespaces WHERE ref_id = $1 AND name = $2")
-                .bind(ref_id.0)
-                .bind(ident.joined())
-                .fetch_optional(&self.read)
-                .await
-                .map_err(|e| db_error("reading a namespace", e))?;
-                row.as_ref().map(namespace_from_row).transpose()
+                let mut conn = self
+                    .read
+                    .acquire()
+                    .await
+                    .map_err(|e| db_error("reading a namespace", e))?;
+                resolve_namespace(&mut conn, ref_id, ident, None).await
             }
 
             async fn list_namespaces(
@@ -810,6 +1261,31 @@ macro_rules! impl_sql_store {
                 page: &PageRequest,
             ) -> Result<Page<NamespaceIdent>> {
                 let parent_name = parent.map(|p| p.joined()).unwrap_or_default();
+                let mut conn = self
+                    .read
+                    .acquire()
+                    .await
+                    .map_err(|e| db_error("listing namespaces", e))?;
+                if line_info(&mut conn, ref_id).await?.1.is_some() {
+                    // A branch: its own rows over what it inherits.
+                    let names = resolve_names(
+                        &mut conn,
+                        ref_id,
+                        None,
+                        Scope::Namespaces { parent: &parent_name },
+                    )
+                    .await?;
+                    let page = page_of(names, page);
+                    return Ok(Page {
+                        items: page
+                            .items
+                            .iter()
+                            .map(|n| NamespaceIdent::from_joined(n))
+                            .collect::<Result<Vec<_>>>()?,
+                        next: page.next,
+                    });
+                }
+                drop(conn);
                 // One more row than asked tells whether there is a next page.
                 let limit = page.limit.map(|l| i64::from(l) + 1).unwrap_or(i64::MAX);
                 let rows = sqlx::query(
@@ -862,6 +1338,10 @@ macro_rules! impl_sql_store {
                     .begin()
                     .await
                     .map_err(|e| db_error("updating namespace properties", e))?;
+                if line_info(&mut tx, ref_id).await?.1.is_some() {
+                    // On a branch, an inherited namespace is copied onto it first.
+                    own_namespace_row(&mut tx, ref_id, ident).await?;
+                }
                 let row = sqlx::query(concat!(
                     "SELECT properties, version FROM namespaces WHERE ref_id = $1 AND name = $2",
                     $for_update
@@ -939,6 +1419,57 @@ macro_rules! impl_sql_store {
                     .begin()
                     .await
                     .map_err(|e| db_error("dropping a namespace", e))?;
+                if line_info(&mut tx, ref_id).await?.1.is_some() {
+                    // A branch: what it sees decides, and an inherited namespace only gets a
+                    // tombstone in the branch's history.
+                    if resolve_namespace(&mut tx, ref_id, ident, None).await?.is_none() {
+                        return Err(not_found(Entity::Namespace, ident));
+                    }
+                    let joined = ident.joined();
+                    let children =
+                        resolve_names(&mut tx, ref_id, None, Scope::Namespaces { parent: &joined })
+                            .await?;
+                    if !children.is_empty() {
+                        return Err(not_empty());
+                    }
+                    for kind in [TabularKind::Table, TabularKind::View] {
+                        let held = resolve_names(
+                            &mut tx,
+                            ref_id,
+                            None,
+                            Scope::Tabulars { namespace: &joined, kind },
+                        )
+                        .await?;
+                        if !held.is_empty() {
+                            return Err(not_empty());
+                        }
+                    }
+                    sqlx::query("DELETE FROM namespaces WHERE ref_id = $1 AND name = $2")
+                        .bind(ref_id.0)
+                        .bind(&joined)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| {
+                            if is_foreign_key_violation(&e) {
+                                not_empty()
+                            } else {
+                                db_error("dropping a namespace", e)
+                            }
+                        })?;
+                    record_commit(
+                        &mut tx,
+                        ref_id,
+                        meta,
+                        &[HistoryEntry::Namespace {
+                            ident: ident.clone(),
+                            op: "drop",
+                            properties: None,
+                        }],
+                        Utc::now(),
+                    )
+                    .await?;
+                    return tx.commit().await.map_err(|e| db_error("dropping a namespace", e));
+                }
                 let child = sqlx::query(
                     "SELECT 1 FROM namespaces WHERE ref_id = $1 AND parent_name = $2 LIMIT 1",
                 )
@@ -1022,6 +1553,52 @@ macro_rules! impl_sql_store {
             })
         }
 
+        /// Gives a line its own row of a table or view it inherits (a new row id), holding `blob`
+        /// (compressed metadata) at `version`. `CommitConflict` when the line got one meanwhile.
+        async fn copy_onto_line(
+            conn: &mut Conn,
+            line: RefId,
+            t: &Tabular,
+            metadata_location: &str,
+            blob: &[u8],
+            version: i64,
+        ) -> Result<TabularId> {
+            let namespace_id = own_namespace_row(conn, line, &t.ident.namespace).await?;
+            let id = TabularId::new();
+            let now = Utc::now();
+            sqlx::query(
+                "INSERT INTO tabulars (id, warehouse_id, ref_id, namespace_id, name, kind, \
+                 uuid, location, metadata_location, metadata, version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            )
+            .bind(id.0)
+            .bind(t.warehouse_id.0)
+            .bind(line.0)
+            .bind(namespace_id)
+            .bind(&t.ident.name)
+            .bind(t.kind.as_str())
+            .bind(t.uuid)
+            .bind(&t.location)
+            .bind(metadata_location)
+            .bind(blob)
+            .bind(version)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    Error::new(
+                        crate::error::ErrorKind::CommitConflict,
+                        format!("{} was changed by another commit", t.ident),
+                    )
+                } else {
+                    db_error("copying a table onto a branch", e)
+                }
+            })?;
+            Ok(id)
+        }
+
         fn dropped_entry(t: &Tabular, op: &'static str) -> HistoryEntry {
             HistoryEntry::Tabular {
                 ident: t.ident.clone(),
@@ -1054,25 +1631,28 @@ macro_rules! impl_sql_store {
         ) -> Result<()> {
                 let mut entries = Vec::with_capacity(changes.len());
                 let mut at = None;
+                let on_branch = line_info(conn, ref_id).await?.1.is_some();
                 for (change, blob) in changes.iter().zip(blobs) {
+                    // The row the change wrote (an update on a branch may have written a copy).
+                    let written: TabularId;
                     match change {
                         TabularChange::Create(t) => {
-                            let ns = sqlx::query(
-                                "SELECT id FROM namespaces WHERE ref_id = $1 AND name = $2",
-                            )
-                            .bind(ref_id.0)
-                            .bind(t.ident.namespace.joined())
-                            .fetch_optional(&mut *conn)
-                            .await
-                            .map_err(|e| db_error("committing", e))?;
-                            let Some(ns) = ns else {
-                                return Err(Error::not_found(
-                                    Entity::Namespace,
-                                    format!("namespace {} does not exist", t.ident.namespace),
-                                ));
-                            };
-                            let namespace_id: Uuid =
-                                ns.try_get("id").map_err(|e| db_error("committing", e))?;
+                            if on_branch
+                                && resolve_tabular(conn, ref_id, &t.ident, None).await?.is_some()
+                            {
+                                return Err(taken(t.kind, &t.ident));
+                            }
+                            let namespace_id =
+                                match own_namespace_row(conn, ref_id, &t.ident.namespace).await {
+                                    Ok(id) => id,
+                                    Err(e) if matches!(e.kind, crate::error::ErrorKind::NotFound(_)) => {
+                                        return Err(Error::not_found(
+                                            Entity::Namespace,
+                                            format!("namespace {} does not exist", t.ident.namespace),
+                                        ));
+                                    }
+                                    Err(e) => return Err(e),
+                                };
                             sqlx::query(
                                 "INSERT INTO tabulars (id, warehouse_id, ref_id, namespace_id, name, kind, \
                                  uuid, location, metadata_location, metadata, version, created_at, updated_at) \
@@ -1106,6 +1686,7 @@ macro_rules! impl_sql_store {
                                 }
                             })?;
                             at = Some(t.updated_at);
+                            written = t.id;
                             entries.push(HistoryEntry::Tabular {
                                 ident: t.ident.clone(),
                                 op: "create",
@@ -1131,7 +1712,7 @@ macro_rules! impl_sql_store {
                             let done = sqlx::query(
                                 "UPDATE tabulars SET uuid = $3, location = $4, metadata_location = $5, \
                                  metadata = $6, version = version + 1, updated_at = $7 \
-                                 WHERE id = $1 AND version = $2 RETURNING kind",
+                                 WHERE id = $1 AND version = $2 AND ref_id = $8 RETURNING id, kind",
                             )
                             .bind(id.0)
                             .bind(*expected_version)
@@ -1140,23 +1721,57 @@ macro_rules! impl_sql_store {
                             .bind(metadata_location)
                             .bind(blob)
                             .bind(*when)
+                            .bind(ref_id.0)
                             .fetch_optional(&mut *conn)
                             .await
                             .map_err(|e| db_error("committing", e))?;
-                            let Some(done) = done else {
-                                return Err(Error::new(
+                            let lost = || {
+                                Error::new(
                                     crate::error::ErrorKind::CommitConflict,
                                     format!("{ident} was changed by another commit"),
-                                ));
+                                )
                             };
-                            let kind: String =
-                                done.try_get("kind").map_err(|e| db_error("committing", e))?;
+                            let (row_id, kind) = match done {
+                                Some(done) => {
+                                    let decode = |e| db_error("committing", e);
+                                    (
+                                        TabularId(done.try_get("id").map_err(decode)?),
+                                        done.try_get::<String, _>("kind").map_err(decode)?,
+                                    )
+                                }
+                                // The first commit of a branch to what it inherits: the branch
+                                // gets its own row, if it still inherits that very version.
+                                None if on_branch => {
+                                    if own_tabular(conn, ref_id, ident).await?.is_some() {
+                                        return Err(lost());
+                                    }
+                                    let inherited = resolve_tabular(conn, ref_id, ident, None)
+                                        .await?
+                                        .filter(|t| t.id == *id && t.version == *expected_version)
+                                        .ok_or_else(lost)?;
+                                    let mut copy = inherited.clone();
+                                    copy.uuid = *uuid;
+                                    copy.location = location.clone();
+                                    let row_id = copy_onto_line(
+                                        conn,
+                                        ref_id,
+                                        &copy,
+                                        metadata_location,
+                                        blob,
+                                        expected_version + 1,
+                                    )
+                                    .await?;
+                                    (row_id, inherited.kind.as_str().to_string())
+                                }
+                                None => return Err(lost()),
+                            };
                             at = Some(*when);
+                            written = row_id;
                             entries.push(HistoryEntry::Tabular {
                                 ident: ident.clone(),
                                 op: "update",
                                 kind: TabularKind::parse(&kind).unwrap_or(TabularKind::Table),
-                                id: *id,
+                                id: row_id,
                                 uuid: *uuid,
                                 location: location.clone(),
                                 metadata_location: metadata_location.clone(),
@@ -1170,26 +1785,27 @@ macro_rules! impl_sql_store {
                         TabularChange::Create(t) => Some((
                             t.warehouse_id,
                             t.id,
+                            t.uuid,
                             t.location.as_str(),
                             t.kind == TabularKind::View,
                         )),
                         TabularChange::Update {
                             claims_location: Some(warehouse),
-                            id,
+                            uuid,
                             location,
                             ..
                         } => {
                             let kind: String =
                                 sqlx::query_scalar("SELECT kind FROM tabulars WHERE id = $1")
-                                    .bind(id.0)
+                                    .bind(written.0)
                                     .fetch_one(&mut *conn)
                                     .await
                                     .map_err(|e| db_error("committing", e))?;
-                            Some((*warehouse, *id, location.as_str(), kind == "view"))
+                            Some((*warehouse, written, *uuid, location.as_str(), kind == "view"))
                         }
                         TabularChange::Update { .. } => None,
                     };
-                    if let Some((warehouse, id, location, is_view)) = claim {
+                    if let Some((warehouse, id, uuid, location, is_view)) = claim {
                         // Table folders never overlap: checked again here, after the row is written (so a
                         // taken name is reported first), where it is final. Claims in
                         // one warehouse are serialized (PostgreSQL: an advisory lock until the
@@ -1202,6 +1818,7 @@ macro_rules! impl_sql_store {
                         let location = location.trim_end_matches('/');
                         let other: Option<String> = sqlx::query_scalar(
                             "SELECT location FROM tabulars WHERE warehouse_id = $1 AND id <> $2 \
+                             AND NOT (uuid = $5 AND ref_id <> $6) \
                              AND (kind = 'table' OR $4 = 'any') \
                              AND (location = $3 \
                                   OR substr($3, 1, length(location) + 1) = location || '/' \
@@ -1211,6 +1828,8 @@ macro_rules! impl_sql_store {
                         .bind(id.0)
                         .bind(location)
                         .bind(if is_view { "tables" } else { "any" })
+                        .bind(uuid)
+                        .bind(ref_id.0)
                         .fetch_optional(&mut *conn)
                         .await
                         .map_err(|e| db_error("committing", e))?;
@@ -1248,21 +1867,12 @@ macro_rules! impl_sql_store {
                 ref_id: RefId,
                 ident: &TabularIdent,
             ) -> Result<Option<Tabular>> {
-                let row = sqlx::query(
-                    "SELECT t.id, t.warehouse_id, t.ref_id, t.kind, t.uuid, t.location, \
-                     t.metadata_location, t.metadata, t.version, t.created_at, t.updated_at \
-                     FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
-                     WHERE n.ref_id = $1 AND n.name = $2 AND t.name = $3",
-                )
-                .bind(ref_id.0)
-                .bind(ident.namespace.joined())
-                .bind(&ident.name)
-                .fetch_optional(&self.read)
-                .await
-                .map_err(|e| db_error("reading a table", e))?;
-                row.as_ref()
-                    .map(|row| tabular_from_row(row, ident.clone()))
-                    .transpose()
+                let mut conn = self
+                    .read
+                    .acquire()
+                    .await
+                    .map_err(|e| db_error("reading a table", e))?;
+                resolve_tabular(&mut conn, ref_id, ident, None).await
             }
 
             async fn find_tabular(
@@ -1285,9 +1895,11 @@ macro_rules! impl_sql_store {
                 .fetch_optional(&self.read)
                 .await
                 .map_err(|e| db_error("reading a table", e))?;
-                row.as_ref()
-                    .map(|row| tabular_from_row(row, ident.clone()))
-                    .transpose()
+                if let Some(row) = row {
+                    return tabular_from_row(&row, ident.clone()).map(Some);
+                }
+                // Not the branch's own: it may inherit it.
+                self.inherited_tabular(warehouse, ref_name, ident).await
             }
 
             async fn find_tabular_version(
@@ -1309,11 +1921,17 @@ macro_rules! impl_sql_store {
                 .fetch_optional(&self.read)
                 .await
                 .map_err(|e| db_error("reading a table", e))?;
-                row.map(|row| -> std::result::Result<_, sqlx::Error> {
-                    Ok((TabularId(row.try_get("id")?), row.try_get("version")?))
-                })
-                .transpose()
-                .map_err(|e| db_error("reading a table", e))
+                if let Some(row) = row {
+                    let decode = |e| db_error("reading a table", e);
+                    return Ok(Some((
+                        TabularId(row.try_get("id").map_err(decode)?),
+                        row.try_get("version").map_err(decode)?,
+                    )));
+                }
+                Ok(self
+                    .inherited_tabular(warehouse, ref_name, ident)
+                    .await?
+                    .map(|t| (t.id, t.version)))
             }
 
             async fn overlapping_table(
@@ -1370,6 +1988,23 @@ macro_rules! impl_sql_store {
                 kind: TabularKind,
                 page: &PageRequest,
             ) -> Result<Page<String>> {
+                let mut conn = self
+                    .read
+                    .acquire()
+                    .await
+                    .map_err(|e| db_error("listing tables", e))?;
+                if line_info(&mut conn, ref_id).await?.1.is_some() {
+                    let joined = namespace.joined();
+                    let names = resolve_names(
+                        &mut conn,
+                        ref_id,
+                        None,
+                        Scope::Tabulars { namespace: &joined, kind },
+                    )
+                    .await?;
+                    return Ok(page_of(names, page));
+                }
+                drop(conn);
                 let limit = page.limit.map(|l| i64::from(l) + 1).unwrap_or(i64::MAX);
                 let rows = sqlx::query(
                     "SELECT t.name FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
@@ -1434,7 +2069,25 @@ macro_rules! impl_sql_store {
                 .await
                 .map_err(|e| db_error("dropping a table", e))?;
                 let Some(row) = row else {
-                    return Err(not_found(kind.entity(), ident));
+                    // A branch may drop what it inherits: a tombstone in its history.
+                    let inherited = resolve_tabular(&mut tx, ref_id, ident, None)
+                        .await?
+                        .filter(|t| t.kind == kind);
+                    let Some(inherited) = inherited else {
+                        return Err(not_found(kind.entity(), ident));
+                    };
+                    record_commit(
+                        &mut tx,
+                        ref_id,
+                        meta,
+                        &[dropped_entry(&inherited, "drop")],
+                        Utc::now(),
+                    )
+                    .await?;
+                    tx.commit()
+                        .await
+                        .map_err(|e| db_error("dropping a table", e))?;
+                    return Ok(inherited);
                 };
                 let dropped = tabular_from_row(&row, ident.clone())?;
                 sqlx::query("DELETE FROM tabulars WHERE id = $1")
@@ -1469,6 +2122,28 @@ macro_rules! impl_sql_store {
                     .begin()
                     .await
                     .map_err(|e| db_error("renaming", e))?;
+                let on_branch = line_info(&mut tx, ref_id).await?.1.is_some();
+                if on_branch {
+                    if resolve_tabular(&mut tx, ref_id, to, None).await?.is_some() {
+                        return Err(taken(kind, to));
+                    }
+                    // An inherited table or view is copied onto the branch first.
+                    if own_tabular(&mut tx, ref_id, from).await?.is_none()
+                        && let Some(inherited) = resolve_tabular(&mut tx, ref_id, from, None)
+                            .await?
+                            .filter(|t| t.kind == kind)
+                    {
+                        if inherited.metadata.is_empty() {
+                            return Err(Error::conflict(format!(
+                                "{from} changed on the branch this one forked from; commit to it \
+                                 on this branch before renaming it"
+                            )));
+                        }
+                        let blob = compress(&inherited.metadata)?;
+                        copy_onto_line(&mut tx, ref_id, &inherited, &inherited.metadata_location, &blob, inherited.version).await?;
+                    }
+                    own_namespace_row(&mut tx, ref_id, &to.namespace).await?;
+                }
                 let source = sqlx::query(
                     "SELECT t.id, t.uuid, t.location, t.metadata_location, t.version \
                      FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
@@ -1576,7 +2251,7 @@ macro_rules! impl_sql_store {
                     name: name.to_string(),
                     kind,
                     created_at: at,
-                    parent: (kind == RefKind::Branch).then_some((from.line, from.seq)),
+                    parent: Some((from.line, from.seq)),
                     head_seq: 0,
                     head_commit: Some(from.commit),
                     head_generation: from.generation,
@@ -1668,6 +2343,94 @@ macro_rules! impl_sql_store {
                 .await
                 .map_err(|e| db_error("reading a commit", e))?;
                 row.as_ref().map(commit_from_row).transpose()
+            }
+
+            async fn commit_ref(
+                &self,
+                warehouse: WarehouseId,
+                commit: CommitId,
+            ) -> Result<Option<Ref>> {
+                let name = format!("~{commit}");
+                let select = format!(
+                    "SELECT {REF_COLUMNS} FROM refs WHERE warehouse_id = $1 AND name = $2"
+                );
+                let found = sqlx::query(sqlx::AssertSqlSafe(select.clone()))
+                    .bind(warehouse.0)
+                    .bind(&name)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| db_error("reading a commit", e))?;
+                if let Some(row) = found {
+                    return ref_from_row(&row)
+                        .map(Some)
+                        .map_err(|e| db_error("decoding a ref", e));
+                }
+                let Some(target) = self.get_commit(warehouse, commit).await? else {
+                    return Ok(None);
+                };
+                let now = Utc::now();
+                sqlx::query(
+                    "INSERT INTO refs (id, warehouse_id, name, kind, created_at, parent_id, \
+                     parent_seq, head_seq, head_commit, head_generation, retired_at) \
+                     VALUES ($1, $2, $3, 'tag', $4, $5, $6, 0, $7, $8, $4) \
+                     ON CONFLICT (warehouse_id, name) DO NOTHING",
+                )
+                .bind(Uuid::now_v7())
+                .bind(warehouse.0)
+                .bind(&name)
+                .bind(now)
+                .bind(target.line.0)
+                .bind(target.seq)
+                .bind(commit.0)
+                .bind(target.generation)
+                .execute(&self.write)
+                .await
+                .map_err(|e| db_error("reading a commit", e))?;
+                let row = sqlx::query(sqlx::AssertSqlSafe(select))
+                    .bind(warehouse.0)
+                    .bind(&name)
+                    .fetch_one(&self.write)
+                    .await
+                    .map_err(|e| db_error("reading a commit", e))?;
+                ref_from_row(&row)
+                    .map(Some)
+                    .map_err(|e| db_error("decoding a ref", e))
+            }
+
+            async fn table_shared(&self, line: RefId, uuid: Uuid) -> Result<bool> {
+                let failed = |e| db_error("checking who uses a table", e);
+                let elsewhere = sqlx::query(
+                    "SELECT 1 FROM tabular_history WHERE uuid = $1 AND line_id <> $2 LIMIT 1",
+                )
+                .bind(uuid)
+                .bind(line.0)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(failed)?;
+                if elsewhere.is_some() {
+                    return Ok(true);
+                }
+                let forked = sqlx::query(
+                    "SELECT 1 FROM refs WHERE parent_id = $1 AND parent_seq >= \
+                     (SELECT min(seq) FROM tabular_history WHERE line_id = $1 AND uuid = $2) LIMIT 1",
+                )
+                .bind(line.0)
+                .bind(uuid)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(failed)?;
+                Ok(forked.is_some())
+            }
+
+            async fn has_other_refs(&self, warehouse: WarehouseId) -> Result<bool> {
+                let other = sqlx::query(
+                    "SELECT 1 FROM refs WHERE warehouse_id = $1 AND parent_id IS NOT NULL LIMIT 1",
+                )
+                .bind(warehouse.0)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("listing refs", e))?;
+                Ok(other.is_some())
             }
 
             async fn list_commits(
