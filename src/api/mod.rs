@@ -5,6 +5,7 @@
 //! extract, call one use case on [`Services`], and convert; wire DTOs live here; every error leaves
 //! through `error::ApiError`.
 
+pub mod branches;
 pub mod catalog;
 pub mod error;
 pub mod extract;
@@ -48,8 +49,8 @@ pub struct HttpSettings {
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Floe management API", description = "Bootstrap, projects and warehouses of a Floe server."),
-    tags((name = "server"), (name = "projects"), (name = "warehouses"))
+    info(title = "Floe management API", description = "Bootstrap, projects, warehouses and the branching index of a Floe server."),
+    tags((name = "server"), (name = "projects"), (name = "warehouses"), (name = "branches"))
 )]
 struct ManagementDoc;
 
@@ -61,8 +62,10 @@ struct ManagementDoc;
 struct CatalogDoc;
 
 fn management_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ManagementDoc::openapi())
-        .nest("/management/v1", management::router())
+    OpenApiRouter::with_openapi(ManagementDoc::openapi()).nest(
+        "/management/v1",
+        management::router().merge(branches::router()),
+    )
 }
 
 fn catalog_routes() -> OpenApiRouter<AppState> {

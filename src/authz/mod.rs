@@ -27,6 +27,10 @@ pub enum Action {
     WarehouseUpdateStorage,
     WarehouseDelete,
     WarehouseManageAccessKeys,
+    /// List branches and tags, read the commit log and diffs.
+    WarehouseReadHistory,
+    /// Create, delete and reset branches and tags; merge.
+    WarehouseManageRefs,
     CatalogReadConfig,
     NamespaceList,
     NamespaceCreate,

@@ -6,6 +6,7 @@
 //! `storage`, `secrets`, `authz` and `events` through `Arc<dyn Trait>`s that `server.rs` picks.
 
 pub mod access_keys;
+mod branches;
 mod catalog;
 mod vending;
 pub use vending::{Delegation, TableAccess};
@@ -28,6 +29,7 @@ use crate::model::{Warehouse, WarehouseId, now};
 use crate::secrets::SecretStore;
 use crate::store::Persistence;
 
+pub use branches::{CommitPage, ContentChange, MergeConflict, MergeOutcome, validate_ref_name};
 pub use catalog::CatalogConfig;
 pub use namespaces::{NamespacePropertiesUpdate, NamespacesPage};
 pub use server::ServerStatus;

@@ -354,6 +354,10 @@ impl TabularStore for CachedTabularStore {
         result
     }
 
+    fn forget(&self, idents: &[TabularIdent]) {
+        self.invalidate(idents.iter());
+    }
+
     async fn drop_tabular(
         &self,
         ref_id: RefId,

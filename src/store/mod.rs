@@ -198,6 +198,9 @@ pub trait TabularStore: Send + Sync {
         kind: TabularKind,
         meta: &CommitMeta,
     ) -> Result<Tabular>;
+    /// Tells a caching store that these names changed behind its back (a merge writes through
+    /// `RefStore`). The database itself needs no telling.
+    fn forget(&self, _idents: &[TabularIdent]) {}
     /// Renames within or across namespaces of one ref. `NotFound(Table|View)` for the source,
     /// `NotFound(Namespace)` for the destination's namespace, `AlreadyExists` when taken.
     async fn rename_tabular(
@@ -237,6 +240,26 @@ pub trait RefStore: Send + Sync {
     /// with this UUID: another line's history (a branch that changed or merged it, a retired
     /// line), or a branch, tag or commit forked from `line` since the table appeared on it.
     async fn table_shared(&self, line: RefId, uuid: uuid::Uuid) -> Result<bool>;
+    /// Applies a merge's changes to a branch and records them as one commit whose second parent is
+    /// `merged` (the source's commit and its generation), if the branch is still at seq
+    /// `expected_head`; `CommitConflict` otherwise, having changed nothing.
+    async fn merge_into(
+        &self,
+        line: RefId,
+        expected_head: i64,
+        changes: &[MergeChange],
+        merged: (CommitId, i64),
+        meta: &CommitMeta,
+    ) -> Result<CommitId>;
+    /// Points a branch at a new line forked at `to`, retiring its old line (whose commits stay
+    /// readable). `NotFound(Ref)`.
+    async fn reset_branch(
+        &self,
+        warehouse: WarehouseId,
+        name: &str,
+        to: &ForkPoint,
+        at: DateTime<Utc>,
+    ) -> Result<Ref>;
     /// Whether the warehouse has refs besides `main` (branches, tags, commits read by id).
     async fn has_other_refs(&self, warehouse: WarehouseId) -> Result<bool>;
     /// A line's first-parent history, newest first: its commits with seq <= `upto`, then its
@@ -248,6 +271,24 @@ pub trait RefStore: Send + Sync {
         upto: i64,
         limit: usize,
     ) -> Result<(Vec<Commit>, Option<(RefId, i64)>)>;
+}
+
+/// One change a merge makes to its target branch.
+#[derive(Debug, Clone)]
+pub enum MergeChange {
+    /// Creates the namespace or sets its properties (the whole map); `None` drops it.
+    Namespace {
+        ident: NamespaceIdent,
+        properties: Option<Properties>,
+    },
+    /// Creates a table or view, or moves one to new metadata (compare-and-swap on its version).
+    Tabular(TabularChange),
+    /// Drops a table or view (compare-and-swap on its version).
+    DropTabular {
+        ident: TabularIdent,
+        id: TabularId,
+        expected_version: i64,
+    },
 }
 
 /// What one change did to one name, as a commit records it (see `RefStore`).

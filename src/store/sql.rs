@@ -21,7 +21,7 @@ macro_rules! impl_sql_store {
             TabularKind, Warehouse, WarehouseId,
         };
         use crate::store::{
-            AccessKeyStore, HistoryEntry, NamespaceStore, ProjectStore, RefStore, SealedSecret,
+            AccessKeyStore, HistoryEntry, MergeChange, NamespaceStore, ProjectStore, RefStore, SealedSecret,
             SealedSecretStore, ServerStore, TabularChange, TabularStore, WarehouseStore, compress,
             db_error, decompress, is_foreign_key_violation, is_unique_violation, not_found,
         };
@@ -107,6 +107,18 @@ macro_rules! impl_sql_store {
             entries: &[HistoryEntry],
             at: DateTime<Utc>,
         ) -> Result<CommitId> {
+            record_commit_with(conn, line, meta, entries, at, None).await
+        }
+
+        /// `record_commit`, with a second parent for a merge (its id and generation).
+        async fn record_commit_with(
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
+            line: RefId,
+            meta: &CommitMeta,
+            entries: &[HistoryEntry],
+            at: DateTime<Utc>,
+            merged: Option<(CommitId, i64)>,
+        ) -> Result<CommitId> {
             let failed = |e| db_error("recording a commit", e);
             let row = sqlx::query(concat!(
                 "SELECT warehouse_id, kind, head_seq, head_commit, head_generation, retired_at \
@@ -129,13 +141,17 @@ macro_rules! impl_sql_store {
             }
             let warehouse: Uuid = row.try_get("warehouse_id").map_err(failed)?;
             let seq = row.try_get::<i64, _>("head_seq").map_err(failed)? + 1;
-            let generation = row.try_get::<i64, _>("head_generation").map_err(failed)? + 1;
-            let parents: Vec<CommitId> = row
+            let mut generation = row.try_get::<i64, _>("head_generation").map_err(failed)? + 1;
+            let mut parents: Vec<CommitId> = row
                 .try_get::<Option<Uuid>, _>("head_commit")
                 .map_err(failed)?
                 .map(CommitId)
                 .into_iter()
                 .collect();
+            if let Some((other, other_generation)) = merged {
+                parents.push(other);
+                generation = generation.max(other_generation + 1);
+            }
             let id = CommitId::new();
             let changes: Vec<CommitChange> = entries.iter().map(HistoryEntry::change).collect();
             let json = |e| Error::internal("recording a commit", e);
@@ -1629,6 +1645,21 @@ macro_rules! impl_sql_store {
             blobs: &[Vec<u8>],
             meta: &CommitMeta,
         ) -> Result<()> {
+            let (entries, at) = write_tabular_changes(conn, ref_id, changes, blobs).await?;
+            if !entries.is_empty() {
+                record_commit(conn, ref_id, meta, &entries, at.unwrap_or_else(Utc::now)).await?;
+            }
+            Ok(())
+        }
+
+        /// Writes the changes' rows (see `apply_tabular_changes`) and returns what they did, for
+        /// the commit that records them, and the time of the last.
+        async fn write_tabular_changes(
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
+            ref_id: RefId,
+            changes: &[TabularChange],
+            blobs: &[Vec<u8>],
+        ) -> Result<(Vec<HistoryEntry>, Option<DateTime<Utc>>)> {
                 let mut entries = Vec::with_capacity(changes.len());
                 let mut at = None;
                 let on_branch = line_info(conn, ref_id).await?.1.is_some();
@@ -1841,11 +1872,7 @@ macro_rules! impl_sql_store {
                         }
                     }
                 }
-                if !entries.is_empty() {
-                    record_commit(conn, ref_id, meta, &entries, at.unwrap_or_else(Utc::now))
-                        .await?;
-                }
-                Ok(())
+                Ok((entries, at))
         }
 
         /// The compressed metadata of each change.
@@ -2420,6 +2447,203 @@ macro_rules! impl_sql_store {
                 .await
                 .map_err(failed)?;
                 Ok(forked.is_some())
+            }
+
+            async fn merge_into(
+                &self,
+                line: RefId,
+                expected_head: i64,
+                changes: &[MergeChange],
+                merged: (CommitId, i64),
+                meta: &CommitMeta,
+            ) -> Result<CommitId> {
+                let failed = |e| db_error("merging", e);
+                let mut tx = self.write.begin().await.map_err(failed)?;
+                let head: Option<i64> = sqlx::query_scalar(concat!(
+                    "SELECT head_seq FROM refs WHERE id = $1",
+                    $for_update
+                ))
+                .bind(line.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(failed)?;
+                if head != Some(expected_head) {
+                    return Err(Error::new(
+                        crate::error::ErrorKind::CommitConflict,
+                        "the target branch moved while the merge was computed; retry",
+                    ));
+                }
+                let mut entries = Vec::new();
+                for change in changes {
+                    match change {
+                        MergeChange::Namespace { ident, properties: Some(properties) } => {
+                            let seen = resolve_namespace(&mut tx, line, ident, None).await?;
+                            if seen.is_some() {
+                                own_namespace_row(&mut tx, line, ident).await?;
+                                sqlx::query(
+                                    "UPDATE namespaces SET properties = $3, version = version + 1, \
+                                     updated_at = $4 WHERE ref_id = $1 AND name = $2",
+                                )
+                                .bind(line.0)
+                                .bind(ident.joined())
+                                .bind(Json(properties))
+                                .bind(Utc::now())
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(failed)?;
+                            } else {
+                                let parent_id = match ident.parent() {
+                                    Some(parent) => Some(own_namespace_row(&mut tx, line, &parent).await?),
+                                    None => None,
+                                };
+                                let (warehouse, _) = line_info(&mut tx, line).await?;
+                                let now = Utc::now();
+                                sqlx::query(
+                                    "INSERT INTO namespaces (id, warehouse_id, ref_id, name, parent_name, \
+                                     parent_id, properties, version, created_at, updated_at) \
+                                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+                                )
+                                .bind(Uuid::now_v7())
+                                .bind(warehouse)
+                                .bind(line.0)
+                                .bind(ident.joined())
+                                .bind(ident.parent().map(|p| p.joined()).unwrap_or_default())
+                                .bind(parent_id)
+                                .bind(Json(properties))
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(failed)?;
+                            }
+                            entries.push(HistoryEntry::Namespace {
+                                ident: ident.clone(),
+                                op: if seen.is_some() { "update" } else { "create" },
+                                properties: Some(properties.clone()),
+                            });
+                        }
+                        MergeChange::Namespace { ident, properties: None } => {
+                            sqlx::query("DELETE FROM namespaces WHERE ref_id = $1 AND name = $2")
+                                .bind(line.0)
+                                .bind(ident.joined())
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(|e| {
+                                    if is_foreign_key_violation(&e) {
+                                        Error::not_empty(
+                                            Entity::Namespace,
+                                            format!("namespace {ident} is not empty on the target"),
+                                        )
+                                    } else {
+                                        failed(e)
+                                    }
+                                })?;
+                            entries.push(HistoryEntry::Namespace {
+                                ident: ident.clone(),
+                                op: "drop",
+                                properties: None,
+                            });
+                        }
+                        MergeChange::Tabular(change) => {
+                            let blobs = compress_changes(std::slice::from_ref(change))?;
+                            let (written, _) = write_tabular_changes(
+                                &mut tx,
+                                line,
+                                std::slice::from_ref(change),
+                                &blobs,
+                            )
+                            .await?;
+                            entries.extend(written);
+                        }
+                        MergeChange::DropTabular { ident, id, expected_version } => {
+                            let lost = || {
+                                Error::new(
+                                    crate::error::ErrorKind::CommitConflict,
+                                    format!("{ident} was changed by another commit"),
+                                )
+                            };
+                            let current = resolve_tabular(&mut tx, line, ident, None)
+                                .await?
+                                .filter(|t| t.id == *id && t.version == *expected_version)
+                                .ok_or_else(lost)?;
+                            if current.ref_id == line {
+                                sqlx::query("DELETE FROM tabulars WHERE id = $1")
+                                    .bind(current.id.0)
+                                    .execute(&mut *tx)
+                                    .await
+                                    .map_err(failed)?;
+                            }
+                            entries.push(dropped_entry(&current, "drop"));
+                        }
+                    }
+                }
+                let commit = record_commit_with(
+                    &mut tx,
+                    line,
+                    meta,
+                    &entries,
+                    Utc::now(),
+                    Some(merged),
+                )
+                .await?;
+                tx.commit().await.map_err(failed)?;
+                Ok(commit)
+            }
+
+            async fn reset_branch(
+                &self,
+                warehouse: WarehouseId,
+                name: &str,
+                to: &ForkPoint,
+                at: DateTime<Utc>,
+            ) -> Result<Ref> {
+                let failed = |e| db_error("resetting a branch", e);
+                let mut tx = self.write.begin().await.map_err(failed)?;
+                let retired = sqlx::query(
+                    "UPDATE refs SET name = '~' || name || '~' || $3, retired_at = $4 \
+                     WHERE warehouse_id = $1 AND name = $2 AND kind = 'branch' AND retired_at IS NULL",
+                )
+                .bind(warehouse.0)
+                .bind(name)
+                .bind(Uuid::new_v4().simple().to_string())
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+                if retired.rows_affected() == 0 {
+                    return Err(Error::not_found(
+                        Entity::Ref,
+                        format!("branch {name:?} does not exist"),
+                    ));
+                }
+                let made = Ref {
+                    id: RefId::new(),
+                    warehouse_id: warehouse,
+                    name: name.to_string(),
+                    kind: RefKind::Branch,
+                    created_at: at,
+                    parent: Some((to.line, to.seq)),
+                    head_seq: 0,
+                    head_commit: Some(to.commit),
+                    head_generation: to.generation,
+                };
+                sqlx::query(
+                    "INSERT INTO refs (id, warehouse_id, name, kind, created_at, parent_id, \
+                     parent_seq, head_seq, head_commit, head_generation) \
+                     VALUES ($1, $2, $3, 'branch', $4, $5, $6, 0, $7, $8)",
+                )
+                .bind(made.id.0)
+                .bind(warehouse.0)
+                .bind(name)
+                .bind(at)
+                .bind(to.line.0)
+                .bind(to.seq)
+                .bind(to.commit.0)
+                .bind(to.generation)
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+                tx.commit().await.map_err(failed)?;
+                Ok(made)
             }
 
             async fn has_other_refs(&self, warehouse: WarehouseId) -> Result<bool> {
