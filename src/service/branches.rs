@@ -559,10 +559,20 @@ impl Services {
                                     .push((NamespaceIdent::new(namespace.clone())?, merged));
                                 outcome.push(record("merged"));
                             }
-                            Err(keys) => conflicts.push(conflict(format!(
-                                "both sides changed the properties {}",
-                                keys.join(", ")
-                            ))),
+                            Err(keys) => match strategy {
+                                Strategy::SourceWins => {
+                                    namespace_puts.push((
+                                        NamespaceIdent::new(namespace.clone())?,
+                                        sp.clone(),
+                                    ));
+                                    outcome.push(record("taken"));
+                                }
+                                Strategy::TargetWins => {}
+                                Strategy::Fail => conflicts.push(conflict(format!(
+                                    "both sides changed the properties {}",
+                                    keys.join(", ")
+                                ))),
+                            },
                         }
                     }
                     (
@@ -586,7 +596,14 @@ impl Services {
                                 composed.push((st, tt, plan));
                                 outcome.push(record("merged"));
                             }
-                            Err(reasons) => conflicts.push(conflict(reasons.join("; "))),
+                            Err(reasons) => match strategy {
+                                Strategy::SourceWins => {
+                                    tabular_changes.push(take_source(&st, Some(&tt), &target_ref));
+                                    outcome.push(record("taken"));
+                                }
+                                Strategy::TargetWins => {}
+                                Strategy::Fail => conflicts.push(conflict(reasons.join("; "))),
+                            },
                         }
                     }
                     _ => conflicts.push(conflict("the two sides cannot be composed".into())),
@@ -611,6 +628,25 @@ impl Services {
                 .await
             {
                 Ok(Ok(change)) => tabular_changes.push(change),
+                Ok(Err(_)) if strategy == Strategy::SourceWins => {
+                    tabular_changes.push(take_source(
+                        &source_table,
+                        Some(&target_table),
+                        &target_ref,
+                    ));
+                    if let Some(entry) = outcome.iter_mut().find(|c| {
+                        c.name.as_deref() == Some(target_table.ident.name.as_str())
+                            && c.namespace == target_table.ident.namespace.levels()
+                    }) {
+                        entry.change = "taken";
+                    }
+                }
+                Ok(Err(_)) if strategy == Strategy::TargetWins => {
+                    outcome.retain(|c| {
+                        !(c.name.as_deref() == Some(target_table.ident.name.as_str())
+                            && c.namespace == target_table.ident.namespace.levels())
+                    });
+                }
                 Ok(Err(reason)) => {
                     conflicts.push(MergeConflict {
                         kind: ContentKind::Table,

@@ -25,6 +25,7 @@ macro_rules! on_both_backends {
 }
 
 mod bench;
+mod branches;
 mod common;
 mod errors;
 mod gateway;
