@@ -48,6 +48,52 @@ enum Command {
         #[arg(long, default_value = "openapi")]
         out_dir: PathBuf,
     },
+    /// Branches of a warehouse on a running server (list, create, delete, reset).
+    Branch {
+        #[command(flatten)]
+        target: floe::cli::Target,
+        #[command(subcommand)]
+        command: floe::cli::BranchCommand,
+    },
+    /// Tags of a warehouse on a running server (list, create, delete).
+    Tag {
+        #[command(flatten)]
+        target: floe::cli::Target,
+        #[command(subcommand)]
+        command: floe::cli::TagCommand,
+    },
+    /// A branch's, tag's or commit's history, newest first.
+    Log {
+        #[command(flatten)]
+        target: floe::cli::Target,
+        /// A branch, tag or commit id (default main).
+        #[arg(long = "ref")]
+        reference: Option<String>,
+        /// Commits to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// What differs from one branch, tag or commit to another.
+    Diff {
+        #[command(flatten)]
+        target: floe::cli::Target,
+        from: String,
+        to: String,
+    },
+    /// Merge a branch, tag or commit into a branch (one atomic commit).
+    Merge {
+        #[command(flatten)]
+        target: floe::cli::Target,
+        source: String,
+        /// The branch to merge into.
+        #[arg(long, default_value = "main")]
+        into: String,
+        #[arg(long, short = 'm')]
+        message: Option<String>,
+        /// fail (default), source-wins or target-wins.
+        #[arg(long)]
+        strategy: Option<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -80,31 +126,65 @@ fn main() -> anyhow::Result<()> {
             config.storage.data_dir = dir.clone();
         }
     }
-    init_logging(&config);
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
-        match command {
-            Command::Serve { .. } => serve(config).await,
-            Command::Migrate => {
-                Persistence::open(&config, true).await?;
-                println!("migrations applied");
-                Ok(())
-            }
-            Command::Openapi { out_dir } => {
-                std::fs::create_dir_all(&out_dir)?;
-                for (name, doc) in [
-                    ("management.yaml", floe::api::management_openapi()),
-                    ("catalog.yaml", floe::api::catalog_openapi()),
-                ] {
-                    let path = out_dir.join(name);
-                    std::fs::write(&path, doc.to_yaml()?)
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    println!("wrote {}", path.display());
-                }
-                Ok(())
-            }
+    // The client commands talk to a server; they need no configuration or log setup.
+    let client = match command {
+        Command::Branch { target, command } => {
+            Some(runtime.block_on(floe::cli::branch(target, command)))
         }
-    })
+        Command::Tag { target, command } => Some(runtime.block_on(floe::cli::tag(target, command))),
+        Command::Log {
+            target,
+            reference,
+            limit,
+        } => Some(runtime.block_on(floe::cli::log(target, reference, limit))),
+        Command::Diff { target, from, to } => {
+            Some(runtime.block_on(floe::cli::diff(target, from, to)))
+        }
+        Command::Merge {
+            target,
+            source,
+            into,
+            message,
+            strategy,
+        } => Some(runtime.block_on(floe::cli::merge(target, source, into, message, strategy))),
+        command => {
+            init_logging(&config);
+            return runtime.block_on(run(config, command));
+        }
+    };
+    match client {
+        Some(Err(e)) => {
+            eprintln!("floe: {e:#}");
+            std::process::exit(1);
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn run(config: Config, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve { .. } => serve(config).await,
+        Command::Migrate => {
+            Persistence::open(&config, true).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Openapi { out_dir } => {
+            std::fs::create_dir_all(&out_dir)?;
+            for (name, doc) in [
+                ("management.yaml", floe::api::management_openapi()),
+                ("catalog.yaml", floe::api::catalog_openapi()),
+            ] {
+                let path = out_dir.join(name);
+                std::fs::write(&path, doc.to_yaml()?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
+        _ => unreachable!("client commands are handled in main"),
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -13,6 +13,7 @@ on_both_backends!(
     diff_reset_and_delete,
     ref_names_and_unknown_refs_are_refused_clearly,
     purge_on_a_branch_keeps_shared_files,
+    the_cli_drives_branches_and_merges,
 );
 
 fn schema() -> Value {
@@ -772,4 +773,81 @@ async fn purge_on_a_branch_keeps_shared_files(backend: Backend) {
         path(&shared).exists(),
         "the branch's history still references it"
     );
+}
+
+/// Runs `floe <args>` against the test server; returns (exit code, stdout, stderr).
+async fn floe_cli(app: &TestApp, args: &[&str]) -> (i32, String, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(args)
+        .env("FLOE_ENDPOINT", app.url(""))
+        .env("FLOE_WAREHOUSE", "lake")
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+async fn the_cli_drives_branches_and_merges(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let lake = Lake::new(&app).await;
+    create_namespace(&app, &lake.main, "ns").await;
+    create_table(&app, &lake.main, "ns", "t").await;
+    let (code, out, err) = floe_cli(&app, &["branch", "create", "dev"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("created branch dev at "), "{out}");
+    set_property(&app, &lake.on("dev"), "t", "k", "v").await;
+    set_property(&app, &lake.main, "t", "k", "other").await;
+    let (code, out, _) = floe_cli(&app, &["branch", "list"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.lines()
+            .map(|l| l.split_whitespace().next().unwrap())
+            .collect::<Vec<_>>(),
+        ["dev", "main"]
+    );
+    let (code, out, _) = floe_cli(&app, &["diff", "main", "dev"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "~ table     ns.t");
+    // A conflict: exit 1, each conflict named, nothing changed.
+    let before = head(&app, &lake, "main").await;
+    let (code, _, err) = floe_cli(&app, &["merge", "dev", "--into", "main"]).await;
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("table ns.t: both sides changed the properties k"),
+        "{err}"
+    );
+    assert_eq!(head(&app, &lake, "main").await, before);
+    let (code, out, err) = floe_cli(
+        &app,
+        &[
+            "merge",
+            "dev",
+            "--strategy",
+            "source-wins",
+            "-m",
+            "take dev",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("merged dev into main: commit "), "{out}");
+    assert_eq!(
+        property(&app, &lake.main, "t", "k").await.as_deref(),
+        Some("v")
+    );
+    let (code, out, _) = floe_cli(&app, &["log", "--limit", "1", "--json"]).await;
+    assert_eq!(code, 0);
+    let log: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(log["commits"][0]["message"], "take dev");
+    assert_eq!(log["commits"][0]["parents"].as_array().unwrap().len(), 2);
+    let (code, _, err) = floe_cli(&app, &["branch", "create", "a/b"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("HTTP 400"), "{err}");
+    let (code, _, err) = floe_cli(&app, &["tag", "delete", "nope"]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("HTTP 404"), "{err}");
 }
