@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use floe::error::{Entity, ErrorKind};
 use floe::model::{
-    AccessKey, CommitMeta, MAIN_BRANCH, Namespace, NamespaceId, NamespaceIdent, PageRequest,
-    Project, ProjectId, Ref, SecretId, ServerInfo, StorageProfile, Tabular, TabularId,
-    TabularIdent, TabularKind, Warehouse, WarehouseId, now,
+    AccessKey, CommitId, CommitMeta, ForkPoint, MAIN_BRANCH, Namespace, NamespaceId,
+    NamespaceIdent, PageRequest, Project, ProjectId, Properties, Ref, RefKind, SecretId,
+    ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent, TabularKind, Warehouse,
+    WarehouseId, now,
 };
-use floe::store::{Persistence, SealedSecret, TabularChange};
+use floe::store::{MergeChange, Persistence, SealedSecret, TabularChange};
 
 use crate::common::TestDb;
 
@@ -60,6 +61,11 @@ store_suite!(
     access_keys_are_listed_and_deleted_per_warehouse,
     overlapping_table_locations_are_found,
     claimed_folders_never_overlap,
+    every_change_is_recorded_as_a_commit,
+    branches_inherit_until_they_diverge,
+    first_writes_on_a_branch_race_fairly,
+    merges_compare_and_swap_the_target_head,
+    tags_resets_and_commit_points,
 );
 
 /// Who the suite's changes are recorded as.
@@ -1501,4 +1507,540 @@ async fn claimed_folders_never_overlap(store: Persistence, db: &TestDb) {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::BadRequest);
+}
+
+fn fork_of(r: &Ref) -> ForkPoint {
+    ForkPoint {
+        line: r.id,
+        seq: r.head_seq,
+        commit: r.head_commit.unwrap(),
+        generation: r.head_generation,
+    }
+}
+
+async fn current(store: &Persistence, warehouse: &Warehouse, name: &str) -> Ref {
+    store
+        .warehouses
+        .get_ref(warehouse.id, name)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn every_change_is_recorded_as_a_commit(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (wh, main) = warehouse_in(&store, db, info.default_project_id, "lake").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&wh, &main, &["ns"]), meta())
+        .await
+        .unwrap();
+    let t = tabular(&wh, &main, &["ns"], "t", TabularKind::Table);
+    store
+        .tabulars
+        .commit_tabulars(main.id, &[TabularChange::Create(t.clone())], meta())
+        .await
+        .unwrap();
+    // A failed change records nothing.
+    let stale = store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[update_of(&t, 7, "file:///wh/t/metadata/x.json")],
+            meta(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(stale.kind, ErrorKind::CommitConflict);
+    store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[update_of(&t, 0, "file:///wh/t/metadata/1.json")],
+            meta(),
+        )
+        .await
+        .unwrap();
+    let head = current(&store, &wh, "main").await;
+    assert_eq!(head.head_seq, 3);
+    assert_eq!(head.head_generation, 3);
+    let (commits, next) = store
+        .refs
+        .list_commits(main.id, head.head_seq, 10)
+        .await
+        .unwrap();
+    assert_eq!(next, None);
+    assert_eq!(commits.len(), 4, "three changes and the root");
+    assert_eq!(commits[0].id, head.head_commit.unwrap());
+    assert_eq!(commits[0].seq, 3);
+    assert_eq!(commits[0].author, "store-suite");
+    assert_eq!(commits[0].changes[0].op, "update");
+    assert_eq!(
+        commits[0].changes[0].metadata_location.as_deref(),
+        Some("file:///wh/t/metadata/1.json")
+    );
+    assert_eq!(commits[1].changes[0].op, "create");
+    assert_eq!(commits[2].changes[0].kind, "namespace");
+    assert_eq!(commits[3].parents, vec![]);
+    assert_eq!(commits[0].parents, vec![commits[1].id]);
+    // Paging continues exactly where the last page ended.
+    let (first, next) = store.refs.list_commits(main.id, 3, 2).await.unwrap();
+    assert_eq!(first.len(), 2);
+    let (line, seq) = next.unwrap();
+    let (rest, end) = store.refs.list_commits(line, seq, 10).await.unwrap();
+    assert_eq!(end, None);
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[0].id, commits[2].id);
+    assert_eq!(
+        store
+            .refs
+            .get_commit(wh.id, commits[1].id)
+            .await
+            .unwrap()
+            .unwrap(),
+        commits[1]
+    );
+}
+
+async fn branches_inherit_until_they_diverge(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (wh, main) = warehouse_in(&store, db, info.default_project_id, "lake").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&wh, &main, &["ns"]), meta())
+        .await
+        .unwrap();
+    let t = tabular(&wh, &main, &["ns"], "t", TabularKind::Table);
+    let u = tabular(&wh, &main, &["ns"], "u", TabularKind::Table);
+    store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[
+                TabularChange::Create(t.clone()),
+                TabularChange::Create(u.clone()),
+            ],
+            meta(),
+        )
+        .await
+        .unwrap();
+    let main_now = current(&store, &wh, "main").await;
+    let dev = store
+        .refs
+        .create_ref(wh.id, "dev", RefKind::Branch, &fork_of(&main_now), now())
+        .await
+        .unwrap();
+    assert_eq!(dev.parent, Some((main.id, main_now.head_seq)));
+    // The branch sees main's rows (the live row, metadata included).
+    let seen = store
+        .tabulars
+        .get_tabular(dev.id, &t.ident)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.id, t.id);
+    assert_eq!(seen.metadata, t.metadata);
+    // Main moves on: the branch sees the fork-point version, from history (no metadata).
+    store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[update_of(&t, 0, "file:///wh/t/metadata/main.json")],
+            meta(),
+        )
+        .await
+        .unwrap();
+    let seen = store
+        .tabulars
+        .get_tabular(dev.id, &t.ident)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.metadata_location, t.metadata_location);
+    assert!(seen.metadata.is_empty());
+    assert_eq!(seen.version, 0);
+    // The branch's first commit copies the row onto it; main keeps its own.
+    store
+        .tabulars
+        .commit_tabulars(
+            dev.id,
+            &[update_of(&u, 0, "file:///wh/u/metadata/dev.json")],
+            meta(),
+        )
+        .await
+        .unwrap();
+    let on_dev = store
+        .tabulars
+        .get_tabular(dev.id, &u.ident)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(on_dev.id, u.id);
+    assert_eq!(on_dev.ref_id, dev.id);
+    assert_eq!(on_dev.version, 1);
+    assert_eq!(on_dev.metadata_location, "file:///wh/u/metadata/dev.json");
+    let on_main = store
+        .tabulars
+        .get_tabular(main.id, &u.ident)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(on_main.id, u.id);
+    assert_eq!(on_main.metadata_location, u.metadata_location);
+    // A commit on the branch that expects the row's old id or version loses.
+    let lost = store
+        .tabulars
+        .commit_tabulars(
+            dev.id,
+            &[update_of(&u, 0, "file:///wh/u/metadata/again.json")],
+            meta(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(lost.kind, ErrorKind::CommitConflict);
+    // Dropping an inherited table leaves a tombstone; main keeps it.
+    store
+        .tabulars
+        .drop_tabular(dev.id, &t.ident, TabularKind::Table, meta())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .tabulars
+            .get_tabular(dev.id, &t.ident)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .tabulars
+            .get_tabular(main.id, &t.ident)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let listed = store
+        .tabulars
+        .list_tabulars(
+            dev.id,
+            &ns(&["ns"]),
+            TabularKind::Table,
+            &PageRequest::all(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items, vec!["u".to_string()]);
+    // The same name can be created again on the branch.
+    let mut again = tabular(&wh, &dev, &["ns"], "t", TabularKind::Table);
+    again.location = "file:///wh/t-again".into();
+    store
+        .tabulars
+        .commit_tabulars(dev.id, &[TabularChange::Create(again.clone())], meta())
+        .await
+        .unwrap();
+    let listed = store
+        .tabulars
+        .list_tabulars(
+            dev.id,
+            &ns(&["ns"]),
+            TabularKind::Table,
+            &PageRequest {
+                limit: Some(1),
+                after: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items, vec!["t".to_string()]);
+    assert_eq!(listed.next.as_deref(), Some("t"));
+    // Namespaces: created on the branch only, inherited ones updated by copy.
+    let dev_ns = namespace(&wh, &dev, &["ns", "child"]);
+    store
+        .namespaces
+        .create_namespace(&dev_ns, meta())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .namespaces
+            .get_namespace(main.id, &ns(&["ns", "child"]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut updates = Properties::new();
+    updates.insert("owner".into(), "dev".into());
+    store
+        .namespaces
+        .update_namespace_properties(dev.id, &ns(&["ns"]), &updates, &[], now(), meta())
+        .await
+        .unwrap();
+    let main_ns = store
+        .namespaces
+        .get_namespace(main.id, &ns(&["ns"]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!main_ns.properties.contains_key("owner"));
+    let dev_ns = store
+        .namespaces
+        .get_namespace(dev.id, &ns(&["ns"]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(dev_ns.properties["owner"], "dev");
+    // A namespace that holds inherited tables is not empty on the branch.
+    let err = store
+        .namespaces
+        .drop_namespace(dev.id, &ns(&["ns", "child"]), meta())
+        .await;
+    assert!(err.is_ok());
+    let err = store
+        .namespaces
+        .drop_namespace(dev.id, &ns(&["ns"]), meta())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Namespace));
+}
+
+async fn first_writes_on_a_branch_race_fairly(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (wh, main) = warehouse_in(&store, db, info.default_project_id, "lake").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&wh, &main, &["ns"]), meta())
+        .await
+        .unwrap();
+    let t = tabular(&wh, &main, &["ns"], "t", TabularKind::Table);
+    store
+        .tabulars
+        .commit_tabulars(main.id, &[TabularChange::Create(t.clone())], meta())
+        .await
+        .unwrap();
+    let main_now = current(&store, &wh, "main").await;
+    let dev = store
+        .refs
+        .create_ref(wh.id, "dev", RefKind::Branch, &fork_of(&main_now), now())
+        .await
+        .unwrap();
+    // Eight writers all make the branch's first commit to the same inherited table, at once:
+    // exactly one wins, the others lose their compare-and-swap, and the branch's history has
+    // exactly one commit.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        let change = update_of(&t, 0, &format!("file:///wh/t/metadata/{i}.json"));
+        let line = dev.id;
+        tasks.push(tokio::spawn(async move {
+            store
+                .tabulars
+                .commit_tabulars(line, &[change], meta())
+                .await
+        }));
+    }
+    let mut won = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => won += 1,
+            Err(e) => assert_eq!(e.kind, ErrorKind::CommitConflict, "{}", e.message),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(current(&store, &wh, "dev").await.head_seq, 1);
+    let main_t = store
+        .tabulars
+        .get_tabular(main.id, &t.ident)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(main_t.version, 0);
+}
+
+async fn merges_compare_and_swap_the_target_head(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (wh, main) = warehouse_in(&store, db, info.default_project_id, "lake").await;
+    let main_now = current(&store, &wh, "main").await;
+    let dev = store
+        .refs
+        .create_ref(wh.id, "dev", RefKind::Branch, &fork_of(&main_now), now())
+        .await
+        .unwrap();
+    store
+        .namespaces
+        .create_namespace(&namespace(&wh, &dev, &["from_dev"]), meta())
+        .await
+        .unwrap();
+    let dev_now = current(&store, &wh, "dev").await;
+    let change = MergeChange::Namespace {
+        ident: ns(&["from_dev"]),
+        properties: Some(Properties::new()),
+    };
+    // The target moved since the merge was computed: nothing is written.
+    let moved = store
+        .refs
+        .merge_into(
+            main.id,
+            main_now.head_seq + 1,
+            std::slice::from_ref(&change),
+            (dev_now.head_commit.unwrap(), dev_now.head_generation),
+            meta(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(moved.kind, ErrorKind::CommitConflict);
+    assert!(
+        store
+            .namespaces
+            .get_namespace(main.id, &ns(&["from_dev"]))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let commit = store
+        .refs
+        .merge_into(
+            main.id,
+            main_now.head_seq,
+            &[change],
+            (dev_now.head_commit.unwrap(), dev_now.head_generation),
+            meta(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .namespaces
+            .get_namespace(main.id, &ns(&["from_dev"]))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let merged = store.refs.get_commit(wh.id, commit).await.unwrap().unwrap();
+    assert_eq!(
+        merged.parents,
+        vec![main_now.head_commit.unwrap(), dev_now.head_commit.unwrap()]
+    );
+    assert_eq!(merged.generation, dev_now.head_generation + 1);
+}
+
+async fn tags_resets_and_commit_points(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (wh, main) = warehouse_in(&store, db, info.default_project_id, "lake").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&wh, &main, &["one"]), meta())
+        .await
+        .unwrap();
+    let at_one = current(&store, &wh, "main").await;
+    let tag = store
+        .refs
+        .create_ref(wh.id, "v1", RefKind::Tag, &fork_of(&at_one), now())
+        .await
+        .unwrap();
+    store
+        .namespaces
+        .create_namespace(&namespace(&wh, &main, &["two"]), meta())
+        .await
+        .unwrap();
+    let listed = |r: floe::model::RefId| {
+        let store = store.clone();
+        async move {
+            store
+                .namespaces
+                .list_namespaces(r, None, &PageRequest::all())
+                .await
+                .unwrap()
+                .items
+                .len()
+        }
+    };
+    assert_eq!(listed(tag.id).await, 1);
+    assert_eq!(listed(main.id).await, 2);
+    // A tag takes no commits.
+    let refused = store
+        .namespaces
+        .create_namespace(&namespace(&wh, &tag, &["x"]), meta())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::Conflict);
+    assert_eq!(listed(tag.id).await, 1);
+    // A commit reads as of itself, through one hidden ref made once.
+    let point = store
+        .refs
+        .commit_ref(wh.id, at_one.head_commit.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let again = store
+        .refs
+        .commit_ref(wh.id, at_one.head_commit.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(point.id, again.id);
+    assert_eq!(listed(point.id).await, 1);
+    assert!(
+        store
+            .refs
+            .commit_ref(wh.id, CommitId::new())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let names: Vec<String> = store
+        .refs
+        .list_refs(wh.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["main", "v1"]);
+    // A reset branch is a new line; its old line's commits stay.
+    let main_now = current(&store, &wh, "main").await;
+    let dev = store
+        .refs
+        .create_ref(wh.id, "dev", RefKind::Branch, &fork_of(&main_now), now())
+        .await
+        .unwrap();
+    store
+        .namespaces
+        .create_namespace(&namespace(&wh, &dev, &["three"]), meta())
+        .await
+        .unwrap();
+    let dev_now = current(&store, &wh, "dev").await;
+    let reset = store
+        .refs
+        .reset_branch(wh.id, "dev", &fork_of(&at_one), now())
+        .await
+        .unwrap();
+    assert_ne!(reset.id, dev.id);
+    assert_eq!(listed(reset.id).await, 1);
+    assert!(
+        store
+            .refs
+            .get_commit(wh.id, dev_now.head_commit.unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // The old line takes no more commits.
+    let refused = store
+        .namespaces
+        .create_namespace(&namespace(&wh, &dev, &["four"]), meta())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.kind, ErrorKind::Conflict);
+    store
+        .refs
+        .delete_ref(wh.id, "v1", RefKind::Tag)
+        .await
+        .unwrap();
+    let gone = store
+        .refs
+        .delete_ref(wh.id, "v1", RefKind::Tag)
+        .await
+        .unwrap_err();
+    assert_eq!(gone.kind, ErrorKind::NotFound(Entity::Ref));
 }
