@@ -367,25 +367,36 @@ impl ObjectStore {
         pending.file.sync_all()?;
         write_meta(&pending.path, &meta);
         let dir = target.parent().expect("an object path has a folder");
-        self.make_dirs(dir)?;
-        if target.is_dir() {
-            return Err(ObjectError::Conflict(format!(
-                "the key {key:?} is also a prefix of other objects, which Floe's file layout cannot hold"
-            )));
-        }
-        match overwrite {
-            Overwrite::Allow => std::fs::rename(&pending.path, &target)?,
-            Overwrite::IfAbsent => {
-                // A hard link is created only if the name is free: an atomic create-if-absent.
-                match std::fs::hard_link(&pending.path, &target) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        return Err(ObjectError::AlreadyExists);
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-                let _ = std::fs::remove_file(&pending.path);
+        // A delete of the folder's last object removes the folder; one racing with this write
+        // may remove it between its creation and the move, so the two are tried again.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            self.make_dirs(dir)?;
+            if target.is_dir() {
+                return Err(ObjectError::Conflict(format!(
+                    "the key {key:?} is also a prefix of other objects, which Floe's file layout cannot hold"
+                )));
             }
+            let placed = match overwrite {
+                Overwrite::Allow => std::fs::rename(&pending.path, &target),
+                // A hard link is created only if the name is free: an atomic create-if-absent.
+                Overwrite::IfAbsent => std::fs::hard_link(&pending.path, &target),
+            };
+            match placed {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempts < 20 => continue,
+                Err(e)
+                    if overwrite == Overwrite::IfAbsent
+                        && e.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    return Err(ObjectError::AlreadyExists);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if overwrite == Overwrite::IfAbsent {
+            let _ = std::fs::remove_file(&pending.path);
         }
         pending.done = true;
         std::fs::File::open(dir)?.sync_all()?;
@@ -399,18 +410,37 @@ impl ObjectStore {
     }
 
     fn make_dirs(&self, dir: &Path) -> ObjectResult<()> {
-        match std::fs::create_dir_all(dir) {
-            Ok(()) => Ok(()),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::NotADirectory
-                    || e.kind() == std::io::ErrorKind::AlreadyExists =>
-            {
-                Err(ObjectError::Conflict(
-                    "a prefix of the key is itself an object, which Floe's file layout cannot hold"
-                        .into(),
-                ))
+        let conflict = || {
+            ObjectError::Conflict(
+                "a prefix of the key is itself an object, which Floe's file layout cannot hold"
+                    .into(),
+            )
+        };
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match std::fs::create_dir_all(dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => return Err(conflict()),
+                // Either an object holds the name, or a concurrent delete removed the folder
+                // between creating it failing and checking it: only the first is a conflict.
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AlreadyExists
+                        || e.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    let blocked = dir
+                        .ancestors()
+                        .take_while(|d| *d != self.root)
+                        .any(|d| d.is_file());
+                    if blocked {
+                        return Err(conflict());
+                    }
+                    if attempts >= 20 {
+                        return Err(e.into());
+                    }
+                }
+                Err(e) => return Err(e.into()),
             }
-            Err(e) => Err(e.into()),
         }
     }
 
@@ -979,6 +1009,7 @@ fn has_object(dir: &Path) -> ObjectResult<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn put(store: &ObjectStore, key: &str, body: &[u8]) -> ObjectInfo {
         let mut p = store.begin().unwrap();
@@ -1050,6 +1081,44 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 7, "{seen:?}");
+    }
+
+    #[test]
+    fn writes_and_deletes_racing_in_one_folder_all_succeed() {
+        // Deleting a folder's last object removes the folder; writers re-creating it at the same
+        // time must neither fail nor lose their object.
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(ObjectStore::new(dir.path().to_path_buf()));
+        let threads: Vec<_> = ["a", "b", "c", "d"]
+            .into_iter()
+            .map(|name| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    let key = format!("x/y/z/{name}");
+                    for round in 0..400 {
+                        let mut p = store.begin().unwrap();
+                        p.write(name.as_bytes()).unwrap();
+                        let overwrite = if round % 2 == 0 {
+                            Overwrite::Allow
+                        } else {
+                            Overwrite::IfAbsent
+                        };
+                        store
+                            .commit(p, &key, ObjectMeta::default(), overwrite)
+                            .unwrap_or_else(|e| panic!("{key} round {round}: {e:?}"));
+                        assert_eq!(store.head(&key).unwrap().size, 1);
+                        store.delete(&key).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(
+            !dir.path().join("x").exists(),
+            "the emptied folders are gone"
+        );
     }
 
     #[test]
