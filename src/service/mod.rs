@@ -139,10 +139,13 @@ const WAREHOUSE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// version it builds on (the one the previous commit produced). Keyed by version, it can never
 /// serve anything but the exact version the database holds.
 struct ParsedTables {
+    /// By table id: the metadata file the parsed metadata is of, and the parsed metadata. Keyed
+    /// by file, not by version: on a branch, a commit to an inherited table writes a copy of it
+    /// at the next version, and a merge may later give the original that same version.
     entries: std::sync::Mutex<
         std::collections::HashMap<
             crate::model::TabularId,
-            (i64, Arc<iceberg::spec::TableMetadata>),
+            (String, Arc<iceberg::spec::TableMetadata>),
         >,
     >,
 }
@@ -153,26 +156,26 @@ impl ParsedTables {
     fn get(
         &self,
         id: crate::model::TabularId,
-        version: i64,
+        metadata_location: &str,
     ) -> Option<Arc<iceberg::spec::TableMetadata>> {
         let entries = self.entries.lock().expect("cache lock");
         entries
             .get(&id)
-            .filter(|(v, _)| *v == version)
+            .filter(|(file, _)| file == metadata_location)
             .map(|(_, m)| m.clone())
     }
 
     fn put(
         &self,
         id: crate::model::TabularId,
-        version: i64,
+        metadata_location: String,
         metadata: Arc<iceberg::spec::TableMetadata>,
     ) {
         let mut entries = self.entries.lock().expect("cache lock");
         if entries.len() >= Self::MAX_ENTRIES && !entries.contains_key(&id) {
             entries.clear();
         }
-        entries.insert(id, (version, metadata));
+        entries.insert(id, (metadata_location, metadata));
     }
 }
 

@@ -177,7 +177,7 @@ pub(crate) async fn backoff(attempt: usize) {
 struct Staged {
     state: TableState,
     retired: Vec<Location>,
-    parsed: (TabularId, i64, Arc<TableMetadata>),
+    parsed: (TabularId, String, Arc<TableMetadata>),
 }
 
 /// The outcome of one attempt at a commit.
@@ -545,7 +545,7 @@ impl Services {
             }
             let parsed = match &current {
                 None => None,
-                Some(t) => Some(match self.parsed_tables.get(t.id, t.version) {
+                Some(t) => Some(match self.parsed_tables.get(t.id, &t.metadata_location) {
                     Some(hit) => hit,
                     None => Arc::new(parse_table_metadata(&t.metadata)?),
                 }),
@@ -603,9 +603,9 @@ impl Services {
             wh.storage.put_new(&file, json.clone()).await?;
             written.push(file.clone());
             let at = now();
-            let (id, version) = match &current {
-                None => (TabularId::new(), 0),
-                Some(t) => (t.id, t.version + 1),
+            let id = match &current {
+                None => TabularId::new(),
+                Some(t) => t.id,
             };
             store_changes.push(match &current {
                 None => TabularChange::Create(wh.new_tabular(
@@ -642,7 +642,7 @@ impl Services {
                     metadata: json,
                 },
                 retired,
-                parsed: (id, version, Arc::new(result.metadata)),
+                parsed: (id, file.to_string(), Arc::new(result.metadata)),
             });
         }
         Ok((store_changes, done))
