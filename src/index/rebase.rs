@@ -1,11 +1,13 @@
 //! Replaying an appended snapshot onto another parent, as Iceberg's own commit retry does: the new
-//! snapshot's manifest list is the new parent's manifests plus the manifests the snapshot added,
-//! whose sequence numbers become the new snapshot's. Bytes in, bytes out (the manifest list Avro
-//! files); reading and writing them is the caller's.
+//! snapshot's manifest list is the new parent's manifests plus the manifests the snapshot added
+//! (those in its list and not in its parent's), which take the new snapshot's sequence number.
+//! Bytes in, bytes out (the manifest list Avro files); reading and writing them is the caller's.
 //!
 //! A snapshot can be replayed only if it kept every manifest of its own parent and added new ones
 //! (a fast append). One that rewrote its parent's manifests (a merge append folds existing entries
-//! into a new manifest) would bring those entries twice, so it is refused.
+//! into a new manifest) would bring those entries twice, so it is refused. Manifests the new parent
+//! already lists are not added again: a snapshot an earlier merge replayed onto the target brings
+//! only what the target lacks, and a snapshot that brings nothing new is not replayed at all.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -34,6 +36,7 @@ pub struct Replay<'a> {
     /// The snapshot's own manifest list, and its parent's (`None`: it had no parent).
     pub list: &'a [u8],
     pub parent_list: Option<&'a [u8]>,
+    /// The replayed snapshot's id (the original's, or a fresh one when the target has that id).
     pub snapshot_id: i64,
     /// The new parent's manifest list and id (`None`: the new parent is no snapshot).
     pub onto_list: Option<&'a [u8]>,
@@ -47,8 +50,9 @@ fn parse(bytes: &[u8], format: FormatVersion) -> Result<Vec<ManifestFile>, Strin
         .map_err(|e| format!("a manifest list cannot be read: {e}"))
 }
 
-/// The manifest list of the replayed snapshot, or why it cannot be replayed.
-pub async fn replay(replay: Replay<'_>) -> Result<Vec<u8>, String> {
+/// The manifest list of the replayed snapshot; `None` when the new parent already lists every
+/// manifest the snapshot added; or why it cannot be replayed.
+pub async fn replay(replay: Replay<'_>) -> Result<Option<Vec<u8>>, String> {
     if replay.format == FormatVersion::V3 {
         return Err("format-version 3 tables (row lineage) are not replayed yet".to_string());
     }
@@ -61,18 +65,21 @@ pub async fn replay(replay: Replay<'_>) -> Result<Vec<u8>, String> {
         Some(bytes) => parse(bytes, replay.format)?,
         None => Vec::new(),
     };
-    let (added, kept): (Vec<ManifestFile>, Vec<ManifestFile>) = own
-        .into_iter()
-        .partition(|m| m.added_snapshot_id == replay.snapshot_id);
-    let kept: BTreeSet<&str> = kept.iter().map(|m| m.manifest_path.as_str()).collect();
     let parents: BTreeSet<&str> = parent.iter().map(|m| m.manifest_path.as_str()).collect();
-    if kept != parents {
+    let owned: BTreeSet<&str> = own.iter().map(|m| m.manifest_path.as_str()).collect();
+    if !parents.is_subset(&owned) {
         return Err(format!(
             "snapshot {} rewrote its parent's manifests (not a fast append), so it cannot be \
              replayed onto another parent",
             replay.snapshot_id
         ));
     }
+    let present: BTreeSet<String> = onto.iter().map(|m| m.manifest_path.clone()).collect();
+    let added: Vec<ManifestFile> = own
+        .into_iter()
+        .filter(|m| !parents.contains(m.manifest_path.as_str()))
+        .filter(|m| !present.contains(&m.manifest_path))
+        .collect();
     if added
         .iter()
         .any(|m| m.existing_files_count.unwrap_or(1) > 0 || m.deleted_files_count.unwrap_or(1) > 0)
@@ -82,6 +89,9 @@ pub async fn replay(replay: Replay<'_>) -> Result<Vec<u8>, String> {
              replayed onto another parent",
             replay.snapshot_id
         ));
+    }
+    if added.is_empty() {
+        return Ok(None);
     }
     let buffer = Arc::new(Mutex::new(Vec::new()));
     let sink = Box::new(Collect(buffer.clone()));
@@ -94,10 +104,12 @@ pub async fn replay(replay: Replay<'_>) -> Result<Vec<u8>, String> {
             replay.sequence_number,
         ),
     };
+    let sequence_number = replay.sequence_number;
     let added = added.into_iter().map(|mut m| {
-        // Assigned by the writer: the replayed snapshot's sequence number.
-        m.sequence_number = iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER;
-        m.min_sequence_number = iceberg::spec::UNASSIGNED_SEQUENCE_NUMBER;
+        // The replayed snapshot's sequence number, which its added entries inherit. Set here
+        // rather than left for the writer: a manifest may have been added under another id.
+        m.sequence_number = sequence_number;
+        m.min_sequence_number = sequence_number;
         m
     });
     writer
@@ -108,7 +120,7 @@ pub async fn replay(replay: Replay<'_>) -> Result<Vec<u8>, String> {
         .await
         .map_err(|e| format!("the replayed manifest list cannot be written: {e}"))?;
     let bytes = buffer.lock().expect("buffer").clone();
-    Ok(bytes)
+    Ok(Some(bytes))
 }
 
 #[cfg(test)]
@@ -179,6 +191,7 @@ mod tests {
             sequence_number: 3,
         })
         .await
+        .unwrap()
         .unwrap();
         let entries = parse(&bytes, FormatVersion::V2).unwrap();
         let paths: Vec<&str> = entries.iter().map(|m| m.manifest_path.as_str()).collect();
@@ -202,6 +215,7 @@ mod tests {
             sequence_number: 3,
         })
         .await
+        .unwrap()
         .unwrap();
         let paths: Vec<String> = parse(&bytes, FormatVersion::V2)
             .unwrap()
@@ -255,5 +269,85 @@ mod tests {
         .await
         .unwrap_err();
         assert!(why.contains("existing or deleted"), "{why}");
+    }
+
+    #[tokio::test]
+    async fn what_the_new_parent_already_lists_is_not_added_again() {
+        // An earlier merge replayed source snapshot 2 (m2) onto target snapshot 4 (m1, m4),
+        // keeping id 2. The source then appended 3 (m3); the target's head is the replayed 2.
+        let source_2 = list(
+            2,
+            Some(1),
+            2,
+            vec![manifest("m1", 1, 1, 0), manifest("m2", 2, 2, 0)],
+        )
+        .await;
+        let source_3 = list(
+            3,
+            Some(2),
+            3,
+            vec![
+                manifest("m1", 1, 1, 0),
+                manifest("m2", 2, 2, 0),
+                manifest("m3", 3, 3, 0),
+            ],
+        )
+        .await;
+        let target_2 = list(
+            2,
+            Some(4),
+            3,
+            vec![
+                manifest("m1", 1, 1, 0),
+                manifest("m4", 4, 2, 0),
+                manifest("m2", 2, 3, 0),
+            ],
+        )
+        .await;
+        let bytes = replay(Replay {
+            format: FormatVersion::V2,
+            list: &source_3,
+            parent_list: Some(&source_2),
+            snapshot_id: 3,
+            onto_list: Some(&target_2),
+            onto_id: Some(2),
+            sequence_number: 4,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let entries = parse(&bytes, FormatVersion::V2).unwrap();
+        let paths: Vec<&str> = entries.iter().map(|m| m.manifest_path.as_str()).collect();
+        assert_eq!(paths, vec!["m1", "m4", "m2", "m3"]);
+        // Snapshot 2 again (as a sync back would see it): nothing new, nothing to replay.
+        let nothing = replay(Replay {
+            format: FormatVersion::V2,
+            list: &source_2,
+            parent_list: None,
+            snapshot_id: 2,
+            onto_list: Some(&target_2),
+            onto_id: Some(2),
+            sequence_number: 4,
+        })
+        .await
+        .unwrap();
+        assert!(nothing.is_none());
+        // Under a fresh id, a manifest another snapshot added still takes the new number.
+        let bytes = replay(Replay {
+            format: FormatVersion::V2,
+            list: &target_2,
+            parent_list: Some(&source_2),
+            snapshot_id: 99,
+            onto_list: Some(&source_3),
+            onto_id: Some(3),
+            sequence_number: 5,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        let entries = parse(&bytes, FormatVersion::V2).unwrap();
+        let m4 = entries.iter().find(|m| m.manifest_path == "m4").unwrap();
+        assert_eq!((m4.sequence_number, m4.added_snapshot_id), (5, 4));
+        assert_eq!(entries.len(), 4);
     }
 }

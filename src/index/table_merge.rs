@@ -36,7 +36,8 @@ pub struct TablePlan {
     /// The source's new `main` snapshots since the base, oldest first.
     pub snapshots: Vec<Value>,
     /// Whether those snapshots must be replayed onto the target's current snapshot (the target
-    /// added snapshots too) or can be added as they are.
+    /// added snapshots too, or has some of theirs ids with other content) or can be added as
+    /// they are. A replayed snapshot keeps its id unless the target has it already.
     pub rebase: bool,
     /// Snapshot ids the source removed (expired), to remove on the target too.
     pub removed_snapshots: Vec<i64>,
@@ -74,23 +75,37 @@ fn snapshots_by_id(metadata: &Value) -> BTreeMap<i64, &Value> {
         .unwrap_or_default()
 }
 
-/// The snapshots of `main` from `from` back to (not including) `base`, oldest first; `None` when
-/// `base` is not an ancestor of `from` (the history was rolled back or rewritten).
-fn chain_since<'a>(
-    snapshots: &BTreeMap<i64, &'a Value>,
-    from: Option<i64>,
-    base: Option<i64>,
+/// A side's `main` snapshots that the base does not have as they are, oldest first: walking back
+/// from the side's head up to the first snapshot the base has with the same manifest list. A
+/// snapshot an earlier merge replayed keeps its id but not its manifest list, so it counts as new.
+/// `None` when that history does not hold the base's current snapshot (rolled back or rewritten),
+/// or misses a snapshot on the way (expired).
+fn new_since<'a>(
+    side: &BTreeMap<i64, &'a Value>,
+    head: Option<i64>,
+    base: &BTreeMap<i64, &Value>,
+    base_head: Option<i64>,
 ) -> Option<Vec<&'a Value>> {
+    let list = |s: &Value| s.get("manifest-list").cloned();
     let mut chain = Vec::new();
-    let mut at = from;
-    while at != base {
-        let id = at?;
-        let snapshot = snapshots.get(&id)?;
+    let mut saw_base_head = base_head.is_none();
+    let mut at = head;
+    while let Some(id) = at {
+        let snapshot = side.get(&id)?;
+        if Some(id) == base_head {
+            saw_base_head = true;
+        }
+        if base.get(&id).is_some_and(|b| list(b) == list(snapshot)) {
+            break;
+        }
         chain.push(*snapshot);
         at = snapshot.get("parent-snapshot-id").and_then(Value::as_i64);
-        if chain.len() > snapshots.len() {
+        if chain.len() > side.len() {
             return None;
         }
+    }
+    if !saw_base_head {
+        return None;
     }
     chain.reverse();
     Some(chain)
@@ -304,8 +319,8 @@ pub fn compose(base: &Value, source: &Value, target: &Value) -> Result<TablePlan
         snapshots_by_id(target),
     );
     let base_head = main_head(base);
-    let source_new = chain_since(&ss, main_head(source), base_head);
-    let target_new = chain_since(&ts, main_head(target), base_head);
+    let source_new = new_since(&ss, main_head(source), &bs, base_head);
+    let target_new = new_since(&ts, main_head(target), &bs, base_head);
     let removed_on = |side: &BTreeMap<i64, &Value>| -> Vec<i64> {
         bs.keys()
             .filter(|id| !side.contains_key(id))
@@ -318,16 +333,21 @@ pub fn compose(base: &Value, source: &Value, target: &Value) -> Result<TablePlan
     match (source_new, target_new) {
         (None, _) => reasons.push(
             "the source's main history no longer contains the base's current snapshot \
-             (rolled back or rewritten)"
+             (rolled back, rewritten or expired)"
                 .to_string(),
         ),
         (_, None) => reasons.push(
             "the target's main history no longer contains the base's current snapshot \
-             (rolled back or rewritten)"
+             (rolled back, rewritten or expired)"
                 .to_string(),
         ),
         (Some(source_new), Some(target_new)) => {
-            if !source_new.is_empty() && !target_new.is_empty() {
+            // A source snapshot whose id the target has with another manifest list: one an
+            // earlier merge replayed. Its content must be replayed, not added as it is.
+            let collides = source_new
+                .iter()
+                .any(|s| snapshot_id(s).is_some_and(|id| ts.contains_key(&id)));
+            if !source_new.is_empty() && (!target_new.is_empty() || collides) {
                 let not_appends: BTreeSet<&str> = source_new
                     .iter()
                     .map(|s| operation(s))
@@ -341,12 +361,6 @@ pub fn compose(base: &Value, source: &Value, target: &Value) -> Result<TablePlan
                     ));
                 }
                 rebase = true;
-                if source_new
-                    .iter()
-                    .any(|s| snapshot_id(s).is_some_and(|id| ts.contains_key(&id)))
-                {
-                    reasons.push("both sides added a snapshot with the same id".to_string());
-                }
             }
             if (!source_removed.is_empty() && !target_new.is_empty())
                 || (!target_removed.is_empty() && !source_new.is_empty())
@@ -540,5 +554,37 @@ mod tests {
         let mut other = base.clone();
         other["table-uuid"] = json!("00000000-0000-0000-0000-000000000001");
         assert!(compose(&base, &other, &base).is_err());
+    }
+
+    #[test]
+    fn snapshots_an_earlier_merge_replayed_are_seen_by_their_content() {
+        // dev appended 2 while main appended 4; merging dev replayed 2 onto 4 (same id, new list).
+        let s1 = snapshot(1, None, 1, "append");
+        let s2 = snapshot(2, Some(1), 2, "append");
+        let mut s2_on_main = snapshot(2, Some(4), 3, "append");
+        s2_on_main["manifest-list"] = json!("s3://b/t/metadata/snap-2-merged.avro");
+        let main = table(
+            vec![s1.clone(), snapshot(4, Some(1), 2, "append"), s2_on_main],
+            Some(2),
+        );
+        // dev appends 3 and merges again: the base is dev's 2, and main's 2 is not that one.
+        let base = table(vec![s1.clone(), s2.clone()], Some(2));
+        let dev = table(
+            vec![s1.clone(), s2.clone(), snapshot(3, Some(2), 3, "append")],
+            Some(3),
+        );
+        let plan = compose(&base, &dev, &main).unwrap();
+        assert!(plan.rebase, "main's 2 holds main's own rows too");
+        let ids: Vec<i64> = plan.snapshots.iter().filter_map(snapshot_id).collect();
+        assert_eq!(ids, vec![3]);
+        // The other way (main synced into dev, which appended 3): main's 4 and its replayed 2
+        // are new to dev and are replayed onto 3.
+        let plan = compose(&base, &main, &dev).unwrap();
+        assert!(plan.rebase);
+        let ids: Vec<i64> = plan.snapshots.iter().filter_map(snapshot_id).collect();
+        assert_eq!(ids, vec![4, 2]);
+        // Even when dev did not move: main's 2 collides with dev's own 2.
+        let plan = compose(&base, &main, &base).unwrap();
+        assert!(plan.rebase);
     }
 }

@@ -839,14 +839,19 @@ impl Services {
             .unwrap_or_default();
         let mut head_list = head.and_then(|h| lists_of_target.get(&h).cloned());
         let mut added = Vec::new();
+        let mut taken_ids: BTreeSet<i64> = lists_of_target.keys().copied().collect();
         for snapshot in plan.snapshots {
             let mut snapshot = snapshot;
-            let id = snapshot
+            let mut id = snapshot
                 .get("snapshot-id")
                 .and_then(Value::as_i64)
                 .unwrap_or_default();
             let seq = if format >= 2 { last_seq + 1 } else { 0 };
             if plan.rebase {
+                // The target has this id (a snapshot an earlier merge replayed): a fresh one.
+                while taken_ids.contains(&id) {
+                    id = (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
+                }
                 let own_path = snapshot
                     .get("manifest-list")
                     .and_then(Value::as_str)
@@ -889,7 +894,9 @@ impl Services {
                 })
                 .await;
                 let bytes = match replayed {
-                    Ok(bytes) => bytes,
+                    Ok(Some(bytes)) => bytes,
+                    // The target already has everything it added.
+                    Ok(None) => continue,
                     Err(reason) => return Ok(Err(reason)),
                 };
                 let file = location.join(&format!(
@@ -898,6 +905,7 @@ impl Services {
                 ))?;
                 storage.put_new(&file, bytes.into()).await?;
                 written.push(file.clone());
+                snapshot["snapshot-id"] = Value::from(id);
                 snapshot["manifest-list"] = Value::from(file.to_string());
                 snapshot["parent-snapshot-id"] = head.map(Value::from).unwrap_or(Value::Null);
                 snapshot["timestamp-ms"] = Value::from(now_ms);
@@ -910,6 +918,7 @@ impl Services {
                 last_seq = seq;
             }
             head = Some(id);
+            taken_ids.insert(id);
             added.push(snapshot);
         }
         let removed: BTreeSet<i64> = plan.removed_snapshots.iter().copied().collect();

@@ -1,10 +1,11 @@
 """The branching index end to end: git-like branches, tags and commits over a whole warehouse,
-used by real engines (PyIceberg, DuckDB) through nothing but the catalog's `warehouse` setting
-(`demo@dev`, `demo@<tag>`, `demo@<commit-id>`), and managed through the management API (branches,
-tags, commit log, diff, reset, content-aware merge)."""
+used by real engines (PyIceberg, DuckDB, Spark) through nothing but the catalog's `warehouse`
+setting (`demo@dev`, `demo@<tag>`, `demo@<commit-id>`), and managed through the management API
+(branches, tags, commit log, diff, reset, content-aware merge)."""
 
 import concurrent.futures
 import itertools
+import logging
 import os
 import random
 import threading
@@ -23,6 +24,7 @@ from pyiceberg.exceptions import (
 )
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
+from test_spark import spark  # noqa: F401 - the Spark suite's SparkSession fixture (module scope)
 
 SCHEMA = Schema(
     NestedField(1, "id", LongType(), required=False),
@@ -235,6 +237,39 @@ def test_write_on_a_branch_then_merge_into_main(floe):
     assert ids_of(catalog(floe, "dev").load_table("sales.orders")) == [1, 2, 3, 4, 5]
 
 
+def test_main_commits_to_a_table_taken_from_a_branch(floe):
+    """A table dev committed to several times since the fork, taken by a fast-forward merge: main
+    must be able to commit to it afterwards."""
+    api = Mgmt(floe)
+    main = catalog(floe)
+    main.create_namespace("ff")
+    main.create_table("ff.t", SCHEMA).append(rows([1]))
+    api.branch("dev")
+    dev = catalog(floe, "dev")
+    dev.load_table("ff.t").append(rows([2], "dev"))
+    dev.load_table("ff.t").append(rows([3], "dev"))
+
+    merged = api.merge("dev", "main")
+    assert merged["fast-forward"] is True
+    assert [(e["name"], e["change"]) for e in merged["tables"]] == [("t", "taken")], merged
+    table = catalog(floe).load_table("ff.t")
+    assert ids_of(table) == [1, 2, 3]
+    head = table.current_snapshot().snapshot_id
+    # A commit that asserts only the table's uuid (PyIceberg's set_properties) keeps the data.
+    with table.transaction() as tx:
+        tx.set_properties({"reviewed": "yes"})
+    table = catalog(floe).load_table("ff.t")
+    assert table.properties["reviewed"] == "yes"
+    assert table.current_snapshot().snapshot_id == head
+    assert ids_of(table) == [1, 2, 3]
+    # An append (asserting main's snapshot) goes through.
+    table.append(rows([4], "main"))
+    assert ids_of(catalog(floe).load_table("ff.t")) == [1, 2, 3, 4]
+    # Dev goes on too.
+    catalog(floe, "dev").load_table("ff.t").append(rows([5], "dev"))
+    assert ids_of(catalog(floe, "dev").load_table("ff.t")) == [1, 2, 3, 5]
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. Appends on both sides
 
@@ -320,6 +355,38 @@ def test_merging_a_branch_twice_keeps_mains_rows(floe):
     catalog(floe, "dev").load_table("m.t").append(rows([22], "dev"))
     api.merge("dev", "main")
     assert ids_of(catalog(floe).load_table("m.t")) == [1, 10, 11, 20, 21, 22]
+
+
+def test_syncing_main_into_a_branch_then_merging_back_keeps_every_row(floe):
+    """Merge dev into main, then main into dev while dev moved on, then dev into main again."""
+    api = Mgmt(floe)
+    main = catalog(floe)
+    main.create_namespace("s")
+    main.create_table("s.t", SCHEMA).append(rows([1]))
+    api.branch("dev")
+    main.load_table("s.t").append(rows([10], "main"))
+    catalog(floe, "dev").load_table("s.t").append(rows([20], "dev"))
+    api.merge("dev", "main")
+    catalog(floe, "dev").load_table("s.t").append(rows([21], "dev"))
+
+    # main's replayed snapshot carries dev's id but main's rows too: dev gets main's 10.
+    synced = api.merge("main", "dev")
+    assert [(e["name"], e["change"]) for e in synced["tables"]] == [("t", "merged")], synced
+    dev_table = catalog(floe, "dev").load_table("s.t")
+    assert ids_of(dev_table) == [1, 10, 20, 21]
+    ids = [s.snapshot_id for s in dev_table.snapshots()]
+    assert len(ids) == len(set(ids))
+    assert ids_of(catalog(floe).load_table("s.t")) == [1, 10, 20]
+
+    catalog(floe).load_table("s.t").append(rows([11], "main"))
+    catalog(floe, "dev").load_table("s.t").append(rows([22], "dev"))
+    api.merge("dev", "main")
+    assert ids_of(catalog(floe).load_table("s.t")) == [1, 10, 11, 20, 21, 22]
+    # Nothing new on either side: merging again in either direction changes no rows.
+    api.merge("main", "dev")
+    assert ids_of(catalog(floe, "dev").load_table("s.t")) == [1, 10, 11, 20, 21, 22]
+    again = api.merge("dev", "main")
+    assert ids_of(catalog(floe).load_table("s.t")) == [1, 10, 11, 20, 21, 22], again
 
 
 def test_property_and_column_changes_apart_compose(floe):
@@ -579,6 +646,17 @@ def test_concurrent_commits_on_many_branches_do_not_interfere(floe):
     retries = []
     lock = threading.Lock()
 
+    class CountRetries(logging.Handler):
+        """PyIceberg retries a failed commit by itself (refresh, re-apply): count those too."""
+
+        def emit(self, record):
+            if "concurrent update" in record.getMessage():
+                with lock:
+                    retries.append("pyiceberg")
+
+    counter = CountRetries()
+    logging.getLogger("pyiceberg.table").addHandler(counter)
+
     def append(branch, value):
         batch = rows([value], branch)
         for _attempt in range(50):
@@ -594,8 +672,11 @@ def test_concurrent_commits_on_many_branches_do_not_interfere(floe):
     # Shuffled: the pool's 10 workers mostly hit different branches, sometimes the same one.
     jobs = [(b, k * 100 + i) for i in range(10) for k, b in enumerate(branches)]
     random.Random(7).shuffle(jobs)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
-        done = list(pool.map(lambda job: append(*job), jobs))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=10) as pool:
+            done = list(pool.map(lambda job: append(*job), jobs))
+    finally:
+        logging.getLogger("pyiceberg.table").removeHandler(counter)
     assert sorted(done) == sorted(v for _, v in jobs)
 
     for k, name in enumerate(branches):
@@ -937,7 +1018,8 @@ def test_bad_input_is_refused_and_changes_nothing(floe):
     assert_error(api.post("branches", {"name": "dev"}), 409)
     assert_error(api.post("tags", {"name": "dev"}), 409)
     assert_error(api.post("branches", {"name": "new", "from": "nope"}), 404)
-    assert_error(api.post("branches", {"name": "new", "from": "00000000-0000-0000-0000-000000000000"}), 404)
+    no_commit = "00000000-0000-0000-0000-000000000000"
+    assert_error(api.post("branches", {"name": "new", "from": no_commit}), 404)
 
     assert_error(api.config("demo@nope"), 404)
     assert_error(api.config("nowhere@dev"), 404)
@@ -945,7 +1027,7 @@ def test_bad_input_is_refused_and_changes_nothing(floe):
     assert_error(api.get("tags/dev"), 404)  # a branch, not a tag
     assert_error(api.get("commits", ref="nope"), 404)
     assert_error(api.get("diff", **{"from": "main", "to": "nope"}), 404)
-    assert_error(api.get("commits/00000000-0000-0000-0000-000000000000"), 404)
+    assert_error(api.get(f"commits/{no_commit}"), 404)
 
     assert_error(api.post("merge", {"source": "nope", "target": "main"}), 404)
     assert_error(api.post("merge", {"source": "dev", "target": "nope"}), 404)
@@ -968,8 +1050,6 @@ def test_bad_input_is_refused_and_changes_nothing(floe):
 
 # ---------------------------------------------------------------------------------------------
 # 11. Spark on a branch (the plain local warehouse: Spark here has no S3 client)
-
-from test_spark import spark  # noqa: E402,F401 - the module's SparkSession fixture
 
 _spark_names = itertools.count()
 
@@ -1025,9 +1105,12 @@ def test_spark_writes_on_a_branch_then_merge(spark, floe):
     # Spark on a tag reads and cannot write.
     api.tag("v1")
     tagged = spark_catalog(spark, floe, f"{warehouse}@v1")
-    spark.sql(f"INSERT INTO {main}.db.t VALUES (5, 'e')")
     assert select(f"SELECT count(*) FROM {tagged}.db.t") == [(3,)]
     with pytest.raises(Exception, match="403|Forbidden|read-only"):
         spark.sql(f"INSERT INTO {tagged}.db.t VALUES (6, 'f')")
     assert select(f"SELECT count(*) FROM {tagged}.db.t") == [(3,)]
+
+    # Main goes on from the merged table; the tag does not move.
+    spark.sql(f"INSERT INTO {main}.db.t VALUES (5, 'e')")
     assert select(f"SELECT count(*) FROM {main}.db.t") == [(4,)]
+    assert select(f"SELECT count(*) FROM {tagged}.db.t") == [(3,)]
