@@ -1007,11 +1007,21 @@ impl Services {
         {
             return Ok(std::sync::Arc::default());
         }
+        // Through a tag or a commit, read-only whoever asks.
         let read_only = self
             .authorize(ctx, Action::TableCommit, table_resource(warehouse, ident))
             .await
-            .is_err();
-        self.storage_access(warehouse, ident, location, read_only, delegation)
-            .await
+            .is_err()
+            || (ctx.reference.is_some()
+                && self.request_ref(ctx, warehouse).await?.kind != crate::model::RefKind::Branch);
+        self.storage_access(
+            warehouse,
+            ctx.reference.as_deref(),
+            ident,
+            location,
+            read_only,
+            delegation,
+        )
+        .await
     }
 }

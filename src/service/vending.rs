@@ -19,7 +19,9 @@ use std::time::{Duration, SystemTime};
 use super::{RequestContext, Services};
 use crate::authz::{Action, Resource};
 use crate::error::{Error, Result};
-use crate::model::{StorageCredential, StorageProfile, TabularIdent, Warehouse, WarehouseId, now};
+use crate::model::{
+    RefKind, StorageCredential, StorageProfile, TabularIdent, Warehouse, WarehouseId, now,
+};
 use crate::storage::signing::{self, SignRequest, SigningKey, SigningScope};
 use crate::storage::{Location, sts};
 
@@ -97,8 +99,10 @@ fn encode_segment(text: &str) -> String {
     out
 }
 
-/// The table's sign endpoint relative to the catalog's base URI (`.../catalog`).
-fn sign_endpoint(warehouse: WarehouseId, ident: &TabularIdent) -> String {
+/// The table's sign endpoint relative to the catalog's base URI (`.../catalog`), under the
+/// request's prefix: the warehouse id, and `@<ref>` when the request named a branch, tag or commit
+/// (a table only that branch has is found there, and a tag's signing stays read-only).
+fn sign_endpoint(warehouse: WarehouseId, reference: Option<&str>, ident: &TabularIdent) -> String {
     let namespace = ident
         .namespace
         .levels()
@@ -106,8 +110,12 @@ fn sign_endpoint(warehouse: WarehouseId, ident: &TabularIdent) -> String {
         .map(|level| encode_segment(level))
         .collect::<Vec<_>>()
         .join("%1F");
+    let prefix = match reference {
+        Some(name) => format!("{warehouse}@{}", encode_segment(name)),
+        None => warehouse.to_string(),
+    };
     format!(
-        "v1/{warehouse}/namespaces/{namespace}/tables/{}/sign",
+        "v1/{prefix}/namespaces/{namespace}/tables/{}/sign",
         encode_segment(&ident.name)
     )
 }
@@ -189,6 +197,7 @@ impl Services {
     pub(crate) async fn storage_access(
         &self,
         warehouse: WarehouseId,
+        reference: Option<&str>,
         ident: &TabularIdent,
         location: &str,
         read_only: bool,
@@ -200,12 +209,12 @@ impl Services {
             return Ok(Arc::default());
         }
         let now_secs = now().timestamp();
-        // The name is part of the key (the signer endpoint names the table), and so is the
-        // warehouse's settings version (endpoint, role).
+        // The ref and the name are part of the key (the signer endpoint names them), and so is
+        // the warehouse's settings version (endpoint, role).
         let cache_key = (
             warehouse,
             wh.updated_at,
-            format!("{ident}\u{1f}{location}"),
+            format!("{}\u{1f}{ident}\u{1f}{location}", reference.unwrap_or("")),
             read_only,
             mode,
         );
@@ -229,7 +238,7 @@ impl Services {
         match mode {
             AccessMode::None | AccessMode::Address => {}
             AccessMode::RemoteSigning => {
-                let endpoint = sign_endpoint(warehouse, ident);
+                let endpoint = sign_endpoint(warehouse, reference, ident);
                 config.insert("s3.remote-signing-enabled".into(), "true".into());
                 config.insert("s3.signer".into(), "S3V4RestSigner".into());
                 config.insert("s3.signer.endpoint".into(), endpoint.clone());
@@ -367,10 +376,13 @@ impl Services {
         };
         self.authorize(ctx, Action::TableReadCredentials, resource())
             .await?;
+        // A tag or a commit is read-only, whoever asks.
         let may_write = self
             .authorize(ctx, Action::TableCommit, resource())
             .await
-            .is_ok();
+            .is_ok()
+            && (ctx.reference.is_none()
+                || self.request_ref(ctx, warehouse).await?.kind == RefKind::Branch);
         let table = self.find_table(ctx, warehouse, ident).await?;
         let wh = self.cached_warehouse(warehouse).await?;
         if matches!(
@@ -417,6 +429,7 @@ impl Services {
                 let access = self
                     .storage_access(
                         warehouse,
+                        ctx.reference.as_deref(),
                         ident,
                         &table.location,
                         !may_write,
@@ -480,8 +493,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            sign_endpoint(warehouse, &ident),
+            sign_endpoint(warehouse, None, &ident),
             "v1/00000000-0000-0000-0000-000000000000/namespaces/a%20b%1Fc%2Fd/tables/t%2A%3F%24%25%22/sign"
+        );
+        assert_eq!(
+            sign_endpoint(warehouse, Some("dev.2"), &ident),
+            "v1/00000000-0000-0000-0000-000000000000@dev.2/namespaces/a%20b%1Fc%2Fd/tables/t%2A%3F%24%25%22/sign"
         );
     }
 }

@@ -1114,3 +1114,53 @@ def test_spark_writes_on_a_branch_then_merge(spark, floe):
     spark.sql(f"INSERT INTO {main}.db.t VALUES (5, 'e')")
     assert select(f"SELECT count(*) FROM {main}.db.t") == [(4,)]
     assert select(f"SELECT count(*) FROM {tagged}.db.t") == [(3,)]
+
+
+def test_signing_and_keys_follow_the_branch_and_tags_only_read(floe):
+    """Remote signing for a table only a branch has, and read-only keys through a tag."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    api = Mgmt(floe)
+    main = catalog(floe)
+    main.create_namespace("sg")
+    main.create_table("sg.shared", SCHEMA).append(rows([1]))
+    api.branch("dev")
+    signing = load_catalog(
+        "floe-dev-signing",
+        type="rest",
+        uri=floe.uri,
+        warehouse="demo@dev",
+        **{"header.X-Iceberg-Access-Delegation": "remote-signing"},
+    )
+    only_dev = signing.create_table("sg.only_dev", SCHEMA)
+    assert "@dev/" in only_dev.io.properties["s3.signer.endpoint"], only_dev.io.properties
+    assert "s3.access-key-id" not in only_dev.io.properties
+    only_dev.append(rows([5], "dev"))
+    assert ids_of(signing.load_table("sg.only_dev")) == [5]
+    with pytest.raises(NoSuchTableError):
+        main.load_table("sg.only_dev")
+
+    # Through a tag: the key reads the table's files and cannot write them.
+    api.tag("v1")
+    tagged = catalog(floe, "v1").load_table("sg.shared")
+    assert ids_of(tagged) == [1]
+    props = tagged.io.properties
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=props["s3.endpoint"],
+        aws_access_key_id=props["s3.access-key-id"],
+        aws_secret_access_key=props["s3.secret-access-key"],
+        region_name=props["s3.region"],
+        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+    )
+    bucket, _, folder = tagged.location().removeprefix("s3://").partition("/")
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=folder + "/")
+    assert listed["KeyCount"] > 0
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key=f"{folder}/data/intruder.parquet", Body=b"x")
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    # The same table through main gets a key that writes.
+    writable = catalog(floe).load_table("sg.shared").io.properties
+    assert writable["s3.access-key-id"] != props["s3.access-key-id"]
