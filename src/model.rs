@@ -724,3 +724,25 @@ mod tests {
         assert!(!format!("{creds:?}").contains("very-secret"));
     }
 }
+
+/// What a client may do with a table's files (vended keys, STS session policies, remote signing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileAccess {
+    /// Read and list only: through a tag or a commit, or for callers that may not commit.
+    ReadOnly,
+    /// Read and write, but delete nothing: while the warehouse has branches, tags or commit
+    /// reads, a file a line no longer uses may be one another line still reads.
+    NoDelete,
+    /// Read, write and delete.
+    Full,
+}
+
+impl FileAccess {
+    pub fn may_write(self) -> bool {
+        self != FileAccess::ReadOnly
+    }
+
+    pub fn may_delete(self) -> bool {
+        self == FileAccess::Full
+    }
+}

@@ -110,6 +110,10 @@ const READ_OPERATIONS: &[&str] = &[
     "ListMultipartUploads",
 ];
 
+/// Operations that remove objects, which a key that may not delete cannot use (aborting a
+/// multipart upload removes only parts of an object that never existed).
+const DELETE_OPERATIONS: &[&str] = &["DeleteObject", "DeleteObjects"];
+
 struct Access {
     buckets: Arc<Buckets>,
 }
@@ -131,8 +135,15 @@ impl S3Access for Access {
             Err(e) => return Err(internal(e)),
         };
         let op = cx.s3_op().name();
-        if grant.read_only && !READ_OPERATIONS.contains(&op) {
+        if !grant.access.may_write() && !READ_OPERATIONS.contains(&op) {
             return Err(s3_error!(AccessDenied, "the access key is read-only"));
+        }
+        if !grant.access.may_delete() && DELETE_OPERATIONS.contains(&op) {
+            return Err(s3_error!(
+                AccessDenied,
+                "the access key may not delete: the warehouse has branches or tags, which may \
+                 still read this file"
+            ));
         }
         let (bucket, key) = match cx.s3_path() {
             S3Path::Root => {

@@ -21,7 +21,7 @@ use rand::Rng;
 use super::{RequestContext, Services};
 use crate::authz::{Action, Resource};
 use crate::error::{Error, Result};
-use crate::model::{AccessKey, WarehouseId, now};
+use crate::model::{AccessKey, FileAccess, WarehouseId, now};
 
 const ADMIN_PREFIX: &str = "FLA";
 const SCOPED_PREFIX: &str = "FLS1";
@@ -43,7 +43,7 @@ pub struct KeyGrant {
     /// Keys outside this prefix (relative to the bucket, ending in '/') are refused; `None` for
     /// the whole warehouse.
     pub prefix: Option<String>,
-    pub read_only: bool,
+    pub access: FileAccess,
     pub expires_at: Option<DateTime<Utc>>,
     pub secret: String,
 }
@@ -109,13 +109,17 @@ impl KeyMinter {
         &self,
         warehouse: WarehouseId,
         prefix: &str,
-        read_only: bool,
+        access: FileAccess,
         expires_at: DateTime<Utc>,
     ) -> IssuedKey {
         let mut payload = Vec::with_capacity(25 + prefix.len());
         payload.extend_from_slice(warehouse.0.as_bytes());
         payload.extend_from_slice(&expires_at.timestamp().to_be_bytes());
-        payload.push(u8::from(read_only));
+        payload.push(match access {
+            FileAccess::Full => 0,
+            FileAccess::ReadOnly => 1,
+            FileAccess::NoDelete => 2,
+        });
         payload.extend_from_slice(prefix.as_bytes());
         let id = format!("{SCOPED_PREFIX}{}", URL_SAFE_NO_PAD.encode(&payload));
         IssuedKey {
@@ -135,9 +139,10 @@ impl KeyMinter {
         }
         let warehouse = uuid::Uuid::from_slice(&payload[..16]).ok()?;
         let expires = i64::from_be_bytes(payload[16..24].try_into().ok()?);
-        let read_only = match payload[24] {
-            0 => false,
-            1 => true,
+        let access = match payload[24] {
+            0 => FileAccess::Full,
+            1 => FileAccess::ReadOnly,
+            2 => FileAccess::NoDelete,
             _ => return None,
         };
         let prefix = String::from_utf8(payload[25..].to_vec()).ok()?;
@@ -145,7 +150,7 @@ impl KeyMinter {
             access_key_id: id.to_string(),
             warehouse_id: WarehouseId(warehouse),
             prefix: Some(prefix),
-            read_only,
+            access,
             expires_at: Some(Utc.timestamp_opt(expires, 0).single()?),
             secret: self.secret_for(id),
         })
@@ -319,7 +324,7 @@ impl Services {
                 access_key_id: key.id.clone(),
                 warehouse_id: key.warehouse_id,
                 prefix: None,
-                read_only: false,
+                access: FileAccess::Full,
                 expires_at: key.expires_at,
                 secret: minter.secret_for(&key.id),
             }
@@ -338,7 +343,7 @@ impl Services {
         &self,
         warehouse: WarehouseId,
         prefix: &str,
-        read_only: bool,
+        access: FileAccess,
         window_start: i64,
     ) -> Result<IssuedKey> {
         let minter = self.minter()?;
@@ -346,7 +351,7 @@ impl Services {
             .timestamp_opt(window_start + VENDED_LIFETIME, 0)
             .single()
             .expect("in range");
-        Ok(minter.scoped(warehouse, prefix, read_only, expires))
+        Ok(minter.scoped(warehouse, prefix, access, expires))
     }
 }
 
@@ -359,11 +364,15 @@ mod tests {
         let minter = KeyMinter::new(&[7u8; 32]);
         let warehouse = WarehouseId(uuid::Uuid::new_v4());
         let expires = Utc.timestamp_opt(4_000_000_000, 0).unwrap();
-        let key = minter.scoped(warehouse, "ns/t-1/", true, expires);
+        let key = minter.scoped(warehouse, "ns/t-1/", FileAccess::ReadOnly, expires);
         let grant = minter.parse_scoped(&key.access_key_id).unwrap();
         assert_eq!(grant.warehouse_id, warehouse);
         assert_eq!(grant.prefix.as_deref(), Some("ns/t-1/"));
-        assert!(grant.read_only);
+        assert_eq!(grant.access, FileAccess::ReadOnly);
+        let keeping = minter.scoped(warehouse, "ns/t-1/", FileAccess::NoDelete, expires);
+        let keeping = minter.parse_scoped(&keeping.access_key_id).unwrap();
+        assert_eq!(keeping.access, FileAccess::NoDelete);
+        assert_ne!(keeping.secret, grant.secret);
         assert_eq!(grant.expires_at, Some(expires));
         assert_eq!(grant.secret, key.secret_access_key);
         assert_eq!(key.secret_access_key.len(), 40);
@@ -374,7 +383,7 @@ mod tests {
         assert!(!grant.covers_listing("ns/"));
 
         // The same claims with a wider prefix make a different id, whose secret differs.
-        let wider = minter.scoped(warehouse, "ns/", true, expires);
+        let wider = minter.scoped(warehouse, "ns/", FileAccess::ReadOnly, expires);
         assert_ne!(wider.secret_access_key, key.secret_access_key);
         // Another server key derives other secrets for the same id.
         let other = KeyMinter::new(&[8u8; 32]);

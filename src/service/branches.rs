@@ -225,10 +225,13 @@ impl Services {
         let point = self
             .fork_point(warehouse, from.unwrap_or(MAIN_BRANCH))
             .await?;
-        self.store
+        let made = self
+            .store
             .refs
             .create_ref(warehouse, name, kind, &point, now())
-            .await
+            .await?;
+        self.refs_made(warehouse);
+        Ok(made)
     }
 
     /// Deletes a tag, or a branch (its commits stay readable by id). `main` stays.
@@ -1079,11 +1082,16 @@ impl Services {
     }
 
     async fn commit_ref(&self, warehouse: WarehouseId, commit: CommitId) -> Result<Ref> {
-        self.store
+        let made = self
+            .store
             .refs
             .commit_ref(warehouse, commit)
             .await?
-            .ok_or_else(|| Error::not_found(Entity::Ref, format!("commit {commit} does not exist")))
+            .ok_or_else(|| {
+                Error::not_found(Entity::Ref, format!("commit {commit} does not exist"))
+            })?;
+        self.refs_made(warehouse);
+        Ok(made)
     }
 
     async fn walk(&self, warehouse: WarehouseId, mut walk: Walk) -> Result<Walk> {

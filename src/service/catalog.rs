@@ -128,12 +128,16 @@ impl Services {
             return Ok(found);
         }
         match name.parse::<CommitId>() {
-            Ok(commit) => self
-                .store
-                .refs
-                .commit_ref(warehouse, commit)
-                .await?
-                .ok_or_else(no_such),
+            Ok(commit) => {
+                let found = self
+                    .store
+                    .refs
+                    .commit_ref(warehouse, commit)
+                    .await?
+                    .ok_or_else(no_such)?;
+                self.refs_made(warehouse);
+                Ok(found)
+            }
             Err(_) => {
                 // Say which: a missing warehouse, or a missing ref.
                 self.main_branch(warehouse).await?;

@@ -109,19 +109,22 @@ pub struct ServicesInner {
     catalog_url: Option<String>,
     /// Object stores by warehouse and settings version (see `warehouse_storage`).
     storages: std::sync::Mutex<StorageCache>,
+    /// Warehouses known to have refs besides `main` (which stays so: retired lines keep their
+    /// commits readable), and when others were last seen to have none.
+    other_refs: std::sync::Mutex<HashMap<WarehouseId, (std::time::Instant, bool)>>,
 }
 
 type StorageCache =
     HashMap<(WarehouseId, chrono::DateTime<chrono::Utc>), Arc<dyn crate::storage::ObjectStorage>>;
 
-/// Table access by (warehouse, its settings version, table name and location, read-only, mode),
-/// with the unix time it is reused until.
+/// Table access by (warehouse, its settings version, ref, table name and location, what the
+/// client may do with the files, mode), with the unix time it is reused until.
 type VendedCache = HashMap<
     (
         WarehouseId,
         chrono::DateTime<chrono::Utc>,
         String,
-        bool,
+        crate::model::FileAccess,
         vending::AccessMode,
     ),
     (i64, Arc<TableAccess>),
@@ -246,6 +249,7 @@ impl Services {
             credentials: std::sync::Mutex::new(HashMap::new()),
             catalog_url: None,
             storages: std::sync::Mutex::new(HashMap::new()),
+            other_refs: std::sync::Mutex::new(HashMap::new()),
         }))
     }
 

@@ -1007,19 +1007,17 @@ impl Services {
         {
             return Ok(std::sync::Arc::default());
         }
-        // Through a tag or a commit, read-only whoever asks.
-        let read_only = self
+        let may_commit = self
             .authorize(ctx, Action::TableCommit, table_resource(warehouse, ident))
             .await
-            .is_err()
-            || (ctx.reference.is_some()
-                && self.request_ref(ctx, warehouse).await?.kind != crate::model::RefKind::Branch);
+            .is_ok();
+        let access = self.file_access(ctx, warehouse, may_commit).await?;
         self.storage_access(
             warehouse,
             ctx.reference.as_deref(),
             ident,
             location,
-            read_only,
+            access,
             delegation,
         )
         .await

@@ -20,7 +20,8 @@ use super::{RequestContext, Services};
 use crate::authz::{Action, Resource};
 use crate::error::{Error, Result};
 use crate::model::{
-    RefKind, StorageCredential, StorageProfile, TabularIdent, Warehouse, WarehouseId, now,
+    FileAccess, RefKind, StorageCredential, StorageProfile, TabularIdent, Warehouse, WarehouseId,
+    now,
 };
 use crate::storage::signing::{self, SignRequest, SigningKey, SigningScope};
 use crate::storage::{Location, sts};
@@ -193,6 +194,54 @@ impl Services {
         })
     }
 
+    /// What a client may do with a table's files: nothing but read through a tag or a commit,
+    /// or without the right to commit; no deletes once the warehouse has refs besides `main` (a
+    /// file one line no longer uses may be what another line, tag or commit reads).
+    pub(crate) async fn file_access(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        may_commit: bool,
+    ) -> Result<FileAccess> {
+        if !may_commit
+            || (ctx.reference.is_some()
+                && self.request_ref(ctx, warehouse).await?.kind != RefKind::Branch)
+        {
+            return Ok(FileAccess::ReadOnly);
+        }
+        Ok(if self.has_other_refs(warehouse).await? {
+            FileAccess::NoDelete
+        } else {
+            FileAccess::Full
+        })
+    }
+
+    /// Whether the warehouse has refs besides `main`. Once it has, it always has (retired lines
+    /// keep their commits readable), so that answer is kept; "none" is asked again after a few
+    /// seconds, for refs other instances make.
+    pub(crate) async fn has_other_refs(&self, warehouse: WarehouseId) -> Result<bool> {
+        if let Some((at, known)) = self.other_refs.lock().expect("cache lock").get(&warehouse)
+            && (*known || at.elapsed() < std::time::Duration::from_secs(5))
+        {
+            return Ok(*known);
+        }
+        let known = self.store.refs.has_other_refs(warehouse).await?;
+        let mut cache = self.other_refs.lock().expect("cache lock");
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(warehouse, (std::time::Instant::now(), known));
+        Ok(known)
+    }
+
+    /// This process made a ref in the warehouse.
+    pub(crate) fn refs_made(&self, warehouse: WarehouseId) {
+        self.other_refs
+            .lock()
+            .expect("cache lock")
+            .insert(warehouse, (std::time::Instant::now(), true));
+    }
+
     /// The access a client gets to the files of the table `ident` at `location`.
     pub(crate) async fn storage_access(
         &self,
@@ -200,7 +249,7 @@ impl Services {
         reference: Option<&str>,
         ident: &TabularIdent,
         location: &str,
-        read_only: bool,
+        access: FileAccess,
         delegation: Delegation,
     ) -> Result<Arc<TableAccess>> {
         let wh = self.cached_warehouse(warehouse).await?;
@@ -215,7 +264,7 @@ impl Services {
             warehouse,
             wh.updated_at,
             format!("{}\u{1f}{ident}\u{1f}{location}", reference.unwrap_or("")),
-            read_only,
+            access,
             mode,
         );
         if let Some((valid_until, cached)) = self.vended.lock().expect("cache lock").get(&cache_key)
@@ -258,7 +307,7 @@ impl Services {
                     StorageProfile::Local { .. } => {
                         let window = super::access_keys::vending_window();
                         let key =
-                            self.vend_scoped_key(warehouse, &target.prefix, read_only, window)?;
+                            self.vend_scoped_key(warehouse, &target.prefix, access, window)?;
                         valid_until = window + super::access_keys::VENDED_WINDOW;
                         (
                             key.access_key_id,
@@ -268,7 +317,7 @@ impl Services {
                         )
                     }
                     StorageProfile::S3 { .. } => {
-                        let key = self.assume_table_role(&wh, &target, read_only).await?;
+                        let key = self.assume_table_role(&wh, &target, access).await?;
                         valid_until = key.expires_at.timestamp() - REUSE_MARGIN;
                         (
                             key.access_key_id,
@@ -310,7 +359,7 @@ impl Services {
         &self,
         wh: &Warehouse,
         target: &SigningTarget,
-        read_only: bool,
+        access: FileAccess,
     ) -> Result<sts::TemporaryKey> {
         let StorageProfile::S3 {
             sts_role_arn: Some(role_arn),
@@ -326,7 +375,7 @@ impl Services {
             access_key_id,
             secret_access_key,
         } = credential.as_ref();
-        let policy = sts::table_policy(&target.bucket, &target.prefix, read_only, region);
+        let policy = sts::table_policy(&target.bucket, &target.prefix, access, region);
         sts::assume_role(sts::AssumeRole {
             endpoint: sts_endpoint.as_deref(),
             region,
@@ -376,13 +425,12 @@ impl Services {
         };
         self.authorize(ctx, Action::TableReadCredentials, resource())
             .await?;
-        // A tag or a commit is read-only, whoever asks.
-        let may_write = self
+        let may_commit = self
             .authorize(ctx, Action::TableCommit, resource())
             .await
-            .is_ok()
-            && (ctx.reference.is_none()
-                || self.request_ref(ctx, warehouse).await?.kind == RefKind::Branch);
+            .is_ok();
+        let access = self.file_access(ctx, warehouse, may_commit).await?;
+        let may_write = access.may_write();
         let table = self.find_table(ctx, warehouse, ident).await?;
         let wh = self.cached_warehouse(warehouse).await?;
         if matches!(
@@ -403,12 +451,13 @@ impl Services {
             region: &target.region,
             prefix: &target.prefix,
             may_write,
+            may_delete: access.may_delete(),
         };
         signing::check(&scope, &request)?;
         match &wh.storage_profile {
             StorageProfile::Local { .. } => {
                 let window = super::access_keys::vending_window();
-                let key = self.vend_scoped_key(warehouse, &target.prefix, !may_write, window)?;
+                let key = self.vend_scoped_key(warehouse, &target.prefix, access, window)?;
                 signing::sign_request(
                     &scope,
                     &request,
@@ -432,7 +481,7 @@ impl Services {
                         ctx.reference.as_deref(),
                         ident,
                         &table.location,
-                        !may_write,
+                        access,
                         Delegation {
                             vended_credentials: true,
                             remote_signing: false,

@@ -38,6 +38,9 @@ pub struct SigningScope<'a> {
     pub prefix: &'a str,
     /// Writes (PUT, POST, DELETE) are signed only when true.
     pub may_write: bool,
+    /// Deletes (DELETE of an object, DeleteObjects) are signed only when true; aborting a
+    /// multipart upload is not a delete.
+    pub may_delete: bool,
 }
 
 /// The key a request is signed with.
@@ -322,6 +325,14 @@ pub fn check(scope: &SigningScope<'_>, request: &SignRequest) -> Result<()> {
             "the caller may only read this table; {method} is not signed"
         )));
     }
+    let deletes = (method == "DELETE" && !params.iter().any(|(name, _)| name == "uploadId"))
+        || (method == "POST" && key.is_empty() && params.iter().any(|(name, _)| name == "delete"));
+    if deletes && !scope.may_delete {
+        return Err(refuse(
+            "deletes are not signed while the warehouse has branches or tags, which may still \
+             read this table's files",
+        ));
+    }
     if !key.is_empty() {
         if !inside(scope, &key) {
             return Err(refuse(format!(
@@ -575,6 +586,7 @@ mod tests {
             region: "us-east-1",
             prefix: "ns/t/",
             may_write,
+            may_delete: may_write,
         }
     }
 
@@ -756,6 +768,21 @@ mod tests {
                 .into(),
         );
         assert!(allowed(&rw, &delete));
+        // While the warehouse has other refs: writes are signed, deletes are not.
+        let keep = SigningScope {
+            may_delete: false,
+            ..rw.clone()
+        };
+        assert!(!allowed(&keep, &delete));
+        let put = request("PUT", "http://127.0.0.1:9000/demo/ns/t/data/c");
+        assert!(allowed(&keep, &put));
+        let one = request("DELETE", "http://127.0.0.1:9000/demo/ns/t/data/c");
+        assert!(allowed(&rw, &one) && !allowed(&keep, &one));
+        let abort = request(
+            "DELETE",
+            "http://127.0.0.1:9000/demo/ns/t/data/c?uploadId=u1",
+        );
+        assert!(allowed(&keep, &abort));
         for body in [
             "<Delete><Object><Key>ns/t/a</Key></Object><Object><Key>ns/u/b</Key></Object></Delete>",
             "<Delete><Object><Key><![CDATA[ns/u/b]]></Key></Object></Delete>",

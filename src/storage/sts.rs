@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
+use crate::model::FileAccess;
 
 /// A temporary key from STS.
 #[derive(Clone)]
@@ -63,18 +64,20 @@ pub fn arn_partition(region: &str) -> &'static str {
 }
 
 /// The session policy for one table folder (`prefix` ends in `/`) of `bucket` in `region`.
-pub fn table_policy(bucket: &str, prefix: &str, read_only: bool, region: &str) -> Value {
+pub fn table_policy(bucket: &str, prefix: &str, access: FileAccess, region: &str) -> Value {
     let partition = arn_partition(region);
     let bucket = escape_policy_text(bucket);
     let prefix = escape_policy_text(prefix);
     let mut object_actions = vec!["s3:GetObject", "s3:GetObjectVersion"];
-    if !read_only {
+    if access.may_write() {
         object_actions.extend([
             "s3:PutObject",
-            "s3:DeleteObject",
             "s3:AbortMultipartUpload",
             "s3:ListMultipartUploadParts",
         ]);
+    }
+    if access.may_delete() {
+        object_actions.push("s3:DeleteObject");
     }
     json!({
         "Version": "2012-10-17",
@@ -181,7 +184,12 @@ mod tests {
 
     #[test]
     fn policy_metacharacters_in_names_stay_literal() {
-        let policy = table_policy("bucket", "wh/ns*/t?$\"x'%/", true, "us-east-1");
+        let policy = table_policy(
+            "bucket",
+            "wh/ns*/t?$\"x'%/",
+            FileAccess::ReadOnly,
+            "us-east-1",
+        );
         let text = policy.to_string();
         // The one resource is the folder itself, its wildcard-like characters escaped.
         let resource = policy["Statement"][0]["Resource"][0].as_str().unwrap();
@@ -198,27 +206,34 @@ mod tests {
         // Read-only keys get no write action.
         let actions = policy["Statement"][0]["Action"].to_string();
         assert!(!actions.contains("Put") && !actions.contains("Delete"));
-        let rw = table_policy("bucket", "wh/t/", false, "us-east-1");
-        assert!(
-            rw["Statement"][0]["Action"]
-                .to_string()
-                .contains("s3:PutObject")
-        );
+        let rw = table_policy("bucket", "wh/t/", FileAccess::Full, "us-east-1");
+        let actions = rw["Statement"][0]["Action"].to_string();
+        assert!(actions.contains("s3:PutObject") && actions.contains("s3:DeleteObject"));
+        // While other refs exist: writes, no deletes.
+        let keep = table_policy("bucket", "wh/t/", FileAccess::NoDelete, "us-east-1");
+        let actions = keep["Statement"][0]["Action"].to_string();
+        assert!(actions.contains("s3:PutObject") && !actions.contains("Delete"));
     }
 
     #[test]
     fn policy_variables_cannot_be_injected() {
-        let policy = table_policy("bucket", "${aws:username}/t/", false, "us-east-1");
+        let policy = table_policy(
+            "bucket",
+            "${aws:username}/t/",
+            FileAccess::Full,
+            "us-east-1",
+        );
         let resource = policy["Statement"][0]["Resource"][0].as_str().unwrap();
         assert_eq!(resource, "arn:aws:s3:::bucket/${$}{aws:username}/t/*");
         // Other partitions name their own ARNs.
-        let china = table_policy("bucket", "t/", true, "cn-north-1");
+        let china = table_policy("bucket", "t/", FileAccess::ReadOnly, "cn-north-1");
         assert_eq!(
             china["Statement"][0]["Resource"][0],
             "arn:aws-cn:s3:::bucket/t/*"
         );
         assert_eq!(
-            table_policy("bucket", "t/", true, "us-gov-west-1")["Statement"][1]["Resource"][0],
+            table_policy("bucket", "t/", FileAccess::ReadOnly, "us-gov-west-1")["Statement"][1]["Resource"]
+                [0],
             "arn:aws-us-gov:s3:::bucket"
         );
     }

@@ -579,7 +579,8 @@ def test_tags_and_commits_read_the_past_and_refuse_writes(floe):
         assert ("later",) not in old.list_namespaces(), ref
 
         head_before = api.head("main")
-        with pytest.raises(ForbiddenError):
+        # The key the tag vends cannot write the data files; the catalog refuses the commit.
+        with pytest.raises(OSError, match="read-only"):
             table.append(rows([99]))
         with pytest.raises(ForbiddenError):
             old.create_table("h.new", SCHEMA)
@@ -1126,7 +1127,39 @@ def test_signing_and_keys_follow_the_branch_and_tags_only_read(floe):
     main = catalog(floe)
     main.create_namespace("sg")
     main.create_table("sg.shared", SCHEMA).append(rows([1]))
+
+    def client_of(table):
+        props = table.io.properties
+        return boto3.client(
+            "s3",
+            endpoint_url=props["s3.endpoint"],
+            aws_access_key_id=props["s3.access-key-id"],
+            aws_secret_access_key=props["s3.secret-access-key"],
+            region_name=props["s3.region"],
+            config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
+        )
+
+    shared = main.load_table("sg.shared")
+    bucket, _, folder = shared.location().removeprefix("s3://").partition("/")
+    scratch = f"{folder}/data/scratch.bin"
+    # Only main: a table's key writes and deletes.
+    s3 = client_of(shared)
+    s3.put_object(Bucket=bucket, Key=scratch, Body=b"x")
+    s3.delete_object(Bucket=bucket, Key=scratch)
+
     api.branch("dev")
+    # With a branch: keys (on any line) write but delete nothing, one by one or in bulk, since
+    # a file one line dropped may be one another line reads.
+    s3 = client_of(main.load_table("sg.shared"))
+    s3.put_object(Bucket=bucket, Key=scratch, Body=b"x")
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=bucket, Key=scratch)
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    with pytest.raises(ClientError) as e:
+        s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": scratch}]})
+    assert e.value.response["Error"]["Code"] == "AccessDenied"
+    assert s3.head_object(Bucket=bucket, Key=scratch)["ContentLength"] == 1
+
     signing = load_catalog(
         "floe-dev-signing",
         type="rest",
@@ -1141,21 +1174,28 @@ def test_signing_and_keys_follow_the_branch_and_tags_only_read(floe):
     assert ids_of(signing.load_table("sg.only_dev")) == [5]
     with pytest.raises(NoSuchTableError):
         main.load_table("sg.only_dev")
+    # Signing refuses deletes too, and still signs writes.
+    sign_url = f"{floe.uri}/{only_dev.io.properties['s3.signer.endpoint']}"
+    object_url = f"{only_dev.io.properties['s3.endpoint']}/{only_dev.location().removeprefix('s3://')}/data/x"
+
+    def sign(method):
+        return requests.post(
+            sign_url,
+            json={"method": method, "uri": object_url, "headers": {}, "region": "us-east-1"},
+            timeout=10,
+        )
+
+    assert sign("PUT").status_code == 200, sign("PUT").text
+    refused = sign("DELETE")
+    assert refused.status_code == 403, refused.text
+    assert "delete" in refused.json()["error"]["message"], refused.text
 
     # Through a tag: the key reads the table's files and cannot write them.
     api.tag("v1")
     tagged = catalog(floe, "v1").load_table("sg.shared")
     assert ids_of(tagged) == [1]
     props = tagged.io.properties
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=props["s3.endpoint"],
-        aws_access_key_id=props["s3.access-key-id"],
-        aws_secret_access_key=props["s3.secret-access-key"],
-        region_name=props["s3.region"],
-        config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
-    )
-    bucket, _, folder = tagged.location().removeprefix("s3://").partition("/")
+    s3 = client_of(tagged)
     listed = s3.list_objects_v2(Bucket=bucket, Prefix=folder + "/")
     assert listed["KeyCount"] > 0
     with pytest.raises(ClientError) as e:
