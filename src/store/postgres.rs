@@ -170,6 +170,6 @@ impl PostgresStore {
 super::sql::impl_sql_store!(
     PostgresStore,
     PgRow,
-    " FOR UPDATE",
+    " FOR NO KEY UPDATE",
     "SELECT pg_advisory_xact_lock(hashtext($1))"
 );

@@ -3,7 +3,9 @@
 //! out once per backend by [`impl_sql_store!`], so the two cannot drift apart. A backend struct must
 //! have a `read` and a `write` pool (the same pool on PostgreSQL; SQLite has one writer connection).
 //! The one dialect difference is passed in: the row-lock suffix of a read-modify-write select
-//! (`" FOR UPDATE"` on PostgreSQL, nothing on SQLite, whose single writer already serializes).
+//! (`" FOR NO KEY UPDATE"` on PostgreSQL, which leaves foreign keys pointing at the row free to be
+//! checked, so inserts of rows that reference it do not deadlock against it; nothing on SQLite,
+//! whose single writer already serializes).
 
 macro_rules! impl_sql_store {
     ($store:ty, $row:ty, $for_update:literal, $location_lock:literal) => {
@@ -2459,6 +2461,23 @@ macro_rules! impl_sql_store {
             ) -> Result<CommitId> {
                 let failed = |e| db_error("merging", e);
                 let mut tx = self.write.begin().await.map_err(failed)?;
+                // Locks in the order every commit takes them: a claim of a table folder (the
+                // warehouse's location lock) before the line's row, or the two deadlock.
+                let claims = changes.iter().find_map(|c| match c {
+                    MergeChange::Tabular(TabularChange::Create(t)) => Some(t.warehouse_id),
+                    MergeChange::Tabular(TabularChange::Update {
+                        claims_location: Some(warehouse),
+                        ..
+                    }) => Some(*warehouse),
+                    _ => None,
+                });
+                if let Some(warehouse) = claims {
+                    sqlx::query($location_lock)
+                        .bind(warehouse.0.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                }
                 let head: Option<i64> = sqlx::query_scalar(concat!(
                     "SELECT head_seq FROM refs WHERE id = $1",
                     $for_update

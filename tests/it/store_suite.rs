@@ -61,6 +61,7 @@ store_suite!(
     access_keys_are_listed_and_deleted_per_warehouse,
     overlapping_table_locations_are_found,
     claimed_folders_never_overlap,
+    concurrent_creates_in_one_namespace_all_land,
     every_change_is_recorded_as_a_commit,
     branches_inherit_until_they_diverge,
     first_writes_on_a_branch_race_fairly,
@@ -1507,6 +1508,63 @@ async fn claimed_folders_never_overlap(store: Persistence, db: &TestDb) {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::BadRequest);
+}
+
+/// Creates claim their folders under a warehouse lock and take the line's commit record; racing
+/// creates in one namespace must all land (on PostgreSQL they once deadlocked: the table row's
+/// foreign key share-locked the ref row that the commit record then locked for update).
+async fn concurrent_creates_in_one_namespace_all_land(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&warehouse, &main, &["ns"]), meta())
+        .await
+        .unwrap();
+    let before = current(&store, &warehouse, MAIN_BRANCH).await.head_seq;
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let store = store.clone();
+        let mut t = tabular(
+            &warehouse,
+            &main,
+            &["ns"],
+            &format!("t{i}"),
+            TabularKind::Table,
+        );
+        t.location = format!("s3://b/ns/t{i}");
+        let ref_id = main.id;
+        tasks.push(tokio::spawn(async move {
+            store
+                .tabulars
+                .commit_tabulars(ref_id, &[TabularChange::Create(t)], meta())
+                .await
+        }));
+    }
+    for (i, task) in tasks.into_iter().enumerate() {
+        task.await
+            .unwrap()
+            .unwrap_or_else(|e| panic!("create {i}: {e:?}"));
+    }
+    let listed = store
+        .tabulars
+        .list_tabulars(
+            main.id,
+            &ns(&["ns"]),
+            TabularKind::Table,
+            &PageRequest {
+                after: None,
+                limit: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 32);
+    assert_eq!(
+        current(&store, &warehouse, MAIN_BRANCH).await.head_seq,
+        before + 32,
+        "one commit each"
+    );
 }
 
 fn fork_of(r: &Ref) -> ForkPoint {
