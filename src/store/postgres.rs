@@ -14,7 +14,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub struct PostgresStore {
     read: PgPool,
     write: PgPool,
+    /// Group-commit writers (see `commit_changes`); a line's commits always go to the same one.
+    commits: Vec<tokio::sync::mpsc::Sender<CommitJob>>,
 }
+
+/// Group-commit writers per process: commits on different lines proceed side by side.
+const COMMIT_WRITERS: u32 = 4;
 
 impl super::sql::BackendDb for PostgresStore {
     type Db = sqlx::Postgres;
@@ -38,9 +43,19 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;
+        // Each writer holds a connection while it commits; leave the rest of the pool to reads.
+        let writers = (config.max_connections / 2).clamp(1, COMMIT_WRITERS);
+        let commits = (0..writers)
+            .map(|_| {
+                let (commits, queue) = tokio::sync::mpsc::channel(1024);
+                tokio::spawn(group_commit_writer(pool.clone(), queue));
+                commits
+            })
+            .collect();
         Ok(PostgresStore {
             read: pool.clone(),
             write: pool,
+            commits,
         })
     }
 
@@ -147,7 +162,10 @@ impl PostgresStore {
         });
     }
 
-    /// One transaction per commit: PostgreSQL takes concurrent writers itself.
+    /// A commit holds its line's row from its commit record to the end of its transaction,
+    /// including the log flush, so commits on one line take turns. They are therefore queued to
+    /// group-commit writers (a line always to the same one) that take every commit waiting into
+    /// one transaction, each in its own savepoint: one flush for the group.
     async fn commit_changes(
         &self,
         ref_id: crate::model::RefId,
@@ -155,15 +173,23 @@ impl PostgresStore {
         meta: &crate::model::CommitMeta,
     ) -> crate::error::Result<()> {
         let blobs = compress_changes(changes)?;
-        let mut tx = self
-            .write
-            .begin()
-            .await
-            .map_err(|e| super::db_error("committing", e))?;
-        apply_tabular_changes(&mut tx, ref_id, changes, &blobs, meta).await?;
-        tx.commit()
-            .await
-            .map_err(|e| super::db_error("committing", e))
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job = CommitJob {
+            ref_id,
+            changes: changes.to_vec(),
+            blobs,
+            meta: meta.clone(),
+            done,
+        };
+        let closed = || {
+            crate::error::Error::unavailable(
+                "the database writer has stopped",
+                std::io::Error::other("group-commit queue closed"),
+            )
+        };
+        let writer = (ref_id.0.as_u128() % self.commits.len() as u128) as usize;
+        self.commits[writer].send(job).await.map_err(|_| closed())?;
+        result.await.map_err(|_| closed())?
     }
 }
 

@@ -1637,6 +1637,120 @@ macro_rules! impl_sql_store {
             )
         }
 
+        /// One `commit_tabulars` call waiting for a group-commit writer.
+        pub(crate) struct CommitJob {
+            pub(crate) ref_id: RefId,
+            pub(crate) changes: Vec<TabularChange>,
+            pub(crate) blobs: Vec<Vec<u8>>,
+            pub(crate) meta: CommitMeta,
+            pub(crate) done: tokio::sync::oneshot::Sender<Result<()>>,
+        }
+
+        /// Commits taken into one transaction at most.
+        const GROUP_COMMIT_MAX: usize = 64;
+
+        /// A group-commit writer: takes every commit waiting (up to 64) into one transaction, each
+        /// inside its own savepoint, so a commit whose compare-and-swap fails is rolled back
+        /// alone and the others are made durable together by one log flush. Runs until the
+        /// queue's senders are dropped.
+        pub(crate) async fn group_commit_writer(
+            write: sqlx::Pool<<$store as crate::store::sql::BackendDb>::Db>,
+            mut queue: tokio::sync::mpsc::Receiver<CommitJob>,
+        ) {
+            let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX);
+            while queue.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
+                let mut waiting: Vec<Option<tokio::sync::oneshot::Sender<Result<()>>>> = Vec::new();
+                let mut jobs = Vec::with_capacity(batch.len());
+                for job in batch.drain(..) {
+                    let CommitJob { ref_id, changes, blobs, meta, done } = job;
+                    waiting.push(Some(done));
+                    jobs.push((ref_id, changes, blobs, meta));
+                }
+                let results = run_group(&write, &jobs, &mut waiting).await;
+                for (done, result) in waiting.into_iter().zip(results) {
+                    if let Some(done) = done {
+                        let _ = done.send(result);
+                    }
+                }
+            }
+        }
+
+        /// A group's commits in one transaction. A commit that fails is answered at once (it
+        /// changed nothing, whatever becomes of the rest), so that a writer that lost a race
+        /// retries without waiting for the group's flush; the others are answered after it.
+        async fn run_group(
+            write: &sqlx::Pool<<$store as crate::store::sql::BackendDb>::Db>,
+            batch: &[(RefId, Vec<TabularChange>, Vec<Vec<u8>>, CommitMeta)],
+            waiting: &mut [Option<tokio::sync::oneshot::Sender<Result<()>>>],
+        ) -> Vec<Result<()>> {
+            let failed = |e: sqlx::Error| db_error("committing", e);
+            // A failure of the transaction itself fails every commit in it (none is durable).
+            let all = |e: Error| {
+                tracing::error!(error = ?e, commits = batch.len(), "a group commit failed");
+                batch
+                    .iter()
+                    .map(|_| Err(Error::new(e.kind, e.message.clone())))
+                    .collect::<Vec<_>>()
+            };
+            let mut tx = match write.begin().await {
+                Ok(tx) => tx,
+                Err(e) => return all(failed(e)),
+            };
+            // Locks in the order every transaction takes them: the folder-claim lock of each
+            // warehouse the group claims in (sorted), before any line's row. Otherwise a later
+            // commit's claim would wait, holding an earlier commit's line, on a transaction that
+            // holds the claim lock and waits for that line.
+            let mut claimed: Vec<WarehouseId> = batch
+                .iter()
+                .flat_map(|job| job.1.iter())
+                .filter_map(|change| match change {
+                    TabularChange::Create(t) => Some(t.warehouse_id),
+                    TabularChange::Update {
+                        claims_location, ..
+                    } => *claims_location,
+                })
+                .collect();
+            claimed.sort_by_key(|w| w.0);
+            claimed.dedup();
+            for warehouse in claimed {
+                if let Err(e) = sqlx::query($location_lock)
+                    .bind(warehouse.0.to_string())
+                    .execute(&mut *tx)
+                    .await
+                {
+                    return all(failed(e));
+                }
+            }
+            let mut results: Vec<Result<()>> = Vec::with_capacity(batch.len());
+            for (i, (ref_id, changes, blobs, meta)) in batch.iter().enumerate() {
+                if let Err(e) = sqlx::query("SAVEPOINT floe_commit").execute(&mut *tx).await {
+                    return all(failed(e));
+                }
+                let applied = apply_tabular_changes(&mut tx, *ref_id, changes, blobs, meta).await;
+                let end = if applied.is_ok() {
+                    "RELEASE floe_commit"
+                } else {
+                    "ROLLBACK TO floe_commit; RELEASE floe_commit"
+                };
+                if let Err(e) = sqlx::raw_sql(end).execute(&mut *tx).await {
+                    return all(failed(e));
+                }
+                match applied {
+                    Err(e) => {
+                        if let Some(done) = waiting[i].take() {
+                            let _ = done.send(Err(e));
+                        }
+                        results.push(Ok(()));
+                    }
+                    Ok(()) => results.push(Ok(())),
+                }
+            }
+            match tx.commit().await {
+                Ok(()) => results,
+                Err(e) => all(failed(e)),
+            }
+        }
+
         /// Applies one commit's changes on a connection inside an open transaction; `blobs` holds
         /// the compressed metadata of each change, in order (compressed before the transaction, so
         /// that the single writer of SQLite does not wait on it).

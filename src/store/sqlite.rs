@@ -24,18 +24,6 @@ pub struct SqliteStore {
     commits: tokio::sync::mpsc::Sender<CommitJob>,
 }
 
-/// One `commit_tabulars` call waiting for the writer.
-struct CommitJob {
-    ref_id: crate::model::RefId,
-    changes: Vec<super::TabularChange>,
-    blobs: Vec<Vec<u8>>,
-    meta: crate::model::CommitMeta,
-    done: tokio::sync::oneshot::Sender<crate::error::Result<()>>,
-}
-
-/// Commits taken into one transaction at most.
-const GROUP_COMMIT_MAX: usize = 64;
-
 impl super::sql::BackendDb for SqliteStore {
     type Db = sqlx::Sqlite;
 }
@@ -157,55 +145,6 @@ impl SqliteStore {
         };
         self.commits.send(job).await.map_err(|_| closed())?;
         result.await.map_err(|_| closed())?
-    }
-}
-
-/// The group-commit writer of `SqliteStore::commit_changes`; runs until the store is dropped.
-async fn group_commit_writer(write: SqlitePool, mut queue: tokio::sync::mpsc::Receiver<CommitJob>) {
-    let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX);
-    while queue.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
-        let results = run_group(&write, &batch).await;
-        for (job, result) in batch.drain(..).zip(results) {
-            let _ = job.done.send(result);
-        }
-    }
-}
-
-async fn run_group(write: &SqlitePool, batch: &[CommitJob]) -> Vec<crate::error::Result<()>> {
-    use crate::error::Result;
-    let failed = |e: sqlx::Error| super::db_error("committing", e);
-    // A failure of the transaction itself fails every commit in it (none is durable).
-    let all = |e: crate::error::Error| {
-        tracing::error!(error = ?e, commits = batch.len(), "a group commit failed");
-        batch
-            .iter()
-            .map(|_| Err(crate::error::Error::new(e.kind, e.message.clone())))
-            .collect::<Vec<_>>()
-    };
-    let mut tx = match write.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return all(failed(e)),
-    };
-    let mut results: Vec<Result<()>> = Vec::with_capacity(batch.len());
-    for job in batch {
-        if let Err(e) = sqlx::query("SAVEPOINT floe_commit").execute(&mut *tx).await {
-            return all(failed(e));
-        }
-        let applied =
-            apply_tabular_changes(&mut tx, job.ref_id, &job.changes, &job.blobs, &job.meta).await;
-        let end = if applied.is_ok() {
-            "RELEASE floe_commit"
-        } else {
-            "ROLLBACK TO floe_commit; RELEASE floe_commit"
-        };
-        if let Err(e) = sqlx::raw_sql(end).execute(&mut *tx).await {
-            return all(failed(e));
-        }
-        results.push(applied);
-    }
-    match tx.commit().await {
-        Ok(()) => results,
-        Err(e) => all(failed(e)),
     }
 }
 
