@@ -172,24 +172,8 @@ impl PostgresStore {
         changes: &[super::TabularChange],
         meta: &crate::model::CommitMeta,
     ) -> crate::error::Result<()> {
-        let blobs = compress_changes(changes)?;
-        let (done, result) = tokio::sync::oneshot::channel();
-        let job = CommitJob {
-            ref_id,
-            changes: changes.to_vec(),
-            blobs,
-            meta: meta.clone(),
-            done,
-        };
-        let closed = || {
-            crate::error::Error::unavailable(
-                "the database writer has stopped",
-                std::io::Error::other("group-commit queue closed"),
-            )
-        };
         let writer = (ref_id.0.as_u128() % self.commits.len() as u128) as usize;
-        self.commits[writer].send(job).await.map_err(|_| closed())?;
-        result.await.map_err(|_| closed())?
+        submit_commit(&self.commits[writer], ref_id, changes, meta).await
     }
 }
 

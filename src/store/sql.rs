@@ -1649,6 +1649,33 @@ macro_rules! impl_sql_store {
         /// Commits taken into one transaction at most.
         const GROUP_COMMIT_MAX: usize = 64;
 
+        /// Hands one commit to a group-commit writer and waits for its outcome. Metadata is
+        /// compressed here, before the writer, which would otherwise wait on it.
+        pub(crate) async fn submit_commit(
+            writer: &tokio::sync::mpsc::Sender<CommitJob>,
+            ref_id: RefId,
+            changes: &[TabularChange],
+            meta: &CommitMeta,
+        ) -> Result<()> {
+            let blobs = compress_changes(changes)?;
+            let (done, result) = tokio::sync::oneshot::channel();
+            let job = CommitJob {
+                ref_id,
+                changes: changes.to_vec(),
+                blobs,
+                meta: meta.clone(),
+                done,
+            };
+            let closed = || {
+                Error::unavailable(
+                    "the database writer has stopped",
+                    std::io::Error::other("group-commit queue closed"),
+                )
+            };
+            writer.send(job).await.map_err(|_| closed())?;
+            result.await.map_err(|_| closed())?
+        }
+
         /// A group-commit writer: takes every commit waiting (up to 64) into one transaction, each
         /// inside its own savepoint, so a commit whose compare-and-swap fails is rolled back
         /// alone and the others are made durable together by one log flush. Runs until the

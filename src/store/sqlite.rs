@@ -128,23 +128,7 @@ impl SqliteStore {
         changes: &[super::TabularChange],
         meta: &crate::model::CommitMeta,
     ) -> crate::error::Result<()> {
-        let blobs = compress_changes(changes)?;
-        let (done, result) = tokio::sync::oneshot::channel();
-        let job = CommitJob {
-            ref_id,
-            changes: changes.to_vec(),
-            blobs,
-            meta: meta.clone(),
-            done,
-        };
-        let closed = || {
-            crate::error::Error::unavailable(
-                "the database writer has stopped",
-                std::io::Error::other("group-commit queue closed"),
-            )
-        };
-        self.commits.send(job).await.map_err(|_| closed())?;
-        result.await.map_err(|_| closed())?
+        submit_commit(&self.commits, ref_id, changes, meta).await
     }
 }
 
