@@ -29,7 +29,6 @@ use crate::storage::{self, Location, ObjectStorage};
 use crate::store::TabularChange;
 
 /// How often a commit whose compare-and-swap lost a race is re-applied before giving up with 409.
-const MAX_COMMIT_ATTEMPTS: usize = 25;
 
 /// A table as a client sees it: where its metadata file is (none for a staged create) and the
 /// metadata itself, as JSON.
@@ -163,13 +162,41 @@ fn no_such_namespace(namespace: &NamespaceIdent) -> Error {
     )
 }
 
-/// A short random pause before re-applying a commit that lost a race, growing with the attempts,
-/// so that writers that collided spread out.
-pub(crate) async fn backoff(attempt: usize) {
-    use rand::Rng;
-    let ceiling = 2 + 2 * attempt as u64;
-    let millis = rand::thread_rng().gen_range(0..=ceiling);
-    tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+/// How long a commit keeps re-applying itself after losing races before answering 409.
+///
+/// Bounded by time, not by a count: a writer that lost keeps a handicap against the one that won
+/// (it re-reads from the database what the winner's next commit finds in memory), so against
+/// another instance's steady stream of commits to the same table it may lose many times in a
+/// row before it wins; a count small enough to answer quickly would turn that into 409s.
+const COMMIT_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The retries of one commit: a short random pause before each (growing a little with the
+/// attempts, so that writers that collided spread out), until the budget is spent.
+pub(crate) struct Retries {
+    started: std::time::Instant,
+    attempts: u64,
+}
+
+impl Retries {
+    pub(crate) fn new() -> Self {
+        Retries {
+            started: std::time::Instant::now(),
+            attempts: 0,
+        }
+    }
+
+    /// Waits before the next attempt; false when the budget is spent (answer 409 then).
+    pub(crate) async fn again(&mut self) -> bool {
+        use rand::Rng;
+        if self.started.elapsed() >= COMMIT_RETRY_BUDGET {
+            return false;
+        }
+        self.attempts += 1;
+        let ceiling = (1 + self.attempts).min(10);
+        let millis = rand::thread_rng().gen_range(0..=ceiling);
+        tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
+        true
+    }
 }
 
 /// What a staged change becomes once committed: the client's view, the retired metadata files to
@@ -427,8 +454,8 @@ impl Services {
             [one] => format!("commit table {}", one.ident),
             many => format!("commit {} tables", many.len()),
         });
-        let mut last_error = None;
-        for attempt in 0..MAX_COMMIT_ATTEMPTS {
+        let mut retries = Retries::new();
+        loop {
             match self.attempt_commit(&wh, &changes, &meta).await? {
                 Attempt::Done(done) => {
                     let mut states = Vec::with_capacity(done.len());
@@ -461,17 +488,12 @@ impl Services {
                     return Ok(states);
                 }
                 Attempt::Lost(e) => {
-                    last_error = Some(e);
-                    backoff(attempt).await;
+                    if !retries.again().await {
+                        return Err(e);
+                    }
                 }
             }
         }
-        Err(last_error.unwrap_or_else(|| {
-            Error::new(
-                ErrorKind::CommitConflict,
-                "the commit kept losing races; retry",
-            )
-        }))
     }
 
     /// One try: read current state, check, apply, write metadata files, swap all pointers.

@@ -21,8 +21,6 @@ use crate::model::{
 use crate::storage::Location;
 use crate::store::TabularChange;
 
-const MAX_COMMIT_ATTEMPTS: usize = 25;
-
 /// A view as a client sees it.
 #[derive(Debug, Clone)]
 pub struct ViewState {
@@ -201,7 +199,8 @@ impl Services {
             .commit_locks
             .lock([(warehouse, wh.branch.id, ident)])
             .await;
-        for attempt in 0..MAX_COMMIT_ATTEMPTS {
+        let mut retries = super::tables::Retries::new();
+        loop {
             let current = self.current_view(ctx, warehouse, ident).await?;
             let metadata: ViewMetadata = parse_view_metadata(&current.metadata)?;
             let next = apply_view_commit(&metadata, &requirements, updates.clone())?;
@@ -252,17 +251,12 @@ impl Services {
                 }
                 Err(e) => {
                     let _ = wh.storage.delete(&file).await;
-                    if e.kind != ErrorKind::CommitConflict {
+                    if e.kind != ErrorKind::CommitConflict || !retries.again().await {
                         return Err(e);
                     }
-                    super::tables::backoff(attempt).await;
                 }
             }
         }
-        Err(Error::new(
-            ErrorKind::CommitConflict,
-            format!("view {ident} kept changing; retry"),
-        ))
     }
 
     pub async fn drop_view(
