@@ -28,8 +28,6 @@ use crate::model::{
 use crate::storage::{self, Location, ObjectStorage};
 use crate::store::TabularChange;
 
-/// How often a commit whose compare-and-swap lost a race is re-applied before giving up with 409.
-
 /// A table as a client sees it: where its metadata file is (none for a staged create) and the
 /// metadata itself, as JSON.
 #[derive(Debug, Clone)]

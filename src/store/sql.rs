@@ -99,9 +99,7 @@ macro_rules! impl_sql_store {
         }
 
         /// Takes the line's next seq and records one commit, with a history entry per change, on
-        /// a connection inside the change's own transaction. Called after the change is written,
-        /// so that the line's row (locked until the transaction ends on PostgreSQL) is held as
-        /// briefly as possible.
+        /// a connection inside the change's own transaction.
         pub(crate) async fn record_commit(
             conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
             line: RefId,
@@ -121,10 +119,37 @@ macro_rules! impl_sql_store {
             at: DateTime<Utc>,
             merged: Option<(CommitId, i64)>,
         ) -> Result<CommitId> {
+            let mut head = lock_line(conn, line).await?;
+            let ids = write_commits(
+                conn,
+                line,
+                &mut head,
+                &[Recorded { meta, entries, at, merged }],
+            )
+            .await?;
+            Ok(ids[0])
+        }
+
+        /// A line's head, read with its row locked (until the transaction ends on PostgreSQL;
+        /// SQLite's single writer serializes anyway): every commit on a line takes it, so the
+        /// line's commits are ordered and its head moves by one writer at a time.
+        struct LineHead {
+            warehouse: Uuid,
+            parent: Option<(RefId, i64)>,
+            seq: i64,
+            commit: Option<CommitId>,
+            generation: i64,
+        }
+
+        /// Locks a line's row and reads its head; a line that is not a live branch is a conflict.
+        async fn lock_line(
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
+            line: RefId,
+        ) -> Result<LineHead> {
             let failed = |e| db_error("recording a commit", e);
             let row = sqlx::query(concat!(
-                "SELECT warehouse_id, kind, head_seq, head_commit, head_generation, retired_at \
-                 FROM refs WHERE id = $1",
+                "SELECT warehouse_id, kind, head_seq, head_commit, head_generation, retired_at, \
+                 parent_id, parent_seq FROM refs WHERE id = $1",
                 $for_update
             ))
             .bind(line.0)
@@ -141,70 +166,144 @@ macro_rules! impl_sql_store {
                     "the branch was deleted or reset meanwhile; nothing was changed",
                 ));
             }
-            let warehouse: Uuid = row.try_get("warehouse_id").map_err(failed)?;
-            let seq = row.try_get::<i64, _>("head_seq").map_err(failed)? + 1;
-            let mut generation = row.try_get::<i64, _>("head_generation").map_err(failed)? + 1;
-            let mut parents: Vec<CommitId> = row
-                .try_get::<Option<Uuid>, _>("head_commit")
-                .map_err(failed)?
-                .map(CommitId)
-                .into_iter()
-                .collect();
-            if let Some((other, other_generation)) = merged {
-                parents.push(other);
-                generation = generation.max(other_generation + 1);
-            }
-            let id = CommitId::new();
-            let changes: Vec<CommitChange> = entries.iter().map(HistoryEntry::change).collect();
+            Ok(LineHead {
+                warehouse: row.try_get("warehouse_id").map_err(failed)?,
+                parent: match (
+                    row.try_get::<Option<Uuid>, _>("parent_id").map_err(failed)?,
+                    row.try_get::<Option<i64>, _>("parent_seq").map_err(failed)?,
+                ) {
+                    (Some(parent), Some(seq)) => Some((RefId(parent), seq)),
+                    _ => None,
+                },
+                seq: row.try_get("head_seq").map_err(failed)?,
+                commit: row.try_get::<Option<Uuid>, _>("head_commit").map_err(failed)?.map(CommitId),
+                generation: row.try_get("head_generation").map_err(failed)?,
+            })
+        }
+
+        /// One commit to record on a line: its message and author, its history entries, its time,
+        /// and for a merge the second parent (its id and generation).
+        struct Recorded<'a> {
+            meta: &'a CommitMeta,
+            entries: &'a [HistoryEntry],
+            at: DateTime<Utc>,
+            merged: Option<(CommitId, i64)>,
+        }
+
+        /// Rows per multi-row insert (well below both databases' limits on parameters).
+        const ROWS_PER_INSERT: usize = 500;
+
+        /// Records commits on a line whose row `head` was locked in this transaction, in order,
+        /// each the next seq and the parent of the next: one multi-row insert for the commits, one
+        /// per history table, and one update of the head, however many commits (a group commit
+        /// records all of a line's commits at once).
+        async fn write_commits(
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
+            line: RefId,
+            head: &mut LineHead,
+            commits: &[Recorded<'_>],
+        ) -> Result<Vec<CommitId>> {
+            type Db = <$store as crate::store::sql::BackendDb>::Db;
+            let failed = |e| db_error("recording a commit", e);
             let json = |e| Error::internal("recording a commit", e);
-            sqlx::query(
-                "INSERT INTO commits (id, warehouse_id, line_id, seq, parents, generation, message, \
-                 author, created_at, changes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(id.0)
-            .bind(warehouse)
-            .bind(line.0)
-            .bind(seq)
-            .bind(serde_json::to_string(&parents).map_err(json)?)
-            .bind(generation)
-            .bind(&meta.message)
-            .bind(&meta.author)
-            .bind(at)
-            .bind(serde_json::to_string(&changes).map_err(json)?)
-            .execute(&mut *conn)
-            .await
-            .map_err(failed)?;
-            sqlx::query(
-                "UPDATE refs SET head_seq = $2, head_commit = $3, head_generation = $4 WHERE id = $1",
-            )
-            .bind(line.0)
-            .bind(seq)
-            .bind(id.0)
-            .bind(generation)
-            .execute(&mut *conn)
-            .await
-            .map_err(failed)?;
-            for entry in entries {
-                match entry {
-                    HistoryEntry::Namespace { ident, properties, .. } => {
+            struct CommitRow {
+                id: CommitId,
+                seq: i64,
+                parents: String,
+                generation: i64,
+                message: String,
+                author: String,
+                at: DateTime<Utc>,
+                changes: String,
+            }
+            if commits.is_empty() {
+                return Ok(Vec::new());
+            }
+            let mut rows = Vec::with_capacity(commits.len());
+            let mut namespace_rows = Vec::new();
+            let mut tabular_rows = Vec::new();
+            for commit in commits {
+                let seq = head.seq + 1;
+                let mut generation = head.generation + 1;
+                let mut parents: Vec<CommitId> = head.commit.into_iter().collect();
+                if let Some((other, other_generation)) = commit.merged {
+                    parents.push(other);
+                    generation = generation.max(other_generation + 1);
+                }
+                let id = CommitId::new();
+                let changes: Vec<CommitChange> =
+                    commit.entries.iter().map(HistoryEntry::change).collect();
+                rows.push(CommitRow {
+                    id,
+                    seq,
+                    parents: serde_json::to_string(&parents).map_err(json)?,
+                    generation,
+                    message: commit.meta.message.clone(),
+                    author: commit.meta.author.clone(),
+                    at: commit.at,
+                    changes: serde_json::to_string(&changes).map_err(json)?,
+                });
+                for entry in commit.entries {
+                    match entry {
+                        HistoryEntry::Namespace { .. } => namespace_rows.push((seq, entry)),
+                        HistoryEntry::Tabular { .. } => tabular_rows.push((seq, entry)),
+                    }
+                }
+                head.seq = seq;
+                head.commit = Some(id);
+                head.generation = generation;
+            }
+            let warehouse = head.warehouse;
+            for chunk in rows.chunks(ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO commits (id, warehouse_id, line_id, seq, parents, generation, \
+                     message, author, created_at, changes) ",
+                );
+                insert.push_values(chunk, |mut row, c| {
+                    row.push_bind(c.id.0)
+                        .push_bind(warehouse)
+                        .push_bind(line.0)
+                        .push_bind(c.seq)
+                        .push_bind(c.parents.clone())
+                        .push_bind(c.generation)
+                        .push_bind(c.message.clone())
+                        .push_bind(c.author.clone())
+                        .push_bind(c.at)
+                        .push_bind(c.changes.clone());
+                });
+                insert.build().execute(&mut *conn).await.map_err(failed)?;
+            }
+            for chunk in namespace_rows.chunks(ROWS_PER_INSERT) {
+                let mut values = Vec::with_capacity(chunk.len());
+                for (seq, entry) in chunk {
+                    if let HistoryEntry::Namespace { ident, properties, .. } = entry {
                         let parent = ident.parent().map(|p| p.joined()).unwrap_or_default();
                         let props = serde_json::to_string(&properties.clone().unwrap_or_default())
                             .map_err(json)?;
-                        sqlx::query(
-                            "INSERT INTO namespace_history (line_id, name, seq, parent_name, \
-                             properties, dropped) VALUES ($1, $2, $3, $4, $5, $6)",
-                        )
-                        .bind(line.0)
-                        .bind(ident.joined())
-                        .bind(seq)
-                        .bind(parent)
-                        .bind(props)
-                        .bind(entry.dropped())
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(failed)?;
+                        values.push((ident.joined(), *seq, parent, props, entry.dropped()));
                     }
-                    HistoryEntry::Tabular {
+                }
+                let mut insert = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO namespace_history (line_id, name, seq, parent_name, properties, \
+                     dropped) ",
+                );
+                insert.push_values(values, |mut row, (name, seq, parent, props, dropped)| {
+                    row.push_bind(line.0)
+                        .push_bind(name)
+                        .push_bind(seq)
+                        .push_bind(parent)
+                        .push_bind(props)
+                        .push_bind(dropped);
+                });
+                insert.build().execute(&mut *conn).await.map_err(failed)?;
+            }
+            for chunk in tabular_rows.chunks(ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::<Db>::new(
+                    "INSERT INTO tabular_history (line_id, namespace, name, seq, kind, tabular_id, \
+                     uuid, location, metadata_location, version, dropped) ",
+                );
+                insert.push_values(chunk, |mut row, (seq, entry)| {
+                    if let HistoryEntry::Tabular {
                         ident,
                         kind,
                         id,
@@ -213,30 +312,34 @@ macro_rules! impl_sql_store {
                         metadata_location,
                         version,
                         ..
-                    } => {
-                        sqlx::query(
-                            "INSERT INTO tabular_history (line_id, namespace, name, seq, kind, \
-                             tabular_id, uuid, location, metadata_location, version, dropped) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                        )
-                        .bind(line.0)
-                        .bind(ident.namespace.joined())
-                        .bind(&ident.name)
-                        .bind(seq)
-                        .bind(kind.as_str())
-                        .bind(id.0)
-                        .bind(*uuid)
-                        .bind(location)
-                        .bind(metadata_location)
-                        .bind(*version)
-                        .bind(entry.dropped())
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(failed)?;
+                    } = entry
+                    {
+                        row.push_bind(line.0)
+                            .push_bind(ident.namespace.joined())
+                            .push_bind(ident.name.clone())
+                            .push_bind(*seq)
+                            .push_bind(kind.as_str())
+                            .push_bind(id.0)
+                            .push_bind(*uuid)
+                            .push_bind(location.clone())
+                            .push_bind(metadata_location.clone())
+                            .push_bind(*version)
+                            .push_bind(entry.dropped());
                     }
-                }
+                });
+                insert.build().execute(&mut *conn).await.map_err(failed)?;
             }
-            Ok(id)
+            sqlx::query(
+                "UPDATE refs SET head_seq = $2, head_commit = $3, head_generation = $4 WHERE id = $1",
+            )
+            .bind(line.0)
+            .bind(head.seq)
+            .bind(head.commit.map(|c| c.0))
+            .bind(head.generation)
+            .execute(&mut *conn)
+            .await
+            .map_err(failed)?;
+            Ok(rows.iter().map(|r| r.id).collect())
         }
 
         fn namespace_from_row(row: &$row) -> std::result::Result<Namespace, Error> {
@@ -1185,7 +1288,7 @@ macro_rules! impl_sql_store {
                     )
                 };
                 // On a branch the name must also be free of what it inherits.
-                if line_info(&mut tx, ns.ref_id).await?.1.is_some()
+                if lock_line(&mut tx, ns.ref_id).await?.parent.is_some()
                     && resolve_namespace(&mut tx, ns.ref_id, &ns.ident, None).await?.is_some()
                 {
                     return Err(exists());
@@ -1356,7 +1459,7 @@ macro_rules! impl_sql_store {
                     .begin()
                     .await
                     .map_err(|e| db_error("updating namespace properties", e))?;
-                if line_info(&mut tx, ref_id).await?.1.is_some() {
+                if lock_line(&mut tx, ref_id).await?.parent.is_some() {
                     // On a branch, an inherited namespace is copied onto it first.
                     own_namespace_row(&mut tx, ref_id, ident).await?;
                 }
@@ -1437,7 +1540,7 @@ macro_rules! impl_sql_store {
                     .begin()
                     .await
                     .map_err(|e| db_error("dropping a namespace", e))?;
-                if line_info(&mut tx, ref_id).await?.1.is_some() {
+                if lock_line(&mut tx, ref_id).await?.parent.is_some() {
                     // A branch: what it sees decides, and an inherited namespace only gets a
                     // tombstone in the branch's history.
                     if resolve_namespace(&mut tx, ref_id, ident, None).await?.is_none() {
@@ -1705,6 +1808,12 @@ macro_rules! impl_sql_store {
         /// A group's commits in one transaction. A commit that fails is answered at once (it
         /// changed nothing, whatever becomes of the rest), so that a writer that lost a race
         /// retries without waiting for the group's flush; the others are answered after it.
+        ///
+        /// Round trips are what a group saves: each line the group writes is locked once, at the
+        /// start; a plain compare-and-swap (one table's pointer on a line of its own rows) is a
+        /// single `UPDATE` that either moves the pointer or changes nothing, so it needs no
+        /// savepoint; and the line's commits and history rows are written at the end, a
+        /// multi-row insert each.
         async fn run_group(
             write: &sqlx::Pool<<$store as crate::store::sql::BackendDb>::Db>,
             batch: &[(RefId, Vec<TabularChange>, Vec<Vec<u8>>, CommitMeta)],
@@ -1719,13 +1828,18 @@ macro_rules! impl_sql_store {
                     .map(|_| Err(Error::new(e.kind, e.message.clone())))
                     .collect::<Vec<_>>()
             };
+            let answer = |waiting: &mut [Option<tokio::sync::oneshot::Sender<Result<()>>>], i: usize, e: Error| {
+                if let Some(done) = waiting[i].take() {
+                    let _ = done.send(Err(e));
+                }
+            };
             let mut tx = match write.begin().await {
                 Ok(tx) => tx,
                 Err(e) => return all(failed(e)),
             };
             // Locks in the order every transaction takes them: the folder-claim lock of each
-            // warehouse the group claims in (sorted), before any line's row. Otherwise a later
-            // commit's claim would wait, holding an earlier commit's line, on a transaction that
+            // warehouse the group claims in (sorted), then each line's row (sorted), then table
+            // rows. Otherwise a commit's claim would wait, holding a line, on a transaction that
             // holds the claim lock and waits for that line.
             let mut claimed: Vec<WarehouseId> = batch
                 .iter()
@@ -1748,64 +1862,104 @@ macro_rules! impl_sql_store {
                     return all(failed(e));
                 }
             }
-            let mut results: Vec<Result<()>> = Vec::with_capacity(batch.len());
-            for (i, (ref_id, changes, blobs, meta)) in batch.iter().enumerate() {
-                if let Err(e) = sqlx::query("SAVEPOINT floe_commit").execute(&mut *tx).await {
-                    return all(failed(e));
-                }
-                let applied = apply_tabular_changes(&mut tx, *ref_id, changes, blobs, meta).await;
-                let end = if applied.is_ok() {
-                    "RELEASE floe_commit"
-                } else {
-                    "ROLLBACK TO floe_commit; RELEASE floe_commit"
-                };
-                if let Err(e) = sqlx::raw_sql(end).execute(&mut *tx).await {
-                    return all(failed(e));
-                }
-                match applied {
-                    Err(e) => {
-                        if let Some(done) = waiting[i].take() {
-                            let _ = done.send(Err(e));
-                        }
-                        results.push(Ok(()));
+            let mut lines: Vec<RefId> = batch.iter().map(|job| job.0).collect();
+            lines.sort_by_key(|line| line.0);
+            lines.dedup();
+            let mut heads: std::collections::HashMap<RefId, std::result::Result<LineHead, Error>> =
+                std::collections::HashMap::with_capacity(lines.len());
+            for line in &lines {
+                match lock_line(&mut tx, *line).await {
+                    Ok(head) => {
+                        heads.insert(*line, Ok(head));
                     }
-                    Ok(()) => results.push(Ok(())),
+                    // A line that is gone or no longer a branch fails its own commits only.
+                    Err(e) if matches!(e.kind, crate::error::ErrorKind::NotFound(_) | crate::error::ErrorKind::Conflict) => {
+                        heads.insert(*line, Err(e));
+                    }
+                    Err(e) => return all(e),
+                }
+            }
+            let mut recorded: Vec<(usize, Vec<HistoryEntry>, DateTime<Utc>)> = Vec::with_capacity(batch.len());
+            for (i, (ref_id, changes, blobs, _)) in batch.iter().enumerate() {
+                let on_branch = match &heads[ref_id] {
+                    Ok(head) => head.parent.is_some(),
+                    Err(e) => {
+                        answer(waiting, i, Error::new(e.kind, e.message.clone()));
+                        continue;
+                    }
+                };
+                let plain = !on_branch
+                    && matches!(
+                        changes.as_slice(),
+                        [TabularChange::Update { claims_location: None, .. }]
+                    );
+                if !plain && let Err(e) = sqlx::query("SAVEPOINT floe_commit").execute(&mut *tx).await {
+                    return all(failed(e));
+                }
+                let applied = write_tabular_changes(&mut tx, *ref_id, on_branch, changes, blobs).await;
+                match applied {
+                    Ok((entries, at)) => {
+                        if !plain && let Err(e) = sqlx::query("RELEASE floe_commit").execute(&mut *tx).await {
+                            return all(failed(e));
+                        }
+                        if !entries.is_empty() {
+                            recorded.push((i, entries, at.unwrap_or_else(Utc::now)));
+                        }
+                    }
+                    Err(e) => {
+                        if plain {
+                            // Nothing was written; only a lost swap leaves the transaction usable.
+                            if e.kind != crate::error::ErrorKind::CommitConflict {
+                                return all(e);
+                            }
+                        } else if let Err(e) = sqlx::raw_sql("ROLLBACK TO floe_commit; RELEASE floe_commit")
+                            .execute(&mut *tx)
+                            .await
+                        {
+                            return all(failed(e));
+                        }
+                        answer(waiting, i, e);
+                    }
+                }
+            }
+            for line in &lines {
+                let Some(Ok(head)) = heads.get_mut(line) else {
+                    continue;
+                };
+                let commits: Vec<Recorded<'_>> = recorded
+                    .iter()
+                    .filter(|(i, _, _)| batch[*i].0 == *line)
+                    .map(|(i, entries, at)| Recorded {
+                        meta: &batch[*i].3,
+                        entries,
+                        at: *at,
+                        merged: None,
+                    })
+                    .collect();
+                if let Err(e) = write_commits(&mut tx, *line, head, &commits).await {
+                    return all(e);
                 }
             }
             match tx.commit().await {
-                Ok(()) => results,
+                Ok(()) => batch.iter().map(|_| Ok(())).collect(),
                 Err(e) => all(failed(e)),
             }
         }
 
-        /// Applies one commit's changes on a connection inside an open transaction; `blobs` holds
-        /// the compressed metadata of each change, in order (compressed before the transaction, so
-        /// that the single writer of SQLite does not wait on it).
-        pub(crate) async fn apply_tabular_changes(
-            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
-            ref_id: RefId,
-            changes: &[TabularChange],
-            blobs: &[Vec<u8>],
-            meta: &CommitMeta,
-        ) -> Result<()> {
-            let (entries, at) = write_tabular_changes(conn, ref_id, changes, blobs).await?;
-            if !entries.is_empty() {
-                record_commit(conn, ref_id, meta, &entries, at.unwrap_or_else(Utc::now)).await?;
-            }
-            Ok(())
-        }
-
-        /// Writes the changes' rows (see `apply_tabular_changes`) and returns what they did, for
-        /// the commit that records them, and the time of the last.
+        /// Writes one commit's changes on a connection inside an open transaction (`on_branch`:
+        /// the line forked from another, so it may inherit rows) and returns what they did, for
+        /// the commit that records them, and the time of the last. `blobs` holds the compressed
+        /// metadata of each change, in order (compressed before the transaction, so that the
+        /// single writer of SQLite does not wait on it).
         async fn write_tabular_changes(
             conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
             ref_id: RefId,
+            on_branch: bool,
             changes: &[TabularChange],
             blobs: &[Vec<u8>],
         ) -> Result<(Vec<HistoryEntry>, Option<DateTime<Utc>>)> {
                 let mut entries = Vec::with_capacity(changes.len());
                 let mut at = None;
-                let on_branch = line_info(conn, ref_id).await?.1.is_some();
                 for (change, blob) in changes.iter().zip(blobs) {
                     // The row the change wrote (an update on a branch may have written a copy).
                     let written: TabularId;
@@ -2225,6 +2379,8 @@ macro_rules! impl_sql_store {
                     .begin()
                     .await
                     .map_err(|e| db_error("dropping a table", e))?;
+                // The line's row first, as every commit takes its locks.
+                lock_line(&mut tx, ref_id).await?;
                 let row = sqlx::query(
                     "SELECT t.id, t.warehouse_id, t.ref_id, t.kind, t.uuid, t.location, \
                      t.metadata_location, t.metadata, t.version, t.created_at, t.updated_at \
@@ -2292,7 +2448,7 @@ macro_rules! impl_sql_store {
                     .begin()
                     .await
                     .map_err(|e| db_error("renaming", e))?;
-                let on_branch = line_info(&mut tx, ref_id).await?.1.is_some();
+                let on_branch = lock_line(&mut tx, ref_id).await?.parent.is_some();
                 if on_branch {
                     if resolve_tabular(&mut tx, ref_id, to, None).await?.is_some() {
                         return Err(taken(kind, to));
@@ -2705,9 +2861,11 @@ macro_rules! impl_sql_store {
                         }
                         MergeChange::Tabular(change) => {
                             let blobs = compress_changes(std::slice::from_ref(change))?;
+                            let on_branch = line_info(&mut tx, line).await?.1.is_some();
                             let (written, _) = write_tabular_changes(
                                 &mut tx,
                                 line,
+                                on_branch,
                                 std::slice::from_ref(change),
                                 &blobs,
                             )
