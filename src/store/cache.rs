@@ -36,6 +36,7 @@ enum Mode {
 }
 
 /// One cached table or view, with the warehouse and ref name it was found under.
+#[derive(Clone)]
 struct Entry {
     warehouse: WarehouseId,
     ref_name: String,
@@ -54,6 +55,15 @@ pub struct CachedTabularStore {
     /// In `Notified` mode: the names each cached table id was cached under (may hold names no
     /// longer cached; cleared with the cache).
     names: std::sync::Mutex<HashMap<TabularId, Vec<TabularIdent>>>,
+    /// The latest version known to be committed of each table or view recently written (by this
+    /// process, or by others as notified): a load that read an older one does not cache it.
+    /// Taken with `entries` held. This, not the epoch, keeps a load racing a commit of the same
+    /// table from caching what it read, so that a steady stream of commits to other tables does
+    /// not keep every load from filling the cache.
+    /// Keyed by row id and, for this process's own commits, the line committed on (a commit on
+    /// a branch to a row it inherits writes a copy, not that row); notifications name the row
+    /// itself (`None`).
+    latest: std::sync::Mutex<HashMap<(TabularId, Option<RefId>), i64>>,
 }
 
 impl CachedTabularStore {
@@ -68,6 +78,7 @@ impl CachedTabularStore {
             mode: Mode::Exclusive,
             listening: std::sync::atomic::AtomicBool::new(false),
             names: std::sync::Mutex::new(HashMap::new()),
+            latest: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -100,13 +111,69 @@ impl CachedTabularStore {
         }
     }
 
-    /// A table or view changed in the database (a notification): forget it.
-    pub fn changed(&self, id: TabularId) {
-        let idents = self.names.lock().expect("cache lock").remove(&id);
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        if let Some(idents) = idents {
-            self.invalidate(idents.iter());
+    /// A table or view changed in the database (a notification): forget it, or with the version
+    /// its pointer moved to, forget only what is older (the commit this instance made itself is
+    /// already cached at that version).
+    pub fn changed(&self, id: TabularId, version: Option<i64>) {
+        let Some(version) = version else {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            let idents = self.names.lock().expect("cache lock").remove(&id);
+            if let Some(idents) = idents {
+                self.invalidate(idents.iter());
+            }
+            return;
+        };
+        let mut entries = self.entries.write().expect("cache lock");
+        self.saw_version((id, None), version);
+        let idents = self.names.lock().expect("cache lock").get(&id).cloned();
+        let Some(idents) = idents else {
+            return;
+        };
+        for ident in &idents {
+            if let Some(list) = entries.get_mut(ident) {
+                let mut freed = 0;
+                list.retain(|e| {
+                    let stale = e.tabular.id == id && e.tabular.version < version;
+                    if stale {
+                        freed += e.tabular.metadata.len();
+                    }
+                    !stale
+                });
+                self.bytes.fetch_sub(freed, Ordering::SeqCst);
+            }
         }
+    }
+
+    /// In `Notified` mode, notes a name a table id is cached under; called with `entries` held.
+    fn remember_name(&self, id: TabularId, ident: &TabularIdent) {
+        if self.mode != Mode::Notified {
+            return;
+        }
+        let mut names = self.names.lock().expect("cache lock");
+        let known = names.entry(id).or_default();
+        if !known.contains(ident) {
+            known.push(ident.clone());
+        }
+    }
+
+    /// Whether a version of this row newer than `version` is known to be committed.
+    fn newer_known(&self, id: TabularId, line: RefId, version: i64) -> bool {
+        let latest = self.latest.lock().expect("cache lock");
+        [(id, None), (id, Some(line))]
+            .iter()
+            .any(|key| latest.get(key).is_some_and(|seen| *seen > version))
+    }
+
+    /// Records that `version` of a table is committed; called with `entries` held.
+    fn saw_version(&self, id: (TabularId, Option<RefId>), version: i64) {
+        let mut latest = self.latest.lock().expect("cache lock");
+        if latest.len() >= 100_000 {
+            // Forgetting what was seen is safe once no load in flight may cache what it read.
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            latest.clear();
+        }
+        let seen = latest.entry(id).or_insert(version);
+        *seen = (*seen).max(version);
     }
 
     fn clear(&self) {
@@ -115,6 +182,7 @@ impl CachedTabularStore {
         entries.clear();
         self.bytes.store(0, Ordering::SeqCst);
         self.names.lock().expect("cache lock").clear();
+        self.latest.lock().expect("cache lock").clear();
     }
 
     /// Whether a hit may be served without asking the database.
@@ -152,12 +220,53 @@ impl CachedTabularStore {
         }
     }
 
-    /// Applies committed changes to the cache: an entry at the version an update expected becomes
-    /// the new version; anything else about those names is forgotten.
-    fn advance(&self, ref_id: RefId, changes: &[TabularChange]) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
+    /// The entries an update starts from, taken before it commits: a notification of the very
+    /// commit may arrive (and drop them as older) before the commit returns.
+    fn bases(&self, ref_id: RefId, changes: &[TabularChange]) -> (u64, Vec<Option<Entry>>) {
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let entries = self.entries.read().expect("cache lock");
+        let bases = changes
+            .iter()
+            .map(|change| match change {
+                TabularChange::Update {
+                    id,
+                    ident,
+                    expected_version,
+                    ..
+                } => entries.get(ident).and_then(|list| {
+                    list.iter()
+                        .find(|e| {
+                            e.tabular.id == *id
+                                && e.tabular.version == *expected_version
+                                && e.tabular.ref_id == ref_id
+                        })
+                        .cloned()
+                }),
+                TabularChange::Create(_) => None,
+            })
+            .collect();
+        (epoch, bases)
+    }
+
+    /// Applies committed changes to the cache: the entry an update started from (still cached,
+    /// or taken by [`Self::bases`] before the commit) becomes the new version, unless a newer one
+    /// is known; anything else about those names is forgotten.
+    fn advance(&self, ref_id: RefId, changes: &[TabularChange], bases: (u64, Vec<Option<Entry>>)) {
+        // A base taken before the commit is used only if nothing was forgotten wholesale since
+        // (a reconnected listener may have missed a newer commit).
+        let (seen_epoch, bases) = bases;
+        // A create may take a name a load in flight found free or held by a dropped table;
+        // updates are covered by `latest`.
+        if changes
+            .iter()
+            .any(|c| matches!(c, TabularChange::Create(_)))
+        {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
         let mut entries = self.entries.write().expect("cache lock");
-        for change in changes {
+        let unchanged = self.epoch.load(Ordering::SeqCst) == seen_epoch;
+        for (change, base) in changes.iter().zip(bases) {
+            let base = base.filter(|_| unchanged);
             match change {
                 TabularChange::Create(t) => {
                     if let Some(list) = entries.remove(&t.ident) {
@@ -176,34 +285,61 @@ impl CachedTabularStore {
                     at,
                     claims_location: _,
                 } => {
+                    let version = expected_version + 1;
+                    self.saw_version((*id, Some(ref_id)), version);
+                    let newer_known = self.newer_known(*id, ref_id, version);
                     let Some(list) = entries.get_mut(ident) else {
+                        if let Some(base) = base.filter(|_| !newer_known) {
+                            self.remember_name(*id, ident);
+                            self.bytes.fetch_add(metadata.len(), Ordering::SeqCst);
+                            entries.insert(
+                                ident.clone(),
+                                vec![advanced(
+                                    base,
+                                    version,
+                                    *uuid,
+                                    location,
+                                    metadata_location,
+                                    metadata,
+                                    *at,
+                                )],
+                            );
+                        }
                         continue;
                     };
                     let mut freed = 0;
-                    let mut added = 0;
-                    list.retain_mut(|e| {
+                    let mut from = base;
+                    let mut already = false;
+                    list.retain(|e| {
                         if e.tabular.id != *id {
                             return true;
                         }
-                        if e.tabular.version == *expected_version && e.tabular.ref_id == ref_id {
-                            let mut next = (*e.tabular).clone();
-                            next.version = expected_version + 1;
-                            next.uuid = *uuid;
-                            next.location = location.clone();
-                            next.metadata_location = metadata_location.clone();
-                            freed += next.metadata.len();
-                            added += metadata.len();
-                            next.metadata = metadata.clone();
-                            next.updated_at = *at;
-                            e.tabular = Arc::new(next);
-                            true
-                        } else {
-                            freed += e.tabular.metadata.len();
-                            false
+                        if e.tabular.version == version
+                            && e.tabular.metadata_location == *metadata_location
+                        {
+                            // A load after the commit already cached it.
+                            already = true;
+                            return true;
                         }
+                        if e.tabular.version == *expected_version && e.tabular.ref_id == ref_id {
+                            from = Some(e.clone());
+                        }
+                        freed += e.tabular.metadata.len();
+                        false
                     });
                     self.bytes.fetch_sub(freed, Ordering::SeqCst);
-                    self.bytes.fetch_add(added, Ordering::SeqCst);
+                    if let Some(base) = from.filter(|_| !already && !newer_known) {
+                        self.bytes.fetch_add(metadata.len(), Ordering::SeqCst);
+                        list.push(advanced(
+                            base,
+                            version,
+                            *uuid,
+                            location,
+                            metadata_location,
+                            metadata,
+                            *at,
+                        ));
+                    }
                 }
             }
         }
@@ -215,6 +351,9 @@ impl CachedTabularStore {
         if self.epoch.load(Ordering::SeqCst) != seen_epoch {
             return;
         }
+        if self.newer_known(tabular.id, tabular.ref_id, tabular.version) {
+            return;
+        }
         if self.bytes.load(Ordering::SeqCst) + size > self.max_bytes {
             // Simple and bounded: start over rather than track recency.
             entries.clear();
@@ -224,18 +363,12 @@ impl CachedTabularStore {
                 return;
             }
         }
-        if self.mode == Mode::Notified {
-            let mut names = self.names.lock().expect("cache lock");
-            if names.len() >= 100_000 {
-                names.clear();
-                entries.clear();
-                self.bytes.store(0, Ordering::SeqCst);
-            }
-            let known = names.entry(tabular.id).or_default();
-            if !known.contains(&tabular.ident) {
-                known.push(tabular.ident.clone());
-            }
+        if self.mode == Mode::Notified && self.names.lock().expect("cache lock").len() >= 100_000 {
+            self.names.lock().expect("cache lock").clear();
+            entries.clear();
+            self.bytes.store(0, Ordering::SeqCst);
         }
+        self.remember_name(tabular.id, &tabular.ident);
         let list = entries.entry(tabular.ident.clone()).or_default();
         let mut freed = 0;
         list.retain(|e| {
@@ -252,6 +385,29 @@ impl CachedTabularStore {
             tabular: Arc::new(tabular),
         });
         self.bytes.fetch_add(size, Ordering::SeqCst);
+    }
+}
+
+/// An entry moved to the version a commit wrote.
+fn advanced(
+    base: Entry,
+    version: i64,
+    uuid: uuid::Uuid,
+    location: &str,
+    metadata_location: &str,
+    metadata: &bytes::Bytes,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Entry {
+    let mut next = (*base.tabular).clone();
+    next.version = version;
+    next.uuid = uuid;
+    next.location = location.to_string();
+    next.metadata_location = metadata_location.to_string();
+    next.metadata = metadata.clone();
+    next.updated_at = at;
+    Entry {
+        tabular: Arc::new(next),
+        ..base
     }
 }
 
@@ -338,11 +494,12 @@ impl TabularStore for CachedTabularStore {
         changes: &[TabularChange],
         meta: &CommitMeta,
     ) -> Result<()> {
+        let bases = self.bases(ref_id, changes);
         let result = self.inner.commit_tabulars(ref_id, changes, meta).await;
         if result.is_ok() {
             // What was committed is known exactly: cached versions move forward with it, so the
             // next commit to the same table starts from memory.
-            self.advance(ref_id, changes);
+            self.advance(ref_id, changes, bases);
         } else {
             // Invalidate on failure: a failed commit may have changed nothing, but a lost
             // connection mid-commit leaves its outcome unknown.

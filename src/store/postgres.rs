@@ -80,6 +80,16 @@ impl PostgresStore {
 /// The channel the `tabulars` trigger notifies (migration 0005), with the changed row's id.
 pub const TABULAR_CHANGES: &str = "floe_tabulars";
 
+/// A notification's payload: the changed row's id, and the version its pointer moved to when
+/// that is all that changed (`<id>:<version>`, migration 0007).
+fn parse_change(payload: &str) -> Option<(crate::model::TabularId, Option<i64>)> {
+    let (id, version) = match payload.split_once(':') {
+        Some((id, version)) => (id, Some(version.parse::<i64>().ok()?)),
+        None => (payload, None),
+    };
+    Some((crate::model::TabularId(id.parse().ok()?), version))
+}
+
 /// After this long without a notification the listener pings itself; if the ping does not arrive
 /// within the same time the connection is taken as lost.
 const LISTENER_QUIET: Duration = Duration::from_secs(5);
@@ -141,13 +151,11 @@ impl PostgresStore {
                     awaiting_ping = false;
                     match received {
                         Ok(Some(notification)) if notification.payload() == "ping" => {}
-                        Ok(Some(notification)) => {
-                            match notification.payload().parse::<uuid::Uuid>() {
-                                Ok(id) => cache.changed(crate::model::TabularId(id)),
-                                // Not one of ours: forget everything rather than guess.
-                                Err(_) => cache.listening(true),
-                            }
-                        }
+                        Ok(Some(notification)) => match parse_change(notification.payload()) {
+                            Some((id, version)) => cache.changed(id, version),
+                            // Not one of ours: forget everything rather than guess.
+                            None => cache.listening(true),
+                        },
                         Ok(None) => {
                             tracing::warn!("the table change listener lost its connection");
                             break;
@@ -183,3 +191,22 @@ super::sql::impl_sql_store!(
     " FOR NO KEY UPDATE",
     "SELECT pg_advisory_xact_lock(hashtext($1))"
 );
+
+#[cfg(test)]
+mod tests {
+    use super::parse_change;
+
+    #[test]
+    fn change_payloads_name_the_row_and_maybe_its_version() {
+        let id = "0191b2d0-7c1e-7cc0-a8a4-3e0f1a2b3c4d";
+        let (row, version) = parse_change(id).unwrap();
+        assert_eq!(row.0.to_string(), id);
+        assert_eq!(version, None);
+        let (row, version) = parse_change(&format!("{id}:42")).unwrap();
+        assert_eq!(row.0.to_string(), id);
+        assert_eq!(version, Some(42));
+        assert!(parse_change("ping").is_none());
+        assert!(parse_change(&format!("{id}:x")).is_none());
+        assert!(parse_change("not-a-uuid:1").is_none());
+    }
+}
