@@ -20,3 +20,7 @@ $$ LANGUAGE plpgsql;
 -- trying to shrink them again (an eighth of the machine's CPU under a stream of commits). Stored
 -- out of line, uncompressed, from now on.
 ALTER TABLE tabulars ALTER COLUMN metadata SET STORAGE EXTERNAL;
+
+-- Locations compare byte by byte, so that what lies inside a folder is one range of the location
+-- index (`folder/` up to `folder0`) whatever the database's default collation.
+ALTER TABLE tabulars ALTER COLUMN location TYPE TEXT COLLATE "C";

@@ -2144,23 +2144,48 @@ macro_rules! impl_sql_store {
                             .await
                             .map_err(|e| db_error("committing", e))?;
                         let location = location.trim_end_matches('/');
-                        let other: Option<String> = sqlx::query_scalar(
-                            "SELECT location FROM tabulars WHERE warehouse_id = $1 AND id <> $2 \
-                             AND NOT (uuid = $5 AND ref_id <> $6) \
-                             AND (kind = 'table' OR $4 = 'any') \
-                             AND (location = $3 \
-                                  OR substr($3, 1, length(location) + 1) = location || '/' \
-                                  OR substr(location, 1, length($3) + 1) = $3 || '/') LIMIT 1",
-                        )
-                        .bind(warehouse.0)
-                        .bind(id.0)
-                        .bind(location)
-                        .bind(if is_view { "tables" } else { "any" })
-                        .bind(uuid)
-                        .bind(ref_id.0)
-                        .fetch_optional(&mut *conn)
-                        .await
-                        .map_err(|e| db_error("committing", e))?;
+                        // Index lookups, not a scan: the folder itself and each folder above it
+                        // (equality), and what lies inside it (a range in byte order: from
+                        // `folder/` to `folder0`; PostgreSQL's column collation is "C").
+                        let above: Vec<&str> = location
+                            .match_indices('/')
+                            .map(|(i, _)| &location[..i])
+                            .filter(|prefix| !prefix.is_empty())
+                            .chain(std::iter::once(location))
+                            .collect();
+                        let filter = "warehouse_id = $1 AND id <> $2 AND NOT (uuid = $4 AND ref_id <> $5) \
+                             AND (kind = 'table' OR $3 = 'any')";
+                        let mut sql = format!(
+                            "SELECT location FROM tabulars WHERE {filter} AND location >= $6 \
+                             AND location < $7 UNION ALL SELECT location FROM tabulars WHERE {filter} \
+                             AND location IN ("
+                        );
+                        for i in 0..above.len() {
+                            if i > 0 {
+                                sql.push_str(", ");
+                            }
+                            sql.push_str(&format!("${}", i + 8));
+                        }
+                        sql.push_str(") LIMIT 1");
+                        // Only numbered placeholders are formatted into the text; every value is
+                        // bound. Planned for each call (not a cached prepared statement): a plan
+                        // made while the table was small scans it once it is large.
+                        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                            .persistent(false)
+                            .bind(warehouse.0)
+                            .bind(id.0)
+                            .bind(if is_view { "tables" } else { "any" })
+                            .bind(uuid)
+                            .bind(ref_id.0)
+                            .bind(format!("{location}/"))
+                            .bind(format!("{location}0"));
+                        for prefix in above {
+                            query = query.bind(prefix);
+                        }
+                        let other: Option<String> = query
+                            .fetch_optional(&mut *conn)
+                            .await
+                            .map_err(|e| db_error("committing", e))?;
                         if let Some(other) = other {
                             return Err(Error::bad_request(format!(
                                 "location {location} overlaps the folder of another table at \
@@ -2275,16 +2300,23 @@ macro_rules! impl_sql_store {
                     }
                     sql.push_str(&format!("${}", i + 3));
                 }
-                sql.push(')');
+                sql.push_str("))");
+                // What lies inside a folder is a range of the location index: from `folder/` up
+                // to (not including) `folder0` ('0' follows '/'), in byte order (PostgreSQL:
+                // the column's collation is "C", migration 0007).
                 let inside_param = prefixes.len().max(1) + 3;
                 if inside.is_some() {
                     sql.push_str(&format!(
-                        " OR substr(location, 1, length(${inside_param})) = ${inside_param}"
+                        " UNION ALL SELECT location FROM tabulars WHERE warehouse_id = $1 \
+                         AND id <> $2 AND location >= ${inside_param} AND location < ${}",
+                        inside_param + 1
                     ));
                 }
-                sql.push_str(") LIMIT 1");
+                sql.push_str(" LIMIT 1");
                 // Only numbered placeholders are formatted into the text; every value is bound.
+                // Planned for each call, like the check in `write_tabular_changes`.
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .persistent(false)
                     .bind(warehouse.0)
                     .bind(except.map(|id| id.0).unwrap_or(Uuid::nil()));
                 if prefixes.is_empty() {
@@ -2294,7 +2326,8 @@ macro_rules! impl_sql_store {
                     query = query.bind(prefix);
                 }
                 if let Some(inside) = inside {
-                    query = query.bind(format!("{}/", inside.trim_end_matches('/')));
+                    let folder = inside.trim_end_matches('/');
+                    query = query.bind(format!("{folder}/")).bind(format!("{folder}0"));
                 }
                 let row = query
                     .fetch_optional(&self.read)
