@@ -32,9 +32,14 @@ impl PostgresStore {
         let options: PgConnectOptions = url
             .parse()
             .with_context(|| format!("database.url {} is not a valid URL", redact_url(url)))?;
-        let options = options
-            .application_name("floe")
-            .options([("statement_timeout", config.statement_timeout_ms.to_string())]);
+        // Every statement is planned with its values (PostgreSQL would otherwise switch a
+        // prepared statement to a generic plan after five runs and keep it: one made while a
+        // table was small keeps scanning it once it has grown, the way a fresh warehouse that
+        // receives thousands of tables in a minute grows).
+        let options = options.application_name("floe").options([
+            ("statement_timeout", config.statement_timeout_ms.to_string()),
+            ("plan_cache_mode", "force_custom_plan".to_string()),
+        ]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .min_connections(config.min_connections)
