@@ -1888,10 +1888,15 @@ macro_rules! impl_sql_store {
                         continue;
                     }
                 };
+                // A lone create, or a lone update that keeps its folder, on a line of its own
+                // rows writes at most one row, last, after every check: when it fails it wrote
+                // nothing, and (short of a database failure) raised nothing that would end a
+                // PostgreSQL transaction.
                 let plain = !on_branch
                     && matches!(
                         changes.as_slice(),
                         [TabularChange::Update { claims_location: None, .. }]
+                            | [TabularChange::Create(_)]
                     );
                 if !plain && let Err(e) = sqlx::query("SAVEPOINT floe_commit").execute(&mut *tx).await {
                     return all(failed(e));
@@ -1908,8 +1913,12 @@ macro_rules! impl_sql_store {
                     }
                     Err(e) => {
                         if plain {
-                            // Nothing was written; only a lost swap leaves the transaction usable.
-                            if e.kind != crate::error::ErrorKind::CommitConflict {
+                            // Nothing was written; a failure of the database itself may have
+                            // ended the transaction.
+                            if matches!(
+                                e.kind,
+                                crate::error::ErrorKind::Internal | crate::error::ErrorKind::Unavailable
+                            ) {
                                 return all(e);
                             }
                         } else if let Err(e) = sqlx::raw_sql("ROLLBACK TO floe_commit; RELEASE floe_commit")
@@ -1944,6 +1953,71 @@ macro_rules! impl_sql_store {
                 Ok(()) => batch.iter().map(|_| Ok(())).collect(),
                 Err(e) => all(failed(e)),
             }
+        }
+
+        /// Another table's (or for a view, another table's) folder that overlaps `location`, in
+        /// the warehouse, but not `id`'s own row nor its copies on other lines. The caller holds
+        /// the warehouse's folder-claim lock (PostgreSQL: an advisory lock until the transaction
+        /// ends; SQLite has one writer), taken before any line's row, so the answer is final.
+        /// Index lookups, not a scan: the folder itself and each folder above it (equality), and
+        /// what lies inside it (a range in byte order, `folder/` up to `folder0`; PostgreSQL's
+        /// column collation is "C"). Planned for each call: a cached plan made while the table was
+        /// small scans it once it is large.
+        async fn overlapping_folder(
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
+            warehouse: WarehouseId,
+            id: TabularId,
+            uuid: Uuid,
+            location: &str,
+            is_view: bool,
+            ref_id: RefId,
+        ) -> Result<Option<String>> {
+            let location = location.trim_end_matches('/');
+            let above: Vec<&str> = location
+                .match_indices('/')
+                .map(|(i, _)| &location[..i])
+                .filter(|prefix| !prefix.is_empty())
+                .chain(std::iter::once(location))
+                .collect();
+            let filter = "warehouse_id = $1 AND id <> $2 AND NOT (uuid = $4 AND ref_id <> $5) \
+                 AND (kind = 'table' OR $3 = 'any')";
+            let mut sql = format!(
+                "SELECT location FROM tabulars WHERE {filter} AND location >= $6 \
+                 AND location < $7 UNION ALL SELECT location FROM tabulars WHERE {filter} \
+                 AND location IN ("
+            );
+            for i in 0..above.len() {
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", i + 8));
+            }
+            sql.push_str(") LIMIT 1");
+            // Only numbered placeholders are formatted into the text; every value is bound.
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .persistent(false)
+                .bind(warehouse.0)
+                .bind(id.0)
+                .bind(if is_view { "tables" } else { "any" })
+                .bind(uuid)
+                .bind(ref_id.0)
+                .bind(format!("{location}/"))
+                .bind(format!("{location}0"));
+            for prefix in above {
+                query = query.bind(prefix);
+            }
+            query
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| db_error("committing", e))
+        }
+
+        fn overlap_error(location: &str, other: &str) -> Error {
+            Error::bad_request(format!(
+                "location {} overlaps the folder of another table at {other}; every table needs \
+                 a folder of its own",
+                location.trim_end_matches('/')
+            ))
         }
 
         /// Writes one commit's changes on a connection inside an open transaction (`on_branch`:
@@ -1981,10 +2055,35 @@ macro_rules! impl_sql_store {
                                     }
                                     Err(e) => return Err(e),
                                 };
-                            sqlx::query(
+                            // The folder is checked before the row is written, so that a commit that
+                            // fails wrote nothing (a group commit runs a lone create without a
+                            // savepoint); a name that is taken is still reported first.
+                            if let Some(other) = overlapping_folder(
+                                conn, t.warehouse_id, t.id, t.uuid, &t.location,
+                                t.kind == TabularKind::View, ref_id,
+                            )
+                            .await?
+                            {
+                                let name_taken: Option<i32> = sqlx::query_scalar(
+                                    "SELECT 1 FROM tabulars WHERE namespace_id = $1 AND name = $2",
+                                )
+                                .bind(namespace_id)
+                                .bind(&t.ident.name)
+                                .fetch_optional(&mut *conn)
+                                .await
+                                .map_err(|e| db_error("committing", e))?;
+                                if name_taken.is_some() {
+                                    return Err(taken(t.kind, &t.ident));
+                                }
+                                return Err(overlap_error(&t.location, &other));
+                            }
+                            // A taken name inserts nothing (and raises nothing, which would end a
+                            // PostgreSQL transaction).
+                            let inserted: Option<Uuid> = sqlx::query_scalar(
                                 "INSERT INTO tabulars (id, warehouse_id, ref_id, namespace_id, name, kind, \
                                  uuid, location, metadata_location, metadata, version, created_at, updated_at) \
-                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                                 ON CONFLICT DO NOTHING RETURNING id",
                             )
                             .bind(t.id.0)
                             .bind(t.warehouse_id.0)
@@ -1999,12 +2098,10 @@ macro_rules! impl_sql_store {
                             .bind(t.version)
                             .bind(t.created_at)
                             .bind(t.updated_at)
-                            .execute(&mut *conn)
+                            .fetch_optional(&mut *conn)
                             .await
                             .map_err(|e| {
-                                if is_unique_violation(&e) {
-                                    taken(t.kind, &t.ident)
-                                } else if is_foreign_key_violation(&e) {
+                                if is_foreign_key_violation(&e) {
                                     Error::not_found(
                                         Entity::Namespace,
                                         format!("namespace {} does not exist", t.ident.namespace),
@@ -2013,6 +2110,9 @@ macro_rules! impl_sql_store {
                                     db_error("committing", e)
                                 }
                             })?;
+                            if inserted.is_none() {
+                                return Err(taken(t.kind, &t.ident));
+                            }
                             at = Some(t.updated_at);
                             written = t.id;
                             entries.push(HistoryEntry::Tabular {
@@ -2108,89 +2208,28 @@ macro_rules! impl_sql_store {
                         }
                     }
                     // A table's folder must not overlap any table's or view's; a view's (it gets
-                    // no credentials) must only stay out of tables' folders.
-                    let claim = match change {
-                        TabularChange::Create(t) => Some((
-                            t.warehouse_id,
-                            t.id,
-                            t.uuid,
-                            t.location.as_str(),
-                            t.kind == TabularKind::View,
-                        )),
-                        TabularChange::Update {
-                            claims_location: Some(warehouse),
-                            uuid,
-                            location,
-                            ..
-                        } => {
-                            let kind: String =
-                                sqlx::query_scalar("SELECT kind FROM tabulars WHERE id = $1")
-                                    .bind(written.0)
-                                    .fetch_one(&mut *conn)
-                                    .await
-                                    .map_err(|e| db_error("committing", e))?;
-                            Some((*warehouse, written, *uuid, location.as_str(), kind == "view"))
-                        }
-                        TabularChange::Update { .. } => None,
-                    };
-                    if let Some((warehouse, id, uuid, location, is_view)) = claim {
-                        // Table folders never overlap: checked again here, after the row is written (so a
-                        // taken name is reported first), where it is final. Claims in
-                        // one warehouse are serialized (PostgreSQL: an advisory lock until the
-                        // transaction ends; SQLite has one writer).
-                        sqlx::query($location_lock)
-                            .bind(warehouse.0.to_string())
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(|e| db_error("committing", e))?;
-                        let location = location.trim_end_matches('/');
-                        // Index lookups, not a scan: the folder itself and each folder above it
-                        // (equality), and what lies inside it (a range in byte order: from
-                        // `folder/` to `folder0`; PostgreSQL's column collation is "C").
-                        let above: Vec<&str> = location
-                            .match_indices('/')
-                            .map(|(i, _)| &location[..i])
-                            .filter(|prefix| !prefix.is_empty())
-                            .chain(std::iter::once(location))
-                            .collect();
-                        let filter = "warehouse_id = $1 AND id <> $2 AND NOT (uuid = $4 AND ref_id <> $5) \
-                             AND (kind = 'table' OR $3 = 'any')";
-                        let mut sql = format!(
-                            "SELECT location FROM tabulars WHERE {filter} AND location >= $6 \
-                             AND location < $7 UNION ALL SELECT location FROM tabulars WHERE {filter} \
-                             AND location IN ("
-                        );
-                        for i in 0..above.len() {
-                            if i > 0 {
-                                sql.push_str(", ");
-                            }
-                            sql.push_str(&format!("${}", i + 8));
-                        }
-                        sql.push_str(") LIMIT 1");
-                        // Only numbered placeholders are formatted into the text; every value is
-                        // bound. Planned for each call (not a cached prepared statement): a plan
-                        // made while the table was small scans it once it is large.
-                        let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-                            .persistent(false)
-                            .bind(warehouse.0)
-                            .bind(id.0)
-                            .bind(if is_view { "tables" } else { "any" })
-                            .bind(uuid)
-                            .bind(ref_id.0)
-                            .bind(format!("{location}/"))
-                            .bind(format!("{location}0"));
-                        for prefix in above {
-                            query = query.bind(prefix);
-                        }
-                        let other: Option<String> = query
-                            .fetch_optional(&mut *conn)
-                            .await
-                            .map_err(|e| db_error("committing", e))?;
-                        if let Some(other) = other {
-                            return Err(Error::bad_request(format!(
-                                "location {location} overlaps the folder of another table at \
-                                 {other}; every table needs a folder of its own"
-                            )));
+                    // no credentials) must only stay out of tables' folders. Checked again here,
+                    // where it is final, for an update that moves a folder (a create checked it
+                    // above).
+                    if let TabularChange::Update {
+                        claims_location: Some(warehouse),
+                        uuid,
+                        location,
+                        ..
+                    } = change
+                    {
+                        let kind: String =
+                            sqlx::query_scalar("SELECT kind FROM tabulars WHERE id = $1")
+                                .bind(written.0)
+                                .fetch_one(&mut *conn)
+                                .await
+                                .map_err(|e| db_error("committing", e))?;
+                        if let Some(other) = overlapping_folder(
+                            conn, *warehouse, written, *uuid, location, kind == "view", ref_id,
+                        )
+                        .await?
+                        {
+                            return Err(overlap_error(location, &other));
                         }
                     }
                 }
