@@ -155,6 +155,10 @@ struct ParsedTables {
 
 impl ParsedTables {
     const MAX_ENTRIES: usize = 256;
+    /// Snapshots held at most, over all entries: parsed metadata grows with its snapshots (a
+    /// kilobyte or two each), and a few hundred tables with long histories would otherwise hold
+    /// hundreds of megabytes.
+    const MAX_SNAPSHOTS: usize = 20_000;
 
     fn get(
         &self,
@@ -174,8 +178,15 @@ impl ParsedTables {
         metadata_location: String,
         metadata: Arc<iceberg::spec::TableMetadata>,
     ) {
+        let snapshots = |m: &iceberg::spec::TableMetadata| m.snapshots().len();
+        let size = snapshots(&metadata);
         let mut entries = self.entries.lock().expect("cache lock");
-        if entries.len() >= Self::MAX_ENTRIES && !entries.contains_key(&id) {
+        entries.remove(&id);
+        if size > Self::MAX_SNAPSHOTS {
+            return;
+        }
+        let held: usize = entries.values().map(|(_, m)| snapshots(m)).sum();
+        if entries.len() >= Self::MAX_ENTRIES || held + size > Self::MAX_SNAPSHOTS {
             entries.clear();
         }
         entries.insert(id, (metadata_location, metadata));
