@@ -58,21 +58,7 @@ pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 /// keeps these in hash maps, and clients (PyIceberg's `table.snapshots()[-1]`, Java) expect the
 /// order Java writes.
 pub fn table_metadata_json(metadata: &TableMetadata) -> Result<Vec<u8>> {
-    let json = to_json(metadata)?;
-    sorted_lists(
-        &json,
-        &[
-            (
-                "snapshots",
-                &["sequence-number", "timestamp-ms", "snapshot-id"],
-            ),
-            ("schemas", &["schema-id"]),
-            ("partition-specs", &["spec-id"]),
-            ("sort-orders", &["order-id"]),
-            ("statistics", &["snapshot-id"]),
-            ("partition-statistics", &["snapshot-id"]),
-        ],
-    )
+    sorted_lists(&to_json(metadata)?, TABLE_LISTS)
 }
 
 /// View metadata as JSON with versions and schemas ordered by id.
@@ -144,6 +130,24 @@ fn quick_sort_key(item: &str, fields: &[&str]) -> Option<Vec<i64>> {
     }
     Some(key)
 }
+
+#[cfg(test)]
+pub(super) fn sorted_lists_for_tests(json: &[u8]) -> Vec<u8> {
+    sorted_lists(json, TABLE_LISTS).unwrap()
+}
+
+/// The lists of table metadata, and the fields their items are ordered by.
+const TABLE_LISTS: &[(&str, &[&str])] = &[
+    (
+        "snapshots",
+        &["sequence-number", "timestamp-ms", "snapshot-id"],
+    ),
+    ("schemas", &["schema-id"]),
+    ("partition-specs", &["spec-id"]),
+    ("sort-orders", &["order-id"]),
+    ("statistics", &["snapshot-id"]),
+    ("partition-statistics", &["snapshot-id"]),
+];
 
 fn sorted_lists(json: &[u8], lists: &[(&str, &[&str])]) -> Result<Vec<u8>> {
     use serde_json::value::RawValue;

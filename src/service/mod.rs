@@ -14,6 +14,7 @@ pub mod metadata;
 mod namespaces;
 mod projects;
 mod server;
+mod table_json;
 mod tables;
 mod views;
 mod warehouses;
@@ -146,25 +147,29 @@ struct ParsedTables {
     /// by file, not by version: on a branch, a commit to an inherited table writes a copy of it
     /// at the next version, and a merge may later give the original that same version.
     entries: std::sync::Mutex<
-        std::collections::HashMap<
-            crate::model::TabularId,
-            (String, Arc<iceberg::spec::TableMetadata>),
-        >,
+        std::collections::HashMap<crate::model::TabularId, (String, Arc<ParsedTable>)>,
     >,
+}
+
+/// A table's metadata as its last commit here left it: parsed, and the JSON parts the next
+/// commit reuses (`None` when it was read from storage or the database).
+pub(crate) struct ParsedTable {
+    pub(crate) metadata: iceberg::spec::TableMetadata,
+    pub(crate) parts: Option<table_json::JsonParts>,
 }
 
 impl ParsedTables {
     const MAX_ENTRIES: usize = 256;
     /// Snapshots held at most, over all entries: parsed metadata grows with its snapshots (a
-    /// kilobyte or two each), and a few hundred tables with long histories would otherwise hold
-    /// hundreds of megabytes.
+    /// kilobyte or two each, with their JSON), and a few hundred tables with long histories
+    /// would otherwise hold hundreds of megabytes.
     const MAX_SNAPSHOTS: usize = 20_000;
 
     fn get(
         &self,
         id: crate::model::TabularId,
         metadata_location: &str,
-    ) -> Option<Arc<iceberg::spec::TableMetadata>> {
+    ) -> Option<Arc<ParsedTable>> {
         let entries = self.entries.lock().expect("cache lock");
         entries
             .get(&id)
@@ -176,20 +181,20 @@ impl ParsedTables {
         &self,
         id: crate::model::TabularId,
         metadata_location: String,
-        metadata: Arc<iceberg::spec::TableMetadata>,
+        parsed: Arc<ParsedTable>,
     ) {
-        let snapshots = |m: &iceberg::spec::TableMetadata| m.snapshots().len();
-        let size = snapshots(&metadata);
+        let snapshots = |p: &ParsedTable| p.metadata.snapshots().len();
+        let size = snapshots(&parsed);
         let mut entries = self.entries.lock().expect("cache lock");
         entries.remove(&id);
         if size > Self::MAX_SNAPSHOTS {
             return;
         }
-        let held: usize = entries.values().map(|(_, m)| snapshots(m)).sum();
+        let held: usize = entries.values().map(|(_, p)| snapshots(p)).sum();
         if entries.len() >= Self::MAX_ENTRIES || held + size > Self::MAX_SNAPSHOTS {
             entries.clear();
         }
-        entries.insert(id, (metadata_location, metadata));
+        entries.insert(id, (metadata_location, parsed));
     }
 }
 

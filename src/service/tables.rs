@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use iceberg::spec::{Schema, SortOrder, TableMetadata, UnboundPartitionSpec};
+use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec};
 use iceberg::{TableRequirement, TableUpdate};
 
 use super::metadata::{
@@ -18,7 +18,8 @@ use super::metadata::{
     next_metadata_location, only_referenced_snapshots, parse_table_metadata,
     retired_metadata_files, table_metadata_json,
 };
-use super::{Delegation, RequestContext, Services, TableAccess};
+use super::table_json::table_json;
+use super::{Delegation, ParsedTable, RequestContext, Services, TableAccess};
 use crate::authz::{Action, Resource};
 use crate::error::{Entity, Error, ErrorKind, Result};
 use crate::model::{
@@ -202,7 +203,7 @@ impl Retries {
 struct Staged {
     state: TableState,
     retired: Vec<Location>,
-    parsed: (TabularId, String, Arc<TableMetadata>),
+    parsed: (TabularId, String, Arc<ParsedTable>),
 }
 
 /// The outcome of one attempt at a commit.
@@ -567,12 +568,16 @@ impl Services {
                 None => None,
                 Some(t) => Some(match self.parsed_tables.get(t.id, &t.metadata_location) {
                     Some(hit) => hit,
-                    None => Arc::new(parse_table_metadata(&t.metadata)?),
+                    None => Arc::new(ParsedTable {
+                        metadata: parse_table_metadata(&t.metadata)?,
+                        parts: None,
+                    }),
                 }),
             };
             let result = apply_table_commit(
                 parsed
                     .as_deref()
+                    .map(|p| &p.metadata)
                     .zip(current.as_ref().map(|t| t.metadata_location.as_str())),
                 &change.requirements,
                 change.updates.clone(),
@@ -586,12 +591,12 @@ impl Services {
             )?;
             let metadata = &result.metadata;
             if let Some(before) = &parsed
-                && before.uuid() != metadata.uuid()
+                && before.metadata.uuid() != metadata.uuid()
             {
                 return Err(Error::bad_request(format!(
                     "the UUID of table {} cannot change (from {} to {})",
                     change.ident,
-                    before.uuid(),
+                    before.metadata.uuid(),
                     metadata.uuid()
                 )));
             }
@@ -619,7 +624,12 @@ impl Services {
                 metadata.properties(),
                 current.as_ref().map(|t| t.metadata_location.as_str()),
             )?;
-            let json = bytes::Bytes::from(table_metadata_json(metadata)?);
+            let (json, parts) = table_json(
+                metadata,
+                parsed.as_ref().and_then(|p| p.parts.as_ref()),
+                &result.changes,
+            )?;
+            let json = bytes::Bytes::from(json);
             wh.storage.put_new(&file, json.clone()).await?;
             written.push(file.clone());
             let at = now();
@@ -662,7 +672,14 @@ impl Services {
                     metadata: json,
                 },
                 retired,
-                parsed: (id, file.to_string(), Arc::new(result.metadata)),
+                parsed: (
+                    id,
+                    file.to_string(),
+                    Arc::new(ParsedTable {
+                        metadata: result.metadata,
+                        parts,
+                    }),
+                ),
             });
         }
         Ok((store_changes, done))

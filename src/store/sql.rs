@@ -192,6 +192,8 @@ macro_rules! impl_sql_store {
 
         /// Rows per multi-row insert (well below both databases' limits on parameters).
         const ROWS_PER_INSERT: usize = 500;
+        /// Tables whose pointers one statement moves at most (7 values each).
+        const SWAPS_PER_STATEMENT: usize = 64;
 
         /// Records commits on a line whose row `head` was locked in this transaction, in order,
         /// each the next seq and the parent of the next: one multi-row insert for the commits, one
@@ -1796,7 +1798,13 @@ macro_rules! impl_sql_store {
                     waiting.push(Some(done));
                     jobs.push((ref_id, changes, blobs, meta));
                 }
+                let started = std::time::Instant::now();
                 let results = run_group(&write, &jobs, &mut waiting).await;
+                tracing::trace!(
+                    commits = jobs.len(),
+                    micros = started.elapsed().as_micros() as u64,
+                    "group committed"
+                );
                 for (done, result) in waiting.into_iter().zip(results) {
                     if let Some(done) = done {
                         let _ = done.send(result);
@@ -1880,7 +1888,41 @@ macro_rules! impl_sql_store {
                 }
             }
             let mut recorded: Vec<(usize, Vec<HistoryEntry>, DateTime<Utc>)> = Vec::with_capacity(batch.len());
+            // The plain updates of each line (one table's pointer, on a line of its own rows, the
+            // folder kept) are one statement for many tables: a round trip per table was what
+            // bounded a line's commit rate on PostgreSQL. A table is in at most one of them (a
+            // process takes its tables' commit locks before it commits).
+            let mut swaps: std::collections::BTreeMap<Uuid, Vec<usize>> = std::collections::BTreeMap::new();
+            let mut swapped_tables = std::collections::HashSet::new();
+            for (i, (ref_id, changes, _, _)) in batch.iter().enumerate() {
+                if let Some(Ok(head)) = heads.get(ref_id)
+                    && head.parent.is_none()
+                    && let [TabularChange::Update { id, claims_location: None, .. }] = changes.as_slice()
+                    && swapped_tables.insert(*id)
+                {
+                    swaps.entry(ref_id.0).or_default().push(i);
+                }
+            }
+            let mut handled = vec![false; batch.len()];
+            for (line, jobs) in &swaps {
+                for chunk in jobs.chunks(SWAPS_PER_STATEMENT) {
+                    let swapped = match swap_pointers(&mut tx, RefId(*line), chunk.iter().map(|i| (&batch[*i].1[0], batch[*i].2[0].as_slice()))).await {
+                        Ok(swapped) => swapped,
+                        Err(e) => return all(e),
+                    };
+                    for (&i, entry) in chunk.iter().zip(swapped) {
+                        handled[i] = true;
+                        match entry {
+                            Ok((entry, at)) => recorded.push((i, vec![entry], at)),
+                            Err(e) => answer(waiting, i, e),
+                        }
+                    }
+                }
+            }
             for (i, (ref_id, changes, blobs, _)) in batch.iter().enumerate() {
+                if handled[i] {
+                    continue;
+                }
                 let on_branch = match &heads[ref_id] {
                     Ok(head) => head.parent.is_some(),
                     Err(e) => {
@@ -1931,6 +1973,8 @@ macro_rules! impl_sql_store {
                     }
                 }
             }
+            // Commits are recorded in the order they were queued.
+            recorded.sort_by_key(|(i, _, _)| *i);
             for line in &lines {
                 let Some(Ok(head)) = heads.get_mut(line) else {
                     continue;
@@ -2234,6 +2278,82 @@ macro_rules! impl_sql_store {
                     }
                 }
                 Ok((entries, at))
+        }
+
+        /// Moves the pointers of several tables of one line (their own rows on it) in one
+        /// statement, each only if it is still at the version its commit read. Per update, in
+        /// order: what the commit records, or the conflict it lost.
+        async fn swap_pointers<'a>(
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
+            line: RefId,
+            updates: impl ExactSizeIterator<Item = (&'a TabularChange, &'a [u8])>,
+        ) -> Result<Vec<std::result::Result<(HistoryEntry, DateTime<Utc>), Error>>> {
+            type Db = <$store as crate::store::sql::BackendDb>::Db;
+            let updates: Vec<(&TabularChange, &[u8])> = updates.collect();
+            let mut query = sqlx::QueryBuilder::<Db>::new(
+                "UPDATE tabulars SET uuid = v.column3, location = v.column4, \
+                 metadata_location = v.column5, metadata = v.column6, version = version + 1, \
+                 updated_at = v.column7 FROM (",
+            );
+            let mut first = true;
+            for (change, blob) in &updates {
+                let TabularChange::Update { id, expected_version, uuid, location, metadata_location, at, .. } = change else {
+                    return Err(Error::internal("committing", std::io::Error::other("a swap that is not an update")));
+                };
+                query.push(if first { "VALUES (" } else { ", (" });
+                first = false;
+                let mut row = query.separated(", ");
+                row.push_bind(id.0)
+                    .push_bind(*expected_version)
+                    .push_bind(*uuid)
+                    .push_bind(location.as_str())
+                    .push_bind(metadata_location.as_str())
+                    .push_bind(*blob)
+                    .push_bind(*at);
+                query.push(")");
+            }
+            query.push(") AS v WHERE tabulars.id = v.column1 AND tabulars.version = v.column2 AND tabulars.ref_id = ");
+            query.push_bind(line.0);
+            query.push(" RETURNING id, kind");
+            let rows = query
+                .build()
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|e| db_error("committing", e))?;
+            let mut kinds = std::collections::HashMap::with_capacity(rows.len());
+            for row in rows {
+                let decode = |e| db_error("committing", e);
+                let id: Uuid = row.try_get("id").map_err(decode)?;
+                let kind: String = row.try_get("kind").map_err(decode)?;
+                kinds.insert(id, kind);
+            }
+            Ok(updates
+                .iter()
+                .map(|(change, _)| {
+                    let TabularChange::Update { id, ident, expected_version, uuid, location, metadata_location, at, .. } = change else {
+                        unreachable!("checked above");
+                    };
+                    match kinds.get(&id.0) {
+                        Some(kind) => Ok((
+                            HistoryEntry::Tabular {
+                                ident: ident.clone(),
+                                op: "update",
+                                kind: TabularKind::parse(kind).unwrap_or(TabularKind::Table),
+                                id: *id,
+                                uuid: *uuid,
+                                location: location.clone(),
+                                metadata_location: metadata_location.clone(),
+                                version: expected_version + 1,
+                            },
+                            *at,
+                        )),
+                        None => Err(Error::new(
+                            crate::error::ErrorKind::CommitConflict,
+                            format!("{ident} was changed by another commit"),
+                        )),
+                    }
+                })
+                .collect())
         }
 
         /// The compressed metadata of each change.

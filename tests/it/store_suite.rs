@@ -1255,6 +1255,23 @@ async fn concurrent_commits_fail_alone(store: Persistence, db: &TestDb) {
             assert_eq!(found.version, 0);
         }
     }
+    // The branch's history records each swap that landed, once, and none that lost.
+    let head = current(&store, &warehouse, MAIN_BRANCH).await;
+    let (commits, _) = store
+        .refs
+        .list_commits(main.id, head.head_seq, 100)
+        .await
+        .unwrap();
+    let mut recorded: Vec<String> = commits
+        .iter()
+        .flat_map(|c| &c.changes)
+        .filter(|change| change.op == "update")
+        .map(|change| change.metadata_location.clone().unwrap())
+        .collect();
+    recorded.sort();
+    let mut expected: Vec<String> = (0..16).step_by(2).map(|i| format!("v1-{i}")).collect();
+    expected.sort();
+    assert_eq!(recorded, expected);
 }
 
 async fn access_keys_are_listed_and_deleted_per_warehouse(store: Persistence, db: &TestDb) {
