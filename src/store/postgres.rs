@@ -23,6 +23,27 @@ const COMMIT_WRITERS: u32 = 4;
 
 impl super::sql::BackendDb for PostgresStore {
     type Db = sqlx::Postgres;
+    const KEEPS_WRITER_CONNECTION: bool = true;
+    const WRITES_IN_ONE_STATEMENT: bool = true;
+
+    fn begin_locking(claims: &[uuid::Uuid], lines: &[uuid::Uuid]) -> Option<String> {
+        // The same locks, in the same order, as the statements the group would otherwise run:
+        // each warehouse's folder-claim lock, then the lines' rows in id order.
+        let mut statement = String::from("BEGIN");
+        for warehouse in claims {
+            statement.push_str(&format!(
+                "; SELECT pg_advisory_xact_lock(hashtext('{warehouse}'))"
+            ));
+        }
+        if !lines.is_empty() {
+            let ids: Vec<String> = lines.iter().map(|id| format!("'{id}'")).collect();
+            statement.push_str(&format!(
+                "; SELECT 1 FROM refs WHERE id IN ({}) ORDER BY id FOR NO KEY UPDATE",
+                ids.join(", ")
+            ));
+        }
+        Some(statement)
+    }
 }
 
 impl PostgresStore {

@@ -133,6 +133,7 @@ macro_rules! impl_sql_store {
         /// A line's head, read with its row locked (until the transaction ends on PostgreSQL;
         /// SQLite's single writer serializes anyway): every commit on a line takes it, so the
         /// line's commits are ordered and its head moves by one writer at a time.
+        #[derive(Clone)]
         struct LineHead {
             warehouse: Uuid,
             parent: Option<(RefId, i64)>,
@@ -195,10 +196,14 @@ macro_rules! impl_sql_store {
         /// Tables whose pointers one statement moves at most (7 values each).
         const SWAPS_PER_STATEMENT: usize = 64;
 
-        /// Records commits on a line whose row `head` was locked in this transaction, in order,
-        /// each the next seq and the parent of the next: one multi-row insert for the commits, one
-        /// per history table, and one update of the head, however many commits (a group commit
-        /// records all of a line's commits at once).
+        /// Records commits on a line whose row is locked in this transaction, in order, each the
+        /// next seq and the parent of the next: one multi-row insert for the commits, one per
+        /// history table, and one update of the head, however many commits (a group commit
+        /// records all of a line's commits at once); on PostgreSQL all in one statement. `head`
+        /// is what the caller knows of the line's head: read under the lock, or remembered by a
+        /// commit writer from its last group. The head moves only if it is still that one;
+        /// otherwise this fails with `STALE_HEAD` and the caller rolls back (rows that collided
+        /// with the line's newer ones were skipped, not raised, so that the check decides).
         async fn write_commits(
             conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
             line: RefId,
@@ -221,6 +226,7 @@ macro_rules! impl_sql_store {
             if commits.is_empty() {
                 return Ok(Vec::new());
             }
+            let expected_seq = head.seq;
             let mut rows = Vec::with_capacity(commits.len());
             let mut namespace_rows = Vec::new();
             let mut tabular_rows = Vec::new();
@@ -256,6 +262,79 @@ macro_rules! impl_sql_store {
                 head.generation = generation;
             }
             let warehouse = head.warehouse;
+            let fits_one_statement = <$store as crate::store::sql::BackendDb>::WRITES_IN_ONE_STATEMENT
+                && rows.len() <= ROWS_PER_INSERT
+                && namespace_rows.len() <= ROWS_PER_INSERT
+                && tabular_rows.len() <= ROWS_PER_INSERT;
+            if fits_one_statement {
+                let mut statement = sqlx::QueryBuilder::<Db>::new(
+                    "WITH c AS (INSERT INTO commits (id, warehouse_id, line_id, seq, parents, \
+                     generation, message, author, created_at, changes) ",
+                );
+                statement.push_values(&rows, |mut row, c| {
+                    row.push_bind(c.id.0)
+                        .push_bind(warehouse)
+                        .push_bind(line.0)
+                        .push_bind(c.seq)
+                        .push_bind(c.parents.clone())
+                        .push_bind(c.generation)
+                        .push_bind(c.message.clone())
+                        .push_bind(c.author.clone())
+                        .push_bind(c.at)
+                        .push_bind(c.changes.clone());
+                });
+                // A head remembered from an earlier group may be stale: then these rows may
+                // collide with the line's newer ones, and the head check below undoes it all.
+                statement.push(" ON CONFLICT DO NOTHING)");
+                if !namespace_rows.is_empty() {
+                    statement.push(
+                        ", n AS (INSERT INTO namespace_history (line_id, name, seq, parent_name, \
+                         properties, dropped) ",
+                    );
+                    let mut values = Vec::with_capacity(namespace_rows.len());
+                    for (seq, entry) in &namespace_rows {
+                        if let HistoryEntry::Namespace { ident, properties, .. } = entry {
+                            let parent = ident.parent().map(|p| p.joined()).unwrap_or_default();
+                            let props = serde_json::to_string(&properties.clone().unwrap_or_default())
+                                .map_err(json)?;
+                            values.push((ident.joined(), *seq, parent, props, entry.dropped()));
+                        }
+                    }
+                    statement.push_values(values, |mut row, (name, seq, parent, props, dropped)| {
+                        row.push_bind(line.0)
+                            .push_bind(name)
+                            .push_bind(seq)
+                            .push_bind(parent)
+                            .push_bind(props)
+                            .push_bind(dropped);
+                    });
+                    statement.push(" ON CONFLICT DO NOTHING)");
+                }
+                if !tabular_rows.is_empty() {
+                    statement.push(
+                        ", t AS (INSERT INTO tabular_history (line_id, namespace, name, seq, kind, \
+                         tabular_id, uuid, location, metadata_location, version, dropped) ",
+                    );
+                    push_tabular_history(&mut statement, line, &tabular_rows);
+                    statement.push(" ON CONFLICT DO NOTHING)");
+                }
+                statement.push(" UPDATE refs SET head_seq = ");
+                statement.push_bind(head.seq);
+                statement.push(", head_commit = ");
+                statement.push_bind(head.commit.map(|c| c.0));
+                statement.push(", head_generation = ");
+                statement.push_bind(head.generation);
+                statement.push(" WHERE id = ");
+                statement.push_bind(line.0);
+                statement.push(" AND head_seq = ");
+                statement.push_bind(expected_seq);
+                statement.push(" AND retired_at IS NULL");
+                let done = statement.build().execute(&mut *conn).await.map_err(failed)?;
+                if done.rows_affected() != 1 {
+                    return Err(stale_head());
+                }
+                return Ok(rows.iter().map(|r| r.id).collect());
+            }
             for chunk in rows.chunks(ROWS_PER_INSERT) {
                 let mut insert = sqlx::QueryBuilder::<Db>::new(
                     "INSERT INTO commits (id, warehouse_id, line_id, seq, parents, generation, \
@@ -273,6 +352,7 @@ macro_rules! impl_sql_store {
                         .push_bind(c.at)
                         .push_bind(c.changes.clone());
                 });
+                insert.push(" ON CONFLICT DO NOTHING");
                 insert.build().execute(&mut *conn).await.map_err(failed)?;
             }
             for chunk in namespace_rows.chunks(ROWS_PER_INSERT) {
@@ -297,6 +377,7 @@ macro_rules! impl_sql_store {
                         .push_bind(props)
                         .push_bind(dropped);
                 });
+                insert.push(" ON CONFLICT DO NOTHING");
                 insert.build().execute(&mut *conn).await.map_err(failed)?;
             }
             for chunk in tabular_rows.chunks(ROWS_PER_INSERT) {
@@ -304,45 +385,69 @@ macro_rules! impl_sql_store {
                     "INSERT INTO tabular_history (line_id, namespace, name, seq, kind, tabular_id, \
                      uuid, location, metadata_location, version, dropped) ",
                 );
-                insert.push_values(chunk, |mut row, (seq, entry)| {
-                    if let HistoryEntry::Tabular {
-                        ident,
-                        kind,
-                        id,
-                        uuid,
-                        location,
-                        metadata_location,
-                        version,
-                        ..
-                    } = entry
-                    {
-                        row.push_bind(line.0)
-                            .push_bind(ident.namespace.joined())
-                            .push_bind(ident.name.clone())
-                            .push_bind(*seq)
-                            .push_bind(kind.as_str())
-                            .push_bind(id.0)
-                            .push_bind(*uuid)
-                            .push_bind(location.clone())
-                            .push_bind(metadata_location.clone())
-                            .push_bind(*version)
-                            .push_bind(entry.dropped());
-                    }
-                });
+                push_tabular_history(&mut insert, line, chunk);
+                insert.push(" ON CONFLICT DO NOTHING");
                 insert.build().execute(&mut *conn).await.map_err(failed)?;
             }
-            sqlx::query(
-                "UPDATE refs SET head_seq = $2, head_commit = $3, head_generation = $4 WHERE id = $1",
+            let done = sqlx::query(
+                "UPDATE refs SET head_seq = $2, head_commit = $3, head_generation = $4 \
+                 WHERE id = $1 AND head_seq = $5 AND retired_at IS NULL",
             )
             .bind(line.0)
             .bind(head.seq)
             .bind(head.commit.map(|c| c.0))
             .bind(head.generation)
+            .bind(expected_seq)
             .execute(&mut *conn)
             .await
             .map_err(failed)?;
+            if done.rows_affected() != 1 {
+                return Err(stale_head());
+            }
             Ok(rows.iter().map(|r| r.id).collect())
         }
+
+        /// The values of tabular history rows, for a multi-row insert.
+        fn push_tabular_history(
+            statement: &mut sqlx::QueryBuilder<<$store as crate::store::sql::BackendDb>::Db>,
+            line: RefId,
+            rows: &[(i64, &HistoryEntry)],
+        ) {
+            statement.push_values(rows, |mut row, (seq, entry)| {
+                if let HistoryEntry::Tabular {
+                    ident,
+                    kind,
+                    id,
+                    uuid,
+                    location,
+                    metadata_location,
+                    version,
+                    ..
+                } = entry
+                {
+                    row.push_bind(line.0)
+                        .push_bind(ident.namespace.joined())
+                        .push_bind(ident.name.clone())
+                        .push_bind(*seq)
+                        .push_bind(kind.as_str())
+                        .push_bind(id.0)
+                        .push_bind(*uuid)
+                        .push_bind(location.clone())
+                        .push_bind(metadata_location.clone())
+                        .push_bind(*version)
+                        .push_bind(entry.dropped());
+                }
+            });
+        }
+
+        /// The line moved since its head was read: a commit of this writer that read a head it
+        /// had cached redoes its group with the head read under lock.
+        fn stale_head() -> Error {
+            Error::new(crate::error::ErrorKind::Conflict, STALE_HEAD)
+        }
+
+        const STALE_HEAD: &str =
+            "the branch moved while this commit was being recorded; nothing was changed";
 
         fn namespace_from_row(row: &$row) -> std::result::Result<Namespace, Error> {
             let decode = |e| db_error("decoding a namespace", e);
@@ -1790,6 +1895,11 @@ macro_rules! impl_sql_store {
             mut queue: tokio::sync::mpsc::Receiver<CommitJob>,
         ) {
             let mut batch = Vec::with_capacity(GROUP_COMMIT_MAX);
+            // The head of each line as this writer's last group left it: a group whose lines
+            // are all here reads no head (and on PostgreSQL locks them in its `BEGIN`); the head
+            // is checked when it is moved, and a group that finds it moved redoes its work.
+            let mut heads: std::collections::HashMap<RefId, LineHead> = std::collections::HashMap::new();
+            let mut held = None;
             while queue.recv_many(&mut batch, GROUP_COMMIT_MAX).await > 0 {
                 let mut waiting: Vec<Option<tokio::sync::oneshot::Sender<Result<()>>>> = Vec::new();
                 let mut jobs = Vec::with_capacity(batch.len());
@@ -1799,7 +1909,56 @@ macro_rules! impl_sql_store {
                     jobs.push((ref_id, changes, blobs, meta));
                 }
                 let started = std::time::Instant::now();
-                let results = run_group(&write, &jobs, &mut waiting).await;
+                let kept = held.take();
+                let was_kept = kept.is_some();
+                let conn = match kept {
+                    Some(conn) => Ok(conn),
+                    None => write.acquire().await,
+                };
+                let results = match conn {
+                    Err(e) => {
+                        let e = db_error("committing", e);
+                        jobs.iter().map(|_| Err(Error::new(e.kind, e.message.clone()))).collect()
+                    }
+                    Ok(mut conn) => {
+                        let mut outcome = run_group(&mut conn, &jobs, &mut waiting, &mut heads).await;
+                        if was_kept && matches!(outcome, Group::NotBegun(_)) {
+                            // The kept connection may have died with the database's restart:
+                            // nothing was done, so the group goes again on a fresh one.
+                            match write.acquire().await {
+                                Ok(fresh) => {
+                                    conn = fresh;
+                                    outcome = run_group(&mut conn, &jobs, &mut waiting, &mut heads).await;
+                                }
+                                Err(e) => outcome = Group::NotBegun(db_error("committing", e)),
+                            }
+                        }
+                        if matches!(outcome, Group::Stale) {
+                            tracing::debug!("a line moved since this writer's last group; redoing the group");
+                            heads.clear();
+                            outcome = run_group(&mut conn, &jobs, &mut waiting, &mut heads).await;
+                        }
+                        let results = match outcome {
+                            Group::Done(results) => results,
+                            Group::Stale => jobs.iter().map(|_| Err(stale_head())).collect(),
+                            Group::NotBegun(e) => {
+                                tracing::error!(error = ?e, commits = jobs.len(), "a group commit failed");
+                                jobs.iter().map(|_| Err(Error::new(e.kind, e.message.clone()))).collect()
+                            }
+                        };
+                        // A connection whose group failed as a whole may be broken: let it go.
+                        let whole_failure = !results.is_empty() && results.iter().all(|r| {
+                            r.as_ref().is_err_and(|e| matches!(e.kind, crate::error::ErrorKind::Internal | crate::error::ErrorKind::Unavailable))
+                        });
+                        if <$store as crate::store::sql::BackendDb>::KEEPS_WRITER_CONNECTION && !whole_failure {
+                            held = Some(conn);
+                        }
+                        if whole_failure {
+                            heads.clear();
+                        }
+                        results
+                    }
+                };
                 tracing::trace!(
                     commits = jobs.len(),
                     micros = started.elapsed().as_micros() as u64,
@@ -1813,45 +1972,56 @@ macro_rules! impl_sql_store {
             }
         }
 
+        /// How a try at a group commit ended.
+        enum Group {
+            /// Each commit's result (those answered already are not answered again).
+            Done(Vec<Result<()>>),
+            /// A head the writer had cached had moved; nothing was changed.
+            Stale,
+            /// The transaction could not begin; nothing was done.
+            NotBegun(Error),
+        }
+
         /// A group's commits in one transaction. A commit that fails is answered at once (it
         /// changed nothing, whatever becomes of the rest), so that a writer that lost a race
         /// retries without waiting for the group's flush; the others are answered after it.
+        /// Commits already answered (by an earlier try of the group) are left out.
         ///
         /// Round trips are what a group saves: each line the group writes is locked once, at the
-        /// start; a plain compare-and-swap (one table's pointer on a line of its own rows) is a
-        /// single `UPDATE` that either moves the pointer or changes nothing, so it needs no
-        /// savepoint; and the line's commits and history rows are written at the end, a
-        /// multi-row insert each.
+        /// start (with the `BEGIN`, where the line's head is known from the last group); a plain
+        /// compare-and-swap (one table's pointer on a line of its own rows) is a single `UPDATE`
+        /// for all of a line's tables, which moves each pointer or leaves it, so it needs no
+        /// savepoint; and the line's commits, history rows and head are written at the end, in
+        /// one statement on PostgreSQL.
         async fn run_group(
-            write: &sqlx::Pool<<$store as crate::store::sql::BackendDb>::Db>,
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
             batch: &[(RefId, Vec<TabularChange>, Vec<Vec<u8>>, CommitMeta)],
             waiting: &mut [Option<tokio::sync::oneshot::Sender<Result<()>>>],
-        ) -> Vec<Result<()>> {
+            cache: &mut std::collections::HashMap<RefId, LineHead>,
+        ) -> Group {
+            use sqlx::Connection as _;
             let failed = |e: sqlx::Error| db_error("committing", e);
             // A failure of the transaction itself fails every commit in it (none is durable).
             let all = |e: Error| {
                 tracing::error!(error = ?e, commits = batch.len(), "a group commit failed");
-                batch
-                    .iter()
-                    .map(|_| Err(Error::new(e.kind, e.message.clone())))
-                    .collect::<Vec<_>>()
+                Group::Done(
+                    batch
+                        .iter()
+                        .map(|_| Err(Error::new(e.kind, e.message.clone())))
+                        .collect::<Vec<_>>(),
+                )
             };
             let answer = |waiting: &mut [Option<tokio::sync::oneshot::Sender<Result<()>>>], i: usize, e: Error| {
                 if let Some(done) = waiting[i].take() {
                     let _ = done.send(Err(e));
                 }
             };
-            let mut tx = match write.begin().await {
-                Ok(tx) => tx,
-                Err(e) => return all(failed(e)),
-            };
-            // Locks in the order every transaction takes them: the folder-claim lock of each
-            // warehouse the group claims in (sorted), then each line's row (sorted), then table
-            // rows. Otherwise a commit's claim would wait, holding a line, on a transaction that
-            // holds the claim lock and waits for that line.
+            let live: Vec<bool> = waiting.iter().map(Option::is_some).collect();
             let mut claimed: Vec<WarehouseId> = batch
                 .iter()
-                .flat_map(|job| job.1.iter())
+                .enumerate()
+                .filter(|(i, _)| live[*i])
+                .flat_map(|(_, job)| job.1.iter())
                 .filter_map(|change| match change {
                     TabularChange::Create(t) => Some(t.warehouse_id),
                     TabularChange::Update {
@@ -1861,30 +2031,67 @@ macro_rules! impl_sql_store {
                 .collect();
             claimed.sort_by_key(|w| w.0);
             claimed.dedup();
-            for warehouse in claimed {
-                if let Err(e) = sqlx::query($location_lock)
-                    .bind(warehouse.0.to_string())
-                    .execute(&mut *tx)
-                    .await
-                {
-                    return all(failed(e));
-                }
-            }
-            let mut lines: Vec<RefId> = batch.iter().map(|job| job.0).collect();
+            let mut lines: Vec<RefId> = batch
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| live[*i])
+                .map(|(_, job)| job.0)
+                .collect();
             lines.sort_by_key(|line| line.0);
             lines.dedup();
+            // Heads remembered from the last group are used only where the locks come with the
+            // `BEGIN` (PostgreSQL): that is the round trip they save.
+            let locking = <$store as crate::store::sql::BackendDb>::begin_locking(
+                &claimed.iter().map(|w| w.0).collect::<Vec<_>>(),
+                &lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+            );
+            let cached: Option<Vec<LineHead>> = locking
+                .as_ref()
+                .and_then(|_| lines.iter().map(|line| cache.get(line).cloned()).collect());
+            let (begun, locked) = match (&cached, locking) {
+                (Some(_), Some(statement)) => {
+                    (conn.begin_with(sqlx::AssertSqlSafe(statement)).await, true)
+                }
+                _ => (conn.begin().await, false),
+            };
+            let mut tx = match begun {
+                Ok(tx) => tx,
+                Err(e) => return Group::NotBegun(failed(e)),
+            };
+            // Locks in the order every transaction takes them: the folder-claim lock of each
+            // warehouse the group claims in (sorted), then each line's row (sorted), then table
+            // rows. Otherwise a commit's claim would wait, holding a line, on a transaction that
+            // holds the claim lock and waits for that line.
+            if !locked {
+                for warehouse in &claimed {
+                    if let Err(e) = sqlx::query($location_lock)
+                        .bind(warehouse.0.to_string())
+                        .execute(&mut *tx)
+                        .await
+                    {
+                        return all(failed(e));
+                    }
+                }
+            }
             let mut heads: std::collections::HashMap<RefId, std::result::Result<LineHead, Error>> =
                 std::collections::HashMap::with_capacity(lines.len());
-            for line in &lines {
-                match lock_line(&mut tx, *line).await {
-                    Ok(head) => {
-                        heads.insert(*line, Ok(head));
+            match cached {
+                Some(cached) => {
+                    heads.extend(lines.iter().copied().zip(cached.into_iter().map(Ok)));
+                }
+                None => {
+                    for line in &lines {
+                        match lock_line(&mut tx, *line).await {
+                            Ok(head) => {
+                                heads.insert(*line, Ok(head));
+                            }
+                            // A line that is gone or no longer a branch fails its own commits only.
+                            Err(e) if matches!(e.kind, crate::error::ErrorKind::NotFound(_) | crate::error::ErrorKind::Conflict) => {
+                                heads.insert(*line, Err(e));
+                            }
+                            Err(e) => return all(e),
+                        }
                     }
-                    // A line that is gone or no longer a branch fails its own commits only.
-                    Err(e) if matches!(e.kind, crate::error::ErrorKind::NotFound(_) | crate::error::ErrorKind::Conflict) => {
-                        heads.insert(*line, Err(e));
-                    }
-                    Err(e) => return all(e),
                 }
             }
             let mut recorded: Vec<(usize, Vec<HistoryEntry>, DateTime<Utc>)> = Vec::with_capacity(batch.len());
@@ -1895,7 +2102,8 @@ macro_rules! impl_sql_store {
             let mut swaps: std::collections::BTreeMap<Uuid, Vec<usize>> = std::collections::BTreeMap::new();
             let mut swapped_tables = std::collections::HashSet::new();
             for (i, (ref_id, changes, _, _)) in batch.iter().enumerate() {
-                if let Some(Ok(head)) = heads.get(ref_id)
+                if live[i]
+                    && let Some(Ok(head)) = heads.get(ref_id)
                     && head.parent.is_none()
                     && let [TabularChange::Update { id, claims_location: None, .. }] = changes.as_slice()
                     && swapped_tables.insert(*id)
@@ -1920,7 +2128,7 @@ macro_rules! impl_sql_store {
                 }
             }
             for (i, (ref_id, changes, blobs, _)) in batch.iter().enumerate() {
-                if handled[i] {
+                if handled[i] || !live[i] {
                     continue;
                 }
                 let on_branch = match &heads[ref_id] {
@@ -1989,13 +2197,35 @@ macro_rules! impl_sql_store {
                         merged: None,
                     })
                     .collect();
-                if let Err(e) = write_commits(&mut tx, *line, head, &commits).await {
-                    return all(e);
+                match write_commits(&mut tx, *line, head, &commits).await {
+                    Ok(_) => {}
+                    Err(e) if e.message == STALE_HEAD => {
+                        if let Err(e) = tx.rollback().await {
+                            return all(failed(e));
+                        }
+                        return Group::Stale;
+                    }
+                    Err(e) => return all(e),
                 }
             }
             match tx.commit().await {
-                Ok(()) => batch.iter().map(|_| Ok(())).collect(),
-                Err(e) => all(failed(e)),
+                Ok(()) => {
+                    for (line, head) in heads {
+                        match head {
+                            Ok(head) => {
+                                cache.insert(line, head);
+                            }
+                            Err(_) => {
+                                cache.remove(&line);
+                            }
+                        }
+                    }
+                    Group::Done(batch.iter().map(|_| Ok(())).collect())
+                }
+                Err(e) => {
+                    cache.clear();
+                    all(failed(e))
+                }
             }
         }
 
@@ -3360,4 +3590,16 @@ pub(crate) use impl_sql_store;
 /// Names the sqlx database type of a backend, for generic helpers inside [`impl_sql_store!`].
 pub(crate) trait BackendDb {
     type Db: sqlx::Database;
+    /// Whether a group-commit writer keeps its connection from one group to the next. On
+    /// PostgreSQL that saves the pool's liveness check, a round trip per group; SQLite's one
+    /// writer connection must go back to the pool for the other writes.
+    const KEEPS_WRITER_CONNECTION: bool;
+    /// Whether one statement can insert into several tables (PostgreSQL's data-modifying `WITH`),
+    /// so that a line's commits, history and head are written in one round trip.
+    const WRITES_IN_ONE_STATEMENT: bool;
+    /// A `BEGIN` that also takes a group's locks in the same round trip (the folder-claim lock of
+    /// each warehouse in `claims`, then each line's row, in the given sorted order), or `None`
+    /// where locks cost no round trip (SQLite, whose single writer serializes anyway). Only ids
+    /// are formatted into the text: UUIDs, hex digits and dashes.
+    fn begin_locking(claims: &[uuid::Uuid], lines: &[uuid::Uuid]) -> Option<String>;
 }

@@ -26,6 +26,12 @@ pub struct SqliteStore {
 
 impl super::sql::BackendDb for SqliteStore {
     type Db = sqlx::Sqlite;
+    const KEEPS_WRITER_CONNECTION: bool = false;
+    const WRITES_IN_ONE_STATEMENT: bool = false;
+
+    fn begin_locking(_claims: &[uuid::Uuid], _lines: &[uuid::Uuid]) -> Option<String> {
+        None
+    }
 }
 
 impl SqliteStore {

@@ -58,6 +58,7 @@ store_suite!(
     tabular_commits_are_all_or_nothing,
     tabulars_list_drop_and_rename,
     concurrent_commits_fail_alone,
+    commits_after_other_writes_to_the_line_keep_one_history,
     access_keys_are_listed_and_deleted_per_warehouse,
     overlapping_table_locations_are_found,
     claimed_folders_never_overlap,
@@ -1272,6 +1273,73 @@ async fn concurrent_commits_fail_alone(store: Persistence, db: &TestDb) {
     let mut expected: Vec<String> = (0..16).step_by(2).map(|i| format!("v1-{i}")).collect();
     expected.sort();
     assert_eq!(recorded, expected);
+}
+
+/// A commit writer remembers each line's head between its groups; writes that move the line
+/// another way (a namespace, a dropped table) in between must not fork or lose history: every
+/// commit is the child of the one before it, with consecutive sequence numbers.
+async fn commits_after_other_writes_to_the_line_keep_one_history(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&warehouse, &main, &["ns"]), meta())
+        .await
+        .unwrap();
+    let t = tabular(&warehouse, &main, &["ns"], "t", TabularKind::Table);
+    let commit = |change: TabularChange| {
+        let store = store.clone();
+        async move {
+            store
+                .tabulars
+                .commit_tabulars(main.id, &[change], meta())
+                .await
+        }
+    };
+    commit(TabularChange::Create(t.clone())).await.unwrap();
+    for version in 0..4 {
+        commit(update_of(&t, version, &format!("v{}", version + 1)))
+            .await
+            .unwrap();
+        // The line moves outside the commit writer.
+        store
+            .namespaces
+            .create_namespace(
+                &namespace(&warehouse, &main, &[&format!("other{version}")]),
+                meta(),
+            )
+            .await
+            .unwrap();
+    }
+    let head = current(&store, &warehouse, MAIN_BRANCH).await;
+    let (commits, next) = store
+        .refs
+        .list_commits(main.id, head.head_seq, 100)
+        .await
+        .unwrap();
+    assert_eq!(next, None);
+    // The root, a namespace, the create, then four updates each followed by a namespace.
+    assert_eq!(commits.len(), 11);
+    assert_eq!(commits[0].id, head.head_commit.unwrap());
+    for pair in commits.windows(2) {
+        assert_eq!(pair[0].parents, vec![pair[1].id]);
+        assert_eq!(pair[0].seq, pair[1].seq + 1);
+    }
+    let updates: Vec<String> = commits
+        .iter()
+        .rev()
+        .flat_map(|c| &c.changes)
+        .filter(|change| change.op == "update")
+        .map(|change| change.metadata_location.clone().unwrap())
+        .collect();
+    assert_eq!(updates, ["v1", "v2", "v3", "v4"]);
+    let found = store
+        .tabulars
+        .find_tabular(warehouse.id, MAIN_BRANCH, &t.ident)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.version, 4);
 }
 
 async fn access_keys_are_listed_and_deleted_per_warehouse(store: Persistence, db: &TestDb) {
