@@ -315,10 +315,6 @@ mod tests {
         .unwrap()
     }
 
-    /// Snapshot times after the tables' creation (the builder refuses earlier ones).
-    static BASE: std::sync::LazyLock<i64> =
-        std::sync::LazyLock::new(|| chrono::Utc::now().timestamp_millis() + 60_000);
-
     fn snapshot(
         id: i64,
         parent: Option<i64>,
@@ -329,7 +325,9 @@ mod tests {
             "action": "add-snapshot",
             "snapshot": {
                 "snapshot-id": id, "sequence-number": sequence,
-                "timestamp-ms": *BASE + sequence,
+                // Now: the builder refuses a snapshot older than the table's last update, and
+                // an update older than the last snapshot.
+                "timestamp-ms": chrono::Utc::now().timestamp_millis(),
                 "manifest-list": format!("file:///wh/t/metadata/snap-{id}.avro"),
                 "summary": summary, "schema-id": 0
             }

@@ -61,23 +61,52 @@ impl PostgresStore {
             ("statement_timeout", config.statement_timeout_ms.to_string()),
             ("plan_cache_mode", "force_custom_plan".to_string()),
         ]);
+        // Group-commit writers have a connection each; the rest of `max_connections` is shared.
+        let writers = (config.max_connections / 2).clamp(1, COMMIT_WRITERS);
         let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
+            .max_connections(config.max_connections.saturating_sub(writers).max(1))
             .min_connections(config.min_connections)
             .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
             .idle_timeout(Duration::from_secs(config.idle_timeout_secs))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;
-        // Each writer holds a connection while it commits; leave the rest of the pool to reads.
-        let writers = (config.max_connections / 2).clamp(1, COMMIT_WRITERS);
         let commits = (0..writers)
-            .map(|_| {
+            .map(|i| {
                 let (commits, queue) = tokio::sync::mpsc::channel(1024);
-                tokio::spawn(group_commit_writer(pool.clone(), queue));
-                commits
+                let options = options.clone();
+                let acquire_timeout = Duration::from_millis(config.acquire_timeout_ms);
+                // A thread, runtime and connection of its own: a group's round trips then wait
+                // only for PostgreSQL, not for a runtime worker to finish some request's JSON
+                // (the workers also poll the sockets of their runtime's connections). The line's
+                // row stays locked for the group's round trips, so their latency bounds every
+                // line's commit rate.
+                std::thread::Builder::new()
+                    .name(format!("floe-commit-{i}"))
+                    .spawn(move || {
+                        let runtime = match tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                        {
+                            Ok(runtime) => runtime,
+                            Err(e) => {
+                                tracing::error!(error = %e, "starting a commit writer failed");
+                                return;
+                            }
+                        };
+                        runtime.block_on(async move {
+                            let own = PgPoolOptions::new()
+                                .max_connections(1)
+                                .min_connections(0)
+                                .acquire_timeout(acquire_timeout)
+                                .connect_lazy_with(options);
+                            group_commit_writer(own, queue).await;
+                        });
+                    })
+                    .context("starting a commit writer thread")?;
+                Ok(commits)
             })
-            .collect();
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(PostgresStore {
             read: pool.clone(),
             write: pool,

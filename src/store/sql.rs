@@ -2520,6 +2520,38 @@ macro_rules! impl_sql_store {
         ) -> Result<Vec<std::result::Result<(HistoryEntry, DateTime<Utc>), Error>>> {
             type Db = <$store as crate::store::sql::BackendDb>::Db;
             let updates: Vec<(&TabularChange, &[u8])> = updates.collect();
+            let mut kinds = std::collections::HashMap::with_capacity(updates.len());
+            if !<$store as crate::store::sql::BackendDb>::WRITES_IN_ONE_STATEMENT {
+                // SQLite costs no round trip per statement, and would plan the joined form as a
+                // scan of every table row.
+                for (change, blob) in &updates {
+                    let TabularChange::Update { id, expected_version, uuid, location, metadata_location, at, .. } = change else {
+                        return Err(Error::internal("committing", std::io::Error::other("a swap that is not an update")));
+                    };
+                    let done = sqlx::query(
+                        "UPDATE tabulars SET uuid = $3, location = $4, metadata_location = $5, \
+                         metadata = $6, version = version + 1, updated_at = $7 \
+                         WHERE id = $1 AND version = $2 AND ref_id = $8 RETURNING id, kind",
+                    )
+                    .bind(id.0)
+                    .bind(*expected_version)
+                    .bind(*uuid)
+                    .bind(location)
+                    .bind(metadata_location)
+                    .bind(*blob)
+                    .bind(*at)
+                    .bind(line.0)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(|e| db_error("committing", e))?;
+                    if let Some(row) = done {
+                        let decode = |e| db_error("committing", e);
+                        let id: Uuid = row.try_get("id").map_err(decode)?;
+                        kinds.insert(id, row.try_get::<String, _>("kind").map_err(decode)?);
+                    }
+                }
+                return Ok(swap_results(&updates, &kinds));
+            }
             let mut query = sqlx::QueryBuilder::<Db>::new(
                 "UPDATE tabulars SET uuid = v.column3, location = v.column4, \
                  metadata_location = v.column5, metadata = v.column6, version = version + 1, \
@@ -2550,14 +2582,22 @@ macro_rules! impl_sql_store {
                 .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| db_error("committing", e))?;
-            let mut kinds = std::collections::HashMap::with_capacity(rows.len());
             for row in rows {
                 let decode = |e| db_error("committing", e);
                 let id: Uuid = row.try_get("id").map_err(decode)?;
                 let kind: String = row.try_get("kind").map_err(decode)?;
                 kinds.insert(id, kind);
             }
-            Ok(updates
+            Ok(swap_results(&updates, &kinds))
+        }
+
+        /// Per swap, in order: what its commit records, or the conflict it lost (`kinds` holds
+        /// the kind of each table whose pointer moved).
+        fn swap_results(
+            updates: &[(&TabularChange, &[u8])],
+            kinds: &std::collections::HashMap<Uuid, String>,
+        ) -> Vec<std::result::Result<(HistoryEntry, DateTime<Utc>), Error>> {
+            updates
                 .iter()
                 .map(|(change, _)| {
                     let TabularChange::Update { id, ident, expected_version, uuid, location, metadata_location, at, .. } = change else {
@@ -2583,7 +2623,7 @@ macro_rules! impl_sql_store {
                         )),
                     }
                 })
-                .collect())
+                .collect()
         }
 
         /// The compressed metadata of each change.
