@@ -163,7 +163,7 @@ impl ParsedTables {
     /// Snapshots held at most, over all entries: parsed metadata grows with its snapshots (a
     /// kilobyte or two each, with their JSON), and a few hundred tables with long histories
     /// would otherwise hold hundreds of megabytes.
-    const MAX_SNAPSHOTS: usize = 20_000;
+    const MAX_SNAPSHOTS: usize = 16_000;
 
     fn get(
         &self,

@@ -43,6 +43,10 @@ struct Entry {
     tabular: Arc<Tabular>,
 }
 
+/// What an entry costs besides its metadata (the row's names and locations, the maps that track
+/// it), counted against the cache's size so that many small tables cannot outgrow it.
+const ENTRY_OVERHEAD: usize = 1024;
+
 pub struct CachedTabularStore {
     inner: Arc<dyn TabularStore>,
     entries: RwLock<HashMap<TabularIdent, Vec<Entry>>>,
@@ -135,7 +139,7 @@ impl CachedTabularStore {
                 list.retain(|e| {
                     let stale = e.tabular.id == id && e.tabular.version < version;
                     if stale {
-                        freed += e.tabular.metadata.len();
+                        freed += e.tabular.metadata.len() + ENTRY_OVERHEAD;
                     }
                     !stale
                 });
@@ -214,7 +218,10 @@ impl CachedTabularStore {
         let mut entries = self.entries.write().expect("cache lock");
         for ident in idents {
             if let Some(list) = entries.remove(ident) {
-                let freed: usize = list.iter().map(|e| e.tabular.metadata.len()).sum();
+                let freed: usize = list
+                    .iter()
+                    .map(|e| e.tabular.metadata.len() + ENTRY_OVERHEAD)
+                    .sum();
                 self.bytes.fetch_sub(freed, Ordering::SeqCst);
             }
         }
@@ -270,7 +277,10 @@ impl CachedTabularStore {
             match change {
                 TabularChange::Create(t) => {
                     if let Some(list) = entries.remove(&t.ident) {
-                        let freed: usize = list.iter().map(|e| e.tabular.metadata.len()).sum();
+                        let freed: usize = list
+                            .iter()
+                            .map(|e| e.tabular.metadata.len() + ENTRY_OVERHEAD)
+                            .sum();
                         self.bytes.fetch_sub(freed, Ordering::SeqCst);
                     }
                 }
@@ -291,7 +301,8 @@ impl CachedTabularStore {
                     let Some(list) = entries.get_mut(ident) else {
                         if let Some(base) = base.filter(|_| !newer_known) {
                             self.remember_name(*id, ident);
-                            self.bytes.fetch_add(metadata.len(), Ordering::SeqCst);
+                            self.bytes
+                                .fetch_add(metadata.len() + ENTRY_OVERHEAD, Ordering::SeqCst);
                             entries.insert(
                                 ident.clone(),
                                 vec![advanced(
@@ -324,12 +335,13 @@ impl CachedTabularStore {
                         if e.tabular.version == *expected_version && e.tabular.ref_id == ref_id {
                             from = Some(e.clone());
                         }
-                        freed += e.tabular.metadata.len();
+                        freed += e.tabular.metadata.len() + ENTRY_OVERHEAD;
                         false
                     });
                     self.bytes.fetch_sub(freed, Ordering::SeqCst);
                     if let Some(base) = from.filter(|_| !already && !newer_known) {
-                        self.bytes.fetch_add(metadata.len(), Ordering::SeqCst);
+                        self.bytes
+                            .fetch_add(metadata.len() + ENTRY_OVERHEAD, Ordering::SeqCst);
                         list.push(advanced(
                             base,
                             version,
@@ -346,7 +358,7 @@ impl CachedTabularStore {
     }
 
     fn insert(&self, warehouse: WarehouseId, ref_name: &str, tabular: Tabular, seen_epoch: u64) {
-        let size = tabular.metadata.len();
+        let size = tabular.metadata.len() + ENTRY_OVERHEAD;
         let mut entries = self.entries.write().expect("cache lock");
         if self.epoch.load(Ordering::SeqCst) != seen_epoch {
             return;
@@ -374,7 +386,7 @@ impl CachedTabularStore {
         list.retain(|e| {
             let same = e.warehouse == warehouse && e.ref_name == ref_name;
             if same {
-                freed += e.tabular.metadata.len();
+                freed += e.tabular.metadata.len() + ENTRY_OVERHEAD;
             }
             !same
         });

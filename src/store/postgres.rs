@@ -19,7 +19,7 @@ pub struct PostgresStore {
 }
 
 /// Group-commit writers per process: commits on different lines proceed side by side.
-const COMMIT_WRITERS: u32 = 4;
+const COMMIT_WRITERS: u32 = 2;
 
 impl super::sql::BackendDb for PostgresStore {
     type Db = sqlx::Postgres;
