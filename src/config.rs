@@ -132,6 +132,10 @@ pub struct DatabaseConfig {
     /// tables from memory (another instance's commit is seen within milliseconds); `false` checks
     /// every cached load against the database instead (one small query per load).
     pub change_notifications: bool,
+    /// Table metadata (JSON) each process keeps in memory for `loadTable` and commits, in MiB
+    /// (each table counts its metadata and 1 KiB more). A table not held is read from the
+    /// database. `0` keeps none.
+    pub table_cache_mb: usize,
 }
 
 impl Default for DatabaseConfig {
@@ -146,6 +150,7 @@ impl Default for DatabaseConfig {
             sqlite_synchronous: SqliteSynchronous::Full,
             auto_migrate: None,
             change_notifications: true,
+            table_cache_mb: 24,
         }
     }
 }
@@ -162,6 +167,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("sqlite_synchronous", &self.sqlite_synchronous)
             .field("auto_migrate", &self.auto_migrate)
             .field("change_notifications", &self.change_notifications)
+            .field("table_cache_mb", &self.table_cache_mb)
             .finish()
     }
 }

@@ -426,7 +426,7 @@ impl Persistence {
                 // passes the cache and loads can be served from memory.
                 persistence.tabulars = Arc::new(cache::CachedTabularStore::new(
                     persistence.tabulars.clone(),
-                    EMBEDDED_TABLE_CACHE_BYTES,
+                    config.database.table_cache_mb * 1024 * 1024,
                 ));
                 Ok(persistence)
             }
@@ -440,14 +440,14 @@ impl Persistence {
                 if config.database.change_notifications {
                     let cache = Arc::new(cache::CachedTabularStore::notified(
                         persistence.tabulars.clone(),
-                        SHARED_TABLE_CACHE_BYTES,
+                        config.database.table_cache_mb * 1024 * 1024,
                     ));
                     store.spawn_change_listener(cache.clone());
                     persistence.tabulars = cache;
                 } else {
                     persistence.tabulars = Arc::new(cache::CachedTabularStore::validated(
                         persistence.tabulars.clone(),
-                        SHARED_TABLE_CACHE_BYTES,
+                        config.database.table_cache_mb * 1024 * 1024,
                     ));
                 }
                 Ok(persistence)
@@ -455,13 +455,6 @@ impl Persistence {
         }
     }
 }
-
-/// The most current metadata (uncompressed JSON) the embedded backend keeps in memory: a thousand
-/// or more tables' worth. With the parsed metadata commits reuse (20,000 snapshots at most) and
-/// the work in flight, a busy server stays within the 150 MB the benchmarks allow.
-const EMBEDDED_TABLE_CACHE_BYTES: usize = 24 * 1024 * 1024;
-/// The same for PostgreSQL.
-const SHARED_TABLE_CACHE_BYTES: usize = 24 * 1024 * 1024;
 
 /// Maps a database error that the caller did not expect to `Unavailable` (pool exhausted, connection
 /// lost) or `Internal`.
