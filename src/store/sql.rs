@@ -213,16 +213,6 @@ macro_rules! impl_sql_store {
             type Db = <$store as crate::store::sql::BackendDb>::Db;
             let failed = |e| db_error("recording a commit", e);
             let json = |e| Error::internal("recording a commit", e);
-            struct CommitRow {
-                id: CommitId,
-                seq: i64,
-                parents: String,
-                generation: i64,
-                message: String,
-                author: String,
-                at: DateTime<Utc>,
-                changes: String,
-            }
             if commits.is_empty() {
                 return Ok(Vec::new());
             }
@@ -262,63 +252,31 @@ macro_rules! impl_sql_store {
                 head.generation = generation;
             }
             let warehouse = head.warehouse;
+            let mut namespace_values = Vec::with_capacity(namespace_rows.len());
+            for (seq, entry) in &namespace_rows {
+                if let HistoryEntry::Namespace { ident, properties, .. } = entry {
+                    let parent = ident.parent().map(|p| p.joined()).unwrap_or_default();
+                    let props = serde_json::to_string(&properties.clone().unwrap_or_default())
+                        .map_err(json)?;
+                    namespace_values.push((ident.joined(), *seq, parent, props, entry.dropped()));
+                }
+            }
             let fits_one_statement = <$store as crate::store::sql::BackendDb>::WRITES_IN_ONE_STATEMENT
                 && rows.len() <= ROWS_PER_INSERT
-                && namespace_rows.len() <= ROWS_PER_INSERT
+                && namespace_values.len() <= ROWS_PER_INSERT
                 && tabular_rows.len() <= ROWS_PER_INSERT;
             if fits_one_statement {
-                let mut statement = sqlx::QueryBuilder::<Db>::new(
-                    "WITH c AS (INSERT INTO commits (id, warehouse_id, line_id, seq, parents, \
-                     generation, message, author, created_at, changes) ",
-                );
-                statement.push_values(&rows, |mut row, c| {
-                    row.push_bind(c.id.0)
-                        .push_bind(warehouse)
-                        .push_bind(line.0)
-                        .push_bind(c.seq)
-                        .push_bind(c.parents.clone())
-                        .push_bind(c.generation)
-                        .push_bind(c.message.clone())
-                        .push_bind(c.author.clone())
-                        .push_bind(c.at)
-                        .push_bind(c.changes.clone());
-                });
-                // A head remembered from an earlier group may be stale: then these rows may
-                // collide with the line's newer ones, and the head check below undoes it all.
-                statement.push(" ON CONFLICT DO NOTHING)");
-                if !namespace_rows.is_empty() {
-                    statement.push(
-                        ", n AS (INSERT INTO namespace_history (line_id, name, seq, parent_name, \
-                         properties, dropped) ",
-                    );
-                    let mut values = Vec::with_capacity(namespace_rows.len());
-                    for (seq, entry) in &namespace_rows {
-                        if let HistoryEntry::Namespace { ident, properties, .. } = entry {
-                            let parent = ident.parent().map(|p| p.joined()).unwrap_or_default();
-                            let props = serde_json::to_string(&properties.clone().unwrap_or_default())
-                                .map_err(json)?;
-                            values.push((ident.joined(), *seq, parent, props, entry.dropped()));
-                        }
-                    }
-                    statement.push_values(values, |mut row, (name, seq, parent, props, dropped)| {
-                        row.push_bind(line.0)
-                            .push_bind(name)
-                            .push_bind(seq)
-                            .push_bind(parent)
-                            .push_bind(props)
-                            .push_bind(dropped);
-                    });
-                    statement.push(" ON CONFLICT DO NOTHING)");
+                let mut statement = sqlx::QueryBuilder::<Db>::new("WITH c AS (");
+                insert_commits(&mut statement, warehouse, line, &rows);
+                if !namespace_values.is_empty() {
+                    statement.push("), n AS (");
+                    insert_namespace_history(&mut statement, line, &namespace_values);
                 }
                 if !tabular_rows.is_empty() {
-                    statement.push(
-                        ", t AS (INSERT INTO tabular_history (line_id, namespace, name, seq, kind, \
-                         tabular_id, uuid, location, metadata_location, version, dropped) ",
-                    );
-                    push_tabular_history(&mut statement, line, &tabular_rows);
-                    statement.push(" ON CONFLICT DO NOTHING)");
+                    statement.push("), t AS (");
+                    insert_tabular_history(&mut statement, line, &tabular_rows);
                 }
-                statement.push(" UPDATE refs SET head_seq = ");
+                statement.push(") UPDATE refs SET head_seq = ");
                 statement.push_bind(head.seq);
                 statement.push(", head_commit = ");
                 statement.push_bind(head.commit.map(|c| c.0));
@@ -336,57 +294,18 @@ macro_rules! impl_sql_store {
                 return Ok(rows.iter().map(|r| r.id).collect());
             }
             for chunk in rows.chunks(ROWS_PER_INSERT) {
-                let mut insert = sqlx::QueryBuilder::<Db>::new(
-                    "INSERT INTO commits (id, warehouse_id, line_id, seq, parents, generation, \
-                     message, author, created_at, changes) ",
-                );
-                insert.push_values(chunk, |mut row, c| {
-                    row.push_bind(c.id.0)
-                        .push_bind(warehouse)
-                        .push_bind(line.0)
-                        .push_bind(c.seq)
-                        .push_bind(c.parents.clone())
-                        .push_bind(c.generation)
-                        .push_bind(c.message.clone())
-                        .push_bind(c.author.clone())
-                        .push_bind(c.at)
-                        .push_bind(c.changes.clone());
-                });
-                insert.push(" ON CONFLICT DO NOTHING");
+                let mut insert = sqlx::QueryBuilder::<Db>::new("");
+                insert_commits(&mut insert, warehouse, line, chunk);
                 insert.build().execute(&mut *conn).await.map_err(failed)?;
             }
-            for chunk in namespace_rows.chunks(ROWS_PER_INSERT) {
-                let mut values = Vec::with_capacity(chunk.len());
-                for (seq, entry) in chunk {
-                    if let HistoryEntry::Namespace { ident, properties, .. } = entry {
-                        let parent = ident.parent().map(|p| p.joined()).unwrap_or_default();
-                        let props = serde_json::to_string(&properties.clone().unwrap_or_default())
-                            .map_err(json)?;
-                        values.push((ident.joined(), *seq, parent, props, entry.dropped()));
-                    }
-                }
-                let mut insert = sqlx::QueryBuilder::<Db>::new(
-                    "INSERT INTO namespace_history (line_id, name, seq, parent_name, properties, \
-                     dropped) ",
-                );
-                insert.push_values(values, |mut row, (name, seq, parent, props, dropped)| {
-                    row.push_bind(line.0)
-                        .push_bind(name)
-                        .push_bind(seq)
-                        .push_bind(parent)
-                        .push_bind(props)
-                        .push_bind(dropped);
-                });
-                insert.push(" ON CONFLICT DO NOTHING");
+            for chunk in namespace_values.chunks(ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::<Db>::new("");
+                insert_namespace_history(&mut insert, line, chunk);
                 insert.build().execute(&mut *conn).await.map_err(failed)?;
             }
             for chunk in tabular_rows.chunks(ROWS_PER_INSERT) {
-                let mut insert = sqlx::QueryBuilder::<Db>::new(
-                    "INSERT INTO tabular_history (line_id, namespace, name, seq, kind, tabular_id, \
-                     uuid, location, metadata_location, version, dropped) ",
-                );
-                push_tabular_history(&mut insert, line, chunk);
-                insert.push(" ON CONFLICT DO NOTHING");
+                let mut insert = sqlx::QueryBuilder::<Db>::new("");
+                insert_tabular_history(&mut insert, line, chunk);
                 insert.build().execute(&mut *conn).await.map_err(failed)?;
             }
             let done = sqlx::query(
@@ -407,12 +326,78 @@ macro_rules! impl_sql_store {
             Ok(rows.iter().map(|r| r.id).collect())
         }
 
-        /// The values of tabular history rows, for a multi-row insert.
-        fn push_tabular_history(
+        /// A commit row as `write_commits` inserts it.
+        struct CommitRow {
+            id: CommitId,
+            seq: i64,
+            parents: String,
+            generation: i64,
+            message: String,
+            author: String,
+            at: DateTime<Utc>,
+            changes: String,
+        }
+
+        // The inserts of `write_commits`, each one multi-row `INSERT` appended to `statement` (alone,
+        // or inside a `WITH`). Rows that collide with existing ones are skipped: only a head
+        // remembered from an earlier group and gone stale makes them collide, and then the head
+        // check fails and the transaction is rolled back.
+
+        fn insert_commits(
+            statement: &mut sqlx::QueryBuilder<<$store as crate::store::sql::BackendDb>::Db>,
+            warehouse: Uuid,
+            line: RefId,
+            rows: &[CommitRow],
+        ) {
+            statement.push(
+                "INSERT INTO commits (id, warehouse_id, line_id, seq, parents, generation, \
+                 message, author, created_at, changes) ",
+            );
+            statement.push_values(rows, |mut row, c| {
+                row.push_bind(c.id.0)
+                    .push_bind(warehouse)
+                    .push_bind(line.0)
+                    .push_bind(c.seq)
+                    .push_bind(c.parents.clone())
+                    .push_bind(c.generation)
+                    .push_bind(c.message.clone())
+                    .push_bind(c.author.clone())
+                    .push_bind(c.at)
+                    .push_bind(c.changes.clone());
+            });
+            statement.push(" ON CONFLICT DO NOTHING");
+        }
+
+        /// Namespace history rows: name, seq, parent name, properties (JSON), dropped.
+        fn insert_namespace_history(
+            statement: &mut sqlx::QueryBuilder<<$store as crate::store::sql::BackendDb>::Db>,
+            line: RefId,
+            rows: &[(String, i64, String, String, bool)],
+        ) {
+            statement.push(
+                "INSERT INTO namespace_history (line_id, name, seq, parent_name, properties, \
+                 dropped) ",
+            );
+            statement.push_values(rows, |mut row, (name, seq, parent, props, dropped)| {
+                row.push_bind(line.0)
+                    .push_bind(name.clone())
+                    .push_bind(*seq)
+                    .push_bind(parent.clone())
+                    .push_bind(props.clone())
+                    .push_bind(*dropped);
+            });
+            statement.push(" ON CONFLICT DO NOTHING");
+        }
+
+        fn insert_tabular_history(
             statement: &mut sqlx::QueryBuilder<<$store as crate::store::sql::BackendDb>::Db>,
             line: RefId,
             rows: &[(i64, &HistoryEntry)],
         ) {
+            statement.push(
+                "INSERT INTO tabular_history (line_id, namespace, name, seq, kind, tabular_id, \
+                 uuid, location, metadata_location, version, dropped) ",
+            );
             statement.push_values(rows, |mut row, (seq, entry)| {
                 if let HistoryEntry::Tabular {
                     ident,
@@ -438,6 +423,7 @@ macro_rules! impl_sql_store {
                         .push_bind(entry.dropped());
                 }
             });
+            statement.push(" ON CONFLICT DO NOTHING");
         }
 
         /// The line moved since its head was read: a commit of this writer that read a head it
