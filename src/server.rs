@@ -103,6 +103,7 @@ impl Floe {
             services: services.clone(),
             authn,
             backend,
+            gzip: Arc::new(api::gzip::GzipCache::new(api::GZIP_CACHE_BYTES)),
         };
         let router = api::router(
             state,

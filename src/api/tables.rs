@@ -17,6 +17,7 @@ use super::AppState;
 use super::catalog::{namespace_of, page_request, page_token, warehouse_of};
 use super::error::{ApiResult, IcebergErrorResponse};
 use super::extract::{Ctx, JsonBody, Path, Query};
+use super::gzip::{self, Deflated};
 use crate::error::Error;
 use crate::model::{PageRequest, TabularIdent, WarehouseId};
 use crate::service::metadata::ViewRequirement;
@@ -127,12 +128,16 @@ pub struct CreateTableRequest {
 
 /// The `LoadTableResult` body: built around the stored metadata JSON, which is passed through
 /// without being parsed again.
+///
+/// With `gzip` (the compressed start of this body, see [`gzipped`]) the body is sent
+/// `Content-Encoding: gzip`, with an ETag of its own.
 fn load_table_response(
     table: &TableState,
     access: &TableAccess,
     mode: SnapshotsMode,
     headers: &HeaderMap,
     with_etag: bool,
+    gzip: Option<&Deflated>,
 ) -> Response {
     // Vended keys change every few minutes; they are part of what the ETag stands for.
     let key = access
@@ -143,15 +148,27 @@ fn load_table_response(
         .metadata_location
         .as_ref()
         .map(|l| etag_of(&format!("{l}#{key}"), mode));
+    // Either coding of this version is a copy the client may keep.
     if let (Some(etag), Some(wanted)) = (&etag, headers.get(header::IF_NONE_MATCH))
         && with_etag
-        && wanted
-            .to_str()
-            .is_ok_and(|w| w.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
+        && wanted.to_str().is_ok_and(|w| {
+            let gzipped = gzip_etag(etag);
+            w.split(',')
+                .map(str::trim)
+                .any(|t| t == etag || t == gzipped || t == "*")
+        })
     {
+        let etag = if gzip.is_some() {
+            gzip_etag(etag)
+        } else {
+            etag.clone()
+        };
         return (
             StatusCode::NOT_MODIFIED,
-            [(header::ETAG, HeaderValue::from_str(etag).expect("ascii"))],
+            [
+                (header::ETAG, HeaderValue::from_str(&etag).expect("ascii")),
+                (header::VARY, HeaderValue::from_static("accept-encoding")),
+            ],
         )
             .into_response();
     }
@@ -174,23 +191,80 @@ fn load_table_response(
         Bytes::from(suffix)
     });
     let suffix = rendered.clone();
-    let mut response = envelope(&table.metadata_location, &table.metadata, suffix);
+    let (mut response, etag) = match gzip {
+        Some(gzip) => (
+            gzip_response(gzip.member(&suffix)),
+            etag.map(|e| gzip_etag(&e)),
+        ),
+        None => (
+            envelope(&table.metadata_location, &table.metadata, suffix),
+            etag,
+        ),
+    };
+    let headers = response.headers_mut();
     if let Some(etag) = etag
         && with_etag
     {
-        response
-            .headers_mut()
-            .insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
+        headers.insert(header::ETAG, HeaderValue::from_str(&etag).expect("ascii"));
     }
+    headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     response
+}
+
+/// The ETag of the gzip coding of the body whose ETag is `etag` (a strong validator names one
+/// coding).
+fn gzip_etag(etag: &str) -> String {
+    format!("{}-gz\"", etag.trim_end_matches('"'))
+}
+
+/// The compressed start of a `LoadTableResult` body (envelope and metadata), when the request
+/// accepts gzip and the metadata is large enough to gain from it: compressed once per metadata
+/// file and snapshot mode, kept in `AppState::gzip`.
+async fn gzipped(
+    state: &AppState,
+    table: &TableState,
+    mode: SnapshotsMode,
+    headers: &HeaderMap,
+) -> Option<std::sync::Arc<Deflated>> {
+    let location = table.metadata_location.as_ref()?;
+    if table.metadata.len() < gzip::MIN_BYTES || !gzip::accepts_gzip(headers) {
+        return None;
+    }
+    let key = format!("{location}#{}", mode_name(mode));
+    let parts = [
+        envelope_prefix(&table.metadata_location),
+        table.metadata.clone(),
+    ];
+    Some(state.gzip.get(&key, parts).await)
+}
+
+/// A gzip body of `chunks`.
+fn gzip_response(chunks: [Bytes; 3]) -> Response {
+    let length: usize = chunks.iter().map(Bytes::len).sum();
+    let body = Body::from_stream(futures::stream::iter(
+        chunks.map(Ok::<_, std::convert::Infallible>),
+    ));
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    response
+}
+
+fn mode_name(mode: SnapshotsMode) -> &'static str {
+    match mode {
+        SnapshotsMode::All => "all",
+        SnapshotsMode::Refs => "refs",
+    }
 }
 
 /// A strong validator per metadata file and snapshot mode (a name-based UUID of both).
 fn etag_of(metadata_location: &str, mode: SnapshotsMode) -> String {
-    let mode = match mode {
-        SnapshotsMode::All => "all",
-        SnapshotsMode::Refs => "refs",
-    };
+    let mode = mode_name(mode);
     let id = uuid::Uuid::new_v5(
         &uuid::Uuid::NAMESPACE_URL,
         format!("{metadata_location}#{mode}").as_bytes(),
@@ -250,6 +324,7 @@ pub(super) async fn create_table(
         SnapshotsMode::All,
         &headers,
         false,
+        None,
     ))
 }
 
@@ -319,7 +394,15 @@ pub(super) async fn load_table(
         .load_table(&ctx, warehouse, &ident, mode)
         .await?;
     let access = access_for(&state, &ctx, warehouse, &ident, &table, &headers).await?;
-    Ok(load_table_response(&table, &access, mode, &headers, true))
+    let gzip = gzipped(&state, &table, mode, &headers).await;
+    Ok(load_table_response(
+        &table,
+        &access,
+        mode,
+        &headers,
+        true,
+        gzip.as_deref(),
+    ))
 }
 
 /// 204 when the table exists.
@@ -509,6 +592,7 @@ pub(super) async fn register_table(
         SnapshotsMode::All,
         &headers,
         false,
+        None,
     ))
 }
 
@@ -777,11 +861,9 @@ fn envelope(
     suffix: impl Into<Bytes>,
 ) -> Response {
     let suffix: Bytes = suffix.into();
-    let mut prefix = b"{\"metadata-location\":".to_vec();
-    serde_json::to_writer(&mut prefix, metadata_location).expect("strings serialize");
-    prefix.extend_from_slice(b",\"metadata\":");
+    let prefix = envelope_prefix(metadata_location);
     let length = prefix.len() + metadata.len() + suffix.len();
-    let chunks = [Bytes::from(prefix), metadata.clone(), suffix];
+    let chunks = [prefix, metadata.clone(), suffix];
     let body = Body::from_stream(futures::stream::iter(
         chunks.map(Ok::<_, std::convert::Infallible>),
     ));
@@ -793,6 +875,14 @@ fn envelope(
     );
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     response
+}
+
+/// `{"metadata-location": ..., "metadata":`, what comes before the metadata in a body.
+fn envelope_prefix(metadata_location: &Option<String>) -> Bytes {
+    let mut prefix = b"{\"metadata-location\":".to_vec();
+    serde_json::to_writer(&mut prefix, metadata_location).expect("strings serialize");
+    prefix.extend_from_slice(b",\"metadata\":");
+    Bytes::from(prefix)
 }
 
 /// Creates a view.

@@ -365,6 +365,34 @@ def test_time_travel_by_snapshot_id(floe):
     assert reader.snapshot_by_id(snapshots[1]).parent_snapshot_id == snapshots[0]
 
 
+def test_large_metadata_comes_gzipped_and_loads_the_same(floe):
+    """PyIceberg's HTTP client (requests) asks for gzip; a table whose metadata has grown past
+    16 KiB comes compressed, and PyIceberg reads it as it would the plain body."""
+    catalog = catalog_for(floe)
+    catalog.create_namespace("big")
+    table = catalog.create_table("big.wide", SCHEMA)
+    properties = {f"note.{i:03}": "x" * 100 for i in range(300)}
+    with table.transaction() as tx:
+        tx.set_properties(properties)
+    for batch in ([1, 2], [3]):
+        table.append(rows(batch))
+
+    url = f"{tables_url(floe, 'big')}/wide"
+    plain = requests.get(url, headers={"Accept-Encoding": "identity"}, timeout=10)
+    assert plain.status_code == 200
+    assert "Content-Encoding" not in plain.headers
+    zipped = requests.get(url, timeout=10)
+    assert zipped.status_code == 200
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert int(zipped.headers["Content-Length"]) * 4 < len(plain.content)
+    assert zipped.json()["metadata"] == plain.json()["metadata"]
+
+    loaded = catalog_for(floe).load_table("big.wide")
+    assert {k: v for k, v in loaded.properties.items() if k.startswith("note.")} == properties
+    assert ids_of(loaded) == [1, 2, 3]
+    assert len(loaded.snapshots()) == 2
+
+
 # ---------------------------------------------------------------------------------------------
 # Listing, renaming, dropping
 

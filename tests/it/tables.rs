@@ -10,6 +10,7 @@ use crate::common::{Backend, TestApp, expect_error};
 
 on_both_backends!(
     table_lifecycle_and_etags,
+    large_loads_are_gzipped_when_asked,
     commits_check_requirements_and_write_new_files,
     bad_updates_are_400_and_change_nothing,
     locations_must_stay_inside,
@@ -234,6 +235,120 @@ async fn table_lifecycle_and_etags(backend: Backend) {
 
     let (kind, _) = expect_error(app.delete(&format!("{base}/namespaces/ns")).await, 409).await;
     assert_eq!(kind, "NamespaceNotEmptyException");
+}
+
+/// The raw body and headers of a load sent with `accept_encoding` (the test client decodes
+/// nothing).
+async fn load_raw(
+    app: &TestApp,
+    base: &str,
+    name: &str,
+    accept_encoding: Option<&str>,
+    if_none_match: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .get(app.url(&format!("{base}/namespaces/ns/tables/{name}")));
+    if let Some(accept) = accept_encoding {
+        request = request.header("accept-encoding", accept);
+    }
+    if let Some(etag) = if_none_match {
+        request = request.header("if-none-match", etag);
+    }
+    request.send().await.unwrap()
+}
+
+fn gunzip(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut out)
+        .expect("a gzip body");
+    out
+}
+
+async fn large_loads_are_gzipped_when_asked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let base = setup(&app).await;
+    create_table(&app, &base, "small").await;
+    create_table(&app, &base, "wide").await;
+    // 400 properties of ~100 bytes: ~40 KB of metadata, above the 16 KiB where gzip starts.
+    let properties: serde_json::Map<String, Value> = (0..400)
+        .map(|i| (format!("p{i:03}"), json!("v".repeat(90))))
+        .collect();
+    let response = commit(
+        &app,
+        &base,
+        "wide",
+        json!({"updates": [{"action": "set-properties", "updates": properties}]}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+
+    let plain = load_raw(&app, &base, "wide", None, None).await;
+    assert_eq!(plain.status(), 200);
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain_etag = plain.headers()["etag"].to_str().unwrap().to_string();
+    let plain_body = plain.bytes().await.unwrap();
+    assert!(plain_body.len() > 40_000, "{}", plain_body.len());
+
+    for accept in ["gzip", "deflate, gzip;q=0.8", "*"] {
+        let gzipped = load_raw(&app, &base, "wide", Some(accept), None).await;
+        assert_eq!(gzipped.status(), 200);
+        assert_eq!(gzipped.headers()["content-encoding"], "gzip", "{accept}");
+        assert_eq!(gzipped.headers()["vary"], "accept-encoding");
+        let etag = gzipped.headers()["etag"].to_str().unwrap().to_string();
+        assert_ne!(etag, plain_etag, "each coding has its own ETag");
+        let length: usize = gzipped.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body = gzipped.bytes().await.unwrap();
+        assert_eq!(body.len(), length);
+        assert!(body.len() * 4 < plain_body.len(), "{} bytes", body.len());
+        assert_eq!(gunzip(&body), plain_body, "the same body once decoded");
+        // Either ETag of this version is current.
+        for held in [&etag, &plain_etag] {
+            let again = load_raw(&app, &base, "wide", Some(accept), Some(held)).await;
+            assert_eq!(again.status(), 304);
+        }
+    }
+    // Served from the kept compressed start: still the same after a reload.
+    let again = load_raw(&app, &base, "wide", Some("gzip"), None).await;
+    assert_eq!(gunzip(&again.bytes().await.unwrap()), plain_body);
+
+    // Refused or not asked for: the body as it is.
+    for accept in ["identity", "gzip;q=0", "br"] {
+        let response = load_raw(&app, &base, "wide", Some(accept), None).await;
+        assert!(
+            response.headers().get("content-encoding").is_none(),
+            "{accept}"
+        );
+        assert_eq!(response.headers()["etag"].to_str().unwrap(), plain_etag);
+        assert_eq!(response.bytes().await.unwrap(), plain_body);
+    }
+    // A small table is not worth compressing.
+    let small = load_raw(&app, &base, "small", Some("gzip"), None).await;
+    assert!(small.headers().get("content-encoding").is_none());
+    let small: Value = small.json().await.unwrap();
+    assert_eq!(small["metadata"]["format-version"], 2);
+
+    // A commit makes a new version, compressed anew.
+    let response = commit(
+        &app,
+        &base,
+        "wide",
+        json!({"updates": [{"action": "set-properties", "updates": {"owner": "bi"}}]}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let fresh = load_raw(&app, &base, "wide", Some("gzip"), None).await;
+    let fresh: Value = serde_json::from_slice(&gunzip(&fresh.bytes().await.unwrap())).unwrap();
+    assert_eq!(fresh["metadata"]["properties"]["owner"], "bi");
+    assert_eq!(fresh["metadata"]["properties"]["p399"], "v".repeat(90));
+    assert_ne!(
+        fresh["metadata-location"],
+        serde_json::from_slice::<Value>(&plain_body).unwrap()["metadata-location"]
+    );
 }
 
 async fn commits_check_requirements_and_write_new_files(backend: Backend) {

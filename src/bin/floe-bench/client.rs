@@ -3,11 +3,14 @@
 //! latency (from sending the request to the last byte of the body) lands in [`Stats`]. Talks only
 //! to the URI it was given.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue};
+use reqwest::header::{
+    ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderMap, HeaderValue,
+};
 use reqwest::{Method, RequestBuilder};
 use serde::de::DeserializeOwned;
 
@@ -20,6 +23,8 @@ pub struct Connect<'a> {
     pub token: Option<&'a str>,
     pub pool: usize,
     pub timeout: Duration,
+    /// Send `Accept-Encoding: gzip` (bodies are decoded only where they are parsed).
+    pub gzip: bool,
 }
 
 pub struct Catalog {
@@ -52,6 +57,9 @@ impl Catalog {
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }
+        if connect.gzip {
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        }
         let http = reqwest::Client::builder()
             .default_headers(headers)
             .pool_max_idle_per_host(connect.pool)
@@ -73,7 +81,11 @@ impl Catalog {
             .await
             .with_context(|| format!("GET {config_url}"))?;
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
+        let gzipped = is_gzip(response.headers());
+        let body = response.bytes().await.unwrap_or_default();
+        let body = decoded(&body, gzipped)
+            .and_then(|b| String::from_utf8(b.into_owned()).ok())
+            .unwrap_or_default();
         if !status.is_success() {
             bail!(
                 "GET {config_url}?warehouse={}: {status}: {body}",
@@ -119,27 +131,29 @@ impl Catalog {
             .body(serde_json::to_vec(body).expect("JSON serializes"))
     }
 
-    /// Sends, reads the whole body, records the call as `op`, then hands status and body to
-    /// `read` (outside the measured time). `None` when no answer came.
+    /// Sends, reads the whole body, records the call as `op`, then hands status, body and
+    /// whether the body is gzip to `read` (outside the measured time). `None` when no answer
+    /// came.
     async fn exchange<R>(
         &self,
         op: &'static str,
         request: RequestBuilder,
-        read: impl FnOnce(u16, &[u8]) -> R,
+        read: impl FnOnce(u16, &[u8], bool) -> R,
     ) -> Option<R> {
         let start = Instant::now();
         let result = async {
             let response = request.send().await?;
             let status = response.status().as_u16();
+            let gzipped = is_gzip(response.headers());
             let body = response.bytes().await?;
-            Ok::<_, reqwest::Error>((status, body))
+            Ok::<_, reqwest::Error>((status, body, gzipped))
         }
         .await;
         let end = Instant::now();
         match result {
-            Ok((status, body)) => {
+            Ok((status, body, gzipped)) => {
                 self.stats.record(op, start, end, Outcome::Status(status));
-                Some(read(status, &body))
+                Some(read(status, &body, gzipped))
             }
             Err(error) => {
                 let kind = if error.is_timeout() {
@@ -156,7 +170,7 @@ impl Catalog {
     /// Sends and records the call; the body is read (the latency covers it) and dropped
     /// unparsed. Returns the status, `None` when no answer came.
     pub async fn send(&self, op: &'static str, request: RequestBuilder) -> Option<u16> {
-        self.exchange(op, request, |status, _| status).await
+        self.exchange(op, request, |status, _, _| status).await
     }
 
     /// Sends and records the call, then parses a 2xx body as `T`.
@@ -166,9 +180,10 @@ impl Catalog {
         request: RequestBuilder,
     ) -> Reply<T> {
         let parsed = self
-            .exchange(op, request, |status, body| {
+            .exchange(op, request, |status, body, gzipped| {
                 if (200..300).contains(&status) {
-                    serde_json::from_slice(body).map_err(|_| 0)
+                    let body = decoded(body, gzipped).ok_or(0u16)?;
+                    serde_json::from_slice(&body).map_err(|_| 0u16)
                 } else {
                     Err(status)
                 }
@@ -194,6 +209,22 @@ impl Catalog {
             .with_context(|| format!("{}{path}", self.base))?;
         Ok(response.status().as_u16())
     }
+}
+
+fn is_gzip(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"))
+}
+
+/// The body as sent before any content coding; `None` when gzip does not decode.
+fn decoded(body: &[u8], gzipped: bool) -> Option<Cow<'_, [u8]>> {
+    if !gzipped {
+        return Some(Cow::Borrowed(body));
+    }
+    let mut out = Vec::with_capacity(body.len() * 8);
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body), &mut out).ok()?;
+    Some(Cow::Owned(out))
 }
 
 /// A namespace in a path: levels percent-encoded and joined by `%1F`.

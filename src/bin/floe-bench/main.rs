@@ -60,6 +60,10 @@ struct Cli {
     /// Seconds between progress lines on stderr (0: none).
     #[arg(long, global = true, default_value_t = 5.0, value_name = "SECS")]
     progress: f64,
+    /// Send `Accept-Encoding: gzip`, as PyIceberg and Iceberg's Java client do. Bodies that
+    /// are only timed are not decoded (decoding is the client's work, not the catalog's).
+    #[arg(long, global = true)]
+    gzip: bool,
     /// Client timeout per request, in seconds.
     #[arg(long, global = true, default_value_t = 60.0, value_name = "SECS")]
     timeout: f64,
@@ -301,6 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 token: cli.token.as_deref(),
                 pool: concurrency,
                 timeout: Duration::from_secs_f64(cli.timeout.max(0.001)),
+                gzip: cli.gzip,
             },
             stats.clone(),
         )
