@@ -88,6 +88,8 @@ pub struct ServicesInner {
     events: Arc<Vec<Arc<dyn EventPublisher>>>,
     commit_locks: Arc<CommitLocks>,
     parsed_tables: Arc<ParsedTables>,
+    /// `snapshots=refs` bodies by metadata file (`ReferencedBodies`).
+    referenced: ReferencedBodies,
     /// Mints and checks the S3 gateway's access keys; `None` when the gateway is disabled.
     keys: Option<Arc<access_keys::KeyMinter>>,
     /// The gateway's address as clients reach it (`http://host:port`), when it serves warehouses.
@@ -198,6 +200,53 @@ impl ParsedTables {
     }
 }
 
+/// The metadata of `loadTable` with `snapshots=refs` (only the snapshots that branches and tags
+/// point at), by metadata file: a file never changes, so neither does what it gives, and a table
+/// with a long history is then served in that mode without parsing its whole metadata per
+/// request. Bounded by bytes; the oldest entries go first.
+#[derive(Default)]
+struct ReferencedBodies {
+    inner: std::sync::Mutex<ReferencedInner>,
+}
+
+#[derive(Default)]
+struct ReferencedInner {
+    entries: HashMap<String, bytes::Bytes>,
+    order: std::collections::VecDeque<String>,
+    bytes: usize,
+}
+
+impl ReferencedBodies {
+    /// Held at most: a table's referenced snapshots are few, so this keeps hundreds of tables.
+    const MAX_BYTES: usize = 4 << 20;
+
+    fn get(&self, metadata_location: &str) -> Option<bytes::Bytes> {
+        let inner = self.inner.lock().expect("cache lock");
+        inner.entries.get(metadata_location).cloned()
+    }
+
+    fn put(&self, metadata_location: &str, body: bytes::Bytes) {
+        if body.len() > Self::MAX_BYTES / 8 {
+            return;
+        }
+        let mut inner = self.inner.lock().expect("cache lock");
+        if inner.entries.contains_key(metadata_location) {
+            return;
+        }
+        inner.bytes += body.len();
+        inner.entries.insert(metadata_location.to_string(), body);
+        inner.order.push_back(metadata_location.to_string());
+        while inner.bytes > Self::MAX_BYTES {
+            let Some(oldest) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some(gone) = inner.entries.remove(&oldest) {
+                inner.bytes -= gone.len();
+            }
+        }
+    }
+}
+
 /// In-process striped locks that queue commits to the same table, so writers in one Floe process
 /// take turns instead of racing each other's compare-and-swap. Commits from other processes still
 /// race, and the compare-and-swap (with server-side retry) keeps them correct.
@@ -256,6 +305,7 @@ impl Services {
             parsed_tables: Arc::new(ParsedTables {
                 entries: std::sync::Mutex::new(std::collections::HashMap::new()),
             }),
+            referenced: ReferencedBodies::default(),
             keys: None,
             gateway_endpoint: None,
             gateway_region: String::new(),

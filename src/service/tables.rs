@@ -384,7 +384,14 @@ impl Services {
         let table = self.find_table(ctx, warehouse, ident).await?;
         let metadata = match snapshots {
             SnapshotsMode::All => table.metadata,
-            SnapshotsMode::Refs => only_referenced_snapshots(&table.metadata)?.into(),
+            SnapshotsMode::Refs => match self.referenced.get(&table.metadata_location) {
+                Some(hit) => hit,
+                None => {
+                    let body = bytes::Bytes::from(only_referenced_snapshots(&table.metadata)?);
+                    self.referenced.put(&table.metadata_location, body.clone());
+                    body
+                }
+            },
         };
         Ok(TableState {
             location: table.location,

@@ -11,6 +11,7 @@ use crate::common::{Backend, TestApp, expect_error};
 on_both_backends!(
     table_lifecycle_and_etags,
     large_loads_are_gzipped_when_asked,
+    refs_mode_loads_only_referenced_snapshots,
     commits_check_requirements_and_write_new_files,
     bad_updates_are_400_and_change_nothing,
     locations_must_stay_inside,
@@ -349,6 +350,89 @@ async fn large_loads_are_gzipped_when_asked(backend: Backend) {
         fresh["metadata-location"],
         serde_json::from_slice::<Value>(&plain_body).unwrap()["metadata-location"]
     );
+}
+
+fn snapshot_ids(table: &Value) -> Vec<i64> {
+    let mut ids: Vec<i64> = table["metadata"]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshot-id"].as_i64().unwrap())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn load_refs(app: &TestApp, base: &str) -> Value {
+    let response = app
+        .get(&format!("{base}/namespaces/ns/tables/t?snapshots=refs"))
+        .await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+async fn refs_mode_loads_only_referenced_snapshots(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let base = setup(&app).await;
+    let created = create_table(&app, &base, "t").await;
+    let location = created["metadata"]["location"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut parent = None;
+    for id in 1..=3 {
+        let response = commit(&app, &base, "t", json!({"updates": [
+            {"action": "add-snapshot", "snapshot": snapshot(&location, id, parent, id)},
+            {"action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": id}
+        ]}))
+        .await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+        parent = Some(id);
+    }
+    let response = commit(
+        &app,
+        &base,
+        "t",
+        json!({"updates": [
+            {"action": "set-snapshot-ref", "ref-name": "v1", "type": "tag", "snapshot-id": 1}
+        ]}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let all = load(&app, &base, "t").await;
+    assert_eq!(snapshot_ids(&all), vec![1, 2, 3]);
+    let first = load_refs(&app, &base).await;
+    assert_eq!(snapshot_ids(&first), vec![1, 3], "main's head and the tag");
+    let mut expected = all["metadata"].clone();
+    expected["snapshots"] = json!(
+        all["metadata"]["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["snapshot-id"] != 2)
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        first["metadata"], expected,
+        "all else as in the full metadata"
+    );
+    // Kept per metadata file: the same again, and a new version gives its own.
+    assert_eq!(load_refs(&app, &base).await, first);
+    let response = commit(
+        &app,
+        &base,
+        "t",
+        json!({"updates": [
+            {"action": "add-snapshot", "snapshot": snapshot(&location, 4, Some(3), 4)},
+            {"action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": 4}
+        ]}),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let after = load_refs(&app, &base).await;
+    assert_eq!(snapshot_ids(&after), vec![1, 4]);
+    assert_ne!(after["metadata-location"], first["metadata-location"]);
 }
 
 async fn commits_check_requirements_and_write_new_files(backend: Backend) {

@@ -99,6 +99,10 @@ enum Workload {
         /// Load only this table, `ns1.ns2.name` (e.g. one with a long history), instead of the tree.
         #[arg(long)]
         table: Option<String>,
+        /// Sent as `?snapshots=`: `all` (what clients ask by default) or `refs` (only the
+        /// snapshots branches and tags point at).
+        #[arg(long, value_parser = ["all", "refs"])]
+        snapshots: Option<String>,
         /// Requests in flight.
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
@@ -336,6 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Workload::LoadTable {
             shape,
             table,
+            snapshots,
             concurrency,
             bound,
         } => {
@@ -345,6 +350,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 catalog.clone(),
                 &shape.shape(),
                 table.as_deref(),
+                snapshots.as_deref(),
                 *concurrency,
                 bound,
             )

@@ -111,12 +111,13 @@ async fn tree_tables(catalog: &Catalog, shape: &Shape) -> anyhow::Result<Arc<Vec
     Ok(Arc::new(tables))
 }
 
-/// `load-table`: loadTable of random tables of the tree, or of the one `table` (`ns.name`);
-/// bodies are read, not parsed.
+/// `load-table`: loadTable of random tables of the tree, or of the one `table` (`ns.name`),
+/// with `?snapshots=` when given; bodies are read, not parsed.
 pub async fn load_table(
     catalog: Arc<Catalog>,
     shape: &Shape,
     table: Option<&str>,
+    snapshots: Option<&str>,
     concurrency: usize,
     bound: Arc<Bound>,
 ) -> anyhow::Result<Map<String, Value>> {
@@ -140,15 +141,19 @@ pub async fn load_table(
             Arc::new(vec![path])
         }
     };
+    let snapshots: Option<Arc<str>> = snapshots.map(Arc::from);
     pool::workers(concurrency, |_| {
         let (catalog, tables, bound) = (catalog.clone(), tables.clone(), bound.clone());
+        let snapshots = snapshots.clone();
         async move {
             let mut rng = StdRng::from_entropy();
             while bound.take().is_some() {
                 let path = &tables[rng.gen_range(0..tables.len())];
-                catalog
-                    .send("loadTable", catalog.request(Method::GET, path))
-                    .await;
+                let mut request = catalog.request(Method::GET, path);
+                if let Some(mode) = snapshots.as_deref() {
+                    request = request.query(&[("snapshots", mode)]);
+                }
+                catalog.send("loadTable", request).await;
             }
         }
     })
