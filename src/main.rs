@@ -19,11 +19,14 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// jemalloc's settings, read when it starts (before `main`); `_RJEM_MALLOC_CONF` in the
 /// environment adds to them and wins where both set an option. A background thread returns
 /// freed memory to the system, a second after it was freed, instead of the threads that
-/// allocate doing it on their way.
+/// allocate doing it on their way. Two arenas instead of four per core: with the embedded
+/// database's connection threads and the blocking pool spread over eight arenas, each kept
+/// memory of its own (peaks of 118-147 MB over the sequence on SQLite, 120-121 MB with two,
+/// at the same throughput).
 #[unsafe(export_name = "_rjem_malloc_conf")]
 #[allow(non_upper_case_globals)]
 pub static malloc_conf: Option<&'static u8> =
-    Some(&b"background_thread:true,dirty_decay_ms:1000\0"[0]);
+    Some(&b"background_thread:true,dirty_decay_ms:1000,narenas:2\0"[0]);
 
 #[derive(Parser)]
 #[command(
