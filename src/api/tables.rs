@@ -193,7 +193,7 @@ fn load_table_response(
     let suffix = rendered.clone();
     let (mut response, etag) = match gzip {
         Some(gzip) => (
-            gzip_response(gzip.member(&suffix)),
+            json_chunks(gzip.member(&suffix), Some("gzip")),
             etag.map(|e| gzip_etag(&e)),
         ),
         None => (
@@ -238,8 +238,9 @@ async fn gzipped(
     Some(state.gzip.get(&key, parts).await)
 }
 
-/// A gzip body of `chunks`.
-fn gzip_response(chunks: [Bytes; 3]) -> Response {
+/// A JSON body sent as `chunks` (none of them copied), with its length and, when given, its
+/// content coding.
+fn json_chunks(chunks: [Bytes; 3], encoding: Option<&'static str>) -> Response {
     let length: usize = chunks.iter().map(Bytes::len).sum();
     let body = Body::from_stream(futures::stream::iter(
         chunks.map(Ok::<_, std::convert::Infallible>),
@@ -250,7 +251,9 @@ fn gzip_response(chunks: [Bytes; 3]) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    if let Some(encoding) = encoding {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(encoding));
+    }
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
     response
 }
@@ -860,21 +863,12 @@ fn envelope(
     metadata: &Bytes,
     suffix: impl Into<Bytes>,
 ) -> Response {
-    let suffix: Bytes = suffix.into();
-    let prefix = envelope_prefix(metadata_location);
-    let length = prefix.len() + metadata.len() + suffix.len();
-    let chunks = [prefix, metadata.clone(), suffix];
-    let body = Body::from_stream(futures::stream::iter(
-        chunks.map(Ok::<_, std::convert::Infallible>),
-    ));
-    let mut response = Response::new(body);
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-    response
+    let chunks = [
+        envelope_prefix(metadata_location),
+        metadata.clone(),
+        suffix.into(),
+    ];
+    json_chunks(chunks, None)
 }
 
 /// `{"metadata-location": ..., "metadata":`, what comes before the metadata in a body.
