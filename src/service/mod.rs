@@ -144,14 +144,7 @@ const WAREHOUSE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 /// Parsed table metadata by table and version, so that a commit need not parse the JSON of the
 /// version it builds on (the one the previous commit produced). Keyed by version, it can never
 /// serve anything but the exact version the database holds.
-struct ParsedTables {
-    /// By table id: the metadata file the parsed metadata is of, and the parsed metadata. Keyed
-    /// by file, not by version: on a branch, a commit to an inherited table writes a copy of it
-    /// at the next version, and a merge may later give the original that same version.
-    entries: std::sync::Mutex<
-        std::collections::HashMap<crate::model::TabularId, (String, Arc<ParsedTable>)>,
-    >,
-}
+type ParsedTables = WeighedCache<Arc<ParsedTable>>;
 
 /// A table's metadata as its last commit here left it: parsed, and the JSON parts the next
 /// commit reuses (`None` when it was read from storage or the database).
@@ -160,43 +153,104 @@ pub(crate) struct ParsedTable {
     pub(crate) parts: Option<table_json::JsonParts>,
 }
 
-impl ParsedTables {
-    const MAX_ENTRIES: usize = 256;
-    /// Snapshots held at most, over all entries: parsed metadata grows with its snapshots (a
-    /// kilobyte or two each, with their JSON), and a few hundred tables with long histories
-    /// would otherwise hold hundreds of megabytes.
-    const MAX_SNAPSHOTS: usize = 16_000;
+/// One value per table, for one metadata file of it, bounded by count and by total weight (for
+/// parsed metadata: snapshots, a kilobyte or two each with their JSON; a few hundred tables
+/// with long histories would otherwise hold hundreds of megabytes).
+///
+/// When a newcomer does not fit, entries idle for `IDLE` go first; if it still does not fit, it
+/// is not kept. So when more tables are being committed to than fit, those held stay held and
+/// keep their hits (a share of commits as large as the bound allows skips parsing), instead of
+/// every commit evicting another's entry and none of them hitting.
+struct WeighedCache<V> {
+    /// By table id: the metadata file the value is of, the value, its weight, and when it was
+    /// last put or found. Keyed by file, not by version: on a branch, a commit to an inherited
+    /// table writes a copy of it at the next version, and a merge may later give the original
+    /// that same version.
+    entries: std::sync::Mutex<HashMap<crate::model::TabularId, Weighed<V>>>,
+    max_entries: usize,
+    max_weight: usize,
+}
 
-    fn get(
-        &self,
-        id: crate::model::TabularId,
-        metadata_location: &str,
-    ) -> Option<Arc<ParsedTable>> {
-        let entries = self.entries.lock().expect("cache lock");
-        entries
-            .get(&id)
-            .filter(|(file, _)| file == metadata_location)
-            .map(|(_, m)| m.clone())
+struct Weighed<V> {
+    file: String,
+    value: V,
+    weight: usize,
+    used: std::time::Instant,
+}
+
+impl<V: Clone> WeighedCache<V> {
+    /// An entry not found nor replaced for this long may make room for a newcomer.
+    const IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+    fn new(max_entries: usize, max_weight: usize) -> Self {
+        WeighedCache {
+            entries: std::sync::Mutex::new(HashMap::new()),
+            max_entries,
+            max_weight,
+        }
     }
 
-    fn put(
-        &self,
-        id: crate::model::TabularId,
-        metadata_location: String,
-        parsed: Arc<ParsedTable>,
-    ) {
-        let snapshots = |p: &ParsedTable| p.metadata.snapshots().len();
-        let size = snapshots(&parsed);
+    fn get(&self, id: crate::model::TabularId, metadata_location: &str) -> Option<V> {
         let mut entries = self.entries.lock().expect("cache lock");
+        let entry = entries
+            .get_mut(&id)
+            .filter(|e| e.file == metadata_location)?;
+        entry.used = std::time::Instant::now();
+        Some(entry.value.clone())
+    }
+
+    fn put(&self, id: crate::model::TabularId, file: String, value: V, weight: usize) {
+        let now = std::time::Instant::now();
+        let mut entries = self.entries.lock().expect("cache lock");
+        // The table's older value is of no use once it has moved on.
         entries.remove(&id);
-        if size > Self::MAX_SNAPSHOTS {
+        if weight > self.max_weight {
             return;
         }
-        let held: usize = entries.values().map(|(_, p)| snapshots(p)).sum();
-        if entries.len() >= Self::MAX_ENTRIES || held + size > Self::MAX_SNAPSHOTS {
-            entries.clear();
+        let fits = |entries: &HashMap<_, Weighed<V>>| {
+            entries.len() < self.max_entries
+                && entries.values().map(|e| e.weight).sum::<usize>() + weight <= self.max_weight
+        };
+        if !fits(&entries) {
+            let mut idle: Vec<(std::time::Instant, crate::model::TabularId)> = entries
+                .iter()
+                .filter(|(_, e)| now.duration_since(e.used) >= Self::IDLE)
+                .map(|(id, e)| (e.used, *id))
+                .collect();
+            idle.sort();
+            for (_, old) in idle {
+                entries.remove(&old);
+                if fits(&entries) {
+                    break;
+                }
+            }
         }
-        entries.insert(id, (metadata_location, parsed));
+        if fits(&entries) {
+            entries.insert(
+                id,
+                Weighed {
+                    file,
+                    value,
+                    weight,
+                    used: now,
+                },
+            );
+        }
+    }
+}
+
+impl ParsedTables {
+    const MAX_ENTRIES: usize = 256;
+    /// Snapshots held at most, over all entries.
+    const MAX_SNAPSHOTS: usize = 16_000;
+
+    fn for_commits() -> Self {
+        WeighedCache::new(Self::MAX_ENTRIES, Self::MAX_SNAPSHOTS)
+    }
+
+    fn put_parsed(&self, id: crate::model::TabularId, file: String, parsed: Arc<ParsedTable>) {
+        let weight = parsed.metadata.snapshots().len();
+        self.put(id, file, parsed, weight);
     }
 }
 
@@ -302,9 +356,7 @@ impl Services {
             authz,
             events: Arc::new(events),
             commit_locks: Arc::new(CommitLocks::new()),
-            parsed_tables: Arc::new(ParsedTables {
-                entries: std::sync::Mutex::new(std::collections::HashMap::new()),
-            }),
+            parsed_tables: Arc::new(ParsedTables::for_commits()),
             referenced: ReferencedBodies::default(),
             keys: None,
             gateway_endpoint: None,
@@ -422,5 +474,52 @@ impl Services {
             publisher.health().await?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TabularId;
+
+    #[test]
+    fn a_full_weighed_cache_keeps_what_it_holds_and_gives_way_when_idle() {
+        let cache: WeighedCache<u32> = WeighedCache::new(10, 100);
+        let (a, b, c) = (TabularId::new(), TabularId::new(), TabularId::new());
+        cache.put(a, "a1".into(), 1, 60);
+        cache.put(b, "b1".into(), 2, 30);
+        assert_eq!(cache.get(a, "a1"), Some(1));
+        assert_eq!(cache.get(a, "a0"), None, "only the file it is of");
+        // No room, nothing idle: the newcomer is not kept, the others stay.
+        cache.put(c, "c1".into(), 3, 30);
+        assert_eq!(cache.get(c, "c1"), None);
+        assert_eq!(cache.get(a, "a1"), Some(1));
+        assert_eq!(cache.get(b, "b1"), Some(2));
+        // A table's next version replaces its last one, in the room it left.
+        cache.put(a, "a2".into(), 4, 65);
+        assert_eq!(cache.get(a, "a1"), None);
+        assert_eq!(cache.get(a, "a2"), Some(4));
+        // Too heavy alone: not kept, and the old version is gone too.
+        cache.put(b, "b2".into(), 5, 101);
+        assert_eq!(cache.get(b, "b1"), None);
+        assert_eq!(cache.get(b, "b2"), None);
+        // Idle entries make room, the least recently used first.
+        cache.put(b, "b3".into(), 6, 30);
+        {
+            let mut entries = cache.entries.lock().unwrap();
+            let long_ago = std::time::Instant::now() - 2 * WeighedCache::<u32>::IDLE;
+            entries.get_mut(&a).unwrap().used = long_ago;
+            entries.get_mut(&b).unwrap().used = long_ago + std::time::Duration::from_millis(1);
+        }
+        cache.put(c, "c2".into(), 7, 40);
+        assert_eq!(cache.get(c, "c2"), Some(7));
+        assert_eq!(cache.get(a, "a2"), None, "the older idle entry went");
+        assert_eq!(cache.get(b, "b3"), Some(6), "one was enough");
+        // The count bounds too.
+        let small: WeighedCache<u32> = WeighedCache::new(1, 100);
+        small.put(a, "a".into(), 1, 1);
+        small.put(b, "b".into(), 2, 1);
+        assert_eq!(small.get(a, "a"), Some(1));
+        assert_eq!(small.get(b, "b"), None);
     }
 }

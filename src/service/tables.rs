@@ -471,7 +471,7 @@ impl Services {
                             retired,
                             parsed,
                         } = staged;
-                        self.parsed_tables.put(parsed.0, parsed.1, parsed.2);
+                        self.parsed_tables.put_parsed(parsed.0, parsed.1, parsed.2);
                         for file in retired {
                             if let Err(e) = wh.storage.delete(&file).await {
                                 tracing::warn!(file = %file, error = ?e, "deleting a retired metadata file failed");
