@@ -207,11 +207,11 @@ impl<V: Clone> WeighedCache<V> {
         if weight > self.max_weight {
             return;
         }
-        let fits = |entries: &HashMap<_, Weighed<V>>| {
-            entries.len() < self.max_entries
-                && entries.values().map(|e| e.weight).sum::<usize>() + weight <= self.max_weight
+        let mut held: usize = entries.values().map(|e| e.weight).sum();
+        let fits = |count: usize, held: usize| {
+            count < self.max_entries && held + weight <= self.max_weight
         };
-        if !fits(&entries) {
+        if !fits(entries.len(), held) {
             let mut idle: Vec<(std::time::Instant, crate::model::TabularId)> = entries
                 .iter()
                 .filter(|(_, e)| now.duration_since(e.used) >= Self::IDLE)
@@ -219,13 +219,15 @@ impl<V: Clone> WeighedCache<V> {
                 .collect();
             idle.sort();
             for (_, old) in idle {
-                entries.remove(&old);
-                if fits(&entries) {
+                if let Some(gone) = entries.remove(&old) {
+                    held -= gone.weight;
+                }
+                if fits(entries.len(), held) {
                     break;
                 }
             }
         }
-        if fits(&entries) {
+        if fits(entries.len(), held) {
             entries.insert(
                 id,
                 Weighed {
