@@ -347,6 +347,7 @@ async fn access_for(
             warehouse,
             ident,
             &table.location,
+            table.uuid,
             delegation_of(headers),
         )
         .await

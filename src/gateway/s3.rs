@@ -50,6 +50,12 @@ fn object_error(e: ObjectError) -> S3Error {
             PreconditionFailed,
             "the object exists and If-None-Match: * asked for none"
         ),
+        ObjectError::Replace => s3_error!(
+            AccessDenied,
+            "the object exists and this key may not replace it (metadata files are never \
+             replaced; other files not while the warehouse has branches or tags, which may still \
+             read them)"
+        ),
         ObjectError::Conflict(m) => s3_error!(OperationAborted, "{}", m),
         ObjectError::InvalidPart(m) if m.contains("InvalidPartOrder") => {
             s3_error!(InvalidPartOrder, "{}", m)
@@ -554,15 +560,23 @@ async fn list_page(
 ) -> S3Result<Page> {
     listing_scope(target, &prefix)?;
     let objects = target.objects.clone();
-    let grant = target.grant.clone();
-    let listing =
-        blocking(move || objects.list(&prefix, delimiter.as_deref(), after.as_deref(), max_keys))
-            .await?;
+    let scope = target.grant.scope().to_vec();
+    // The walk itself skips everything outside the key's folders, so nothing outside them is
+    // named: not as a key, a common prefix, nor the marker a page ends on.
+    let listing = blocking(move || {
+        objects.list(
+            &prefix,
+            delimiter.as_deref(),
+            after.as_deref(),
+            max_keys,
+            &scope,
+        )
+    })
+    .await?;
     Ok(Page {
         objects: listing
             .objects
             .into_iter()
-            .filter(|o| grant.covers(&o.key))
             .map(|o| Object {
                 e_tag: Some(etag_of(&o.meta)),
                 key: Some(o.key),
@@ -632,15 +646,40 @@ impl CopyConditions {
     }
 }
 
-fn overwrite_mode(if_none_match: Option<&ETagCondition>) -> S3Result<Overwrite> {
+/// How a write of `key` may treat an object already there: as the client asked, but never
+/// replacing one where the key may not delete (a branch, tag or commit may still read it) nor any
+/// metadata file (what every ref reads first).
+fn overwrite_mode(
+    target: &Target,
+    key: &str,
+    if_none_match: Option<&ETagCondition>,
+) -> S3Result<Overwrite> {
     match if_none_match {
-        None => Ok(Overwrite::Allow),
         Some(ETagCondition::Any) => Ok(Overwrite::IfAbsent),
         Some(_) => Err(s3_error!(
             NotImplemented,
             "If-None-Match on writes takes only '*'"
         )),
+        None if !target.grant.access.may_delete()
+            || crate::storage::signing::is_metadata_file(key) =>
+        {
+            Ok(Overwrite::Never)
+        }
+        None => Ok(Overwrite::Allow),
     }
+}
+
+/// `If-Match` asks to replace an object, which a key that may not replace it cannot do.
+fn check_may_replace(target: &Target, key: &str, if_match: Option<&ETagCondition>) -> S3Result<()> {
+    if if_match.is_some()
+        && (!target.grant.access.may_delete() || crate::storage::signing::is_metadata_file(key))
+    {
+        return Err(s3_error!(
+            AccessDenied,
+            "If-Match replaces an object, and this key may not replace it"
+        ));
+    }
+    Ok(())
 }
 
 async fn check_if_match(
@@ -897,7 +936,8 @@ impl S3 for FloeS3 {
         let trailers = req.trailing_headers.clone();
         let mut input = req.input;
         check_key(&input.key)?;
-        let overwrite = overwrite_mode(input.if_none_match.as_ref())?;
+        let overwrite = overwrite_mode(&target, &input.key, input.if_none_match.as_ref())?;
+        check_may_replace(&target, &input.key, input.if_match.as_ref())?;
         check_if_match(&target.objects, &input.key, input.if_match.as_ref()).await?;
         let (pending, computed) =
             receive_upload(&target.objects, upload_of!(input), trailers.as_ref()).await?;
@@ -931,6 +971,7 @@ impl S3 for FloeS3 {
         let input = req.input;
         check_key(&input.key)?;
         let source = copy_source_key(&target, &input.copy_source)?;
+        let overwrite = overwrite_mode(&target, &input.key, None)?;
         let replace = input
             .metadata_directive
             .as_ref()
@@ -966,7 +1007,7 @@ impl S3 for FloeS3 {
             meta.etag = String::new();
             meta.parts = None;
             meta.part_sizes = Vec::new();
-            objects.commit(pending, &key, meta, Overwrite::Allow)
+            objects.commit(pending, &key, meta, overwrite)
         })
         .await?;
         Ok(S3Response::new(CopyObjectOutput {
@@ -1174,7 +1215,8 @@ impl S3 for FloeS3 {
         let target = target(&req)?;
         let input = req.input;
         check_key(&input.key)?;
-        let overwrite = overwrite_mode(input.if_none_match.as_ref())?;
+        let overwrite = overwrite_mode(&target, &input.key, input.if_none_match.as_ref())?;
+        check_may_replace(&target, &input.key, input.if_match.as_ref())?;
         check_if_match(&target.objects, &input.key, input.if_match.as_ref()).await?;
         let parts: Vec<(i32, String)> = input
             .multipart_upload

@@ -40,9 +40,9 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 pub struct KeyGrant {
     pub access_key_id: String,
     pub warehouse_id: WarehouseId,
-    /// Keys outside this prefix (relative to the bucket, ending in '/') are refused; `None` for
-    /// the whole warehouse.
-    pub prefix: Option<String>,
+    /// Keys outside these prefixes (relative to the bucket, each ending in '/': a table's folders,
+    /// where it is now and where it was) are refused; `None` for the whole warehouse.
+    pub prefixes: Option<Vec<String>>,
     pub access: FileAccess,
     pub expires_at: Option<DateTime<Utc>>,
     pub secret: String,
@@ -51,21 +51,28 @@ pub struct KeyGrant {
 impl KeyGrant {
     /// Whether the grant reaches the object `key`.
     pub fn covers(&self, key: &str) -> bool {
-        match &self.prefix {
+        match &self.prefixes {
             None => true,
-            Some(prefix) => key.starts_with(prefix.as_str()),
+            Some(prefixes) => prefixes.iter().any(|p| key.starts_with(p.as_str())),
         }
     }
 
-    /// Whether a listing of `prefix` stays inside the grant. A listing of the scope's own folder
-    /// without its trailing '/' is allowed too; the gateway drops whatever falls outside.
+    /// Whether a listing of `prefix` may be asked for. A listing of a scope's own folder without
+    /// its trailing '/' is allowed too; the listing itself names nothing outside the scope
+    /// (`scope`).
     pub fn covers_listing(&self, prefix: &str) -> bool {
-        match &self.prefix {
+        match &self.prefixes {
             None => true,
-            Some(scope) => {
+            Some(prefixes) => prefixes.iter().any(|scope| {
                 prefix.starts_with(scope.as_str()) || scope.strip_suffix('/') == Some(prefix)
-            }
+            }),
         }
+    }
+
+    /// The key prefixes a listing is held to: nothing outside them is named, not as a key, a
+    /// common prefix, a marker or a continuation token. Empty for the whole bucket.
+    pub fn scope(&self) -> &[String] {
+        self.prefixes.as_deref().unwrap_or(&[])
     }
 }
 
@@ -104,14 +111,18 @@ impl KeyMinter {
         URL_SAFE_NO_PAD.encode(&digest[..30])
     }
 
-    /// A scoped key for `prefix` of one warehouse, valid until `expires_at`.
+    /// A scoped key for `prefixes` of one warehouse (at least one; each ends in '/' and holds no
+    /// control character), valid until `expires_at`.
     pub fn scoped(
         &self,
         warehouse: WarehouseId,
-        prefix: &str,
+        prefixes: &[String],
         access: FileAccess,
         expires_at: DateTime<Utc>,
     ) -> IssuedKey {
+        // Prefixes are joined by NUL, which no location holds (`Location::parse` refuses control
+        // characters); a key with one prefix reads as it always did.
+        let prefix = prefixes.join("\0");
         let mut payload = Vec::with_capacity(25 + prefix.len());
         payload.extend_from_slice(warehouse.0.as_bytes());
         payload.extend_from_slice(&expires_at.timestamp().to_be_bytes());
@@ -145,11 +156,18 @@ impl KeyMinter {
             2 => FileAccess::NoDelete,
             _ => return None,
         };
-        let prefix = String::from_utf8(payload[25..].to_vec()).ok()?;
+        let prefixes: Vec<String> = String::from_utf8(payload[25..].to_vec())
+            .ok()?
+            .split('\0')
+            .map(str::to_string)
+            .collect();
+        if prefixes.iter().any(|p| p.is_empty() || !p.ends_with('/')) {
+            return None;
+        }
         Some(KeyGrant {
             access_key_id: id.to_string(),
             warehouse_id: WarehouseId(warehouse),
-            prefix: Some(prefix),
+            prefixes: Some(prefixes),
             access,
             expires_at: Some(Utc.timestamp_opt(expires, 0).single()?),
             secret: self.secret_for(id),
@@ -323,7 +341,7 @@ impl Services {
             KeyGrant {
                 access_key_id: key.id.clone(),
                 warehouse_id: key.warehouse_id,
-                prefix: None,
+                prefixes: None,
                 access: FileAccess::Full,
                 expires_at: key.expires_at,
                 secret: minter.secret_for(&key.id),
@@ -337,12 +355,13 @@ impl Services {
         Ok(Ok(grant))
     }
 
-    /// A key for `prefix` (relative to the warehouse's bucket, ending in '/') that lives about an
-    /// hour. Keys are minted on a fixed 15-minute grid, so callers within one window share a key.
+    /// A key for `prefixes` (relative to the warehouse's bucket, each ending in '/') that lives
+    /// about an hour. Keys are minted on a fixed 15-minute grid, so callers within one window
+    /// share a key.
     pub(crate) fn vend_scoped_key(
         &self,
         warehouse: WarehouseId,
-        prefix: &str,
+        prefixes: &[String],
         access: FileAccess,
         window_start: i64,
     ) -> Result<IssuedKey> {
@@ -351,7 +370,7 @@ impl Services {
             .timestamp_opt(window_start + VENDED_LIFETIME, 0)
             .single()
             .expect("in range");
-        Ok(minter.scoped(warehouse, prefix, access, expires))
+        Ok(minter.scoped(warehouse, prefixes, access, expires))
     }
 }
 
@@ -364,12 +383,13 @@ mod tests {
         let minter = KeyMinter::new(&[7u8; 32]);
         let warehouse = WarehouseId(uuid::Uuid::new_v4());
         let expires = Utc.timestamp_opt(4_000_000_000, 0).unwrap();
-        let key = minter.scoped(warehouse, "ns/t-1/", FileAccess::ReadOnly, expires);
+        let one = |p: &str| vec![p.to_string()];
+        let key = minter.scoped(warehouse, &one("ns/t-1/"), FileAccess::ReadOnly, expires);
         let grant = minter.parse_scoped(&key.access_key_id).unwrap();
         assert_eq!(grant.warehouse_id, warehouse);
-        assert_eq!(grant.prefix.as_deref(), Some("ns/t-1/"));
+        assert_eq!(grant.prefixes, Some(one("ns/t-1/")));
         assert_eq!(grant.access, FileAccess::ReadOnly);
-        let keeping = minter.scoped(warehouse, "ns/t-1/", FileAccess::NoDelete, expires);
+        let keeping = minter.scoped(warehouse, &one("ns/t-1/"), FileAccess::NoDelete, expires);
         let keeping = minter.parse_scoped(&keeping.access_key_id).unwrap();
         assert_eq!(keeping.access, FileAccess::NoDelete);
         assert_ne!(keeping.secret, grant.secret);
@@ -383,8 +403,23 @@ mod tests {
         assert!(!grant.covers_listing("ns/"));
 
         // The same claims with a wider prefix make a different id, whose secret differs.
-        let wider = minter.scoped(warehouse, "ns/", FileAccess::ReadOnly, expires);
+        let wider = minter.scoped(warehouse, &one("ns/"), FileAccess::ReadOnly, expires);
         assert_ne!(wider.secret_access_key, key.secret_access_key);
+        // A table that moved has a key for each of its folders, and for nothing between them.
+        let moved = vec!["ns/x1/".to_string(), "ns/x2/".to_string()];
+        let both = minter.scoped(warehouse, &moved, FileAccess::Full, expires);
+        let both = minter.parse_scoped(&both.access_key_id).unwrap();
+        assert_eq!(both.prefixes, Some(moved));
+        assert!(both.covers("ns/x1/metadata/snap.avro") && both.covers("ns/x2/data/a"));
+        assert!(!both.covers("ns/x3/a") && !both.covers("ns/x1"));
+        assert!(both.covers_listing("ns/x2") && !both.covers_listing("ns/x"));
+        // A prefix that does not end a folder is never accepted, however the id was made.
+        let odd = URL_SAFE_NO_PAD.encode([&[0u8; 25][..], b"ns/x1/\0ns/x"].concat());
+        assert!(
+            minter
+                .parse_scoped(&format!("{SCOPED_PREFIX}{odd}"))
+                .is_none()
+        );
         // Another server key derives other secrets for the same id.
         let other = KeyMinter::new(&[8u8; 32]);
         assert_ne!(other.secret_for(&key.access_key_id), key.secret_access_key);

@@ -339,6 +339,13 @@ pub fn check_locations(
     properties: &HashMap<String, String>,
     warehouse: &Location,
 ) -> Result<Location> {
+    // Every path that ends here (create, commit, register, views) holds the same limits on
+    // properties as namespaces do.
+    crate::model::validate_properties(
+        properties
+            .iter()
+            .map(|(k, v)| (k.as_str(), Some(v.as_str()))),
+    )?;
     let location = Location::parse(location)?;
     if !location.is_within(warehouse) || &location == warehouse {
         return Err(Error::forbidden(format!(
@@ -356,6 +363,91 @@ pub fn check_locations(
         }
     }
     Ok(location)
+}
+
+/// Files that a commit's updates point at, which the table's own writers made and Floe may read
+/// (a merge reads manifest lists): manifest lists of added snapshots, statistics and partition
+/// statistics files. `(what, path)` pairs.
+pub fn files_of_updates(updates: &[TableUpdate]) -> Vec<(String, &str)> {
+    let mut files = Vec::new();
+    for update in updates {
+        match update {
+            TableUpdate::AddSnapshot { snapshot } => files.push((
+                format!("the manifest list of snapshot {}", snapshot.snapshot_id()),
+                snapshot.manifest_list(),
+            )),
+            TableUpdate::SetStatistics { statistics } => files.push((
+                format!("the statistics file of snapshot {}", statistics.snapshot_id),
+                statistics.statistics_path.as_str(),
+            )),
+            TableUpdate::SetPartitionStatistics {
+                partition_statistics,
+            } => files.push((
+                format!(
+                    "the partition statistics file of snapshot {}",
+                    partition_statistics.snapshot_id
+                ),
+                partition_statistics.statistics_path.as_str(),
+            )),
+            _ => {}
+        }
+    }
+    files
+}
+
+/// The same files for a whole table's metadata (what `register` brings in).
+pub fn files_of_metadata(metadata: &TableMetadata) -> Vec<(String, &str)> {
+    let mut files = Vec::new();
+    for snapshot in metadata.snapshots() {
+        files.push((
+            format!("the manifest list of snapshot {}", snapshot.snapshot_id()),
+            snapshot.manifest_list(),
+        ));
+    }
+    for statistics in metadata.statistics_iter() {
+        files.push((
+            format!("the statistics file of snapshot {}", statistics.snapshot_id),
+            statistics.statistics_path.as_str(),
+        ));
+    }
+    for statistics in metadata.partition_statistics_iter() {
+        files.push((
+            format!(
+                "the partition statistics file of snapshot {}",
+                statistics.snapshot_id
+            ),
+            statistics.statistics_path.as_str(),
+        ));
+    }
+    files
+}
+
+/// The files among `files` that lie in none of `folders` (each checked as a location: a path that
+/// does not parse is outside everything).
+pub fn files_outside<'a>(
+    files: &'a [(String, &'a str)],
+    folders: &[Location],
+) -> Vec<&'a (String, &'a str)> {
+    files
+        .iter()
+        .filter(|(_, path)| {
+            Location::parse(path)
+                .map(|file| {
+                    !folders
+                        .iter()
+                        .any(|folder| file.is_within(folder) && &file != folder)
+                })
+                .unwrap_or(true)
+        })
+        .collect()
+}
+
+/// The refusal of a file outside the table's folders.
+pub fn file_outside_error(what: &str, path: &str) -> Error {
+    Error::forbidden(format!(
+        "{what} ({path}) is outside the table's folders; a table's files must lie in its own \
+         folder"
+    ))
 }
 
 /// The default location of a new table or view: under its namespace's folders, named after it, with
@@ -489,6 +581,13 @@ pub fn apply_view_commit(
     let mut builder = ViewMetadataBuilder::new_from_metadata(current.clone());
     for update in updates {
         builder = match update {
+            // A view's UUID is its identity, as a table's is: it cannot change.
+            ViewUpdate::AssignUuid { uuid } if uuid != current.uuid() => {
+                return Err(Error::bad_request(format!(
+                    "the UUID of a view cannot change (from {} to {uuid})",
+                    current.uuid()
+                )));
+            }
             ViewUpdate::AssignUuid { uuid } => builder.assign_uuid(uuid),
             ViewUpdate::UpgradeFormatVersion { format_version } => builder
                 .upgrade_format_version(format_version)

@@ -14,9 +14,9 @@ use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec};
 use iceberg::{TableRequirement, TableUpdate};
 
 use super::metadata::{
-    apply_table_commit, check_locations, default_location, new_table_metadata,
-    next_metadata_location, only_referenced_snapshots, parse_table_metadata,
-    retired_metadata_files, table_metadata_json,
+    apply_table_commit, check_locations, default_location, file_outside_error, files_of_metadata,
+    files_of_updates, files_outside, new_table_metadata, next_metadata_location,
+    only_referenced_snapshots, parse_table_metadata, retired_metadata_files, table_metadata_json,
 };
 use super::table_json::table_json;
 use super::{Delegation, ParsedTable, RequestContext, Services, TableAccess};
@@ -35,6 +35,8 @@ use crate::store::TabularChange;
 pub struct TableState {
     /// The table's base location.
     pub location: String,
+    /// The table's UUID (the owner of its folder claims).
+    pub uuid: uuid::Uuid,
     pub metadata_location: Option<String>,
     pub metadata: bytes::Bytes,
 }
@@ -66,24 +68,22 @@ pub struct TableChange {
 }
 
 impl Services {
-    /// Refuses a table location that overlaps another table's folder: equal to it, inside it, or
-    /// (for `explicit` locations, which can be anything) containing it. A key vended for one table
-    /// must never reach another's files.
+    /// Refuses a table location that overlaps another table's folder, or a folder another table
+    /// still claims (one it moved away from, or a dropped table's that is not purged): equal to
+    /// it, inside it, or (for `explicit` locations, which can be anything) containing it. A key
+    /// vended for one table must never reach another's files. The table's own claims (`uuid`)
+    /// do not count.
     pub(crate) async fn check_location_is_free(
         &self,
         wh: &OpenWarehouse,
         location: &Location,
         except: Option<TabularId>,
         explicit: bool,
+        uuid: uuid::Uuid,
     ) -> Result<()> {
-        let Some(relative) = location.relative_to(&wh.base) else {
+        let Some(prefixes) = folder_and_parents(&wh.base, location) else {
             return Ok(());
         };
-        let parts: Vec<&str> = relative.split('/').filter(|p| !p.is_empty()).collect();
-        let base = wh.base.as_str().trim_end_matches('/');
-        let prefixes: Vec<String> = (1..=parts.len())
-            .map(|i| format!("{base}/{}", parts[..i].join("/")))
-            .collect();
         if let Some(other) = self
             .store
             .tabulars
@@ -92,6 +92,7 @@ impl Services {
                 &prefixes,
                 explicit.then_some(location.as_str()),
                 except,
+                Some(uuid),
             )
             .await?
         {
@@ -102,6 +103,90 @@ impl Services {
         }
         Ok(())
     }
+}
+
+impl Services {
+    /// Refuses a new table (a create, or a registered file) whose UUID another table of the
+    /// warehouse already has or had: folder claims belong to a UUID, so a table that borrowed
+    /// another's UUID could move into that table's folders. Registering a version the warehouse
+    /// recorded for that very UUID (bringing a dropped table back) is the one exception.
+    pub(crate) async fn check_new_uuid(
+        &self,
+        wh: &OpenWarehouse,
+        uuid: uuid::Uuid,
+        registered: Option<&Location>,
+    ) -> Result<()> {
+        if self
+            .store
+            .tabulars
+            .claimed_folders(wh.warehouse.id, uuid)
+            .await?
+            .is_empty()
+        {
+            return Ok(());
+        }
+        if let Some(file) = registered
+            && self
+                .store
+                .tabulars
+                .recorded_version(wh.warehouse.id, uuid, file.as_str())
+                .await?
+        {
+            return Ok(());
+        }
+        Err(Error::already_exists(
+            Entity::Table,
+            format!(
+                "a table with UUID {uuid} exists or existed in this warehouse; a new table needs \
+                 a UUID of its own"
+            ),
+        ))
+    }
+
+    /// Refuses files a commit or a registered table points at (manifest lists, statistics) that
+    /// lie outside the table's folders: its location, and the folders the table `uuid` claims.
+    pub(crate) async fn check_files_are_the_tables(
+        &self,
+        wh: &OpenWarehouse,
+        uuid: uuid::Uuid,
+        location: &Location,
+        files: &[(String, &str)],
+    ) -> Result<()> {
+        if files.is_empty() {
+            return Ok(());
+        }
+        let mut folders = vec![location.clone()];
+        if files_outside(files, &folders).is_empty() {
+            return Ok(());
+        }
+        for folder in self
+            .store
+            .tabulars
+            .claimed_folders(wh.warehouse.id, uuid)
+            .await?
+        {
+            if let Ok(folder) = Location::parse(&folder) {
+                folders.push(folder);
+            }
+        }
+        match files_outside(files, &folders).first() {
+            None => Ok(()),
+            Some((what, path)) => Err(file_outside_error(what, path)),
+        }
+    }
+}
+
+/// A folder of the warehouse and each folder above it, up to (not including) the warehouse's base;
+/// `None` outside the warehouse.
+fn folder_and_parents(base: &Location, location: &Location) -> Option<Vec<String>> {
+    let relative = location.relative_to(base)?;
+    let parts: Vec<&str> = relative.split('/').filter(|p| !p.is_empty()).collect();
+    let base = base.as_str().trim_end_matches('/');
+    Some(
+        (1..=parts.len())
+            .map(|i| format!("{base}/{}", parts[..i].join("/")))
+            .collect(),
+    )
 }
 
 /// A warehouse opened for catalog work: its record, branch, base location and store.
@@ -314,8 +399,14 @@ impl Services {
             request.properties,
         )?;
         check_locations(metadata.location(), metadata.properties(), &wh.base)?;
-        self.check_location_is_free(&wh, &location, None, request.location.is_some())
-            .await?;
+        self.check_location_is_free(
+            &wh,
+            &location,
+            None,
+            request.location.is_some(),
+            metadata.uuid(),
+        )
+        .await?;
         let json = bytes::Bytes::from(table_metadata_json(&metadata)?);
         if request.stage_create {
             // Nothing is recorded, but the location is made ready for the files the client writes
@@ -325,6 +416,7 @@ impl Services {
             }
             return Ok(TableState {
                 location: location.to_string(),
+                uuid: metadata.uuid(),
                 metadata_location: None,
                 metadata: json,
             });
@@ -366,6 +458,7 @@ impl Services {
         .await;
         Ok(TableState {
             location: location.to_string(),
+            uuid: metadata.uuid(),
             metadata_location: Some(file.to_string()),
             metadata: json,
         })
@@ -395,6 +488,7 @@ impl Services {
         };
         Ok(TableState {
             location: table.location,
+            uuid: table.uuid,
             metadata_location: Some(table.metadata_location),
             metadata,
         })
@@ -608,13 +702,29 @@ impl Services {
                 )));
             }
             let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
+            if current.is_none() {
+                self.check_new_uuid(wh, metadata.uuid(), None).await?;
+            }
             if current
                 .as_ref()
                 .is_none_or(|t| t.location != location.as_str())
             {
-                self.check_location_is_free(wh, &location, current.as_ref().map(|t| t.id), true)
-                    .await?;
+                self.check_location_is_free(
+                    wh,
+                    &location,
+                    current.as_ref().map(|t| t.id),
+                    true,
+                    metadata.uuid(),
+                )
+                .await?;
             }
+            self.check_files_are_the_tables(
+                wh,
+                metadata.uuid(),
+                &location,
+                &files_of_updates(&change.updates),
+            )
+            .await?;
             // Tables of one transaction must not overlap each other either.
             if let Some(other) = placed
                 .iter()
@@ -675,6 +785,7 @@ impl Services {
             done.push(Staged {
                 state: TableState {
                     location: location.to_string(),
+                    uuid: metadata.uuid(),
                     metadata_location: Some(file.to_string()),
                     metadata: json,
                 },
@@ -758,23 +869,58 @@ impl Services {
         Ok(())
     }
 
-    /// Deletes a dropped table's files after the response: only inside its own location, and only
-    /// when that lies inside the warehouse (the store refuses anything else, too).
+    /// Deletes a dropped table's files after the response: every folder the table claims (where
+    /// it is now, and where it was before a `set-location`), each only when it lies inside the
+    /// warehouse and no other table's folder or claim overlaps it; then releases the claims, so
+    /// the folders can be used again. A purge that fails keeps the claims (and the folders stay
+    /// taken), never the other way round.
     fn purge_in_background(&self, wh: &OpenWarehouse, dropped: &Tabular) {
-        let location = match Location::parse(&dropped.location) {
-            Ok(l) if l.is_within(&wh.base) && l != wh.base => l,
-            _ => {
-                tracing::warn!(location = %dropped.location, "not purging a location outside its warehouse");
-                return;
-            }
-        };
+        let tabulars = self.store.tabulars.clone();
         let storage = wh.storage.clone();
+        let base = wh.base.clone();
+        let warehouse = wh.warehouse.id;
+        let (uuid, current) = (dropped.uuid, dropped.location.clone());
         tokio::spawn(async move {
-            match storage.delete_prefix(&location).await {
-                Ok(()) => tracing::info!(location = %location, "purged a dropped table's files"),
-                Err(e) => {
-                    tracing::warn!(location = %location, error = ?e, "purging a dropped table failed")
+            let purge = async {
+                let mut folders = tabulars.claimed_folders(warehouse, uuid).await?;
+                if !folders.contains(&current) {
+                    folders.push(current);
                 }
+                let mut complete = true;
+                for folder in folders {
+                    let location = match Location::parse(&folder) {
+                        Ok(l) if l.is_within(&base) && l != base => l,
+                        _ => {
+                            tracing::warn!(location = %folder, "not purging a location outside its warehouse");
+                            complete = false;
+                            continue;
+                        }
+                    };
+                    let prefixes = folder_and_parents(&base, &location).unwrap_or_default();
+                    if let Some(other) = tabulars
+                        .overlapping_table(
+                            warehouse,
+                            &prefixes,
+                            Some(location.as_str()),
+                            None,
+                            Some(uuid),
+                        )
+                        .await?
+                    {
+                        tracing::warn!(location = %location, other = %other, "not purging a folder that overlaps another table's");
+                        complete = false;
+                        continue;
+                    }
+                    storage.delete_prefix(&location).await?;
+                    tracing::info!(location = %location, "purged a dropped table's files");
+                }
+                if complete {
+                    tabulars.release_claims(warehouse, uuid).await?;
+                }
+                Ok::<(), Error>(())
+            };
+            if let Err(e) = purge.await {
+                tracing::warn!(table_uuid = %uuid, error = ?e, "purging a dropped table failed");
             }
         });
     }
@@ -894,7 +1040,7 @@ impl Services {
         .await?;
         // act
         let wh = self.open_warehouse(ctx, warehouse).await?;
-        if !file.is_within(&wh.base) {
+        if !file.is_within(&wh.base) || file == wh.base {
             return Err(Error::forbidden(format!(
                 "metadata location {file} is outside the warehouse at {}",
                 wh.base
@@ -908,6 +1054,13 @@ impl Services {
         let metadata: iceberg::spec::TableMetadata = serde_json::from_slice(&bytes)
             .map_err(|e| Error::bad_request(format!("{file} is not valid table metadata: {e}")))?;
         let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
+        // The file lies in the folder it names, as every metadata file Floe writes does: only
+        // someone who could already write in that folder can have made it.
+        if !file.is_within(&location) || file == location {
+            return Err(Error::forbidden(format!(
+                "metadata file {file} is not inside the table location it names ({location})"
+            )));
+        }
         let json = bytes::Bytes::from(table_metadata_json(&metadata)?);
         let existing = self
             .store
@@ -924,8 +1077,30 @@ impl Services {
                 format!("a table or view named {ident} already exists"),
             ));
         }
-        self.check_location_is_free(&wh, &location, replaced, true)
+        match &existing {
+            Some(t) if t.uuid != metadata.uuid() => {
+                return Err(Error::bad_request(format!(
+                    "registering {file} over table {ident} would change its UUID (from {} to {}); \
+                     drop the table first or register under another name",
+                    t.uuid,
+                    metadata.uuid()
+                )));
+            }
+            Some(_) => {}
+            None => {
+                self.check_new_uuid(&wh, metadata.uuid(), Some(&file))
+                    .await?
+            }
+        }
+        self.check_location_is_free(&wh, &location, replaced, true, metadata.uuid())
             .await?;
+        self.check_files_are_the_tables(
+            &wh,
+            metadata.uuid(),
+            &location,
+            &files_of_metadata(&metadata),
+        )
+        .await?;
         let at = now();
         let change = match existing {
             None => TabularChange::Create(wh.new_tabular(
@@ -975,6 +1150,7 @@ impl Services {
         .await;
         Ok(TableState {
             location: location.to_string(),
+            uuid: metadata.uuid(),
             metadata_location: Some(file.to_string()),
             metadata: json,
         })
@@ -1025,8 +1201,15 @@ impl Services {
         )
         .await?;
         let table = self.find_table(ctx, warehouse, ident).await?;
-        self.table_access(ctx, warehouse, ident, &table.location, delegation)
-            .await
+        self.table_access(
+            ctx,
+            warehouse,
+            ident,
+            &table.location,
+            table.uuid,
+            delegation,
+        )
+        .await
     }
 
     /// The config and storage credentials that go with a table the caller loaded or created:
@@ -1038,6 +1221,7 @@ impl Services {
         warehouse: WarehouseId,
         ident: &TabularIdent,
         location: &str,
+        uuid: uuid::Uuid,
         delegation: Delegation,
     ) -> Result<std::sync::Arc<TableAccess>> {
         if self
@@ -1061,6 +1245,7 @@ impl Services {
             ctx.reference.as_deref(),
             ident,
             location,
+            uuid,
             access,
             delegation,
         )

@@ -82,8 +82,9 @@ struct SigningTarget {
     endpoint: String,
     bucket: String,
     region: String,
-    /// The table's folder, relative to the bucket, ending in `/`.
-    prefix: String,
+    /// The table's folders relative to the bucket, each ending in `/`: where it is now first,
+    /// then every other folder it claims (where it was before a `set-location`).
+    prefixes: Vec<String>,
     path_style: bool,
 }
 
@@ -149,20 +150,42 @@ impl Services {
         }
     }
 
-    /// The store, bucket and folder of the table at `location`.
-    fn signing_target(&self, wh: &Warehouse, location: &str) -> Result<SigningTarget> {
-        let location = Location::parse(location)?;
-        let (bucket, key) = location.bucket_and_key().ok_or_else(|| {
-            Error::internal(
-                "reaching a table's files",
-                std::io::Error::other(format!("{location} is not an s3:// location")),
-            )
-        })?;
+    /// The store, bucket and folders of the table at `location` that also claims `folders`.
+    fn signing_target(
+        &self,
+        wh: &Warehouse,
+        location: &str,
+        folders: &[String],
+    ) -> Result<SigningTarget> {
         let base = crate::storage::base_location(wh)?;
-        if key.is_empty() || !location.is_within(&base) || location == base {
-            return Err(Error::forbidden(format!(
-                "the table's location {location} is not a table folder of the warehouse"
-            )));
+        let folder = |text: &str| -> Result<(String, String)> {
+            let location = Location::parse(text)?;
+            let (bucket, key) = location.bucket_and_key().ok_or_else(|| {
+                Error::internal(
+                    "reaching a table's files",
+                    std::io::Error::other(format!("{location} is not an s3:// location")),
+                )
+            })?;
+            if key.is_empty() || !location.is_within(&base) || location == base {
+                return Err(Error::forbidden(format!(
+                    "the table's location {location} is not a table folder of the warehouse"
+                )));
+            }
+            Ok((bucket.to_string(), format!("{key}/")))
+        };
+        let (bucket, prefix) = folder(location)?;
+        let mut prefixes = vec![prefix];
+        for other in folders {
+            match folder(other) {
+                Ok((b, p)) if b == bucket => {
+                    if !prefixes.contains(&p) {
+                        prefixes.push(p);
+                    }
+                }
+                _ => {
+                    tracing::warn!(folder = %other, "a folder the table claims is not one of its warehouse's; left out of its access")
+                }
+            }
         }
         let (endpoint, region, path_style) = match &wh.storage_profile {
             StorageProfile::Local { .. } => (
@@ -187,9 +210,9 @@ impl Services {
         };
         Ok(SigningTarget {
             endpoint: endpoint.trim_end_matches('/').to_string(),
-            bucket: bucket.to_string(),
+            bucket,
             region,
-            prefix: format!("{key}/"),
+            prefixes,
             path_style,
         })
     }
@@ -242,13 +265,17 @@ impl Services {
             .insert(warehouse, (std::time::Instant::now(), true));
     }
 
-    /// The access a client gets to the files of the table `ident` at `location`.
+    /// The access a client gets to the files of the table `ident` (UUID `uuid`) at `location`:
+    /// its folder, and every other folder the table claims (its current snapshot may still live
+    /// where it was before a `set-location`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn storage_access(
         &self,
         warehouse: WarehouseId,
         reference: Option<&str>,
         ident: &TabularIdent,
         location: &str,
+        uuid: uuid::Uuid,
         access: FileAccess,
         delegation: Delegation,
     ) -> Result<Arc<TableAccess>> {
@@ -272,7 +299,8 @@ impl Services {
         {
             return Ok(cached.clone());
         }
-        let target = self.signing_target(&wh, location)?;
+        let folders = self.store.tabulars.claimed_folders(warehouse, uuid).await?;
+        let target = self.signing_target(&wh, location, &folders)?;
         let mut config = BTreeMap::new();
         config.insert("s3.endpoint".to_string(), target.endpoint.clone());
         config.insert(
@@ -307,7 +335,7 @@ impl Services {
                     StorageProfile::Local { .. } => {
                         let window = super::access_keys::vending_window();
                         let key =
-                            self.vend_scoped_key(warehouse, &target.prefix, access, window)?;
+                            self.vend_scoped_key(warehouse, &target.prefixes, access, window)?;
                         valid_until = window + super::access_keys::VENDED_WINDOW;
                         (
                             key.access_key_id,
@@ -338,7 +366,12 @@ impl Services {
                         at.timestamp_millis().to_string(),
                     );
                 }
-                credentials.push((location.to_string(), config.clone()));
+                // One entry per folder (engines pick the longest prefix that matches a file); the
+                // key opens all of them.
+                for prefix in &target.prefixes {
+                    let folder = format!("s3://{}/{}", target.bucket, prefix.trim_end_matches('/'));
+                    credentials.push((folder, config.clone()));
+                }
             }
         }
         let access = Arc::new(TableAccess {
@@ -375,7 +408,7 @@ impl Services {
             access_key_id,
             secret_access_key,
         } = credential.as_ref();
-        let policy = sts::table_policy(&target.bucket, &target.prefix, access, region);
+        let policy = sts::table_policy(&target.bucket, &target.prefixes, access, region);
         sts::assume_role(sts::AssumeRole {
             endpoint: sts_endpoint.as_deref(),
             region,
@@ -444,20 +477,59 @@ impl Services {
                 "the table's warehouse is on local disk; there is nothing to sign",
             ));
         }
-        let target = self.signing_target(&wh, &table.location)?;
+        let folders = self
+            .store
+            .tabulars
+            .claimed_folders(warehouse, table.uuid)
+            .await?;
+        let target = self.signing_target(&wh, &table.location, &folders)?;
         let scope = SigningScope {
             endpoint: &target.endpoint,
             bucket: &target.bucket,
             region: &target.region,
-            prefix: &target.prefix,
+            prefixes: &target.prefixes,
             may_write,
             may_delete: access.may_delete(),
         };
-        signing::check(&scope, &request)?;
+        // A write that must not replace an object is signed with `If-None-Match: *`, which the
+        // client is told to send (the signature covers it).
+        let mut request = request;
+        let added = signing::check(&scope, &request)?;
+        if let Some((name, value)) = added {
+            request
+                .headers
+                .insert(name.to_string(), vec![value.to_string()]);
+        }
+        let mut signed = self
+            .sign_checked(
+                ctx, warehouse, ident, &table, &wh, &target, &scope, &request, access,
+            )
+            .await?;
+        if let Some((name, value)) = added {
+            signed.insert(name.to_string(), vec![value.to_string()]);
+        }
+        Ok(signed)
+    }
+
+    /// Signs a request `check` passed, with the key that fits the warehouse.
+    #[allow(clippy::too_many_arguments)]
+    async fn sign_checked(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+        table: &crate::model::Tabular,
+        wh: &Warehouse,
+        target: &SigningTarget,
+        scope: &SigningScope<'_>,
+        request: &SignRequest,
+        access: FileAccess,
+    ) -> Result<BTreeMap<String, Vec<String>>> {
+        let (scope, request) = (scope.clone(), request.clone());
         match &wh.storage_profile {
             StorageProfile::Local { .. } => {
                 let window = super::access_keys::vending_window();
-                let key = self.vend_scoped_key(warehouse, &target.prefix, access, window)?;
+                let key = self.vend_scoped_key(warehouse, &target.prefixes, access, window)?;
                 signing::sign_request(
                     &scope,
                     &request,
@@ -481,6 +553,7 @@ impl Services {
                         ctx.reference.as_deref(),
                         ident,
                         &table.location,
+                        table.uuid,
                         access,
                         Delegation {
                             vended_credentials: true,
@@ -508,7 +581,7 @@ impl Services {
                 )
             }
             StorageProfile::S3 { .. } => {
-                let credential = self.signing_credential(&wh).await?;
+                let credential = self.signing_credential(wh).await?;
                 let StorageCredential::S3AccessKey {
                     access_key_id,
                     secret_access_key,

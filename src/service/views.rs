@@ -268,7 +268,8 @@ impl Services {
         self.authorize(ctx, Action::ViewDrop, view_resource(warehouse, ident))
             .await?;
         let branch = self.writable_ref(ctx, warehouse).await?;
-        self.store
+        let dropped = self
+            .store
             .tabulars
             .drop_tabular(
                 branch.id,
@@ -277,6 +278,20 @@ impl Services {
                 &ctx.commit(format!("drop view {ident}")),
             )
             .await?;
+        // A view has no data to purge: once nothing else reads it (no other line, tag or commit),
+        // its folders are free again. Its metadata files stay, unreferenced.
+        if dropped.ref_id == branch.id
+            && !self
+                .store
+                .refs
+                .table_shared(branch.id, dropped.uuid)
+                .await?
+        {
+            self.store
+                .tabulars
+                .release_claims(warehouse, dropped.uuid)
+                .await?;
+        }
         self.announce(
             ctx,
             "floe.view.dropped",

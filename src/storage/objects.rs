@@ -181,6 +181,9 @@ pub enum ObjectError {
     NoSuchUpload,
     #[error("the object exists and the write asked for none")]
     AlreadyExists,
+    /// A write that may only create met an object with other bytes.
+    #[error("the object exists and may not be replaced")]
+    Replace,
     #[error("{0}")]
     PreconditionFailed(String),
     #[error("{0}")]
@@ -319,6 +322,10 @@ pub enum Overwrite {
     Allow,
     /// `If-None-Match: *`: fail with `AlreadyExists` if the key holds an object.
     IfAbsent,
+    /// Create only, for writers that may not replace objects: fail with `Replace` if the key
+    /// holds an object with other bytes; one with the very same bytes (a retried write) is left
+    /// as it is and the write succeeds.
+    Never,
 }
 
 impl ObjectStore {
@@ -381,7 +388,9 @@ impl ObjectStore {
             let placed = match overwrite {
                 Overwrite::Allow => std::fs::rename(&pending.path, &target),
                 // A hard link is created only if the name is free: an atomic create-if-absent.
-                Overwrite::IfAbsent => std::fs::hard_link(&pending.path, &target),
+                Overwrite::IfAbsent | Overwrite::Never => {
+                    std::fs::hard_link(&pending.path, &target)
+                }
             };
             match placed {
                 Ok(()) => break,
@@ -392,10 +401,27 @@ impl ObjectStore {
                 {
                     return Err(ObjectError::AlreadyExists);
                 }
+                Err(e)
+                    if overwrite == Overwrite::Never
+                        && e.kind() == std::io::ErrorKind::AlreadyExists =>
+                {
+                    // The pending file is removed when `pending` drops.
+                    let stat = std::fs::metadata(&target)?;
+                    if stat.is_file() && same_bytes(&pending.path, &target)? {
+                        let existing = read_meta(&target, &stat);
+                        return Ok(ObjectInfo {
+                            key: key.to_string(),
+                            size: stat.len(),
+                            modified: stat.modified()?,
+                            meta: existing,
+                        });
+                    }
+                    return Err(ObjectError::Replace);
+                }
                 Err(e) => return Err(e.into()),
             }
         }
-        if overwrite == Overwrite::IfAbsent {
+        if overwrite != Overwrite::Allow {
             let _ = std::fs::remove_file(&pending.path);
         }
         pending.done = true;
@@ -497,12 +523,15 @@ impl ObjectStore {
     }
 
     /// Lists objects in key order: those under `prefix` and after `after`, grouped by `delimiter`.
+    /// `scope`, when not empty, holds the listing to keys under those prefixes: nothing else is
+    /// counted, rolled into a common prefix, or made a marker.
     pub fn list(
         &self,
         prefix: &str,
         delimiter: Option<&str>,
         after: Option<&str>,
         max_keys: usize,
+        scope: &[String],
     ) -> ObjectResult<Listing> {
         let mut listing = Listing::default();
         if max_keys == 0 {
@@ -525,6 +554,7 @@ impl ObjectStore {
         };
         let mut walker = Walker {
             prefix,
+            scope,
             delimiter,
             after,
             max_keys,
@@ -831,6 +861,26 @@ fn read_meta_of(file: &std::fs::File, stat: &std::fs::Metadata) -> ObjectMeta {
     identity_meta(stat)
 }
 
+/// Whether two files hold the same bytes (compared whole: an equal MD5 could be made on purpose).
+fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let (mut a, mut b) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    if a.metadata()?.len() != b.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut x, mut y) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = a.read(&mut x)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        b.read_exact(&mut y[..n])?;
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
+}
+
 /// The stored metadata, or for files written by someone else (the catalog, an operator) an ETag
 /// made from the file's identity and modification, stable while the file is unchanged.
 fn read_meta(path: &Path, stat: &std::fs::Metadata) -> ObjectMeta {
@@ -860,6 +910,8 @@ fn identity_meta(stat: &std::fs::Metadata) -> ObjectMeta {
 /// stand for, a folder counting as its name followed by '/', so `a-b` comes before `a/x`.
 struct Walker<'a> {
     prefix: &'a str,
+    /// Key prefixes the listing is held to (empty: everything).
+    scope: &'a [String],
     delimiter: Option<&'a str>,
     after: Option<&'a str>,
     max_keys: usize,
@@ -903,6 +955,13 @@ impl Walker<'_> {
             if !(key.starts_with(self.prefix) || (is_dir && self.prefix.starts_with(&key))) {
                 continue;
             }
+            // And what lies outside the scope: a folder above a scope is walked into, never
+            // summarized (a common prefix of it could name what lies outside).
+            let inside = self.scope.is_empty() || self.scope.iter().any(|s| key.starts_with(s));
+            let above_scope = is_dir && self.scope.iter().any(|s| s.starts_with(&key));
+            if !(inside || above_scope) {
+                continue;
+            }
             if let Some(after) = self.after {
                 // A folder whose keys all sort at or before `after` is skipped whole.
                 if !is_dir && key.as_str() <= after {
@@ -913,7 +972,7 @@ impl Walker<'_> {
                 }
             }
             if is_dir {
-                if let Some(group) = self.group(&key) {
+                if inside && let Some(group) = self.group(&key) {
                     // The whole folder falls in one common prefix: no need to look inside beyond
                     // knowing it holds an object.
                     if group.len() <= key.len()
@@ -1053,27 +1112,27 @@ mod tests {
             put(&store, key, key.as_bytes());
         }
         std::fs::create_dir_all(dir.path().join("empty/deeper")).unwrap();
-        let all = store.list("", None, None, 1000).unwrap();
+        let all = store.list("", None, None, 1000, &[]).unwrap();
         let keys: Vec<_> = all.objects.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(keys, ["a-b", "a/x", "a/y/z", "b", "c d%", "dir/", "dir/in"]);
         assert!(all.next_marker.is_none());
 
-        let grouped = store.list("", Some("/"), None, 1000).unwrap();
+        let grouped = store.list("", Some("/"), None, 1000, &[]).unwrap();
         let keys: Vec<_> = grouped.objects.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(keys, ["a-b", "b", "c d%"]);
         assert_eq!(grouped.common_prefixes, ["a/", "dir/"]);
 
-        let under = store.list("a/", Some("/"), None, 1000).unwrap();
+        let under = store.list("a/", Some("/"), None, 1000, &[]).unwrap();
         assert_eq!(under.objects.len(), 1);
         assert_eq!(under.common_prefixes, ["a/y/"]);
 
-        let partial = store.list("a", None, None, 1000).unwrap();
+        let partial = store.list("a", None, None, 1000, &[]).unwrap();
         assert_eq!(partial.objects.len(), 3);
 
         let mut seen = Vec::new();
         let mut after: Option<String> = None;
         loop {
-            let page = store.list("", None, after.as_deref(), 2).unwrap();
+            let page = store.list("", None, after.as_deref(), 2, &[]).unwrap();
             seen.extend(page.objects.iter().map(|o| o.key.clone()));
             match page.next_marker {
                 Some(m) => after = Some(m),
@@ -1081,6 +1140,101 @@ mod tests {
             }
         }
         assert_eq!(seen.len(), 7, "{seen:?}");
+    }
+
+    #[test]
+    fn a_create_only_write_never_replaces_other_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::new(dir.path().to_path_buf());
+        put(&store, "t/data/a.parquet", b"first");
+        let write = |body: &[u8]| {
+            let mut p = store.begin().unwrap();
+            p.write(body).unwrap();
+            store.commit(
+                p,
+                "t/data/a.parquet",
+                ObjectMeta::default(),
+                Overwrite::Never,
+            )
+        };
+        assert!(matches!(write(b"other"), Err(ObjectError::Replace)));
+        assert!(matches!(write(b"first longer"), Err(ObjectError::Replace)));
+        // The same bytes again (a retried PUT) succeed and change nothing.
+        assert_eq!(write(b"first").unwrap().size, 5);
+        let (mut file, _) = store.open("t/data/a.parquet").unwrap();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut body).unwrap();
+        assert_eq!(body, b"first");
+        // A new key is created; no temporary file is left behind by the refusals.
+        let mut p = store.begin().unwrap();
+        p.write(b"new").unwrap();
+        store
+            .commit(
+                p,
+                "t/data/b.parquet",
+                ObjectMeta::default(),
+                Overwrite::Never,
+            )
+            .unwrap();
+        let leftovers = std::fs::read_dir(dir.path().join(TMP_DIR)).unwrap().count();
+        assert_eq!(leftovers, 0);
+    }
+
+    #[test]
+    fn a_scoped_listing_names_nothing_outside_its_folders() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectStore::new(dir.path().to_path_buf());
+        for key in [
+            "ns/t/a",
+            "ns/t/sub/b",
+            "ns/t2/x",
+            "ns/t.x/y",
+            "ns/t-z",
+            "ns/u/secret",
+        ] {
+            put(&store, key, key.as_bytes());
+        }
+        let scope = vec!["ns/t/".to_string()];
+        // The folder without its slash, with a delimiter: only the folder itself rolls up.
+        let listed = store.list("ns/t", Some("/"), None, 1000, &scope).unwrap();
+        assert!(listed.objects.is_empty());
+        assert_eq!(listed.common_prefixes, ["ns/t/"]);
+        // Without a delimiter: the folder's keys and nothing that merely starts like it.
+        let listed = store.list("ns/t", None, None, 1000, &scope).unwrap();
+        let keys: Vec<_> = listed.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys, ["ns/t/a", "ns/t/sub/b"]);
+        // Paging by one: every marker is the folder's own, and the last page says so.
+        let mut markers = Vec::new();
+        let mut after: Option<String> = Some("ns/a".into());
+        loop {
+            let page = store
+                .list("ns/t", None, after.as_deref(), 1, &scope)
+                .unwrap();
+            for o in &page.objects {
+                assert!(o.key.starts_with("ns/t/"), "{}", o.key);
+            }
+            match page.next_marker {
+                Some(m) => {
+                    markers.push(m.clone());
+                    after = Some(m);
+                }
+                None => break,
+            }
+        }
+        assert!(
+            markers.iter().all(|m| m.starts_with("ns/t/")),
+            "{markers:?}"
+        );
+        // A start after the folder's last key ends the listing without naming the next table.
+        let past = store
+            .list("ns/t", None, Some("ns/t/sub/b"), 1, &scope)
+            .unwrap();
+        assert!(past.objects.is_empty() && past.next_marker.is_none());
+        // Two folders (a table that moved): both, and nothing between.
+        let moved = vec!["ns/t/".to_string(), "ns/u/".to_string()];
+        let listed = store.list("ns/", Some("/"), None, 1000, &moved).unwrap();
+        assert_eq!(listed.common_prefixes, ["ns/t/", "ns/u/"]);
+        assert!(listed.objects.is_empty());
     }
 
     #[test]

@@ -34,13 +34,25 @@ pub struct SigningScope<'a> {
     pub endpoint: &'a str,
     pub bucket: &'a str,
     pub region: &'a str,
-    /// The table's folder as a key prefix ending in `/`.
-    pub prefix: &'a str,
+    /// The table's folders as key prefixes, each ending in `/` (where the table is, and where it
+    /// was before a `set-location`).
+    pub prefixes: &'a [String],
     /// Writes (PUT, POST, DELETE) are signed only when true.
     pub may_write: bool,
     /// Deletes (DELETE of an object, DeleteObjects) are signed only when true; aborting a
-    /// multipart upload is not a delete.
+    /// multipart upload is not a delete. Where deletes are refused, so is replacing an object:
+    /// writes are signed as creates only (`If-None-Match: *`).
     pub may_delete: bool,
+}
+
+/// A header Floe adds to a request it signs (and binds to the signature), which the client must
+/// send as given.
+pub type AddedHeader = (&'static str, &'static str);
+
+/// Iceberg's metadata files: what every branch, tag and commit reads first. No catalog-issued
+/// access replaces one.
+pub fn is_metadata_file(key: &str) -> bool {
+    key.ends_with(".metadata.json")
 }
 
 /// The key a request is signed with.
@@ -239,7 +251,14 @@ fn bucket_and_key(scope: &SigningScope<'_>, uri: &Uri<'_>) -> Result<(String, St
 }
 
 fn inside(scope: &SigningScope<'_>, key: &str) -> bool {
-    key.starts_with(scope.prefix) && key.len() > scope.prefix.len()
+    scope
+        .prefixes
+        .iter()
+        .any(|prefix| key.starts_with(prefix.as_str()) && key.len() > prefix.len())
+}
+
+fn folders(scope: &SigningScope<'_>) -> String {
+    scope.prefixes.join(", ")
 }
 
 fn check_params(params: &[(String, String)], allowed: &[&str], what: &str) -> Result<()> {
@@ -298,8 +317,11 @@ fn allowed_amz_header(name: &str) -> bool {
         )
 }
 
-/// Refuses the request unless it stays inside the table's folder with a method the caller may use.
-pub fn check(scope: &SigningScope<'_>, request: &SignRequest) -> Result<()> {
+/// Refuses the request unless it stays inside the table's folders with a method the caller may use.
+/// A write that must not replace an object (where deletes are refused, and of any metadata file)
+/// is signed as a create only: the answer is the `If-None-Match: *` header to add, which the
+/// signature then covers, so the store itself refuses to replace an object.
+pub fn check(scope: &SigningScope<'_>, request: &SignRequest) -> Result<Option<AddedHeader>> {
     let uri = split_uri(&request.uri)?;
     let (bucket, key) = bucket_and_key(scope, &uri)?;
     if bucket != scope.bucket {
@@ -336,27 +358,56 @@ pub fn check(scope: &SigningScope<'_>, request: &SignRequest) -> Result<()> {
     if !key.is_empty() {
         if !inside(scope, &key) {
             return Err(refuse(format!(
-                "the object {key:?} is outside this table's folder {:?}",
-                scope.prefix
+                "the object {key:?} is outside this table's folders ({})",
+                folders(scope)
             )));
         }
+        let has = |name: &str| params.iter().any(|(n, _)| n == name);
+        // What makes or replaces the object itself: PutObject, CopyObject, and
+        // CompleteMultipartUpload (parts and uploads are not the object yet).
+        let writes_object = match method.as_str() {
+            "PUT" => !has("uploadId") && !has("partNumber"),
+            "POST" => has("uploadId"),
+            _ => false,
+        };
+        let create_only = writes_object && (!scope.may_delete || is_metadata_file(&key));
         match method.as_str() {
-            "GET" | "HEAD" => check_params(&params, OBJECT_READ_PARAMS, "reads"),
+            "GET" | "HEAD" => check_params(&params, OBJECT_READ_PARAMS, "reads")?,
             "PUT" => {
                 check_params(&params, OBJECT_PUT_PARAMS, "writes")?;
                 if let Some(source) = header(&headers, "x-amz-copy-source") {
                     check_copy_source(scope, source)?;
+                    if create_only {
+                        return Err(refuse(
+                            "copies onto an object are not signed where objects may not be \
+                             replaced (metadata files, or while the warehouse has branches or \
+                             tags)",
+                        ));
+                    }
                 }
-                Ok(())
             }
-            "POST" => check_params(&params, OBJECT_POST_PARAMS, "object POSTs"),
-            "DELETE" => check_params(&params, OBJECT_DELETE_PARAMS, "deletes"),
-            other => Err(refuse(format!("Floe does not sign {other} requests"))),
+            "POST" => check_params(&params, OBJECT_POST_PARAMS, "object POSTs")?,
+            "DELETE" => check_params(&params, OBJECT_DELETE_PARAMS, "deletes")?,
+            other => return Err(refuse(format!("Floe does not sign {other} requests"))),
+        }
+        if !create_only {
+            return Ok(None);
+        }
+        if header(&headers, "if-match").is_some() {
+            return Err(refuse(
+                "If-Match replaces an object, which is not signed here (metadata files, or while \
+                 the warehouse has branches or tags)",
+            ));
+        }
+        match header(&headers, "if-none-match") {
+            Some("*") => Ok(None),
+            Some(_) => Err(refuse("writes are signed with If-None-Match: * only")),
+            None => Ok(Some(("If-None-Match", "*"))),
         }
     } else {
         match method.as_str() {
-            "GET" if params.len() == 1 && params[0].0 == "location" => Ok(()),
-            "HEAD" if params.iter().all(|(name, _)| name == "x-id") => Ok(()),
+            "GET" if params.len() == 1 && params[0].0 == "location" => Ok(None),
+            "HEAD" if params.iter().all(|(name, _)| name == "x-id") => Ok(None),
             "GET" => {
                 check_params(&params, LIST_PARAMS, "listings")?;
                 let prefix = params
@@ -365,13 +416,17 @@ pub fn check(scope: &SigningScope<'_>, request: &SignRequest) -> Result<()> {
                     .map(|(_, value)| value.as_str())
                     .unwrap_or("");
                 check_key_text(prefix)?;
-                if !prefix.starts_with(scope.prefix) {
+                if !scope
+                    .prefixes
+                    .iter()
+                    .any(|folder| prefix.starts_with(folder.as_str()))
+                {
                     return Err(refuse(format!(
-                        "a listing must have a prefix inside this table's folder {:?}",
-                        scope.prefix
+                        "a listing must have a prefix inside one of this table's folders ({})",
+                        folders(scope)
                     )));
                 }
-                Ok(())
+                Ok(None)
             }
             "POST" if params.iter().any(|(name, _)| name == "delete") => {
                 check_params(&params, &["delete", "x-id"], "DeleteObjects")?;
@@ -382,11 +437,11 @@ pub fn check(scope: &SigningScope<'_>, request: &SignRequest) -> Result<()> {
                     check_key_text(&key)?;
                     if !inside(scope, &key) {
                         return Err(refuse(format!(
-                            "DeleteObjects names {key:?}, outside this table's folder"
+                            "DeleteObjects names {key:?}, outside this table's folders"
                         )));
                     }
                 }
-                Ok(())
+                Ok(None)
             }
             _ => Err(refuse(format!(
                 "Floe signs no {method} request on the bucket itself"
@@ -495,7 +550,12 @@ fn signed_header(name: &str) -> bool {
         ))
         || matches!(
             name.as_str(),
-            "content-md5" | "content-type" | "content-encoding" | "content-disposition"
+            "content-md5"
+                | "content-type"
+                | "content-encoding"
+                | "content-disposition"
+                | "if-none-match"
+                | "if-match"
         )
 }
 
@@ -579,12 +639,15 @@ pub fn sign_request(
 mod tests {
     use super::*;
 
+    static FOLDER: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| vec!["ns/t/".to_string()]);
+
     fn scope(may_write: bool) -> SigningScope<'static> {
         SigningScope {
             endpoint: "http://127.0.0.1:9000",
             bucket: "demo",
             region: "us-east-1",
-            prefix: "ns/t/",
+            prefixes: &FOLDER,
             may_write,
             may_delete: may_write,
         }
@@ -735,6 +798,112 @@ mod tests {
         ));
     }
 
+    fn copy_inside() -> SignRequest {
+        let mut copy = request("PUT", "http://127.0.0.1:9000/demo/ns/t/data/b");
+        copy.headers
+            .insert("x-amz-copy-source".into(), vec!["demo/ns/t/data/a".into()]);
+        copy
+    }
+
+    #[test]
+    fn writes_that_must_not_replace_an_object_are_signed_as_creates() {
+        let rw = scope(true);
+        let keep = SigningScope {
+            may_delete: false,
+            ..rw.clone()
+        };
+        let put = request("PUT", "http://127.0.0.1:9000/demo/ns/t/data/a.parquet");
+        let complete = request("POST", "http://127.0.0.1:9000/demo/ns/t/data/a?uploadId=u1");
+        let part = request(
+            "PUT",
+            "http://127.0.0.1:9000/demo/ns/t/data/a?partNumber=1&uploadId=u1",
+        );
+        let start = request("POST", "http://127.0.0.1:9000/demo/ns/t/data/a?uploads");
+        let create_only = Some(("If-None-Match", "*"));
+        // Where deletes are allowed, data files may be replaced; where not, only created.
+        assert_eq!(check(&rw, &put).unwrap(), None);
+        assert_eq!(check(&keep, &put).unwrap(), create_only);
+        assert_eq!(check(&keep, &complete).unwrap(), create_only);
+        assert_eq!(check(&keep, &part).unwrap(), None);
+        assert_eq!(check(&keep, &start).unwrap(), None);
+        // Metadata files are never replaced, whoever asks.
+        let metadata = request(
+            "PUT",
+            "http://127.0.0.1:9000/demo/ns/t/metadata/00001-x.metadata.json",
+        );
+        assert_eq!(check(&rw, &metadata).unwrap(), create_only);
+        let mut copy = copy_inside();
+        assert!(allowed(&rw, &copy));
+        copy.uri = "http://127.0.0.1:9000/demo/ns/t/metadata/v2.metadata.json".into();
+        assert!(!allowed(&rw, &copy));
+        // A client that asks for a create itself needs nothing added; If-Match (a replace) or
+        // another If-None-Match is refused.
+        let mut asked = metadata.clone();
+        asked
+            .headers
+            .insert("If-None-Match".into(), vec!["*".into()]);
+        assert_eq!(check(&rw, &asked).unwrap(), None);
+        asked
+            .headers
+            .insert("If-None-Match".into(), vec!["\"abc\"".into()]);
+        assert!(!allowed(&rw, &asked));
+        let mut replace = put.clone();
+        replace
+            .headers
+            .insert("If-Match".into(), vec!["\"abc\"".into()]);
+        assert!(allowed(&rw, &replace) && !allowed(&keep, &replace));
+        // The added header is signed: a request sent without it fails the store's check.
+        let key = SigningKey {
+            access_key_id: "AKIDEXAMPLE",
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            session_token: None,
+        };
+        let mut with_header = put.clone();
+        with_header
+            .headers
+            .insert("If-None-Match".into(), vec!["*".into()]);
+        let signed = sign_request(&keep, &with_header, &key, SystemTime::UNIX_EPOCH).unwrap();
+        let plain = sign_request(&keep, &put, &key, SystemTime::UNIX_EPOCH).unwrap();
+        let auth = |h: &BTreeMap<String, Vec<String>>| h["authorization"][0].clone();
+        assert!(auth(&signed).contains("if-none-match"), "{}", auth(&signed));
+        assert_ne!(auth(&signed), auth(&plain));
+    }
+
+    #[test]
+    fn a_table_that_moved_is_signed_in_each_of_its_folders() {
+        let moved = vec!["ns/x1/".to_string(), "ns/x2/".to_string()];
+        let scope = SigningScope {
+            prefixes: &moved,
+            ..scope(true)
+        };
+        assert!(allowed(
+            &scope,
+            &request("GET", "http://127.0.0.1:9000/demo/ns/x1/metadata/snap.avro")
+        ));
+        assert!(allowed(
+            &scope,
+            &request("GET", "http://127.0.0.1:9000/demo/ns/x2/data/a")
+        ));
+        assert!(allowed(
+            &scope,
+            &request(
+                "GET",
+                "http://127.0.0.1:9000/demo?list-type=2&prefix=ns%2Fx1%2F"
+            )
+        ));
+        assert!(!allowed(
+            &scope,
+            &request("GET", "http://127.0.0.1:9000/demo/ns/x3/a")
+        ));
+        assert!(!allowed(
+            &scope,
+            &request(
+                "GET",
+                "http://127.0.0.1:9000/demo?list-type=2&prefix=ns%2Fx"
+            )
+        ));
+    }
+
     #[test]
     fn readers_get_reads_only() {
         let ro = scope(false);
@@ -776,6 +945,8 @@ mod tests {
         assert!(!allowed(&keep, &delete));
         let put = request("PUT", "http://127.0.0.1:9000/demo/ns/t/data/c");
         assert!(allowed(&keep, &put));
+        // ...but only as creates: copies onto a key are refused.
+        assert!(!allowed(&keep, &copy_inside()));
         let one = request("DELETE", "http://127.0.0.1:9000/demo/ns/t/data/c");
         assert!(allowed(&rw, &one) && !allowed(&keep, &one));
         let abort = request(

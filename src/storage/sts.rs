@@ -63,11 +63,18 @@ pub fn arn_partition(region: &str) -> &'static str {
     }
 }
 
-/// The session policy for one table folder (`prefix` ends in `/`) of `bucket` in `region`.
-pub fn table_policy(bucket: &str, prefix: &str, access: FileAccess, region: &str) -> Value {
+/// The session policy for one table's folders (each prefix ends in `/`: where the table is, and
+/// where it was before a `set-location`) of `bucket` in `region`.
+///
+/// What S3 itself then enforces: reads, listings and (for writers) writes inside the folders
+/// only; deletes only with `FileAccess::Full`; and metadata files (`*.metadata.json`) written
+/// only as creates (`If-None-Match: *`), never replaced. What it cannot: refusing to replace a
+/// data file under `FileAccess::NoDelete`, since S3 can refuse a plain PUT only by refusing every
+/// PUT without `If-None-Match`, which engines do not send (see README).
+pub fn table_policy(bucket: &str, prefixes: &[String], access: FileAccess, region: &str) -> Value {
     let partition = arn_partition(region);
     let bucket = escape_policy_text(bucket);
-    let prefix = escape_policy_text(prefix);
+    let prefixes: Vec<String> = prefixes.iter().map(|p| escape_policy_text(p)).collect();
     let mut object_actions = vec!["s3:GetObject", "s3:GetObjectVersion"];
     if access.may_write() {
         object_actions.extend([
@@ -79,29 +86,54 @@ pub fn table_policy(bucket: &str, prefix: &str, access: FileAccess, region: &str
     if access.may_delete() {
         object_actions.push("s3:DeleteObject");
     }
+    let objects: Vec<String> = prefixes
+        .iter()
+        .map(|prefix| format!("arn:{partition}:s3:::{bucket}/{prefix}*"))
+        .collect();
+    let listed: Vec<String> = prefixes.iter().map(|prefix| format!("{prefix}*")).collect();
+    let mut statements = vec![
+        json!({
+            "Sid": "TableObjects",
+            "Effect": "Allow",
+            "Action": object_actions,
+            "Resource": objects,
+        }),
+        json!({
+            "Sid": "TableListing",
+            "Effect": "Allow",
+            "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
+            "Resource": [format!("arn:{partition}:s3:::{bucket}")],
+            "Condition": {"StringLike": {"s3:prefix": listed}},
+        }),
+        json!({
+            "Sid": "BucketLocation",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketLocation"],
+            "Resource": [format!("arn:{partition}:s3:::{bucket}")],
+        }),
+    ];
+    if access.may_write() {
+        // A PutObject, CopyObject or CompleteMultipartUpload of a metadata file without
+        // `If-None-Match` (which S3 honours as "create only") is denied; the parts of a multipart
+        // upload (`s3:ObjectCreationOperation` false) are not.
+        let metadata: Vec<String> = prefixes
+            .iter()
+            .map(|prefix| format!("arn:{partition}:s3:::{bucket}/{prefix}*.metadata.json"))
+            .collect();
+        statements.push(json!({
+            "Sid": "MetadataFilesAreNeverReplaced",
+            "Effect": "Deny",
+            "Action": ["s3:PutObject"],
+            "Resource": metadata,
+            "Condition": {
+                "Null": {"s3:if-none-match": "true"},
+                "Bool": {"s3:ObjectCreationOperation": "true"},
+            },
+        }));
+    }
     json!({
         "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "TableObjects",
-                "Effect": "Allow",
-                "Action": object_actions,
-                "Resource": [format!("arn:{partition}:s3:::{bucket}/{prefix}*")],
-            },
-            {
-                "Sid": "TableListing",
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
-                "Resource": [format!("arn:{partition}:s3:::{bucket}")],
-                "Condition": {"StringLike": {"s3:prefix": [format!("{prefix}*")]}},
-            },
-            {
-                "Sid": "BucketLocation",
-                "Effect": "Allow",
-                "Action": ["s3:GetBucketLocation"],
-                "Resource": [format!("arn:{partition}:s3:::{bucket}")],
-            },
-        ],
+        "Statement": statements,
     })
 }
 
@@ -182,11 +214,15 @@ pub async fn assume_role(request: AssumeRole<'_>) -> Result<TemporaryKey> {
 mod tests {
     use super::*;
 
+    fn one(prefix: &str) -> Vec<String> {
+        vec![prefix.to_string()]
+    }
+
     #[test]
     fn policy_metacharacters_in_names_stay_literal() {
         let policy = table_policy(
             "bucket",
-            "wh/ns*/t?$\"x'%/",
+            &one("wh/ns*/t?$\"x'%/"),
             FileAccess::ReadOnly,
             "us-east-1",
         );
@@ -206,34 +242,66 @@ mod tests {
         // Read-only keys get no write action.
         let actions = policy["Statement"][0]["Action"].to_string();
         assert!(!actions.contains("Put") && !actions.contains("Delete"));
-        let rw = table_policy("bucket", "wh/t/", FileAccess::Full, "us-east-1");
+        let rw = table_policy("bucket", &one("wh/t/"), FileAccess::Full, "us-east-1");
         let actions = rw["Statement"][0]["Action"].to_string();
         assert!(actions.contains("s3:PutObject") && actions.contains("s3:DeleteObject"));
         // While other refs exist: writes, no deletes.
-        let keep = table_policy("bucket", "wh/t/", FileAccess::NoDelete, "us-east-1");
+        let keep = table_policy("bucket", &one("wh/t/"), FileAccess::NoDelete, "us-east-1");
         let actions = keep["Statement"][0]["Action"].to_string();
         assert!(actions.contains("s3:PutObject") && !actions.contains("Delete"));
+    }
+
+    #[test]
+    fn every_folder_is_allowed_and_metadata_files_are_created_only() {
+        let folders = vec!["wh/x1/".to_string(), "wh/x2/".to_string()];
+        let policy = table_policy("bucket", &folders, FileAccess::Full, "us-east-1");
+        assert_eq!(
+            policy["Statement"][0]["Resource"],
+            json!(["arn:aws:s3:::bucket/wh/x1/*", "arn:aws:s3:::bucket/wh/x2/*"])
+        );
+        assert_eq!(
+            policy["Statement"][1]["Condition"]["StringLike"]["s3:prefix"],
+            json!(["wh/x1/*", "wh/x2/*"])
+        );
+        let deny = &policy["Statement"][3];
+        assert_eq!(deny["Effect"], "Deny");
+        assert_eq!(deny["Action"], json!(["s3:PutObject"]));
+        assert_eq!(
+            deny["Resource"],
+            json!([
+                "arn:aws:s3:::bucket/wh/x1/*.metadata.json",
+                "arn:aws:s3:::bucket/wh/x2/*.metadata.json"
+            ])
+        );
+        assert_eq!(deny["Condition"]["Null"]["s3:if-none-match"], "true");
+        assert_eq!(
+            deny["Condition"]["Bool"]["s3:ObjectCreationOperation"],
+            "true"
+        );
+        // Readers cannot write at all, so they need no deny.
+        let read = table_policy("bucket", &folders, FileAccess::ReadOnly, "us-east-1");
+        assert_eq!(read["Statement"].as_array().unwrap().len(), 3);
     }
 
     #[test]
     fn policy_variables_cannot_be_injected() {
         let policy = table_policy(
             "bucket",
-            "${aws:username}/t/",
+            &one("${aws:username}/t/"),
             FileAccess::Full,
             "us-east-1",
         );
         let resource = policy["Statement"][0]["Resource"][0].as_str().unwrap();
         assert_eq!(resource, "arn:aws:s3:::bucket/${$}{aws:username}/t/*");
         // Other partitions name their own ARNs.
-        let china = table_policy("bucket", "t/", FileAccess::ReadOnly, "cn-north-1");
+        let china = table_policy("bucket", &one("t/"), FileAccess::ReadOnly, "cn-north-1");
         assert_eq!(
             china["Statement"][0]["Resource"][0],
             "arn:aws-cn:s3:::bucket/t/*"
         );
         assert_eq!(
-            table_policy("bucket", "t/", FileAccess::ReadOnly, "us-gov-west-1")["Statement"][1]["Resource"]
-                [0],
+            table_policy("bucket", &one("t/"), FileAccess::ReadOnly, "us-gov-west-1")["Statement"]
+                [1]["Resource"][0],
             "arn:aws-us-gov:s3:::bucket"
         );
     }

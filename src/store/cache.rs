@@ -494,10 +494,34 @@ impl TabularStore for CachedTabularStore {
         prefixes: &[String],
         inside: Option<&str>,
         except: Option<TabularId>,
+        uuid: Option<uuid::Uuid>,
     ) -> Result<Option<String>> {
         self.inner
-            .overlapping_table(warehouse, prefixes, inside, except)
+            .overlapping_table(warehouse, prefixes, inside, except, uuid)
             .await
+    }
+
+    async fn claimed_folders(
+        &self,
+        warehouse: WarehouseId,
+        uuid: uuid::Uuid,
+    ) -> Result<Vec<String>> {
+        self.inner.claimed_folders(warehouse, uuid).await
+    }
+
+    async fn recorded_version(
+        &self,
+        warehouse: WarehouseId,
+        uuid: uuid::Uuid,
+        metadata_location: &str,
+    ) -> Result<bool> {
+        self.inner
+            .recorded_version(warehouse, uuid, metadata_location)
+            .await
+    }
+
+    async fn release_claims(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<bool> {
+        self.inner.release_claims(warehouse, uuid).await
     }
 
     async fn commit_tabulars(

@@ -162,17 +162,36 @@ pub trait TabularStore: Send + Sync {
         ref_name: &str,
         ident: &TabularIdent,
     ) -> Result<Option<(TabularId, i64)>>;
-    /// The location of a table or view of the warehouse (on any ref) whose location overlaps
-    /// `location`: equal to one of `prefixes` (the location and its parent folders), or, when
-    /// `inside`, lying below `location`. The row `except` (the table being changed) is not
-    /// counted.
+    /// The location of a table or view of the warehouse (on any ref), or of a folder another
+    /// table still claims, that overlaps `location`: equal to one of `prefixes` (the location and
+    /// its parent folders), or, when `inside`, lying below `location`. The row `except` (the
+    /// table being changed) and the claims of `uuid` (its own) are not counted.
     async fn overlapping_table(
         &self,
         warehouse: WarehouseId,
         prefixes: &[String],
         inside: Option<&str>,
         except: Option<TabularId>,
+        uuid: Option<uuid::Uuid>,
     ) -> Result<Option<String>>;
+    /// The folders the table (or view) with this UUID claims in the warehouse, by location: every
+    /// location it has had on any line, until a purge releases them.
+    async fn claimed_folders(
+        &self,
+        warehouse: WarehouseId,
+        uuid: uuid::Uuid,
+    ) -> Result<Vec<String>>;
+    /// Whether some line of the warehouse recorded `metadata_location` as a version of the table
+    /// with this UUID (a file Floe itself committed or registered for that table).
+    async fn recorded_version(
+        &self,
+        warehouse: WarehouseId,
+        uuid: uuid::Uuid,
+        metadata_location: &str,
+    ) -> Result<bool>;
+    /// Releases every folder claim of the table with this UUID, once its files are purged; does
+    /// nothing (and answers false) while any line still has a row with that UUID.
+    async fn release_claims(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<bool>;
     /// Names of the tables (or views) of a namespace, by name.
     async fn list_tabulars(
         &self,

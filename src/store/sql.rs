@@ -849,11 +849,16 @@ macro_rules! impl_sql_store {
                 if has_namespaces.is_some() {
                     return Err(not_empty());
                 }
-                sqlx::query("DELETE FROM access_keys WHERE warehouse_id = $1")
-                    .bind(id.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| db_error("deleting a warehouse", e))?;
+                for statement in [
+                    "DELETE FROM access_keys WHERE warehouse_id = $1",
+                    "DELETE FROM folder_claims WHERE warehouse_id = $1",
+                ] {
+                    sqlx::query(statement)
+                        .bind(id.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| db_error("deleting a warehouse", e))?;
+                }
                 // Its history goes with it: every line's entries and commits, then the lines.
                 for statement in [
                     "DELETE FROM tabular_history WHERE line_id IN (SELECT id FROM refs WHERE warehouse_id = $1)",
@@ -2241,18 +2246,24 @@ macro_rules! impl_sql_store {
                 .collect();
             let filter = "warehouse_id = $1 AND id <> $2 AND NOT (uuid = $4 AND ref_id <> $5) \
                  AND (kind = 'table' OR $3 = 'any')";
-            let mut sql = format!(
-                "SELECT location FROM tabulars WHERE {filter} AND location >= $6 \
-                 AND location < $7 UNION ALL SELECT location FROM tabulars WHERE {filter} \
-                 AND location IN ("
-            );
+            // Claims outlive rows: the folders a table moved away from, and those of dropped
+            // tables that are not purged, belong to their table's UUID still.
+            let claims = "warehouse_id = $1 AND table_uuid <> $4 AND (kind = 'table' OR $3 = 'any')";
+            let mut listed = String::new();
             for i in 0..above.len() {
                 if i > 0 {
-                    sql.push_str(", ");
+                    listed.push_str(", ");
                 }
-                sql.push_str(&format!("${}", i + 8));
+                listed.push_str(&format!("${}", i + 8));
             }
-            sql.push_str(") LIMIT 1");
+            let sql = format!(
+                "SELECT location FROM tabulars WHERE {filter} AND location >= $6 \
+                 AND location < $7 UNION ALL SELECT location FROM tabulars WHERE {filter} \
+                 AND location IN ({listed}) UNION ALL SELECT location FROM folder_claims \
+                 WHERE {claims} AND location >= $6 AND location < $7 UNION ALL \
+                 SELECT location FROM folder_claims WHERE {claims} AND location IN ({listed}) \
+                 LIMIT 1"
+            );
             // Only numbered placeholders are formatted into the text; every value is bound.
             let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .persistent(false)
@@ -2270,6 +2281,29 @@ macro_rules! impl_sql_store {
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(|e| db_error("committing", e))
+        }
+
+        /// Records that the table (or view) `uuid` claims `location` (idempotent). The claim stays
+        /// when the table moves on or is dropped, until a purge has deleted its files.
+        async fn claim_folder(
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
+            warehouse: WarehouseId,
+            location: &str,
+            uuid: Uuid,
+            kind: TabularKind,
+        ) -> Result<()> {
+            sqlx::query(
+                "INSERT INTO folder_claims (warehouse_id, location, table_uuid, kind) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(warehouse.0)
+            .bind(location.trim_end_matches('/'))
+            .bind(uuid)
+            .bind(kind.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| db_error("committing", e))?;
+            Ok(())
         }
 
         fn overlap_error(location: &str, other: &str) -> Error {
@@ -2373,6 +2407,7 @@ macro_rules! impl_sql_store {
                             if inserted.is_none() {
                                 return Err(taken(t.kind, &t.ident));
                             }
+                            claim_folder(conn, t.warehouse_id, &t.location, t.uuid, t.kind).await?;
                             at = Some(t.updated_at);
                             written = t.id;
                             entries.push(HistoryEntry::Tabular {
@@ -2491,6 +2526,8 @@ macro_rules! impl_sql_store {
                         {
                             return Err(overlap_error(location, &other));
                         }
+                        let kind = TabularKind::parse(&kind).unwrap_or(TabularKind::Table);
+                        claim_folder(conn, *warehouse, location, *uuid, kind).await?;
                     }
                 }
                 Ok((entries, at))
@@ -2704,26 +2741,33 @@ macro_rules! impl_sql_store {
                 prefixes: &[String],
                 inside: Option<&str>,
                 except: Option<TabularId>,
+                uuid: Option<Uuid>,
             ) -> Result<Option<String>> {
-                let mut sql = String::from(
-                    "SELECT location FROM tabulars WHERE warehouse_id = $1 \
-                     AND id <> $2 AND (location IN (",
-                );
+                let mut listed = String::new();
                 for i in 0..prefixes.len().max(1) {
                     if i > 0 {
-                        sql.push_str(", ");
+                        listed.push_str(", ");
                     }
-                    sql.push_str(&format!("${}", i + 3));
+                    listed.push_str(&format!("${}", i + 4));
                 }
-                sql.push_str("))");
+                // Live rows of other tables, then folders other tables still claim (`$3`: the
+                // caller's own UUID, whose claims do not count; nil claims nothing).
+                let mut sql = format!(
+                    "SELECT location FROM tabulars WHERE warehouse_id = $1 AND id <> $2 \
+                     AND location IN ({listed}) UNION ALL SELECT location FROM folder_claims \
+                     WHERE warehouse_id = $1 AND table_uuid <> $3 AND location IN ({listed})"
+                );
                 // What lies inside a folder is a range of the location index: from `folder/` up
                 // to (not including) `folder0` ('0' follows '/'), in byte order (PostgreSQL:
                 // the column's collation is "C", migration 0007).
-                let inside_param = prefixes.len().max(1) + 3;
+                let inside_param = prefixes.len().max(1) + 4;
                 if inside.is_some() {
                     sql.push_str(&format!(
                         " UNION ALL SELECT location FROM tabulars WHERE warehouse_id = $1 \
-                         AND id <> $2 AND location >= ${inside_param} AND location < ${}",
+                         AND id <> $2 AND location >= ${inside_param} AND location < ${} \
+                         UNION ALL SELECT location FROM folder_claims WHERE warehouse_id = $1 \
+                         AND table_uuid <> $3 AND location >= ${inside_param} AND location < ${}",
+                        inside_param + 1,
                         inside_param + 1
                     ));
                 }
@@ -2733,7 +2777,8 @@ macro_rules! impl_sql_store {
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .persistent(false)
                     .bind(warehouse.0)
-                    .bind(except.map(|id| id.0).unwrap_or(Uuid::nil()));
+                    .bind(except.map(|id| id.0).unwrap_or(Uuid::nil()))
+                    .bind(uuid.unwrap_or(Uuid::nil()));
                 if prefixes.is_empty() {
                     query = query.bind("");
                 }
@@ -2751,6 +2796,50 @@ macro_rules! impl_sql_store {
                 row.map(|row| row.try_get::<String, _>("location"))
                     .transpose()
                     .map_err(|e| db_error("checking table locations", e))
+            }
+
+            async fn claimed_folders(&self, warehouse: WarehouseId, uuid: Uuid) -> Result<Vec<String>> {
+                sqlx::query_scalar(
+                    "SELECT location FROM folder_claims WHERE warehouse_id = $1 AND table_uuid = $2 \
+                     ORDER BY location",
+                )
+                .bind(warehouse.0)
+                .bind(uuid)
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error("reading a table's folders", e))
+            }
+
+            async fn recorded_version(
+                &self,
+                warehouse: WarehouseId,
+                uuid: Uuid,
+                metadata_location: &str,
+            ) -> Result<bool> {
+                let found: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM tabular_history h JOIN refs r ON r.id = h.line_id \
+                     WHERE h.uuid = $1 AND h.metadata_location = $2 AND r.warehouse_id = $3 LIMIT 1",
+                )
+                .bind(uuid)
+                .bind(metadata_location)
+                .bind(warehouse.0)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a table's history", e))?;
+                Ok(found.is_some())
+            }
+
+            async fn release_claims(&self, warehouse: WarehouseId, uuid: Uuid) -> Result<bool> {
+                let done = sqlx::query(
+                    "DELETE FROM folder_claims WHERE warehouse_id = $1 AND table_uuid = $2 \
+                     AND NOT EXISTS (SELECT 1 FROM tabulars WHERE warehouse_id = $1 AND uuid = $2)",
+                )
+                .bind(warehouse.0)
+                .bind(uuid)
+                .execute(&self.write)
+                .await
+                .map_err(|e| db_error("releasing a table's folders", e))?;
+                Ok(done.rows_affected() > 0)
             }
 
             async fn list_tabulars(

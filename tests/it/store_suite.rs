@@ -62,6 +62,7 @@ store_suite!(
     access_keys_are_listed_and_deleted_per_warehouse,
     overlapping_table_locations_are_found,
     claimed_folders_never_overlap,
+    folders_stay_claimed_until_released,
     concurrent_creates_in_one_namespace_all_land,
     every_change_is_recorded_as_a_commit,
     branches_inherit_until_they_diverge,
@@ -1465,7 +1466,7 @@ async fn overlapping_table_locations_are_found(store: Persistence, db: &TestDb) 
         async move {
             store
                 .tabulars
-                .overlapping_table(warehouse, &prefixes, inside, except)
+                .overlapping_table(warehouse, &prefixes, inside, except, None)
                 .await
                 .unwrap()
         }
@@ -1497,8 +1498,26 @@ async fn overlapping_table_locations_are_found(store: Persistence, db: &TestDb) 
         find(&["s3://b/ns/t_"], Some("s3://b/ns/t_"), None).await,
         None
     );
-    // The row being changed is not its own overlap, whatever UUID anything claims.
-    assert_eq!(find(&["s3://b/ns/t_%x"], None, Some(t.id)).await, None);
+    // The row being changed is not its own overlap, nor are its own claims; its folder stays
+    // claimed for anyone else.
+    assert_eq!(
+        store
+            .tabulars
+            .overlapping_table(
+                warehouse.id,
+                &["s3://b/ns/t_%x".to_string()],
+                None,
+                Some(t.id),
+                Some(t.uuid)
+            )
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        find(&["s3://b/ns/t_%x"], None, Some(t.id)).await,
+        Some("s3://b/ns/t_%x".to_string())
+    );
     assert_eq!(
         find(&["s3://b/ns/t_%x"], None, Some(TabularId::new())).await,
         Some("s3://b/ns/t_%x".to_string())
@@ -1593,6 +1612,169 @@ async fn claimed_folders_never_overlap(store: Persistence, db: &TestDb) {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::BadRequest);
+}
+
+/// A table keeps its folders claimed after it moves on or is dropped: no other table may be
+/// placed there (early check and final check in the commit), until the claims are released,
+/// which does nothing while any line still has a row of that UUID.
+async fn folders_stay_claimed_until_released(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&warehouse, &main, &["mv"]), meta())
+        .await
+        .unwrap();
+    let at = |name: &str, location: &str| {
+        let mut t = tabular(&warehouse, &main, &["mv"], name, TabularKind::Table);
+        t.location = location.to_string();
+        t
+    };
+    let x = at("x", "s3://demo/mv/x1");
+    store
+        .tabulars
+        .commit_tabulars(main.id, &[TabularChange::Create(x.clone())], meta())
+        .await
+        .unwrap();
+    // x moves to x2 (set-location): x1 stays x's.
+    let mut moved = update_of(&x, 0, "s3://demo/mv/x2/metadata/00001.metadata.json");
+    if let TabularChange::Update {
+        location,
+        claims_location,
+        ..
+    } = &mut moved
+    {
+        *location = "s3://demo/mv/x2".into();
+        *claims_location = Some(warehouse.id);
+    }
+    store
+        .tabulars
+        .commit_tabulars(main.id, &[moved], meta())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .tabulars
+            .claimed_folders(warehouse.id, x.uuid)
+            .await
+            .unwrap(),
+        ["s3://demo/mv/x1", "s3://demo/mv/x2"]
+    );
+    let early = |location: &'static str, uuid: uuid::Uuid| {
+        let store = store.clone();
+        let warehouse = warehouse.id;
+        async move {
+            store
+                .tabulars
+                .overlapping_table(
+                    warehouse,
+                    &["s3://demo/mv".to_string(), location.to_string()],
+                    Some(location),
+                    None,
+                    Some(uuid),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let stranger = uuid::Uuid::new_v4();
+    // The old folder, and one inside it, are taken for anyone but x itself.
+    assert_eq!(
+        early("s3://demo/mv/x1", stranger).await.as_deref(),
+        Some("s3://demo/mv/x1")
+    );
+    assert_eq!(early("s3://demo/mv/x1", x.uuid).await, None);
+    for location in ["s3://demo/mv/x1", "s3://demo/mv/x1/deeper"] {
+        let err = store
+            .tabulars
+            .commit_tabulars(main.id, &[TabularChange::Create(at("y", location))], meta())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, ErrorKind::BadRequest, "{location}: {err:?}");
+    }
+    // A folder containing it is taken as well; a sibling is free.
+    let err = store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[TabularChange::Create(at("y", "s3://demo/mv"))],
+            meta(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadRequest);
+    assert!(
+        store
+            .tabulars
+            .recorded_version(
+                warehouse.id,
+                x.uuid,
+                "s3://demo/mv/x2/metadata/00001.metadata.json"
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .tabulars
+            .recorded_version(
+                warehouse.id,
+                stranger,
+                "s3://demo/mv/x2/metadata/00001.metadata.json"
+            )
+            .await
+            .unwrap()
+    );
+    // Dropped (not purged): still claimed, and nothing is released while x has a row anywhere.
+    assert!(
+        !store
+            .tabulars
+            .release_claims(warehouse.id, x.uuid)
+            .await
+            .unwrap()
+    );
+    store
+        .tabulars
+        .drop_tabular(main.id, &x.ident, TabularKind::Table, meta())
+        .await
+        .unwrap();
+    assert!(early("s3://demo/mv/x2", stranger).await.is_some());
+    let err = store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[TabularChange::Create(at("y", "s3://demo/mv/x2"))],
+            meta(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::BadRequest);
+    // Released (after a purge): the folders are free again.
+    assert!(
+        store
+            .tabulars
+            .release_claims(warehouse.id, x.uuid)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .tabulars
+            .claimed_folders(warehouse.id, x.uuid)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(early("s3://demo/mv/x1", stranger).await, None);
+    store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[TabularChange::Create(at("y", "s3://demo/mv/x1"))],
+            meta(),
+        )
+        .await
+        .unwrap();
 }
 
 /// Creates claim their folders under a warehouse lock and take the line's commit record; racing
