@@ -90,12 +90,16 @@ impl Default for ServerConfig {
 pub struct StorageConfig {
     /// Where the embedded defaults live: `catalog.db`, `secret.key`, `warehouses/`.
     pub data_dir: PathBuf,
+    /// Folders local warehouses may use besides `<data_dir>/warehouses` (absolute paths). A
+    /// local warehouse's root must lie in one of them, and never reaches Floe's own files.
+    pub local_roots: Vec<PathBuf>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             data_dir: PathBuf::from("./floe-data"),
+            local_roots: Vec::new(),
         }
     }
 }
@@ -421,6 +425,12 @@ impl Config {
         {
             bail!("gateway.public_url must start with http:// or https://");
         }
+        if let Some(relative) = self.storage.local_roots.iter().find(|p| !p.is_absolute()) {
+            bail!(
+                "storage.local_roots must hold absolute paths ({} is not)",
+                relative.display()
+            );
+        }
         if self.gateway.multipart_expiry_secs == 0 {
             bail!("gateway.multipart_expiry_secs must be positive");
         }
@@ -530,6 +540,19 @@ mod tests {
             DatabaseTarget::Postgres(_)
         ));
         assert!(!format!("{config:?}").contains("pw"));
+        let config = Config::load(
+            None,
+            env(&[("FLOE__STORAGE__LOCAL_ROOTS", "[\"/srv/lake\", \"/data/x\"]")]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.storage.local_roots,
+            [PathBuf::from("/srv/lake"), PathBuf::from("/data/x")]
+        );
+        let err = Config::load(None, env(&[("FLOE__STORAGE__LOCAL_ROOTS", "[\"lake\"]")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.local_roots"), "{err}");
     }
 
     #[test]

@@ -337,6 +337,45 @@ impl StorageProfile {
             }
         }
     }
+
+    /// Where the profile's files are, as one comparable text: `file:<root>/` for local roots,
+    /// `s3:<endpoint>|<bucket>/<prefix>/` for S3 (the endpoint lower-cased, `aws` for AWS's own).
+    /// Two profiles overlap when one's text starts with the other's.
+    pub fn storage_key(&self) -> String {
+        match self {
+            StorageProfile::Local { root, .. } => {
+                let root = root.to_string_lossy();
+                format!("file:{}/", root.trim_end_matches('/'))
+            }
+            StorageProfile::S3 {
+                bucket,
+                key_prefix,
+                endpoint,
+                ..
+            } => {
+                let endpoint = endpoint
+                    .as_deref()
+                    .map(|e| e.trim_end_matches('/').to_ascii_lowercase())
+                    .unwrap_or_else(|| "aws".to_string());
+                let prefix = key_prefix
+                    .as_deref()
+                    .unwrap_or("")
+                    .split('/')
+                    .filter(|part| !part.is_empty())
+                    .map(|part| format!("{part}/"))
+                    .collect::<String>();
+                format!("s3:{endpoint}|{bucket}/{prefix}")
+            }
+        }
+    }
+
+    /// Whether the two profiles' files could meet: the same local root or bucket and prefix, or
+    /// one inside the other. Warehouses never overlap, so that no warehouse (nor a key scoped to
+    /// one) reaches another's files.
+    pub fn overlaps(&self, other: &StorageProfile) -> bool {
+        let (a, b) = (self.storage_key(), other.storage_key());
+        a.starts_with(&b) || b.starts_with(&a)
+    }
 }
 
 /// A credential for a warehouse's store. Stored only through the `SecretStore`; never returned.

@@ -65,7 +65,8 @@ impl Floe {
             .collect();
 
         let backend = store.server.backend_name();
-        let mut services = Services::new(store, secrets, authz, events);
+        let mut services =
+            Services::new(store, secrets, authz, events).with_local_roots(local_roots(config)?);
         if let Some(url) = &config.server.public_url {
             services = services.with_catalog_url(format!("{}/catalog", url.trim_end_matches('/')));
         }
@@ -188,6 +189,22 @@ fn warehouses_dir(config: &Config) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     dir.canonicalize()
         .with_context(|| format!("resolving {}", dir.display()))
+}
+
+/// Where local warehouses may live: `<data_dir>/warehouses` and `storage.local_roots`; never in
+/// the data folder otherwise, nor around the database or key files.
+fn local_roots(config: &Config) -> anyhow::Result<crate::service::LocalRoots> {
+    let mut allowed = vec![warehouses_dir(config)?];
+    allowed.extend(config.storage.local_roots.iter().cloned());
+    let mut protected = Vec::new();
+    if let DatabaseTarget::Sqlite(path) = config.database_target()? {
+        protected.push(path);
+    }
+    if let Some(path) = &config.secrets.encryption_key_file {
+        protected.push(path.clone());
+    }
+    crate::service::LocalRoots::new(allowed, Some(config.storage.data_dir.clone()), protected)
+        .context("resolving storage.data_dir and storage.local_roots")
 }
 
 /// The secrets key: configured inline, from a file, or (embedded only) generated into the data dir.

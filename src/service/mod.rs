@@ -36,7 +36,7 @@ pub use namespaces::{NamespacePropertiesUpdate, NamespacesPage};
 pub use server::ServerStatus;
 pub use tables::{CreateTable, SnapshotsMode, TableChange, TableState};
 pub use views::{CreateView, ViewState};
-pub use warehouses::{CreateWarehouse, UpdateWarehouseStorage};
+pub use warehouses::{CreateWarehouse, LocalRoots, UpdateWarehouseStorage};
 
 /// Who is asking, and under which request id.
 #[derive(Debug, Clone)]
@@ -115,6 +115,8 @@ pub struct ServicesInner {
     /// Warehouses known to have refs besides `main` (which stays so: retired lines keep their
     /// commits readable), and when others were last seen to have none.
     other_refs: std::sync::Mutex<HashMap<WarehouseId, (std::time::Instant, bool)>>,
+    /// Where local warehouses may live (none unless configured).
+    local_roots: warehouses::LocalRoots,
 }
 
 type StorageCache =
@@ -370,7 +372,15 @@ impl Services {
             catalog_url: None,
             storages: std::sync::Mutex::new(HashMap::new()),
             other_refs: std::sync::Mutex::new(HashMap::new()),
+            local_roots: warehouses::LocalRoots::default(),
         }))
+    }
+
+    /// Sets where local warehouses may live.
+    pub fn with_local_roots(mut self, roots: warehouses::LocalRoots) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.local_roots = roots;
+        self
     }
 
     fn cached_main_branch(&self, warehouse: WarehouseId) -> Option<crate::model::Ref> {

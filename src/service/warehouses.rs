@@ -1,6 +1,7 @@
 //! Warehouse use cases. A warehouse is a catalog with its own storage; its storage credential is kept
 //! in the `SecretStore` and never returned by any use case.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{RequestContext, Services};
@@ -20,6 +21,116 @@ pub struct CreateWarehouse {
     pub project_id: Option<ProjectId>,
     pub storage_profile: StorageProfile,
     pub storage_credential: Option<StorageCredential>,
+}
+
+/// Where local warehouses may live, and the files of Floe's own they must stay away from.
+#[derive(Debug, Clone, Default)]
+pub struct LocalRoots {
+    /// Folders a local warehouse's root must lie in (or be): `<data_dir>/warehouses` and those
+    /// `storage.local_roots` adds. None: no local warehouse at all.
+    pub allowed: Vec<PathBuf>,
+    /// Floe's data folder: no root may be it, contain it, or lie inside it, except inside
+    /// `<data_dir>/warehouses`.
+    pub data_dir: Option<PathBuf>,
+    /// Files no root may contain wherever they are (the database and key files).
+    pub protected: Vec<PathBuf>,
+}
+
+impl LocalRoots {
+    /// Resolves every path (the folders are created if missing, so that symbolic links in them
+    /// are followed as the file system will).
+    pub fn new(
+        allowed: Vec<PathBuf>,
+        data_dir: Option<PathBuf>,
+        protected: Vec<PathBuf>,
+    ) -> std::io::Result<LocalRoots> {
+        Ok(LocalRoots {
+            allowed: allowed
+                .iter()
+                .map(|p| resolve_path(p))
+                .collect::<std::io::Result<_>>()?,
+            data_dir: data_dir.as_deref().map(resolve_path).transpose()?,
+            protected: protected
+                .iter()
+                .map(|p| resolve_path(p))
+                .collect::<std::io::Result<_>>()?,
+        })
+    }
+
+    /// The root as the file system resolves it, if a local warehouse may live there.
+    fn check(&self, root: &Path) -> Result<PathBuf> {
+        let resolved = resolve_path(root).map_err(|e| {
+            Error::bad_request(format!(
+                "local storage root {root:?} cannot be resolved: {e}"
+            ))
+        })?;
+        let refuse = |why: String| {
+            Err(Error::forbidden(format!(
+                "local storage root {} {why}",
+                resolved.display()
+            )))
+        };
+        if !self.allowed.iter().any(|dir| resolved.starts_with(dir)) {
+            return refuse(format!(
+                "is outside the folders local warehouses may use ({}); add its parent to \
+                 storage.local_roots",
+                self.allowed
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if let Some(data) = &self.data_dir {
+            let warehouses = data.join("warehouses");
+            if data.starts_with(&resolved)
+                || (resolved.starts_with(data)
+                    && !(resolved.starts_with(&warehouses) && resolved != warehouses))
+            {
+                return refuse(
+                    "would reach Floe's own data folder (its database and keys); local \
+                     warehouses live in folders of their own (under <data_dir>/warehouses/)"
+                        .to_string(),
+                );
+            }
+        }
+        if self
+            .protected
+            .iter()
+            .any(|file| file.starts_with(&resolved))
+        {
+            return refuse("would contain Floe's database or key file".to_string());
+        }
+        Ok(resolved)
+    }
+}
+
+/// A path with every symbolic link resolved: its longest existing ancestor canonicalized, the rest
+/// (which must be plain names) appended.
+pub(crate) fn resolve_path(path: &Path) -> std::io::Result<PathBuf> {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        match existing.canonicalize() {
+            Ok(resolved) => {
+                let mut resolved = resolved;
+                for part in rest.iter().rev() {
+                    resolved.push(part);
+                }
+                return Ok(resolved);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let Some(name) = existing.file_name().map(|n| n.to_os_string()) else {
+                    return Err(e);
+                };
+                rest.push(name);
+                if !existing.pop() {
+                    return Err(e);
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Replaces a warehouse's storage profile and credential (no credential: the warehouse has none).
@@ -73,6 +184,30 @@ impl Services {
         self.authorize(ctx, Action::WarehouseCreate, Resource::Project(project_id))
             .await?;
         // act
+        // Local roots are checked before anything is written there, and kept as the file system
+        // resolves them; no warehouse's storage may overlap another's (checked again, finally,
+        // when the warehouse is recorded).
+        if self
+            .store
+            .warehouses
+            .get_warehouse_by_name(project_id, &request.name)
+            .await?
+            .is_some()
+        {
+            return Err(Error::already_exists(
+                Entity::Warehouse,
+                format!(
+                    "warehouse {:?} already exists in this project",
+                    request.name
+                ),
+            ));
+        }
+        let mut request = request;
+        if let StorageProfile::Local { root, .. } = &mut request.storage_profile {
+            *root = self.local_roots.check(root)?;
+        }
+        self.check_storage_is_free(&request.storage_profile, None)
+            .await?;
         storage::probe(
             &request.storage_profile,
             request.storage_credential.as_ref(),
@@ -219,6 +354,8 @@ impl Services {
                 "s3-gateway cannot change on an existing warehouse: its tables' locations depend on it",
             ));
         }
+        self.check_storage_is_free(&request.storage_profile, Some(id))
+            .await?;
         storage::probe(
             &request.storage_profile,
             request.storage_credential.as_ref(),
@@ -283,6 +420,33 @@ impl Services {
             serde_json::json!({ "name": warehouse.name }),
         )
         .await;
+        Ok(())
+    }
+
+    /// Refuses storage that overlaps another warehouse's: the same local root (as the file system
+    /// resolves it) or bucket and prefix, or one inside the other.
+    async fn check_storage_is_free(
+        &self,
+        profile: &StorageProfile,
+        except: Option<WarehouseId>,
+    ) -> Result<()> {
+        let resolved = |p: &StorageProfile| match p {
+            StorageProfile::Local { root, s3_gateway } => StorageProfile::Local {
+                root: resolve_path(root).unwrap_or_else(|_| root.clone()),
+                s3_gateway: *s3_gateway,
+            },
+            other => other.clone(),
+        };
+        let mine = resolved(profile);
+        for other in self.store.warehouses.list_warehouses(None).await? {
+            if Some(other.id) != except && resolved(&other.storage_profile).overlaps(&mine) {
+                return Err(Error::conflict(format!(
+                    "the storage of warehouse {:?} overlaps this one's; every warehouse needs \
+                     storage of its own",
+                    other.name
+                )));
+            }
+        }
         Ok(())
     }
 

@@ -172,7 +172,17 @@ impl ObjectStorage for LocalStorage {
         let path = self.path_of(location)?;
         match tokio::fs::read(&path).await {
             Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            // A folder (or a path through a file) holds no object: the caller named none.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::IsADirectory
+                        | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(io_error("reading", location, e)),
         }
     }
@@ -267,6 +277,14 @@ mod tests {
             .unwrap_err();
         assert!(is_already_there(&again));
         assert_eq!(storage.get(&file).await.unwrap().unwrap(), b"one");
+        // A folder, or a path through a file, holds no object (not an error of the store).
+        for nothing in [
+            root.clone(),
+            root.join("t/metadata").unwrap(),
+            file.join("below").unwrap(),
+        ] {
+            assert!(storage.get(&nothing).await.unwrap().is_none(), "{nothing}");
+        }
         let folder = std::fs::read_dir(dir.path().join("wh/t/metadata")).unwrap();
         assert_eq!(folder.count(), 1, "no temporary file is left behind");
 

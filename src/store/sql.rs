@@ -697,6 +697,28 @@ macro_rules! impl_sql_store {
                         db_error("creating a warehouse", e)
                     }
                 })?;
+                // No two warehouses share storage: checked here, where it is final (creations
+                // are serialized by the warehouse-storage lock; SQLite has one writer).
+                sqlx::query($location_lock)
+                    .bind("floe-warehouse-storage")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error("creating a warehouse", e))?;
+                let others: Vec<(String, Json<StorageProfile>)> =
+                    sqlx::query_as("SELECT name, storage_profile FROM warehouses WHERE id <> $1")
+                        .bind(warehouse.id.0)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(|e| db_error("creating a warehouse", e))?;
+                if let Some((name, _)) = others
+                    .iter()
+                    .find(|(_, profile)| profile.0.overlaps(&warehouse.storage_profile))
+                {
+                    return Err(Error::conflict(format!(
+                        "the storage of warehouse {name:?} overlaps this one's; every warehouse \
+                         needs storage of its own"
+                    )));
+                }
                 let root = main.head_commit.unwrap_or_else(CommitId::new);
                 sqlx::query(
                     "INSERT INTO refs (id, warehouse_id, name, kind, created_at, head_seq, \
@@ -811,6 +833,30 @@ macro_rules! impl_sql_store {
                 credential: Option<SecretId>,
                 at: DateTime<Utc>,
             ) -> Result<()> {
+                let failed = |e| db_error("updating a warehouse's storage", e);
+                let mut tx = self.write.begin().await.map_err(failed)?;
+                // An S3 warehouse may move to another endpoint: there too, its storage must not
+                // overlap another warehouse's.
+                sqlx::query($location_lock)
+                    .bind("floe-warehouse-storage")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+                let others: Vec<(String, Json<StorageProfile>)> =
+                    sqlx::query_as("SELECT name, storage_profile FROM warehouses WHERE id <> $1")
+                        .bind(id.0)
+                        .fetch_all(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                if let Some((name, _)) = others
+                    .iter()
+                    .find(|(_, other)| other.0.overlaps(profile))
+                {
+                    return Err(Error::conflict(format!(
+                        "the storage of warehouse {name:?} overlaps this one's; every warehouse \
+                         needs storage of its own"
+                    )));
+                }
                 let done = sqlx::query(
                     "UPDATE warehouses SET storage_profile = $2, credential_secret_id = $3, updated_at = $4 \
                      WHERE id = $1",
@@ -819,12 +865,13 @@ macro_rules! impl_sql_store {
                 .bind(Json(profile))
                 .bind(credential.map(|s| s.0))
                 .bind(at)
-                .execute(&self.write)
+                .execute(&mut *tx)
                 .await
-                .map_err(|e| db_error("updating a warehouse's storage", e))?;
+                .map_err(failed)?;
                 if done.rows_affected() == 0 {
                     return Err(not_found(Entity::Warehouse, id));
                 }
+                tx.commit().await.map_err(failed)?;
                 Ok(())
             }
 

@@ -1890,7 +1890,7 @@ def test_unsigned_and_badly_signed_requests_are_refused(floe):
         uuid.UUID(gateway.warehouse["id"]).bytes
         + struct.pack(">q", int(time.time()) + 3600)
         + b"\x00"
-        + b""
+        + b"auth/"
     )
     forged = "FLS1" + base64.urlsafe_b64encode(payload).decode().rstrip("=")
     with pytest.raises(ClientError) as e:
@@ -1977,7 +1977,7 @@ def test_bad_access_key_requests_are_refused(floe):
 def test_a_key_opens_only_its_own_warehouse(floe):
     demo = Gateway(floe)
     demo.put("mine/obj", b"demo's")
-    other_root = os.path.join(floe.dir, "other-root")
+    other_root = os.path.join(floe.dir, "data", "warehouses", "other-root")
     r = requests.post(
         f"{floe.base}/management/v1/warehouses",
         json={"name": "other", "storage-profile": {"type": "local", "root": other_root}},
@@ -2026,7 +2026,7 @@ def test_a_key_opens_only_its_own_warehouse(floe):
 
 
 def test_deleting_a_warehouse_closes_its_bucket(floe):
-    root = os.path.join(floe.dir, "short-lived-root")
+    root = os.path.join(floe.dir, "data", "warehouses", "short-lived-root")
     r = requests.post(
         f"{floe.base}/management/v1/warehouses",
         json={"name": "brief", "storage-profile": {"type": "local", "root": root}},

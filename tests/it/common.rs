@@ -78,6 +78,8 @@ impl TestDb {
         config.server.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.gateway.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.storage.data_dir = self.dir.path().join("data");
+        // Tests keep their warehouses in the temp dir, beside the data folder.
+        config.storage.local_roots = vec![self.dir.path().to_path_buf()];
         config.database.url = Some(self.url.clone());
         config.database.max_connections = 5;
         config.database.auto_migrate = Some(true);

@@ -99,10 +99,14 @@ async fn bootstrapped(store: &Persistence) -> ServerInfo {
     info
 }
 
+/// A local profile of its own (warehouses never share storage, even in different projects).
 fn local_profile(db: &TestDb, name: &str) -> StorageProfile {
     StorageProfile::Local {
         s3_gateway: false,
-        root: db.dir.path().join(name),
+        root: db
+            .dir
+            .path()
+            .join(format!("{name}-{}", uuid::Uuid::new_v4().simple())),
     }
 }
 
