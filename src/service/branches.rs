@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use super::metadata::{next_metadata_location, parse_table_metadata, table_metadata_json};
+use super::metadata::{
+    files_outside, next_metadata_location, parse_table_metadata, table_metadata_json,
+};
 use super::{RequestContext, Services};
 use crate::authz::{Action, Resource};
 use crate::error::{Entity, Error, ErrorKind, Result};
@@ -841,6 +843,44 @@ impl Services {
             })
             .unwrap_or_default();
         let mut head_list = head.and_then(|h| lists_of_target.get(&h).cloned());
+        // Every manifest list the merge takes or reads lies in the table's own folders: a list
+        // elsewhere (another table's) would be read with the warehouse's key and its entries
+        // written into this table's folder, where this table's key reads them.
+        let mut folders = vec![location.clone()];
+        for folder in self
+            .store
+            .tabulars
+            .claimed_folders(target.warehouse_id, target.uuid)
+            .await?
+        {
+            if let Ok(folder) = Location::parse(&folder) {
+                folders.push(folder);
+            }
+        }
+        let mut lists: Vec<(String, &str)> = Vec::new();
+        for snapshot in &plan.snapshots {
+            if let Some(path) = snapshot.get("manifest-list").and_then(Value::as_str) {
+                lists.push(("a manifest list the merge takes".to_string(), path));
+            }
+            if let Some(parent) = snapshot
+                .get("parent-snapshot-id")
+                .and_then(Value::as_i64)
+                .and_then(|p| source_lists.get(&p))
+            {
+                lists.push(("a manifest list the merge reads".to_string(), parent));
+            }
+        }
+        if let Some(path) = head_list
+            .as_ref()
+            .filter(|_| plan.rebase && !plan.snapshots.is_empty())
+        {
+            lists.push(("a manifest list the merge reads".to_string(), path));
+        }
+        if let Some((what, path)) = files_outside(&lists, &folders).first() {
+            return Ok(Err(format!(
+                "{what} ({path}) lies outside the table's folders; it is not merged"
+            )));
+        }
         let mut added = Vec::new();
         let mut taken_ids: BTreeSet<i64> = lists_of_target.keys().copied().collect();
         for snapshot in plan.snapshots {

@@ -125,12 +125,20 @@ impl Services {
         {
             return Ok(());
         }
+        // Only while no row of that UUID lives on this branch: two tables of one UUID on one
+        // line would share claims, and purging one would delete the other's files.
         if let Some(file) = registered
             && self
                 .store
                 .tabulars
                 .recorded_version(wh.warehouse.id, uuid, file.as_str())
                 .await?
+            && !self
+                .store
+                .tabulars
+                .lines_holding(wh.warehouse.id, uuid)
+                .await?
+                .contains(&wh.branch.id)
         {
             return Ok(());
         }
@@ -882,6 +890,12 @@ impl Services {
         let (uuid, current) = (dropped.uuid, dropped.location.clone());
         tokio::spawn(async move {
             let purge = async {
+                // Another row of the same UUID (a table registered from one of its versions)
+                // still uses the files.
+                if !tabulars.lines_holding(warehouse, uuid).await?.is_empty() {
+                    tracing::info!(table_uuid = %uuid, "not purging files another table of the same UUID uses");
+                    return Ok(());
+                }
                 let mut folders = tabulars.claimed_folders(warehouse, uuid).await?;
                 if !folders.contains(&current) {
                     folders.push(current);

@@ -286,11 +286,16 @@ impl Services {
         }
         let now_secs = now().timestamp();
         // The ref and the name are part of the key (the signer endpoint names them), and so is
-        // the warehouse's settings version (endpoint, role).
+        // the warehouse's settings version (endpoint, role); the table's UUID too (the folders a
+        // key opens are its claims: a table re-created at the same place after a purge has
+        // others).
         let cache_key = (
             warehouse,
             wh.updated_at,
-            format!("{}\u{1f}{ident}\u{1f}{location}", reference.unwrap_or("")),
+            format!(
+                "{}\u{1f}{ident}\u{1f}{location}\u{1f}{uuid}",
+                reference.unwrap_or("")
+            ),
             access,
             mode,
         );

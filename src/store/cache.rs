@@ -520,6 +520,14 @@ impl TabularStore for CachedTabularStore {
             .await
     }
 
+    async fn lines_holding(
+        &self,
+        warehouse: WarehouseId,
+        uuid: uuid::Uuid,
+    ) -> Result<Vec<crate::model::RefId>> {
+        self.inner.lines_holding(warehouse, uuid).await
+    }
+
     async fn release_claims(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<bool> {
         self.inner.release_claims(warehouse, uuid).await
     }

@@ -189,6 +189,8 @@ pub trait TabularStore: Send + Sync {
         uuid: uuid::Uuid,
         metadata_location: &str,
     ) -> Result<bool>;
+    /// The lines that hold a row (their own, not inherited) of the table or view with this UUID.
+    async fn lines_holding(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<Vec<RefId>>;
     /// Releases every folder claim of the table with this UUID, once its files are purged; does
     /// nothing (and answers false) while any line still has a row with that UUID.
     async fn release_claims(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<bool>;

@@ -2876,6 +2876,18 @@ macro_rules! impl_sql_store {
                 Ok(found.is_some())
             }
 
+            async fn lines_holding(&self, warehouse: WarehouseId, uuid: Uuid) -> Result<Vec<RefId>> {
+                let lines: Vec<Uuid> = sqlx::query_scalar(
+                    "SELECT DISTINCT ref_id FROM tabulars WHERE warehouse_id = $1 AND uuid = $2",
+                )
+                .bind(warehouse.0)
+                .bind(uuid)
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error("reading who holds a table", e))?;
+                Ok(lines.into_iter().map(RefId).collect())
+            }
+
             async fn release_claims(&self, warehouse: WarehouseId, uuid: Uuid) -> Result<bool> {
                 let done = sqlx::query(
                     "DELETE FROM folder_claims WHERE warehouse_id = $1 AND table_uuid = $2 \
