@@ -70,6 +70,14 @@ pub const MAX_PROPERTY_KEY_BYTES: usize = 1024;
 pub const MAX_PROPERTY_VALUE_BYTES: usize = 64 * 1024;
 /// The name of the branch every warehouse starts with.
 pub const MAIN_BRANCH: &str = "main";
+/// How long a purged table's folders stay claimed after the purge began: longer than any
+/// credential Floe vends for a table lives (gateway keys: an hour from a 15-minute window; STS
+/// keys: an hour), so no key still valid for the old folders reaches a table placed there later.
+pub const CLAIM_RELEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(90 * 60);
+/// The most folders a table may claim at once (where it is and where it was): every one is in
+/// each key, signing scope and STS session policy vended for it, and AWS limits a session policy
+/// to 2,048 characters.
+pub const MAX_TABLE_FOLDERS: usize = 4;
 
 /// Checks a general name (project, namespace level, table, view): non-empty, at most
 /// [`MAX_NAME_BYTES`], no control characters (NUL and the `0x1F` namespace separator included),

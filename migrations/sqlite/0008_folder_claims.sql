@@ -1,13 +1,16 @@
 -- Table and view folders stay claimed while anything may still reference their files: a folder a
 -- table moved away from (its snapshots still live there), a dropped table a tag or branch still
 -- reads, a dropped table not yet purged. A claim belongs to a table's UUID (the same on every
--- line); a new table or view may not take a folder that overlaps another UUID's claim. Claims go
--- only when a purge has deleted the table's files.
+-- line); a new table or view may not take a folder that overlaps another UUID's claim. A purge
+-- marks its table's claims released (`released_at`, unix milliseconds) before it deletes the
+-- files; a released claim still holds its folder until every key vended for it has expired, then
+-- it is deleted.
 CREATE TABLE folder_claims (
     warehouse_id  BLOB NOT NULL REFERENCES warehouses (id),
     location      TEXT NOT NULL,
     table_uuid    BLOB NOT NULL,
     kind          TEXT NOT NULL CHECK (kind IN ('table', 'view')),
+    released_at   INTEGER,
     PRIMARY KEY (warehouse_id, location, table_uuid)
 );
 

@@ -669,6 +669,15 @@ fn overwrite_mode(
     }
 }
 
+const METADATA_DELETE_REFUSED: &str = "metadata files are not deleted with a table's key (a \
+     delete and a new write would replace one); the catalog removes those no version needs";
+
+/// Whether the grant may delete `key`: a table's key never deletes a metadata file (an admin key
+/// of the whole warehouse may).
+fn may_delete_key(grant: &crate::service::access_keys::KeyGrant, key: &str) -> bool {
+    grant.prefixes.is_none() || !crate::storage::signing::is_metadata_file(key)
+}
+
 /// `If-Match` asks to replace an object, which a key that may not replace it cannot do.
 fn check_may_replace(target: &Target, key: &str, if_match: Option<&ETagCondition>) -> S3Result<()> {
     if if_match.is_some()
@@ -1027,6 +1036,9 @@ impl S3 for FloeS3 {
         let target = target(&req)?;
         let input = req.input;
         check_key(&input.key)?;
+        if !may_delete_key(&target.grant, &input.key) {
+            return Err(s3_error!(AccessDenied, "{}", METADATA_DELETE_REFUSED));
+        }
         check_if_match(&target.objects, &input.key, input.if_match.as_ref()).await?;
         let objects = target.objects.clone();
         let key = input.key;
@@ -1063,6 +1075,8 @@ impl S3 for FloeS3 {
                         "AccessDenied",
                         "the key is outside the access key's scope".to_string(),
                     ))
+                } else if !may_delete_key(&grant, &key) {
+                    Err(("AccessDenied", METADATA_DELETE_REFUSED.to_string()))
                 } else {
                     match objects.delete(&key) {
                         Ok(()) => Ok(()),

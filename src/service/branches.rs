@@ -850,7 +850,11 @@ impl Services {
         for folder in self
             .store
             .tabulars
-            .claimed_folders(target.warehouse_id, target.uuid)
+            .claimed_folders(
+                target.warehouse_id,
+                target.uuid,
+                Some(crate::model::TabularKind::Table),
+            )
             .await?
         {
             if let Ok(folder) = Location::parse(&folder) {

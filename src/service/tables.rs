@@ -116,12 +116,11 @@ impl Services {
         uuid: uuid::Uuid,
         registered: Option<&Location>,
     ) -> Result<()> {
-        if self
+        if !self
             .store
             .tabulars
-            .claimed_folders(wh.warehouse.id, uuid)
+            .uuid_known(wh.warehouse.id, uuid, None)
             .await?
-            .is_empty()
         {
             return Ok(());
         }
@@ -170,7 +169,7 @@ impl Services {
         for folder in self
             .store
             .tabulars
-            .claimed_folders(wh.warehouse.id, uuid)
+            .claimed_folders(wh.warehouse.id, uuid, Some(TabularKind::Table))
             .await?
         {
             if let Ok(folder) = Location::parse(&folder) {
@@ -713,6 +712,30 @@ impl Services {
             if current.is_none() {
                 self.check_new_uuid(wh, metadata.uuid(), None).await?;
             }
+            if let Some(t) = &current
+                && t.location != location.as_str()
+            {
+                // Every folder a table claims is in every key vended for it (and in its STS
+                // session policy, which AWS bounds), so a table has only so many.
+                let folders = self
+                    .store
+                    .tabulars
+                    .claimed_folders(wh.warehouse.id, t.uuid, Some(TabularKind::Table))
+                    .await?;
+                if !folders.iter().any(|f| f == location.as_str())
+                    && folders.len() >= crate::model::MAX_TABLE_FOLDERS
+                {
+                    return Err(Error::bad_request(format!(
+                        "table {} has had {} locations ({}); a table keeps every folder its files \
+                         may still be in, and at most {}: move it back to one of them, or create \
+                         a new table and copy the data",
+                        change.ident,
+                        folders.len(),
+                        folders.join(", "),
+                        crate::model::MAX_TABLE_FOLDERS
+                    )));
+                }
+            }
             if current
                 .as_ref()
                 .is_none_or(|t| t.location != location.as_str())
@@ -879,9 +902,10 @@ impl Services {
 
     /// Deletes a dropped table's files after the response: every folder the table claims (where
     /// it is now, and where it was before a `set-location`), each only when it lies inside the
-    /// warehouse and no other table's folder or claim overlaps it; then releases the claims, so
-    /// the folders can be used again. A purge that fails keeps the claims (and the folders stay
-    /// taken), never the other way round.
+    /// warehouse and no other table's folder or claim overlaps it. The claims are released first
+    /// (they still hold the folders for `CLAIM_RELEASE_GRACE`, longer than any key vended for
+    /// them lives); a purge that fails, or leaves a folder, takes them back, so what is left stays
+    /// the table's.
     fn purge_in_background(&self, wh: &OpenWarehouse, dropped: &Tabular) {
         let tabulars = self.store.tabulars.clone();
         let storage = wh.storage.clone();
@@ -889,17 +913,24 @@ impl Services {
         let warehouse = wh.warehouse.id;
         let (uuid, current) = (dropped.uuid, dropped.location.clone());
         tokio::spawn(async move {
-            let purge = async {
-                // Another row of the same UUID (a table registered from one of its versions)
-                // still uses the files.
-                if !tabulars.lines_holding(warehouse, uuid).await?.is_empty() {
+            // The claims are released first (under the lock creates take, and only while no row of
+            // any line holds the UUID: another table registered from one of its versions still
+            // uses the files); they hold the folders until keys vended for them have expired.
+            let mut folders = match tabulars.release_for_purge(warehouse, uuid).await {
+                Ok(Some(folders)) => folders,
+                Ok(None) => {
                     tracing::info!(table_uuid = %uuid, "not purging files another table of the same UUID uses");
-                    return Ok(());
+                    return;
                 }
-                let mut folders = tabulars.claimed_folders(warehouse, uuid).await?;
-                if !folders.contains(&current) {
-                    folders.push(current);
+                Err(e) => {
+                    tracing::warn!(table_uuid = %uuid, error = ?e, "purging a dropped table failed");
+                    return;
                 }
+            };
+            if !folders.contains(&current) {
+                folders.push(current);
+            }
+            let purge = async {
                 let mut complete = true;
                 for folder in folders {
                     let location = match Location::parse(&folder) {
@@ -928,13 +959,19 @@ impl Services {
                     storage.delete_prefix(&location).await?;
                     tracing::info!(location = %location, "purged a dropped table's files");
                 }
-                if complete {
-                    tabulars.release_claims(warehouse, uuid).await?;
-                }
-                Ok::<(), Error>(())
+                Ok::<bool, Error>(complete)
             };
-            if let Err(e) = purge.await {
-                tracing::warn!(table_uuid = %uuid, error = ?e, "purging a dropped table failed");
+            match purge.await {
+                Ok(true) => {}
+                // What could not be deleted stays the table's: its claims are taken back.
+                outcome => {
+                    if let Err(e) = &outcome {
+                        tracing::warn!(table_uuid = %uuid, error = ?e, "purging a dropped table failed");
+                    }
+                    if let Err(e) = tabulars.restore_claims(warehouse, uuid).await {
+                        tracing::warn!(table_uuid = %uuid, error = ?e, "restoring a table's folder claims failed");
+                    }
+                }
             }
         });
     }

@@ -20,8 +20,8 @@ use super::{RequestContext, Services};
 use crate::authz::{Action, Resource};
 use crate::error::{Error, Result};
 use crate::model::{
-    FileAccess, RefKind, StorageCredential, StorageProfile, TabularIdent, Warehouse, WarehouseId,
-    now,
+    FileAccess, RefKind, StorageCredential, StorageProfile, TabularIdent, TabularKind, Warehouse,
+    WarehouseId, now,
 };
 use crate::storage::signing::{self, SignRequest, SigningKey, SigningScope};
 use crate::storage::{Location, sts};
@@ -304,7 +304,11 @@ impl Services {
         {
             return Ok(cached.clone());
         }
-        let folders = self.store.tabulars.claimed_folders(warehouse, uuid).await?;
+        let folders = self
+            .store
+            .tabulars
+            .claimed_folders(warehouse, uuid, Some(TabularKind::Table))
+            .await?;
         let target = self.signing_target(&wh, location, &folders)?;
         let mut config = BTreeMap::new();
         config.insert("s3.endpoint".to_string(), target.endpoint.clone());
@@ -485,7 +489,7 @@ impl Services {
         let folders = self
             .store
             .tabulars
-            .claimed_folders(warehouse, table.uuid)
+            .claimed_folders(warehouse, table.uuid, Some(TabularKind::Table))
             .await?;
         let target = self.signing_target(&wh, &table.location, &folders)?;
         let scope = SigningScope {

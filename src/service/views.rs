@@ -289,7 +289,7 @@ impl Services {
         {
             self.store
                 .tabulars
-                .release_claims(warehouse, dropped.uuid)
+                .release_view_claims(warehouse, dropped.uuid)
                 .await?;
         }
         self.announce(
@@ -360,6 +360,28 @@ impl Services {
         let metadata: ViewMetadata = serde_json::from_slice(&bytes)
             .map_err(|e| Error::bad_request(format!("{file} is not valid view metadata: {e}")))?;
         let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
+        // As for tables: the file lies in the folder it names. Claims belong to a UUID, so a view
+        // may not take a table's (it could release the table's claims); views of one UUID (a
+        // view registered again from its file) share only view claims, which open nothing.
+        if !file.is_within(&location) || file == location {
+            return Err(Error::forbidden(format!(
+                "metadata file {file} is not inside the view location it names ({location})"
+            )));
+        }
+        if self
+            .store
+            .tabulars
+            .uuid_known(wh.warehouse.id, metadata.uuid(), Some(TabularKind::Table))
+            .await?
+        {
+            return Err(Error::already_exists(
+                Entity::View,
+                format!(
+                    "UUID {} belongs to a table of this warehouse; a view needs a UUID of its own",
+                    metadata.uuid()
+                ),
+            ));
+        }
         let json = bytes::Bytes::from(view_metadata_json(&metadata)?);
         self.store
             .tabulars

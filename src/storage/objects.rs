@@ -406,7 +406,12 @@ impl ObjectStore {
                         && e.kind() == std::io::ErrorKind::AlreadyExists =>
                 {
                     // The pending file is removed when `pending` drops.
-                    let stat = std::fs::metadata(&target)?;
+                    let stat = match std::fs::metadata(&target) {
+                        Ok(stat) => stat,
+                        // Deleted since: the name is free again.
+                        Err(e) if is_absent(&e) && attempts < 20 => continue,
+                        Err(e) => return Err(e.into()),
+                    };
                     if stat.is_file() && same_bytes(&pending.path, &target)? {
                         let existing = read_meta(&target, &stat);
                         return Ok(ObjectInfo {
@@ -874,7 +879,12 @@ fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
         if n == 0 {
             return Ok(true);
         }
-        b.read_exact(&mut y[..n])?;
+        match b.read_exact(&mut y[..n]) {
+            Ok(()) => {}
+            // Shortened while compared: not the same bytes.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(false),
+            Err(e) => return Err(e),
+        }
         if x[..n] != y[..n] {
             return Ok(false);
         }

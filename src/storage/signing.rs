@@ -347,7 +347,11 @@ pub fn check(scope: &SigningScope<'_>, request: &SignRequest) -> Result<Option<A
             "the caller may only read this table; {method} is not signed"
         )));
     }
-    let deletes = (method == "DELETE" && !params.iter().any(|(name, _)| name == "uploadId"))
+    // An abort names its upload; a DELETE with an empty `uploadId` is a delete to some stores.
+    let deletes = (method == "DELETE"
+        && !params
+            .iter()
+            .any(|(name, value)| name == "uploadId" && !value.is_empty()))
         || (method == "POST" && key.is_empty() && params.iter().any(|(name, _)| name == "delete"));
     if deletes && !scope.may_delete {
         return Err(refuse(
@@ -362,15 +366,34 @@ pub fn check(scope: &SigningScope<'_>, request: &SignRequest) -> Result<Option<A
                 folders(scope)
             )));
         }
-        let has = |name: &str| params.iter().any(|(n, _)| n == name);
+        let has = |name: &str| params.iter().any(|(n, v)| n == name && !v.is_empty());
+        let named = |name: &str| params.iter().any(|(n, _)| n == name);
+        // A PUT is a part of an upload only with both its upload and its number; stores differ
+        // on a PUT with one of them (some write the object), so such a PUT is not signed.
+        if method == "PUT"
+            && (named("uploadId") || named("partNumber"))
+            && !(has("uploadId") && has("partNumber"))
+        {
+            return Err(refuse(
+                "a PUT names a part with both uploadId and partNumber, or neither",
+            ));
+        }
         // What makes or replaces the object itself: PutObject, CopyObject, and
         // CompleteMultipartUpload (parts and uploads are not the object yet).
         let writes_object = match method.as_str() {
-            "PUT" => !has("uploadId") && !has("partNumber"),
-            "POST" => has("uploadId"),
+            "PUT" => !has("uploadId"),
+            "POST" => named("uploadId"),
             _ => false,
         };
         let create_only = writes_object && (!scope.may_delete || is_metadata_file(&key));
+        // A metadata file is not deleted through a table's access either (a delete and a new PUT
+        // would replace it); `DELETE ...?uploadId=` aborts an upload and deletes nothing.
+        if method == "DELETE" && !has("uploadId") && is_metadata_file(&key) {
+            return Err(refuse(
+                "metadata files are not deleted through a table's access; the catalog removes \
+                 those no version needs",
+            ));
+        }
         match method.as_str() {
             "GET" | "HEAD" => check_params(&params, OBJECT_READ_PARAMS, "reads")?,
             "PUT" => {
@@ -438,6 +461,12 @@ pub fn check(scope: &SigningScope<'_>, request: &SignRequest) -> Result<Option<A
                     if !inside(scope, &key) {
                         return Err(refuse(format!(
                             "DeleteObjects names {key:?}, outside this table's folders"
+                        )));
+                    }
+                    if is_metadata_file(&key) {
+                        return Err(refuse(format!(
+                            "DeleteObjects names the metadata file {key:?}; metadata files are \
+                             not deleted through a table's access"
                         )));
                     }
                 }

@@ -505,8 +505,18 @@ impl TabularStore for CachedTabularStore {
         &self,
         warehouse: WarehouseId,
         uuid: uuid::Uuid,
+        kind: Option<TabularKind>,
     ) -> Result<Vec<String>> {
-        self.inner.claimed_folders(warehouse, uuid).await
+        self.inner.claimed_folders(warehouse, uuid, kind).await
+    }
+
+    async fn uuid_known(
+        &self,
+        warehouse: WarehouseId,
+        uuid: uuid::Uuid,
+        kind: Option<TabularKind>,
+    ) -> Result<bool> {
+        self.inner.uuid_known(warehouse, uuid, kind).await
     }
 
     async fn recorded_version(
@@ -528,8 +538,20 @@ impl TabularStore for CachedTabularStore {
         self.inner.lines_holding(warehouse, uuid).await
     }
 
-    async fn release_claims(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<bool> {
-        self.inner.release_claims(warehouse, uuid).await
+    async fn release_for_purge(
+        &self,
+        warehouse: WarehouseId,
+        uuid: uuid::Uuid,
+    ) -> Result<Option<Vec<String>>> {
+        self.inner.release_for_purge(warehouse, uuid).await
+    }
+
+    async fn restore_claims(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<()> {
+        self.inner.restore_claims(warehouse, uuid).await
+    }
+
+    async fn release_view_claims(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<bool> {
+        self.inner.release_view_claims(warehouse, uuid).await
     }
 
     async fn commit_tabulars(

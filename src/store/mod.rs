@@ -174,13 +174,22 @@ pub trait TabularStore: Send + Sync {
         except: Option<TabularId>,
         uuid: Option<uuid::Uuid>,
     ) -> Result<Option<String>>;
-    /// The folders the table (or view) with this UUID claims in the warehouse, by location: every
-    /// location it has had on any line, until a purge releases them.
+    /// The folders the table (or view, or either with `None`) with this UUID claims in the
+    /// warehouse and has not released, by location: every location it has had on any line.
     async fn claimed_folders(
         &self,
         warehouse: WarehouseId,
         uuid: uuid::Uuid,
+        kind: Option<TabularKind>,
     ) -> Result<Vec<String>>;
+    /// Whether any claim of this UUID (of a table, a view, or either with `None`) exists in the
+    /// warehouse, released or not.
+    async fn uuid_known(
+        &self,
+        warehouse: WarehouseId,
+        uuid: uuid::Uuid,
+        kind: Option<TabularKind>,
+    ) -> Result<bool>;
     /// Whether some line of the warehouse recorded `metadata_location` as a version of the table
     /// with this UUID (a file Floe itself committed or registered for that table).
     async fn recorded_version(
@@ -191,9 +200,21 @@ pub trait TabularStore: Send + Sync {
     ) -> Result<bool>;
     /// The lines that hold a row (their own, not inherited) of the table or view with this UUID.
     async fn lines_holding(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<Vec<RefId>>;
-    /// Releases every folder claim of the table with this UUID, once its files are purged; does
-    /// nothing (and answers false) while any line still has a row with that UUID.
-    async fn release_claims(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<bool>;
+    /// Begins a purge: under the warehouse's folder-claim lock, unless a row of any line holds
+    /// the UUID, marks every claim of the table released (now) and returns the folders; `None`
+    /// when a row holds it. A released claim still holds its folder for
+    /// `model::CLAIM_RELEASE_GRACE`, and a create of that UUID is refused meanwhile; claims
+    /// released longer ago are deleted.
+    async fn release_for_purge(
+        &self,
+        warehouse: WarehouseId,
+        uuid: uuid::Uuid,
+    ) -> Result<Option<Vec<String>>>;
+    /// Takes back a release whose purge failed (the files are still there).
+    async fn restore_claims(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<()>;
+    /// Releases a dropped view's claims at once (no key opens a view's folder), unless a row of
+    /// any line holds the UUID; answers whether it did.
+    async fn release_view_claims(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<bool>;
     /// Names of the tables (or views) of a namespace, by name.
     async fn list_tabulars(
         &self,

@@ -2295,7 +2295,12 @@ macro_rules! impl_sql_store {
                  AND (kind = 'table' OR $3 = 'any')";
             // Claims outlive rows: the folders a table moved away from, and those of dropped
             // tables that are not purged, belong to their table's UUID still.
-            let claims = "warehouse_id = $1 AND table_uuid <> $4 AND (kind = 'table' OR $3 = 'any')";
+            // A released claim holds its folder until keys vended for it have expired.
+            let grace = above.len() + 8;
+            let claims = format!(
+                "warehouse_id = $1 AND table_uuid <> $4 AND (kind = 'table' OR $3 = 'any') \
+                 AND (released_at IS NULL OR released_at > ${grace})"
+            );
             let mut listed = String::new();
             for i in 0..above.len() {
                 if i > 0 {
@@ -2325,9 +2330,35 @@ macro_rules! impl_sql_store {
                 query = query.bind(prefix);
             }
             query
+                .bind(release_cutoff())
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(|e| db_error("committing", e))
+        }
+
+        /// Claims released before this (unix milliseconds) no longer hold their folders.
+        fn release_cutoff() -> i64 {
+            Utc::now().timestamp_millis()
+                - i64::try_from(crate::model::CLAIM_RELEASE_GRACE.as_millis()).unwrap_or(i64::MAX)
+        }
+
+        /// Whether a purge of the table with this UUID has begun (its claims are released): a
+        /// create of that UUID would bring back a table whose files are being deleted.
+        async fn purge_begun(
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
+            warehouse: WarehouseId,
+            uuid: Uuid,
+        ) -> Result<bool> {
+            let found: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM folder_claims WHERE warehouse_id = $1 AND table_uuid = $2 \
+                 AND released_at IS NOT NULL LIMIT 1",
+            )
+            .bind(warehouse.0)
+            .bind(uuid)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| db_error("committing", e))?;
+            Ok(found.is_some())
         }
 
         /// Records that the table (or view) `uuid` claims `location` (idempotent). The claim stays
@@ -2417,6 +2448,12 @@ macro_rules! impl_sql_store {
                                     return Err(taken(t.kind, &t.ident));
                                 }
                                 return Err(overlap_error(&t.location, &other));
+                            }
+                            if purge_begun(conn, t.warehouse_id, t.uuid).await? {
+                                return Err(Error::conflict(format!(
+                                    "the table with UUID {} is being purged; its files are going",
+                                    t.uuid
+                                )));
                             }
                             // A taken name inserts nothing (and raises nothing, which would end a
                             // PostgreSQL transaction).
@@ -2799,21 +2836,27 @@ macro_rules! impl_sql_store {
                 }
                 // Live rows of other tables, then folders other tables still claim (`$3`: the
                 // caller's own UUID, whose claims do not count; nil claims nothing).
-                let mut sql = format!(
-                    "SELECT location FROM tabulars WHERE warehouse_id = $1 AND id <> $2 \
-                     AND location IN ({listed}) UNION ALL SELECT location FROM folder_claims \
-                     WHERE warehouse_id = $1 AND table_uuid <> $3 AND location IN ({listed})"
-                );
                 // What lies inside a folder is a range of the location index: from `folder/` up
                 // to (not including) `folder0` ('0' follows '/'), in byte order (PostgreSQL:
                 // the column's collation is "C", migration 0007).
                 let inside_param = prefixes.len().max(1) + 4;
+                // A released claim holds its folder until keys vended for it have expired.
+                let grace = inside_param + if inside.is_some() { 2 } else { 0 };
+                let claims = format!(
+                    "warehouse_id = $1 AND table_uuid <> $3 \
+                     AND (released_at IS NULL OR released_at > ${grace})"
+                );
+                let mut sql = format!(
+                    "SELECT location FROM tabulars WHERE warehouse_id = $1 AND id <> $2 \
+                     AND location IN ({listed}) UNION ALL SELECT location FROM folder_claims \
+                     WHERE {claims} AND location IN ({listed})"
+                );
                 if inside.is_some() {
                     sql.push_str(&format!(
                         " UNION ALL SELECT location FROM tabulars WHERE warehouse_id = $1 \
                          AND id <> $2 AND location >= ${inside_param} AND location < ${} \
-                         UNION ALL SELECT location FROM folder_claims WHERE warehouse_id = $1 \
-                         AND table_uuid <> $3 AND location >= ${inside_param} AND location < ${}",
+                         UNION ALL SELECT location FROM folder_claims WHERE {claims} \
+                         AND location >= ${inside_param} AND location < ${}",
                         inside_param + 1,
                         inside_param + 1
                     ));
@@ -2837,6 +2880,7 @@ macro_rules! impl_sql_store {
                     query = query.bind(format!("{folder}/")).bind(format!("{folder}0"));
                 }
                 let row = query
+                    .bind(release_cutoff())
                     .fetch_optional(&self.read)
                     .await
                     .map_err(|e| db_error("checking table locations", e))?;
@@ -2845,16 +2889,41 @@ macro_rules! impl_sql_store {
                     .map_err(|e| db_error("checking table locations", e))
             }
 
-            async fn claimed_folders(&self, warehouse: WarehouseId, uuid: Uuid) -> Result<Vec<String>> {
+            async fn claimed_folders(
+                &self,
+                warehouse: WarehouseId,
+                uuid: Uuid,
+                kind: Option<TabularKind>,
+            ) -> Result<Vec<String>> {
                 sqlx::query_scalar(
                     "SELECT location FROM folder_claims WHERE warehouse_id = $1 AND table_uuid = $2 \
-                     ORDER BY location",
+                     AND released_at IS NULL AND (kind = $3 OR $3 = 'any') ORDER BY location",
                 )
                 .bind(warehouse.0)
                 .bind(uuid)
+                .bind(kind.map_or("any", TabularKind::as_str))
                 .fetch_all(&self.read)
                 .await
                 .map_err(|e| db_error("reading a table's folders", e))
+            }
+
+            async fn uuid_known(
+                &self,
+                warehouse: WarehouseId,
+                uuid: Uuid,
+                kind: Option<TabularKind>,
+            ) -> Result<bool> {
+                let found: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM folder_claims WHERE warehouse_id = $1 AND table_uuid = $2 \
+                     AND (kind = $3 OR $3 = 'any') LIMIT 1",
+                )
+                .bind(warehouse.0)
+                .bind(uuid)
+                .bind(kind.map_or("any", TabularKind::as_str))
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a table's folders", e))?;
+                Ok(found.is_some())
             }
 
             async fn recorded_version(
@@ -2888,16 +2957,79 @@ macro_rules! impl_sql_store {
                 Ok(lines.into_iter().map(RefId).collect())
             }
 
-            async fn release_claims(&self, warehouse: WarehouseId, uuid: Uuid) -> Result<bool> {
+            async fn release_for_purge(
+                &self,
+                warehouse: WarehouseId,
+                uuid: Uuid,
+            ) -> Result<Option<Vec<String>>> {
+                let failed = |e| db_error("releasing a table's folders", e);
+                let mut tx = self.write.begin().await.map_err(failed)?;
+                // The lock every create that claims a folder in the warehouse takes: a create of
+                // this UUID either landed before (its row stops the purge) or sees the release.
+                sqlx::query($location_lock)
+                    .bind(warehouse.0.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+                let held: Option<i32> = sqlx::query_scalar(
+                    "SELECT 1 FROM tabulars WHERE warehouse_id = $1 AND uuid = $2 LIMIT 1",
+                )
+                .bind(warehouse.0)
+                .bind(uuid)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(failed)?;
+                if held.is_some() {
+                    return Ok(None);
+                }
+                let now = Utc::now().timestamp_millis();
+                sqlx::query(
+                    "DELETE FROM folder_claims WHERE warehouse_id = $1 AND released_at IS NOT NULL \
+                     AND released_at <= $2",
+                )
+                .bind(warehouse.0)
+                .bind(release_cutoff())
+                .execute(&mut *tx)
+                .await
+                .map_err(failed)?;
+                let folders: Vec<String> = sqlx::query_scalar(
+                    "UPDATE folder_claims SET released_at = $3 WHERE warehouse_id = $1 \
+                     AND table_uuid = $2 AND kind = 'table' RETURNING location",
+                )
+                .bind(warehouse.0)
+                .bind(uuid)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed)?;
+                tx.commit().await.map_err(failed)?;
+                Ok(Some(folders))
+            }
+
+            async fn restore_claims(&self, warehouse: WarehouseId, uuid: Uuid) -> Result<()> {
+                sqlx::query(
+                    "UPDATE folder_claims SET released_at = NULL WHERE warehouse_id = $1 \
+                     AND table_uuid = $2",
+                )
+                .bind(warehouse.0)
+                .bind(uuid)
+                .execute(&self.write)
+                .await
+                .map_err(|e| db_error("restoring a table's folders", e))?;
+                Ok(())
+            }
+
+            async fn release_view_claims(&self, warehouse: WarehouseId, uuid: Uuid) -> Result<bool> {
                 let done = sqlx::query(
                     "DELETE FROM folder_claims WHERE warehouse_id = $1 AND table_uuid = $2 \
+                     AND kind = 'view' \
                      AND NOT EXISTS (SELECT 1 FROM tabulars WHERE warehouse_id = $1 AND uuid = $2)",
                 )
                 .bind(warehouse.0)
                 .bind(uuid)
                 .execute(&self.write)
                 .await
-                .map_err(|e| db_error("releasing a table's folders", e))?;
+                .map_err(|e| db_error("releasing a view's folders", e))?;
                 Ok(done.rows_affected() > 0)
             }
 

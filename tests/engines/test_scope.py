@@ -254,13 +254,27 @@ def test_a_moved_tables_old_folder_stays_its_own_until_purged(floe):
         demo.table_client("mv", "z").get_object(Bucket="demo", Key=manifest_list)
     assert error_of(e)[0] == 403
 
-    # Purging x deletes both of its folders, then frees them.
+    # Purging x deletes both of its folders. They stay taken while keys vended for them may
+    # still be valid (an hour and a quarter), so no later table's files fall under such a key.
     x1 = os.path.join(demo.root, "mv", "x1")
     assert os.path.isdir(x1)
     demo.drop("mv", "x", purge=True)
-    assert wait_until(lambda: demo.create("mv", "y", "s3://demo/mv/x1").status_code == 200)
-    assert not os.path.exists(os.path.join(demo.root, "mv", "x2"))
-    assert not os.path.exists(os.path.join(demo.root, manifest_list))
+    assert wait_until(
+        lambda: not os.path.exists(x1) and not os.path.exists(os.path.join(demo.root, "mv", "x2"))
+    )
+    for location in ["s3://demo/mv/x1", "s3://demo/mv/x2/inner"]:
+        assert_error(demo.create("mv", "y", location), 400, "BadRequestException")
+
+    # A table moves at most so often: every folder it keeps is in every key vended for it.
+    t = main.create_table("mv.t", schema=ARROW_SCHEMA, location="s3://demo/mv/t0")
+    del t
+    for i in range(1, 4):
+        r = demo.commit("mv", "t", [{"action": "set-location", "location": f"s3://demo/mv/t{i}"}])
+        assert r.status_code == 200, r.text
+    r = demo.commit("mv", "t", [{"action": "set-location", "location": "s3://demo/mv/t4"}])
+    assert_error(r, 400, "BadRequestException")
+    r = demo.commit("mv", "t", [{"action": "set-location", "location": "s3://demo/mv/t0"}])
+    assert r.status_code == 200, r.text
 
 
 def test_a_dropped_tables_folder_stays_claimed_while_a_tag_reads_it(floe):
@@ -343,6 +357,81 @@ def test_a_new_table_cannot_borrow_another_tables_uuid(floe):
     # A metadata file outside the folder it names is refused.
     r = demo.register("id", "copy", f"s3://demo/{forged_key}")
     assert r.status_code in (400, 403, 409), r.text
+
+
+def test_a_view_cannot_borrow_a_tables_uuid_or_free_its_folder(floe):
+    demo = Demo(floe)
+    main = catalog(floe)
+    main.create_namespace("bv")
+    gone = main.create_table("bv.gone", schema=ARROW_SCHEMA, location="s3://demo/bv/gone")
+    gone.append(rows([1]))
+    gone_uuid = str(gone.metadata.table_uuid)
+    demo.drop("bv", "gone", purge=False)
+    own = main.create_table("bv.own", schema=ARROW_SCHEMA)
+    folder = key_of(own.location())
+    view = {
+        "view-uuid": gone_uuid,
+        "format-version": 1,
+        "location": own.location(),
+        "current-version-id": 1,
+        "versions": [
+            {
+                "version-id": 1,
+                "timestamp-ms": int(time.time() * 1000),
+                "schema-id": 0,
+                "summary": {"engine-name": "test"},
+                "representations": [{"type": "sql", "sql": "select 1", "dialect": "spark"}],
+                "default-namespace": ["bv"],
+            }
+        ],
+        "version-log": [],
+        "schemas": [SCHEMA_JSON],
+        "properties": {},
+    }
+    key = folder + "/metadata/00000-view.metadata.json"
+    demo.table_client("bv", "own").put_object(Bucket="demo", Key=key, Body=json.dumps(view).encode())
+    r = requests.post(
+        demo.url("namespaces/bv/register-view"),
+        json={"name": "v", "metadata-location": f"s3://demo/{key}"},
+        timeout=30,
+    )
+    assert r.status_code in (400, 403, 404, 409), r.text
+    # The dropped table's folder is still its own.
+    assert_error(demo.create("bv", "taker", "s3://demo/bv/gone"), 400, "BadRequestException")
+
+
+def test_signing_refuses_a_put_that_names_half_a_part(floe):
+    demo = Demo(floe)
+    main = catalog(floe)
+    main.create_namespace("hp")
+    t = main.create_table("hp.t", schema=ARROW_SCHEMA)
+    t.append(rows([1]))
+    demo.tag("frozen")
+    data_key = key_of(next(iter(t.scan().plan_files())).file.file_path)
+    metadata_key = key_of(demo.load("hp", "t")["metadata-location"])
+    for key in [data_key, metadata_key]:
+        for query in ["partNumber=1", "uploadId=abc", "partNumber=1&uploadId=", "partNumber=&uploadId=x"]:
+            assert_error(demo.sign("hp", "t", "PUT", key, query=query), 403, "ForbiddenException")
+        assert_error(demo.sign("hp", "t", "DELETE", key, query="uploadId="), 403, "ForbiddenException")
+
+
+def test_a_tables_key_never_deletes_a_metadata_file(floe):
+    demo = Demo(floe)
+    main = catalog(floe)
+    main.create_namespace("dm")
+    t = main.create_table("dm.t", schema=ARROW_SCHEMA)
+    t.append(rows([1]))
+    metadata_key = key_of(demo.load("dm", "t")["metadata-location"])
+    before = demo.file(metadata_key)
+    s3 = demo.table_client("dm", "t")  # no other refs: this key may delete data files
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket="demo", Key=metadata_key)
+    assert error_of(e) == (403, "AccessDenied")
+    answer = s3.delete_objects(Bucket="demo", Delete={"Objects": [{"Key": metadata_key}]})
+    assert [err["Code"] for err in answer.get("Errors", [])] == ["AccessDenied"], answer
+    assert_error(demo.sign("dm", "t", "DELETE", metadata_key), 403, "ForbiddenException")
+    assert demo.file(metadata_key) == before
+    assert content(catalog(floe).load_table("dm.t")) == [(1, "row-1")]
 
 
 # ---------------------------------------------------------------------------------------------

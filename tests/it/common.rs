@@ -94,6 +94,21 @@ impl TestDb {
         Persistence::open(&self.config(), true).await.unwrap()
     }
 
+    /// Runs one statement on the test database, beside the store (to age a row, say).
+    pub async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_string());
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+
     /// Ends every connection to the PostgreSQL test database that is waiting on `LISTEN` (the
     /// table change listeners); returns how many were ended.
     pub async fn end_listeners(&self) -> i64 {

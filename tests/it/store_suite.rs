@@ -1619,8 +1619,9 @@ async fn claimed_folders_never_overlap(store: Persistence, db: &TestDb) {
 }
 
 /// A table keeps its folders claimed after it moves on or is dropped: no other table may be
-/// placed there (early check and final check in the commit), until the claims are released,
-/// which does nothing while any line still has a row of that UUID.
+/// placed there (early check and final check in the commit). A purge releases the claims first,
+/// only while no line holds a row of the UUID; released claims still hold their folders (and
+/// refuse a create of that UUID) until keys vended for them have expired, or are taken back.
 async fn folders_stay_claimed_until_released(store: Persistence, db: &TestDb) {
     let info = bootstrapped(&store).await;
     let (warehouse, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
@@ -1656,14 +1657,22 @@ async fn folders_stay_claimed_until_released(store: Persistence, db: &TestDb) {
         .commit_tabulars(main.id, &[moved], meta())
         .await
         .unwrap();
+    let folders = |kind| {
+        let store = store.clone();
+        let warehouse = warehouse.id;
+        async move {
+            store
+                .tabulars
+                .claimed_folders(warehouse, x.uuid, kind)
+                .await
+                .unwrap()
+        }
+    };
     assert_eq!(
-        store
-            .tabulars
-            .claimed_folders(warehouse.id, x.uuid)
-            .await
-            .unwrap(),
+        folders(Some(TabularKind::Table)).await,
         ["s3://demo/mv/x1", "s3://demo/mv/x2"]
     );
+    assert!(folders(Some(TabularKind::View)).await.is_empty());
     let early = |location: &'static str, uuid: uuid::Uuid| {
         let store = store.clone();
         let warehouse = warehouse.id;
@@ -1681,6 +1690,16 @@ async fn folders_stay_claimed_until_released(store: Persistence, db: &TestDb) {
                 .unwrap()
         }
     };
+    let create = |name: &'static str, location: &'static str| {
+        let store = store.clone();
+        let t = at(name, location);
+        async move {
+            store
+                .tabulars
+                .commit_tabulars(main.id, &[TabularChange::Create(t)], meta())
+                .await
+        }
+    };
     let stranger = uuid::Uuid::new_v4();
     // The old folder, and one inside it, are taken for anyone but x itself.
     assert_eq!(
@@ -1688,25 +1707,10 @@ async fn folders_stay_claimed_until_released(store: Persistence, db: &TestDb) {
         Some("s3://demo/mv/x1")
     );
     assert_eq!(early("s3://demo/mv/x1", x.uuid).await, None);
-    for location in ["s3://demo/mv/x1", "s3://demo/mv/x1/deeper"] {
-        let err = store
-            .tabulars
-            .commit_tabulars(main.id, &[TabularChange::Create(at("y", location))], meta())
-            .await
-            .unwrap_err();
+    for location in ["s3://demo/mv/x1", "s3://demo/mv/x1/deeper", "s3://demo/mv"] {
+        let err = create("y", location).await.unwrap_err();
         assert_eq!(err.kind, ErrorKind::BadRequest, "{location}: {err:?}");
     }
-    // A folder containing it is taken as well; a sibling is free.
-    let err = store
-        .tabulars
-        .commit_tabulars(
-            main.id,
-            &[TabularChange::Create(at("y", "s3://demo/mv"))],
-            meta(),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind, ErrorKind::BadRequest);
     assert!(
         store
             .tabulars
@@ -1729,56 +1733,123 @@ async fn folders_stay_claimed_until_released(store: Persistence, db: &TestDb) {
             .await
             .unwrap()
     );
-    // Dropped (not purged): still claimed, and nothing is released while x has a row anywhere.
     assert!(
-        !store
+        store
             .tabulars
-            .release_claims(warehouse.id, x.uuid)
+            .uuid_known(warehouse.id, x.uuid, Some(TabularKind::Table))
             .await
             .unwrap()
     );
+    assert!(
+        !store
+            .tabulars
+            .uuid_known(warehouse.id, stranger, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .tabulars
+            .lines_holding(warehouse.id, x.uuid)
+            .await
+            .unwrap(),
+        [main.id]
+    );
+    // While x has a row, a purge does not begin.
+    assert_eq!(
+        store
+            .tabulars
+            .release_for_purge(warehouse.id, x.uuid)
+            .await
+            .unwrap(),
+        None
+    );
+    // Dropped (not purged): still claimed.
     store
         .tabulars
         .drop_tabular(main.id, &x.ident, TabularKind::Table, meta())
         .await
         .unwrap();
     assert!(early("s3://demo/mv/x2", stranger).await.is_some());
+    assert_eq!(
+        create("y", "s3://demo/mv/x2").await.unwrap_err().kind,
+        ErrorKind::BadRequest
+    );
+    // A purge begins: the folders it returns are still held, and x cannot come back meanwhile.
+    let mut released = store
+        .tabulars
+        .release_for_purge(warehouse.id, x.uuid)
+        .await
+        .unwrap()
+        .unwrap();
+    released.sort();
+    assert_eq!(released, ["s3://demo/mv/x1", "s3://demo/mv/x2"]);
+    assert!(folders(None).await.is_empty());
+    assert!(early("s3://demo/mv/x1", stranger).await.is_some());
+    assert_eq!(
+        create("y", "s3://demo/mv/x1").await.unwrap_err().kind,
+        ErrorKind::BadRequest
+    );
+    let mut again = x.clone();
+    again.id = TabularId::new();
+    again.location = "s3://demo/mv/x3".into();
     let err = store
         .tabulars
-        .commit_tabulars(
-            main.id,
-            &[TabularChange::Create(at("y", "s3://demo/mv/x2"))],
-            meta(),
-        )
+        .commit_tabulars(main.id, &[TabularChange::Create(again)], meta())
         .await
         .unwrap_err();
-    assert_eq!(err.kind, ErrorKind::BadRequest);
-    // Released (after a purge): the folders are free again.
-    assert!(
-        store
-            .tabulars
-            .release_claims(warehouse.id, x.uuid)
-            .await
-            .unwrap()
-    );
-    assert!(
-        store
-            .tabulars
-            .claimed_folders(warehouse.id, x.uuid)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(early("s3://demo/mv/x1", stranger).await, None);
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err:?}");
+    // A purge that failed takes its claims back.
     store
         .tabulars
-        .commit_tabulars(
-            main.id,
-            &[TabularChange::Create(at("y", "s3://demo/mv/x1"))],
-            meta(),
-        )
+        .restore_claims(warehouse.id, x.uuid)
         .await
         .unwrap();
+    assert_eq!(folders(None).await.len(), 2);
+    store
+        .tabulars
+        .release_for_purge(warehouse.id, x.uuid)
+        .await
+        .unwrap()
+        .unwrap();
+    // Once keys vended for them have expired, released folders are free.
+    db.execute("UPDATE folder_claims SET released_at = 0 WHERE released_at IS NOT NULL")
+        .await;
+    assert_eq!(early("s3://demo/mv/x1", stranger).await, None);
+    create("y", "s3://demo/mv/x1").await.unwrap();
+
+    // A dropped view's claims go at once, and only the view's.
+    let mut v = tabular(&warehouse, &main, &["mv"], "v", TabularKind::View);
+    v.location = "s3://demo/mv/v".into();
+    store
+        .tabulars
+        .commit_tabulars(main.id, &[TabularChange::Create(v.clone())], meta())
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .tabulars
+            .release_view_claims(warehouse.id, v.uuid)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        create("w", "s3://demo/mv/v/inside").await.unwrap_err().kind,
+        ErrorKind::BadRequest
+    );
+    store
+        .tabulars
+        .drop_tabular(main.id, &v.ident, TabularKind::View, meta())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .tabulars
+            .release_view_claims(warehouse.id, v.uuid)
+            .await
+            .unwrap()
+    );
+    create("w", "s3://demo/mv/v/inside").await.unwrap();
 }
 
 /// Creates claim their folders under a warehouse lock and take the line's commit record; racing
