@@ -347,7 +347,7 @@ async fn access_for(
             warehouse,
             ident,
             &table.location,
-            table.uuid,
+            (table.uuid, table.new_uuid),
             delegation_of(headers),
         )
         .await

@@ -37,6 +37,9 @@ pub struct TableState {
     pub location: String,
     /// The table's UUID (the owner of its folder claims).
     pub uuid: uuid::Uuid,
+    /// A table this request made with a UUID new to the warehouse: its one folder is its
+    /// location, so access to it is decided without reading its claims.
+    pub new_uuid: bool,
     pub metadata_location: Option<String>,
     pub metadata: bytes::Bytes,
 }
@@ -77,7 +80,6 @@ impl Services {
         &self,
         wh: &OpenWarehouse,
         location: &Location,
-        except: Option<TabularId>,
         explicit: bool,
         uuid: uuid::Uuid,
     ) -> Result<()> {
@@ -91,7 +93,6 @@ impl Services {
                 wh.warehouse.id,
                 &prefixes,
                 explicit.then_some(location.as_str()),
-                except,
                 Some(uuid),
             )
             .await?
@@ -406,14 +407,8 @@ impl Services {
             request.properties,
         )?;
         check_locations(metadata.location(), metadata.properties(), &wh.base)?;
-        self.check_location_is_free(
-            &wh,
-            &location,
-            None,
-            request.location.is_some(),
-            metadata.uuid(),
-        )
-        .await?;
+        self.check_location_is_free(&wh, &location, request.location.is_some(), metadata.uuid())
+            .await?;
         let json = bytes::Bytes::from(table_metadata_json(&metadata)?);
         if request.stage_create {
             // Nothing is recorded, but the location is made ready for the files the client writes
@@ -424,6 +419,7 @@ impl Services {
             return Ok(TableState {
                 location: location.to_string(),
                 uuid: metadata.uuid(),
+                new_uuid: true,
                 metadata_location: None,
                 metadata: json,
             });
@@ -466,6 +462,7 @@ impl Services {
         Ok(TableState {
             location: location.to_string(),
             uuid: metadata.uuid(),
+            new_uuid: true,
             metadata_location: Some(file.to_string()),
             metadata: json,
         })
@@ -496,6 +493,7 @@ impl Services {
         Ok(TableState {
             location: table.location,
             uuid: table.uuid,
+            new_uuid: false,
             metadata_location: Some(table.metadata_location),
             metadata,
         })
@@ -740,14 +738,8 @@ impl Services {
                 .as_ref()
                 .is_none_or(|t| t.location != location.as_str())
             {
-                self.check_location_is_free(
-                    wh,
-                    &location,
-                    current.as_ref().map(|t| t.id),
-                    true,
-                    metadata.uuid(),
-                )
-                .await?;
+                self.check_location_is_free(wh, &location, true, metadata.uuid())
+                    .await?;
             }
             self.check_files_are_the_tables(
                 wh,
@@ -817,6 +809,8 @@ impl Services {
                 state: TableState {
                     location: location.to_string(),
                     uuid: metadata.uuid(),
+                    // A create here brought a UUID the warehouse never had (`check_new_uuid`).
+                    new_uuid: current.is_none(),
                     metadata_location: Some(file.to_string()),
                     metadata: json,
                 },
@@ -947,7 +941,6 @@ impl Services {
                             warehouse,
                             &prefixes,
                             Some(location.as_str()),
-                            None,
                             Some(uuid),
                         )
                         .await?
@@ -1128,6 +1121,12 @@ impl Services {
                 format!("a table or view named {ident} already exists"),
             ));
         }
+        let new_uuid = existing.is_none()
+            && !self
+                .store
+                .tabulars
+                .uuid_known(wh.warehouse.id, metadata.uuid(), None)
+                .await?;
         match &existing {
             Some(t) if t.uuid != metadata.uuid() => {
                 return Err(Error::bad_request(format!(
@@ -1143,7 +1142,7 @@ impl Services {
                     .await?
             }
         }
-        self.check_location_is_free(&wh, &location, replaced, true, metadata.uuid())
+        self.check_location_is_free(&wh, &location, true, metadata.uuid())
             .await?;
         self.check_files_are_the_tables(
             &wh,
@@ -1202,6 +1201,7 @@ impl Services {
         Ok(TableState {
             location: location.to_string(),
             uuid: metadata.uuid(),
+            new_uuid,
             metadata_location: Some(file.to_string()),
             metadata: json,
         })
@@ -1257,7 +1257,7 @@ impl Services {
             warehouse,
             ident,
             &table.location,
-            table.uuid,
+            (table.uuid, false),
             delegation,
         )
         .await
@@ -1272,7 +1272,7 @@ impl Services {
         warehouse: WarehouseId,
         ident: &TabularIdent,
         location: &str,
-        uuid: uuid::Uuid,
+        uuid: (uuid::Uuid, bool),
         delegation: Delegation,
     ) -> Result<std::sync::Arc<TableAccess>> {
         if self

@@ -265,9 +265,10 @@ impl Services {
             .insert(warehouse, (std::time::Instant::now(), true));
     }
 
-    /// The access a client gets to the files of the table `ident` (UUID `uuid`) at `location`:
+    /// The access a client gets to the files of the table `ident` (UUID `uuid.0`) at `location`:
     /// its folder, and every other folder the table claims (its current snapshot may still live
-    /// where it was before a `set-location`).
+    /// where it was before a `set-location`). `uuid.1`: the table was just made with a UUID new
+    /// to the warehouse, so its location is its only folder.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn storage_access(
         &self,
@@ -275,7 +276,7 @@ impl Services {
         reference: Option<&str>,
         ident: &TabularIdent,
         location: &str,
-        uuid: uuid::Uuid,
+        (uuid, new_uuid): (uuid::Uuid, bool),
         access: FileAccess,
         delegation: Delegation,
     ) -> Result<Arc<TableAccess>> {
@@ -304,11 +305,14 @@ impl Services {
         {
             return Ok(cached.clone());
         }
-        let folders = self
-            .store
-            .tabulars
-            .claimed_folders(warehouse, uuid, Some(TabularKind::Table))
-            .await?;
+        let folders = if new_uuid {
+            Vec::new()
+        } else {
+            self.store
+                .tabulars
+                .claimed_folders(warehouse, uuid, Some(TabularKind::Table))
+                .await?
+        };
         let target = self.signing_target(&wh, location, &folders)?;
         let mut config = BTreeMap::new();
         config.insert("s3.endpoint".to_string(), target.endpoint.clone());
@@ -562,7 +566,7 @@ impl Services {
                         ctx.reference.as_deref(),
                         ident,
                         &table.location,
-                        table.uuid,
+                        (table.uuid, false),
                         access,
                         Delegation {
                             vended_credentials: true,

@@ -493,11 +493,10 @@ impl TabularStore for CachedTabularStore {
         warehouse: WarehouseId,
         prefixes: &[String],
         inside: Option<&str>,
-        except: Option<TabularId>,
         uuid: Option<uuid::Uuid>,
     ) -> Result<Option<String>> {
         self.inner
-            .overlapping_table(warehouse, prefixes, inside, except, uuid)
+            .overlapping_table(warehouse, prefixes, inside, uuid)
             .await
     }
 

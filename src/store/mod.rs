@@ -162,16 +162,15 @@ pub trait TabularStore: Send + Sync {
         ref_name: &str,
         ident: &TabularIdent,
     ) -> Result<Option<(TabularId, i64)>>;
-    /// The location of a table or view of the warehouse (on any ref), or of a folder another
-    /// table still claims, that overlaps `location`: equal to one of `prefixes` (the location and
-    /// its parent folders), or, when `inside`, lying below `location`. The row `except` (the
-    /// table being changed) and the claims of `uuid` (its own) are not counted.
+    /// A folder a table or view of the warehouse claims (every live row's folder, and those
+    /// claims outlive rows for) that overlaps `location`: equal to one of `prefixes` (the location
+    /// and its parent folders), or, when `inside`, lying below `location`. The claims of `uuid`
+    /// (the table being placed, on any line) are not counted.
     async fn overlapping_table(
         &self,
         warehouse: WarehouseId,
         prefixes: &[String],
         inside: Option<&str>,
-        except: Option<TabularId>,
         uuid: Option<uuid::Uuid>,
     ) -> Result<Option<String>>;
     /// The folders the table (or view, or either with `None`) with this UUID claims in the

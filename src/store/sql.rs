@@ -2267,22 +2267,27 @@ macro_rules! impl_sql_store {
             }
         }
 
-        /// Another table's (or for a view, another table's) folder that overlaps `location`, in
-        /// the warehouse, but not `id`'s own row nor its copies on other lines. The caller holds
-        /// the warehouse's folder-claim lock (PostgreSQL: an advisory lock until the transaction
-        /// ends; SQLite has one writer), taken before any line's row, so the answer is final.
-        /// Index lookups, not a scan: the folder itself and each folder above it (equality), and
-        /// what lies inside it (a range in byte order, `folder/` up to `folder0`; PostgreSQL's
-        /// column collation is "C"). Planned for each call: a cached plan made while the table was
-        /// small scans it once it is large.
+        /// A folder another table (for a view: another table only) claims that overlaps
+        /// `location`, in the warehouse; the claims of `uuid` (the table itself, on any line) do
+        /// not count. Every live row's folder is claimed by its UUID, and claims outlive rows
+        /// (folders a table moved away from, dropped tables not purged, released claims until
+        /// keys vended for them have expired). The caller holds the warehouse's folder-claim lock
+        /// (PostgreSQL: an advisory lock until the transaction ends; SQLite has one writer), taken
+        /// before any line's row, so the answer is final. Index lookups, not a scan: the folder
+        /// itself and each folder above it (equality), and what lies inside it (a range in byte
+        /// order, `folder/` up to `folder0`; PostgreSQL's column collation is "C"). Planned for
+        /// each call: a cached plan made while the table was small scans it once it is large.
+        ///
+        /// For a create (`creating`), an empty answer means a purge of `uuid` has begun (its
+        /// claims are released): bringing it back would bring back a table whose files are
+        /// going. Asked in the same statement, since every create asks.
         async fn overlapping_folder(
             conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
             warehouse: WarehouseId,
-            id: TabularId,
             uuid: Uuid,
             location: &str,
             is_view: bool,
-            ref_id: RefId,
+            creating: bool,
         ) -> Result<Option<String>> {
             let location = location.trim_end_matches('/');
             let above: Vec<&str> = location
@@ -2291,46 +2296,39 @@ macro_rules! impl_sql_store {
                 .filter(|prefix| !prefix.is_empty())
                 .chain(std::iter::once(location))
                 .collect();
-            let filter = "warehouse_id = $1 AND id <> $2 AND NOT (uuid = $4 AND ref_id <> $5) \
-                 AND (kind = 'table' OR $3 = 'any')";
-            // Claims outlive rows: the folders a table moved away from, and those of dropped
-            // tables that are not purged, belong to their table's UUID still.
-            // A released claim holds its folder until keys vended for it have expired.
-            let grace = above.len() + 8;
-            let claims = format!(
-                "warehouse_id = $1 AND table_uuid <> $4 AND (kind = 'table' OR $3 = 'any') \
-                 AND (released_at IS NULL OR released_at > ${grace})"
-            );
+            let claims = "warehouse_id = $1 AND table_uuid <> $3 AND (kind = 'table' OR $2 = 'any') \
+                 AND (released_at IS NULL OR released_at > $6)";
             let mut listed = String::new();
             for i in 0..above.len() {
                 if i > 0 {
                     listed.push_str(", ");
                 }
-                listed.push_str(&format!("${}", i + 8));
+                listed.push_str(&format!("${}", i + 7));
             }
+            let purging = if creating {
+                "SELECT '' FROM folder_claims WHERE warehouse_id = $1 AND table_uuid = $3 \
+                 AND released_at IS NOT NULL UNION ALL "
+            } else {
+                ""
+            };
             let sql = format!(
-                "SELECT location FROM tabulars WHERE {filter} AND location >= $6 \
-                 AND location < $7 UNION ALL SELECT location FROM tabulars WHERE {filter} \
-                 AND location IN ({listed}) UNION ALL SELECT location FROM folder_claims \
-                 WHERE {claims} AND location >= $6 AND location < $7 UNION ALL \
-                 SELECT location FROM folder_claims WHERE {claims} AND location IN ({listed}) \
-                 LIMIT 1"
+                "{purging}SELECT location FROM folder_claims WHERE {claims} AND location >= $4 \
+                 AND location < $5 UNION ALL SELECT location FROM folder_claims \
+                 WHERE {claims} AND location IN ({listed}) LIMIT 1"
             );
             // Only numbered placeholders are formatted into the text; every value is bound.
             let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                 .persistent(false)
                 .bind(warehouse.0)
-                .bind(id.0)
                 .bind(if is_view { "tables" } else { "any" })
                 .bind(uuid)
-                .bind(ref_id.0)
                 .bind(format!("{location}/"))
-                .bind(format!("{location}0"));
+                .bind(format!("{location}0"))
+                .bind(release_cutoff());
             for prefix in above {
                 query = query.bind(prefix);
             }
             query
-                .bind(release_cutoff())
                 .fetch_optional(&mut *conn)
                 .await
                 .map_err(|e| db_error("committing", e))
@@ -2342,24 +2340,7 @@ macro_rules! impl_sql_store {
                 - i64::try_from(crate::model::CLAIM_RELEASE_GRACE.as_millis()).unwrap_or(i64::MAX)
         }
 
-        /// Whether a purge of the table with this UUID has begun (its claims are released): a
-        /// create of that UUID would bring back a table whose files are being deleted.
-        async fn purge_begun(
-            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
-            warehouse: WarehouseId,
-            uuid: Uuid,
-        ) -> Result<bool> {
-            let found: Option<i32> = sqlx::query_scalar(
-                "SELECT 1 FROM folder_claims WHERE warehouse_id = $1 AND table_uuid = $2 \
-                 AND released_at IS NOT NULL LIMIT 1",
-            )
-            .bind(warehouse.0)
-            .bind(uuid)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| db_error("committing", e))?;
-            Ok(found.is_some())
-        }
+
 
         /// Records that the table (or view) `uuid` claims `location` (idempotent). The claim stays
         /// when the table moves on or is dropped, until a purge has deleted its files.
@@ -2431,8 +2412,8 @@ macro_rules! impl_sql_store {
                             // fails wrote nothing (a group commit runs a lone create without a
                             // savepoint); a name that is taken is still reported first.
                             if let Some(other) = overlapping_folder(
-                                conn, t.warehouse_id, t.id, t.uuid, &t.location,
-                                t.kind == TabularKind::View, ref_id,
+                                conn, t.warehouse_id, t.uuid, &t.location,
+                                t.kind == TabularKind::View, true,
                             )
                             .await?
                             {
@@ -2447,13 +2428,14 @@ macro_rules! impl_sql_store {
                                 if name_taken.is_some() {
                                     return Err(taken(t.kind, &t.ident));
                                 }
+                                if other.is_empty() {
+                                    return Err(Error::conflict(format!(
+                                        "the table with UUID {} is being purged; its files are \
+                                         going",
+                                        t.uuid
+                                    )));
+                                }
                                 return Err(overlap_error(&t.location, &other));
-                            }
-                            if purge_begun(conn, t.warehouse_id, t.uuid).await? {
-                                return Err(Error::conflict(format!(
-                                    "the table with UUID {} is being purged; its files are going",
-                                    t.uuid
-                                )));
                             }
                             // A taken name inserts nothing (and raises nothing, which would end a
                             // PostgreSQL transaction).
@@ -2604,7 +2586,7 @@ macro_rules! impl_sql_store {
                                 .await
                                 .map_err(|e| db_error("committing", e))?;
                         if let Some(other) = overlapping_folder(
-                            conn, *warehouse, written, *uuid, location, kind == "view", ref_id,
+                            conn, *warehouse, *uuid, location, kind == "view", false,
                         )
                         .await?
                         {
@@ -2824,9 +2806,13 @@ macro_rules! impl_sql_store {
                 warehouse: WarehouseId,
                 prefixes: &[String],
                 inside: Option<&str>,
-                except: Option<TabularId>,
                 uuid: Option<Uuid>,
             ) -> Result<Option<String>> {
+                // Every live row's folder is claimed; claims outlive rows. `$2`: the caller's own
+                // UUID, whose claims do not count (nil claims nothing); `$3`: released claims
+                // hold their folders until keys vended for them have expired.
+                let claims = "warehouse_id = $1 AND table_uuid <> $2 \
+                     AND (released_at IS NULL OR released_at > $3)";
                 let mut listed = String::new();
                 for i in 0..prefixes.len().max(1) {
                     if i > 0 {
@@ -2834,30 +2820,17 @@ macro_rules! impl_sql_store {
                     }
                     listed.push_str(&format!("${}", i + 4));
                 }
-                // Live rows of other tables, then folders other tables still claim (`$3`: the
-                // caller's own UUID, whose claims do not count; nil claims nothing).
+                let mut sql = format!(
+                    "SELECT location FROM folder_claims WHERE {claims} AND location IN ({listed})"
+                );
                 // What lies inside a folder is a range of the location index: from `folder/` up
                 // to (not including) `folder0` ('0' follows '/'), in byte order (PostgreSQL:
-                // the column's collation is "C", migration 0007).
+                // the column's collation is "C").
                 let inside_param = prefixes.len().max(1) + 4;
-                // A released claim holds its folder until keys vended for it have expired.
-                let grace = inside_param + if inside.is_some() { 2 } else { 0 };
-                let claims = format!(
-                    "warehouse_id = $1 AND table_uuid <> $3 \
-                     AND (released_at IS NULL OR released_at > ${grace})"
-                );
-                let mut sql = format!(
-                    "SELECT location FROM tabulars WHERE warehouse_id = $1 AND id <> $2 \
-                     AND location IN ({listed}) UNION ALL SELECT location FROM folder_claims \
-                     WHERE {claims} AND location IN ({listed})"
-                );
                 if inside.is_some() {
                     sql.push_str(&format!(
-                        " UNION ALL SELECT location FROM tabulars WHERE warehouse_id = $1 \
-                         AND id <> $2 AND location >= ${inside_param} AND location < ${} \
-                         UNION ALL SELECT location FROM folder_claims WHERE {claims} \
+                        " UNION ALL SELECT location FROM folder_claims WHERE {claims} \
                          AND location >= ${inside_param} AND location < ${}",
-                        inside_param + 1,
                         inside_param + 1
                     ));
                 }
@@ -2867,8 +2840,8 @@ macro_rules! impl_sql_store {
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                     .persistent(false)
                     .bind(warehouse.0)
-                    .bind(except.map(|id| id.0).unwrap_or(Uuid::nil()))
-                    .bind(uuid.unwrap_or(Uuid::nil()));
+                    .bind(uuid.unwrap_or(Uuid::nil()))
+                    .bind(release_cutoff());
                 if prefixes.is_empty() {
                     query = query.bind("");
                 }
@@ -2880,7 +2853,6 @@ macro_rules! impl_sql_store {
                     query = query.bind(format!("{folder}/")).bind(format!("{folder}0"));
                 }
                 let row = query
-                    .bind(release_cutoff())
                     .fetch_optional(&self.read)
                     .await
                     .map_err(|e| db_error("checking table locations", e))?;
