@@ -541,6 +541,56 @@ def test_signing_binds_create_only_to_writes_that_may_not_replace(floe):
     assert put.status_code == 200, put.text
 
 
+def test_signing_on_s3_never_replaces_a_tags_files(floe, moto):
+    """The same guarantee on a real S3 implementation (moto, which honours If-None-Match on
+    PUT), with the warehouse's own key signing (no STS)."""
+    wh = create_moto_warehouse(floe, moto, sts=False)
+    cat = load_catalog(
+        f"scope-{uuid.uuid4().hex[:6]}",
+        type="rest",
+        uri=floe.uri,
+        warehouse=wh["name"],
+        **{"header.X-Iceberg-Access-Delegation": "remote-signing"},
+    )
+    cat.create_namespace("s3")
+    t = cat.create_table("s3.t", schema=ARROW_SCHEMA)
+    t.append(rows([1, 2], "kept"))
+    listed = requests.get(f"{floe.base}/management/v1/warehouses", timeout=10).json()["warehouses"]
+    (wh_id,) = [w["id"] for w in listed if w["name"] == wh["name"]]
+    r = requests.post(
+        f"{floe.base}/management/v1/warehouses/{wh_id}/tags", json={"name": "v1"}, timeout=30
+    )
+    assert r.status_code == 201, r.text
+    bucket = wh["bucket"]
+    data_key = next(iter(t.scan().plan_files())).file.file_path.split(f"s3://{bucket}/", 1)[1]
+    metadata_key = t.metadata_location.split(f"s3://{bucket}/", 1)[1]
+    admin = boto3.client(
+        "s3",
+        endpoint_url=moto,
+        aws_access_key_id=wh["access-key-id"],
+        aws_secret_access_key=wh["secret-access-key"],
+        region_name=REGION,
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    before = {k: admin.get_object(Bucket=bucket, Key=k)["Body"].read() for k in (data_key, metadata_key)}
+    sign_url = f"{floe.uri}/v1/{wh_id}/namespaces/s3/tables/t/sign"
+    for key in (data_key, metadata_key):
+        url = f"{moto}/{bucket}/{quote(key)}"
+        r = requests.post(
+            sign_url, json={"region": REGION, "uri": url, "method": "PUT", "headers": {}}, timeout=30
+        )
+        assert r.status_code == 200, r.text
+        headers = {k: ", ".join(v) for k, v in r.json()["headers"].items()}
+        assert headers.get("If-None-Match") == "*", headers
+        put = requests.put(url, data=b"tampered", headers=headers, timeout=30)
+        assert put.status_code == 412, (key, put.status_code, put.text)
+        stripped = {k: v for k, v in headers.items() if k != "If-None-Match"}
+        put = requests.put(url, data=b"tampered", headers=stripped, timeout=30)
+        assert put.status_code == 403, (key, put.status_code, put.text)
+    for key, body in before.items():
+        assert admin.get_object(Bucket=bucket, Key=key)["Body"].read() == body
+
+
 # ---------------------------------------------------------------------------------------------
 # 3. Listings name nothing outside the key's folder
 
