@@ -110,20 +110,21 @@ impl Services {
     /// Refuses a new table (a create, or a registered file) whose UUID another table of the
     /// warehouse already has or had: folder claims belong to a UUID, so a table that borrowed
     /// another's UUID could move into that table's folders. Registering a version the warehouse
-    /// recorded for that very UUID (bringing a dropped table back) is the one exception.
+    /// recorded for that very UUID (bringing a dropped table back) is the one exception. Answers
+    /// whether the UUID is new to the warehouse.
     pub(crate) async fn check_new_uuid(
         &self,
         wh: &OpenWarehouse,
         uuid: uuid::Uuid,
         registered: Option<&Location>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         if !self
             .store
             .tabulars
             .uuid_known(wh.warehouse.id, uuid, None)
             .await?
         {
-            return Ok(());
+            return Ok(true);
         }
         // Only while no row of that UUID lives on this branch: two tables of one UUID on one
         // line would share claims, and purging one would delete the other's files.
@@ -140,7 +141,7 @@ impl Services {
                 .await?
                 .contains(&wh.branch.id)
         {
-            return Ok(());
+            return Ok(false);
         }
         Err(Error::already_exists(
             Entity::Table,
@@ -1121,13 +1122,7 @@ impl Services {
                 format!("a table or view named {ident} already exists"),
             ));
         }
-        let new_uuid = existing.is_none()
-            && !self
-                .store
-                .tabulars
-                .uuid_known(wh.warehouse.id, metadata.uuid(), None)
-                .await?;
-        match &existing {
+        let new_uuid = match &existing {
             Some(t) if t.uuid != metadata.uuid() => {
                 return Err(Error::bad_request(format!(
                     "registering {file} over table {ident} would change its UUID (from {} to {}); \
@@ -1136,12 +1131,12 @@ impl Services {
                     metadata.uuid()
                 )));
             }
-            Some(_) => {}
+            Some(_) => false,
             None => {
                 self.check_new_uuid(&wh, metadata.uuid(), Some(&file))
                     .await?
             }
-        }
+        };
         self.check_location_is_free(&wh, &location, true, metadata.uuid())
             .await?;
         self.check_files_are_the_tables(

@@ -283,23 +283,34 @@ def test_a_dropped_tables_folder_stays_claimed_while_a_tag_reads_it(floe):
     main.create_namespace("tg")
     t = main.create_table("tg.t", schema=ARROW_SCHEMA, location="s3://demo/tg/t")
     t.append(rows([7, 8], "kept"))
+    p = main.create_table("tg.p", schema=ARROW_SCHEMA, location="s3://demo/tg/p")
+    p.append(rows([5], "purged"))
     demo.tag("v1")
-    data_file = key_of(next(iter(t.scan().plan_files())).file.file_path)
-    before = demo.file(data_file)
+    files = {
+        key_of(next(iter(table.scan().plan_files())).file.file_path): None for table in (t, p)
+    }
+    for key in files:
+        files[key] = demo.file(key)
 
+    # t is dropped, p dropped with a purge; the tag still reads both, so nothing is deleted. A
+    # purge asked for after them, of a table nothing else reads, shows that purges have run.
     demo.drop("tg", "t", purge=False)
-    # The folder the tag reads is nobody else's: not by create, nor by register elsewhere.
-    for location in ["s3://demo/tg/t", "s3://demo/tg/t/data"]:
-        assert_error(demo.create("tg", "u", location), 400, "BadRequestException")
-    # Purging now (the tag still reads the table) deletes nothing and frees nothing.
-    main.create_table("tg.t", schema=ARROW_SCHEMA, location="s3://demo/tg/t2")
-    demo.drop("tg", "t", purge=True)
-    time.sleep(1.5)
-    assert demo.file(data_file) == before
-    assert_error(demo.create("tg", "u", "s3://demo/tg/t"), 400, "BadRequestException")
+    demo.drop("tg", "p", purge=True)
+    witness = main.create_table("tg.witness", schema=ARROW_SCHEMA, location="s3://demo/tg/w")
+    witness.append(rows([9]))
+    assert os.path.isdir(os.path.join(demo.root, "tg", "w"))
+    demo.drop("tg", "witness", purge=True)
+    assert wait_until(lambda: not os.path.exists(os.path.join(demo.root, "tg", "w")))
+    for key, body in files.items():
+        assert demo.file(key) == body, key
 
-    # The tag reads the table as it was.
+    # The folders the tag reads are nobody else's.
+    for location in ["s3://demo/tg/t", "s3://demo/tg/t/data", "s3://demo/tg/p", "s3://demo/tg"]:
+        assert_error(demo.create("tg", "u", location), 400, "BadRequestException")
+
+    # The tag reads the tables as they were.
     assert content(catalog(floe, "v1").load_table("tg.t")) == [(7, "kept-7"), (8, "kept-8")]
+    assert content(catalog(floe, "v1").load_table("tg.p")) == [(5, "purged-5")]
     assert demo.load("tg", "t", ref="v1")["metadata"]["location"] == "s3://demo/tg/t"
 
 
