@@ -14,6 +14,8 @@ use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::store::redact_url;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -174,17 +176,6 @@ impl fmt::Debug for DatabaseConfig {
             .field("table_cache_mb", &self.table_cache_mb)
             .finish()
     }
-}
-
-/// Hides the password of a database URL (`postgres://user:secret@host` -> `postgres://user:***@host`).
-pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.rsplit_once('@')
-        && let Some((user, _)) = userinfo.split_once(':')
-    {
-        return format!("{scheme}://{user}:***@{host}");
-    }
-    url.to_string()
 }
 
 /// Which database a URL selects.

@@ -2,8 +2,24 @@
 //!
 //! # Layout
 //!
-//! Each module is one box of the architecture (see `ARCHITECTURE.md`); imports run downward only:
-//! `server -> api -> service -> store | storage | authz | secrets | events -> model | error`.
+//! Each module is one box of the architecture (see `ARCHITECTURE.md`); imports run downward only,
+//! and no two modules import each other:
+//!
+//! ```text
+//! main -> server -> config
+//!         server -> api | gateway -> service -> store | storage | index | authz | secrets | events
+//!                                                  -> model | error
+//! ```
+//!
+//! - `main` (the binary) and `cli`: the `floe` command and its client commands;
+//! - `server`: the composition root, the one place that names concrete backends;
+//! - `config`: the configuration tree, read by `main` and `server` alone;
+//! - `api`: the catalog and management HTTP surfaces; `gateway`: the S3 surface;
+//! - `service`: the use cases; `index`: the branching index's pure logic;
+//! - `store`: persistence (the only SQL); `storage`: object storage, locations, signing;
+//! - `authn`, `authz`, `secrets`, `events`: the pluggable modules, one trait each;
+//! - `model` and `error`: the ground floor (ids, records, the `warehouse@ref` grammar, the
+//!   operation table with each operation's permission, and the one error type).
 
 pub mod api;
 pub mod authn;

@@ -6,7 +6,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use floe::config::{Config, LogFormat};
 use floe::server::{Floe, shutdown_signal};
-use floe::store::Persistence;
 
 /// jemalloc instead of the system allocator. Measured over the benchmark sequence of
 /// `benches/README.md` (commits, contention, creates, loads in one process) it used the least
@@ -181,7 +180,7 @@ async fn run(config: Config, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => serve(config).await,
         Command::Migrate => {
-            Persistence::open(&config, true).await?;
+            floe::server::open_persistence(&config, true).await?;
             println!("migrations applied");
             Ok(())
         }

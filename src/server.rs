@@ -15,14 +15,18 @@ use crate::authn::{Authenticator, NoAuthentication};
 use crate::authz::{AllowAll, Authorizer};
 use crate::config::{
     AuthnBackend, AuthzBackend, Config, DatabaseTarget, EventsBackend, SecretsBackend,
+    SqliteSynchronous,
 };
 use crate::events::{EventPublisher, LogPublisher};
 use crate::gateway::{Gateway, GatewaySettings};
+use crate::model::{SealedSecret, SecretId};
 use crate::secrets::{
-    DbSecretStore, SecretStore, load_or_create_key_file, parse_key, read_key_file,
+    DbSecretStore, SealedRows, SecretStore, load_or_create_key_file, parse_key, read_key_file,
 };
 use crate::service::Services;
-use crate::store::Persistence;
+use crate::store::{
+    Persistence, PoolOptions, PostgresOptions, SealedSecretStore, SqliteOptions, SqliteSync,
+};
 
 /// A Floe server, built and bound, not yet serving.
 pub struct Floe {
@@ -41,12 +45,12 @@ impl Floe {
         let target = config.database_target()?;
         let embedded = matches!(target, DatabaseTarget::Sqlite(_));
         let migrate = config.database.auto_migrate.unwrap_or(embedded);
-        let store = Persistence::open(config, migrate).await?;
+        let store = open_persistence(config, migrate).await?;
 
         let server_key = encryption_key(config, embedded)?;
         let secrets: Arc<dyn SecretStore> = match config.secrets.backend {
             SecretsBackend::Database => {
-                Arc::new(DbSecretStore::new(store.secrets.clone(), &server_key))
+                Arc::new(DbSecretStore::new(secret_rows(&store), &server_key))
             }
         };
         let authn: Arc<dyn Authenticator> = match config.authn.backend {
@@ -205,6 +209,63 @@ fn local_roots(config: &Config) -> anyhow::Result<crate::service::LocalRoots> {
     }
     crate::service::LocalRoots::new(allowed, Some(config.storage.data_dir.clone()), protected)
         .context("resolving storage.data_dir and storage.local_roots")
+}
+
+/// Opens the configured database with the backend its URL selects (creating the SQLite file and
+/// its folder when needed). Migrations are applied when `migrate` is true; otherwise a database
+/// that lacks some is refused.
+pub async fn open_persistence(config: &Config, migrate: bool) -> anyhow::Result<Persistence> {
+    let db = &config.database;
+    let pool = PoolOptions {
+        max_connections: db.max_connections,
+        min_connections: db.min_connections,
+        acquire_timeout: Duration::from_millis(db.acquire_timeout_ms),
+        idle_timeout: Duration::from_secs(db.idle_timeout_secs),
+        statement_timeout: Duration::from_millis(db.statement_timeout_ms),
+        table_cache_bytes: db.table_cache_mb * 1024 * 1024,
+    };
+    match config.database_target()? {
+        DatabaseTarget::Sqlite(path) => {
+            let options = SqliteOptions {
+                pool,
+                synchronous: match db.sqlite_synchronous {
+                    SqliteSynchronous::Off => SqliteSync::Off,
+                    SqliteSynchronous::Normal => SqliteSync::Normal,
+                    SqliteSynchronous::Full => SqliteSync::Full,
+                },
+            };
+            Persistence::sqlite(&path, &options, migrate).await
+        }
+        DatabaseTarget::Postgres(url) => {
+            let options = PostgresOptions {
+                pool,
+                change_notifications: db.change_notifications,
+            };
+            Persistence::postgres(&url, &options, migrate).await
+        }
+    }
+}
+
+/// The catalog database's secret rows, as the database secret store's port.
+pub fn secret_rows(store: &Persistence) -> Arc<dyn SealedRows> {
+    Arc::new(SecretRows(store.secrets.clone()))
+}
+
+struct SecretRows(Arc<dyn SealedSecretStore>);
+
+#[async_trait::async_trait]
+impl SealedRows for SecretRows {
+    async fn put_secret(&self, id: SecretId, secret: &SealedSecret) -> crate::error::Result<()> {
+        self.0.put_secret(id, secret).await
+    }
+
+    async fn get_secret(&self, id: SecretId) -> crate::error::Result<Option<SealedSecret>> {
+        self.0.get_secret(id).await
+    }
+
+    async fn delete_secret(&self, id: SecretId) -> crate::error::Result<()> {
+        self.0.delete_secret(id).await
+    }
 }
 
 /// The secrets key: configured inline, from a file, or (embedded only) generated into the data dir.

@@ -16,9 +16,10 @@ use super::AppState;
 use super::error::{ApiResult, ErrorModel, IcebergErrorResponse};
 use super::extract::{Ctx, JsonBody, Path, Query};
 use crate::error::Error;
-use crate::index::ContentKind;
-use crate::index::merge::Strategy;
-use crate::model::{Commit, CommitId, Ref, RefKind, WarehouseId};
+use crate::model::{
+    Commit, CommitId, ContentKind, MergeStrategy as Strategy, Ref, RefKind, RefSelector,
+    WarehouseId,
+};
 use crate::service::{ContentChange, MergeConflict};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -132,7 +133,7 @@ async fn create_branch(
             WarehouseId(id),
             &request.name,
             RefKind::Branch,
-            request.from.as_deref(),
+            &RefSelector::parse(request.from.as_deref()),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(RefResponse::of(made))))
@@ -185,7 +186,12 @@ async fn reset_branch(
 ) -> ApiResult<Json<RefResponse>> {
     let reset = state
         .services
-        .reset_branch(&ctx, WarehouseId(id), &name, &request.to)
+        .reset_branch(
+            &ctx,
+            WarehouseId(id),
+            &name,
+            &RefSelector::parse(Some(&request.to)),
+        )
         .await?;
     Ok(Json(RefResponse::of(reset)))
 }
@@ -220,7 +226,7 @@ async fn create_tag(
             WarehouseId(id),
             &request.name,
             RefKind::Tag,
-            request.from.as_deref(),
+            &RefSelector::parse(request.from.as_deref()),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(RefResponse::of(made))))
@@ -347,7 +353,7 @@ async fn list_commits(
         .list_commits(
             &ctx,
             WarehouseId(id),
-            query.reference.as_deref(),
+            &RefSelector::parse(query.reference.as_deref()),
             query.page_token.as_deref(),
             query.page_size,
         )
@@ -443,7 +449,12 @@ async fn diff(
 ) -> ApiResult<Json<DiffResponse>> {
     let changes = state
         .services
-        .diff(&ctx, WarehouseId(id), &query.from, &query.to)
+        .diff(
+            &ctx,
+            WarehouseId(id),
+            &RefSelector::parse(Some(&query.from)),
+            &RefSelector::parse(Some(&query.to)),
+        )
         .await?;
     Ok(Json(DiffResponse {
         changes: changes.into_iter().map(ContentChangeResponse::of).collect(),
@@ -514,7 +525,7 @@ async fn merge(
         .merge(
             &ctx,
             WarehouseId(id),
-            &request.source,
+            &RefSelector::parse(Some(&request.source)),
             &request.target,
             request.message,
             request.strategy.unwrap_or_default(),
@@ -531,13 +542,11 @@ async fn merge(
                 .collect(),
         })
         .into_response(),
-        Err(conflicts) => {
-            (StatusCode::CONFLICT, Json(conflicts_response(conflicts))).into_response()
-        }
+        Err(conflicts) => conflicts_response(conflicts),
     })
 }
 
-fn conflicts_response(conflicts: Vec<MergeConflict>) -> MergeConflictsResponse {
+fn conflicts_response(conflicts: Vec<MergeConflict>) -> Response {
     let listed: Vec<String> = conflicts
         .iter()
         .map(|c| {
@@ -548,15 +557,12 @@ fn conflicts_response(conflicts: Vec<MergeConflict>) -> MergeConflictsResponse {
             format!("{} {path}: {}", kind_name(c.kind), c.reason)
         })
         .collect();
-    MergeConflictsResponse {
-        error: ErrorModel {
-            message: format!(
-                "the merge conflicts and changed nothing: {}",
-                listed.join("; ")
-            ),
-            r#type: "MergeConflictException".to_string(),
-            code: 409,
-        },
+    let (status, error) = super::error::merge_conflict(format!(
+        "the merge conflicts and changed nothing: {}",
+        listed.join("; ")
+    ));
+    let body = MergeConflictsResponse {
+        error,
         conflicts: conflicts
             .into_iter()
             .map(|c| MergeConflictResponse {
@@ -566,5 +572,6 @@ fn conflicts_response(conflicts: Vec<MergeConflict>) -> MergeConflictsResponse {
                 reason: c.reason,
             })
             .collect(),
-    }
+    };
+    (status, Json(body)).into_response()
 }

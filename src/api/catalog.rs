@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -16,104 +14,35 @@ use utoipa_axum::routes;
 
 use super::AppState;
 use super::error::{ApiResult, IcebergErrorResponse};
-use super::extract::{Ctx, JsonBody, Path, Query};
-use super::tables;
+use super::extract::{
+    Ctx, JsonBody, Path, Query, namespace_of, page_request, page_token, warehouse_of,
+};
 use crate::error::{Entity, Error};
-use crate::model::{MAIN_BRANCH, NamespaceIdent, PageRequest, ProjectId, WarehouseId};
-use crate::service::RequestContext;
+use crate::model::{NamespaceIdent, Operation, PageRequest, ProjectId, Route, WarehouseRef};
 
-/// Exactly the routes Floe serves, as `/v1/config` advertises them.
-pub const ENDPOINTS: &[&str] = &[
-    "GET /v1/{prefix}/namespaces",
-    "POST /v1/{prefix}/namespaces",
-    "GET /v1/{prefix}/namespaces/{namespace}",
-    "HEAD /v1/{prefix}/namespaces/{namespace}",
-    "DELETE /v1/{prefix}/namespaces/{namespace}",
-    "POST /v1/{prefix}/namespaces/{namespace}/properties",
-    "GET /v1/{prefix}/namespaces/{namespace}/tables",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables",
-    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
-    "POST /v1/{prefix}/namespaces/{namespace}/register",
-    "POST /v1/{prefix}/tables/rename",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
-    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
-    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/sign",
-    "POST /v1/{prefix}/transactions/commit",
-    "GET /v1/{prefix}/namespaces/{namespace}/views",
-    "POST /v1/{prefix}/namespaces/{namespace}/views",
-    "GET /v1/{prefix}/namespaces/{namespace}/views/{view}",
-    "HEAD /v1/{prefix}/namespaces/{namespace}/views/{view}",
-    "POST /v1/{prefix}/namespaces/{namespace}/views/{view}",
-    "DELETE /v1/{prefix}/namespaces/{namespace}/views/{view}",
-    "POST /v1/{prefix}/views/rename",
-    "POST /v1/{prefix}/namespaces/{namespace}/register-view",
-];
+/// Exactly the routes Floe's catalog serves, as `/v1/config` advertises them (read from the
+/// operation table, `model::Operation`).
+pub fn endpoints() -> Vec<String> {
+    Operation::ALL
+        .iter()
+        .filter(|op| op.advertised())
+        .filter_map(|op| match op.route() {
+            Route::Http { method, path } => Some(format!(
+                "{method} {}",
+                path.strip_prefix("/catalog").unwrap_or(path)
+            )),
+            Route::S3(_) => None,
+        })
+        .collect()
+}
 
-/// The page size when a client asks to page but names no size, and the largest allowed.
-const DEFAULT_PAGE_SIZE: u32 = 100;
-const MAX_PAGE_SIZE: u32 = 1000;
-
+/// Config and namespaces (tables and views have routers of their own).
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_config))
         .routes(routes!(list_namespaces, create_namespace))
         .routes(routes!(load_namespace, namespace_exists, drop_namespace))
         .routes(routes!(update_namespace_properties))
-        .routes(routes!(tables::list_tables, tables::create_table))
-        .routes(routes!(
-            tables::load_table,
-            tables::table_exists,
-            tables::update_table,
-            tables::drop_table
-        ))
-        .routes(routes!(tables::register_table))
-        .routes(routes!(tables::rename_table))
-        .routes(routes!(tables::report_metrics))
-        .routes(routes!(tables::load_credentials))
-        .routes(routes!(tables::sign_request))
-        .routes(routes!(tables::sign_s3_request))
-        .routes(routes!(tables::commit_transaction))
-        .routes(routes!(tables::list_views, tables::create_view))
-        .routes(routes!(
-            tables::load_view,
-            tables::view_exists,
-            tables::replace_view,
-            tables::drop_view
-        ))
-        .routes(routes!(tables::rename_view))
-        .routes(routes!(tables::register_view))
-}
-
-/// The warehouse and ref a `{prefix}` names: Floe's prefixes are a warehouse id, for `main`, or
-/// `<warehouse id>@<branch, tag or commit id>`; anything else names no warehouse. The ref goes into
-/// the request's context.
-pub(super) fn warehouse_of(
-    prefix: &str,
-    mut ctx: RequestContext,
-) -> Result<(WarehouseId, RequestContext), Error> {
-    let (warehouse, reference) = match prefix.split_once('@') {
-        Some((warehouse, reference)) => (warehouse, Some(reference)),
-        None => (prefix, None),
-    };
-    let warehouse = warehouse.parse().map_err(|_| {
-        Error::not_found(
-            Entity::Warehouse,
-            format!("no warehouse has the prefix {prefix:?}; get it from /v1/config"),
-        )
-    })?;
-    ctx.reference = match reference {
-        None | Some(MAIN_BRANCH) => None,
-        Some(reference) => Some(reference.to_string()),
-    };
-    Ok((warehouse, ctx))
-}
-
-/// The `{namespace}` path parameter: levels separated by the unit separator (`%1F`).
-pub(super) fn namespace_of(param: &str) -> Result<NamespaceIdent, Error> {
-    NamespaceIdent::from_joined(param)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -153,25 +82,27 @@ async fn get_config(
                 .ok_or_else(|| Error::bad_request("x-project-id must be a project id"))?,
         ),
     };
-    let config = state
-        .services
-        .catalog_config(&ctx, query.warehouse.as_deref().unwrap_or(""), project)
-        .await?;
-    let mut overrides = config.overrides;
-    let prefix = if config.branch.name == MAIN_BRANCH {
-        config.warehouse.id.to_string()
-    } else {
-        format!(
-            "{}@{}",
-            config.warehouse.id,
-            config.branch.name.trim_start_matches('~')
+    let warehouse = query.warehouse.as_deref().unwrap_or("");
+    if warehouse.is_empty() {
+        return Err(Error::bad_request(
+            "the warehouse parameter is required: set `warehouse` in the client's catalog config",
         )
-    };
+        .into());
+    }
+    let named = WarehouseRef::parse(warehouse).ok_or_else(|| {
+        Error::not_found(
+            Entity::Warehouse,
+            format!("warehouse {warehouse:?} does not exist"),
+        )
+    })?;
+    let config = state.services.catalog_config(&ctx, &named, project).await?;
+    let mut overrides = config.overrides;
+    let prefix = WarehouseRef::prefix(config.warehouse.id, &config.branch.selector());
     overrides.insert("prefix".into(), prefix);
     Ok(Json(CatalogConfigResponse {
         defaults: config.defaults,
         overrides,
-        endpoints: ENDPOINTS.iter().map(|e| e.to_string()).collect(),
+        endpoints: endpoints(),
     }))
 }
 
@@ -195,41 +126,6 @@ pub struct ListNamespacesResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub next_page_token: Option<Option<String>>,
-}
-
-/// The opaque token that continues a listing after `after`.
-pub(super) fn page_token(after: &str) -> String {
-    URL_SAFE_NO_PAD.encode(after)
-}
-
-/// Turns the client's paging parameters into a store page request; `None` when not paging.
-pub(super) fn page_request(
-    token: Option<&str>,
-    size: Option<u32>,
-) -> Result<Option<PageRequest>, Error> {
-    if token.is_none() && size.is_none() {
-        return Ok(None);
-    }
-    let limit = size.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(Error::bad_request(format!(
-            "pageSize must be between 1 and {MAX_PAGE_SIZE}"
-        )));
-    }
-    let after = match token.filter(|t| !t.is_empty()) {
-        None => None,
-        Some(token) => Some(
-            URL_SAFE_NO_PAD
-                .decode(token)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| Error::bad_request("pageToken is not a token this server issued"))?,
-        ),
-    };
-    Ok(Some(PageRequest {
-        after,
-        limit: Some(limit),
-    }))
 }
 
 /// Namespaces at the top level, or under `parent`.

@@ -119,5 +119,50 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The answer to a path no route serves.
+pub(super) async fn no_route(request: axum::extract::Request) -> Response {
+    error_response(
+        StatusCode::NOT_FOUND,
+        "NotFoundException".into(),
+        format!("no route for {} {}", request.method(), request.uri().path()),
+    )
+}
+
+/// The answer to a method a route does not serve.
+pub(super) async fn method_not_allowed(request: axum::extract::Request) -> Response {
+    error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowedException".into(),
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+/// A merge that conflicts: 409 with a `MergeConflictException` error model; the handler sends
+/// the conflicts beside it.
+pub(super) fn merge_conflict(message: String) -> (StatusCode, ErrorModel) {
+    let status = StatusCode::CONFLICT;
+    (
+        status,
+        ErrorModel {
+            message,
+            r#type: "MergeConflictException".to_string(),
+            code: status.as_u16(),
+        },
+    )
+}
+
+/// The status of a readiness answer: 200, or 503 while something Floe needs does not answer.
+pub(super) fn readiness_status(ready: bool) -> StatusCode {
+    if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
 /// The result type of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;

@@ -7,8 +7,14 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use super::error::ApiError;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Entity, Error, ErrorKind};
+use crate::model::{
+    NamespaceIdent, PageRequest, TabularIdent, WarehouseId, WarehouseRef, WarehouseSelector,
+};
 use crate::service::RequestContext;
 
 /// A JSON request body. The content type is not insisted on (some clients omit it); the body must
@@ -107,4 +113,75 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
                 ))
             })
     }
+}
+
+/// The warehouse and ref a catalog `{prefix}` names: Floe's prefixes are `warehouse@ref` with the
+/// warehouse's id (see `model::WarehouseRef`), as `/v1/config` hands them out; anything else names
+/// no warehouse. The ref goes into the request's context.
+pub(super) fn warehouse_of(
+    prefix: &str,
+    mut ctx: RequestContext,
+) -> Result<(WarehouseId, RequestContext), Error> {
+    match WarehouseRef::parse(prefix) {
+        Some(WarehouseRef {
+            warehouse: WarehouseSelector::Id(warehouse),
+            reference,
+        }) => {
+            ctx.reference = reference;
+            Ok((warehouse, ctx))
+        }
+        _ => Err(Error::not_found(
+            Entity::Warehouse,
+            format!("no warehouse has the prefix {prefix:?}; get it from /v1/config"),
+        )),
+    }
+}
+
+/// The `{namespace}` path parameter: levels separated by the unit separator (`%1F`).
+pub(super) fn namespace_of(param: &str) -> Result<NamespaceIdent, Error> {
+    NamespaceIdent::from_joined(param)
+}
+
+/// A table or view named by the `{namespace}` and `{table}` (or `{view}`) path parameters.
+pub(super) fn ident_of(namespace: &str, name: String) -> Result<TabularIdent, Error> {
+    TabularIdent::new(namespace_of(namespace)?, name)
+}
+
+/// The page size when a client asks to page but names no size, and the largest allowed.
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The opaque token that continues a listing after `after`.
+pub(super) fn page_token(after: &str) -> String {
+    URL_SAFE_NO_PAD.encode(after)
+}
+
+/// Turns the client's paging parameters into a store page request; `None` when not paging.
+pub(super) fn page_request(
+    token: Option<&str>,
+    size: Option<u32>,
+) -> Result<Option<PageRequest>, Error> {
+    if token.is_none() && size.is_none() {
+        return Ok(None);
+    }
+    let limit = size.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(Error::bad_request(format!(
+            "pageSize must be between 1 and {MAX_PAGE_SIZE}"
+        )));
+    }
+    let after = match token.filter(|t| !t.is_empty()) {
+        None => None,
+        Some(token) => Some(
+            URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| Error::bad_request("pageToken is not a token this server issued"))?,
+        ),
+    };
+    Ok(Some(PageRequest {
+        after,
+        limit: Some(limit),
+    }))
 }

@@ -9,12 +9,13 @@
 //! extends the CRC over it. The result is one ordinary gzip member (RFC 1952), which any client
 //! that asks for gzip decodes; serving it costs a CRC of a few hundred bytes.
 
-use std::collections::{HashMap, VecDeque};
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, header};
+
+use crate::service::FifoCache;
 
 /// Bodies smaller than this are sent as they are: on a fast network compressing them saves
 /// less than it costs.
@@ -126,39 +127,21 @@ pub(super) fn accepts_gzip(headers: &HeaderMap) -> bool {
 /// snapshot mode: a metadata file never changes). Bounded by compressed bytes; the oldest go
 /// first. Concurrent first loads of one key compress once.
 pub(crate) struct GzipCache {
-    inner: Mutex<Inner>,
-    max_bytes: usize,
-}
-
-#[derive(Default)]
-struct Inner {
-    entries: HashMap<String, Arc<tokio::sync::OnceCell<Arc<Deflated>>>>,
-    order: VecDeque<String>,
-    bytes: usize,
+    cells: FifoCache<Arc<tokio::sync::OnceCell<Arc<Deflated>>>>,
 }
 
 impl GzipCache {
     pub(crate) fn new(max_bytes: usize) -> Self {
         GzipCache {
-            inner: Mutex::new(Inner::default()),
-            max_bytes,
+            cells: FifoCache::new(max_bytes),
         }
     }
 
     /// The compressed form of `parts` under `key`, compressing it if no one has yet.
     pub(super) async fn get(&self, key: &str, parts: [Bytes; 2]) -> Arc<Deflated> {
-        let cell = {
-            let mut inner = self.inner.lock().expect("gzip cache lock");
-            match inner.entries.get(key) {
-                Some(cell) => cell.clone(),
-                None => {
-                    let cell = Arc::new(tokio::sync::OnceCell::new());
-                    inner.entries.insert(key.to_string(), cell.clone());
-                    inner.order.push_back(key.to_string());
-                    cell
-                }
-            }
-        };
+        let cell = self
+            .cells
+            .get_or_insert_with(key, || Arc::new(tokio::sync::OnceCell::new()));
         let mut fresh = false;
         let deflated = cell
             .get_or_init(|| async {
@@ -176,31 +159,11 @@ impl GzipCache {
             .await
             .clone();
         if fresh {
-            self.account(key, &cell, deflated.size());
+            // Counted once compressed (if it was not dropped meanwhile).
+            self.cells
+                .resize(key, |held| Arc::ptr_eq(held, &cell), deflated.size());
         }
         deflated
-    }
-
-    /// Counts a new entry and drops the oldest ones beyond the bound.
-    fn account(&self, key: &str, cell: &Arc<tokio::sync::OnceCell<Arc<Deflated>>>, size: usize) {
-        let mut inner = self.inner.lock().expect("gzip cache lock");
-        // Dropped already (and perhaps cached again by another load) while it was compressed.
-        if !inner
-            .entries
-            .get(key)
-            .is_some_and(|held| Arc::ptr_eq(held, cell))
-        {
-            return;
-        }
-        inner.bytes += size;
-        while inner.bytes > self.max_bytes {
-            let Some(oldest) = inner.order.pop_front() else {
-                break;
-            };
-            if let Some(cell) = inner.entries.remove(&oldest) {
-                inner.bytes -= cell.get().map_or(0, |d| d.size());
-            }
-        }
     }
 }
 
@@ -285,9 +248,7 @@ mod tests {
         assert!(Arc::ptr_eq(&first, &again), "a hit does not compress again");
         cache.get("b", [Bytes::new(), random(2)]).await;
         cache.get("c", [Bytes::new(), random(3)]).await;
-        let inner = cache.inner.lock().unwrap();
-        assert!(inner.bytes <= 4096, "{}", inner.bytes);
-        assert!(!inner.entries.contains_key("a"), "the oldest went first");
-        assert!(inner.entries.contains_key("c"));
+        assert!(cache.cells.get("a").is_none(), "the oldest went first");
+        assert!(cache.cells.get("c").is_some());
     }
 }

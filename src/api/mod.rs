@@ -12,12 +12,13 @@ pub mod extract;
 pub(crate) mod gzip;
 pub mod management;
 pub mod tables;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderName, StatusCode};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderName;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -30,8 +31,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::{SwaggerUi, Url};
 
 use crate::authn::Authenticator;
+use crate::model::{Operation, Surface};
 use crate::service::{RequestContext, Services};
-use error::{ApiError, error_response};
+use error::ApiError;
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -76,7 +78,12 @@ fn management_routes() -> OpenApiRouter<AppState> {
 }
 
 fn catalog_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(CatalogDoc::openapi()).nest("/catalog", catalog::router())
+    OpenApiRouter::with_openapi(CatalogDoc::openapi()).nest(
+        "/catalog",
+        catalog::router()
+            .merge(tables::router())
+            .merge(views::router()),
+    )
 }
 
 /// The OpenAPI description of the management API, as checked in at `openapi/management.yaml`.
@@ -89,8 +96,45 @@ pub fn catalog_openapi() -> OpenApiDoc {
     catalog_routes().split_for_parts().1
 }
 
+/// Every route of the two API surfaces and its operation (`model::Operation`): a route the
+/// table does not name, or an operation of the table no route serves, is an error. The router
+/// refuses to start on one, so that no route is served without a decided permission.
+pub fn check_operations() -> Result<(), String> {
+    let mut served = std::collections::HashSet::new();
+    for doc in [management_openapi(), catalog_openapi()] {
+        for (path, item) in &doc.paths.paths {
+            let methods = [
+                ("GET", item.get.is_some()),
+                ("HEAD", item.head.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("DELETE", item.delete.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("OPTIONS", item.options.is_some()),
+                ("TRACE", item.trace.is_some()),
+            ];
+            for (method, _) in methods.into_iter().filter(|(_, has)| *has) {
+                let op = Operation::of_http(method, path).ok_or_else(|| {
+                    format!("{method} {path} has no operation in model::Operation")
+                })?;
+                served.insert(op);
+            }
+        }
+    }
+    match Operation::ALL
+        .iter()
+        .find(|op| op.surface() != Surface::S3 && !served.contains(op))
+    {
+        Some(op) => Err(format!("operation {op} has no route")),
+        None => Ok(()),
+    }
+}
+
 /// The whole HTTP application.
 pub fn router(state: AppState, settings: &HttpSettings) -> Router {
+    if let Err(e) = check_operations() {
+        panic!("the API's routes and its operation table disagree: {e}");
+    }
     let (management, management_doc) = management_routes().split_for_parts();
     let (catalog, catalog_doc) = catalog_routes().split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
@@ -100,8 +144,8 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .route("/health", axum::routing::get(health))
         .route("/ready", axum::routing::get(ready))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(error::no_route)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state);
 
     Router::new()
@@ -119,7 +163,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, operation = tracing::field::Empty)
             }),
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -138,10 +182,19 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    // The operation of the route (routing ran before this layer): every route has one.
+    let operation = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|path| Operation::of_http(request.method().as_str(), path.as_str()));
+    if let Some(op) = operation {
+        tracing::Span::current().record("operation", op.name());
+    }
     request.extensions_mut().insert(RequestContext {
         principal,
         request_id,
-        reference: None,
+        reference: crate::model::RefSelector::Main,
+        operation,
     });
     next.run(request).await
 }
@@ -158,37 +211,17 @@ async fn ready(State(state): State<AppState>) -> Response {
         Ok(Err(e)) => {
             tracing::warn!(error = ?e, "not ready");
             (
-                StatusCode::SERVICE_UNAVAILABLE,
+                error::readiness_status(false),
                 Json(serde_json::json!({ "status": "unavailable", "reason": e.message })),
             )
                 .into_response()
         }
         Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
+            error::readiness_status(false),
             Json(serde_json::json!({ "status": "unavailable", "reason": "readiness check timed out" })),
         )
             .into_response(),
     }
-}
-
-async fn not_found(request: Request) -> Response {
-    error_response(
-        StatusCode::NOT_FOUND,
-        "NotFoundException".into(),
-        format!("no route for {} {}", request.method(), request.uri().path()),
-    )
-}
-
-async fn method_not_allowed(request: Request) -> Response {
-    error_response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "MethodNotAllowedException".into(),
-        format!(
-            "{} is not allowed on {}",
-            request.method(),
-            request.uri().path()
-        ),
-    )
 }
 
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -8,22 +8,38 @@ use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec, ViewVersion};
-use iceberg::{TableRequirement, TableUpdate, ViewUpdate};
+use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec};
+use iceberg::{TableRequirement, TableUpdate};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::catalog::{namespace_of, page_request, page_token, warehouse_of};
 use super::error::{ApiResult, IcebergErrorResponse};
-use super::extract::{Ctx, JsonBody, Path, Query};
+use super::extract::{
+    Ctx, JsonBody, Path, Query, ident_of, namespace_of, page_request, page_token, warehouse_of,
+};
 use super::gzip::{self, Deflated};
 use crate::error::Error;
 use crate::model::{PageRequest, TabularIdent, WarehouseId};
-use crate::service::metadata::ViewRequirement;
 use crate::service::{
-    CreateTable, CreateView, Delegation, SnapshotsMode, TableAccess, TableChange, TableState,
+    CreateTable, Delegation, SnapshotsMode, TableAccess, TableChange, TableState,
 };
+
+/// The table routes of the catalog.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tables, create_table))
+        .routes(routes!(load_table, table_exists, update_table, drop_table))
+        .routes(routes!(register_table))
+        .routes(routes!(rename_table))
+        .routes(routes!(report_metrics))
+        .routes(routes!(load_credentials))
+        .routes(routes!(sign_request))
+        .routes(routes!(sign_s3_request))
+        .routes(routes!(commit_transaction))
+}
 
 /// A table or view identifier in a request body.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -33,16 +49,12 @@ pub struct TableIdentifier {
 }
 
 impl TableIdentifier {
-    fn into_ident(self) -> Result<TabularIdent, Error> {
+    pub(super) fn into_ident(self) -> Result<TabularIdent, Error> {
         TabularIdent::new(
             crate::model::NamespaceIdent::new(self.namespace)?,
             self.name,
         )
     }
-}
-
-fn ident_of(namespace: &str, name: String) -> Result<TabularIdent, Error> {
-    TabularIdent::new(namespace_of(namespace)?, name)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -62,7 +74,7 @@ pub struct ListTablesResponse {
     pub next_page_token: Option<Option<String>>,
 }
 
-fn list_response(
+pub(super) fn list_response(
     namespace: &crate::model::NamespaceIdent,
     names: crate::model::Page<String>,
     paging: &Option<PageRequest>,
@@ -85,7 +97,7 @@ fn list_response(
     operation_id = "listTables",
     params(("prefix" = String, Path), ("namespace" = String, Path), ListQuery),
     responses((status = 200, body = ListTablesResponse), (status = 404, body = IcebergErrorResponse)))]
-pub(super) async fn list_tables(
+async fn list_tables(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((prefix, namespace)): Path<(String, String)>,
@@ -240,7 +252,7 @@ async fn gzipped(
 
 /// A JSON body sent as `chunks` (none of them copied), with its length and, when given, its
 /// content coding.
-fn json_chunks(chunks: [Bytes; 3], encoding: Option<&'static str>) -> Response {
+pub(super) fn json_chunks(chunks: [Bytes; 3], encoding: Option<&'static str>) -> Response {
     let length: usize = chunks.iter().map(Bytes::len).sum();
     let body = Body::from_stream(futures::stream::iter(
         chunks.map(Ok::<_, std::convert::Infallible>),
@@ -283,7 +295,7 @@ fn etag_of(metadata_location: &str, mode: SnapshotsMode) -> String {
     responses((status = 200, description = "LoadTableResult"),
               (status = 400, body = IcebergErrorResponse), (status = 404, body = IcebergErrorResponse),
               (status = 409, body = IcebergErrorResponse)))]
-pub(super) async fn create_table(
+async fn create_table(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     headers: HeaderMap,
@@ -374,7 +386,7 @@ pub struct LoadTableQuery {
     params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path), LoadTableQuery),
     responses((status = 200, description = "LoadTableResult"), (status = 304),
               (status = 404, body = IcebergErrorResponse)))]
-pub(super) async fn load_table(
+async fn load_table(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     headers: HeaderMap,
@@ -414,7 +426,7 @@ pub(super) async fn load_table(
     operation_id = "tableExists",
     params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path)),
     responses((status = 204), (status = 404)))]
-pub(super) async fn table_exists(
+async fn table_exists(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((prefix, namespace, table)): Path<(String, String, String)>,
@@ -457,7 +469,7 @@ fn commit_response(table: &TableState) -> Response {
     responses((status = 200, description = "CommitTableResponse"),
               (status = 400, body = IcebergErrorResponse), (status = 404, body = IcebergErrorResponse),
               (status = 409, body = IcebergErrorResponse)))]
-pub(super) async fn update_table(
+async fn update_table(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((prefix, namespace, table)): Path<(String, String, String)>,
@@ -499,7 +511,7 @@ pub struct DropTableQuery {
     operation_id = "dropTable",
     params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path), DropTableQuery),
     responses((status = 204), (status = 404, body = IcebergErrorResponse)))]
-pub(super) async fn drop_table(
+async fn drop_table(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((prefix, namespace, table)): Path<(String, String, String)>,
@@ -539,7 +551,7 @@ pub struct RenameTableRequest {
 #[utoipa::path(post, path = "/v1/{prefix}/tables/rename", tag = "tables", operation_id = "renameTable",
     params(("prefix" = String, Path)), request_body = RenameTableRequest,
     responses((status = 204), (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
-pub(super) async fn rename_table(
+async fn rename_table(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path(prefix): Path<String>,
@@ -570,7 +582,7 @@ pub struct RegisterTableRequest {
     params(("prefix" = String, Path), ("namespace" = String, Path)), request_body = RegisterTableRequest,
     responses((status = 200, description = "LoadTableResult"), (status = 400, body = IcebergErrorResponse),
               (status = 403, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
-pub(super) async fn register_table(
+async fn register_table(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     headers: HeaderMap,
@@ -624,7 +636,7 @@ pub struct CommitTransactionRequest {
     params(("prefix" = String, Path)), request_body = CommitTransactionRequest,
     responses((status = 204), (status = 400, body = IcebergErrorResponse),
               (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
-pub(super) async fn commit_transaction(
+async fn commit_transaction(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path(prefix): Path<String>,
@@ -655,7 +667,7 @@ pub(super) async fn commit_transaction(
     params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path)),
     request_body = Object,
     responses((status = 204), (status = 404, body = IcebergErrorResponse)))]
-pub(super) async fn report_metrics(
+async fn report_metrics(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((prefix, namespace, table)): Path<(String, String, String)>,
@@ -688,7 +700,7 @@ pub struct LoadCredentialsResponse {
     operation_id = "loadCredentials",
     params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path)),
     responses((status = 200, body = LoadCredentialsResponse), (status = 404, body = IcebergErrorResponse)))]
-pub(super) async fn load_credentials(
+async fn load_credentials(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     headers: HeaderMap,
@@ -743,7 +755,7 @@ pub struct RemoteSignResult {
     request_body = RemoteSignRequest,
     responses((status = 200, body = RemoteSignResult), (status = 403, body = IcebergErrorResponse),
               (status = 404, body = IcebergErrorResponse)))]
-pub(super) async fn sign_request(
+async fn sign_request(
     state: State<AppState>,
     ctx: Ctx,
     path: Path<(String, String, String)>,
@@ -760,7 +772,7 @@ pub(super) async fn sign_request(
     request_body = RemoteSignRequest,
     responses((status = 200, body = RemoteSignResult), (status = 403, body = IcebergErrorResponse),
               (status = 404, body = IcebergErrorResponse)))]
-pub(super) async fn sign_s3_request(
+async fn sign_s3_request(
     state: State<AppState>,
     ctx: Ctx,
     path: Path<(String, String, String)>,
@@ -791,7 +803,7 @@ async fn sign(
             &ctx,
             warehouse,
             &ident,
-            crate::storage::signing::SignRequest {
+            crate::model::SignRequest {
                 method: request.method,
                 uri: request.uri,
                 headers: request.headers,
@@ -807,59 +819,9 @@ async fn sign(
     Ok(response)
 }
 
-// ---- views ----
-
-/// The views of a namespace.
-#[utoipa::path(get, path = "/v1/{prefix}/namespaces/{namespace}/views", tag = "views",
-    operation_id = "listViews",
-    params(("prefix" = String, Path), ("namespace" = String, Path), ListQuery),
-    responses((status = 200, body = ListTablesResponse), (status = 404, body = IcebergErrorResponse)))]
-pub(super) async fn list_views(
-    State(state): State<AppState>,
-    Ctx(ctx): Ctx,
-    Path((prefix, namespace)): Path<(String, String)>,
-    Query(query): Query<ListQuery>,
-) -> ApiResult<axum::Json<ListTablesResponse>> {
-    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
-    let namespace = namespace_of(&namespace)?;
-    let paging = page_request(query.page_token.as_deref(), query.page_size)?;
-    let names = state
-        .services
-        .list_views(
-            &ctx,
-            warehouse,
-            &namespace,
-            paging.clone().unwrap_or_else(PageRequest::all),
-        )
-        .await?;
-    Ok(axum::Json(list_response(&namespace, names, &paging)))
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub struct CreateViewRequest {
-    pub name: String,
-    #[serde(default)]
-    pub location: Option<String>,
-    #[schema(value_type = Object)]
-    pub schema: Schema,
-    #[schema(value_type = Object)]
-    pub view_version: ViewVersion,
-    #[serde(default)]
-    pub properties: HashMap<String, String>,
-}
-
-fn view_response(view: &crate::service::ViewState) -> Response {
-    envelope(
-        &Some(view.metadata_location.clone()),
-        &view.metadata,
-        b",\"config\":{}}".to_vec(),
-    )
-}
-
 /// `{"metadata-location": ..., "metadata": <stored JSON>` + `suffix`, sent as three chunks so
 /// that the (possibly large) metadata is never copied or parsed again.
-fn envelope(
+pub(super) fn envelope(
     metadata_location: &Option<String>,
     metadata: &Bytes,
     suffix: impl Into<Bytes>,
@@ -878,177 +840,4 @@ fn envelope_prefix(metadata_location: &Option<String>) -> Bytes {
     serde_json::to_writer(&mut prefix, metadata_location).expect("strings serialize");
     prefix.extend_from_slice(b",\"metadata\":");
     Bytes::from(prefix)
-}
-
-/// Creates a view.
-#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/views", tag = "views",
-    operation_id = "createView",
-    params(("prefix" = String, Path), ("namespace" = String, Path)), request_body = CreateViewRequest,
-    responses((status = 200, description = "LoadViewResult"), (status = 400, body = IcebergErrorResponse),
-              (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
-pub(super) async fn create_view(
-    State(state): State<AppState>,
-    Ctx(ctx): Ctx,
-    Path((prefix, namespace)): Path<(String, String)>,
-    JsonBody(request): JsonBody<CreateViewRequest>,
-) -> ApiResult<Response> {
-    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
-    let namespace = namespace_of(&namespace)?;
-    let view = state
-        .services
-        .create_view(
-            &ctx,
-            warehouse,
-            namespace,
-            CreateView {
-                name: request.name,
-                location: request.location,
-                schema: request.schema,
-                view_version: request.view_version,
-                properties: request.properties,
-            },
-        )
-        .await?;
-    Ok(view_response(&view))
-}
-
-/// A view's metadata.
-#[utoipa::path(get, path = "/v1/{prefix}/namespaces/{namespace}/views/{view}", tag = "views",
-    operation_id = "loadView",
-    params(("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path)),
-    responses((status = 200, description = "LoadViewResult"), (status = 404, body = IcebergErrorResponse)))]
-pub(super) async fn load_view(
-    State(state): State<AppState>,
-    Ctx(ctx): Ctx,
-    Path((prefix, namespace, view)): Path<(String, String, String)>,
-) -> ApiResult<Response> {
-    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
-    let ident = ident_of(&namespace, view)?;
-    let view = state.services.load_view(&ctx, warehouse, &ident).await?;
-    Ok(view_response(&view))
-}
-
-/// 204 when the view exists.
-#[utoipa::path(head, path = "/v1/{prefix}/namespaces/{namespace}/views/{view}", tag = "views",
-    operation_id = "viewExists",
-    params(("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path)),
-    responses((status = 204), (status = 404)))]
-pub(super) async fn view_exists(
-    State(state): State<AppState>,
-    Ctx(ctx): Ctx,
-    Path((prefix, namespace, view)): Path<(String, String, String)>,
-) -> ApiResult<StatusCode> {
-    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
-    let ident = ident_of(&namespace, view)?;
-    state.services.view_exists(&ctx, warehouse, &ident).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub struct CommitViewRequest {
-    #[serde(default)]
-    pub identifier: Option<TableIdentifier>,
-    #[serde(default)]
-    #[schema(value_type = Vec<Object>)]
-    pub requirements: Vec<ViewRequirement>,
-    #[schema(value_type = Vec<Object>)]
-    pub updates: Vec<ViewUpdate>,
-}
-
-/// Replaces a view (a new version, schema or properties).
-#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/views/{view}", tag = "views",
-    operation_id = "replaceView",
-    params(("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path)),
-    request_body = CommitViewRequest,
-    responses((status = 200, description = "LoadViewResult"), (status = 400, body = IcebergErrorResponse),
-              (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
-pub(super) async fn replace_view(
-    State(state): State<AppState>,
-    Ctx(ctx): Ctx,
-    Path((prefix, namespace, view)): Path<(String, String, String)>,
-    JsonBody(request): JsonBody<CommitViewRequest>,
-) -> ApiResult<Response> {
-    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
-    let ident = ident_of(&namespace, view)?;
-    if let Some(identifier) = request.identifier
-        && identifier.into_ident()? != ident
-    {
-        return Err(Error::bad_request("the body's identifier differs from the path").into());
-    }
-    let view = state
-        .services
-        .replace_view(
-            &ctx,
-            warehouse,
-            &ident,
-            request.requirements,
-            request.updates,
-        )
-        .await?;
-    Ok(view_response(&view))
-}
-
-/// Drops a view.
-#[utoipa::path(delete, path = "/v1/{prefix}/namespaces/{namespace}/views/{view}", tag = "views",
-    operation_id = "dropView",
-    params(("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path)),
-    responses((status = 204), (status = 404, body = IcebergErrorResponse)))]
-pub(super) async fn drop_view(
-    State(state): State<AppState>,
-    Ctx(ctx): Ctx,
-    Path((prefix, namespace, view)): Path<(String, String, String)>,
-) -> ApiResult<StatusCode> {
-    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
-    let ident = ident_of(&namespace, view)?;
-    state.services.drop_view(&ctx, warehouse, &ident).await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// Renames a view.
-#[utoipa::path(post, path = "/v1/{prefix}/views/rename", tag = "views", operation_id = "renameView",
-    params(("prefix" = String, Path)), request_body = RenameTableRequest,
-    responses((status = 204), (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
-pub(super) async fn rename_view(
-    State(state): State<AppState>,
-    Ctx(ctx): Ctx,
-    Path(prefix): Path<String>,
-    JsonBody(request): JsonBody<RenameTableRequest>,
-) -> ApiResult<StatusCode> {
-    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
-    let from = request.source.into_ident()?;
-    let to = request.destination.into_ident()?;
-    state
-        .services
-        .rename_view(&ctx, warehouse, &from, &to)
-        .await?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub struct RegisterViewRequest {
-    pub name: String,
-    pub metadata_location: String,
-}
-
-/// Registers an existing view metadata file (inside the warehouse) as a view.
-#[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/register-view", tag = "views",
-    operation_id = "registerView",
-    params(("prefix" = String, Path), ("namespace" = String, Path)), request_body = RegisterViewRequest,
-    responses((status = 200, description = "LoadViewResult"), (status = 400, body = IcebergErrorResponse),
-              (status = 403, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
-pub(super) async fn register_view(
-    State(state): State<AppState>,
-    Ctx(ctx): Ctx,
-    Path((prefix, namespace)): Path<(String, String)>,
-    JsonBody(request): JsonBody<RegisterViewRequest>,
-) -> ApiResult<Response> {
-    let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
-    let ident = ident_of(&namespace, request.name)?;
-    let view = state
-        .services
-        .register_view(&ctx, warehouse, ident, &request.metadata_location)
-        .await?;
-    Ok(view_response(&view))
 }

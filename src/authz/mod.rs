@@ -10,51 +10,7 @@ use crate::authn::Principal;
 use crate::error::Result;
 use crate::model::{NamespaceIdent, ProjectId, TabularIdent, WarehouseId};
 
-/// What a caller wants to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    ServerBootstrap,
-    ServerReadInfo,
-    ProjectCreate,
-    ProjectList,
-    ProjectRead,
-    ProjectRename,
-    ProjectDelete,
-    WarehouseCreate,
-    WarehouseList,
-    WarehouseRead,
-    WarehouseRename,
-    WarehouseUpdateStorage,
-    WarehouseDelete,
-    WarehouseManageAccessKeys,
-    /// List branches and tags, read the commit log and diffs.
-    WarehouseReadHistory,
-    /// Create, delete and reset branches and tags; merge.
-    WarehouseManageRefs,
-    CatalogReadConfig,
-    NamespaceList,
-    NamespaceCreate,
-    NamespaceRead,
-    NamespaceUpdateProperties,
-    NamespaceDrop,
-    TableList,
-    TableCreate,
-    TableRead,
-    TableCommit,
-    TableDrop,
-    TablePurge,
-    TableRename,
-    TableRegister,
-    TableReportMetrics,
-    TableReadCredentials,
-    ViewList,
-    ViewCreate,
-    ViewRead,
-    ViewCommit,
-    ViewDrop,
-    ViewRename,
-    ViewRegister,
-}
+pub use crate::model::Action;
 
 /// What the action is on.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,22 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use super::{ContentKind, ContentVersion};
 
-/// What to do when both sides changed something in ways that do not compose.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// Change nothing and report every conflict.
-    #[default]
-    Fail,
-    /// Take the source's version.
-    SourceWins,
-    /// Keep the target's version.
-    TargetWins,
-}
+pub use crate::model::MergeStrategy as Strategy;
 
 /// The outcome for one key.
 #[derive(Debug, Clone, PartialEq, Eq)]

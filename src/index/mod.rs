@@ -29,13 +29,7 @@ pub struct ContentKey {
     pub path: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ContentKind {
-    Namespace,
-    Table,
-    View,
-}
+pub use crate::model::ContentKind;
 
 /// One commit of a warehouse's history.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! Secrets (storage credentials today): the `SecretStore` trait and its in-tree default,
 //! [`DbSecretStore`], which keeps AES-256-GCM ciphertext in the catalog database.
 //!
-//! Depends on `store` (for the sealed rows) and `model`; knows nothing of HTTP. Plain secret values
+//! Depends on `model` alone; the rows it seals live wherever its [`SealedRows`] port puts them (the
+//! catalog database, plugged in by `server.rs`). Knows nothing of HTTP. Plain secret values
 //! never reach a log: [`SecretValue`]'s `Debug` is redacted.
 
 use std::fmt;
@@ -18,8 +19,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use rand::RngCore;
 
 use crate::error::{Entity, Error, Result};
+use crate::model::SealedSecret;
 use crate::model::{SecretId, now};
-use crate::store::{SealedSecret, SealedSecretStore};
 
 /// A secret's plain bytes; `Debug` never shows them.
 #[derive(Clone, PartialEq, Eq)]
@@ -43,15 +44,26 @@ pub trait SecretStore: Send + Sync {
     async fn health(&self) -> Result<()>;
 }
 
+/// Where [`DbSecretStore`] keeps its sealed rows: the catalog database, whose store the
+/// composition root (`server.rs`) plugs in.
+#[async_trait]
+pub trait SealedRows: Send + Sync {
+    /// Inserts or replaces the secret with this id.
+    async fn put_secret(&self, id: SecretId, secret: &SealedSecret) -> Result<()>;
+    async fn get_secret(&self, id: SecretId) -> Result<Option<SealedSecret>>;
+    /// Deleting an absent secret is not an error.
+    async fn delete_secret(&self, id: SecretId) -> Result<()>;
+}
+
 /// Secrets sealed with AES-256-GCM (random 96-bit nonce per write; the secret's id is the associated
 /// data, so a ciphertext copied onto another row does not open) and kept in the catalog database.
 pub struct DbSecretStore {
-    rows: Arc<dyn SealedSecretStore>,
+    rows: Arc<dyn SealedRows>,
     cipher: Aes256Gcm,
 }
 
 impl DbSecretStore {
-    pub fn new(rows: Arc<dyn SealedSecretStore>, key: &[u8; 32]) -> Self {
+    pub fn new(rows: Arc<dyn SealedRows>, key: &[u8; 32]) -> Self {
         DbSecretStore {
             rows,
             cipher: Aes256Gcm::new(key.into()),

@@ -3,30 +3,23 @@
 //! merge, writes what a merge of two changed tables needs (replayed manifest lists, a metadata
 //! file), and hands the result to the store as one commit.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use serde_json::Value;
-
-use super::metadata::{
-    files_outside, next_metadata_location, parse_table_metadata, table_metadata_json,
-};
 use super::{RequestContext, Services};
 use crate::authz::{Action, Resource};
 use crate::error::{Entity, Error, ErrorKind, Result};
 use crate::index::graph::{Step, Walk};
-use crate::index::merge::{Resolution, Strategy, merge_properties, resolve};
+use crate::index::merge::Strategy;
 use crate::index::{ContentKey, ContentKind, ContentVersion};
 use crate::model::{
-    Commit, CommitId, ForkPoint, MAIN_BRANCH, NamespaceIdent, Properties, Ref, RefKind, Tabular,
-    TabularId, TabularIdent, TabularKind, WarehouseId, now,
+    Commit, CommitId, ForkPoint, MAIN_BRANCH, NamespaceIdent, Properties, Ref, RefKind,
+    RefSelector, Tabular, TabularIdent, TabularKind, WarehouseId, now,
 };
-use crate::storage::{Location, ObjectStorage};
-use crate::store::{MergeChange, TabularChange};
 
 /// The longest branch or tag name, in bytes.
 const MAX_REF_NAME: usize = 128;
 /// Merges recomputed when the target moved meanwhile.
-const MERGE_ATTEMPTS: usize = 5;
+pub(super) const MERGE_ATTEMPTS: usize = 5;
 
 /// Branch and tag names: letters, digits, `_`, `-` and `.`, starting with a letter, digit or `_`,
 /// no `..`, at most 128 bytes (like lakeFS's). They travel in catalog prefixes and URLs as they are.
@@ -94,21 +87,21 @@ pub struct MergeOutcome {
 }
 
 /// A point a merge or diff reads: a ref to read through, and the commit it is at.
-struct Point {
-    read: Ref,
-    commit: CommitId,
-    generation: i64,
+pub(super) struct Point {
+    pub(super) read: Ref,
+    pub(super) commit: CommitId,
+    pub(super) generation: i64,
 }
 
 /// The content of one key on one side.
 #[derive(Debug, Clone)]
-enum Content {
+pub(super) enum Content {
     Namespace(Properties),
     Tabular(Box<Tabular>),
 }
 
 impl Content {
-    fn version(&self) -> ContentVersion {
+    pub(super) fn version(&self) -> ContentVersion {
         match self {
             Content::Namespace(properties) => ContentVersion {
                 content_id: uuid::Uuid::nil(),
@@ -121,7 +114,7 @@ impl Content {
         }
     }
 
-    fn location(&self) -> Option<String> {
+    pub(super) fn location(&self) -> Option<String> {
         match self {
             Content::Namespace(_) => None,
             Content::Tabular(t) => Some(t.metadata_location.clone()),
@@ -129,7 +122,7 @@ impl Content {
     }
 }
 
-fn key_parts(key: &ContentKey) -> (Vec<String>, Option<String>) {
+pub(super) fn key_parts(key: &ContentKey) -> (Vec<String>, Option<String>) {
     match key.kind {
         ContentKind::Namespace => (key.path.clone(), None),
         _ => {
@@ -201,7 +194,7 @@ impl Services {
             .warehouses
             .get_ref(warehouse, name)
             .await?
-            .filter(|r| !r.name.starts_with('~'))
+            .filter(|r| !r.is_hidden())
             .ok_or_else(|| {
                 Error::not_found(Entity::Ref, format!("no branch or tag named {name:?}"))
             })
@@ -215,7 +208,7 @@ impl Services {
         warehouse: WarehouseId,
         name: &str,
         kind: RefKind,
-        from: Option<&str>,
+        from: &RefSelector,
     ) -> Result<Ref> {
         validate_ref_name(name)?;
         self.authorize(
@@ -224,9 +217,7 @@ impl Services {
             Resource::Warehouse(warehouse),
         )
         .await?;
-        let point = self
-            .fork_point(warehouse, from.unwrap_or(MAIN_BRANCH))
-            .await?;
+        let point = self.fork_point(warehouse, from).await?;
         let made = self
             .store
             .refs
@@ -264,7 +255,7 @@ impl Services {
         ctx: &RequestContext,
         warehouse: WarehouseId,
         name: &str,
-        to: &str,
+        to: &RefSelector,
     ) -> Result<Ref> {
         self.authorize(
             ctx,
@@ -290,7 +281,7 @@ impl Services {
         &self,
         ctx: &RequestContext,
         warehouse: WarehouseId,
-        reference: Option<&str>,
+        reference: &RefSelector,
         page_token: Option<&str>,
         page_size: Option<u32>,
     ) -> Result<CommitPage> {
@@ -322,9 +313,7 @@ impl Services {
                 (line, seq)
             }
             None => {
-                let point = self
-                    .fork_point(warehouse, reference.unwrap_or(MAIN_BRANCH))
-                    .await?;
+                let point = self.fork_point(warehouse, reference).await?;
                 (point.line, point.seq)
             }
         };
@@ -365,8 +354,8 @@ impl Services {
         &self,
         ctx: &RequestContext,
         warehouse: WarehouseId,
-        from: &str,
-        to: &str,
+        from: &RefSelector,
+        to: &RefSelector,
     ) -> Result<Vec<ContentChange>> {
         self.authorize(
             ctx,
@@ -411,7 +400,7 @@ impl Services {
         &self,
         ctx: &RequestContext,
         warehouse: WarehouseId,
-        source: &str,
+        source: &RefSelector,
         target: &str,
         message: Option<String>,
         strategy: Strategy,
@@ -437,640 +426,17 @@ impl Services {
             .unwrap_or_else(|| Error::new(ErrorKind::CommitConflict, "merge kept losing races")))
     }
 
-    async fn try_merge(
+    /// Where a branch forks or a tag points when made from `name` (a branch, tag or commit id).
+    pub(super) async fn fork_point(
         &self,
         warehouse: WarehouseId,
-        source: &str,
-        target: &str,
-        meta: &crate::model::CommitMeta,
-        strategy: Strategy,
-    ) -> Result<std::result::Result<MergeOutcome, Vec<MergeConflict>>> {
-        let target_ref = self
-            .store
-            .warehouses
-            .get_ref(warehouse, target)
-            .await?
-            .filter(|r| r.kind == RefKind::Branch && !r.name.starts_with('~'))
-            .ok_or_else(|| {
-                Error::not_found(Entity::Ref, format!("branch {target:?} does not exist"))
-            })?;
-        let target_head = target_ref.head_commit.ok_or_else(|| {
-            Error::internal("merging", anyhow::anyhow!("a branch without a head"))
-        })?;
-        let source = self.point(warehouse, source).await?;
-        if source.commit == target_head {
-            return Ok(Ok(MergeOutcome {
-                commit_id: None,
-                fast_forward: false,
-                changes: vec![],
-            }));
-        }
-        let base = self
-            .merge_base(warehouse, source.commit, target_head)
-            .await?;
-        if base == source.commit {
-            // The target already has everything the source has.
-            return Ok(Ok(MergeOutcome {
-                commit_id: None,
-                fast_forward: false,
-                changes: vec![],
-            }));
-        }
-        let source_keys = self.changed_since(warehouse, source.commit, base).await?;
-        let target_keys = self.changed_since(warehouse, target_head, base).await?;
-        let fast_forward = target_keys.is_empty();
-        let keys: BTreeSet<ContentKey> = source_keys.union(&target_keys).cloned().collect();
-        let base_ref = self.commit_ref(warehouse, base).await?;
-        let storage = {
-            let wh = self.cached_warehouse(warehouse).await?;
-            self.warehouse_storage(&wh).await?
-        };
-
-        let mut conflicts = Vec::new();
-        let mut namespace_puts = Vec::new();
-        let mut namespace_drops = Vec::new();
-        let mut tabular_changes = Vec::new();
-        let mut composed = Vec::new();
-        let mut outcome = Vec::new();
-        for key in &keys {
-            let b = self.content_at(&base_ref, key).await?;
-            let s = self.content_at(&source.read, key).await?;
-            let t = self.content_at(&target_ref, key).await?;
-            let resolution = resolve(
-                key.kind,
-                b.as_ref().map(Content::version).as_ref(),
-                s.as_ref().map(Content::version).as_ref(),
-                t.as_ref().map(Content::version).as_ref(),
-                strategy,
-            );
-            let (namespace, name) = key_parts(key);
-            let conflict = |reason: String| MergeConflict {
-                kind: key.kind,
-                namespace: namespace.clone(),
-                name: name.clone(),
-                reason,
-            };
-            let record = |change: &'static str| ContentChange {
-                kind: key.kind,
-                namespace: namespace.clone(),
-                name: name.clone(),
-                change,
-                from_location: s.as_ref().and_then(Content::location),
-                to_location: t.as_ref().and_then(Content::location),
-            };
-            match resolution {
-                Resolution::KeepTarget => {}
-                Resolution::Conflict(reason) => conflicts.push(conflict(reason)),
-                Resolution::TakeSource => {
-                    match (&s, &t) {
-                        (Some(Content::Namespace(props)), _) => {
-                            namespace_puts
-                                .push((NamespaceIdent::new(namespace.clone())?, props.clone()));
-                        }
-                        (None, Some(Content::Namespace(_))) => {
-                            namespace_drops.push(NamespaceIdent::new(namespace.clone())?);
-                        }
-                        (Some(Content::Tabular(src)), current) => {
-                            let src = self.with_metadata((**src).clone()).await?;
-                            tabular_changes.push(take_source(
-                                &src,
-                                current.as_ref().and_then(|c| match c {
-                                    Content::Tabular(t) => Some(&**t),
-                                    _ => None,
-                                }),
-                                &target_ref,
-                            ));
-                        }
-                        (None, Some(Content::Tabular(current))) => {
-                            tabular_changes.push(MergeChange::DropTabular {
-                                ident: current.ident.clone(),
-                                id: current.id,
-                                expected_version: current.version,
-                            });
-                        }
-                        (None, None) => continue,
-                    }
-                    outcome.push(record(if s.is_some() { "taken" } else { "removed" }));
-                }
-                Resolution::Compose => match (&b, &s, &t) {
-                    (_, Some(Content::Namespace(sp)), Some(Content::Namespace(tp))) => {
-                        let bp = match &b {
-                            Some(Content::Namespace(bp)) => bp.clone(),
-                            _ => Properties::new(),
-                        };
-                        match merge_properties(&bp, sp, tp) {
-                            Ok(merged) => {
-                                namespace_puts
-                                    .push((NamespaceIdent::new(namespace.clone())?, merged));
-                                outcome.push(record("merged"));
-                            }
-                            Err(keys) => match strategy {
-                                Strategy::SourceWins => {
-                                    namespace_puts.push((
-                                        NamespaceIdent::new(namespace.clone())?,
-                                        sp.clone(),
-                                    ));
-                                    outcome.push(record("taken"));
-                                }
-                                Strategy::TargetWins => {}
-                                Strategy::Fail => conflicts.push(conflict(format!(
-                                    "both sides changed the properties {}",
-                                    keys.join(", ")
-                                ))),
-                            },
-                        }
-                    }
-                    (
-                        Some(Content::Tabular(bt)),
-                        Some(Content::Tabular(st)),
-                        Some(Content::Tabular(tt)),
-                    ) => {
-                        let bt = self.with_metadata((**bt).clone()).await?;
-                        let st = self.with_metadata((**st).clone()).await?;
-                        let tt = self.with_metadata((**tt).clone()).await?;
-                        let json = |t: &Tabular| -> Result<Value> {
-                            serde_json::from_slice(&t.metadata)
-                                .map_err(|e| Error::internal("reading table metadata", e))
-                        };
-                        match crate::index::table_merge::compose(
-                            &json(&bt)?,
-                            &json(&st)?,
-                            &json(&tt)?,
-                        ) {
-                            Ok(plan) => {
-                                composed.push((st, tt, plan));
-                                outcome.push(record("merged"));
-                            }
-                            Err(reasons) => match strategy {
-                                Strategy::SourceWins => {
-                                    tabular_changes.push(take_source(&st, Some(&tt), &target_ref));
-                                    outcome.push(record("taken"));
-                                }
-                                Strategy::TargetWins => {}
-                                Strategy::Fail => conflicts.push(conflict(reasons.join("; "))),
-                            },
-                        }
-                    }
-                    _ => conflicts.push(conflict("the two sides cannot be composed".into())),
-                },
-            }
-        }
-        if !conflicts.is_empty() {
-            return Ok(Err(conflicts));
-        }
-        // Tables both sides changed: replay and write their merged metadata. Nothing is visible
-        // until the commit below; on failure the written files are removed.
-        let mut written: Vec<Location> = Vec::new();
-        for (source_table, target_table, plan) in composed {
-            match self
-                .compose_table(
-                    storage.as_ref(),
-                    &source_table,
-                    &target_table,
-                    plan,
-                    &mut written,
-                )
-                .await
-            {
-                Ok(Ok(change)) => tabular_changes.push(change),
-                Ok(Err(_)) if strategy == Strategy::SourceWins => {
-                    tabular_changes.push(take_source(
-                        &source_table,
-                        Some(&target_table),
-                        &target_ref,
-                    ));
-                    if let Some(entry) = outcome.iter_mut().find(|c| {
-                        c.name.as_deref() == Some(target_table.ident.name.as_str())
-                            && c.namespace == target_table.ident.namespace.levels()
-                    }) {
-                        entry.change = "taken";
-                    }
-                }
-                Ok(Err(_)) if strategy == Strategy::TargetWins => {
-                    outcome.retain(|c| {
-                        !(c.name.as_deref() == Some(target_table.ident.name.as_str())
-                            && c.namespace == target_table.ident.namespace.levels())
-                    });
-                }
-                Ok(Err(reason)) => {
-                    conflicts.push(MergeConflict {
-                        kind: ContentKind::Table,
-                        namespace: target_table.ident.namespace.levels().to_vec(),
-                        name: Some(target_table.ident.name.clone()),
-                        reason,
-                    });
-                }
-                Err(e) => {
-                    discard(storage.as_ref(), &written).await;
-                    return Err(e);
-                }
-            }
-        }
-        if !conflicts.is_empty() {
-            discard(storage.as_ref(), &written).await;
-            return Ok(Err(conflicts));
-        }
-        // Parents before children, tables before the namespaces that held them are dropped.
-        namespace_puts.sort_by_key(|(ident, _)| ident.levels().len());
-        namespace_drops.sort_by_key(|ident| std::cmp::Reverse(ident.levels().len()));
-        let mut changes: Vec<MergeChange> = namespace_puts
-            .into_iter()
-            .map(|(ident, properties)| MergeChange::Namespace {
-                ident,
-                properties: Some(properties),
-            })
-            .collect();
-        changes.extend(tabular_changes);
-        changes.extend(
-            namespace_drops
-                .into_iter()
-                .map(|ident| MergeChange::Namespace {
-                    ident,
-                    properties: None,
-                }),
-        );
-        if changes.is_empty() {
-            return Ok(Ok(MergeOutcome {
-                commit_id: None,
-                fast_forward,
-                changes: outcome,
-            }));
-        }
-        match self
-            .store
-            .refs
-            .merge_into(
-                target_ref.id,
-                target_ref.head_seq,
-                &changes,
-                (source.commit, source.generation),
-                meta,
-            )
-            .await
-        {
-            Ok(commit) => {
-                let idents: Vec<TabularIdent> = changes
-                    .iter()
-                    .filter_map(|c| match c {
-                        MergeChange::Tabular(TabularChange::Create(t)) => Some(t.ident.clone()),
-                        MergeChange::Tabular(TabularChange::Update { ident, .. })
-                        | MergeChange::DropTabular { ident, .. } => Some(ident.clone()),
-                        MergeChange::Namespace { .. } => None,
-                    })
-                    .collect();
-                self.store.tabulars.forget(&idents);
-                Ok(Ok(MergeOutcome {
-                    commit_id: Some(commit),
-                    fast_forward,
-                    changes: outcome,
-                }))
-            }
-            Err(e) => {
-                discard(storage.as_ref(), &written).await;
-                Err(e)
-            }
-        }
-    }
-
-    /// Applies a composition plan to the target's metadata: the source's new snapshots (replayed
-    /// onto the target's current snapshot when the target added some too, writing one manifest
-    /// list each), properties, schema, specs, sort orders and refs; writes the new metadata file.
-    /// `Ok(Err(reason))` when a snapshot cannot be replayed.
-    async fn compose_table(
-        &self,
-        storage: &dyn ObjectStorage,
-        source: &Tabular,
-        target: &Tabular,
-        plan: crate::index::table_merge::TablePlan,
-        written: &mut Vec<Location>,
-    ) -> Result<std::result::Result<MergeChange, String>> {
-        let source_json: Value = serde_json::from_slice(&source.metadata)
-            .map_err(|e| Error::internal("reading table metadata", e))?;
-        let mut m: Value = serde_json::from_slice(&target.metadata)
-            .map_err(|e| Error::internal("reading table metadata", e))?;
-        let format = m.get("format-version").and_then(Value::as_i64).unwrap_or(2);
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let location = Location::parse(&target.location)?;
-        let obj = m.as_object_mut().expect("table metadata is an object");
-        obj.insert(
-            "properties".into(),
-            serde_json::to_value(&plan.properties).unwrap_or_default(),
-        );
-        if let Some(mut schema) = plan.schema {
-            let next_id = obj
-                .get("schemas")
-                .and_then(Value::as_array)
-                .map(|all| {
-                    all.iter()
-                        .filter_map(|s| s.get("schema-id").and_then(Value::as_i64))
-                        .max()
-                        .unwrap_or(-1)
-                        + 1
-                })
-                .unwrap_or(0);
-            schema["schema-id"] = Value::from(next_id);
-            let max_field = max_field_id(&schema);
-            let last = obj
-                .get("last-column-id")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
-            obj.insert("last-column-id".into(), Value::from(last.max(max_field)));
-            if let Some(Value::Array(schemas)) = obj.get_mut("schemas") {
-                schemas.push(schema);
-            }
-            obj.insert("current-schema-id".into(), Value::from(next_id));
-        }
-        if let Some((specs, default)) = plan.partition_specs {
-            let last = specs
-                .iter()
-                .flat_map(|s| {
-                    s.get("fields")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default()
-                })
-                .filter_map(|f| f.get("field-id").and_then(Value::as_i64))
-                .max()
-                .unwrap_or(999);
-            let current = obj
-                .get("last-partition-id")
-                .and_then(Value::as_i64)
-                .unwrap_or(999);
-            obj.insert("partition-specs".into(), Value::Array(specs));
-            obj.insert("default-spec-id".into(), Value::from(default));
-            obj.insert("last-partition-id".into(), Value::from(last.max(current)));
-        }
-        if let Some((orders, default)) = plan.sort_orders {
-            obj.insert("sort-orders".into(), Value::Array(orders));
-            obj.insert("default-sort-order-id".into(), Value::from(default));
-        }
-        // Snapshots.
-        let source_lists: BTreeMap<i64, String> = source_json
-            .get("snapshots")
-            .and_then(Value::as_array)
-            .map(|all| {
-                all.iter()
-                    .filter_map(|s| {
-                        Some((
-                            s.get("snapshot-id")?.as_i64()?,
-                            s.get("manifest-list")?.as_str()?.to_string(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut head = obj
-            .get("refs")
-            .and_then(|r| r.get("main"))
-            .and_then(|r| r.get("snapshot-id"))
-            .and_then(Value::as_i64);
-        let mut last_seq = obj
-            .get("last-sequence-number")
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        let lists_of_target: BTreeMap<i64, String> = obj
-            .get("snapshots")
-            .and_then(Value::as_array)
-            .map(|all| {
-                all.iter()
-                    .filter_map(|s| {
-                        Some((
-                            s.get("snapshot-id")?.as_i64()?,
-                            s.get("manifest-list")?.as_str()?.to_string(),
-                        ))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut head_list = head.and_then(|h| lists_of_target.get(&h).cloned());
-        // Every manifest list the merge takes or reads lies in the table's own folders: a list
-        // elsewhere (another table's) would be read with the warehouse's key and its entries
-        // written into this table's folder, where this table's key reads them.
-        let mut folders = vec![location.clone()];
-        for folder in self
-            .store
-            .tabulars
-            .claimed_folders(
-                target.warehouse_id,
-                target.uuid,
-                Some(crate::model::TabularKind::Table),
-            )
-            .await?
-        {
-            if let Ok(folder) = Location::parse(&folder) {
-                folders.push(folder);
-            }
-        }
-        let mut lists: Vec<(String, &str)> = Vec::new();
-        for snapshot in &plan.snapshots {
-            if let Some(path) = snapshot.get("manifest-list").and_then(Value::as_str) {
-                lists.push(("a manifest list the merge takes".to_string(), path));
-            }
-            if let Some(parent) = snapshot
-                .get("parent-snapshot-id")
-                .and_then(Value::as_i64)
-                .and_then(|p| source_lists.get(&p))
-            {
-                lists.push(("a manifest list the merge reads".to_string(), parent));
-            }
-        }
-        if let Some(path) = head_list
-            .as_ref()
-            .filter(|_| plan.rebase && !plan.snapshots.is_empty())
-        {
-            lists.push(("a manifest list the merge reads".to_string(), path));
-        }
-        if let Some((what, path)) = files_outside(&lists, &folders).first() {
-            return Ok(Err(format!(
-                "{what} ({path}) lies outside the table's folders; it is not merged"
-            )));
-        }
-        let mut added = Vec::new();
-        let mut taken_ids: BTreeSet<i64> = lists_of_target.keys().copied().collect();
-        for snapshot in plan.snapshots {
-            let mut snapshot = snapshot;
-            let mut id = snapshot
-                .get("snapshot-id")
-                .and_then(Value::as_i64)
-                .unwrap_or_default();
-            let seq = if format >= 2 { last_seq + 1 } else { 0 };
-            if plan.rebase {
-                // The target has this id (a snapshot an earlier merge replayed): a fresh one.
-                while taken_ids.contains(&id) {
-                    id = (uuid::Uuid::new_v4().as_u64_pair().0 >> 1) as i64;
-                }
-                let own_path = snapshot
-                    .get("manifest-list")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                let parent_path = snapshot
-                    .get("parent-snapshot-id")
-                    .and_then(Value::as_i64)
-                    .and_then(|p| source_lists.get(&p).cloned());
-                let read = |path: String| async move {
-                    let file = Location::parse(&path)?;
-                    storage.get(&file).await?.ok_or_else(|| {
-                        Error::internal(
-                            "merging",
-                            anyhow::anyhow!("the manifest list {path} is missing"),
-                        )
-                    })
-                };
-                let own = read(own_path).await?;
-                let parent = match parent_path {
-                    Some(path) => Some(read(path).await?),
-                    None => None,
-                };
-                let onto = match &head_list {
-                    Some(path) => Some(read(path.clone()).await?),
-                    None => None,
-                };
-                let replayed = crate::index::rebase::replay(crate::index::rebase::Replay {
-                    format: if format >= 2 {
-                        iceberg::spec::FormatVersion::V2
-                    } else {
-                        iceberg::spec::FormatVersion::V1
-                    },
-                    list: &own,
-                    parent_list: parent.as_deref(),
-                    snapshot_id: id,
-                    onto_list: onto.as_deref(),
-                    onto_id: head,
-                    sequence_number: seq,
-                })
-                .await;
-                let bytes = match replayed {
-                    Ok(Some(bytes)) => bytes,
-                    // The target already has everything it added.
-                    Ok(None) => continue,
-                    Err(reason) => return Ok(Err(reason)),
-                };
-                let file = location.join(&format!(
-                    "metadata/snap-{id}-merged-{}.avro",
-                    uuid::Uuid::now_v7().simple()
-                ))?;
-                storage.put_new(&file, bytes.into()).await?;
-                written.push(file.clone());
-                snapshot["snapshot-id"] = Value::from(id);
-                snapshot["manifest-list"] = Value::from(file.to_string());
-                snapshot["parent-snapshot-id"] = head.map(Value::from).unwrap_or(Value::Null);
-                snapshot["timestamp-ms"] = Value::from(now_ms);
-                head_list = Some(file.to_string());
-            } else {
-                head_list = source_lists.get(&id).cloned();
-            }
-            if format >= 2 {
-                snapshot["sequence-number"] = Value::from(seq);
-                last_seq = seq;
-            }
-            head = Some(id);
-            taken_ids.insert(id);
-            added.push(snapshot);
-        }
-        let removed: BTreeSet<i64> = plan.removed_snapshots.iter().copied().collect();
-        if let Some(Value::Array(snapshots)) = obj.get_mut("snapshots") {
-            snapshots.retain(|s| {
-                s.get("snapshot-id")
-                    .and_then(Value::as_i64)
-                    .is_none_or(|id| !removed.contains(&id))
-            });
-        }
-        if !added.is_empty() {
-            let log_entries: Vec<Value> = added
-                .iter()
-                .map(|s| {
-                    serde_json::json!({
-                        "snapshot-id": s["snapshot-id"],
-                        "timestamp-ms": s.get("timestamp-ms").cloned().unwrap_or(Value::from(now_ms)),
-                    })
-                })
-                .collect();
-            match obj.get_mut("snapshots") {
-                Some(Value::Array(snapshots)) => snapshots.extend(added),
-                _ => {
-                    obj.insert("snapshots".into(), Value::Array(added));
-                }
-            }
-            match obj.get_mut("snapshot-log") {
-                Some(Value::Array(log)) => log.extend(log_entries),
-                _ => {
-                    obj.insert("snapshot-log".into(), Value::Array(log_entries));
-                }
-            }
-            let head = head.expect("a snapshot was added");
-            obj.insert("current-snapshot-id".into(), Value::from(head));
-            let refs = obj
-                .entry("refs")
-                .or_insert_with(|| Value::Object(Default::default()));
-            refs["main"] = serde_json::json!({"snapshot-id": head, "type": "branch"});
-            if format >= 2 {
-                obj.insert("last-sequence-number".into(), Value::from(last_seq));
-            }
-        }
-        for (name, table_ref) in plan.refs {
-            let refs = obj
-                .entry("refs")
-                .or_insert_with(|| Value::Object(Default::default()));
-            match table_ref {
-                Some(r) => refs[name.as_str()] = r,
-                None => {
-                    if let Some(map) = refs.as_object_mut() {
-                        map.remove(&name);
-                    }
-                }
-            }
-        }
-        let entry = serde_json::json!({
-            "timestamp-ms": obj.get("last-updated-ms").cloned().unwrap_or(Value::from(now_ms)),
-            "metadata-file": target.metadata_location,
-        });
-        match obj.get_mut("metadata-log") {
-            Some(Value::Array(log)) => log.push(entry),
-            _ => {
-                obj.insert("metadata-log".into(), Value::Array(vec![entry]));
-            }
-        }
-        obj.insert("last-updated-ms".into(), Value::from(now_ms));
-        // Through the catalog's own model: what it would refuse from a client, it refuses here.
-        let bytes = serde_json::to_vec(&m).map_err(|e| Error::internal("merging", e))?;
-        let metadata = match parse_table_metadata(&bytes) {
-            Ok(metadata) => metadata,
-            Err(e) => {
-                return Ok(Err(format!(
-                    "the merged metadata is not valid: {}",
-                    e.message
-                )));
-            }
-        };
-        let json = bytes::Bytes::from(table_metadata_json(&metadata)?);
-        let file = next_metadata_location(
-            &location,
-            metadata.properties(),
-            Some(target.metadata_location.as_str()),
-        )?;
-        storage.put_new(&file, json.clone()).await?;
-        written.push(file.clone());
-        Ok(Ok(MergeChange::Tabular(TabularChange::Update {
-            id: target.id,
-            ident: target.ident.clone(),
-            expected_version: target.version,
-            uuid: target.uuid,
-            location: target.location.clone(),
-            metadata_location: file.to_string(),
-            metadata: json,
-            at: now(),
-            claims_location: None,
-        })))
-    }
-
-    /// Where a branch forks or a tag points when made from `name` (a branch, tag or commit id).
-    async fn fork_point(&self, warehouse: WarehouseId, name: &str) -> Result<ForkPoint> {
-        if let Ok(commit) = name.parse::<CommitId>()
+        selector: &RefSelector,
+    ) -> Result<ForkPoint> {
+        if let Some(commit) = selector.commit()
             && self
                 .store
                 .warehouses
-                .get_ref(warehouse, name)
+                .get_ref(warehouse, selector.as_str())
                 .await?
                 .is_none()
         {
@@ -1089,7 +455,8 @@ impl Services {
                 generation: found.generation,
             });
         }
-        let found = self.named_ref(warehouse, name).await?;
+        // Read now, not from the cache of `main` branches: the head must be the current one.
+        let found = self.named_ref(warehouse, selector).await?;
         let commit = found.head_commit.ok_or_else(|| {
             Error::internal("reading a ref", anyhow::anyhow!("a ref without a commit"))
         })?;
@@ -1115,8 +482,12 @@ impl Services {
     }
 
     /// A point to read from that does not move: a tag, or a commit (a branch's current one).
-    async fn point(&self, warehouse: WarehouseId, name: &str) -> Result<Point> {
-        let fork = self.fork_point(warehouse, name).await?;
+    pub(super) async fn point(
+        &self,
+        warehouse: WarehouseId,
+        selector: &RefSelector,
+    ) -> Result<Point> {
+        let fork = self.fork_point(warehouse, selector).await?;
         let read = self.commit_ref(warehouse, fork.commit).await?;
         Ok(Point {
             read,
@@ -1125,7 +496,7 @@ impl Services {
         })
     }
 
-    async fn commit_ref(&self, warehouse: WarehouseId, commit: CommitId) -> Result<Ref> {
+    pub(super) async fn commit_ref(&self, warehouse: WarehouseId, commit: CommitId) -> Result<Ref> {
         let made = self
             .store
             .refs
@@ -1138,7 +509,7 @@ impl Services {
         Ok(made)
     }
 
-    async fn walk(&self, warehouse: WarehouseId, mut walk: Walk) -> Result<Walk> {
+    pub(super) async fn walk(&self, warehouse: WarehouseId, mut walk: Walk) -> Result<Walk> {
         loop {
             match walk.wanted() {
                 Step::Done => return Ok(walk),
@@ -1160,7 +531,7 @@ impl Services {
         }
     }
 
-    async fn merge_base(
+    pub(super) async fn merge_base(
         &self,
         warehouse: WarehouseId,
         a: CommitId,
@@ -1176,7 +547,7 @@ impl Services {
     }
 
     /// Every key the commits from `head` back to (not including) `base` changed.
-    async fn changed_since(
+    pub(super) async fn changed_since(
         &self,
         warehouse: WarehouseId,
         head: CommitId,
@@ -1195,7 +566,7 @@ impl Services {
             .collect())
     }
 
-    async fn content_at(&self, at: &Ref, key: &ContentKey) -> Result<Option<Content>> {
+    pub(super) async fn content_at(&self, at: &Ref, key: &ContentKey) -> Result<Option<Content>> {
         let (namespace, name) = key_parts(key);
         let namespace = NamespaceIdent::new(namespace)?;
         Ok(match name {
@@ -1212,71 +583,6 @@ impl Services {
                 .await?
                 .map(|t| Content::Tabular(Box::new(t))),
         })
-    }
-}
-
-/// The change that gives the target the source's version of a table or view.
-fn take_source(source: &Tabular, current: Option<&Tabular>, target: &Ref) -> MergeChange {
-    match current {
-        Some(current) => MergeChange::Tabular(TabularChange::Update {
-            id: current.id,
-            ident: current.ident.clone(),
-            expected_version: current.version,
-            uuid: source.uuid,
-            location: source.location.clone(),
-            metadata_location: source.metadata_location.clone(),
-            metadata: source.metadata.clone(),
-            at: now(),
-            claims_location: (current.location != source.location).then_some(target.warehouse_id),
-        }),
-        None => {
-            let at = now();
-            MergeChange::Tabular(TabularChange::Create(Tabular {
-                id: TabularId::new(),
-                warehouse_id: target.warehouse_id,
-                ref_id: target.id,
-                ident: source.ident.clone(),
-                kind: source.kind,
-                uuid: source.uuid,
-                location: source.location.clone(),
-                metadata_location: source.metadata_location.clone(),
-                metadata: source.metadata.clone(),
-                version: 0,
-                created_at: at,
-                updated_at: at,
-            }))
-        }
-    }
-}
-
-fn max_field_id(value: &Value) -> i64 {
-    let mut max = 0;
-    match value {
-        Value::Object(map) => {
-            if let Some(id) = map.get("id").and_then(Value::as_i64)
-                && map.contains_key("type")
-            {
-                max = max.max(id);
-            }
-            for v in map.values() {
-                max = max.max(max_field_id(v));
-            }
-        }
-        Value::Array(items) => {
-            for v in items {
-                max = max.max(max_field_id(v));
-            }
-        }
-        _ => {}
-    }
-    max
-}
-
-async fn discard(storage: &dyn ObjectStorage, files: &[Location]) {
-    for file in files {
-        if let Err(e) = storage.delete(file).await {
-            tracing::warn!(file = %file, error = ?e, "removing a merge's unused file failed");
-        }
     }
 }
 

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use super::{RequestContext, Services};
 use crate::authz::{Action, Resource};
 use crate::error::{Entity, Error, Result};
-use crate::model::{CommitId, MAIN_BRANCH, ProjectId, Ref, RefKind, Warehouse, WarehouseId};
+use crate::model::{
+    MAIN_BRANCH, ProjectId, Ref, RefKind, RefSelector, Warehouse, WarehouseId, WarehouseRef,
+    WarehouseSelector,
+};
 
 /// What `GET /v1/config` tells a client, before the HTTP layer adds its own keys (prefix, endpoints).
 #[derive(Debug, Clone)]
@@ -18,50 +21,30 @@ pub struct CatalogConfig {
 
 impl Services {
     /// Resolves a client's `warehouse` setting: a warehouse id, or a warehouse name in `project`
-    /// (the default project when unset).
+    /// (the default project when unset), and optionally `@` a branch, tag or commit.
     pub async fn catalog_config(
         &self,
         ctx: &RequestContext,
-        warehouse: &str,
+        named: &WarehouseRef,
         project: Option<ProjectId>,
     ) -> Result<CatalogConfig> {
         // validate
-        if warehouse.is_empty() {
-            return Err(Error::bad_request(
-                "the warehouse parameter is required: set `warehouse` in the client's catalog config",
-            ));
-        }
         let server = self.bootstrapped().await?;
         let no_such = || {
             Error::not_found(
                 Entity::Warehouse,
-                format!("warehouse {warehouse:?} does not exist"),
+                format!("warehouse {:?} does not exist", named.to_string()),
             )
         };
         let project = project.unwrap_or(server.default_project_id);
-        let lookup = |name: &str| {
-            let name = name.to_string();
-            async move {
-                match name.parse::<WarehouseId>() {
-                    Ok(id) => self.store.warehouses.get_warehouse(id).await,
-                    Err(_) => {
-                        self.store
-                            .warehouses
-                            .get_warehouse_by_name(project, &name)
-                            .await
-                    }
-                }
+        let found = match &named.warehouse {
+            WarehouseSelector::Id(id) => self.store.warehouses.get_warehouse(*id).await?,
+            WarehouseSelector::Name(name) => {
+                self.store
+                    .warehouses
+                    .get_warehouse_by_name(project, name)
+                    .await?
             }
-        };
-        // `demo@dev` names branch (or tag, or commit) `dev` of warehouse `demo`.
-        let (found, reference) = match lookup(warehouse).await? {
-            Some(found) => (Some(found), None),
-            None => match warehouse.rsplit_once('@') {
-                Some((name, reference)) if !name.is_empty() => {
-                    (lookup(name).await?, Some(reference.to_string()))
-                }
-                _ => (None, None),
-            },
         };
         let warehouse = found.ok_or_else(no_such)?;
         // authorize
@@ -72,10 +55,7 @@ impl Services {
         )
         .await?;
         // act
-        let branch = match reference {
-            None => self.main_branch(warehouse.id).await?,
-            Some(name) => self.named_ref(warehouse.id, &name).await?,
-        };
+        let branch = self.resolve_ref(warehouse.id, &named.reference).await?;
         Ok(CatalogConfig {
             warehouse,
             branch,
@@ -90,9 +70,18 @@ impl Services {
         ctx: &RequestContext,
         warehouse: WarehouseId,
     ) -> Result<Ref> {
-        match &ctx.reference {
-            None => self.main_branch(warehouse).await,
-            Some(name) => self.named_ref(warehouse, name).await,
+        self.resolve_ref(warehouse, &ctx.reference).await
+    }
+
+    /// The ref a selector names in a warehouse.
+    pub(crate) async fn resolve_ref(
+        &self,
+        warehouse: WarehouseId,
+        selector: &RefSelector,
+    ) -> Result<Ref> {
+        match selector {
+            RefSelector::Main => self.main_branch(warehouse).await,
+            RefSelector::Named(_) => self.named_ref(warehouse, selector).await,
         }
     }
 
@@ -106,29 +95,35 @@ impl Services {
         if reference.kind != RefKind::Branch {
             return Err(Error::forbidden(format!(
                 "{} is a tag or commit, which is read-only; write to a branch",
-                ctx.reference.as_deref().unwrap_or(&reference.name)
+                ctx.reference
             )));
         }
         Ok(reference)
     }
 
-    /// A branch or tag by name, or a commit by id (read through a hidden read-only ref).
+    /// A branch or tag by name (`main` included), or a commit by id (read through a hidden
+    /// read-only ref), as the database holds it now.
     /// `NotFound(Ref)`.
-    pub(crate) async fn named_ref(&self, warehouse: WarehouseId, name: &str) -> Result<Ref> {
+    pub(super) async fn named_ref(
+        &self,
+        warehouse: WarehouseId,
+        selector: &RefSelector,
+    ) -> Result<Ref> {
+        let name = selector.as_str();
         let no_such = || {
             Error::not_found(
                 Entity::Ref,
                 format!("warehouse {warehouse} has no branch, tag or commit {name:?}"),
             )
         };
-        if name.is_empty() || name.starts_with('~') {
+        if selector.is_unaddressable() {
             return Err(no_such());
         }
         if let Some(found) = self.store.warehouses.get_ref(warehouse, name).await? {
             return Ok(found);
         }
-        match name.parse::<CommitId>() {
-            Ok(commit) => {
+        match selector.commit() {
+            Some(commit) => {
                 let found = self
                     .store
                     .refs
@@ -138,7 +133,7 @@ impl Services {
                 self.refs_made(warehouse);
                 Ok(found)
             }
-            Err(_) => {
+            None => {
                 // Say which: a missing warehouse, or a missing ref.
                 self.main_branch(warehouse).await?;
                 Err(no_such())

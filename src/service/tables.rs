@@ -8,41 +8,27 @@
 //! for real conflicts.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
+use iceberg::TableRequirement;
 use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec};
-use iceberg::{TableRequirement, TableUpdate};
 
+use super::caches;
+use super::claims::folder_and_parents;
+use super::commit::{Attempt, OpenWarehouse, Retries, Staged};
+pub use super::commit::{TableChange, TableState};
 use super::metadata::{
-    apply_table_commit, check_locations, default_location, file_outside_error, files_of_metadata,
-    files_of_updates, files_outside, new_table_metadata, next_metadata_location,
-    only_referenced_snapshots, parse_table_metadata, retired_metadata_files, table_metadata_json,
+    check_locations, default_location, files_of_metadata, new_table_metadata,
+    next_metadata_location, only_referenced_snapshots, table_metadata_json,
 };
-use super::table_json::table_json;
-use super::{Delegation, ParsedTable, RequestContext, Services, TableAccess};
+use super::{Delegation, RequestContext, Services, TableAccess};
 use crate::authz::{Action, Resource};
-use crate::error::{Entity, Error, ErrorKind, Result};
+use crate::error::{Entity, Error, Result};
 use crate::model::{
-    CommitMeta, NamespaceIdent, Page, PageRequest, Ref, Tabular, TabularId, TabularIdent,
-    TabularKind, Warehouse, WarehouseId, now,
+    NamespaceIdent, Page, PageRequest, Ref, RefSelector, Tabular, TabularId, TabularIdent,
+    TabularKind, WarehouseId, now,
 };
-use crate::storage::{self, Location, ObjectStorage};
+use crate::storage::{self, Location};
 use crate::store::TabularChange;
-
-/// A table as a client sees it: where its metadata file is (none for a staged create) and the
-/// metadata itself, as JSON.
-#[derive(Debug, Clone)]
-pub struct TableState {
-    /// The table's base location.
-    pub location: String,
-    /// The table's UUID (the owner of its folder claims).
-    pub uuid: uuid::Uuid,
-    /// A table this request made with a UUID new to the warehouse: its one folder is its
-    /// location, so access to it is decided without reading its claims.
-    pub new_uuid: bool,
-    pub metadata_location: Option<String>,
-    pub metadata: bytes::Bytes,
-}
 
 /// Which snapshots a load returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,181 +48,6 @@ pub struct CreateTable {
     pub stage_create: bool,
 }
 
-/// One table's part of a commit.
-#[derive(Debug, Clone)]
-pub struct TableChange {
-    pub ident: TabularIdent,
-    pub requirements: Vec<TableRequirement>,
-    pub updates: Vec<TableUpdate>,
-}
-
-impl Services {
-    /// Refuses a table location that overlaps another table's folder, or a folder another table
-    /// still claims (one it moved away from, or a dropped table's that is not purged): equal to
-    /// it, inside it, or (for `explicit` locations, which can be anything) containing it. A key
-    /// vended for one table must never reach another's files. The table's own claims (`uuid`)
-    /// do not count.
-    pub(crate) async fn check_location_is_free(
-        &self,
-        wh: &OpenWarehouse,
-        location: &Location,
-        explicit: bool,
-        uuid: uuid::Uuid,
-    ) -> Result<()> {
-        let Some(prefixes) = folder_and_parents(&wh.base, location) else {
-            return Ok(());
-        };
-        if let Some(other) = self
-            .store
-            .tabulars
-            .overlapping_table(
-                wh.warehouse.id,
-                &prefixes,
-                explicit.then_some(location.as_str()),
-                Some(uuid),
-            )
-            .await?
-        {
-            return Err(Error::bad_request(format!(
-                "location {location} overlaps the folder of another table at {other}; every \
-                 table needs a folder of its own"
-            )));
-        }
-        Ok(())
-    }
-}
-
-impl Services {
-    /// Refuses a new table (a create, or a registered file) whose UUID another table of the
-    /// warehouse already has or had: folder claims belong to a UUID, so a table that borrowed
-    /// another's UUID could move into that table's folders. Registering a version the warehouse
-    /// recorded for that very UUID (bringing a dropped table back) is the one exception. Answers
-    /// whether the UUID is new to the warehouse.
-    pub(crate) async fn check_new_uuid(
-        &self,
-        wh: &OpenWarehouse,
-        uuid: uuid::Uuid,
-        registered: Option<&Location>,
-    ) -> Result<bool> {
-        if !self
-            .store
-            .tabulars
-            .uuid_known(wh.warehouse.id, uuid, None)
-            .await?
-        {
-            return Ok(true);
-        }
-        // Only while no row of that UUID lives on this branch: two tables of one UUID on one
-        // line would share claims, and purging one would delete the other's files.
-        if let Some(file) = registered
-            && self
-                .store
-                .tabulars
-                .recorded_version(wh.warehouse.id, uuid, file.as_str())
-                .await?
-            && !self
-                .store
-                .tabulars
-                .lines_holding(wh.warehouse.id, uuid)
-                .await?
-                .contains(&wh.branch.id)
-        {
-            return Ok(false);
-        }
-        Err(Error::already_exists(
-            Entity::Table,
-            format!(
-                "a table with UUID {uuid} exists or existed in this warehouse; a new table needs \
-                 a UUID of its own"
-            ),
-        ))
-    }
-
-    /// Refuses files a commit or a registered table points at (manifest lists, statistics) that
-    /// lie outside the table's folders: its location, and the folders the table `uuid` claims.
-    pub(crate) async fn check_files_are_the_tables(
-        &self,
-        wh: &OpenWarehouse,
-        uuid: uuid::Uuid,
-        location: &Location,
-        files: &[(String, &str)],
-    ) -> Result<()> {
-        if files.is_empty() {
-            return Ok(());
-        }
-        let mut folders = vec![location.clone()];
-        if files_outside(files, &folders).is_empty() {
-            return Ok(());
-        }
-        for folder in self
-            .store
-            .tabulars
-            .claimed_folders(wh.warehouse.id, uuid, Some(TabularKind::Table))
-            .await?
-        {
-            if let Ok(folder) = Location::parse(&folder) {
-                folders.push(folder);
-            }
-        }
-        match files_outside(files, &folders).first() {
-            None => Ok(()),
-            Some((what, path)) => Err(file_outside_error(what, path)),
-        }
-    }
-}
-
-/// A folder of the warehouse and each folder above it, up to (not including) the warehouse's base;
-/// `None` outside the warehouse.
-fn folder_and_parents(base: &Location, location: &Location) -> Option<Vec<String>> {
-    let relative = location.relative_to(base)?;
-    let parts: Vec<&str> = relative.split('/').filter(|p| !p.is_empty()).collect();
-    let base = base.as_str().trim_end_matches('/');
-    Some(
-        (1..=parts.len())
-            .map(|i| format!("{base}/{}", parts[..i].join("/")))
-            .collect(),
-    )
-}
-
-/// A warehouse opened for catalog work: its record, branch, base location and store.
-pub(crate) struct OpenWarehouse {
-    pub warehouse: Warehouse,
-    pub branch: Ref,
-    pub base: Location,
-    pub storage: Arc<dyn ObjectStorage>,
-}
-
-impl OpenWarehouse {
-    /// The record of a new table or view of this warehouse's branch, at version 0.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new_tabular(
-        &self,
-        id: TabularId,
-        ident: TabularIdent,
-        kind: TabularKind,
-        uuid: uuid::Uuid,
-        location: &Location,
-        metadata_location: &Location,
-        metadata: bytes::Bytes,
-    ) -> Tabular {
-        let at = now();
-        Tabular {
-            id,
-            warehouse_id: self.warehouse.id,
-            ref_id: self.branch.id,
-            ident,
-            kind,
-            uuid,
-            location: location.to_string(),
-            metadata_location: metadata_location.to_string(),
-            metadata,
-            version: 0,
-            created_at: at,
-            updated_at: at,
-        }
-    }
-}
-
 fn table_resource(warehouse: WarehouseId, table: &TabularIdent) -> Resource {
     Resource::Table {
         warehouse,
@@ -253,58 +64,6 @@ fn no_such_namespace(namespace: &NamespaceIdent) -> Error {
         Entity::Namespace,
         format!("namespace {namespace} does not exist"),
     )
-}
-
-/// How long a commit keeps re-applying itself after losing races before answering 409.
-///
-/// Bounded by time, not by a count: a writer that lost keeps a handicap against the one that won
-/// (it re-reads from the database what the winner's next commit finds in memory), so against
-/// another instance's steady stream of commits to the same table it may lose many times in a
-/// row before it wins; a count small enough to answer quickly would turn that into 409s.
-const COMMIT_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The retries of one commit: a short random pause before each (growing a little with the
-/// attempts, so that writers that collided spread out), until the budget is spent.
-pub(crate) struct Retries {
-    started: std::time::Instant,
-    attempts: u64,
-}
-
-impl Retries {
-    pub(crate) fn new() -> Self {
-        Retries {
-            started: std::time::Instant::now(),
-            attempts: 0,
-        }
-    }
-
-    /// Waits before the next attempt; false when the budget is spent (answer 409 then).
-    pub(crate) async fn again(&mut self) -> bool {
-        use rand::Rng;
-        if self.started.elapsed() >= COMMIT_RETRY_BUDGET {
-            return false;
-        }
-        self.attempts += 1;
-        let ceiling = (1 + self.attempts).min(10);
-        let millis = rand::thread_rng().gen_range(0..=ceiling);
-        tokio::time::sleep(std::time::Duration::from_millis(millis)).await;
-        true
-    }
-}
-
-/// What a staged change becomes once committed: the client's view, the retired metadata files to
-/// delete, and the parsed metadata at its new version (kept for the next commit).
-struct Staged {
-    state: TableState,
-    retired: Vec<Location>,
-    parsed: (TabularId, String, Arc<ParsedTable>),
-}
-
-/// The outcome of one attempt at a commit.
-enum Attempt {
-    Done(Vec<Staged>),
-    /// The compare-and-swap lost a race; try again on the new state.
-    Lost(Error),
 }
 
 impl Services {
@@ -482,11 +241,17 @@ impl Services {
         let table = self.find_table(ctx, warehouse, ident).await?;
         let metadata = match snapshots {
             SnapshotsMode::All => table.metadata,
-            SnapshotsMode::Refs => match self.referenced.get(&table.metadata_location) {
+            SnapshotsMode::Refs => match self.caches.referenced.get(&table.metadata_location) {
                 Some(hit) => hit,
                 None => {
                     let body = bytes::Bytes::from(only_referenced_snapshots(&table.metadata)?);
-                    self.referenced.put(&table.metadata_location, body.clone());
+                    if body.len() <= caches::REFERENCED_BYTES / 8 {
+                        self.caches.referenced.insert(
+                            &table.metadata_location,
+                            body.clone(),
+                            body.len(),
+                        );
+                    }
                     body
                 }
             },
@@ -571,7 +336,9 @@ impl Services {
                             retired,
                             parsed,
                         } = staged;
-                        self.parsed_tables.put_parsed(parsed.0, parsed.1, parsed.2);
+                        self.caches
+                            .parsed_tables
+                            .put_parsed(parsed.0, parsed.1, parsed.2);
                         for file in retired {
                             if let Err(e) = wh.storage.delete(&file).await {
                                 tracing::warn!(file = %file, error = ?e, "deleting a retired metadata file failed");
@@ -598,242 +365,6 @@ impl Services {
                         return Err(e);
                     }
                 }
-            }
-        }
-    }
-
-    /// One try: read current state, check, apply, write metadata files, swap all pointers.
-    async fn attempt_commit(
-        &self,
-        wh: &OpenWarehouse,
-        changes: &[TableChange],
-        meta: &CommitMeta,
-    ) -> Result<Attempt> {
-        let mut written: Vec<Location> = Vec::new();
-        let staged = self.stage_commit(wh, changes, &mut written).await;
-        let (store_changes, done) = match staged {
-            Ok(staged) => staged,
-            Err(e) => {
-                self.discard(wh, &written).await;
-                return Err(e);
-            }
-        };
-        match self
-            .store
-            .tabulars
-            .commit_tabulars(wh.branch.id, &store_changes, meta)
-            .await
-        {
-            Ok(()) => Ok(Attempt::Done(done)),
-            Err(e) => {
-                self.discard(wh, &written).await;
-                match e.kind {
-                    // Another commit got there first; requirements are re-checked on retry.
-                    ErrorKind::CommitConflict | ErrorKind::AlreadyExists(_) => Ok(Attempt::Lost(
-                        Error::new(ErrorKind::CommitConflict, e.message),
-                    )),
-                    _ => Err(e),
-                }
-            }
-        }
-    }
-
-    #[allow(clippy::type_complexity)]
-    async fn stage_commit(
-        &self,
-        wh: &OpenWarehouse,
-        changes: &[TableChange],
-        written: &mut Vec<Location>,
-    ) -> Result<(Vec<TabularChange>, Vec<Staged>)> {
-        let mut store_changes = Vec::with_capacity(changes.len());
-        let mut done = Vec::with_capacity(changes.len());
-        let mut placed: Vec<Location> = Vec::new();
-        for change in changes {
-            // Through the table cache (the compare-and-swap below catches anything stale).
-            let current = self
-                .store
-                .tabulars
-                .find_tabular(wh.warehouse.id, &wh.branch.name, &change.ident)
-                .await?;
-            let current = match current {
-                Some(t) => Some(self.with_metadata(t).await?),
-                None => None,
-            };
-            if let Some(t) = &current
-                && t.kind != TabularKind::Table
-            {
-                return Err(Error::new(
-                    ErrorKind::CommitConflict,
-                    format!("{} is a view, not a table", change.ident),
-                ));
-            }
-            if current.is_none() {
-                self.require_namespace(&wh.branch, &change.ident.namespace)
-                    .await?;
-            }
-            let parsed = match &current {
-                None => None,
-                Some(t) => Some(match self.parsed_tables.get(t.id, &t.metadata_location) {
-                    Some(hit) => hit,
-                    None => Arc::new(ParsedTable {
-                        metadata: parse_table_metadata(&t.metadata)?,
-                        parts: None,
-                    }),
-                }),
-            };
-            let result = apply_table_commit(
-                parsed
-                    .as_deref()
-                    .map(|p| &p.metadata)
-                    .zip(current.as_ref().map(|t| t.metadata_location.as_str())),
-                &change.requirements,
-                change.updates.clone(),
-                || {
-                    default_location(
-                        &wh.base,
-                        change.ident.namespace.levels(),
-                        &change.ident.name,
-                    )
-                },
-            )?;
-            let metadata = &result.metadata;
-            if let Some(before) = &parsed
-                && before.metadata.uuid() != metadata.uuid()
-            {
-                return Err(Error::bad_request(format!(
-                    "the UUID of table {} cannot change (from {} to {})",
-                    change.ident,
-                    before.metadata.uuid(),
-                    metadata.uuid()
-                )));
-            }
-            let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
-            if current.is_none() {
-                self.check_new_uuid(wh, metadata.uuid(), None).await?;
-            }
-            if let Some(t) = &current
-                && t.location != location.as_str()
-            {
-                // Every folder a table claims is in every key vended for it (and in its STS
-                // session policy, which AWS bounds), so a table has only so many.
-                let folders = self
-                    .store
-                    .tabulars
-                    .claimed_folders(wh.warehouse.id, t.uuid, Some(TabularKind::Table))
-                    .await?;
-                if !folders.iter().any(|f| f == location.as_str())
-                    && folders.len() >= crate::model::MAX_TABLE_FOLDERS
-                {
-                    return Err(Error::bad_request(format!(
-                        "table {} has had {} locations ({}); a table keeps every folder its files \
-                         may still be in, and at most {}: move it back to one of them, or create \
-                         a new table and copy the data",
-                        change.ident,
-                        folders.len(),
-                        folders.join(", "),
-                        crate::model::MAX_TABLE_FOLDERS
-                    )));
-                }
-            }
-            if current
-                .as_ref()
-                .is_none_or(|t| t.location != location.as_str())
-            {
-                self.check_location_is_free(wh, &location, true, metadata.uuid())
-                    .await?;
-            }
-            self.check_files_are_the_tables(
-                wh,
-                metadata.uuid(),
-                &location,
-                &files_of_updates(&change.updates),
-            )
-            .await?;
-            // Tables of one transaction must not overlap each other either.
-            if let Some(other) = placed
-                .iter()
-                .find(|other: &&Location| location.is_within(other) || other.is_within(&location))
-            {
-                return Err(Error::bad_request(format!(
-                    "location {location} overlaps the folder of another table of this \
-                     transaction at {other}; every table needs a folder of its own"
-                )));
-            }
-            placed.push(location.clone());
-            let file = next_metadata_location(
-                &location,
-                metadata.properties(),
-                current.as_ref().map(|t| t.metadata_location.as_str()),
-            )?;
-            let (json, parts) = table_json(
-                metadata,
-                parsed.as_ref().and_then(|p| p.parts.as_ref()),
-                &result.changes,
-            )?;
-            let json = bytes::Bytes::from(json);
-            wh.storage.put_new(&file, json.clone()).await?;
-            written.push(file.clone());
-            let at = now();
-            let id = match &current {
-                None => TabularId::new(),
-                Some(t) => t.id,
-            };
-            store_changes.push(match &current {
-                None => TabularChange::Create(wh.new_tabular(
-                    id,
-                    change.ident.clone(),
-                    TabularKind::Table,
-                    metadata.uuid(),
-                    &location,
-                    &file,
-                    json.clone(),
-                )),
-                Some(t) => TabularChange::Update {
-                    id: t.id,
-                    ident: change.ident.clone(),
-                    expected_version: t.version,
-                    uuid: metadata.uuid(),
-                    location: location.to_string(),
-                    metadata_location: file.to_string(),
-                    metadata: json.clone(),
-                    at,
-                    claims_location: (t.location != location.as_str()).then_some(wh.warehouse.id),
-                },
-            });
-            // Old metadata files may be what a branch, tag or commit reads: they go only while
-            // the warehouse has nothing but `main`.
-            let mut retired = retired_metadata_files(&result, &location);
-            if !retired.is_empty() && self.store.refs.has_other_refs(wh.warehouse.id).await? {
-                retired.clear();
-            }
-            done.push(Staged {
-                state: TableState {
-                    location: location.to_string(),
-                    uuid: metadata.uuid(),
-                    // A create here brought a UUID the warehouse never had (`check_new_uuid`).
-                    new_uuid: current.is_none(),
-                    metadata_location: Some(file.to_string()),
-                    metadata: json,
-                },
-                retired,
-                parsed: (
-                    id,
-                    file.to_string(),
-                    Arc::new(ParsedTable {
-                        metadata: result.metadata,
-                        parts,
-                    }),
-                ),
-            });
-        }
-        Ok((store_changes, done))
-    }
-
-    /// Removes metadata files that no pointer will ever reference.
-    async fn discard(&self, wh: &OpenWarehouse, files: &[Location]) {
-        for file in files {
-            if let Err(e) = wh.storage.delete(file).await {
-                tracing::warn!(file = %file, error = ?e, "removing an unused metadata file failed");
             }
         }
     }
@@ -990,13 +521,13 @@ impl Services {
         ident: &TabularIdent,
     ) -> Result<Tabular> {
         let found = match &ctx.reference {
-            None => {
+            RefSelector::Main => {
                 self.store
                     .tabulars
                     .find_tabular(warehouse, crate::model::MAIN_BRANCH, ident)
                     .await?
             }
-            Some(_) => {
+            RefSelector::Named(_) => {
                 let reference = self.request_ref(ctx, warehouse).await?;
                 self.store.tabulars.get_tabular(reference.id, ident).await?
             }
@@ -1288,7 +819,7 @@ impl Services {
         let access = self.file_access(ctx, warehouse, may_commit).await?;
         self.storage_access(
             warehouse,
-            ctx.reference.as_deref(),
+            &ctx.reference,
             ident,
             location,
             uuid,

@@ -20,8 +20,8 @@ use super::{RequestContext, Services};
 use crate::authz::{Action, Resource};
 use crate::error::{Error, Result};
 use crate::model::{
-    FileAccess, RefKind, StorageCredential, StorageProfile, TabularIdent, TabularKind, Warehouse,
-    WarehouseId, now,
+    FileAccess, RefKind, RefSelector, StorageCredential, StorageProfile, TabularIdent, TabularKind,
+    Warehouse, WarehouseId, now,
 };
 use crate::storage::signing::{self, SignRequest, SigningKey, SigningScope};
 use crate::storage::{Location, sts};
@@ -104,7 +104,7 @@ fn encode_segment(text: &str) -> String {
 /// The table's sign endpoint relative to the catalog's base URI (`.../catalog`), under the
 /// request's prefix: the warehouse id, and `@<ref>` when the request named a branch, tag or commit
 /// (a table only that branch has is found there, and a tag's signing stays read-only).
-fn sign_endpoint(warehouse: WarehouseId, reference: Option<&str>, ident: &TabularIdent) -> String {
+fn sign_endpoint(warehouse: WarehouseId, reference: &RefSelector, ident: &TabularIdent) -> String {
     let namespace = ident
         .namespace
         .levels()
@@ -113,8 +113,8 @@ fn sign_endpoint(warehouse: WarehouseId, reference: Option<&str>, ident: &Tabula
         .collect::<Vec<_>>()
         .join("%1F");
     let prefix = match reference {
-        Some(name) => format!("{warehouse}@{}", encode_segment(name)),
-        None => warehouse.to_string(),
+        RefSelector::Named(name) => format!("{warehouse}@{}", encode_segment(name)),
+        RefSelector::Main => warehouse.to_string(),
     };
     format!(
         "v1/{prefix}/namespaces/{namespace}/tables/{}/sign",
@@ -227,7 +227,7 @@ impl Services {
         may_commit: bool,
     ) -> Result<FileAccess> {
         if !may_commit
-            || (ctx.reference.is_some()
+            || (!ctx.reference.is_main()
                 && self.request_ref(ctx, warehouse).await?.kind != RefKind::Branch)
         {
             return Ok(FileAccess::ReadOnly);
@@ -243,13 +243,18 @@ impl Services {
     /// keep their commits readable), so that answer is kept; "none" is asked again after a few
     /// seconds, for refs other instances make.
     pub(crate) async fn has_other_refs(&self, warehouse: WarehouseId) -> Result<bool> {
-        if let Some((at, known)) = self.other_refs.lock().expect("cache lock").get(&warehouse)
+        if let Some((at, known)) = self
+            .caches
+            .other_refs
+            .lock()
+            .expect("cache lock")
+            .get(&warehouse)
             && (*known || at.elapsed() < std::time::Duration::from_secs(5))
         {
             return Ok(*known);
         }
         let known = self.store.refs.has_other_refs(warehouse).await?;
-        let mut cache = self.other_refs.lock().expect("cache lock");
+        let mut cache = self.caches.other_refs.lock().expect("cache lock");
         if cache.len() >= 10_000 {
             cache.clear();
         }
@@ -259,7 +264,8 @@ impl Services {
 
     /// This process made a ref in the warehouse.
     pub(crate) fn refs_made(&self, warehouse: WarehouseId) {
-        self.other_refs
+        self.caches
+            .other_refs
             .lock()
             .expect("cache lock")
             .insert(warehouse, (std::time::Instant::now(), true));
@@ -273,7 +279,7 @@ impl Services {
     pub(crate) async fn storage_access(
         &self,
         warehouse: WarehouseId,
-        reference: Option<&str>,
+        reference: &RefSelector,
         ident: &TabularIdent,
         location: &str,
         (uuid, new_uuid): (uuid::Uuid, bool),
@@ -295,12 +301,21 @@ impl Services {
             wh.updated_at,
             format!(
                 "{}\u{1f}{ident}\u{1f}{location}\u{1f}{uuid}",
-                reference.unwrap_or("")
+                if reference.is_main() {
+                    ""
+                } else {
+                    reference.as_str()
+                }
             ),
             access,
             mode,
         );
-        if let Some((valid_until, cached)) = self.vended.lock().expect("cache lock").get(&cache_key)
+        if let Some((valid_until, cached)) = self
+            .caches
+            .vended
+            .lock()
+            .expect("cache lock")
+            .get(&cache_key)
             && now_secs < *valid_until
         {
             return Ok(cached.clone());
@@ -392,7 +407,7 @@ impl Services {
             config,
             rendered: std::sync::OnceLock::new(),
         });
-        let mut cache = self.vended.lock().expect("cache lock");
+        let mut cache = self.caches.vended.lock().expect("cache lock");
         if cache.len() >= 10_000 {
             cache.clear();
         }
@@ -438,13 +453,19 @@ impl Services {
     /// The warehouse's storage credential, cached per version of the warehouse's settings.
     async fn signing_credential(&self, wh: &Warehouse) -> Result<Arc<StorageCredential>> {
         let key = (wh.id, wh.updated_at);
-        if let Some(credential) = self.credentials.lock().expect("cache lock").get(&key) {
+        if let Some(credential) = self
+            .caches
+            .credentials
+            .lock()
+            .expect("cache lock")
+            .get(&key)
+        {
             return Ok(credential.clone());
         }
         let credential = Arc::new(self.warehouse_credential(wh).await?.ok_or_else(|| {
             Error::bad_request("the warehouse has no storage credential to sign with")
         })?);
-        let mut cache = self.credentials.lock().expect("cache lock");
+        let mut cache = self.caches.credentials.lock().expect("cache lock");
         cache.retain(|(id, _), _| *id != wh.id);
         if cache.len() >= 1_000 {
             cache.clear();
@@ -563,7 +584,7 @@ impl Services {
                 let access = self
                     .storage_access(
                         warehouse,
-                        ctx.reference.as_deref(),
+                        &ctx.reference,
                         ident,
                         &table.location,
                         (table.uuid, false),
@@ -628,11 +649,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            sign_endpoint(warehouse, None, &ident),
+            sign_endpoint(warehouse, &RefSelector::Main, &ident),
             "v1/00000000-0000-0000-0000-000000000000/namespaces/a%20b%1Fc%2Fd/tables/t%2A%3F%24%25%22/sign"
         );
         assert_eq!(
-            sign_endpoint(warehouse, Some("dev.2"), &ident),
+            sign_endpoint(warehouse, &RefSelector::Named("dev.2".into()), &ident),
             "v1/00000000-0000-0000-0000-000000000000@dev.2/namespaces/a%20b%1Fc%2Fd/tables/t%2A%3F%24%25%22/sign"
         );
     }

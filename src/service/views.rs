@@ -199,7 +199,7 @@ impl Services {
             .commit_locks
             .lock([(warehouse, wh.branch.id, ident)])
             .await;
-        let mut retries = super::tables::Retries::new();
+        let mut retries = super::commit::Retries::new();
         loop {
             let current = self.current_view(ctx, warehouse, ident).await?;
             let metadata: ViewMetadata = parse_view_metadata(&current.metadata)?;

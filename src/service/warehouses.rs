@@ -475,12 +475,12 @@ impl Services {
         warehouse: &Warehouse,
     ) -> Result<Arc<dyn storage::ObjectStorage>> {
         let key = (warehouse.id, warehouse.updated_at);
-        if let Some(store) = self.storages.lock().expect("cache lock").get(&key) {
+        if let Some(store) = self.caches.storages.lock().expect("cache lock").get(&key) {
             return Ok(store.clone());
         }
         let credential = self.warehouse_credential(warehouse).await?;
         let store = storage::for_warehouse(warehouse, credential.as_ref())?;
-        let mut cache = self.storages.lock().expect("cache lock");
+        let mut cache = self.caches.storages.lock().expect("cache lock");
         cache.retain(|(id, _), _| *id != warehouse.id);
         if cache.len() >= 1_000 {
             cache.clear();

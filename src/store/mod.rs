@@ -12,12 +12,13 @@ mod postgres;
 mod sql;
 mod sqlite;
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::config::{Config, DatabaseTarget};
 use crate::error::{Entity, Error, Result};
 use crate::model::{
     AccessKey, Commit, CommitChange, CommitId, CommitMeta, ForkPoint, Namespace, NamespaceIdent,
@@ -388,14 +389,7 @@ impl HistoryEntry {
     }
 }
 
-/// An encrypted secret as the database keeps it; `secrets::DbSecretStore` seals and opens it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SealedSecret {
-    pub nonce: Vec<u8>,
-    pub ciphertext: Vec<u8>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-}
+pub use crate::model::SealedSecret;
 
 #[async_trait]
 pub trait SealedSecretStore: Send + Sync {
@@ -455,46 +449,101 @@ impl Persistence {
         }
     }
 
-    /// Opens the configured database (creating the SQLite file and its folder when needed).
-    /// Migrations are applied when `migrate` is true; otherwise a database that lacks some is refused.
-    pub async fn open(config: &Config, migrate: bool) -> anyhow::Result<Self> {
-        match config.database_target()? {
-            DatabaseTarget::Sqlite(path) => {
-                let store = SqliteStore::open(&path, &config.database).await?;
-                store.migrate(migrate).await?;
-                let mut persistence = Self::from_backend(Arc::new(store));
-                // This process owns the file alone (SqliteStore holds its lock), so every write
-                // passes the cache and loads can be served from memory.
-                persistence.tabulars = Arc::new(cache::CachedTabularStore::new(
-                    persistence.tabulars.clone(),
-                    config.database.table_cache_mb * 1024 * 1024,
-                ));
-                Ok(persistence)
-            }
-            DatabaseTarget::Postgres(url) => {
-                let store = Arc::new(PostgresStore::connect(&url, &config.database).await?);
-                store.migrate(migrate).await?;
-                let mut persistence = Self::from_backend(store.clone());
-                // Other instances write too. With change notifications, cached loads are served
-                // from memory while the listener is connected; without, each is checked against
-                // the current version with a cheap read first.
-                if config.database.change_notifications {
-                    let cache = Arc::new(cache::CachedTabularStore::notified(
-                        persistence.tabulars.clone(),
-                        config.database.table_cache_mb * 1024 * 1024,
-                    ));
-                    store.spawn_change_listener(cache.clone());
-                    persistence.tabulars = cache;
-                } else {
-                    persistence.tabulars = Arc::new(cache::CachedTabularStore::validated(
-                        persistence.tabulars.clone(),
-                        config.database.table_cache_mb * 1024 * 1024,
-                    ));
-                }
-                Ok(persistence)
-            }
-        }
+    /// The embedded backend: the SQLite file at `path` (created with its folder when needed),
+    /// owned by this process alone, behind an exact table cache. Migrations are applied when
+    /// `migrate` is true; otherwise a database that lacks some is refused.
+    pub async fn sqlite(
+        path: &Path,
+        options: &SqliteOptions,
+        migrate: bool,
+    ) -> anyhow::Result<Self> {
+        let store = SqliteStore::open(path, options).await?;
+        store.migrate(migrate).await?;
+        let mut persistence = Self::from_backend(Arc::new(store));
+        // This process owns the file alone (SqliteStore holds its lock), so every write
+        // passes the cache and loads can be served from memory.
+        persistence.tabulars = Arc::new(cache::CachedTabularStore::new(
+            persistence.tabulars.clone(),
+            options.pool.table_cache_bytes,
+        ));
+        Ok(persistence)
     }
+
+    /// PostgreSQL at `url`, which other Floe instances may share. Migrations as for
+    /// [`Persistence::sqlite`].
+    pub async fn postgres(
+        url: &str,
+        options: &PostgresOptions,
+        migrate: bool,
+    ) -> anyhow::Result<Self> {
+        let store = Arc::new(PostgresStore::connect(url, options).await?);
+        store.migrate(migrate).await?;
+        let mut persistence = Self::from_backend(store.clone());
+        // Other instances write too. With change notifications, cached loads are served
+        // from memory while the listener is connected; without, each is checked against
+        // the current version with a cheap read first.
+        let bytes = options.pool.table_cache_bytes;
+        if options.change_notifications {
+            let cache = Arc::new(cache::CachedTabularStore::notified(
+                persistence.tabulars.clone(),
+                bytes,
+            ));
+            store.spawn_change_listener(cache.clone());
+            persistence.tabulars = cache;
+        } else {
+            persistence.tabulars = Arc::new(cache::CachedTabularStore::validated(
+                persistence.tabulars.clone(),
+                bytes,
+            ));
+        }
+        Ok(persistence)
+    }
+}
+
+/// Connection-pool settings both backends take (the configuration's `database` section, as
+/// `server.rs` maps it).
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout: Duration,
+    pub idle_timeout: Duration,
+    /// The longest a statement may run (on SQLite: wait for a lock).
+    pub statement_timeout: Duration,
+    /// The bytes of table metadata kept in memory for loads and commits.
+    pub table_cache_bytes: usize,
+}
+
+/// When SQLite waits for its log to reach the disk (its `synchronous` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SqliteSync {
+    Off,
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub pool: PoolOptions,
+    pub synchronous: SqliteSync,
+}
+
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    pub pool: PoolOptions,
+    /// Learn of other instances' commits by `LISTEN`/`NOTIFY` (else check each cached read).
+    pub change_notifications: bool,
+}
+
+/// A database URL with its password replaced by `***`, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.rsplit_once('@')
+        && let Some((user, _)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
 }
 
 /// Maps a database error that the caller did not expect to `Unavailable` (pool exhausted, connection

@@ -7,7 +7,7 @@ use anyhow::Context;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 
-use crate::config::{DatabaseConfig, redact_url};
+use super::{PostgresOptions, redact_url};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -49,7 +49,8 @@ impl super::sql::BackendDb for PostgresStore {
 impl PostgresStore {
     pub const BACKEND: &'static str = "postgres";
 
-    pub async fn connect(url: &str, config: &DatabaseConfig) -> anyhow::Result<Self> {
+    pub async fn connect(url: &str, options: &PostgresOptions) -> anyhow::Result<Self> {
+        let config = &options.pool;
         let options: PgConnectOptions = url
             .parse()
             .with_context(|| format!("database.url {} is not a valid URL", redact_url(url)))?;
@@ -58,7 +59,10 @@ impl PostgresStore {
         // table was small keeps scanning it once it has grown, the way a fresh warehouse that
         // receives thousands of tables in a minute grows).
         let options = options.application_name("floe").options([
-            ("statement_timeout", config.statement_timeout_ms.to_string()),
+            (
+                "statement_timeout",
+                config.statement_timeout.as_millis().to_string(),
+            ),
             ("plan_cache_mode", "force_custom_plan".to_string()),
         ]);
         // Group-commit writers have a connection each; the rest of `max_connections` is shared.
@@ -66,8 +70,8 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections.saturating_sub(writers).max(1))
             .min_connections(config.min_connections)
-            .acquire_timeout(Duration::from_millis(config.acquire_timeout_ms))
-            .idle_timeout(Duration::from_secs(config.idle_timeout_secs))
+            .acquire_timeout(config.acquire_timeout)
+            .idle_timeout(config.idle_timeout)
             .connect_with(options.clone())
             .await
             .with_context(|| format!("connecting to PostgreSQL at {}", redact_url(url)))?;
@@ -75,7 +79,7 @@ impl PostgresStore {
             .map(|i| {
                 let (commits, queue) = tokio::sync::mpsc::channel(1024);
                 let options = options.clone();
-                let acquire_timeout = Duration::from_millis(config.acquire_timeout_ms);
+                let acquire_timeout = config.acquire_timeout;
                 // A thread, runtime and connection of its own: a group's round trips then wait
                 // only for PostgreSQL, not for a runtime worker to finish some request's JSON
                 // (the workers also poll the sockets of their runtime's connections). The line's

@@ -10,7 +10,7 @@ use anyhow::Context;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow};
 
-use crate::config::{DatabaseConfig, SqliteSynchronous};
+use super::{SqliteOptions, SqliteSync};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -38,7 +38,8 @@ impl SqliteStore {
     pub const BACKEND: &'static str = "sqlite";
 
     /// Opens (creating if needed) the database file at `path`.
-    pub async fn open(path: &Path, config: &DatabaseConfig) -> anyhow::Result<Self> {
+    pub async fn open(path: &Path, options: &SqliteOptions) -> anyhow::Result<Self> {
+        let pool = &options.pool;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("creating the database folder {}", dir.display()))?;
@@ -67,10 +68,10 @@ impl SqliteStore {
                 }
             }
         }
-        let synchronous = match config.sqlite_synchronous {
-            SqliteSynchronous::Off => sqlx::sqlite::SqliteSynchronous::Off,
-            SqliteSynchronous::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
-            SqliteSynchronous::Full => sqlx::sqlite::SqliteSynchronous::Full,
+        let synchronous = match options.synchronous {
+            SqliteSync::Off => sqlx::sqlite::SqliteSynchronous::Off,
+            SqliteSync::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+            SqliteSync::Full => sqlx::sqlite::SqliteSynchronous::Full,
         };
         let options = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
@@ -78,9 +79,9 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_millis(config.statement_timeout_ms));
-        let acquire = Duration::from_millis(config.acquire_timeout_ms);
-        let idle = Duration::from_secs(config.idle_timeout_secs);
+            .busy_timeout(pool.statement_timeout);
+        let acquire = pool.acquire_timeout;
+        let idle = pool.idle_timeout;
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(acquire)
@@ -89,8 +90,8 @@ impl SqliteStore {
             .await
             .with_context(|| format!("opening the SQLite database {}", path.display()))?;
         let read = SqlitePoolOptions::new()
-            .max_connections(config.max_connections)
-            .min_connections(config.min_connections)
+            .max_connections(pool.max_connections)
+            .min_connections(pool.min_connections)
             .acquire_timeout(acquire)
             .idle_timeout(idle)
             // 1 MiB of pages per reader instead of SQLite's 2 MiB: ten readers' caches filled by

@@ -91,7 +91,9 @@ impl TestDb {
     }
 
     pub async fn persistence(&self) -> Persistence {
-        Persistence::open(&self.config(), true).await.unwrap()
+        floe::server::open_persistence(&self.config(), true)
+            .await
+            .unwrap()
     }
 
     /// Runs one statement on the test database, beside the store (to age a row, say).

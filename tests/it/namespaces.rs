@@ -29,7 +29,7 @@ async fn config_resolves_warehouses(backend: Backend) {
         .iter()
         .map(|e| e.as_str().unwrap())
         .collect();
-    assert_eq!(endpoints, floe::api::catalog::ENDPOINTS);
+    assert_eq!(endpoints, floe::api::catalog::endpoints());
     // Every advertised endpoint is routed (a 405 or a fallback 404 would mean it is not).
     let prefix = &id;
     for endpoint in &endpoints {

@@ -25,7 +25,7 @@ fn management_description_is_fresh() {
 fn catalog_description_is_fresh() {
     let doc = floe::api::catalog_openapi();
     // Every advertised endpoint is described.
-    for endpoint in floe::api::catalog::ENDPOINTS {
+    for endpoint in &floe::api::catalog::endpoints() {
         let (method, path) = endpoint.split_once(' ').unwrap();
         let item = doc
             .paths
@@ -56,4 +56,11 @@ async fn api_browser_is_served() {
         let body: serde_json::Value = response.json().await.unwrap();
         assert!(body["paths"].as_object().unwrap().len() > 3, "{doc}");
     }
+}
+
+#[test]
+fn every_route_declares_its_operation() {
+    // Every route of both API surfaces is in the operation table with its permission, and
+    // every catalog or management operation of the table has its route.
+    floe::api::check_operations().unwrap();
 }

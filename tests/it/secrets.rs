@@ -35,7 +35,7 @@ async fn db_secret_store(backend: Backend) {
     let db = TestDb::new(backend).await;
     let persistence = db.persistence().await;
     let key = parse_key(TEST_KEY).unwrap();
-    let store = DbSecretStore::new(persistence.secrets.clone(), &key);
+    let store = DbSecretStore::new(floe::server::secret_rows(&persistence), &key);
     suite(&store).await;
 
     // What the database holds is ciphertext, bound to its row.
@@ -62,7 +62,7 @@ async fn db_secret_store(backend: Backend) {
     );
 
     // Another key cannot open it.
-    let wrong = DbSecretStore::new(persistence.secrets.clone(), &[7u8; 32]);
+    let wrong = DbSecretStore::new(floe::server::secret_rows(&persistence), &[7u8; 32]);
     let err = wrong.read(id).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::Internal);
     let _: Arc<dyn SecretStore> = Arc::new(wrong);

@@ -14,6 +14,13 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 
+mod operation;
+mod refs;
+
+pub use operation::{Action, DataAccess, Operation, Permission, Route, Surface};
+use refs::{HIDDEN_REF_MARK, is_hidden_ref_name};
+pub use refs::{RefSelector, WarehouseRef, WarehouseSelector};
+
 macro_rules! id_type {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
@@ -515,6 +522,81 @@ impl Ref {
             head_generation: 0,
         }
     }
+
+    /// Whether clients never see this ref by its name: the read-only ref a commit is read
+    /// through, and a deleted or reset branch kept for its history.
+    pub fn is_hidden(&self) -> bool {
+        is_hidden_ref_name(&self.name)
+    }
+
+    /// The name of the hidden read-only ref that reads a warehouse as of `commit`.
+    pub fn commit_ref_name(commit: CommitId) -> String {
+        format!("{HIDDEN_REF_MARK}{commit}")
+    }
+
+    /// The name a deleted or reset branch `name` keeps for its history (unique, hidden).
+    pub fn retired_name(name: &str) -> String {
+        format!(
+            "{HIDDEN_REF_MARK}{name}{HIDDEN_REF_MARK}{}",
+            Uuid::new_v4().simple()
+        )
+    }
+
+    /// How a client addresses this ref after `@`: `main`, a branch or tag by its name, a
+    /// commit's ref by the commit's id.
+    pub fn selector(&self) -> RefSelector {
+        if self.name == MAIN_BRANCH {
+            RefSelector::Main
+        } else {
+            RefSelector::Named(
+                self.name
+                    .strip_prefix(HIDDEN_REF_MARK)
+                    .unwrap_or(&self.name)
+                    .to_string(),
+            )
+        }
+    }
+}
+
+/// An encrypted secret as the database keeps it; `secrets::DbSecretStore` seals and opens it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedSecret {
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A request a client asks Floe to sign (remote signing; both the legacy and the current
+/// request shape).
+#[derive(Debug, Clone)]
+pub struct SignRequest {
+    pub method: String,
+    pub uri: String,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub body: Option<String>,
+}
+
+/// What a key of the branching index names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContentKind {
+    Namespace,
+    Table,
+    View,
+}
+
+/// What a merge does when both sides changed something in ways that do not compose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MergeStrategy {
+    /// Change nothing and report every conflict.
+    #[default]
+    Fail,
+    /// Take the source's version.
+    SourceWins,
+    /// Keep the target's version.
+    TargetWins,
 }
 
 /// Who made a catalog change and why: recorded on the commit it becomes.

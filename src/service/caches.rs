@@ -1,0 +1,358 @@
+//! The caches held by the use cases, in one place: every one bounded (by entries or by bytes),
+//! none able to serve what the database no longer holds for longer than its stated lifetime.
+//! [`FifoCache`] is the one byte-bounded cache of values that never change under their key
+//! (the API's gzip cache is one too).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::{TableAccess, table_json, vending};
+use crate::model::{Ref, Warehouse, WarehouseId};
+
+/// Values by key, bounded by the bytes they hold: the oldest entries go first when a newcomer
+/// would pass the bound. For values that never change under their key (a metadata file's
+/// derived bodies): there is nothing to invalidate, only room to make.
+pub(crate) struct FifoCache<V> {
+    inner: Mutex<FifoInner<V>>,
+    max_bytes: usize,
+}
+
+struct FifoInner<V> {
+    /// Each value with the bytes it was counted for.
+    entries: HashMap<String, (V, usize)>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl<V: Clone> FifoCache<V> {
+    pub(crate) fn new(max_bytes: usize) -> Self {
+        FifoCache {
+            inner: Mutex::new(FifoInner {
+                entries: HashMap::new(),
+                order: VecDeque::new(),
+                bytes: 0,
+            }),
+            max_bytes,
+        }
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<V> {
+        let inner = self.inner.lock().expect("cache lock");
+        inner.entries.get(key).map(|(value, _)| value.clone())
+    }
+
+    /// Keeps `value` under `key`, counted as `bytes`, unless the key is held already.
+    pub(crate) fn insert(&self, key: &str, value: V, bytes: usize) {
+        let mut inner = self.inner.lock().expect("cache lock");
+        if inner.entries.contains_key(key) {
+            return;
+        }
+        inner.entries.insert(key.to_string(), (value, 0));
+        inner.order.push_back(key.to_string());
+        self.count(&mut inner, key, bytes);
+    }
+
+    /// The value under `key`, or `make()`'s, kept (counted as no bytes until [`Self::resize`]):
+    /// for a value filled in later, such as a cell that concurrent callers wait on.
+    pub(crate) fn get_or_insert_with(&self, key: &str, make: impl FnOnce() -> V) -> V {
+        let mut inner = self.inner.lock().expect("cache lock");
+        if let Some((value, _)) = inner.entries.get(key) {
+            return value.clone();
+        }
+        let value = make();
+        inner.entries.insert(key.to_string(), (value.clone(), 0));
+        inner.order.push_back(key.to_string());
+        value
+    }
+
+    /// Counts `bytes` for the entry under `key`, if it is still the one `is_it` recognizes (it
+    /// may have been dropped, and the key taken again, meanwhile).
+    pub(crate) fn resize(&self, key: &str, is_it: impl Fn(&V) -> bool, bytes: usize) {
+        let mut inner = self.inner.lock().expect("cache lock");
+        if inner
+            .entries
+            .get(key)
+            .is_some_and(|(value, _)| is_it(value))
+        {
+            self.count(&mut inner, key, bytes);
+        }
+    }
+
+    fn count(&self, inner: &mut FifoInner<V>, key: &str, bytes: usize) {
+        if let Some((_, counted)) = inner.entries.get_mut(key) {
+            inner.bytes = inner.bytes - *counted + bytes;
+            *counted = bytes;
+        }
+        while inner.bytes > self.max_bytes {
+            let Some(oldest) = inner.order.pop_front() else {
+                break;
+            };
+            if let Some((_, counted)) = inner.entries.remove(&oldest) {
+                inner.bytes -= counted;
+            }
+        }
+    }
+}
+
+/// The metadata of `loadTable` with `snapshots=refs` (only the snapshots that branches and tags
+/// point at), by metadata file: a file never changes, so neither does what it gives, and a table
+/// with a long history is then served in that mode without parsing its whole metadata per
+/// request. Bounded by bytes; the oldest entries go first.
+pub(super) type ReferencedBodies = FifoCache<bytes::Bytes>;
+
+/// Held at most by [`ReferencedBodies`]: a table's referenced snapshots are few, so this keeps
+/// hundreds of tables.
+pub(super) const REFERENCED_BYTES: usize = 4 << 20;
+
+/// The caches the use cases share. Each is bounded; those of records that change (warehouses,
+/// branches) live a few seconds and this process's own changes remove them at once.
+pub(super) struct Caches {
+    pub(super) parsed_tables: ParsedTables,
+    /// `snapshots=refs` bodies by metadata file.
+    pub(super) referenced: ReferencedBodies,
+    /// Warehouses by id, for hot paths that need a warehouse's storage on every request (the
+    /// S3 gateway, vended credentials).
+    pub(super) warehouses: WarehouseCache,
+    /// The `main` branch of each warehouse, kept the same way.
+    pub(super) main_branches: Mutex<HashMap<WarehouseId, (Instant, Ref)>>,
+    /// Table access by table location, read-only or not, and mode, reused while it is valid.
+    pub(super) vended: Mutex<VendedCache>,
+    /// Warehouses' storage credentials for signing, by warehouse and settings version.
+    pub(super) credentials: Mutex<CredentialCache>,
+    /// Object stores by warehouse and settings version (see `warehouse_storage`).
+    pub(super) storages: Mutex<StorageCache>,
+    /// Warehouses known to have refs besides `main` (which stays so: retired lines keep their
+    /// commits readable), and when others were last seen to have none.
+    pub(super) other_refs: Mutex<HashMap<WarehouseId, (Instant, bool)>>,
+}
+
+impl Caches {
+    pub(super) fn new() -> Self {
+        Caches {
+            parsed_tables: ParsedTables::for_commits(),
+            referenced: FifoCache::new(REFERENCED_BYTES),
+            warehouses: Mutex::new(HashMap::new()),
+            main_branches: Mutex::new(HashMap::new()),
+            vended: Mutex::new(HashMap::new()),
+            credentials: Mutex::new(HashMap::new()),
+            storages: Mutex::new(HashMap::new()),
+            other_refs: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+pub(super) type StorageCache =
+    HashMap<(WarehouseId, chrono::DateTime<chrono::Utc>), Arc<dyn crate::storage::ObjectStorage>>;
+
+/// Table access by (warehouse, its settings version, ref, table name and location, what the
+/// client may do with the files, mode), with the unix time it is reused until.
+pub(super) type VendedCache = HashMap<
+    (
+        WarehouseId,
+        chrono::DateTime<chrono::Utc>,
+        String,
+        crate::model::FileAccess,
+        vending::AccessMode,
+    ),
+    (i64, Arc<TableAccess>),
+>;
+
+pub(super) type CredentialCache =
+    HashMap<(WarehouseId, chrono::DateTime<chrono::Utc>), Arc<crate::model::StorageCredential>>;
+
+pub(super) type WarehouseCache =
+    std::sync::Mutex<HashMap<WarehouseId, (std::time::Instant, Arc<Warehouse>)>>;
+
+/// How long a cached warehouse is used before it is read again.
+pub(super) const WAREHOUSE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Parsed table metadata by table and version, so that a commit need not parse the JSON of the
+/// version it builds on (the one the previous commit produced). Keyed by version, it can never
+/// serve anything but the exact version the database holds.
+pub(super) type ParsedTables = WeighedCache<Arc<ParsedTable>>;
+
+/// A table's metadata as its last commit here left it: parsed, and the JSON parts the next
+/// commit reuses (`None` when it was read from storage or the database).
+pub(crate) struct ParsedTable {
+    pub(crate) metadata: iceberg::spec::TableMetadata,
+    pub(crate) parts: Option<table_json::JsonParts>,
+}
+
+/// One value per table, for one metadata file of it, bounded by count and by total weight (for
+/// parsed metadata: snapshots, a kilobyte or two each with their JSON; a few hundred tables
+/// with long histories would otherwise hold hundreds of megabytes).
+///
+/// When a newcomer does not fit, entries idle for `IDLE` go first; if it still does not fit, it
+/// is not kept. So when more tables are being committed to than fit, those held stay held and
+/// keep their hits (a share of commits as large as the bound allows skips parsing), instead of
+/// every commit evicting another's entry and none of them hitting.
+pub(super) struct WeighedCache<V> {
+    /// By table id: the metadata file the value is of, the value, its weight, and when it was
+    /// last put or found. Keyed by file, not by version: on a branch, a commit to an inherited
+    /// table writes a copy of it at the next version, and a merge may later give the original
+    /// that same version.
+    entries: std::sync::Mutex<HashMap<crate::model::TabularId, Weighed<V>>>,
+    max_entries: usize,
+    max_weight: usize,
+}
+
+struct Weighed<V> {
+    file: String,
+    value: V,
+    weight: usize,
+    used: std::time::Instant,
+}
+
+impl<V: Clone> WeighedCache<V> {
+    /// An entry not found nor replaced for this long may make room for a newcomer.
+    const IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
+    fn new(max_entries: usize, max_weight: usize) -> Self {
+        WeighedCache {
+            entries: std::sync::Mutex::new(HashMap::new()),
+            max_entries,
+            max_weight,
+        }
+    }
+
+    pub(super) fn get(&self, id: crate::model::TabularId, metadata_location: &str) -> Option<V> {
+        let mut entries = self.entries.lock().expect("cache lock");
+        let entry = entries
+            .get_mut(&id)
+            .filter(|e| e.file == metadata_location)?;
+        entry.used = std::time::Instant::now();
+        Some(entry.value.clone())
+    }
+
+    pub(super) fn put(&self, id: crate::model::TabularId, file: String, value: V, weight: usize) {
+        let now = std::time::Instant::now();
+        let mut entries = self.entries.lock().expect("cache lock");
+        // The table's older value is of no use once it has moved on.
+        entries.remove(&id);
+        if weight > self.max_weight {
+            return;
+        }
+        let mut held: usize = entries.values().map(|e| e.weight).sum();
+        let fits = |count: usize, held: usize| {
+            count < self.max_entries && held + weight <= self.max_weight
+        };
+        if !fits(entries.len(), held) {
+            let mut idle: Vec<(std::time::Instant, crate::model::TabularId)> = entries
+                .iter()
+                .filter(|(_, e)| now.duration_since(e.used) >= Self::IDLE)
+                .map(|(id, e)| (e.used, *id))
+                .collect();
+            idle.sort();
+            for (_, old) in idle {
+                if let Some(gone) = entries.remove(&old) {
+                    held -= gone.weight;
+                }
+                if fits(entries.len(), held) {
+                    break;
+                }
+            }
+        }
+        if fits(entries.len(), held) {
+            entries.insert(
+                id,
+                Weighed {
+                    file,
+                    value,
+                    weight,
+                    used: now,
+                },
+            );
+        }
+    }
+}
+
+impl ParsedTables {
+    const MAX_ENTRIES: usize = 256;
+    /// Snapshots held at most, over all entries.
+    const MAX_SNAPSHOTS: usize = 16_000;
+
+    pub(super) fn for_commits() -> Self {
+        WeighedCache::new(Self::MAX_ENTRIES, Self::MAX_SNAPSHOTS)
+    }
+
+    pub(super) fn put_parsed(
+        &self,
+        id: crate::model::TabularId,
+        file: String,
+        parsed: Arc<ParsedTable>,
+    ) {
+        let weight = parsed.metadata.snapshots().len();
+        self.put(id, file, parsed, weight);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::TabularId;
+
+    #[test]
+    fn a_fifo_cache_drops_its_oldest_entries_beyond_its_bytes() {
+        let cache: FifoCache<u32> = FifoCache::new(10);
+        cache.insert("a", 1, 4);
+        cache.insert("b", 2, 4);
+        cache.insert("a", 9, 4);
+        assert_eq!(cache.get("a"), Some(1), "a held key keeps its value");
+        cache.insert("c", 3, 4);
+        assert_eq!(cache.get("a"), None, "the oldest went");
+        assert_eq!((cache.get("b"), cache.get("c")), (Some(2), Some(3)));
+        // Sized later: counted then, and only while it is the same entry.
+        assert_eq!(cache.get_or_insert_with("d", || 4), 4);
+        assert_eq!(cache.get_or_insert_with("d", || 5), 4);
+        cache.resize("d", |v| *v == 5, 100);
+        assert_eq!(cache.get("b"), Some(2), "a stranger's size is not counted");
+        cache.resize("d", |v| *v == 4, 6);
+        assert_eq!(cache.get("b"), None, "4 + 4 + 6 bytes pass the bound");
+        assert_eq!((cache.get("c"), cache.get("d")), (Some(3), Some(4)));
+        // Larger than the bound alone: not kept.
+        cache.insert("e", 5, 11);
+        assert_eq!(cache.get("e"), None);
+    }
+
+    #[test]
+    fn a_full_weighed_cache_keeps_what_it_holds_and_gives_way_when_idle() {
+        let cache: WeighedCache<u32> = WeighedCache::new(10, 100);
+        let (a, b, c) = (TabularId::new(), TabularId::new(), TabularId::new());
+        cache.put(a, "a1".into(), 1, 60);
+        cache.put(b, "b1".into(), 2, 30);
+        assert_eq!(cache.get(a, "a1"), Some(1));
+        assert_eq!(cache.get(a, "a0"), None, "only the file it is of");
+        // No room, nothing idle: the newcomer is not kept, the others stay.
+        cache.put(c, "c1".into(), 3, 30);
+        assert_eq!(cache.get(c, "c1"), None);
+        assert_eq!(cache.get(a, "a1"), Some(1));
+        assert_eq!(cache.get(b, "b1"), Some(2));
+        // A table's next version replaces its last one, in the room it left.
+        cache.put(a, "a2".into(), 4, 65);
+        assert_eq!(cache.get(a, "a1"), None);
+        assert_eq!(cache.get(a, "a2"), Some(4));
+        // Too heavy alone: not kept, and the old version is gone too.
+        cache.put(b, "b2".into(), 5, 101);
+        assert_eq!(cache.get(b, "b1"), None);
+        assert_eq!(cache.get(b, "b2"), None);
+        // Idle entries make room, the least recently used first.
+        cache.put(b, "b3".into(), 6, 30);
+        {
+            let mut entries = cache.entries.lock().unwrap();
+            let long_ago = std::time::Instant::now() - 2 * WeighedCache::<u32>::IDLE;
+            entries.get_mut(&a).unwrap().used = long_ago;
+            entries.get_mut(&b).unwrap().used = long_ago + std::time::Duration::from_millis(1);
+        }
+        cache.put(c, "c2".into(), 7, 40);
+        assert_eq!(cache.get(c, "c2"), Some(7));
+        assert_eq!(cache.get(a, "a2"), None, "the older idle entry went");
+        assert_eq!(cache.get(b, "b3"), Some(6), "one was enough");
+        // The count bounds too.
+        let small: WeighedCache<u32> = WeighedCache::new(1, 100);
+        small.put(a, "a".into(), 1, 1);
+        small.put(b, "b".into(), 2, 1);
+        assert_eq!(small.get(a, "a"), Some(1));
+        assert_eq!(small.get(b, "b"), None);
+    }
+}

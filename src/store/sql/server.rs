@@ -1,0 +1,86 @@
+//! `ServerStore`: the server's record (bootstrap) and the database's health.
+
+macro_rules! stamp {
+    ($store:ty, $row:ty, $for_update:literal, $location_lock:literal) => {
+        use async_trait::async_trait;
+        use sqlx::Row as _;
+
+        use crate::error::{Error, Result};
+        use crate::model::{Project, ProjectId, ServerInfo};
+        use crate::store::{ServerStore, db_error, is_unique_violation};
+
+        #[async_trait]
+        impl ServerStore for $store {
+            async fn server_info(&self) -> Result<Option<ServerInfo>> {
+                let row = sqlx::query(
+                    "SELECT server_id, default_project_id, bootstrapped_at FROM server_info",
+                )
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading server info", e))?;
+                row.map(|row| {
+                    Ok(ServerInfo {
+                        server_id: row.try_get("server_id")?,
+                        default_project_id: ProjectId(row.try_get("default_project_id")?),
+                        bootstrapped_at: row.try_get("bootstrapped_at")?,
+                    })
+                })
+                .transpose()
+                .map_err(|e| db_error("decoding server info", e))
+            }
+
+            async fn bootstrap(&self, info: &ServerInfo, project: &Project) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("bootstrapping", e))?;
+                let exists = sqlx::query("SELECT 1 FROM server_info")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| db_error("bootstrapping", e))?;
+                if exists.is_some() {
+                    return Err(Error::conflict("the server is already bootstrapped"));
+                }
+                insert_project(&mut *tx, project).await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO server_info (singleton, server_id, default_project_id, bootstrapped_at) \
+                     VALUES (1, $1, $2, $3)",
+                )
+                .bind(info.server_id)
+                .bind(info.default_project_id.0)
+                .bind(info.bootstrapped_at)
+                .execute(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => {
+                        return Err(Error::conflict("the server is already bootstrapped"));
+                    }
+                    Err(e) => return Err(db_error("bootstrapping", e)),
+                }
+                tx.commit().await.map_err(|e| {
+                    if is_unique_violation(&e) {
+                        Error::conflict("the server is already bootstrapped")
+                    } else {
+                        db_error("bootstrapping", e)
+                    }
+                })
+            }
+
+            async fn health(&self) -> Result<()> {
+                sqlx::query("SELECT 1")
+                    .execute(&self.read)
+                    .await
+                    .map_err(|e| Error::unavailable("the database does not answer", e))?;
+                Ok(())
+            }
+
+            fn backend_name(&self) -> &'static str {
+                Self::BACKEND
+            }
+        }
+    };
+}
+
+pub(crate) use stamp;
