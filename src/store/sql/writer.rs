@@ -1,5 +1,17 @@
 //! The group-commit writer: every commit waiting is applied in one transaction, each in its own
 //! savepoint where it needs one, so one log flush covers them all.
+//!
+//! A group locks each line it writes once, at the start (on PostgreSQL in the `BEGIN`'s round
+//! trip, `BackendDb::begin_locking`, with the line heads the writer's last group left; the head
+//! is checked when it moves, and a line moved by anyone else sends the group round again under
+//! lock). The plain swaps of a line (one table's pointer each) are one `UPDATE ... FROM (VALUES
+//! ...)` on PostgreSQL and one `UPDATE` per table on SQLite, each moving its pointer or changing
+//! nothing; a lone create checks its folder first and inserts with `ON CONFLICT DO NOTHING` (a
+//! failed swap or create wrote nothing and is answered at once); anything else runs in its own
+//! savepoint. At the end each line's commits, history rows and head are written (`history`; one
+//! statement with data-modifying `WITH` on PostgreSQL), so a PostgreSQL group is four round
+//! trips. Metadata is compressed before it reaches the writer (`submit_commit`), and PostgreSQL
+//! stores it as is, without TOAST compression.
 
 macro_rules! stamp {
     ($store:ty, $row:ty, $for_update:literal, $location_lock:literal) => {
