@@ -4,7 +4,7 @@
 //! Architecture invariant: this module is the only place in Floe that speaks SQL. Each trait method is
 //! one atomic operation (one database transaction), so services never hold a transaction open and
 //! concurrent Floe processes on one database stay consistent. Both backends share their SQL text
-//! (`sql.rs`); their schemas live in `migrations/postgres` and `migrations/sqlite`, and one
+//! (`sql/`); their schemas live in `migrations/postgres` and `migrations/sqlite`, and one
 //! conformance suite (`tests/it/store_suite.rs`) runs against each.
 
 mod cache;
