@@ -295,26 +295,7 @@ impl Default for BootstrapConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum AuthnBackend {
-    /// Every caller is anonymous (development only).
-    None,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthnConfig {
-    pub backend: AuthnBackend,
-}
-
-impl Default for AuthnConfig {
-    fn default() -> Self {
-        AuthnConfig {
-            backend: AuthnBackend::None,
-        }
-    }
-}
+pub use crate::authn::{AuthnConfig, KubernetesSubject, ProviderConfig, ProviderKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -435,6 +416,7 @@ impl Config {
         if let Some(key) = &self.secrets.encryption_key {
             crate::secrets::parse_key(key).context("secrets.encryption_key")?;
         }
+        self.authn.validate()?;
         Ok(())
     }
 

@@ -18,6 +18,7 @@ pub enum Entity {
     View,
     Secret,
     AccessKey,
+    User,
 }
 
 impl Entity {
@@ -32,6 +33,7 @@ impl Entity {
             Entity::View => "view",
             Entity::Secret => "secret",
             Entity::AccessKey => "access key",
+            Entity::User => "user",
         }
     }
 }

@@ -11,11 +11,10 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, HttpSettings};
-use crate::authn::{Authenticator, NoAuthentication};
+use crate::authn::{Authenticator, NoAuthentication, TokenAuthenticator};
 use crate::authz::{AllowAll, Authorizer};
 use crate::config::{
-    AuthnBackend, AuthzBackend, Config, DatabaseTarget, EventsBackend, SecretsBackend,
-    SqliteSynchronous,
+    AuthzBackend, Config, DatabaseTarget, EventsBackend, SecretsBackend, SqliteSynchronous,
 };
 use crate::events::{EventPublisher, LogPublisher};
 use crate::gateway::{Gateway, GatewaySettings};
@@ -53,8 +52,10 @@ impl Floe {
                 Arc::new(DbSecretStore::new(secret_rows(&store), &server_key))
             }
         };
-        let authn: Arc<dyn Authenticator> = match config.authn.backend {
-            AuthnBackend::None => Arc::new(NoAuthentication),
+        let authn: Arc<dyn Authenticator> = if config.authn.providers.is_empty() {
+            Arc::new(NoAuthentication)
+        } else {
+            Arc::new(TokenAuthenticator::start(&config.authn)?)
         };
         let authz: Arc<dyn Authorizer> = match config.authz.backend {
             AuthzBackend::AllowAll => Arc::new(AllowAll),
@@ -69,8 +70,17 @@ impl Floe {
             .collect();
 
         let backend = store.server.backend_name();
-        let mut services =
-            Services::new(store, secrets, authz, events).with_local_roots(local_roots(config)?);
+        let mut services = Services::new(store, secrets, authz, events)
+            .with_local_roots(local_roots(config)?)
+            .with_identity(
+                config
+                    .authn
+                    .providers
+                    .iter()
+                    .map(|p| p.id.clone())
+                    .collect(),
+                config.authn.admins.clone(),
+            );
         if let Some(url) = &config.server.public_url {
             services = services.with_catalog_url(format!("{}/catalog", url.trim_end_matches('/')));
         }

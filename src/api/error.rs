@@ -47,6 +47,7 @@ fn entity_name(entity: Entity) -> &'static str {
         Entity::View => "View",
         Entity::Secret => "Secret",
         Entity::AccessKey => "AccessKey",
+        Entity::User => "User",
     }
 }
 
@@ -115,7 +116,17 @@ impl IntoResponse for ApiError {
         } else {
             err.message
         };
-        error_response(status, r#type, message)
+        let mut response = error_response(status, r#type, message);
+        if err.kind == ErrorKind::Unauthenticated {
+            // RFC 6750, section 3: how to authenticate, and that the token (if any) did not do.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(
+                    "Bearer realm=\"floe\", error=\"invalid_token\"",
+                ),
+            );
+        }
+        response
     }
 }
 

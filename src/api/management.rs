@@ -440,6 +440,9 @@ pub struct AccessKeyResponse {
     pub created_at: DateTime<Utc>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The user who created the key (absent on an open server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -513,6 +516,7 @@ async fn list_access_keys(
                 description: k.description,
                 created_at: k.created_at,
                 expires_at: k.expires_at,
+                created_by: k.created_by,
             })
             .collect(),
     }))

@@ -12,6 +12,7 @@ pub mod extract;
 pub(crate) mod gzip;
 pub mod management;
 pub mod tables;
+pub mod users;
 pub mod views;
 
 use std::sync::Arc;
@@ -59,7 +60,7 @@ pub struct HttpSettings {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Floe management API", description = "Bootstrap, projects, warehouses and the branching index of a Floe server."),
-    tags((name = "server"), (name = "projects"), (name = "warehouses"), (name = "branches"))
+    tags((name = "server"), (name = "users"), (name = "projects"), (name = "warehouses"), (name = "branches"))
 )]
 struct ManagementDoc;
 
@@ -73,7 +74,9 @@ struct CatalogDoc;
 fn management_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ManagementDoc::openapi()).nest(
         "/management/v1",
-        management::router().merge(branches::router()),
+        management::router()
+            .merge(users::router())
+            .merge(branches::router()),
     )
 }
 
@@ -163,7 +166,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, operation = tracing::field::Empty)
+                tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id, operation = tracing::field::Empty, actor = tracing::field::Empty)
             }),
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -174,8 +177,18 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let principal = match state.authn.authenticate(request.headers()).await {
         Ok(principal) => principal,
-        Err(e) => return ApiError(e).into_response(),
+        Err(e) => {
+            tracing::info!(reason = %e.message, "request refused: not authenticated");
+            return ApiError(e).into_response();
+        }
     };
+    tracing::Span::current().record("actor", principal.id());
+    if let Some(identity) = principal.identity()
+        && let Err(e) = state.services.record_user(identity).await
+    {
+        // The request goes on: recording is bookkeeping, and the next request retries it.
+        tracing::warn!(error = ?e, "recording the user failed");
+    }
     let request_id = request
         .headers()
         .get("x-request-id")
@@ -204,24 +217,47 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Readiness: the database and every module answer.
+/// Readiness: the database and every module answer (503 when one does not). Identity providers
+/// are reported but do not make Floe unready: their cached keys keep working while one is down.
 async fn ready(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(5), state.services.ready()).await {
-        Ok(Ok(())) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+    let providers: serde_json::Map<String, serde_json::Value> = state
+        .authn
+        .providers()
+        .into_iter()
+        .map(|p| {
+            let status = match (&p.unreachable, p.has_keys) {
+                (None, _) => serde_json::json!({ "status": "ok" }),
+                (Some(reason), has_keys) => serde_json::json!({
+                    "status": "unreachable",
+                    "reason": reason,
+                    "cached-keys": has_keys,
+                }),
+            };
+            (p.id, status)
+        })
+        .collect();
+    let checked = tokio::time::timeout(Duration::from_secs(5), state.services.ready()).await;
+    let (status, mut body) = match checked {
+        Ok(Ok(())) => (
+            axum::http::StatusCode::OK,
+            serde_json::json!({ "status": "ready" }),
+        ),
         Ok(Err(e)) => {
             tracing::warn!(error = ?e, "not ready");
             (
                 error::readiness_status(false),
-                Json(serde_json::json!({ "status": "unavailable", "reason": e.message })),
+                serde_json::json!({ "status": "unavailable", "reason": e.message }),
             )
-                .into_response()
         }
         Err(_) => (
             error::readiness_status(false),
-            Json(serde_json::json!({ "status": "unavailable", "reason": "readiness check timed out" })),
-        )
-            .into_response(),
+            serde_json::json!({ "status": "unavailable", "reason": "readiness check timed out" }),
+        ),
+    };
+    if !providers.is_empty() {
+        body["identity-providers"] = serde_json::Value::Object(providers);
     }
+    (status, Json(body)).into_response()
 }
 
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -449,6 +449,48 @@ pub struct AccessKey {
     pub description: Option<String>,
     pub created_at: DateTime<Utc>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The user who created it (`None` on an open server, or for keys older than identity).
+    pub created_by: Option<String>,
+}
+
+/// Whether a user is a person or a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserKind {
+    Human,
+    Machine,
+}
+
+impl UserKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserKind::Human => "human",
+            UserKind::Machine => "machine",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "human" => Some(UserKind::Human),
+            "machine" => Some(UserKind::Machine),
+            _ => None,
+        }
+    }
+}
+
+/// A user Floe knows: recorded on first successful authentication, or provisioned ahead of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// `<provider>~<subject>`.
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub kind: UserKind,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// When a token of this user was last accepted by a Floe instance that had not seen them yet
+    /// (recorded on first sight per instance, not on every request).
+    pub last_seen_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -749,6 +791,8 @@ pub struct ServerInfo {
     pub server_id: Uuid,
     pub bootstrapped_at: DateTime<Utc>,
     pub default_project_id: ProjectId,
+    /// The user who bootstrapped the server (its first admin), when authentication was on.
+    pub admin: Option<String>,
 }
 
 /// One page of a listing: items and the key to continue after, if there is more.

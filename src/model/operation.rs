@@ -16,6 +16,12 @@ use std::sync::OnceLock;
 pub enum Action {
     ServerBootstrap,
     ServerReadInfo,
+    /// Who am I (any authenticated caller).
+    UserReadSelf,
+    UserList,
+    UserRead,
+    UserProvision,
+    UserDelete,
     ProjectCreate,
     ProjectList,
     ProjectRead,
@@ -128,6 +134,12 @@ operations!(
     // management: server and projects
     ServerInfo,
     Bootstrap,
+    // management: users
+    Whoami,
+    ListUsers,
+    ProvisionUser,
+    GetUser,
+    DeleteUser,
     ListProjects,
     CreateProject,
     GetProject,
@@ -219,6 +231,11 @@ impl Operation {
         match self {
             ServerInfo => http("GET", "/management/v1/info"),
             Bootstrap => http("POST", "/management/v1/bootstrap"),
+            Whoami => http("GET", "/management/v1/whoami"),
+            ListUsers => http("GET", "/management/v1/users"),
+            ProvisionUser => http("POST", "/management/v1/users"),
+            GetUser => http("GET", "/management/v1/users/{id}"),
+            DeleteUser => http("DELETE", "/management/v1/users/{id}"),
             ListProjects => http("GET", "/management/v1/projects"),
             CreateProject => http("POST", "/management/v1/projects"),
             GetProject => http("GET", "/management/v1/projects/{id}"),
@@ -359,6 +376,11 @@ impl Operation {
         match self {
             ServerInfo => catalog(A::ServerReadInfo),
             Bootstrap => catalog(A::ServerBootstrap),
+            Whoami => catalog(A::UserReadSelf),
+            ListUsers => catalog(A::UserList),
+            ProvisionUser => catalog(A::UserProvision),
+            GetUser => catalog(A::UserRead),
+            DeleteUser => catalog(A::UserDelete),
             ListProjects => catalog(A::ProjectList),
             CreateProject => catalog(A::ProjectCreate),
             GetProject => catalog(A::ProjectRead),

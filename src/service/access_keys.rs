@@ -243,6 +243,7 @@ impl Services {
             description,
             created_at: now(),
             expires_at,
+            created_by: ctx.principal.identity().map(|i| i.id.clone()),
         };
         self.store.access_keys.create_access_key(&key).await?;
         let issued = IssuedKey {

@@ -125,7 +125,18 @@ pub(super) struct Caches {
     /// Warehouses known to have refs besides `main` (which stays so: retired lines keep their
     /// commits readable), and when others were last seen to have none.
     pub(super) other_refs: Mutex<HashMap<WarehouseId, (Instant, bool)>>,
+    /// Users this process recorded, with what it recorded and when (see `users::record_user`).
+    pub(super) seen_users: Mutex<HashMap<String, (Instant, SeenUser)>>,
 }
+
+/// What was recorded of a user, to tell when a token says something new.
+pub(super) type SeenUser = (Option<String>, Option<String>, crate::model::UserKind);
+
+/// How long a recorded user is not recorded again (another instance may have deleted it).
+pub(super) const SEEN_USER_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Users remembered at most; past it the memory is cleared.
+pub(super) const SEEN_USERS: usize = 65_536;
 
 impl Caches {
     pub(super) fn new() -> Self {
@@ -138,6 +149,7 @@ impl Caches {
             credentials: Mutex::new(HashMap::new()),
             storages: Mutex::new(HashMap::new()),
             other_refs: Mutex::new(HashMap::new()),
+            seen_users: Mutex::new(HashMap::new()),
         }
     }
 }

@@ -20,6 +20,7 @@ mod projects;
 mod server;
 mod table_json;
 mod tables;
+mod users;
 mod views;
 mod warehouses;
 
@@ -40,6 +41,7 @@ pub use catalog::CatalogConfig;
 pub use namespaces::{NamespacePropertiesUpdate, NamespacesPage};
 pub use server::ServerStatus;
 pub use tables::{CreateTable, SnapshotsMode, TableChange, TableState};
+pub use users::{ProvisionUser, Whoami};
 pub use views::{CreateView, ViewState};
 pub use warehouses::{CreateWarehouse, LocalRoots, UpdateWarehouseStorage};
 
@@ -63,10 +65,7 @@ impl RequestContext {
     /// The context of Floe acting on its own behalf (the automatic bootstrap).
     pub fn system() -> Self {
         RequestContext {
-            principal: Principal::User {
-                id: "floe-system".into(),
-                name: None,
-            },
+            principal: Principal::System,
             request_id: "startup".into(),
             reference: crate::model::RefSelector::Main,
             operation: None,
@@ -106,6 +105,10 @@ pub struct ServicesInner {
     catalog_url: Option<String>,
     /// Where local warehouses may live (none unless configured).
     local_roots: warehouses::LocalRoots,
+    /// User ids that are always server admins (`authn.admins`, break glass).
+    admins: Vec<String>,
+    /// The ids of the configured identity providers (users are `<provider>~<subject>`).
+    providers: Vec<String>,
 }
 
 impl Services {
@@ -127,7 +130,17 @@ impl Services {
             gateway_region: String::new(),
             catalog_url: None,
             local_roots: warehouses::LocalRoots::default(),
+            admins: Vec::new(),
+            providers: Vec::new(),
         }))
+    }
+
+    /// Sets the identity providers' ids and the user ids that are always server admins.
+    pub fn with_identity(mut self, providers: Vec<String>, admins: Vec<String>) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.providers = providers;
+        inner.admins = admins;
+        self
     }
 
     /// Sets where local warehouses may live.

@@ -30,12 +30,33 @@ impl Services {
         })
     }
 
-    /// Bootstraps the server: records it and creates the default project. A second call → `Conflict`.
+    /// Bootstraps the server: records it, creates the default project, and makes an
+    /// authenticated caller the server's admin. A second call → `Conflict`, except that on a server
+    /// bootstrapped with no admin (while open, or automatically at start) the first authenticated
+    /// caller becomes its admin.
     pub async fn bootstrap(&self, ctx: &RequestContext) -> Result<ServerInfo> {
         // authorize
         self.authorize(ctx, Action::ServerBootstrap, Resource::Server)
             .await?;
         // act
+        let admin = ctx.principal.identity().map(|i| i.id.clone());
+        if let Some(mut info) = self.store.server.server_info().await? {
+            if let Some(user) = &admin
+                && info.admin.is_none()
+                && self.store.server.claim_admin(user).await?
+            {
+                info.admin = Some(user.clone());
+                self.announce(
+                    ctx,
+                    "floe.server.admin-claimed",
+                    "server".into(),
+                    serde_json::json!({ "admin": user }),
+                )
+                .await;
+                return Ok(info);
+            }
+            return Err(Error::conflict("the server is already bootstrapped"));
+        }
         let at = now();
         let project = Project {
             id: ProjectId::new(),
@@ -47,6 +68,7 @@ impl Services {
             server_id: uuid::Uuid::now_v7(),
             bootstrapped_at: at,
             default_project_id: project.id,
+            admin,
         };
         self.store.server.bootstrap(&info, &project).await?;
         // announce

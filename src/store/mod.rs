@@ -23,7 +23,7 @@ use crate::error::{Entity, Error, Result};
 use crate::model::{
     AccessKey, Commit, CommitChange, CommitId, CommitMeta, ForkPoint, Namespace, NamespaceIdent,
     Page, PageRequest, Project, ProjectId, Properties, Ref, RefId, RefKind, SecretId, ServerInfo,
-    StorageProfile, Tabular, TabularId, TabularIdent, TabularKind, Warehouse, WarehouseId,
+    StorageProfile, Tabular, TabularId, TabularIdent, TabularKind, User, Warehouse, WarehouseId,
 };
 
 pub use postgres::PostgresStore;
@@ -36,6 +36,9 @@ pub trait ServerStore: Send + Sync {
     /// Records the bootstrap and creates the default project, atomically. A second bootstrap fails
     /// with `Conflict` and changes nothing.
     async fn bootstrap(&self, info: &ServerInfo, default_project: &Project) -> Result<()>;
+    /// Makes `user` the server's admin if it has none yet (a server bootstrapped while open, or
+    /// automatically). Returns whether it did.
+    async fn claim_admin(&self, user: &str) -> Result<bool>;
     /// Answers when the database answers.
     async fn health(&self) -> Result<()>;
     /// `sqlite` or `postgres`.
@@ -411,6 +414,20 @@ pub trait AccessKeyStore: Send + Sync {
     async fn delete_access_key(&self, warehouse: WarehouseId, id: &str) -> Result<()>;
 }
 
+/// Users: recorded on first sight, provisioned, listed, deleted.
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates the user, or updates its name, email and kind (and `last_seen_at` when given).
+    /// Returns whether it was created.
+    async fn upsert_user(&self, user: &User) -> Result<bool>;
+    async fn get_user(&self, id: &str) -> Result<Option<User>>;
+    /// Users by id; `name` filters (case-insensitive substring of the name or id); `after` is the
+    /// id to continue after.
+    async fn list_users(&self, name: Option<&str>, page: &PageRequest) -> Result<Page<User>>;
+    /// `NotFound(User)`.
+    async fn delete_user(&self, id: &str) -> Result<()>;
+}
+
 /// One backend, seen through each aggregate's trait.
 #[derive(Clone)]
 pub struct Persistence {
@@ -422,6 +439,7 @@ pub struct Persistence {
     pub refs: Arc<dyn RefStore>,
     pub secrets: Arc<dyn SealedSecretStore>,
     pub access_keys: Arc<dyn AccessKeyStore>,
+    pub users: Arc<dyn UserStore>,
 }
 
 impl Persistence {
@@ -435,6 +453,7 @@ impl Persistence {
             + RefStore
             + SealedSecretStore
             + AccessKeyStore
+            + UserStore
             + 'static,
     {
         Persistence {
@@ -445,7 +464,8 @@ impl Persistence {
             tabulars: backend.clone(),
             refs: backend.clone(),
             secrets: backend.clone(),
-            access_keys: backend,
+            access_keys: backend.clone(),
+            users: backend,
         }
     }
 

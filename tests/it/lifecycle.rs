@@ -414,7 +414,14 @@ fn read_catalog_uri(stdout: impl std::io::Read) -> String {
 async fn the_binary_serves_the_quickstart_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_floe"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--s3-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
         .arg(dir.path().join("floe-data"))
         .env("FLOE__LOG__FORMAT", "json")
         .stdout(Stdio::piped())
@@ -483,6 +490,38 @@ fn the_binary_rejects_bad_settings_with_their_names() {
         assert_eq!(out.status.code(), Some(2), "{key}={value}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expected), "{key}={value}: {stderr}");
+    }
+    // Identity settings that would open a hole are refused at start.
+    for (toml, expected) in [
+        (
+            "[[authn.providers]]\nid = \"idp\"\nkind = \"oidc\"\nissuer = \"https://idp.example\"\naudiences = []\n",
+            "audiences",
+        ),
+        (
+            "[authn]\nadmins = [\"alice\"]\n[[authn.providers]]\nid = \"idp\"\nkind = \"oidc\"\nissuer = \"https://idp.example\"\naudiences = [\"floe\"]\n",
+            "authn.admins",
+        ),
+        (
+            "[[authn.providers]]\nid = \"a~b\"\nkind = \"oidc\"\nissuer = \"https://idp.example\"\naudiences = [\"floe\"]\n",
+            "must be letters",
+        ),
+        (
+            "[[authn.providers]]\nid = \"idp\"\nkind = \"oidc\"\nissuer = \"https://idp.example\"\naudiences = [\"floe\"]\nkubernetes-subject = \"uid\"\n",
+            "kubernetes",
+        ),
+    ] {
+        let file = dir.path().join("authn.toml");
+        std::fs::write(&file, toml).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_floe"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&file)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{toml}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{toml}: {stderr}");
     }
     let out = Command::new(env!("CARGO_BIN_EXE_floe"))
         .args(["serve", "--config", "/nonexistent/floe.toml"])

@@ -8,8 +8,8 @@ use floe::error::{Entity, ErrorKind};
 use floe::model::{
     AccessKey, CommitId, CommitMeta, ForkPoint, MAIN_BRANCH, Namespace, NamespaceId,
     NamespaceIdent, PageRequest, Project, ProjectId, Properties, Ref, RefKind, SecretId,
-    ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent, TabularKind, Warehouse,
-    WarehouseId, now,
+    ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent, TabularKind, User, UserKind,
+    Warehouse, WarehouseId, now,
 };
 use floe::store::{MergeChange, Persistence, SealedSecret, TabularChange};
 
@@ -40,6 +40,7 @@ macro_rules! store_suite {
 
 store_suite!(
     bootstrap_happens_once,
+    users_are_recorded_listed_and_deleted,
     projects_are_named_uniquely,
     deleting_projects_respects_what_they_hold,
     warehouses_come_with_a_main_branch,
@@ -94,6 +95,7 @@ async fn bootstrapped(store: &Persistence) -> ServerInfo {
         server_id: uuid::Uuid::now_v7(),
         bootstrapped_at: now(),
         default_project_id: default.id,
+        admin: None,
     };
     store.server.bootstrap(&info, &default).await.unwrap();
     info
@@ -167,6 +169,7 @@ async fn bootstrap_happens_once(store: Persistence, _db: &TestDb) {
                 server_id: uuid::Uuid::now_v7(),
                 bootstrapped_at: now(),
                 default_project_id: again.id,
+                admin: Some("idp~mallory".into()),
             },
             &again,
         )
@@ -178,6 +181,131 @@ async fn bootstrap_happens_once(store: Persistence, _db: &TestDb) {
     assert_eq!(projects.len(), 1);
     assert_eq!(projects[0].id, info.default_project_id);
     store.server.health().await.unwrap();
+    // A server bootstrapped with no admin gets one, once: the first claim wins.
+    assert!(store.server.claim_admin("idp~alice").await.unwrap());
+    assert!(!store.server.claim_admin("idp~mallory").await.unwrap());
+    assert_eq!(
+        store
+            .server
+            .server_info()
+            .await
+            .unwrap()
+            .unwrap()
+            .admin
+            .as_deref(),
+        Some("idp~alice")
+    );
+}
+
+async fn users_are_recorded_listed_and_deleted(store: Persistence, _db: &TestDb) {
+    let user = |id: &str, name: Option<&str>, kind| {
+        let at = now();
+        User {
+            id: id.into(),
+            name: name.map(str::to_string),
+            email: None,
+            kind,
+            created_at: at,
+            updated_at: at,
+            last_seen_at: Some(at),
+        }
+    };
+    let alice = user("idp~alice", Some("Alice Liddell ✓"), UserKind::Human);
+    assert!(store.users.upsert_user(&alice).await.unwrap());
+    let mut renamed = user("idp~alice", Some("Alice L."), UserKind::Human);
+    renamed.last_seen_at = None;
+    assert!(!store.users.upsert_user(&renamed).await.unwrap());
+    let got = store.users.get_user("idp~alice").await.unwrap().unwrap();
+    assert_eq!(got.name.as_deref(), Some("Alice L."));
+    // An update without a sighting keeps the last one; creation time stays.
+    assert_eq!(
+        got.last_seen_at.map(|t| t.timestamp_micros()),
+        alice.last_seen_at.map(|t| t.timestamp_micros())
+    );
+    assert_eq!(
+        got.created_at.timestamp_micros(),
+        alice.created_at.timestamp_micros()
+    );
+    for (id, name) in [
+        ("idp~bob", Some("Bob")),
+        ("k8s~system:serviceaccount:etl:spark", None),
+        ("idp~carol_100%", Some("Carol")),
+    ] {
+        store
+            .users
+            .upsert_user(&user(id, name, UserKind::Machine))
+            .await
+            .unwrap();
+    }
+    let ids =
+        |page: floe::model::Page<User>| page.items.into_iter().map(|u| u.id).collect::<Vec<_>>();
+    // Pages by id.
+    let first = store
+        .users
+        .list_users(
+            None,
+            &PageRequest {
+                after: None,
+                limit: Some(2),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.next.as_deref(), Some("idp~bob"));
+    assert_eq!(ids(first), ["idp~alice", "idp~bob"]);
+    let rest = store
+        .users
+        .list_users(
+            None,
+            &PageRequest {
+                after: Some("idp~bob".into()),
+                limit: Some(2),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.next, None);
+    assert_eq!(
+        ids(rest),
+        ["idp~carol_100%", "k8s~system:serviceaccount:etl:spark"]
+    );
+    // The name filter matches name or id, case-insensitively; `%` and `_` are literal.
+    let all = PageRequest::all();
+    assert_eq!(
+        ids(store.users.list_users(Some("ALICE"), &all).await.unwrap()),
+        ["idp~alice"]
+    );
+    assert_eq!(
+        ids(store.users.list_users(Some("spark"), &all).await.unwrap()),
+        ["k8s~system:serviceaccount:etl:spark"]
+    );
+    assert_eq!(
+        ids(store.users.list_users(Some("100%"), &all).await.unwrap()),
+        ["idp~carol_100%"]
+    );
+    assert!(
+        store
+            .users
+            .list_users(Some("i_p"), &all)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        store
+            .users
+            .list_users(Some("%"), &all)
+            .await
+            .unwrap()
+            .items
+            .len()
+            == 1
+    );
+    store.users.delete_user("idp~bob").await.unwrap();
+    let err = store.users.delete_user("idp~bob").await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::User));
+    assert!(store.users.get_user("idp~bob").await.unwrap().is_none());
 }
 
 async fn projects_are_named_uniquely(store: Persistence, _db: &TestDb) {
@@ -1357,6 +1485,7 @@ async fn access_keys_are_listed_and_deleted_per_warehouse(store: Persistence, db
         description: Some(format!("key {id} ✓")),
         created_at: now(),
         expires_at: expires.then(|| now() + chrono::Duration::hours(1)),
+        created_by: Some("idp~alice".into()),
     };
     let a = key("FLAAAAAAAAAAAAAAAAA1", &one, false);
     let b = key("FLAAAAAAAAAAAAAAAAA2", &one, true);
@@ -1372,6 +1501,7 @@ async fn access_keys_are_listed_and_deleted_per_warehouse(store: Persistence, db
         .unwrap();
     assert_eq!(found.warehouse_id, one.id);
     assert_eq!(found.description, b.description);
+    assert_eq!(found.created_by.as_deref(), Some("idp~alice"));
     assert_eq!(
         found.expires_at.map(|t| t.timestamp_micros()),
         b.expires_at.map(|t| t.timestamp_micros())

@@ -12,14 +12,15 @@ macro_rules! stamp {
         impl AccessKeyStore for $store {
             async fn create_access_key(&self, key: &AccessKey) -> Result<()> {
                 sqlx::query(
-                    "INSERT INTO access_keys (id, warehouse_id, description, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5)",
+                    "INSERT INTO access_keys (id, warehouse_id, description, created_at, expires_at, created_by) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
                 )
                 .bind(&key.id)
                 .bind(key.warehouse_id.0)
                 .bind(&key.description)
                 .bind(key.created_at)
                 .bind(key.expires_at)
+                .bind(&key.created_by)
                 .execute(&self.write)
                 .await
                 .map_err(|e| {
@@ -34,7 +35,7 @@ macro_rules! stamp {
 
             async fn get_access_key(&self, id: &str) -> Result<Option<AccessKey>> {
                 let row = sqlx::query(
-                    "SELECT id, warehouse_id, description, created_at, expires_at \
+                    "SELECT id, warehouse_id, description, created_at, expires_at, created_by \
                      FROM access_keys WHERE id = $1",
                 )
                 .bind(id)
@@ -49,7 +50,7 @@ macro_rules! stamp {
 
             async fn list_access_keys(&self, warehouse: WarehouseId) -> Result<Vec<AccessKey>> {
                 let rows = sqlx::query(
-                    "SELECT id, warehouse_id, description, created_at, expires_at \
+                    "SELECT id, warehouse_id, description, created_at, expires_at, created_by \
                      FROM access_keys WHERE warehouse_id = $1 ORDER BY created_at, id",
                 )
                 .bind(warehouse.0)

@@ -18,7 +18,7 @@
 //! - `writer`: the group-commit writer; `changes`: one commit's changes inside its transaction;
 //!   `claims`: the folder-claim checks and inserts of those changes;
 //! - one file per aggregate's store: `server`, `projects`, `warehouses`, `namespaces`,
-//!   `tabulars`, `refs`, `secrets`, `access_keys`.
+//!   `tabulars`, `refs`, `secrets`, `access_keys`, `users`.
 
 pub(super) mod access_keys;
 pub(super) mod changes;
@@ -32,6 +32,7 @@ pub(super) mod rows;
 pub(super) mod secrets;
 pub(super) mod server;
 pub(super) mod tabulars;
+pub(super) mod users;
 pub(super) mod warehouses;
 pub(super) mod writer;
 
@@ -76,6 +77,11 @@ macro_rules! impl_sql_store {
             #[allow(unused_imports)]
             use super::*;
             $crate::store::sql::projects::stamp!($store, $row, $for_update, $location_lock);
+        }
+        mod users {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::store::sql::users::stamp!($store, $row, $for_update, $location_lock);
         }
         mod warehouses {
             #[allow(unused_imports)]

@@ -141,6 +141,7 @@ macro_rules! stamp {
                 description: row.try_get("description")?,
                 created_at: row.try_get("created_at")?,
                 expires_at: row.try_get("expires_at")?,
+                created_by: row.try_get("created_by")?,
             })
         }
     };

@@ -13,7 +13,7 @@ macro_rules! stamp {
         impl ServerStore for $store {
             async fn server_info(&self) -> Result<Option<ServerInfo>> {
                 let row = sqlx::query(
-                    "SELECT server_id, default_project_id, bootstrapped_at FROM server_info",
+                    "SELECT server_id, default_project_id, bootstrapped_at, admin_user_id FROM server_info",
                 )
                 .fetch_optional(&self.read)
                 .await
@@ -23,6 +23,7 @@ macro_rules! stamp {
                         server_id: row.try_get("server_id")?,
                         default_project_id: ProjectId(row.try_get("default_project_id")?),
                         bootstrapped_at: row.try_get("bootstrapped_at")?,
+                        admin: row.try_get("admin_user_id")?,
                     })
                 })
                 .transpose()
@@ -44,12 +45,13 @@ macro_rules! stamp {
                 }
                 insert_project(&mut *tx, project).await?;
                 let inserted = sqlx::query(
-                    "INSERT INTO server_info (singleton, server_id, default_project_id, bootstrapped_at) \
-                     VALUES (1, $1, $2, $3)",
+                    "INSERT INTO server_info (singleton, server_id, default_project_id, bootstrapped_at, admin_user_id) \
+                     VALUES (1, $1, $2, $3, $4)",
                 )
                 .bind(info.server_id)
                 .bind(info.default_project_id.0)
                 .bind(info.bootstrapped_at)
+                .bind(&info.admin)
                 .execute(&mut *tx)
                 .await;
                 match inserted {
@@ -66,6 +68,17 @@ macro_rules! stamp {
                         db_error("bootstrapping", e)
                     }
                 })
+            }
+
+            async fn claim_admin(&self, user: &str) -> Result<bool> {
+                let done = sqlx::query(
+                    "UPDATE server_info SET admin_user_id = $1 WHERE admin_user_id IS NULL",
+                )
+                .bind(user)
+                .execute(&self.write)
+                .await
+                .map_err(|e| db_error("claiming the server's admin", e))?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn health(&self) -> Result<()> {

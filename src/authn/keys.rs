@@ -1,0 +1,268 @@
+//! A provider's signing keys: found by OpenID discovery (`<issuer>/.well-known/openid-configuration`
+//! names the `jwks_uri`), cached, refreshed in the background, and refetched on an unknown key id
+//! at most once per `refetch_interval` so that a flood of bad tokens cannot make Floe hammer the
+//! provider. A provider that is down keeps its cached keys working; its state is what readiness
+//! reports.
+//!
+//! Only the configured issuer's own discovery document is ever fetched; its `issuer` must equal the
+//! configured one (OpenID Connect Discovery 1.0, section 4.3). Discovery is read leniently: only
+//! `issuer` and `jwks_uri` are needed, so a document with fields or values Floe does not know still
+//! works; keys of types Floe cannot use (encryption keys, unknown curves) are skipped one by one.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use super::config::ProviderConfig;
+
+/// The largest discovery document or key set read.
+const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+
+/// One usable verification key.
+pub(super) struct Key {
+    kid: Option<String>,
+    /// The algorithm the key is for, when the key set says.
+    alg: Option<Algorithm>,
+    pub key: DecodingKey,
+}
+
+impl Key {
+    /// Whether this key may verify a signature made with `alg`.
+    fn fits(&self, alg: Algorithm) -> bool {
+        self.alg.is_none_or(|a| a == alg) && self.key.family() == alg.family()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    keys: Arc<Vec<Key>>,
+    /// Why the last fetch failed (`None` after a success).
+    failure: Option<String>,
+    loaded: bool,
+}
+
+/// The keys of one provider and the means to fetch them.
+pub(super) struct ProviderKeys {
+    issuer: String,
+    fetch_token_file: Option<std::path::PathBuf>,
+    http: reqwest::Client,
+    refetch_interval: Duration,
+    state: RwLock<State>,
+    /// Serializes fetches; holds when the last one started.
+    last_fetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl ProviderKeys {
+    pub fn new(
+        config: &ProviderConfig,
+        refetch_interval: Duration,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            // The issuer's documents are fetched where configured, never where a redirect leads.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("floe/", env!("CARGO_PKG_VERSION")));
+        if let Some(file) = &config.ca_cert_file {
+            let pem = std::fs::read(file).map_err(|e| {
+                anyhow::anyhow!(
+                    "authn.providers.{}: reading {}: {e}",
+                    config.id,
+                    file.display()
+                )
+            })?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)? {
+                http = http.add_root_certificate(cert);
+            }
+        }
+        Ok(ProviderKeys {
+            issuer: config.issuer.clone(),
+            fetch_token_file: config.fetch_token_file.clone(),
+            http: http.build()?,
+            refetch_interval,
+            state: RwLock::new(State::default()),
+            last_fetch: tokio::sync::Mutex::new(None),
+        })
+    }
+
+    /// The keys that may verify a token signed with `alg` under key id `kid`. An unknown key id
+    /// (or no keys yet) refetches, unless a fetch started less than `refetch_interval` ago.
+    pub async fn candidates(&self, kid: Option<&str>, alg: Algorithm) -> Arc<Vec<Key>> {
+        let found = self.matching(kid, alg);
+        if !found.is_empty() {
+            return Arc::new(found);
+        }
+        self.fetch(false).await;
+        Arc::new(self.matching(kid, alg))
+    }
+
+    fn matching(&self, kid: Option<&str>, alg: Algorithm) -> Vec<Key> {
+        let state = self.state.read().expect("key state lock");
+        state
+            .keys
+            .iter()
+            .filter(|k| k.fits(alg))
+            .filter(|k| match kid {
+                Some(kid) => k.kid.as_deref() == Some(kid),
+                None => true,
+            })
+            .map(|k| Key {
+                kid: k.kid.clone(),
+                alg: k.alg,
+                key: k.key.clone(),
+            })
+            .collect()
+    }
+
+    /// Fetches the keys now (`force`) or if the last fetch is older than the refetch interval.
+    /// Returns whether keys are held afterwards.
+    pub async fn fetch(&self, force: bool) -> bool {
+        let mut last = self.last_fetch.lock().await;
+        if !force && last.is_some_and(|at| at.elapsed() < self.refetch_interval) {
+            return self.state.read().expect("key state lock").loaded;
+        }
+        *last = Some(Instant::now());
+        let result = self.load().await;
+        let mut state = self.state.write().expect("key state lock");
+        match result {
+            Ok(keys) => {
+                state.keys = Arc::new(keys);
+                state.failure = None;
+                state.loaded = true;
+            }
+            Err(reason) => {
+                tracing::warn!(issuer = %self.issuer, %reason, "identity provider's keys could not be fetched; cached keys stay in use");
+                state.failure = Some(reason);
+            }
+        }
+        state.loaded
+    }
+
+    /// `(failure, has keys)` for readiness.
+    pub fn health(&self) -> (Option<String>, bool) {
+        let state = self.state.read().expect("key state lock");
+        (state.failure.clone(), state.loaded)
+    }
+
+    /// Keeps the keys fresh: fetches at once, then every `refresh` (every `refetch_interval`
+    /// while the provider fails).
+    pub fn spawn_refresher(self: &Arc<Self>, refresh: Duration) {
+        let keys = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let Some(this) = keys.upgrade() else { return };
+                let ok = this.fetch(true).await && this.health().0.is_none();
+                let wait = if ok { refresh } else { this.refetch_interval };
+                drop(this);
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+
+    async fn load(&self) -> Result<Vec<Key>, String> {
+        let discovery_url = format!(
+            "{}/.well-known/openid-configuration",
+            self.issuer.trim_end_matches('/')
+        );
+        let discovery: serde_json::Value = self.get_json(&discovery_url).await?;
+        let issuer = discovery
+            .get("issuer")
+            .and_then(|v| v.as_str())
+            .ok_or("the discovery document names no issuer")?;
+        if issuer != self.issuer {
+            return Err(format!(
+                "the discovery document's issuer {issuer:?} is not the configured {:?}",
+                self.issuer
+            ));
+        }
+        let jwks_uri = discovery
+            .get("jwks_uri")
+            .and_then(|v| v.as_str())
+            .ok_or("the discovery document names no jwks_uri")?;
+        if !(jwks_uri.starts_with("https://") || jwks_uri.starts_with("http://")) {
+            return Err("the discovery document's jwks_uri is not an http(s) URL".into());
+        }
+        let set: serde_json::Value = self.get_json(jwks_uri).await?;
+        let entries = set
+            .get("keys")
+            .and_then(|v| v.as_array())
+            .ok_or("the key set has no `keys` list")?;
+        let keys: Vec<Key> = entries.iter().filter_map(usable_key).collect();
+        if keys.is_empty() {
+            return Err("the key set holds no usable signing key".into());
+        }
+        Ok(keys)
+    }
+
+    async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
+        let mut request = self.http.get(url).header("accept", "application/json");
+        if let Some(file) = &self.fetch_token_file {
+            let token = std::fs::read_to_string(file)
+                .map_err(|e| format!("reading the fetch token file: {e}"))?;
+            request = request.bearer_auth(token.trim());
+        }
+        let mut response = request
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {}", without_url(&e)))?;
+        if !response.status().is_success() {
+            return Err(format!("GET {url}: status {}", response.status()));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("GET {url}: {}", without_url(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                return Err(format!("GET {url}: the document is larger than 1 MiB"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))
+    }
+}
+
+/// reqwest's error text, which repeats the URL the caller already names.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(url) = e.url() {
+        text = text.replace(&format!(" ({url})"), "");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// A key set entry as a verification key, or `None` for one Floe cannot or must not use.
+fn usable_key(entry: &serde_json::Value) -> Option<Key> {
+    if entry
+        .get("use")
+        .and_then(|v| v.as_str())
+        .is_some_and(|u| u != "sig")
+    {
+        return None;
+    }
+    let jwk: Jwk = serde_json::from_value(entry.clone()).ok()?;
+    let key = DecodingKey::from_jwk(&jwk).ok()?;
+    // Symmetric keys in a public key set are never used: HMAC is refused anyway.
+    if key.family() == jsonwebtoken::AlgorithmFamily::Hmac {
+        return None;
+    }
+    let alg = match entry.get("alg").and_then(|v| v.as_str()) {
+        None => None,
+        Some(alg) => Some(alg.parse::<Algorithm>().ok()?),
+    };
+    Some(Key {
+        kid: jwk.common.key_id.clone(),
+        alg,
+        key,
+    })
+}
