@@ -33,10 +33,12 @@ class Floe:
     `log_path`, when given, receives the server's log (its stderr) instead of it being dropped;
     `env` adds or overrides environment variables of the process (e.g. `FLOE__LOG__LEVEL`)."""
 
-    def __init__(self, backend, log_path=None, env=None):
+    def __init__(self, backend, log_path=None, env=None, config=None, token=None):
         self.backend = backend
         self.dir = tempfile.mkdtemp(prefix="floe-engines-")
         self.log_path = log_path
+        # A bearer token for the fixture's own management calls, when authentication is on.
+        self.token = token
         overrides = dict(env or {})
         env = dict(os.environ)
         env["FLOE__LOG__LEVEL"] = "warn"
@@ -54,10 +56,17 @@ class Floe:
             env.pop("RUST_LOG", None)
         env.update(overrides)
         self._log = open(log_path, "ab") if log_path else None
+        extra = []
+        if config is not None:
+            config_path = os.path.join(self.dir, "floe.toml")
+            with open(config_path, "w") as f:
+                f.write(config)
+            extra = ["--config", config_path]
         self.process = subprocess.Popen(
             [
                 FLOE_BIN,
                 "serve",
+                *extra,
                 "--listen",
                 "127.0.0.1:0",
                 "--s3-listen",
@@ -79,7 +88,17 @@ class Floe:
         if self.uri is None:
             raise RuntimeError(f"floe did not start (exit code {self.process.poll()})")
         self.base = self.uri.rsplit("/catalog", 1)[0]
-        info = json.loads(urllib.request.urlopen(f"{self.base}/management/v1/info").read())
+        try:
+            info = json.loads(
+                urllib.request.urlopen(
+                    urllib.request.Request(f"{self.base}/management/v1/info", headers=self._auth())
+                ).read()
+            )
+        except urllib.error.HTTPError as e:
+            if e.code != 401 or config is None:
+                raise
+            # Authentication is on and the fixture has no token that server accepts.
+            info = {}
         # The built-in S3 gateway's URL (enabled by default).
         self.s3_endpoint = info.get("s3-endpoint")
 
@@ -101,12 +120,15 @@ class Floe:
             request = urllib.request.Request(
                 f"{self.base}/management/v1/warehouses",
                 data=body,
-                headers={"content-type": "application/json"},
+                headers={"content-type": "application/json", **self._auth()},
                 method="POST",
             )
             urllib.request.urlopen(request).read()
             self._file_warehouse = True
         return name
+
+    def _auth(self):
+        return {"authorization": f"Bearer {self.token}"} if self.token else {}
 
     def stop(self):
         self.process.terminate()
@@ -322,3 +344,123 @@ def create_moto_warehouse(floe, moto_url, sts=True, name=None):
         "secret-access-key": key["SecretAccessKey"],
         "response": answer,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# A real OpenID provider (panva's oidc-provider, tests/oidc) for the authentication suites
+
+OIDC_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "oidc")
+# Clients of the test IdP: engines send their id and secret in the form body.
+OIDC_CLIENTS = [
+    {"client_id": "spark-etl", "client_secret": "spark-secret", "token_endpoint_auth_method": "client_secret_post"},
+    {"client_id": "pyiceberg", "client_secret": "pyiceberg-secret", "token_endpoint_auth_method": "client_secret_post"},
+    {"client_id": "duckdb", "client_secret": "duckdb-secret", "token_endpoint_auth_method": "client_secret_post"},
+    {"client_id": "minter", "client_secret": "minter-secret", "token_endpoint_auth_method": "client_secret_post"},
+]
+OIDC_AUDIENCES = [
+    "urn:floe:catalog",
+    "urn:floe:catalog:ps256",
+    "urn:floe:catalog:es256",
+    "urn:floe:catalog:eddsa",
+]
+
+
+class Idp:
+    """A running oidc-provider. `token()` gets a client-credentials token; `user_token()` mints one
+    for a named user through the provider's test-only grant."""
+
+    def __init__(self):
+        node_modules = os.path.join(OIDC_DIR, "node_modules", "oidc-provider")
+        if not os.path.isdir(node_modules):
+            pytest.fail(
+                f"{node_modules} is missing: run `npm ci` in {OIDC_DIR} (scripts/test does)",
+                pytrace=False,
+            )
+        self.process = subprocess.Popen(
+            ["node", "server.mjs", json.dumps(OIDC_CLIENTS)],
+            cwd=OIDC_DIR,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the OpenID provider did not start (exit {self.process.wait()})")
+        self.issuer = json.loads(line)["issuer"]
+        self.token_url = f"{self.issuer}/token"
+
+    def _post(self, form):
+        import requests
+
+        response = requests.post(self.token_url, data=form, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()["access_token"]
+
+    def token(self, client_id="minter", scope="catalog"):
+        secret = next(c["client_secret"] for c in OIDC_CLIENTS if c["client_id"] == client_id)
+        return self._post(
+            {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret, "scope": scope}
+        )
+
+    def user_token(self, sub, name=None, email=None, resource=None, ttl=None, claims=None, scope="catalog"):
+        form = {
+            "grant_type": "urn:floe:test:user-token",
+            "client_id": "minter",
+            "client_secret": "minter-secret",
+            "sub": sub,
+            "scope": scope,
+        }
+        for key, value in (("name", name), ("email", email), ("resource", resource), ("ttl", ttl)):
+            if value is not None:
+                form[key] = str(value)
+        if claims is not None:
+            form["claims"] = json.dumps(claims)
+        return self._post(form)
+
+    def jwks_hits(self):
+        return json.loads(urllib.request.urlopen(f"{self.issuer}/test/stats").read())["jwks"]
+
+    def jwks(self):
+        return json.loads(urllib.request.urlopen(f"{self.issuer}/jwks").read())
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def authn_config(idp, provider_id="idp", extra_authn="", extra_provider="", kind="oidc"):
+    """Floe's TOML for one provider of `idp`."""
+    audiences = ", ".join(f'"{a}"' for a in OIDC_AUDIENCES)
+    return f"""
+[authn]
+{extra_authn}
+
+[[authn.providers]]
+id = "{provider_id}"
+kind = "{kind}"
+issuer = "{idp.issuer}"
+audiences = [{audiences}]
+{extra_provider}
+"""
+
+
+@pytest.fixture(scope="session")
+def idp():
+    server = Idp()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def secure_floe(request, idp):
+    """Floe with authentication on (the `idp` provider), on each backend. `token` is a machine
+    token of the `minter` client."""
+    token = idp.token()
+    server = Floe(
+        request.param,
+        config=authn_config(idp, extra_authn='admins = ["idp~breakglass"]', extra_provider='roles-claim = "groups"'),
+        token=token,
+    )
+    yield server
+    server.stop()

@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 import pytest
+import requests
 from pyiceberg.catalog import load_catalog
 
 PREPARE = Path(__file__).parent / "spark" / "prepare.sh"
@@ -488,3 +489,29 @@ def test_pyiceberg_and_spark_read_each_other(spark, cat, floe):
     ]
     filtered = table.scan(row_filter="at >= '2024-04-01'", selected_fields=("id",)).to_arrow()
     assert sorted(filtered.column("id").to_pylist()) == [2, 3]
+
+
+def test_spark_signs_in_through_the_identity_provider(spark, secure_floe, idp):
+    """Spark's REST catalog gets its token from the IdP (`credential`, `oauth2-server-uri`,
+    `scope`) and round-trips data through a Floe that refuses anonymous callers."""
+    name = f"floe_authn_{secure_floe.backend}_{next(_catalog_names)}"
+    prefix = f"spark.sql.catalog.{name}"
+    spark.conf.set(prefix, "org.apache.iceberg.spark.SparkCatalog")
+    spark.conf.set(f"{prefix}.type", "rest")
+    spark.conf.set(f"{prefix}.uri", secure_floe.uri)
+    spark.conf.set(f"{prefix}.warehouse", secure_floe.file_warehouse())
+    spark.conf.set(f"{prefix}.cache-enabled", "false")
+    spark.conf.set(f"{prefix}.credential", "spark-etl:spark-secret")
+    spark.conf.set(f"{prefix}.oauth2-server-uri", idp.token_url)
+    spark.conf.set(f"{prefix}.scope", "catalog")
+    spark.sql(f"CREATE NAMESPACE {name}.secure")
+    spark.sql(f"CREATE TABLE {name}.secure.t (id BIGINT, v STRING) USING iceberg")
+    spark.sql(f"INSERT INTO {name}.secure.t VALUES (1, 'a'), (2, 'b')")
+    assert rows(spark, f"SELECT id, v FROM {name}.secure.t ORDER BY id") == [(1, "a"), (2, "b")]
+    # The catalog saw Spark's client as the caller.
+    users = requests.get(
+        f"{secure_floe.base}/management/v1/users?name=spark-etl",
+        headers={"authorization": f"Bearer {idp.token()}"},
+        timeout=30,
+    ).json()["users"]
+    assert [(u["id"], u["kind"]) for u in users] == [("idp~spark-etl", "machine")]
