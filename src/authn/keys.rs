@@ -266,3 +266,39 @@ fn usable_key(entry: &serde_json::Value) -> Option<Key> {
         key,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_usable_signing_keys_are_kept() {
+        let set: serde_json::Value = serde_json::json!({ "keys": [
+            // RSA signing key (kept)
+            { "kty": "RSA", "kid": "rsa", "alg": "RS256", "use": "sig",
+              "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw",
+              "e": "AQAB" },
+            // an encryption key, an HMAC secret, an unknown curve, an unknown key type (skipped)
+            { "kty": "RSA", "kid": "enc", "use": "enc",
+              "n": "sXchDaQebHnPiGvyDOAT4saGEUetSyo9MKLOoWFsueri23bOdgWp4Dy1WlUzewbgBHod5pcM9H95GQRV3JDXboIRROSBigeC5yjU1hGzHHyXss8UDprecbAYxknTcQkhslANGRUZmdTOQ5qTRsLAt6BTYuyvVRdhS8exSZEy_c4gs_7svlJJQ4H9_NxsiIoLwAEk7-Q3UXERGYw_75IDrGA84-lA_-Ct4eTlXHBIY2EaV7t7LjJaynVJCpkv4LKjTTAumiGUIuQhrNhZLuF_RJLqHpM2kgWFLU7-VTdL1VbC2tejvcI2BlMkEpk1BzBZI0KQB0GaDWFLN-aEAw3vRw",
+              "e": "AQAB" },
+            { "kty": "oct", "kid": "hmac", "k": "c2VjcmV0" },
+            { "kty": "OKP", "kid": "x25519", "crv": "X25519", "x": "hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo" },
+            { "kty": "PQC", "kid": "future" },
+            { "kty": "RSA", "kid": "unknown-alg", "alg": "RSA-OAEP-999", "n": "AQAB", "e": "AQAB" },
+        ]});
+        let keys: Vec<Key> = set["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(usable_key)
+            .collect();
+        let kids: Vec<_> = keys.iter().map(|k| k.kid.as_deref().unwrap()).collect();
+        assert_eq!(kids, ["rsa"]);
+        // The RSA key verifies RS and PS signatures only where its `alg` allows: RS256 here.
+        assert!(keys[0].fits(Algorithm::RS256));
+        assert!(!keys[0].fits(Algorithm::PS256));
+        assert!(!keys[0].fits(Algorithm::ES256));
+        assert!(!keys[0].fits(Algorithm::HS256));
+    }
+}

@@ -43,16 +43,18 @@ impl Services {
     /// again when their token's name, email or kind changed, or after a while). Cheap on every
     /// later request: one map lookup.
     pub async fn record_user(&self, identity: &Identity) -> Result<()> {
-        let seen = (identity.name.clone(), identity.email.clone(), identity.kind);
         {
             let users = self.caches.seen_users.lock().expect("cache lock");
-            if let Some((at, known)) = users.get(&identity.id)
+            if let Some((at, (name, email, kind))) = users.get(&identity.id)
                 && at.elapsed() < SEEN_USER_TTL
-                && *known == seen
+                && *name == identity.name
+                && *email == identity.email
+                && *kind == identity.kind
             {
                 return Ok(());
             }
         }
+        let seen = (identity.name.clone(), identity.email.clone(), identity.kind);
         let at = now();
         let user = User {
             id: identity.id.clone(),

@@ -494,6 +494,39 @@ def test_cached_keys_keep_working_when_the_idp_goes_down(idp):
         floe.stop()
 
 
+def test_an_idp_down_at_start_does_not_stop_floe(idp):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+
+    class Down:
+        issuer = f"http://127.0.0.1:{closed}"
+
+    config = authn_config(idp, provider_id="idp") + authn_config(Down, provider_id="down").split("[authn]", 1)[1]
+    floe = Floe("sqlite", config=config, token=idp.token())
+    try:
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            providers = get(floe, "/ready").json().get("identity-providers", {})
+            if providers.get("down", {}).get("status") == "unreachable" and providers.get("idp") == {"status": "ok"}:
+                break
+            time.sleep(0.2)
+        response = get(floe, "/ready")
+        assert response.status_code == 200
+        down = response.json()["identity-providers"]["down"]
+        assert down["status"] == "unreachable" and down["cached-keys"] is False
+        assert f"127.0.0.1:{closed}" in down["reason"]
+        # The other provider's users work; a token of the unreachable one is refused clearly.
+        assert whoami(floe, idp.user_token("leo"))["id"] == "idp~leo"
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        token = rs256({"alg": "RS256", "kid": "k"}, claims_for(idp, iss=Down.issuer), key)
+        assert_refused(get(floe, "/management/v1/whoami", token), "cannot be reached")
+    finally:
+        floe.stop()
+
+
 def test_tokens_never_reach_the_log_and_lines_name_their_actor(idp):
     log = tempfile.NamedTemporaryFile(prefix="floe-authn-log-", delete=False)
     log.close()
