@@ -209,14 +209,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None => format!("http://{}", floe.local_addr()),
     };
     let warehouse = &config.bootstrap.warehouse;
+    let providers = &config.authn.providers;
+    let (authn, credential) = if providers.is_empty() {
+        ("none: every caller is anonymous".to_string(), String::new())
+    } else {
+        (
+            format!(
+                "bearer tokens of {}",
+                providers
+                    .iter()
+                    .map(|p| p.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            ",\n      credential=\"CLIENT_ID:CLIENT_SECRET\", **{\"oauth2-server-uri\": \"<the IdP's token endpoint>\"}"
+                .to_string(),
+        )
+    };
     println!(
         "\nFloe {version} is serving\n  \
          Iceberg REST catalog  {url}/catalog\n  \
          Management API        {url}/management/v1\n  \
-         API browser           {url}/docs/\n\n\
+         API browser           {url}/docs/\n  \
+         Authentication        {authn}\n\n\
          PyIceberg:\n  \
          from pyiceberg.catalog import load_catalog\n  \
-         catalog = load_catalog(\"floe\", type=\"rest\", uri=\"{url}/catalog\", warehouse=\"{warehouse}\")\n",
+         catalog = load_catalog(\"floe\", type=\"rest\", uri=\"{url}/catalog\", warehouse=\"{warehouse}\"{credential})\n",
         version = env!("CARGO_PKG_VERSION"),
     );
     if floe.auto_bootstrapped {

@@ -113,6 +113,11 @@ impl ProviderConfig {
         if self.kubernetes_subject.is_some() && self.kind != ProviderKind::Kubernetes {
             bail!("authn.providers.{id}.kubernetes_subject is for kind \"kubernetes\" only");
         }
+        if self.fetch_token_file.is_some() && !self.issuer.starts_with("https://") {
+            bail!(
+                "authn.providers.{id}.fetch_token_file needs an https issuer (it sends a credential)"
+            );
+        }
         if self.subject_claims.iter().any(String::is_empty) {
             bail!("authn.providers.{id}.subject_claims must not hold empty names");
         }

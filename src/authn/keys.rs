@@ -12,10 +12,15 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey};
 
 use super::config::ProviderConfig;
+
+/// How long a request waits for a key fetch another one started.
+const FETCH_WAIT: Duration = Duration::from_secs(2);
 
 /// The largest discovery document or key set read.
 const MAX_DOCUMENT_BYTES: usize = 1 << 20;
@@ -25,13 +30,17 @@ pub(super) struct Key {
     kid: Option<String>,
     /// The algorithm the key is for, when the key set says.
     alg: Option<Algorithm>,
+    /// For an elliptic-curve key, the one algorithm its curve signs with.
+    curve_alg: Option<Algorithm>,
     pub key: DecodingKey,
 }
 
 impl Key {
     /// Whether this key may verify a signature made with `alg`.
     fn fits(&self, alg: Algorithm) -> bool {
-        self.alg.is_none_or(|a| a == alg) && self.key.family() == alg.family()
+        self.alg.is_none_or(|a| a == alg)
+            && self.curve_alg.is_none_or(|a| a == alg)
+            && self.key.family() == alg.family()
     }
 }
 
@@ -112,6 +121,7 @@ impl ProviderKeys {
             .map(|k| Key {
                 kid: k.kid.clone(),
                 alg: k.alg,
+                curve_alg: k.curve_alg,
                 key: k.key.clone(),
             })
             .collect()
@@ -120,7 +130,12 @@ impl ProviderKeys {
     /// Fetches the keys now (`force`) or if the last fetch is older than the refetch interval.
     /// Returns whether keys are held afterwards.
     pub async fn fetch(&self, force: bool) -> bool {
-        let mut last = self.last_fetch.lock().await;
+        // A fetch under way is waited for briefly (a request at start finds the keys it brings);
+        // past that the caller goes on with the keys held, so a slow provider cannot hold up
+        // requests for the length of its timeouts.
+        let Ok(mut last) = tokio::time::timeout(FETCH_WAIT, self.last_fetch.lock()).await else {
+            return self.state.read().expect("key state lock").loaded;
+        };
         if !force && last.is_some_and(|at| at.elapsed() < self.refetch_interval) {
             return self.state.read().expect("key state lock").loaded;
         }
@@ -182,8 +197,13 @@ impl ProviderKeys {
             .get("jwks_uri")
             .and_then(|v| v.as_str())
             .ok_or("the discovery document names no jwks_uri")?;
-        if !(jwks_uri.starts_with("https://") || jwks_uri.starts_with("http://")) {
-            return Err("the discovery document's jwks_uri is not an http(s) URL".into());
+        let https = self.issuer.starts_with("https://");
+        if !(jwks_uri.starts_with("https://") || (!https && jwks_uri.starts_with("http://"))) {
+            return Err(if https {
+                "the discovery document's jwks_uri is not an https URL".into()
+            } else {
+                "the discovery document's jwks_uri is not an http(s) URL".into()
+            });
         }
         let set: serde_json::Value = self.get_json(jwks_uri).await?;
         let entries = set
@@ -199,7 +219,10 @@ impl ProviderKeys {
 
     async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
         let mut request = self.http.get(url).header("accept", "application/json");
-        if let Some(file) = &self.fetch_token_file {
+        // Floe's own credential goes to the issuer's origin only (over https: checked at start).
+        if let Some(file) = &self.fetch_token_file
+            && same_origin(url, &self.issuer)
+        {
             let token = std::fs::read_to_string(file)
                 .map_err(|e| format!("reading the fetch token file: {e}"))?;
             request = request.bearer_auth(token.trim());
@@ -223,6 +246,18 @@ impl ProviderKeys {
             body.extend_from_slice(&chunk);
         }
         serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))
+    }
+}
+
+/// Whether `url` has the scheme, host and port of `base`.
+fn same_origin(url: &str, base: &str) -> bool {
+    match (reqwest::Url::parse(url), reqwest::Url::parse(base)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
     }
 }
 
@@ -250,19 +285,44 @@ fn usable_key(entry: &serde_json::Value) -> Option<Key> {
     {
         return None;
     }
+    let text = |name: &str| entry.get(name).and_then(|v| v.as_str());
+    // Curves decide the algorithm; a point of the wrong size is refused here rather than handed
+    // to a verifier that assumes the size.
+    let (curve_alg, point_bytes) = match (text("kty"), text("crv")) {
+        (Some("RSA"), _) => (None, None),
+        (Some("EC"), Some("P-256")) => (Some(Algorithm::ES256), Some(32)),
+        (Some("EC"), Some("P-384")) => (Some(Algorithm::ES384), Some(48)),
+        (Some("OKP"), Some("Ed25519")) => (Some(Algorithm::EdDSA), Some(32)),
+        // Symmetric keys (HMAC is refused anyway), other curves, other key types.
+        _ => return None,
+    };
+    if let Some(size) = point_bytes {
+        let coordinate_ok = |name: &str| {
+            text(name)
+                .and_then(|v| URL_SAFE_NO_PAD.decode(v).ok())
+                .is_some_and(|b| b.len() == size)
+        };
+        let ec = text("kty") == Some("EC");
+        if !coordinate_ok("x") || (ec && !coordinate_ok("y")) {
+            return None;
+        }
+    }
     let jwk: Jwk = serde_json::from_value(entry.clone()).ok()?;
     let key = DecodingKey::from_jwk(&jwk).ok()?;
-    // Symmetric keys in a public key set are never used: HMAC is refused anyway.
     if key.family() == jsonwebtoken::AlgorithmFamily::Hmac {
         return None;
     }
-    let alg = match entry.get("alg").and_then(|v| v.as_str()) {
+    let alg = match text("alg") {
         None => None,
         Some(alg) => Some(alg.parse::<Algorithm>().ok()?),
     };
+    if alg.is_some() && curve_alg.is_some() && alg != curve_alg {
+        return None;
+    }
     Some(Key {
         kid: jwk.common.key_id.clone(),
         alg,
+        curve_alg,
         key,
     })
 }
@@ -286,6 +346,15 @@ mod tests {
             { "kty": "OKP", "kid": "x25519", "crv": "X25519", "x": "hSDwCYkwp1R0i33ctD73Wg2_Og0mOBr066SpjqqbTmo" },
             { "kty": "PQC", "kid": "future" },
             { "kty": "RSA", "kid": "unknown-alg", "alg": "RSA-OAEP-999", "n": "AQAB", "e": "AQAB" },
+            // curves: a P-256 key labelled ES384, a short Ed25519 point, a short P-256 point
+            { "kty": "EC", "kid": "ec-mislabelled", "crv": "P-256", "alg": "ES384",
+              "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0" },
+            { "kty": "OKP", "kid": "ed-short", "crv": "Ed25519", "x": "AAAA" },
+            { "kty": "EC", "kid": "ec-short", "crv": "P-256", "x": "AAAA", "y": "AAAA" },
+            // a good P-256 key and a good Ed25519 key (kept)
+            { "kty": "EC", "kid": "ec", "crv": "P-256",
+              "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0" },
+            { "kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo" },
         ]});
         let keys: Vec<Key> = set["keys"]
             .as_array()
@@ -294,7 +363,11 @@ mod tests {
             .filter_map(usable_key)
             .collect();
         let kids: Vec<_> = keys.iter().map(|k| k.kid.as_deref().unwrap()).collect();
-        assert_eq!(kids, ["rsa"]);
+        assert_eq!(kids, ["rsa", "ec", "ed"]);
+        // A curve signs with its one algorithm.
+        assert!(keys[1].fits(Algorithm::ES256));
+        assert!(!keys[1].fits(Algorithm::ES384));
+        assert!(keys[2].fits(Algorithm::EdDSA));
         // The RSA key verifies RS and PS signatures only where its `alg` allows: RS256 here.
         assert!(keys[0].fits(Algorithm::RS256));
         assert!(!keys[0].fits(Algorithm::PS256));

@@ -27,8 +27,14 @@ use super::token;
 use super::{Authenticator, Identity, Principal, ProviderHealth, UserKind};
 use crate::error::{Error, ErrorKind, Result};
 
-/// Verified tokens kept at most; when full, expired ones go, then all.
+/// Verified tokens kept at most, and their bytes; when either is passed, expired ones go, then
+/// all (every caller then pays one signature check again).
 const CACHE_ENTRIES: usize = 16_384;
+const CACHE_BYTES: usize = 16 << 20;
+
+/// A verified token is trusted without a new signature check for at most this long (and never
+/// past its expiry), so a key its provider withdraws stops working within it.
+const CACHE_SECS: i64 = 300;
 
 struct Provider {
     config: ProviderConfig,
@@ -37,14 +43,23 @@ struct Provider {
 
 struct Cached {
     principal: Principal,
+    /// The token's own expiry.
     expires_at: i64,
+    /// When this entry stops being trusted.
+    until: i64,
+}
+
+#[derive(Default)]
+struct TokenCache {
+    entries: HashMap<Box<str>, Cached>,
+    bytes: usize,
 }
 
 /// Authenticates bearer tokens of the configured providers.
 pub struct TokenAuthenticator {
     providers: Vec<Provider>,
     leeway: u64,
-    cache: RwLock<HashMap<Box<str>, Cached>>,
+    cache: RwLock<TokenCache>,
 }
 
 fn unauthenticated(message: impl Into<String>) -> Error {
@@ -70,33 +85,40 @@ impl TokenAuthenticator {
         Ok(TokenAuthenticator {
             providers,
             leeway: config.leeway_secs,
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(TokenCache::default()),
         })
     }
 
     fn cached(&self, token: &str) -> Option<Principal> {
         let cache = self.cache.read().expect("token cache lock");
-        let hit = cache.get(token)?;
-        (hit.expires_at + self.leeway as i64 > chrono::Utc::now().timestamp())
+        let hit = cache.entries.get(token)?;
+        let now = chrono::Utc::now().timestamp();
+        (now < hit.until && now < hit.expires_at.saturating_add(self.leeway as i64))
             .then(|| hit.principal.clone())
     }
 
     fn remember(&self, token: &str, principal: &Principal, expires_at: i64) {
+        let now = chrono::Utc::now().timestamp();
         let mut cache = self.cache.write().expect("token cache lock");
-        if cache.len() >= CACHE_ENTRIES {
-            let now = chrono::Utc::now().timestamp();
-            cache.retain(|_, c| c.expires_at + self.leeway as i64 > now);
-            if cache.len() >= CACHE_ENTRIES {
-                cache.clear();
+        if cache.entries.len() >= CACHE_ENTRIES || cache.bytes + token.len() > CACHE_BYTES {
+            let leeway = self.leeway as i64;
+            cache
+                .entries
+                .retain(|_, c| now < c.until && now < c.expires_at.saturating_add(leeway));
+            cache.bytes = cache.entries.keys().map(|k| k.len()).sum();
+            if cache.entries.len() >= CACHE_ENTRIES || cache.bytes + token.len() > CACHE_BYTES {
+                cache.entries.clear();
+                cache.bytes = 0;
             }
         }
-        cache.insert(
-            token.into(),
-            Cached {
-                principal: principal.clone(),
-                expires_at,
-            },
-        );
+        let entry = Cached {
+            principal: principal.clone(),
+            expires_at,
+            until: now.saturating_add(CACHE_SECS),
+        };
+        if cache.entries.insert(token.into(), entry).is_none() {
+            cache.bytes += token.len();
+        }
     }
 
     async fn verify(&self, token: &str) -> Result<(Principal, i64)> {
@@ -160,10 +182,13 @@ impl TokenAuthenticator {
         claims: Map<String, Value>,
     ) -> Result<(Principal, i64)> {
         let config = &provider.config;
+        // A NumericDate may have a fraction (RFC 7519, section 2).
         let expires_at = claims
             .get("exp")
-            .and_then(|v| v.as_i64())
-            .ok_or_else(|| unauthenticated("the token's expiry is not a number"))?;
+            .and_then(|v| v.as_f64())
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| unauthenticated("the token's expiry is not a number"))?
+            as i64;
         let scopes = claims::scopes(&claims);
         if let Some(missing) = config.required_scopes.iter().find(|s| !scopes.contains(s)) {
             return Err(unauthenticated(format!(

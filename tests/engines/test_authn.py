@@ -517,7 +517,8 @@ def test_an_idp_down_at_start_does_not_stop_floe(idp):
         assert response.status_code == 200
         down = response.json()["identity-providers"]["down"]
         assert down["status"] == "unreachable" and down["cached-keys"] is False
-        assert f"127.0.0.1:{closed}" in down["reason"]
+        # Why is for the log: an unauthenticated probe learns no addresses.
+        assert "reason" not in down and str(closed) not in response.text
         # The other provider's users work; a token of the unreachable one is refused clearly.
         assert whoami(floe, idp.user_token("leo"))["id"] == "idp~leo"
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
