@@ -464,3 +464,18 @@ def secure_floe(request, idp):
     )
     yield server
     server.stop()
+
+
+def duckdb_with_iceberg():
+    """A DuckDB connection with the pinned iceberg, httpfs and avro extensions loaded from their
+    wheels (never downloaded)."""
+    import duckdb
+    from duckdb_extensions import import_extension
+
+    con = duckdb.connect()
+    con.execute("SET autoinstall_known_extensions=false")
+    con.execute("SET autoload_known_extensions=false")
+    for extension in ("httpfs", "avro", "iceberg"):
+        import_extension(extension, con=con)
+        con.execute(f"LOAD {extension}")
+    return con

@@ -20,7 +20,7 @@ import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from conftest import Floe, authn_config
+from conftest import Floe, authn_config, duckdb_with_iceberg
 
 UUID = "00000000-0000-7000-8000-000000000000"
 
@@ -605,14 +605,8 @@ def test_pyiceberg_signs_in_with_client_credentials(secure_floe, idp):
 
 def test_duckdb_signs_in_with_its_oauth2_secret(secure_floe, idp):
     import duckdb
-    from duckdb_extensions import import_extension
 
-    con = duckdb.connect()
-    con.execute("SET autoinstall_known_extensions=false")
-    con.execute("SET autoload_known_extensions=false")
-    for extension in ("httpfs", "avro", "iceberg"):
-        import_extension(extension, con=con)
-        con.execute(f"LOAD {extension}")
+    con = duckdb_with_iceberg()
     con.execute(
         f"""CREATE SECRET floe_idp (TYPE iceberg, CLIENT_ID 'duckdb', CLIENT_SECRET 'duckdb-secret',
             OAUTH2_SERVER_URI '{idp.token_url}', OAUTH2_SCOPE 'catalog')"""
@@ -624,12 +618,7 @@ def test_duckdb_signs_in_with_its_oauth2_secret(secure_floe, idp):
     assert con.execute("SELECT id, v FROM cat.duck.t ORDER BY id").fetchall() == [(1, "a"), (2, "b")]
     con.close()
     # Without its secret DuckDB cannot attach.
-    anon = duckdb.connect()
-    anon.execute("SET autoinstall_known_extensions=false")
-    anon.execute("SET autoload_known_extensions=false")
-    for extension in ("httpfs", "avro", "iceberg"):
-        import_extension(extension, con=anon)
-        anon.execute(f"LOAD {extension}")
+    anon = duckdb_with_iceberg()
     with pytest.raises(duckdb.Error):
         anon.execute(
             f"ATTACH 'demo' AS cat (TYPE iceberg, ENDPOINT '{secure_floe.uri}', AUTHORIZATION_TYPE 'none')"

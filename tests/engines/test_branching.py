@@ -15,7 +15,6 @@ import duckdb
 import pyarrow as pa
 import pytest
 import requests
-from duckdb_extensions import import_extension
 from pyiceberg.catalog import load_catalog
 from pyiceberg.exceptions import (
     CommitFailedException,
@@ -25,6 +24,8 @@ from pyiceberg.exceptions import (
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
 from test_spark import spark  # noqa: F401 - the Spark suite's SparkSession fixture (module scope)
+
+from conftest import duckdb_with_iceberg
 
 SCHEMA = Schema(
     NestedField(1, "id", LongType(), required=False),
@@ -948,12 +949,7 @@ def test_delete_and_reset_branches(floe):
 
 
 def duckdb_on(floe, warehouse):
-    con = duckdb.connect()
-    con.execute("SET autoinstall_known_extensions=false")
-    con.execute("SET autoload_known_extensions=false")
-    for extension in ("httpfs", "avro", "iceberg"):
-        import_extension(extension, con=con)
-        con.execute(f"LOAD {extension}")
+    con = duckdb_with_iceberg()
     con.execute(
         f"ATTACH '{warehouse}' AS cat (TYPE iceberg, ENDPOINT '{floe.uri}', "
         "AUTHORIZATION_TYPE 'none')"

@@ -7,13 +7,14 @@ import datetime
 import duckdb
 import pyarrow as pa
 import pytest
-from duckdb_extensions import import_extension
 from pyiceberg.catalog import load_catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.partitioning import PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import DoubleType, IntegerType, LongType, NestedField, StringType, TimestampType
+
+from conftest import duckdb_with_iceberg
 
 
 def pyiceberg_catalog(floe):
@@ -22,12 +23,7 @@ def pyiceberg_catalog(floe):
 
 def connect(floe):
     """A fresh DuckDB connection with Floe's `demo` warehouse attached as `cat`."""
-    con = duckdb.connect()
-    con.execute("SET autoinstall_known_extensions=false")
-    con.execute("SET autoload_known_extensions=false")
-    for extension in ("httpfs", "avro", "iceberg"):
-        import_extension(extension, con=con)
-        con.execute(f"LOAD {extension}")
+    con = duckdb_with_iceberg()
     con.execute(
         f"ATTACH 'demo' AS cat (TYPE iceberg, ENDPOINT '{floe.uri}', AUTHORIZATION_TYPE 'none')"
     )

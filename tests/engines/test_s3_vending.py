@@ -21,13 +21,12 @@ import pytest
 import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from duckdb_extensions import import_extension
 from pyiceberg.catalog import load_catalog
 from pyiceberg.io import fsspec as pyiceberg_fsspec
 from pyiceberg.io.fsspec import FsspecFileIO
 from pyiceberg.io.pyarrow import PyArrowFileIO
 
-from conftest import MOTO_REGION, Floe, create_moto_warehouse, moto_client, moto_s3
+from conftest import Floe, MOTO_REGION, create_moto_warehouse, duckdb_with_iceberg, moto_client, moto_s3
 
 ARROW_SCHEMA = pa.schema([pa.field("id", pa.int64()), pa.field("name", pa.string())])
 DELEGATION = "header.X-Iceberg-Access-Delegation"
@@ -150,12 +149,7 @@ def credential_of(authorization):
 
 def duckdb_connect(floe, warehouse):
     """DuckDB with the iceberg extension and `warehouse` attached as `cat`; no secret of its own."""
-    con = duckdb.connect()
-    con.execute("SET autoinstall_known_extensions=false")
-    con.execute("SET autoload_known_extensions=false")
-    for extension in ("httpfs", "avro", "iceberg"):
-        import_extension(extension, con=con)
-        con.execute(f"LOAD {extension}")
+    con = duckdb_with_iceberg()
     assert con.execute("SELECT count(*) FROM duckdb_secrets()").fetchall() == [(0,)]
     con.execute(
         f"ATTACH '{warehouse}' AS cat (TYPE iceberg, ENDPOINT '{floe.uri}', AUTHORIZATION_TYPE 'none')"

@@ -78,10 +78,9 @@ def spark():
 _catalog_names = itertools.count()
 
 
-@pytest.fixture
-def cat(spark, floe):
-    """A Spark catalog name for this test's Floe, with a namespace `db` in it."""
-    name = f"floe_{floe.backend}_{next(_catalog_names)}"
+def register_catalog(spark, floe, kind="floe", **options):
+    """A new Spark catalog name for `floe`'s plain local warehouse, with extra catalog options."""
+    name = f"{kind}_{floe.backend}_{next(_catalog_names)}"
     prefix = f"spark.sql.catalog.{name}"
     spark.conf.set(prefix, "org.apache.iceberg.spark.SparkCatalog")
     spark.conf.set(f"{prefix}.type", "rest")
@@ -89,6 +88,15 @@ def cat(spark, floe):
     spark.conf.set(f"{prefix}.warehouse", floe.file_warehouse())
     # Always load from the catalog: other clients (PyIceberg) change tables under Spark.
     spark.conf.set(f"{prefix}.cache-enabled", "false")
+    for key, value in options.items():
+        spark.conf.set(f"{prefix}.{key}", value)
+    return name
+
+
+@pytest.fixture
+def cat(spark, floe):
+    """A Spark catalog name for this test's Floe, with a namespace `db` in it."""
+    name = register_catalog(spark, floe)
     spark.sql(f"CREATE NAMESPACE {name}.db")
     return name
 
@@ -494,16 +502,12 @@ def test_pyiceberg_and_spark_read_each_other(spark, cat, floe):
 def test_spark_signs_in_through_the_identity_provider(spark, secure_floe, idp):
     """Spark's REST catalog gets its token from the IdP (`credential`, `oauth2-server-uri`,
     `scope`) and round-trips data through a Floe that refuses anonymous callers."""
-    name = f"floe_authn_{secure_floe.backend}_{next(_catalog_names)}"
-    prefix = f"spark.sql.catalog.{name}"
-    spark.conf.set(prefix, "org.apache.iceberg.spark.SparkCatalog")
-    spark.conf.set(f"{prefix}.type", "rest")
-    spark.conf.set(f"{prefix}.uri", secure_floe.uri)
-    spark.conf.set(f"{prefix}.warehouse", secure_floe.file_warehouse())
-    spark.conf.set(f"{prefix}.cache-enabled", "false")
-    spark.conf.set(f"{prefix}.credential", "spark-etl:spark-secret")
-    spark.conf.set(f"{prefix}.oauth2-server-uri", idp.token_url)
-    spark.conf.set(f"{prefix}.scope", "catalog")
+    name = register_catalog(
+        spark,
+        secure_floe,
+        kind="floe_authn",
+        **{"credential": "spark-etl:spark-secret", "oauth2-server-uri": idp.token_url, "scope": "catalog"},
+    )
     spark.sql(f"CREATE NAMESPACE {name}.secure")
     spark.sql(f"CREATE TABLE {name}.secure.t (id BIGINT, v STRING) USING iceberg")
     spark.sql(f"INSERT INTO {name}.secure.t VALUES (1, 'a'), (2, 'b')")
