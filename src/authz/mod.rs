@@ -4,6 +4,9 @@
 //!
 //! Depends on `model` and `authn::Principal` only.
 
+pub mod fga;
+pub mod rules;
+
 use async_trait::async_trait;
 
 use crate::authn::Principal;

@@ -36,8 +36,10 @@ pub enum Action {
     WarehouseManageAccessKeys,
     /// List branches and tags, read the commit log and diffs.
     WarehouseReadHistory,
-    /// Create, delete and reset branches and tags; merge.
+    /// Create, delete and reset branches and tags.
     WarehouseManageRefs,
+    /// Merge one ref into another.
+    WarehouseMerge,
     CatalogReadConfig,
     NamespaceList,
     NamespaceCreate,
@@ -400,7 +402,8 @@ impl Operation {
             ListBranches | GetBranch | ListTags | GetTag | ListCommits | GetCommit | Diff => {
                 catalog(A::WarehouseReadHistory)
             }
-            CreateBranch | DeleteBranch | ResetBranch | CreateTag | DeleteTag | Merge => {
+            Merge => catalog(A::WarehouseMerge),
+            CreateBranch | DeleteBranch | ResetBranch | CreateTag | DeleteTag => {
                 catalog(A::WarehouseManageRefs)
             }
             GetConfig => catalog(A::CatalogReadConfig),

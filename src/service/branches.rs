@@ -405,12 +405,8 @@ impl Services {
         message: Option<String>,
         strategy: Strategy,
     ) -> Result<std::result::Result<MergeOutcome, Vec<MergeConflict>>> {
-        self.authorize(
-            ctx,
-            Action::WarehouseManageRefs,
-            Resource::Warehouse(warehouse),
-        )
-        .await?;
+        self.authorize(ctx, Action::WarehouseMerge, Resource::Warehouse(warehouse))
+            .await?;
         let meta = ctx.commit(message.unwrap_or_else(|| format!("merge {source} into {target}")));
         let mut last = None;
         for _ in 0..MERGE_ATTEMPTS {

@@ -64,3 +64,30 @@ fn every_route_declares_its_operation() {
     // every catalog or management operation of the table has its route.
     floe::api::check_operations().unwrap();
 }
+
+/// `docs/authz.md` shows, per endpoint, what the authorization model requires; it must match the
+/// code (`FLOE_UPDATE_DOCS=1 cargo test authorization_table` rewrites it).
+#[test]
+fn authorization_table_is_fresh() {
+    const START: &str = "<!-- endpoint table: generated from authz::rules -->\n";
+    const END: &str = "<!-- end of endpoint table -->";
+    let path = repo_path("docs/authz.md");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let (head, rest) = text
+        .split_once(START)
+        .expect("docs/authz.md has the table's start marker");
+    let (_, tail) = rest
+        .split_once(END)
+        .expect("docs/authz.md has the table's end marker");
+    let expected = format!(
+        "{head}{START}{}{END}{tail}",
+        floe::authz::rules::endpoint_table()
+    );
+    if std::env::var("FLOE_UPDATE_DOCS").is_ok() {
+        std::fs::write(&path, &expected).unwrap();
+    }
+    assert!(
+        std::fs::read_to_string(&path).unwrap() == expected,
+        "docs/authz.md is stale: run `FLOE_UPDATE_DOCS=1 cargo test authorization_table`"
+    );
+}
