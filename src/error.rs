@@ -19,6 +19,7 @@ pub enum Entity {
     Secret,
     AccessKey,
     User,
+    Role,
 }
 
 impl Entity {
@@ -34,6 +35,7 @@ impl Entity {
             Entity::Secret => "secret",
             Entity::AccessKey => "access key",
             Entity::User => "user",
+            Entity::Role => "role",
         }
     }
 }

@@ -48,6 +48,7 @@ fn entity_name(entity: Entity) -> &'static str {
         Entity::Secret => "Secret",
         Entity::AccessKey => "AccessKey",
         Entity::User => "User",
+        Entity::Role => "Role",
     }
 }
 

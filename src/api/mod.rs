@@ -9,6 +9,7 @@ pub mod branches;
 pub mod catalog;
 pub mod error;
 pub mod extract;
+pub mod grants;
 pub(crate) mod gzip;
 pub mod management;
 pub mod tables;
@@ -60,7 +61,7 @@ pub struct HttpSettings {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Floe management API", description = "Bootstrap, projects, warehouses and the branching index of a Floe server."),
-    tags((name = "server"), (name = "users"), (name = "projects"), (name = "warehouses"), (name = "branches"))
+    tags((name = "server"), (name = "users"), (name = "roles"), (name = "projects"), (name = "warehouses"), (name = "branches"))
 )]
 struct ManagementDoc;
 
@@ -76,6 +77,7 @@ fn management_routes() -> OpenApiRouter<AppState> {
         "/management/v1",
         management::router()
             .merge(users::router())
+            .merge(grants::router())
             .merge(branches::router()),
     )
 }

@@ -80,16 +80,27 @@ enum Rewrite {
     Difference(Box<Rewrite>, Box<Rewrite>),
 }
 
-/// A parsed model: each type's relations.
+/// A parsed model: each type's relations, and which subjects each relation may be written for.
 #[derive(Debug, Clone)]
 pub struct Model {
     types: HashMap<String, HashMap<String, Rewrite>>,
+    /// (type, relation) -> the subjects a tuple may name.
+    direct: HashMap<(String, String), Vec<DirectSubject>>,
 }
+
+/// A subject a relation may be written for: objects of a type, or a userset of them.
+type DirectSubject = (String, Option<String>);
 
 impl Model {
     /// Floe's own model.
     pub fn floe() -> Model {
         Model::from_json(MODEL_JSON).expect("authz/floe.json is a valid model")
+    }
+
+    /// Floe's own model, parsed once.
+    pub fn shared() -> &'static Model {
+        static MODEL: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
+        MODEL.get_or_init(Model::floe)
     }
 
     /// Parses OpenFGA's JSON form of a model (schema 1.1).
@@ -100,6 +111,7 @@ impl Model {
             .and_then(Value::as_array)
             .ok_or("the model has no type_definitions")?;
         let mut types = HashMap::new();
+        let mut direct = HashMap::new();
         for definition in definitions {
             let name = definition
                 .get("type")
@@ -112,8 +124,31 @@ impl Model {
                 }
             }
             types.insert(name.to_string(), relations);
+            let metadata = definition
+                .get("metadata")
+                .and_then(|m| m.get("relations"))
+                .and_then(Value::as_object);
+            for (relation, meta) in metadata.into_iter().flatten() {
+                let subjects: Vec<DirectSubject> = meta
+                    .get("directly_related_user_types")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| {
+                        let kind = t.get("type")?.as_str()?.to_string();
+                        let relation = t
+                            .get("relation")
+                            .and_then(Value::as_str)
+                            .map(str::to_string);
+                        Some((kind, relation))
+                    })
+                    .collect();
+                if !subjects.is_empty() {
+                    direct.insert((name.to_string(), relation.clone()), subjects);
+                }
+            }
         }
-        let model = Model { types };
+        let model = Model { types, direct };
         model.check_references()?;
         Ok(model)
     }
@@ -146,6 +181,32 @@ impl Model {
         self.types
             .get(kind)
             .is_some_and(|relations| relations.contains_key(relation))
+    }
+
+    /// Whether a tuple may give `relation` on a `kind` object to the subject: a `subject_type`
+    /// object, or the `subject_relation` set of one.
+    pub fn accepts(
+        &self,
+        kind: &str,
+        relation: &str,
+        subject_type: &str,
+        subject_relation: Option<&str>,
+    ) -> bool {
+        self.direct
+            .get(&(kind.to_string(), relation.to_string()))
+            .is_some_and(|subjects| {
+                subjects
+                    .iter()
+                    .any(|(t, r)| t == subject_type && r.as_deref() == subject_relation)
+            })
+    }
+
+    /// The relations of a type that may be granted to users (and roles' assignees).
+    pub fn grantable(&self, kind: &str) -> Vec<&str> {
+        self.relations(kind)
+            .into_iter()
+            .filter(|r| self.accepts(kind, r, "user", None))
+            .collect()
     }
 
     /// The relations of a type.

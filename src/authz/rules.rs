@@ -54,6 +54,19 @@ pub fn requirement(action: Action) -> Requirement {
         A::ServerBootstrap => Requirement::FirstCallerOrAdmin,
         A::ServerReadInfo | A::UserReadSelf | A::UserList | A::UserRead => Requirement::AnyCaller,
         A::UserProvision | A::UserDelete => on("can_manage_users", &[T::Server]),
+        A::RoleRead => Requirement::AnyCaller,
+        A::RoleManage => on("can_manage_roles", &[T::Server]),
+        A::GrantsRead | A::GrantsManage => on(
+            "can_manage_grants",
+            &[
+                T::Server,
+                T::Project,
+                T::Warehouse,
+                T::Namespace,
+                T::Table,
+                T::View,
+            ],
+        ),
         A::ProjectCreate => on("can_create", &[T::Server]),
         A::ProjectList | A::WarehouseList | A::NamespaceList | A::TableList | A::ViewList => {
             Requirement::Filtered

@@ -453,6 +453,30 @@ pub struct AccessKey {
     pub created_by: Option<String>,
 }
 
+/// A role: a named group of users (and of other roles' assignees) that grants can name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Role {
+    pub id: Uuid,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One relationship of the authorization model: `subject` has `relation` on `object`, where the
+/// subject is a user (`user:<id>`) or the assignees of a role (`role:<id>#assignee`), and the
+/// object an object of the model (`warehouse:<id>`, `role:<id>`...).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Relationship {
+    pub object_type: String,
+    pub object_id: String,
+    pub relation: String,
+    pub subject_type: String,
+    pub subject_id: String,
+    /// `assignee` for a role's assignees; `None` for a user.
+    pub subject_relation: Option<String>,
+}
+
 /// Whether a user is a person or a program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

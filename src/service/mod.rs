@@ -11,6 +11,7 @@ mod caches;
 mod catalog;
 mod claims;
 mod commit;
+mod grants;
 mod vending;
 pub use vending::{Delegation, TableAccess};
 mod merge;
@@ -38,6 +39,7 @@ pub use branches::{CommitPage, ContentChange, MergeConflict, MergeOutcome, valid
 use caches::WAREHOUSE_TTL;
 pub(crate) use caches::{FifoCache, ParsedTable};
 pub use catalog::CatalogConfig;
+pub use grants::{Grant, Grantee};
 pub use namespaces::{NamespacePropertiesUpdate, NamespacesPage};
 pub use server::ServerStatus;
 pub use tables::{CreateTable, SnapshotsMode, TableChange, TableState};

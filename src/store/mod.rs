@@ -22,8 +22,9 @@ use chrono::{DateTime, Utc};
 use crate::error::{Entity, Error, Result};
 use crate::model::{
     AccessKey, Commit, CommitChange, CommitId, CommitMeta, ForkPoint, Namespace, NamespaceIdent,
-    Page, PageRequest, Project, ProjectId, Properties, Ref, RefId, RefKind, SecretId, ServerInfo,
-    StorageProfile, Tabular, TabularId, TabularIdent, TabularKind, User, Warehouse, WarehouseId,
+    Page, PageRequest, Project, ProjectId, Properties, Ref, RefId, RefKind, Relationship, Role,
+    SecretId, ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent, TabularKind, User,
+    Warehouse, WarehouseId,
 };
 
 pub use postgres::PostgresStore;
@@ -428,6 +429,41 @@ pub trait UserStore: Send + Sync {
     async fn delete_user(&self, id: &str) -> Result<()>;
 }
 
+/// Roles and the relationships of the authorization model (grants and role assignments).
+#[async_trait]
+pub trait AuthzStore: Send + Sync {
+    /// `AlreadyExists(Role)` when the name is taken.
+    async fn create_role(&self, role: &Role) -> Result<()>;
+    async fn get_role(&self, id: uuid::Uuid) -> Result<Option<Role>>;
+    /// Roles by name; `name` filters (case-insensitive substring); `after` is the name to
+    /// continue after.
+    async fn list_roles(&self, name: Option<&str>, page: &PageRequest) -> Result<Page<Role>>;
+    /// `NotFound(Role)`, `AlreadyExists(Role)`.
+    async fn update_role(
+        &self,
+        id: uuid::Uuid,
+        name: &str,
+        description: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// Deletes the role and every relationship that names it (as object or as subject).
+    /// `NotFound(Role)`.
+    async fn delete_role(&self, id: uuid::Uuid) -> Result<()>;
+    /// Writes `add` (present ones stay) and deletes `remove` (absent ones are ignored), atomically.
+    async fn write_relationships(
+        &self,
+        add: &[Relationship],
+        remove: &[Relationship],
+        at: DateTime<Utc>,
+    ) -> Result<()>;
+    /// The relationships on one object, ordered.
+    async fn object_relationships(
+        &self,
+        object_type: &str,
+        object_id: &str,
+    ) -> Result<Vec<Relationship>>;
+}
+
 /// One backend, seen through each aggregate's trait.
 #[derive(Clone)]
 pub struct Persistence {
@@ -440,6 +476,7 @@ pub struct Persistence {
     pub secrets: Arc<dyn SealedSecretStore>,
     pub access_keys: Arc<dyn AccessKeyStore>,
     pub users: Arc<dyn UserStore>,
+    pub authz: Arc<dyn AuthzStore>,
 }
 
 impl Persistence {
@@ -454,6 +491,7 @@ impl Persistence {
             + SealedSecretStore
             + AccessKeyStore
             + UserStore
+            + AuthzStore
             + 'static,
     {
         Persistence {
@@ -465,7 +503,8 @@ impl Persistence {
             refs: backend.clone(),
             secrets: backend.clone(),
             access_keys: backend.clone(),
-            users: backend,
+            users: backend.clone(),
+            authz: backend,
         }
     }
 

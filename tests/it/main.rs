@@ -29,6 +29,7 @@ mod branches;
 mod common;
 mod errors;
 mod gateway;
+mod grants;
 mod lifecycle;
 mod management;
 mod namespaces;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use floe::error::{Entity, ErrorKind};
 use floe::model::{
     AccessKey, CommitId, CommitMeta, ForkPoint, MAIN_BRANCH, Namespace, NamespaceId,
-    NamespaceIdent, PageRequest, Project, ProjectId, Properties, Ref, RefKind, SecretId,
-    ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent, TabularKind, User, UserKind,
-    Warehouse, WarehouseId, now,
+    NamespaceIdent, PageRequest, Project, ProjectId, Properties, Ref, RefKind, Relationship, Role,
+    SecretId, ServerInfo, StorageProfile, Tabular, TabularId, TabularIdent, TabularKind, User,
+    UserKind, Warehouse, WarehouseId, now,
 };
 use floe::store::{MergeChange, Persistence, SealedSecret, TabularChange};
 
@@ -41,6 +41,7 @@ macro_rules! store_suite {
 store_suite!(
     bootstrap_happens_once,
     users_are_recorded_listed_and_deleted,
+    roles_and_relationships_round_trip,
     projects_are_named_uniquely,
     deleting_projects_respects_what_they_hold,
     warehouses_come_with_a_main_branch,
@@ -195,6 +196,162 @@ async fn bootstrap_happens_once(store: Persistence, _db: &TestDb) {
             .as_deref(),
         Some("idp~alice")
     );
+}
+
+async fn roles_and_relationships_round_trip(store: Persistence, _db: &TestDb) {
+    let role = |name: &str| {
+        let at = now();
+        Role {
+            id: uuid::Uuid::now_v7(),
+            name: name.into(),
+            description: Some(format!("the {name} ✓")),
+            created_at: at,
+            updated_at: at,
+        }
+    };
+    let (eng, ops) = (role("engineers"), role("ops_100%"));
+    store.authz.create_role(&eng).await.unwrap();
+    store.authz.create_role(&ops).await.unwrap();
+    let err = store
+        .authz
+        .create_role(&role("engineers"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Role));
+    let got = store.authz.get_role(eng.id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.name.as_str(), got.description.as_deref()),
+        ("engineers", Some("the engineers ✓"))
+    );
+    let names =
+        |page: floe::model::Page<Role>| page.items.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    let all = PageRequest::all();
+    assert_eq!(
+        names(store.authz.list_roles(None, &all).await.unwrap()),
+        ["engineers", "ops_100%"]
+    );
+    assert_eq!(
+        names(store.authz.list_roles(Some("OPS_1"), &all).await.unwrap()),
+        ["ops_100%"]
+    );
+    assert!(
+        store
+            .authz
+            .list_roles(Some("e_g"), &all)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let first = store
+        .authz
+        .list_roles(
+            None,
+            &PageRequest {
+                after: None,
+                limit: Some(1),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.next.as_deref(), Some("engineers"));
+    let err = store
+        .authz
+        .update_role(ops.id, "engineers", None, now())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Role));
+    store
+        .authz
+        .update_role(ops.id, "operators", None, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .authz
+            .get_role(ops.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .description,
+        None
+    );
+
+    let rel =
+        |object: (&str, &str), relation: &str, subject: (&str, &str, Option<&str>)| Relationship {
+            object_type: object.0.into(),
+            object_id: object.1.into(),
+            relation: relation.into(),
+            subject_type: subject.0.into(),
+            subject_id: subject.1.into(),
+            subject_relation: subject.2.map(str::to_string),
+        };
+    let eng_id = eng.id.to_string();
+    let alice_in_eng = rel(("role", &eng_id), "assignee", ("user", "idp~alice", None));
+    let eng_selects = rel(
+        ("warehouse", "w1"),
+        "select",
+        ("role", &eng_id, Some("assignee")),
+    );
+    let bob_owns = rel(("warehouse", "w1"), "ownership", ("user", "idp~bob", None));
+    store
+        .authz
+        .write_relationships(
+            &[alice_in_eng.clone(), eng_selects.clone(), bob_owns.clone()],
+            &[],
+            now(),
+        )
+        .await
+        .unwrap();
+    // Writing again is harmless; removing what is absent too; both happen at once.
+    store
+        .authz
+        .write_relationships(
+            &[eng_selects.clone()],
+            &[rel(("warehouse", "w1"), "modify", ("user", "nobody", None))],
+            now(),
+        )
+        .await
+        .unwrap();
+    let on_w1 = store
+        .authz
+        .object_relationships("warehouse", "w1")
+        .await
+        .unwrap();
+    assert_eq!(on_w1, [bob_owns.clone(), eng_selects.clone()]);
+    store
+        .authz
+        .write_relationships(&[], &[bob_owns], now())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .authz
+            .object_relationships("warehouse", "w1")
+            .await
+            .unwrap(),
+        [eng_selects]
+    );
+    // Deleting a role removes its assignments and the grants to it.
+    store.authz.delete_role(eng.id).await.unwrap();
+    assert!(
+        store
+            .authz
+            .object_relationships("warehouse", "w1")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .authz
+            .object_relationships("role", &eng_id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let err = store.authz.delete_role(eng.id).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::Role));
 }
 
 async fn users_are_recorded_listed_and_deleted(store: Persistence, _db: &TestDb) {

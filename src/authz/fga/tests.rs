@@ -137,6 +137,23 @@ fn the_builtin_evaluator_passes_every_assertion_openfga_passes() {
 }
 
 #[test]
+fn grantable_relations_come_from_the_model() {
+    let model = Model::floe();
+    assert_eq!(
+        model.grantable("table"),
+        ["describe", "manage_grants", "modify", "ownership", "select"]
+    );
+    assert_eq!(model.grantable("server"), ["admin", "create_project"]);
+    assert!(model.grantable("warehouse").contains(&"merge_protected"));
+    assert!(!model.grantable("warehouse").contains(&"parent"));
+    assert!(!model.grantable("warehouse").contains(&"can_merge"));
+    assert!(model.accepts("namespace", "select", "role", Some("assignee")));
+    assert!(!model.accepts("namespace", "select", "role", None));
+    assert!(model.accepts("namespace", "parent", "warehouse", None));
+    assert!(model.accepts("role", "assignee", "role", Some("assignee")));
+}
+
+#[test]
 fn usersets_cycles_and_depth_are_handled() {
     let model = Model::from_json(
         r#"{"schema_version":"1.1","type_definitions":[

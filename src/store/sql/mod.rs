@@ -18,9 +18,10 @@
 //! - `writer`: the group-commit writer; `changes`: one commit's changes inside its transaction;
 //!   `claims`: the folder-claim checks and inserts of those changes;
 //! - one file per aggregate's store: `server`, `projects`, `warehouses`, `namespaces`,
-//!   `tabulars`, `refs`, `secrets`, `access_keys`, `users`.
+//!   `tabulars`, `refs`, `secrets`, `access_keys`, `users`, `authz`.
 
 pub(super) mod access_keys;
+pub(super) mod authz;
 pub(super) mod changes;
 pub(super) mod claims;
 pub(super) mod history;
@@ -77,6 +78,11 @@ macro_rules! impl_sql_store {
             #[allow(unused_imports)]
             use super::*;
             $crate::store::sql::projects::stamp!($store, $row, $for_update, $location_lock);
+        }
+        mod authz {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::store::sql::authz::stamp!($store, $row, $for_update, $location_lock);
         }
         mod users {
             #[allow(unused_imports)]

@@ -1,0 +1,377 @@
+//! Roles and grants: the relationships of the authorization model (`authz/floe.fga`), kept in the
+//! catalog database. Roles group users (and other roles' assignees); grants give a user or a
+//! role's assignees one of the model's relations on an object.
+//!
+//! Stored and validated against the model; not yet enforced (the `Authorizer` is still
+//! `AllowAll`, issue 18 wires the built-in evaluator).
+
+use super::{RequestContext, Services};
+use crate::authz::fga::Model;
+use crate::authz::{Action, Resource};
+use crate::error::{Entity, Error, Result};
+use crate::model::{Page, PageRequest, ProjectId, Relationship, Role, WarehouseId, now};
+
+/// Who a grant or role assignment names: a user, or the assignees of a role.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Grantee {
+    User(String),
+    Role(uuid::Uuid),
+}
+
+impl Grantee {
+    /// `user:<provider>~<subject>` or `role:<id>`.
+    pub fn parse(s: &str) -> Result<Grantee> {
+        match s.split_once(':') {
+            Some(("user", id)) => {
+                let valid = id
+                    .split_once('~')
+                    .is_some_and(|(p, sub)| !p.is_empty() && !sub.is_empty() && sub.len() <= 256)
+                    && !id.chars().any(char::is_control);
+                if !valid {
+                    return Err(Error::bad_request(format!(
+                        "{s:?} is not a user: `user:<provider>~<subject>`"
+                    )));
+                }
+                Ok(Grantee::User(id.to_string()))
+            }
+            Some(("role", id)) => uuid::Uuid::parse_str(id)
+                .map(Grantee::Role)
+                .map_err(|_| Error::bad_request(format!("{s:?} is not a role: `role:<role id>`"))),
+            _ => Err(Error::bad_request(format!(
+                "{s:?} names no user or role: `user:<provider>~<subject>` or `role:<role id>`"
+            ))),
+        }
+    }
+
+    fn subject(&self) -> (String, String, Option<String>) {
+        match self {
+            Grantee::User(id) => ("user".into(), id.clone(), None),
+            Grantee::Role(id) => ("role".into(), id.to_string(), Some("assignee".into())),
+        }
+    }
+
+    fn of(r: &Relationship) -> Option<Grantee> {
+        match (r.subject_type.as_str(), r.subject_relation.as_deref()) {
+            ("user", None) => Some(Grantee::User(r.subject_id.clone())),
+            ("role", Some("assignee")) => {
+                uuid::Uuid::parse_str(&r.subject_id).ok().map(Grantee::Role)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Grantee {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Grantee::User(id) => write!(f, "user:{id}"),
+            Grantee::Role(id) => write!(f, "role:{id}"),
+        }
+    }
+}
+
+/// One grant on an object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Grant {
+    pub grantee: Grantee,
+    pub relation: String,
+}
+
+fn relationship(kind: &str, id: &str, relation: &str, grantee: &Grantee) -> Relationship {
+    let (subject_type, subject_id, subject_relation) = grantee.subject();
+    Relationship {
+        object_type: kind.to_string(),
+        object_id: id.to_string(),
+        relation: relation.to_string(),
+        subject_type,
+        subject_id,
+        subject_relation,
+    }
+}
+
+fn check_role_name(name: &str, description: Option<&str>) -> Result<()> {
+    if name.is_empty()
+        || name.len() > 128
+        || !name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(Error::bad_request(
+            "a role name is 1 to 128 letters, digits, '-', '_' or '.'",
+        ));
+    }
+    if description.is_some_and(|d| d.len() > 1000 || d.chars().any(char::is_control)) {
+        return Err(Error::bad_request(
+            "a description is at most 1000 characters without control characters",
+        ));
+    }
+    Ok(())
+}
+
+impl Services {
+    pub async fn create_role(
+        &self,
+        ctx: &RequestContext,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<Role> {
+        self.authorize(ctx, Action::RoleManage, Resource::Server)
+            .await?;
+        check_role_name(name, description.as_deref())?;
+        let at = now();
+        let role = Role {
+            id: uuid::Uuid::now_v7(),
+            name: name.to_string(),
+            description,
+            created_at: at,
+            updated_at: at,
+        };
+        self.store.authz.create_role(&role).await?;
+        self.announce(
+            ctx,
+            "role.created",
+            format!("role/{}", role.id),
+            serde_json::json!({ "name": role.name }),
+        )
+        .await;
+        Ok(role)
+    }
+
+    pub async fn list_roles(
+        &self,
+        ctx: &RequestContext,
+        name: Option<&str>,
+        page: &PageRequest,
+    ) -> Result<Page<Role>> {
+        self.authorize(ctx, Action::RoleRead, Resource::Server)
+            .await?;
+        self.store.authz.list_roles(name, page).await
+    }
+
+    pub async fn get_role(&self, ctx: &RequestContext, id: uuid::Uuid) -> Result<Role> {
+        self.authorize(ctx, Action::RoleRead, Resource::Server)
+            .await?;
+        self.role(id).await
+    }
+
+    async fn role(&self, id: uuid::Uuid) -> Result<Role> {
+        self.store
+            .authz
+            .get_role(id)
+            .await?
+            .ok_or_else(|| Error::not_found(Entity::Role, format!("role {id} does not exist")))
+    }
+
+    pub async fn update_role(
+        &self,
+        ctx: &RequestContext,
+        id: uuid::Uuid,
+        name: &str,
+        description: Option<String>,
+    ) -> Result<Role> {
+        self.authorize(ctx, Action::RoleManage, Resource::Server)
+            .await?;
+        check_role_name(name, description.as_deref())?;
+        self.store
+            .authz
+            .update_role(id, name, description.as_deref(), now())
+            .await?;
+        self.announce(
+            ctx,
+            "role.updated",
+            format!("role/{id}"),
+            serde_json::json!({ "name": name }),
+        )
+        .await;
+        self.role(id).await
+    }
+
+    pub async fn delete_role(&self, ctx: &RequestContext, id: uuid::Uuid) -> Result<()> {
+        self.authorize(ctx, Action::RoleManage, Resource::Server)
+            .await?;
+        self.store.authz.delete_role(id).await?;
+        self.announce(
+            ctx,
+            "role.deleted",
+            format!("role/{id}"),
+            serde_json::json!({}),
+        )
+        .await;
+        Ok(())
+    }
+
+    /// The users and roles assigned to a role.
+    pub async fn role_assignees(
+        &self,
+        ctx: &RequestContext,
+        id: uuid::Uuid,
+    ) -> Result<Vec<Grantee>> {
+        self.authorize(ctx, Action::RoleRead, Resource::Server)
+            .await?;
+        self.role(id).await?;
+        let mut out: Vec<Grantee> = self
+            .store
+            .authz
+            .object_relationships("role", &id.to_string())
+            .await?
+            .iter()
+            .filter(|r| r.relation == "assignee")
+            .filter_map(Grantee::of)
+            .collect();
+        out.sort_by_key(ToString::to_string);
+        Ok(out)
+    }
+
+    /// Assigns and unassigns users and roles, atomically.
+    pub async fn update_role_assignees(
+        &self,
+        ctx: &RequestContext,
+        id: uuid::Uuid,
+        add: &[Grantee],
+        remove: &[Grantee],
+    ) -> Result<Vec<Grantee>> {
+        self.authorize(ctx, Action::RoleManage, Resource::Server)
+            .await?;
+        self.role(id).await?;
+        for grantee in add {
+            if let Grantee::Role(other) = grantee {
+                self.role(*other)
+                    .await
+                    .map_err(|_| Error::bad_request(format!("role {other} does not exist")))?;
+            }
+        }
+        let key = id.to_string();
+        let to_rel = |g: &Grantee| relationship("role", &key, "assignee", g);
+        let add: Vec<Relationship> = add.iter().map(to_rel).collect();
+        let remove: Vec<Relationship> = remove.iter().map(to_rel).collect();
+        self.store
+            .authz
+            .write_relationships(&add, &remove, now())
+            .await?;
+        self.announce(
+            ctx,
+            "role.assignees-updated",
+            format!("role/{id}"),
+            serde_json::json!({ "added": add.len(), "removed": remove.len() }),
+        )
+        .await;
+        self.role_assignees(ctx, id).await
+    }
+
+    /// Checks that grants may name `kind`/`id`: a type of the model whose object exists (projects
+    /// and warehouses are looked up; the server is this server).
+    async fn grant_object(&self, kind: &str, id: &str) -> Result<Resource> {
+        let bad = || Error::bad_request(format!("{kind}:{id} is not an object grants can name"));
+        match kind {
+            "server" => {
+                let info = self.bootstrapped().await?;
+                if id != info.server_id.to_string() {
+                    return Err(Error::not_found(
+                        Entity::Server,
+                        format!("server {id} is not this server"),
+                    ));
+                }
+                Ok(Resource::Server)
+            }
+            "project" => {
+                let project = ProjectId(uuid::Uuid::parse_str(id).map_err(|_| bad())?);
+                self.store
+                    .projects
+                    .get_project(project)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::not_found(Entity::Project, format!("project {id} does not exist"))
+                    })?;
+                Ok(Resource::Project(project))
+            }
+            "warehouse" => {
+                let warehouse = WarehouseId(uuid::Uuid::parse_str(id).map_err(|_| bad())?);
+                self.load_warehouse(warehouse).await?;
+                Ok(Resource::Warehouse(warehouse))
+            }
+            // Namespaces, tables and views are named by their ids; that they exist is not
+            // checked yet (a grant on an id that names nothing gives nothing).
+            "namespace" | "table" | "view" => {
+                uuid::Uuid::parse_str(id).map_err(|_| bad())?;
+                Ok(Resource::Server)
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// The grants on an object.
+    pub async fn grants(&self, ctx: &RequestContext, kind: &str, id: &str) -> Result<Vec<Grant>> {
+        let resource = self.grant_object(kind, id).await?;
+        self.authorize(ctx, Action::GrantsRead, resource).await?;
+        let mut out: Vec<Grant> = self
+            .store
+            .authz
+            .object_relationships(kind, id)
+            .await?
+            .iter()
+            .filter_map(|r| {
+                Some(Grant {
+                    grantee: Grantee::of(r)?,
+                    relation: r.relation.clone(),
+                })
+            })
+            .collect();
+        out.sort_by_key(|g| (g.grantee.to_string(), g.relation.clone()));
+        Ok(out)
+    }
+
+    /// Grants and revokes relations on an object, atomically. Each relation must be one the model
+    /// lets be granted on that type.
+    pub async fn update_grants(
+        &self,
+        ctx: &RequestContext,
+        kind: &str,
+        id: &str,
+        grant: &[Grant],
+        revoke: &[Grant],
+    ) -> Result<Vec<Grant>> {
+        let resource = self.grant_object(kind, id).await?;
+        self.authorize(ctx, Action::GrantsManage, resource).await?;
+        let model = Model::shared();
+        for g in grant.iter().chain(revoke) {
+            let (subject_type, _, subject_relation) = g.grantee.subject();
+            if !model.accepts(
+                kind,
+                &g.relation,
+                &subject_type,
+                subject_relation.as_deref(),
+            ) {
+                return Err(Error::bad_request(format!(
+                    "{:?} cannot be granted on a {kind} (grantable: {})",
+                    g.relation,
+                    model.grantable(kind).join(", ")
+                )));
+            }
+        }
+        for g in grant {
+            if let Grantee::Role(role) = &g.grantee {
+                self.role(*role)
+                    .await
+                    .map_err(|_| Error::bad_request(format!("role {role} does not exist")))?;
+            }
+        }
+        let to_rel = |g: &Grant| relationship(kind, id, &g.relation, &g.grantee);
+        let add: Vec<Relationship> = grant.iter().map(to_rel).collect();
+        let remove: Vec<Relationship> = revoke.iter().map(to_rel).collect();
+        self.store
+            .authz
+            .write_relationships(&add, &remove, now())
+            .await?;
+        self.announce(
+            ctx,
+            "grants.updated",
+            format!("{kind}/{id}"),
+            serde_json::json!({
+                "granted": grant.iter().map(|g| format!("{} {}", g.grantee, g.relation)).collect::<Vec<_>>(),
+                "revoked": revoke.iter().map(|g| format!("{} {}", g.grantee, g.relation)).collect::<Vec<_>>(),
+            }),
+        )
+        .await;
+        self.grants(ctx, kind, id).await
+    }
+}

@@ -1,0 +1,239 @@
+//! `AuthzStore`: roles and the relationships of the authorization model.
+
+macro_rules! stamp {
+    ($store:ty, $row:ty, $for_update:literal, $location_lock:literal) => {
+        use async_trait::async_trait;
+        use chrono::{DateTime, Utc};
+        use sqlx::Row as _;
+
+        use crate::error::{Entity, Error, Result};
+        use crate::model::{Page, PageRequest, Relationship, Role};
+        use crate::store::{AuthzStore, db_error, is_unique_violation, not_found};
+
+        fn role_from_row(row: &$row) -> Result<Role> {
+            let decode = |e| db_error("decoding a role", e);
+            Ok(Role {
+                id: row.try_get("id").map_err(decode)?,
+                name: row.try_get("name").map_err(decode)?,
+                description: row.try_get("description").map_err(decode)?,
+                created_at: row.try_get("created_at").map_err(decode)?,
+                updated_at: row.try_get("updated_at").map_err(decode)?,
+            })
+        }
+
+        fn role_taken(name: &str) -> Error {
+            Error::already_exists(Entity::Role, format!("a role named {name:?} exists"))
+        }
+
+        #[async_trait]
+        impl AuthzStore for $store {
+            async fn create_role(&self, role: &Role) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO roles (id, name, description, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                )
+                .bind(role.id)
+                .bind(&role.name)
+                .bind(&role.description)
+                .bind(role.created_at)
+                .bind(role.updated_at)
+                .execute(&self.write)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        role_taken(&role.name)
+                    } else {
+                        db_error("creating a role", e)
+                    }
+                })?;
+                Ok(())
+            }
+
+            async fn get_role(&self, id: uuid::Uuid) -> Result<Option<Role>> {
+                let row = sqlx::query(
+                    "SELECT id, name, description, created_at, updated_at FROM roles WHERE id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a role", e))?;
+                row.as_ref().map(role_from_row).transpose()
+            }
+
+            async fn list_roles(
+                &self,
+                name: Option<&str>,
+                page: &PageRequest,
+            ) -> Result<Page<Role>> {
+                let limit = page.limit.map(|l| i64::from(l) + 1).unwrap_or(i64::MAX);
+                let pattern = name.map(|n| {
+                    let escaped = n
+                        .to_lowercase()
+                        .replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_");
+                    format!("%{escaped}%")
+                });
+                let rows = sqlx::query(
+                    "SELECT id, name, description, created_at, updated_at FROM roles \
+                     WHERE name > $1 AND ($2 IS NULL OR LOWER(name) LIKE $2 ESCAPE '\\') \
+                     ORDER BY name LIMIT $3",
+                )
+                .bind(page.after.clone().unwrap_or_default())
+                .bind(pattern)
+                .bind(limit)
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error("listing roles", e))?;
+                let mut items = rows.iter().map(role_from_row).collect::<Result<Vec<_>>>()?;
+                let next = match page.limit {
+                    Some(l) if items.len() > l as usize => {
+                        items.truncate(l as usize);
+                        items.last().map(|r| r.name.clone())
+                    }
+                    _ => None,
+                };
+                Ok(Page { items, next })
+            }
+
+            async fn update_role(
+                &self,
+                id: uuid::Uuid,
+                name: &str,
+                description: Option<&str>,
+                at: DateTime<Utc>,
+            ) -> Result<()> {
+                let done = sqlx::query(
+                    "UPDATE roles SET name = $2, description = $3, updated_at = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(name)
+                .bind(description)
+                .bind(at)
+                .execute(&self.write)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        role_taken(name)
+                    } else {
+                        db_error("updating a role", e)
+                    }
+                })?;
+                if done.rows_affected() == 0 {
+                    return Err(not_found(Entity::Role, id));
+                }
+                Ok(())
+            }
+
+            async fn delete_role(&self, id: uuid::Uuid) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("deleting a role", e))?;
+                let done = sqlx::query("DELETE FROM roles WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error("deleting a role", e))?;
+                if done.rows_affected() == 0 {
+                    return Err(not_found(Entity::Role, id));
+                }
+                sqlx::query(
+                    "DELETE FROM relationships WHERE (object_type = 'role' AND object_id = $1) \
+                     OR (subject_type = 'role' AND subject_id = $1)",
+                )
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error("deleting a role's relationships", e))?;
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("deleting a role", e))
+            }
+
+            async fn write_relationships(
+                &self,
+                add: &[Relationship],
+                remove: &[Relationship],
+                at: DateTime<Utc>,
+            ) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("writing relationships", e))?;
+                for r in remove {
+                    sqlx::query(
+                        "DELETE FROM relationships WHERE object_type = $1 AND object_id = $2 \
+                         AND relation = $3 AND subject_type = $4 AND subject_id = $5 \
+                         AND subject_relation = $6",
+                    )
+                    .bind(&r.object_type)
+                    .bind(&r.object_id)
+                    .bind(&r.relation)
+                    .bind(&r.subject_type)
+                    .bind(&r.subject_id)
+                    .bind(r.subject_relation.as_deref().unwrap_or(""))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error("removing a relationship", e))?;
+                }
+                for r in add {
+                    sqlx::query(
+                        "INSERT INTO relationships (object_type, object_id, relation, subject_type, \
+                         subject_id, subject_relation, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(&r.object_type)
+                    .bind(&r.object_id)
+                    .bind(&r.relation)
+                    .bind(&r.subject_type)
+                    .bind(&r.subject_id)
+                    .bind(r.subject_relation.as_deref().unwrap_or(""))
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error("adding a relationship", e))?;
+                }
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("writing relationships", e))
+            }
+
+            async fn object_relationships(
+                &self,
+                object_type: &str,
+                object_id: &str,
+            ) -> Result<Vec<Relationship>> {
+                let rows = sqlx::query(
+                    "SELECT relation, subject_type, subject_id, subject_relation FROM relationships \
+                     WHERE object_type = $1 AND object_id = $2 \
+                     ORDER BY relation, subject_type, subject_id, subject_relation",
+                )
+                .bind(object_type)
+                .bind(object_id)
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error("reading relationships", e))?;
+                rows.iter()
+                    .map(|row| {
+                        let subject_relation: String = row.try_get("subject_relation")?;
+                        Ok(Relationship {
+                            object_type: object_type.to_string(),
+                            object_id: object_id.to_string(),
+                            relation: row.try_get("relation")?,
+                            subject_type: row.try_get("subject_type")?,
+                            subject_id: row.try_get("subject_id")?,
+                            subject_relation: (!subject_relation.is_empty())
+                                .then_some(subject_relation),
+                        })
+                    })
+                    .collect::<std::result::Result<_, sqlx::Error>>()
+                    .map_err(|e| db_error("decoding relationships", e))
+            }
+        }
+    };
+}
+
+pub(crate) use stamp;
