@@ -307,7 +307,7 @@ async fn roles_and_relationships_round_trip(store: Persistence, _db: &TestDb) {
     store
         .authz
         .write_relationships(
-            &[eng_selects.clone()],
+            std::slice::from_ref(&eng_selects),
             &[rel(("warehouse", "w1"), "modify", ("user", "nobody", None))],
             now(),
         )
