@@ -297,3 +297,75 @@ impl Authenticator for TokenAuthenticator {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn authenticator(leeway: u64) -> TokenAuthenticator {
+        TokenAuthenticator {
+            providers: Vec::new(),
+            leeway,
+            cache: RwLock::new(TokenCache::default()),
+        }
+    }
+
+    fn someone() -> Principal {
+        Principal::User(Arc::new(Identity {
+            id: "idp~someone".into(),
+            provider: "idp".into(),
+            subject: "someone".into(),
+            name: None,
+            email: None,
+            kind: UserKind::Human,
+            roles: Vec::new(),
+        }))
+    }
+
+    #[test]
+    fn the_cache_never_serves_an_expired_or_stale_token() {
+        let now = chrono::Utc::now().timestamp();
+        let auth = authenticator(0);
+        auth.remember("fresh", &someone(), now + 3600);
+        auth.remember("expired", &someone(), now - 1);
+        assert_eq!(auth.cached("fresh"), Some(someone()));
+        assert_eq!(auth.cached("expired"), None);
+        assert_eq!(auth.cached("never-seen"), None);
+        // Trusted for CACHE_SECS at most, whatever the token's own expiry.
+        auth.cache
+            .write()
+            .unwrap()
+            .entries
+            .get_mut("fresh")
+            .unwrap()
+            .until = now - 1;
+        assert_eq!(auth.cached("fresh"), None);
+        // An expiry at the end of time does not overflow.
+        auth.remember("forever", &someone(), i64::MAX);
+        assert_eq!(auth.cached("forever"), Some(someone()));
+        // The leeway keeps a just-expired token.
+        let lenient = authenticator(60);
+        lenient.remember("just-expired", &someone(), now - 10);
+        assert_eq!(lenient.cached("just-expired"), Some(someone()));
+    }
+
+    #[test]
+    fn the_cache_is_bounded_by_entries_and_bytes() {
+        let now = chrono::Utc::now().timestamp();
+        let auth = authenticator(0);
+        let big = "x".repeat(token::MAX_TOKEN_BYTES);
+        for i in 0..(CACHE_BYTES / big.len() + 10) {
+            auth.remember(&format!("{i}{big}"), &someone(), now + 3600);
+            let cache = auth.cache.read().unwrap();
+            assert!(cache.bytes <= CACHE_BYTES, "{} bytes", cache.bytes);
+            assert_eq!(
+                cache.bytes,
+                cache.entries.keys().map(|k| k.len()).sum::<usize>()
+            );
+        }
+        for i in 0..(CACHE_ENTRIES + 10) {
+            auth.remember(&format!("t{i}"), &someone(), now + 3600);
+        }
+        assert!(auth.cache.read().unwrap().entries.len() <= CACHE_ENTRIES);
+    }
+}
