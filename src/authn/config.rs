@@ -85,6 +85,11 @@ pub struct ProviderConfig {
     /// A PEM file of CA certificates to trust for the provider's HTTPS (a cluster's CA).
     #[serde(default, alias = "ca-cert-file")]
     pub ca_cert_file: Option<PathBuf>,
+    /// Where the provider's keys are, when discovery should not be asked (a Kubernetes API server
+    /// whose discovery names an address Floe cannot reach, e.g.
+    /// `https://kubernetes.default.svc/openid/v1/jwks`). Unset: from discovery.
+    #[serde(default, alias = "jwks-uri")]
+    pub jwks_uri: Option<String>,
     /// A file holding a bearer token sent with discovery and key requests (a Kubernetes API
     /// server that does not serve discovery anonymously); read at every fetch.
     #[serde(default, alias = "fetch-token-file")]
@@ -113,9 +118,23 @@ impl ProviderConfig {
         if self.kubernetes_subject.is_some() && self.kind != ProviderKind::Kubernetes {
             bail!("authn.providers.{id}.kubernetes_subject is for kind \"kubernetes\" only");
         }
-        if self.fetch_token_file.is_some() && !self.issuer.starts_with("https://") {
+        if let Some(uri) = &self.jwks_uri
+            && !(uri.starts_with("https://")
+                || (uri.starts_with("http://") && self.issuer.starts_with("http://")))
+        {
             bail!(
-                "authn.providers.{id}.fetch_token_file needs an https issuer (it sends a credential)"
+                "authn.providers.{id}.jwks_uri must be an https URL (http only with an http issuer)"
+            );
+        }
+        if self.fetch_token_file.is_some()
+            && !(self.issuer.starts_with("https://")
+                && self
+                    .jwks_uri
+                    .as_deref()
+                    .is_none_or(|u| u.starts_with("https://")))
+        {
+            bail!(
+                "authn.providers.{id}.fetch_token_file needs an https issuer and jwks_uri (it sends a credential)"
             );
         }
         if self.subject_claims.iter().any(String::is_empty) {

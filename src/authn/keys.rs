@@ -55,6 +55,8 @@ struct State {
 /// The keys of one provider and the means to fetch them.
 pub(super) struct ProviderKeys {
     issuer: String,
+    /// The configured key set URL, if discovery is skipped.
+    jwks_uri: Option<String>,
     fetch_token_file: Option<std::path::PathBuf>,
     http: reqwest::Client,
     refetch_interval: Duration,
@@ -89,6 +91,7 @@ impl ProviderKeys {
         }
         Ok(ProviderKeys {
             issuer: config.issuer.clone(),
+            jwks_uri: config.jwks_uri.clone(),
             fetch_token_file: config.fetch_token_file.clone(),
             http: http.build()?,
             refetch_interval,
@@ -178,6 +181,28 @@ impl ProviderKeys {
     }
 
     async fn load(&self) -> Result<Vec<Key>, String> {
+        let discovered;
+        let jwks_uri = match &self.jwks_uri {
+            Some(configured) => configured.as_str(),
+            None => {
+                discovered = self.discover().await?;
+                discovered.as_str()
+            }
+        };
+        let set: serde_json::Value = self.get_json(jwks_uri).await?;
+        let entries = set
+            .get("keys")
+            .and_then(|v| v.as_array())
+            .ok_or("the key set has no `keys` list")?;
+        let keys: Vec<Key> = entries.iter().filter_map(usable_key).collect();
+        if keys.is_empty() {
+            return Err("the key set holds no usable signing key".into());
+        }
+        Ok(keys)
+    }
+
+    /// The `jwks_uri` the issuer's discovery document names.
+    async fn discover(&self) -> Result<String, String> {
         let discovery_url = format!(
             "{}/.well-known/openid-configuration",
             self.issuer.trim_end_matches('/')
@@ -205,23 +230,19 @@ impl ProviderKeys {
                 "the discovery document's jwks_uri is not an http(s) URL".into()
             });
         }
-        let set: serde_json::Value = self.get_json(jwks_uri).await?;
-        let entries = set
-            .get("keys")
-            .and_then(|v| v.as_array())
-            .ok_or("the key set has no `keys` list")?;
-        let keys: Vec<Key> = entries.iter().filter_map(usable_key).collect();
-        if keys.is_empty() {
-            return Err("the key set holds no usable signing key".into());
-        }
-        Ok(keys)
+        Ok(jwks_uri.to_string())
     }
 
     async fn get_json(&self, url: &str) -> Result<serde_json::Value, String> {
         let mut request = self.http.get(url).header("accept", "application/json");
-        // Floe's own credential goes to the issuer's origin only (over https: checked at start).
+        // Floe's own credential goes to the issuer's origin, or the configured key set's, only
+        // (over https: checked at start), never where a discovery document points.
         if let Some(file) = &self.fetch_token_file
-            && same_origin(url, &self.issuer)
+            && (same_origin(url, &self.issuer)
+                || self
+                    .jwks_uri
+                    .as_deref()
+                    .is_some_and(|u| same_origin(url, u)))
         {
             let token = std::fs::read_to_string(file)
                 .map_err(|e| format!("reading the fetch token file: {e}"))?;

@@ -418,7 +418,10 @@ class Idp:
         return self._post(form)
 
     def jwks_hits(self):
-        return json.loads(urllib.request.urlopen(f"{self.issuer}/test/stats").read())["jwks"]
+        return self.stats()["jwks"]
+
+    def stats(self):
+        return json.loads(urllib.request.urlopen(f"{self.issuer}/test/stats").read())
 
     def jwks(self):
         return json.loads(urllib.request.urlopen(f"{self.issuer}/jwks").read())

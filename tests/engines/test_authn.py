@@ -274,6 +274,17 @@ def test_required_scopes_and_subject_claims(idp):
         floe.stop()
 
 
+def test_a_configured_jwks_uri_skips_discovery(idp):
+    # As for a Kubernetes API server whose discovery names an address Floe cannot reach.
+    before = idp.stats()["discovery"]
+    floe = Floe("sqlite", config=authn_config(idp, extra_provider=f'jwks-uri = "{idp.issuer}/jwks"'))
+    try:
+        assert whoami(floe, idp.user_token("nina"))["id"] == "idp~nina"
+        assert idp.stats()["discovery"] == before
+    finally:
+        floe.stop()
+
+
 def test_kubernetes_service_account_tokens(idp):
     # The provider serves OpenID discovery as a cluster's API server does for its service-account
     # issuer; the tokens carry the projected-token claims.

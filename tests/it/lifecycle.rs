@@ -509,6 +509,14 @@ fn the_binary_rejects_bad_settings_with_their_names() {
             "[[authn.providers]]\nid = \"idp\"\nkind = \"oidc\"\nissuer = \"https://idp.example\"\naudiences = [\"floe\"]\nkubernetes-subject = \"uid\"\n",
             "kubernetes",
         ),
+        (
+            "[[authn.providers]]\nid = \"k8s\"\nkind = \"kubernetes\"\nissuer = \"https://k8s.example\"\naudiences = [\"floe\"]\njwks-uri = \"http://k8s.example/keys\"\n",
+            "jwks_uri",
+        ),
+        (
+            "[[authn.providers]]\nid = \"k8s\"\nkind = \"kubernetes\"\nissuer = \"http://k8s.example\"\naudiences = [\"floe\"]\nfetch-token-file = \"/var/run/token\"\n",
+            "fetch_token_file",
+        ),
     ] {
         let file = dir.path().join("authn.toml");
         std::fs::write(&file, toml).unwrap();

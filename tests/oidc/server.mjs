@@ -9,7 +9,8 @@
 //
 // Audiences (resource indicators): `urn:floe:catalog` (RS256, the default when a client names
 // none), `urn:floe:catalog:ps256`, `urn:floe:catalog:es256`, `urn:floe:catalog:eddsa`, each
-// signed with that algorithm, and `urn:floe:other` (RS256). `GET /test/stats` answers {"jwks": <requests to the JWKS so far>}.
+// signed with that algorithm, and `urn:floe:other` (RS256). `GET /test/stats` answers
+// {"jwks": <requests to the JWKS so far>, "discovery": <requests for the discovery document>}.
 import { createServer } from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
 
@@ -122,12 +123,14 @@ provider.registerGrantType(
 );
 
 let jwksHits = 0;
+let discoveryHits = 0;
 provider.use(async (ctx, next) => {
   if (ctx.path === '/test/stats') {
-    ctx.body = { jwks: jwksHits };
+    ctx.body = { jwks: jwksHits, discovery: discoveryHits };
     return;
   }
   if (ctx.path === '/jwks') jwksHits += 1;
+  if (ctx.path === '/.well-known/openid-configuration') discoveryHits += 1;
   await next();
 });
 
