@@ -336,6 +336,13 @@ impl Tuples for MemoryTuples {
 /// The deepest chain of relations followed (OpenFGA's default resolution depth).
 const MAX_DEPTH: usize = 25;
 
+/// A check that needed more than [`MAX_DEPTH`] steps. Callers deny: an answer was not found, and
+/// inside a difference (`but not`) a guess could turn into an allow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DepthExceeded;
+
+type Step = (String, String, String);
+
 /// Evaluates checks on a model over a set of relationships.
 pub struct Evaluator<'a, T: Tuples> {
     pub model: &'a Model,
@@ -344,19 +351,31 @@ pub struct Evaluator<'a, T: Tuples> {
 
 impl<T: Tuples> Evaluator<'_, T> {
     /// Whether `user` (an object or a userset) has `relation` on `object`. An unknown relation
-    /// is `false`.
-    pub fn check(&self, user: &Subject, relation: &str, object: &Subject) -> bool {
+    /// is `false`; a cycle in the relationships is not a path (`false`, as OpenFGA answers).
+    pub fn check(
+        &self,
+        user: &Subject,
+        relation: &str,
+        object: &Subject,
+    ) -> Result<bool, DepthExceeded> {
         let mut path = Vec::new();
         self.check_at(user, relation, &object.kind, &object.id, &mut path)
     }
 
     /// The ids of the objects of `kind` on which `user` has `relation`.
-    pub fn list_objects(&self, user: &Subject, kind: &str, relation: &str) -> Vec<String> {
-        self.tuples
-            .objects_of(kind)
-            .into_iter()
-            .filter(|id| self.check(user, relation, &Subject::object(kind, id)))
-            .collect()
+    pub fn list_objects(
+        &self,
+        user: &Subject,
+        kind: &str,
+        relation: &str,
+    ) -> Result<Vec<String>, DepthExceeded> {
+        let mut out = Vec::new();
+        for id in self.tuples.objects_of(kind) {
+            if self.check(user, relation, &Subject::object(kind, &id))? {
+                out.push(id);
+            }
+        }
+        Ok(out)
     }
 
     fn check_at(
@@ -365,18 +384,21 @@ impl<T: Tuples> Evaluator<'_, T> {
         relation: &str,
         kind: &str,
         id: &str,
-        path: &mut Vec<(String, String, String)>,
-    ) -> bool {
+        path: &mut Vec<Step>,
+    ) -> Result<bool, DepthExceeded> {
         // A userset holds itself: `role:eng#assignee` is an assignee of role:eng.
         if user.kind == kind && user.id == id && user.relation.as_deref() == Some(relation) {
-            return true;
+            return Ok(true);
         }
         let Some(rewrite) = self.model.types.get(kind).and_then(|r| r.get(relation)) else {
-            return false;
+            return Ok(false);
         };
         let step = (kind.to_string(), id.to_string(), relation.to_string());
-        if path.len() >= MAX_DEPTH || path.contains(&step) {
-            return false;
+        if path.contains(&step) {
+            return Ok(false);
+        }
+        if path.len() >= MAX_DEPTH {
+            return Err(DepthExceeded);
         }
         path.push(step);
         let found = self.rewrite(user, rewrite, relation, kind, id, path);
@@ -391,36 +413,63 @@ impl<T: Tuples> Evaluator<'_, T> {
         relation: &str,
         kind: &str,
         id: &str,
-        path: &mut Vec<(String, String, String)>,
-    ) -> bool {
+        path: &mut Vec<Step>,
+    ) -> Result<bool, DepthExceeded> {
         match rewrite {
-            Rewrite::This => self
-                .tuples
-                .subjects(kind, id, relation)
-                .iter()
-                .any(|subject| {
-                    subject == user
-                        || subject.relation.as_deref().is_some_and(|r| {
-                            self.check_at(user, r, &subject.kind, &subject.id, path)
-                        })
-                }),
-            Rewrite::Computed(other) => self.check_at(user, other, kind, id, path),
-            Rewrite::TupleToUserset { tupleset, computed } => self
-                .tuples
-                .subjects(kind, id, tupleset)
-                .iter()
-                .filter(|s| s.relation.is_none() && self.model.has_relation(&s.kind, computed))
-                .any(|s| self.check_at(user, computed, &s.kind, &s.id, path)),
-            Rewrite::Union(children) => children
-                .iter()
-                .any(|c| self.rewrite(user, c, relation, kind, id, path)),
-            Rewrite::Intersection(children) => children
-                .iter()
-                .all(|c| self.rewrite(user, c, relation, kind, id, path)),
-            Rewrite::Difference(base, subtract) => {
-                self.rewrite(user, base, relation, kind, id, path)
-                    && !self.rewrite(user, subtract, relation, kind, id, path)
+            Rewrite::This => {
+                for subject in self.tuples.subjects(kind, id, relation) {
+                    // Tuples of subject types the model does not allow here are ignored, as
+                    // OpenFGA ignores them.
+                    if !self.model.accepts(
+                        kind,
+                        relation,
+                        &subject.kind,
+                        subject.relation.as_deref(),
+                    ) {
+                        continue;
+                    }
+                    if subject == *user {
+                        return Ok(true);
+                    }
+                    if let Some(r) = subject.relation.as_deref()
+                        && self.check_at(user, r, &subject.kind, &subject.id, path)?
+                    {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
             }
+            Rewrite::Computed(other) => self.check_at(user, other, kind, id, path),
+            Rewrite::TupleToUserset { tupleset, computed } => {
+                for s in self.tuples.subjects(kind, id, tupleset) {
+                    if s.relation.is_none()
+                        && self.model.has_relation(&s.kind, computed)
+                        && self.check_at(user, computed, &s.kind, &s.id, path)?
+                    {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Rewrite::Union(children) => {
+                for c in children {
+                    if self.rewrite(user, c, relation, kind, id, path)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Rewrite::Intersection(children) => {
+                for c in children {
+                    if !self.rewrite(user, c, relation, kind, id, path)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Rewrite::Difference(base, subtract) => Ok(self
+                .rewrite(user, base, relation, kind, id, path)?
+                && !self.rewrite(user, subtract, relation, kind, id, path)?),
         }
     }
 }

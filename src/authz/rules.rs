@@ -71,11 +71,14 @@ pub fn requirement(action: Action) -> Requirement {
         A::ProjectList | A::WarehouseList | A::NamespaceList | A::TableList | A::ViewList => {
             Requirement::Filtered
         }
-        A::ProjectRead => on("browse", &[T::Project]),
+        // Reading an object's record (a warehouse's storage, a namespace's properties) needs
+        // `describe`; `browse` (seeing that it exists, to navigate) is what lists filter by.
+        A::ProjectRead => on("describe", &[T::Project]),
         A::ProjectRename => on("can_rename", &[T::Project]),
         A::ProjectDelete => on("can_delete", &[T::Project]),
         A::WarehouseCreate => on("can_create", &[T::Project]),
-        A::WarehouseRead | A::CatalogReadConfig => on("browse", &[T::Warehouse]),
+        A::WarehouseRead => on("describe", &[T::Warehouse]),
+        A::CatalogReadConfig => on("browse", &[T::Warehouse]),
         A::WarehouseRename => on("can_rename", &[T::Warehouse]),
         A::WarehouseUpdateStorage => on("can_update_storage", &[T::Warehouse]),
         A::WarehouseDelete => on("can_delete", &[T::Warehouse]),
@@ -88,7 +91,7 @@ pub fn requirement(action: Action) -> Requirement {
         | A::TableRegister
         | A::ViewCreate
         | A::ViewRegister => on("can_create", &[T::Warehouse, T::Namespace]),
-        A::NamespaceRead => on("browse", &[T::Namespace]),
+        A::NamespaceRead => on("describe", &[T::Namespace]),
         A::NamespaceUpdateProperties => on("can_update_properties", &[T::Namespace]),
         A::NamespaceDrop => on("can_drop", &[T::Namespace]),
         A::TableRead => on("can_load", &[T::Table]),

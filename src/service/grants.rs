@@ -23,10 +23,18 @@ impl Grantee {
     pub fn parse(s: &str) -> Result<Grantee> {
         match s.split_once(':') {
             Some(("user", id)) => {
-                let valid = id
-                    .split_once('~')
-                    .is_some_and(|(p, sub)| !p.is_empty() && !sub.is_empty() && sub.len() <= 256)
-                    && !id.chars().any(char::is_control);
+                // `<provider>~<subject>`: the provider as configured ids are, the subject
+                // printable and without `#` (which would read as a userset), 512 bytes in all.
+                let valid = id.len() <= 512
+                    && id.split_once('~').is_some_and(|(p, sub)| {
+                        !p.is_empty()
+                            && p.chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                            && !sub.is_empty()
+                            && !sub
+                                .chars()
+                                .any(|c| c.is_control() || c.is_whitespace() || c == '#')
+                    });
                 if !valid {
                     return Err(Error::bad_request(format!(
                         "{s:?} is not a user: `user:<provider>~<subject>`"
@@ -76,6 +84,10 @@ pub struct Grant {
     pub grantee: Grantee,
     pub relation: String,
 }
+
+/// Grants and revokes (or assignees added and removed) in one request, as OpenFGA allows in one
+/// write.
+const MAX_CHANGES: usize = 100;
 
 fn relationship(kind: &str, id: &str, relation: &str, grantee: &Grantee) -> Relationship {
     let (subject_type, subject_id, subject_relation) = grantee.subject();
@@ -233,6 +245,16 @@ impl Services {
         self.authorize(ctx, Action::RoleManage, Resource::Server)
             .await?;
         self.role(id).await?;
+        if add.len() + remove.len() > MAX_CHANGES {
+            return Err(Error::bad_request(format!(
+                "at most {MAX_CHANGES} assignees added and removed in one request"
+            )));
+        }
+        if let Some(both) = add.iter().find(|g| remove.contains(g)) {
+            return Err(Error::bad_request(format!(
+                "{both} is both added and removed"
+            )));
+        }
         for grantee in add {
             if let Grantee::Role(other) = grantee {
                 self.role(*other)
@@ -259,19 +281,20 @@ impl Services {
     }
 
     /// Checks that grants may name `kind`/`id`: a type of the model whose object exists (projects
-    /// and warehouses are looked up; the server is this server).
-    async fn grant_object(&self, kind: &str, id: &str) -> Result<Resource> {
+    /// and warehouses are looked up; the server is this server). Returns the resource and the id
+    /// in its one stored form (a UUID's hyphenated lower case, however the caller wrote it).
+    async fn grant_object(&self, kind: &str, id: &str) -> Result<(Resource, String)> {
         let bad = || Error::bad_request(format!("{kind}:{id} is not an object grants can name"));
         match kind {
             "server" => {
                 let info = self.bootstrapped().await?;
-                if id != info.server_id.to_string() {
+                if uuid::Uuid::parse_str(id).ok() != Some(info.server_id) {
                     return Err(Error::not_found(
                         Entity::Server,
                         format!("server {id} is not this server"),
                     ));
                 }
-                Ok(Resource::Server)
+                Ok((Resource::Server, info.server_id.to_string()))
             }
             "project" => {
                 let project = ProjectId(uuid::Uuid::parse_str(id).map_err(|_| bad())?);
@@ -282,18 +305,18 @@ impl Services {
                     .ok_or_else(|| {
                         Error::not_found(Entity::Project, format!("project {id} does not exist"))
                     })?;
-                Ok(Resource::Project(project))
+                Ok((Resource::Project(project), project.0.to_string()))
             }
             "warehouse" => {
                 let warehouse = WarehouseId(uuid::Uuid::parse_str(id).map_err(|_| bad())?);
                 self.load_warehouse(warehouse).await?;
-                Ok(Resource::Warehouse(warehouse))
+                Ok((Resource::Warehouse(warehouse), warehouse.0.to_string()))
             }
             // Namespaces, tables and views are named by their ids; that they exist is not
             // checked yet (a grant on an id that names nothing gives nothing).
             "namespace" | "table" | "view" => {
-                uuid::Uuid::parse_str(id).map_err(|_| bad())?;
-                Ok(Resource::Server)
+                let id = uuid::Uuid::parse_str(id).map_err(|_| bad())?;
+                Ok((Resource::Server, id.to_string()))
             }
             _ => Err(bad()),
         }
@@ -301,7 +324,8 @@ impl Services {
 
     /// The grants on an object.
     pub async fn grants(&self, ctx: &RequestContext, kind: &str, id: &str) -> Result<Vec<Grant>> {
-        let resource = self.grant_object(kind, id).await?;
+        let (resource, id) = self.grant_object(kind, id).await?;
+        let id = id.as_str();
         self.authorize(ctx, Action::GrantsRead, resource).await?;
         let mut out: Vec<Grant> = self
             .store
@@ -330,8 +354,20 @@ impl Services {
         grant: &[Grant],
         revoke: &[Grant],
     ) -> Result<Vec<Grant>> {
-        let resource = self.grant_object(kind, id).await?;
+        let (resource, id) = self.grant_object(kind, id).await?;
+        let id = id.as_str();
         self.authorize(ctx, Action::GrantsManage, resource).await?;
+        if grant.len() + revoke.len() > MAX_CHANGES {
+            return Err(Error::bad_request(format!(
+                "at most {MAX_CHANGES} grants and revokes in one request"
+            )));
+        }
+        if let Some(both) = grant.iter().find(|g| revoke.contains(g)) {
+            return Err(Error::bad_request(format!(
+                "{} {} is both granted and revoked",
+                both.grantee, both.relation
+            )));
+        }
         let model = Model::shared();
         for g in grant.iter().chain(revoke) {
             let (subject_type, _, subject_relation) = g.grantee.subject();

@@ -425,7 +425,7 @@ pub trait UserStore: Send + Sync {
     /// Users by id; `name` filters (case-insensitive substring of the name or id); `after` is the
     /// id to continue after.
     async fn list_users(&self, name: Option<&str>, page: &PageRequest) -> Result<Page<User>>;
-    /// `NotFound(User)`.
+    /// Deletes the user and their grants and role assignments. `NotFound(User)`.
     async fn delete_user(&self, id: &str) -> Result<()>;
 }
 

@@ -237,6 +237,69 @@ async fn grants_follow_the_model(backend: Backend) {
         .unwrap();
     assert_eq!(revoked["grants"].as_array().unwrap().len(), 2);
 
+    // A UUID is one object however it is written.
+    let upper = format!(
+        "/management/v1/grants/warehouse/{}",
+        warehouse.to_uppercase()
+    );
+    let braced = format!("/management/v1/grants/warehouse/{{{warehouse}}}");
+    app.post(
+        &upper,
+        &json!({"grant": [{"subject": "user:idp~erin", "relation": "describe"}]}),
+    )
+    .await;
+    let seen: Value = app.get(&path).await.json().await.unwrap();
+    assert!(
+        seen["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["subject"] == "user:idp~erin")
+    );
+    app.post(
+        &braced,
+        &json!({"revoke": [{"subject": "user:idp~erin", "relation": "describe"}]}),
+    )
+    .await;
+    let gone: Value = app.get(&path).await.json().await.unwrap();
+    assert!(
+        !gone["grants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["subject"] == "user:idp~erin")
+    );
+    // Malformed requests change nothing.
+    let both = json!({"subject": "user:idp~erin", "relation": "select"});
+    expect_error(
+        app.post(&path, &json!({"grant": [both], "revoke": [both]}))
+            .await,
+        400,
+    )
+    .await;
+    let many: Vec<Value> = (0..101)
+        .map(|i| json!({"subject": format!("user:idp~u{i}"), "relation": "select"}))
+        .collect();
+    expect_error(app.post(&path, &json!({"grant": many})).await, 400).await;
+    for subject in [
+        "user:idp~a#b",
+        "user:idp~a b",
+        "user:i d~a",
+        "user:~a",
+        &format!("user:idp~{}", "x".repeat(600)),
+    ] {
+        expect_error(
+            app.post(
+                &path,
+                &json!({"grant": [{"subject": subject, "relation": "select"}]}),
+            )
+            .await,
+            400,
+        )
+        .await;
+    }
+    assert_eq!(app.get(&path).await.json::<Value>().await.unwrap(), gone);
+
     // Objects: unknown types, malformed and unknown ids.
     let unknown = uuid::Uuid::now_v7();
     expect_error(

@@ -459,7 +459,33 @@ async fn users_are_recorded_listed_and_deleted(store: Persistence, _db: &TestDb)
             .len()
             == 1
     );
+    // A deleted user's grants go with them.
+    let grant = Relationship {
+        object_type: "warehouse".into(),
+        object_id: "w1".into(),
+        relation: "select".into(),
+        subject_type: "user".into(),
+        subject_id: "idp~bob".into(),
+        subject_relation: None,
+    };
+    let other = Relationship {
+        subject_id: "idp~alice".into(),
+        ..grant.clone()
+    };
+    store
+        .authz
+        .write_relationships(&[grant, other.clone()], &[], now())
+        .await
+        .unwrap();
     store.users.delete_user("idp~bob").await.unwrap();
+    assert_eq!(
+        store
+            .authz
+            .object_relationships("warehouse", "w1")
+            .await
+            .unwrap(),
+        [other]
+    );
     let err = store.users.delete_user("idp~bob").await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::User));
     assert!(store.users.get_user("idp~bob").await.unwrap().is_none());

@@ -103,15 +103,29 @@ macro_rules! stamp {
             }
 
             async fn delete_user(&self, id: &str) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("deleting a user", e))?;
                 let done = sqlx::query("DELETE FROM users WHERE id = $1")
                     .bind(id)
-                    .execute(&self.write)
+                    .execute(&mut *tx)
                     .await
                     .map_err(|e| db_error("deleting a user", e))?;
                 if done.rows_affected() == 0 {
                     return Err(not_found(Entity::User, id));
                 }
-                Ok(())
+                // Their grants and role assignments go with them: a user recorded again later
+                // starts with none.
+                sqlx::query(
+                    "DELETE FROM relationships WHERE subject_type = 'user' AND subject_id = $1",
+                )
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error("deleting a user's grants", e))?;
+                tx.commit().await.map_err(|e| db_error("deleting a user", e))
             }
         }
     };
