@@ -308,12 +308,16 @@ pub enum AuthzBackend {
 #[serde(default, deny_unknown_fields)]
 pub struct AuthzConfig {
     pub backend: AuthzBackend,
+    /// Identity-provider roles (a provider's `roles-claim` values) that make a caller an
+    /// assignee of a Floe role, evaluated from the token on each request.
+    pub role_mappings: Vec<crate::authz::roles::RoleMapping>,
 }
 
 impl Default for AuthzConfig {
     fn default() -> Self {
         AuthzConfig {
             backend: AuthzBackend::AllowAll,
+            role_mappings: Vec::new(),
         }
     }
 }
@@ -417,6 +421,14 @@ impl Config {
             crate::secrets::parse_key(key).context("secrets.encryption_key")?;
         }
         self.authn.validate()?;
+        for mapping in &self.authz.role_mappings {
+            mapping.validate()?;
+            if let Some(provider) = &mapping.provider
+                && !self.authn.providers.iter().any(|p| &p.id == provider)
+            {
+                bail!("authz.role_mappings: provider {provider:?} is not configured");
+            }
+        }
         Ok(())
     }
 

@@ -80,7 +80,8 @@ impl Floe {
                     .map(|p| p.id.clone())
                     .collect(),
                 config.authn.admins.clone(),
-            );
+            )
+            .with_role_mappings(config.authz.role_mappings.clone());
         if let Some(url) = &config.server.public_url {
             services = services.with_catalog_url(format!("{}/catalog", url.trim_end_matches('/')));
         }

@@ -68,6 +68,8 @@ pub struct WhoamiResponse {
     pub user: Option<UserResponse>,
     /// What the provider's `roles-claim` holds.
     pub roles: Vec<String>,
+    /// The Floe roles those map to (`authz.role_mappings`): names of existing roles.
+    pub mapped_roles: Vec<String>,
     pub server_admin: bool,
 }
 
@@ -82,6 +84,7 @@ async fn whoami(State(state): State<AppState>, Ctx(ctx): Ctx) -> ApiResult<Json<
         provider: me.provider,
         user: me.user.map(UserResponse::from),
         roles: me.roles,
+        mapped_roles: me.mapped_roles.into_iter().map(|r| r.name).collect(),
         server_admin: me.server_admin,
     }))
 }

@@ -5,6 +5,7 @@
 //! Depends on `model` and `authn::Principal` only.
 
 pub mod fga;
+pub mod roles;
 pub mod rules;
 
 use async_trait::async_trait;

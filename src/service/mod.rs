@@ -111,6 +111,8 @@ pub struct ServicesInner {
     admins: Vec<String>,
     /// The ids of the configured identity providers (users are `<provider>~<subject>`).
     providers: Vec<String>,
+    /// IdP roles that make callers assignees of Floe roles.
+    role_mappings: Vec<crate::authz::roles::RoleMapping>,
 }
 
 impl Services {
@@ -134,6 +136,7 @@ impl Services {
             local_roots: warehouses::LocalRoots::default(),
             admins: Vec::new(),
             providers: Vec::new(),
+            role_mappings: Vec::new(),
         }))
     }
 
@@ -142,6 +145,13 @@ impl Services {
         let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
         inner.providers = providers;
         inner.admins = admins;
+        self
+    }
+
+    /// Sets which IdP roles make callers assignees of which Floe roles.
+    pub fn with_role_mappings(mut self, mappings: Vec<crate::authz::roles::RoleMapping>) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.role_mappings = mappings;
         self
     }
 

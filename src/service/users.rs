@@ -17,6 +17,8 @@ pub struct Whoami {
     pub user: Option<User>,
     pub provider: Option<String>,
     pub roles: Vec<String>,
+    /// The Floe roles those IdP roles map to (`authz.role_mappings`), of those that exist.
+    pub mapped_roles: Vec<crate::model::Role>,
     pub server_admin: bool,
 }
 
@@ -102,15 +104,35 @@ impl Services {
                 user: None,
                 provider: None,
                 roles: Vec::new(),
+                mapped_roles: Vec::new(),
                 server_admin: false,
             });
         };
         // Recorded by the request's own authentication; read back for its dates.
         let user = self.store.users.get_user(&identity.id).await?;
+        let names = crate::authz::roles::mapped_roles(
+            &self.role_mappings,
+            &identity.provider,
+            &identity.roles,
+        );
+        let mapped_roles = if names.is_empty() {
+            Vec::new()
+        } else {
+            let all = self
+                .store
+                .authz
+                .list_roles(None, &PageRequest::all())
+                .await?;
+            names
+                .iter()
+                .filter_map(|n| all.items.iter().find(|r| &r.name == n).cloned())
+                .collect()
+        };
         Ok(Whoami {
             user,
             provider: Some(identity.provider.clone()),
             roles: identity.roles.clone(),
+            mapped_roles,
             server_admin: self.is_server_admin(&ctx.principal).await?,
         })
     }

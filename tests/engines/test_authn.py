@@ -257,6 +257,33 @@ def test_rsa_pss_ecdsa_and_eddsa_signatures_verify(secure_floe, idp, audience):
     assert whoami(secure_floe, token)["id"] == "idp~sig-user"
 
 
+def test_idp_roles_map_to_floe_roles_per_token(idp):
+    config = authn_config(idp, extra_provider='roles-claim = "groups"') + """
+[authz]
+role_mappings = [
+    { matches = "team-*", role = "analysts" },
+    { provider = "idp", matches = "admins", role = "operators" },
+    { matches = "ghosts", role = "nobody-made-this-role" },
+]
+"""
+    floe = Floe("sqlite", config=config, token=idp.token())
+    try:
+        admin = {"authorization": f"Bearer {idp.token()}"}
+        for name in ["analysts", "operators", "unrelated"]:
+            response = requests.post(f"{floe.base}/management/v1/roles", json={"name": name}, headers=admin)
+            assert response.status_code == 201, response.text
+        token = idp.user_token("olive", claims={"groups": ["team-analytics", "admins", "ghosts", "eng"]})
+        me = whoami(floe, token)
+        assert me["roles"] == ["team-analytics", "admins", "ghosts", "eng"]
+        assert me["mapped-roles"] == ["analysts", "operators"]
+        # The next token says otherwise: the mapping follows it, no sync needed.
+        later = idp.user_token("olive", claims={"groups": ["team-x"]})
+        assert whoami(floe, later)["mapped-roles"] == ["analysts"]
+        assert whoami(floe, idp.user_token("olive"))["mapped-roles"] == []
+    finally:
+        floe.stop()
+
+
 def test_required_scopes_and_subject_claims(idp):
     config = authn_config(
         idp,

@@ -517,6 +517,14 @@ fn the_binary_rejects_bad_settings_with_their_names() {
             "[[authn.providers]]\nid = \"k8s\"\nkind = \"kubernetes\"\nissuer = \"http://k8s.example\"\naudiences = [\"floe\"]\nfetch-token-file = \"/var/run/token\"\n",
             "fetch_token_file",
         ),
+        (
+            "[authz]\nrole_mappings = [{ provider = \"nope\", matches = \"x\", role = \"r\" }]\n",
+            "authz.role_mappings",
+        ),
+        (
+            "[authz]\nrole_mappings = [{ matches = \"x\", role = \"two words\" }]\n",
+            "authz.role_mappings",
+        ),
     ] {
         let file = dir.path().join("authn.toml");
         std::fs::write(&file, toml).unwrap();
