@@ -607,6 +607,41 @@ pub fn redact_url(url: &str) -> String {
 
 /// Maps a database error that the caller did not expect to `Unavailable` (pool exhausted, connection
 /// lost) or `Internal`.
+/// A `LIKE ... ESCAPE '\'` pattern matching values that contain `filter`, case-insensitively
+/// (compared against `LOWER(column)`); `%` and `_` in the filter match only themselves.
+pub(crate) fn contains_pattern(filter: Option<&str>) -> Option<String> {
+    filter.map(|f| {
+        let escaped = f
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        format!("%{escaped}%")
+    })
+}
+
+/// The row limit for a page: one more than asked, which tells whether there is a next page.
+pub(crate) fn fetch_limit(page: &PageRequest) -> i64 {
+    page.limit.map(|l| i64::from(l) + 1).unwrap_or(i64::MAX)
+}
+
+/// The page of `items` fetched with [`fetch_limit`]: cut to the limit, continuing after the key
+/// of its last item when there was more.
+pub(crate) fn page_of<T>(
+    mut items: Vec<T>,
+    page: &PageRequest,
+    key: impl Fn(&T) -> String,
+) -> Page<T> {
+    let next = match page.limit {
+        Some(l) if items.len() > l as usize => {
+            items.truncate(l as usize);
+            items.last().map(key)
+        }
+        _ => None,
+    };
+    Page { items, next }
+}
+
 pub(crate) fn db_error(context: &'static str, err: sqlx::Error) -> Error {
     match err {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {

@@ -8,7 +8,10 @@ macro_rules! stamp {
 
         use crate::error::{Entity, Error, Result};
         use crate::model::{Page, PageRequest, Relationship, Role};
-        use crate::store::{AuthzStore, db_error, is_unique_violation, not_found};
+        use crate::store::{
+            AuthzStore, contains_pattern, db_error, fetch_limit, is_unique_violation, not_found,
+            page_of,
+        };
 
         fn role_from_row(row: &$row) -> Result<Role> {
             let decode = |e| db_error("decoding a role", e);
@@ -65,15 +68,8 @@ macro_rules! stamp {
                 name: Option<&str>,
                 page: &PageRequest,
             ) -> Result<Page<Role>> {
-                let limit = page.limit.map(|l| i64::from(l) + 1).unwrap_or(i64::MAX);
-                let pattern = name.map(|n| {
-                    let escaped = n
-                        .to_lowercase()
-                        .replace('\\', "\\\\")
-                        .replace('%', "\\%")
-                        .replace('_', "\\_");
-                    format!("%{escaped}%")
-                });
+                let limit = fetch_limit(page);
+                let pattern = contains_pattern(name);
                 let rows = sqlx::query(
                     "SELECT id, name, description, created_at, updated_at FROM roles \
                      WHERE name > $1 AND ($2 IS NULL OR LOWER(name) LIKE $2 ESCAPE '\\') \
@@ -85,15 +81,8 @@ macro_rules! stamp {
                 .fetch_all(&self.read)
                 .await
                 .map_err(|e| db_error("listing roles", e))?;
-                let mut items = rows.iter().map(role_from_row).collect::<Result<Vec<_>>>()?;
-                let next = match page.limit {
-                    Some(l) if items.len() > l as usize => {
-                        items.truncate(l as usize);
-                        items.last().map(|r| r.name.clone())
-                    }
-                    _ => None,
-                };
-                Ok(Page { items, next })
+                let items = rows.iter().map(role_from_row).collect::<Result<Vec<_>>>()?;
+                Ok(page_of(items, page, |r| r.name.clone()))
             }
 
             async fn update_role(

@@ -7,7 +7,7 @@ macro_rules! stamp {
 
         use crate::error::{Entity, Error, Result};
         use crate::model::{Page, PageRequest, User, UserKind};
-        use crate::store::{UserStore, db_error, not_found};
+        use crate::store::{UserStore, contains_pattern, db_error, fetch_limit, not_found, page_of};
 
         fn user_from_row(row: &$row) -> Result<User> {
             let decode = |e| db_error("decoding a user", e);
@@ -69,15 +69,8 @@ macro_rules! stamp {
                 name: Option<&str>,
                 page: &PageRequest,
             ) -> Result<Page<User>> {
-                let limit = page.limit.map(|l| i64::from(l) + 1).unwrap_or(i64::MAX);
-                let pattern = name.map(|n| {
-                    let escaped = n
-                        .to_lowercase()
-                        .replace('\\', "\\\\")
-                        .replace('%', "\\%")
-                        .replace('_', "\\_");
-                    format!("%{escaped}%")
-                });
+                let limit = fetch_limit(page);
+                let pattern = contains_pattern(name);
                 let rows = sqlx::query(
                     "SELECT id, name, email, kind, created_at, updated_at, last_seen_at \
                      FROM users WHERE id > $1 \
@@ -91,15 +84,8 @@ macro_rules! stamp {
                 .fetch_all(&self.read)
                 .await
                 .map_err(|e| db_error("listing users", e))?;
-                let mut items = rows.iter().map(user_from_row).collect::<Result<Vec<_>>>()?;
-                let next = match page.limit {
-                    Some(l) if items.len() > l as usize => {
-                        items.truncate(l as usize);
-                        items.last().map(|u| u.id.clone())
-                    }
-                    _ => None,
-                };
-                Ok(Page { items, next })
+                let items = rows.iter().map(user_from_row).collect::<Result<Vec<_>>>()?;
+                Ok(page_of(items, page, |u| u.id.clone()))
             }
 
             async fn delete_user(&self, id: &str) -> Result<()> {
