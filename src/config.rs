@@ -300,27 +300,35 @@ pub use crate::authn::{AuthnConfig, KubernetesSubject, ProviderConfig, ProviderK
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthzBackend {
-    /// Everything is allowed (development only).
+    /// Everything is allowed (development only; the default without authentication).
     AllowAll,
+    /// Relationships in Floe's own database, evaluated built in (the default with
+    /// authentication).
+    Builtin,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthzConfig {
-    pub backend: AuthzBackend,
+    /// `None`: `builtin` when identity providers are configured, else `allow-all`.
+    pub backend: Option<AuthzBackend>,
     /// Identity-provider roles (a provider's `roles-claim` values) that make a caller an
     /// assignee of a Floe role, evaluated from the token on each request.
     pub role_mappings: Vec<crate::authz::roles::RoleMapping>,
 }
 
-impl Default for AuthzConfig {
-    fn default() -> Self {
-        AuthzConfig {
-            backend: AuthzBackend::AllowAll,
-            role_mappings: Vec::new(),
-        }
+impl AuthzConfig {
+    /// The backend in force: as configured, else `builtin` with authentication and
+    /// `allow-all` without.
+    pub fn effective_backend(&self, authn: &AuthnConfig) -> AuthzBackend {
+        self.backend.unwrap_or(if authn.providers.is_empty() {
+            AuthzBackend::AllowAll
+        } else {
+            AuthzBackend::Builtin
+        })
     }
 }
+
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -421,6 +429,12 @@ impl Config {
             crate::secrets::parse_key(key).context("secrets.encryption_key")?;
         }
         self.authn.validate()?;
+        if self.authz.backend == Some(AuthzBackend::Builtin) && self.authn.providers.is_empty() {
+            bail!(
+                "authz.backend = \"builtin\" checks users' permissions, so it needs \
+                 authn.providers (without them every caller is anonymous)"
+            );
+        }
         for mapping in &self.authz.role_mappings {
             mapping.validate()?;
             if let Some(provider) = &mapping.provider

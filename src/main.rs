@@ -226,12 +226,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .to_string(),
         )
     };
+    let authz = match config.authz.effective_backend(&config.authn) {
+        floe::config::AuthzBackend::AllowAll => "none: every caller may do everything",
+        floe::config::AuthzBackend::Builtin => "built in: grants in the catalog database",
+    };
     println!(
         "\nFloe {version} is serving\n  \
          Iceberg REST catalog  {url}/catalog\n  \
          Management API        {url}/management/v1\n  \
          API browser           {url}/docs/\n  \
-         Authentication        {authn}\n\n\
+         Authentication        {authn}\n  \
+         Authorization         {authz}\n\n\
          PyIceberg:\n  \
          from pyiceberg.catalog import load_catalog\n  \
          catalog = load_catalog(\"floe\", type=\"rest\", uri=\"{url}/catalog\", warehouse=\"{warehouse}\"{credential})\n",

@@ -12,7 +12,8 @@ use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, HttpSettings};
 use crate::authn::{Authenticator, NoAuthentication, TokenAuthenticator};
-use crate::authz::{AllowAll, Authorizer};
+use crate::authz::builtin::{Builtin, RelationshipReader};
+use crate::authz::{AllowAll, Authorizer, ObjectRef};
 use crate::config::{
     AuthzBackend, Config, DatabaseTarget, EventsBackend, SecretsBackend, SqliteSynchronous,
 };
@@ -57,8 +58,11 @@ impl Floe {
         } else {
             Arc::new(TokenAuthenticator::start(&config.authn)?)
         };
-        let authz: Arc<dyn Authorizer> = match config.authz.backend {
+        let authz: Arc<dyn Authorizer> = match config.authz.effective_backend(&config.authn) {
             AuthzBackend::AllowAll => Arc::new(AllowAll),
+            AuthzBackend::Builtin => Arc::new(Builtin::new(Arc::new(StoreRelationships(
+                store.authz.clone(),
+            )))),
         };
         let events: Vec<Arc<dyn EventPublisher>> = config
             .events
@@ -260,6 +264,29 @@ pub async fn open_persistence(config: &Config, migrate: bool) -> anyhow::Result<
 /// The catalog database's secret rows, as the database secret store's port.
 pub fn secret_rows(store: &Persistence) -> Arc<dyn SealedRows> {
     Arc::new(SecretRows(store.secrets.clone()))
+}
+
+/// The built-in authorizer's relationships: the store's.
+struct StoreRelationships(Arc<dyn crate::store::AuthzStore>);
+
+#[async_trait::async_trait]
+impl RelationshipReader for StoreRelationships {
+    async fn caller_relationships(
+        &self,
+        user: &str,
+        seed_roles: &[String],
+        objects: Option<&[ObjectRef]>,
+    ) -> crate::error::Result<(Vec<String>, Vec<crate::model::Relationship>)> {
+        let objects: Option<Vec<(String, String)>> = objects.map(|objects| {
+            objects
+                .iter()
+                .map(|o| (o.kind.as_str().to_string(), o.id.clone()))
+                .collect()
+        });
+        self.0
+            .caller_relationships(user, seed_roles, objects.as_deref())
+            .await
+    }
 }
 
 struct SecretRows(Arc<dyn SealedSecretStore>);

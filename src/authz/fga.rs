@@ -44,7 +44,7 @@ impl Subject {
         })
     }
 
-    fn object(kind: &str, id: &str) -> Subject {
+    pub fn object(kind: &str, id: &str) -> Subject {
         Subject {
             kind: kind.to_string(),
             id: id.to_string(),
@@ -307,6 +307,20 @@ impl MemoryTuples {
             .or_default()
             .push(user);
         Ok(())
+    }
+}
+
+impl MemoryTuples {
+    /// Writes `subject` `relation` on `kind:id`, already parsed.
+    pub fn push(&mut self, subject: Subject, relation: &str, kind: &str, id: &str) {
+        self.objects
+            .entry(kind.to_string())
+            .or_default()
+            .insert(id.to_string());
+        self.by_object
+            .entry((kind.to_string(), id.to_string(), relation.to_string()))
+            .or_default()
+            .push(subject);
     }
 }
 

@@ -5,7 +5,7 @@
 use super::Action;
 
 /// The object types of the model that requests name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ObjectType {
     Server,
     Project,
@@ -25,6 +25,18 @@ impl ObjectType {
             ObjectType::Table => "table",
             ObjectType::View => "view",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<ObjectType> {
+        Some(match s {
+            "server" => ObjectType::Server,
+            "project" => ObjectType::Project,
+            "warehouse" => ObjectType::Warehouse,
+            "namespace" => ObjectType::Namespace,
+            "table" => ObjectType::Table,
+            "view" => ObjectType::View,
+            _ => return None,
+        })
     }
 }
 

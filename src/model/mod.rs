@@ -214,6 +214,52 @@ impl NamespaceIdent {
         self.0.join("\u{1f}")
     }
 
+    /// The id of the namespace in the authorization model: `<warehouse id>/<levels>`, the
+    /// levels joined by U+001F and percent-encoded (only ASCII letters, digits and `-._~` stay),
+    /// so that it holds no `:`, `#`, `/` or whitespace and reads back exactly. Namespaces are
+    /// named by path because every branch's copy of one shares it (Iceberg has no namespace
+    /// rename).
+    pub fn object_id(&self, warehouse: WarehouseId) -> String {
+        let mut out = format!("{}/", warehouse.0);
+        for b in self.joined().bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    /// Reads back [`NamespaceIdent::object_id`].
+    pub fn from_object_id(id: &str) -> Option<(WarehouseId, NamespaceIdent)> {
+        let (warehouse, encoded) = id.split_once('/')?;
+        let warehouse = WarehouseId(Uuid::parse_str(warehouse).ok()?);
+        let bytes = encoded.as_bytes();
+        let mut raw = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' {
+                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+                if hex.chars().any(|c| c.is_ascii_lowercase()) {
+                    return None;
+                }
+                raw.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            } else {
+                let b = bytes[i];
+                if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')) {
+                    return None;
+                }
+                raw.push(b);
+                i += 1;
+            }
+        }
+        let ident = NamespaceIdent::from_joined(&String::from_utf8(raw).ok()?).ok()?;
+        // One spelling per namespace: what does not read back to itself is not an id.
+        (ident.object_id(warehouse) == id).then_some((warehouse, ident))
+    }
+
     pub fn levels(&self) -> &[String] {
         &self.0
     }
@@ -475,6 +521,24 @@ pub struct Relationship {
     pub subject_id: String,
     /// `assignee` for a role's assignees; `None` for a user.
     pub subject_relation: Option<String>,
+}
+
+/// The id of a table or view in the authorization model: `<warehouse id>/<its UUID>`. The UUID
+/// follows it across branches, renames and merges, and is the warehouse's alone (a new table
+/// cannot take one the warehouse has known, see `service::claims`).
+pub fn tabular_object_id(warehouse: WarehouseId, uuid: Uuid) -> String {
+    format!("{}/{}", warehouse.0, uuid)
+}
+
+/// Reads back [`tabular_object_id`] (only its one spelling).
+pub fn parse_tabular_object_id(id: &str) -> Option<(WarehouseId, Uuid)> {
+    let (warehouse, uuid) = id.split_once('/')?;
+    let (warehouse, uuid) = (
+        Uuid::parse_str(warehouse).ok()?,
+        Uuid::parse_str(uuid).ok()?,
+    );
+    (tabular_object_id(WarehouseId(warehouse), uuid) == id)
+        .then_some((WarehouseId(warehouse), uuid))
 }
 
 /// Whether a user is a person or a program.

@@ -9,7 +9,10 @@ use super::{RequestContext, Services};
 use crate::authz::fga::Model;
 use crate::authz::{Action, Resource};
 use crate::error::{Entity, Error, Result};
-use crate::model::{Page, PageRequest, ProjectId, Relationship, Role, WarehouseId, now};
+use crate::model::{
+    NamespaceIdent, Page, PageRequest, ProjectId, Relationship, Role, TabularKind, WarehouseId,
+    now, tabular_object_id,
+};
 
 /// Who a grant or role assignment names: a user, or the assignees of a role.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -139,6 +142,7 @@ impl Services {
             updated_at: at,
         };
         self.store.authz.create_role(&role).await?;
+        self.forget_access();
         self.announce(
             ctx,
             "role.created",
@@ -188,6 +192,7 @@ impl Services {
             .authz
             .update_role(id, name, description.as_deref(), now())
             .await?;
+        self.forget_access();
         self.announce(
             ctx,
             "role.updated",
@@ -202,6 +207,7 @@ impl Services {
         self.authorize(ctx, Action::RoleManage, Resource::Server)
             .await?;
         self.store.authz.delete_role(id).await?;
+        self.forget_access();
         self.announce(
             ctx,
             "role.deleted",
@@ -312,11 +318,62 @@ impl Services {
                 self.load_warehouse(warehouse).await?;
                 Ok((Resource::Warehouse(warehouse), warehouse.0.to_string()))
             }
-            // Namespaces, tables and views are named by their ids; that they exist is not
-            // checked yet (a grant on an id that names nothing gives nothing).
-            "namespace" | "table" | "view" => {
-                let id = uuid::Uuid::parse_str(id).map_err(|_| bad())?;
-                Ok((Resource::Server, id.to_string()))
+            // A namespace is named by its warehouse and path: `<warehouse id>/<levels joined by
+            // U+001F>` (in a URL, `/` as `%2F` and the separator as `%1F`, as the catalog API
+            // writes namespaces). Its grants hold on every branch, and for a namespace of that
+            // name created later.
+            "namespace" => {
+                let (warehouse, namespace) = id.split_once('/').ok_or_else(bad)?;
+                let warehouse = WarehouseId(uuid::Uuid::parse_str(warehouse).map_err(|_| bad())?);
+                let namespace = NamespaceIdent::from_joined(namespace).map_err(|_| bad())?;
+                self.load_warehouse(warehouse).await?;
+                let object_id = namespace.object_id(warehouse);
+                Ok((
+                    Resource::Namespace {
+                        warehouse,
+                        namespace,
+                    },
+                    object_id,
+                ))
+            }
+            // A table or view by its warehouse and UUID (`table-uuid`, `view-uuid` of its
+            // metadata): it follows the table across branches and renames.
+            "table" | "view" => {
+                let (warehouse, uuid) = id.split_once('/').ok_or_else(bad)?;
+                let warehouse = WarehouseId(uuid::Uuid::parse_str(warehouse).map_err(|_| bad())?);
+                let uuid = uuid::Uuid::parse_str(uuid).map_err(|_| bad())?;
+                let kind = if kind == "table" {
+                    TabularKind::Table
+                } else {
+                    TabularKind::View
+                };
+                let main = self.main_branch(warehouse).await?;
+                let found = self
+                    .store
+                    .tabulars
+                    .locate_tabulars(main.id, &[uuid])
+                    .await?
+                    .into_iter()
+                    .find(|(_, _, k)| *k == kind);
+                let Some((ident, _, _)) = found else {
+                    return Err(Error::not_found(
+                        if kind == TabularKind::Table {
+                            Entity::Table
+                        } else {
+                            Entity::View
+                        },
+                        format!("{} {uuid} does not exist on main", kind.as_str()),
+                    ));
+                };
+                Ok((
+                    Resource::Tabular {
+                        warehouse,
+                        ident,
+                        uuid,
+                        kind,
+                    },
+                    tabular_object_id(warehouse, uuid),
+                ))
             }
             _ => Err(bad()),
         }
@@ -325,8 +382,11 @@ impl Services {
     /// The grants on an object.
     pub async fn grants(&self, ctx: &RequestContext, kind: &str, id: &str) -> Result<Vec<Grant>> {
         let (resource, id) = self.grant_object(kind, id).await?;
-        let id = id.as_str();
         self.authorize(ctx, Action::GrantsRead, resource).await?;
+        self.read_grants(kind, &id).await
+    }
+
+    async fn read_grants(&self, kind: &str, id: &str) -> Result<Vec<Grant>> {
         let mut out: Vec<Grant> = self
             .store
             .authz
@@ -356,7 +416,8 @@ impl Services {
     ) -> Result<Vec<Grant>> {
         let (resource, id) = self.grant_object(kind, id).await?;
         let id = id.as_str();
-        self.authorize(ctx, Action::GrantsManage, resource).await?;
+        self.authorize(ctx, Action::GrantsManage, resource.clone())
+            .await?;
         if grant.len() + revoke.len() > MAX_CHANGES {
             return Err(Error::bad_request(format!(
                 "at most {MAX_CHANGES} grants and revokes in one request"
@@ -384,6 +445,31 @@ impl Services {
                 )));
             }
         }
+        // Grant managers hand on only what they hold themselves, and only owners hand on
+        // ownership or the right to grant: nobody raises themselves or others above their own.
+        let mut held: std::collections::BTreeMap<&str, bool> = Default::default();
+        for g in grant.iter().chain(revoke) {
+            let needed = match g.relation.as_str() {
+                "ownership" | "manage_grants" => "ownership",
+                other => other,
+            };
+            if !held.contains_key(needed) {
+                let holds = match self.caller(ctx).await? {
+                    None => true,
+                    Some(caller) => {
+                        let path = self.object_path(&resource).await?;
+                        self.authz.check(&caller, needed, &path).await?
+                    }
+                };
+                held.insert(needed, holds);
+            }
+            if !held[needed] {
+                return Err(Error::forbidden(format!(
+                    "granting or revoking {:?} on this {kind} needs {needed:?} on it",
+                    g.relation
+                )));
+            }
+        }
         for g in grant {
             if let Grantee::Role(role) = &g.grantee {
                 self.role(*role)
@@ -408,6 +494,6 @@ impl Services {
             }),
         )
         .await;
-        self.grants(ctx, kind, id).await
+        self.read_grants(kind, id).await
     }
 }

@@ -5,6 +5,7 @@
 //! Architecture invariant: nothing here imports axum or sqlx. Use cases talk to the store traits,
 //! `storage`, `secrets`, `authz` and `events` through `Arc<dyn Trait>`s that `server.rs` picks.
 
+mod access;
 pub mod access_keys;
 mod branches;
 mod caches;
@@ -28,7 +29,7 @@ mod warehouses;
 use std::sync::Arc;
 
 use crate::authn::Principal;
-use crate::authz::{Action, Authorizer, Resource};
+use crate::authz::Authorizer;
 use crate::error::Result;
 use crate::events::{CatalogEvent, EventPublisher};
 use crate::model::{Warehouse, WarehouseId, now};
@@ -96,6 +97,7 @@ pub struct ServicesInner {
     events: Arc<Vec<Arc<dyn EventPublisher>>>,
     commit_locks: Arc<commit::CommitLocks>,
     caches: caches::Caches,
+    access: access::AccessCaches,
     /// Mints and checks the S3 gateway's access keys; `None` when the gateway is disabled.
     keys: Option<Arc<access_keys::KeyMinter>>,
     /// The gateway's address as clients reach it (`http://host:port`), when it serves warehouses.
@@ -129,6 +131,7 @@ impl Services {
             events: Arc::new(events),
             commit_locks: Arc::new(commit::CommitLocks::new()),
             caches: caches::Caches::new(),
+            access: access::AccessCaches::default(),
             keys: None,
             gateway_endpoint: None,
             gateway_region: String::new(),
@@ -228,17 +231,6 @@ impl Services {
 
     pub fn gateway_endpoint(&self) -> Option<&str> {
         self.gateway_endpoint.as_deref()
-    }
-
-    async fn authorize(
-        &self,
-        ctx: &RequestContext,
-        action: Action,
-        resource: Resource,
-    ) -> Result<()> {
-        self.authz
-            .authorize(&ctx.principal, action, &resource)
-            .await
     }
 
     /// Hands a committed change to every publisher; failures are logged, never returned.

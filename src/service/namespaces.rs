@@ -48,20 +48,18 @@ impl Services {
         page: PageRequest,
     ) -> Result<NamespacesPage> {
         // authorize
-        match &parent {
-            Some(parent) => {
-                self.authorize(
-                    ctx,
-                    Action::NamespaceList,
-                    namespace_resource(warehouse, parent),
-                )
-                .await?
-            }
-            None => {
-                self.authorize(ctx, Action::NamespaceList, Resource::Warehouse(warehouse))
-                    .await?
-            }
-        }
+        self.authorize(
+            ctx,
+            Action::NamespaceList,
+            match &parent {
+                Some(parent) => namespace_resource(warehouse, parent),
+                None => Resource::Warehouse(warehouse),
+            },
+        )
+        .await?;
+        let visible = self
+            .visible_namespaces(ctx, warehouse, parent.as_ref())
+            .await?;
         // act
         let branch = self.request_ref(ctx, warehouse).await?;
         if let Some(parent) = &parent
@@ -77,7 +75,7 @@ impl Services {
         let page = self
             .store
             .namespaces
-            .list_namespaces(branch.id, parent.as_ref(), &page)
+            .list_namespaces(branch.id, parent.as_ref(), &page, visible.only())
             .await?;
         Ok(NamespacesPage {
             namespaces: page.items,
@@ -102,7 +100,10 @@ impl Services {
         self.authorize(
             ctx,
             Action::NamespaceCreate,
-            namespace_resource(warehouse, &ident),
+            match ident.parent() {
+                Some(parent) => namespace_resource(warehouse, &parent),
+                None => Resource::Warehouse(warehouse),
+            },
         )
         .await?;
         // act
@@ -124,6 +125,14 @@ impl Services {
                 &ctx.commit(format!("create namespace {}", namespace.ident)),
             )
             .await?;
+        self.own(
+            ctx,
+            Resource::Namespace {
+                warehouse,
+                namespace: namespace.ident.clone(),
+            },
+        )
+        .await;
         // announce
         self.announce(
             ctx,

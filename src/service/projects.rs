@@ -22,6 +22,7 @@ impl Services {
             updated_at: at,
         };
         self.store.projects.create_project(&project).await?;
+        self.own(ctx, Resource::Project(project.id)).await;
         // announce
         self.announce(
             ctx,
@@ -37,7 +38,8 @@ impl Services {
         self.bootstrapped().await?;
         self.authorize(ctx, Action::ProjectList, Resource::Server)
             .await?;
-        self.store.projects.list_projects().await
+        let projects = self.store.projects.list_projects().await?;
+        self.visible_projects(ctx, projects).await
     }
 
     pub async fn get_project(&self, ctx: &RequestContext, id: ProjectId) -> Result<Project> {

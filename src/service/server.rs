@@ -45,6 +45,7 @@ impl Services {
                 && info.admin.is_none()
                 && self.store.server.claim_admin(user).await?
             {
+                self.forget_access();
                 info.admin = Some(user.clone());
                 self.announce(
                     ctx,
@@ -71,6 +72,7 @@ impl Services {
             admin,
         };
         self.store.server.bootstrap(&info, &project).await?;
+        self.forget_access();
         // announce
         self.announce(
             ctx,

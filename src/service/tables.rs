@@ -48,10 +48,19 @@ pub struct CreateTable {
     pub stage_create: bool,
 }
 
-fn table_resource(warehouse: WarehouseId, table: &TabularIdent) -> Resource {
-    Resource::Table {
+fn namespace_resource(warehouse: WarehouseId, namespace: &NamespaceIdent) -> Resource {
+    Resource::Namespace {
         warehouse,
-        table: table.clone(),
+        namespace: namespace.clone(),
+    }
+}
+
+fn tabular_resource(t: &Tabular) -> Resource {
+    Resource::Tabular {
+        warehouse: t.warehouse_id,
+        ident: t.ident.clone(),
+        uuid: t.uuid,
+        kind: t.kind,
     }
 }
 
@@ -119,11 +128,20 @@ impl Services {
             },
         )
         .await?;
+        let visible = self
+            .visible_tabulars(ctx, warehouse, namespace, TabularKind::Table)
+            .await?;
         let branch = self.request_ref(ctx, warehouse).await?;
         self.require_namespace(&branch, namespace).await?;
         self.store
             .tabulars
-            .list_tabulars(branch.id, namespace, TabularKind::Table, &page)
+            .list_tabulars(
+                branch.id,
+                namespace,
+                TabularKind::Table,
+                &page,
+                visible.only(),
+            )
             .await
     }
 
@@ -137,8 +155,12 @@ impl Services {
         // validate
         let ident = TabularIdent::new(namespace, request.name)?;
         // authorize
-        self.authorize(ctx, Action::TableCreate, table_resource(warehouse, &ident))
-            .await?;
+        self.authorize(
+            ctx,
+            Action::TableCreate,
+            namespace_resource(warehouse, &ident.namespace),
+        )
+        .await?;
         // act
         let wh = self.open_warehouse(ctx, warehouse).await?;
         self.require_namespace(&wh.branch, &ident.namespace).await?;
@@ -208,6 +230,16 @@ impl Services {
             let _ = wh.storage.delete(&file).await;
             return Err(e);
         }
+        self.own(
+            ctx,
+            Resource::Tabular {
+                warehouse,
+                ident: ident.clone(),
+                uuid: metadata.uuid(),
+                kind: TabularKind::Table,
+            },
+        )
+        .await;
         // announce
         self.announce(
             ctx,
@@ -236,9 +268,9 @@ impl Services {
         ident: &TabularIdent,
         snapshots: SnapshotsMode,
     ) -> Result<TableState> {
-        self.authorize(ctx, Action::TableRead, table_resource(warehouse, ident))
-            .await?;
         let table = self.find_table(ctx, warehouse, ident).await?;
+        self.authorize(ctx, Action::TableRead, tabular_resource(&table))
+            .await?;
         let metadata = match snapshots {
             SnapshotsMode::All => table.metadata,
             SnapshotsMode::Refs => match self.caches.referenced.get(&table.metadata_location) {
@@ -302,18 +334,29 @@ impl Services {
             }
         }
         // authorize
+        // Every table before anything changes: one refused table refuses the whole commit.
         for change in &changes {
-            let action = if change
+            if change
                 .requirements
                 .iter()
                 .any(|r| matches!(r, TableRequirement::NotExist))
             {
-                Action::TableCreate
-            } else {
-                Action::TableCommit
-            };
-            self.authorize(ctx, action, table_resource(warehouse, &change.ident))
+                self.authorize(
+                    ctx,
+                    Action::TableCreate,
+                    namespace_resource(warehouse, &change.ident.namespace),
+                )
                 .await?;
+            } else {
+                self.authorize_tabular(
+                    ctx,
+                    Action::TableCommit,
+                    warehouse,
+                    &change.ident,
+                    TabularKind::Table,
+                )
+                .await?;
+            }
         }
         // act
         let wh = self.open_warehouse(ctx, warehouse).await?;
@@ -356,6 +399,18 @@ impl Services {
                             }),
                         )
                         .await;
+                        if state.new_uuid {
+                            self.own(
+                                ctx,
+                                Resource::Tabular {
+                                    warehouse,
+                                    ident: change.ident.clone(),
+                                    uuid: state.uuid,
+                                    kind: TabularKind::Table,
+                                },
+                            )
+                            .await;
+                        }
                         states.push(state);
                     }
                     return Ok(states);
@@ -377,12 +432,13 @@ impl Services {
         purge: bool,
     ) -> Result<()> {
         // authorize
-        self.authorize(ctx, Action::TableDrop, table_resource(warehouse, ident))
+        let action = if purge {
+            Action::TablePurge
+        } else {
+            Action::TableDrop
+        };
+        self.authorize_tabular(ctx, action, warehouse, ident, TabularKind::Table)
             .await?;
-        if purge {
-            self.authorize(ctx, Action::TablePurge, table_resource(warehouse, ident))
-                .await?;
-        }
         // act
         let wh = self.open_warehouse(ctx, warehouse).await?;
         let dropped = self
@@ -507,9 +563,9 @@ impl Services {
         warehouse: WarehouseId,
         ident: &TabularIdent,
     ) -> Result<()> {
-        self.authorize(ctx, Action::TableRead, table_resource(warehouse, ident))
-            .await?;
-        self.find_table(ctx, warehouse, ident).await.map(|_| ())
+        let table = self.find_table(ctx, warehouse, ident).await?;
+        self.authorize(ctx, Action::TableRead, tabular_resource(&table))
+            .await
     }
 
     /// The table on the request's ref: on `main` in one read; when there is none, says whether
@@ -570,10 +626,20 @@ impl Services {
         from: &TabularIdent,
         to: &TabularIdent,
     ) -> Result<()> {
-        self.authorize(ctx, Action::TableRename, table_resource(warehouse, from))
-            .await?;
-        self.authorize(ctx, Action::TableCreate, table_resource(warehouse, to))
-            .await?;
+        self.authorize_tabular(
+            ctx,
+            Action::TableRename,
+            warehouse,
+            from,
+            TabularKind::Table,
+        )
+        .await?;
+        self.authorize(
+            ctx,
+            Action::TableCreate,
+            namespace_resource(warehouse, &to.namespace),
+        )
+        .await?;
         let branch = self.writable_ref(ctx, warehouse).await?;
         self.store
             .tabulars
@@ -611,9 +677,20 @@ impl Services {
         self.authorize(
             ctx,
             Action::TableRegister,
-            table_resource(warehouse, &ident),
+            namespace_resource(warehouse, &ident.namespace),
         )
         .await?;
+        if overwrite {
+            // Pointing an existing table at another file is a commit to it.
+            self.authorize_tabular(
+                ctx,
+                Action::TableCommit,
+                warehouse,
+                &ident,
+                TabularKind::Table,
+            )
+            .await?;
+        }
         // act
         let wh = self.open_warehouse(ctx, warehouse).await?;
         if !file.is_within(&wh.base) || file == wh.base {
@@ -714,6 +791,20 @@ impl Services {
                 &ctx.commit(format!("register table {ident}")),
             )
             .await?;
+        // A UUID the warehouse knew (a dropped table brought back) keeps the grants it had; the
+        // caller gets no ownership of it by registering it.
+        if new_uuid {
+            self.own(
+                ctx,
+                Resource::Tabular {
+                    warehouse,
+                    ident: ident.clone(),
+                    uuid: metadata.uuid(),
+                    kind: TabularKind::Table,
+                },
+            )
+            .await;
+        }
         self.announce(
             ctx,
             "floe.table.registered",
@@ -745,10 +836,12 @@ impl Services {
         if !report.is_object() {
             return Err(Error::bad_request("a metrics report is a JSON object"));
         }
-        self.authorize(
+        self.authorize_tabular(
             ctx,
             Action::TableReportMetrics,
-            table_resource(warehouse, ident),
+            warehouse,
+            ident,
+            TabularKind::Table,
         )
         .await?;
         self.table_exists(ctx, warehouse, ident).await?;
@@ -771,13 +864,9 @@ impl Services {
         ident: &TabularIdent,
         delegation: Delegation,
     ) -> Result<std::sync::Arc<TableAccess>> {
-        self.authorize(
-            ctx,
-            Action::TableReadCredentials,
-            table_resource(warehouse, ident),
-        )
-        .await?;
         let table = self.find_table(ctx, warehouse, ident).await?;
+        self.authorize(ctx, Action::TableReadCredentials, tabular_resource(&table))
+            .await?;
         self.table_access(
             ctx,
             warehouse,
@@ -801,21 +890,26 @@ impl Services {
         uuid: (uuid::Uuid, bool),
         delegation: Delegation,
     ) -> Result<std::sync::Arc<TableAccess>> {
-        if self
-            .authorize(
+        // A table just created (or staged) by this caller: who may create it may write it.
+        let may_commit = if uuid.1 {
+            self.may(
                 ctx,
-                Action::TableReadCredentials,
-                table_resource(warehouse, ident),
+                Action::TableCreate,
+                &namespace_resource(warehouse, &ident.namespace),
             )
-            .await
-            .is_err()
-        {
-            return Ok(std::sync::Arc::default());
-        }
-        let may_commit = self
-            .authorize(ctx, Action::TableCommit, table_resource(warehouse, ident))
-            .await
-            .is_ok();
+            .await?
+        } else {
+            let table = Resource::Tabular {
+                warehouse,
+                ident: ident.clone(),
+                uuid: uuid.0,
+                kind: TabularKind::Table,
+            };
+            if !self.may(ctx, Action::TableReadCredentials, &table).await? {
+                return Ok(std::sync::Arc::default());
+            }
+            self.may(ctx, Action::TableCommit, &table).await?
+        };
         let access = self.file_access(ctx, warehouse, may_commit).await?;
         self.storage_access(
             warehouse,

@@ -486,19 +486,18 @@ impl Services {
         ident: &TabularIdent,
         request: SignRequest,
     ) -> Result<BTreeMap<String, Vec<String>>> {
-        let resource = || Resource::Table {
+        let table = self.find_table(ctx, warehouse, ident).await?;
+        let resource = Resource::Tabular {
             warehouse,
-            table: ident.clone(),
+            ident: ident.clone(),
+            uuid: table.uuid,
+            kind: TabularKind::Table,
         };
-        self.authorize(ctx, Action::TableReadCredentials, resource())
+        self.authorize(ctx, Action::TableReadCredentials, resource.clone())
             .await?;
-        let may_commit = self
-            .authorize(ctx, Action::TableCommit, resource())
-            .await
-            .is_ok();
+        let may_commit = self.may(ctx, Action::TableCommit, &resource).await?;
         let access = self.file_access(ctx, warehouse, may_commit).await?;
         let may_write = access.may_write();
-        let table = self.find_table(ctx, warehouse, ident).await?;
         let wh = self.cached_warehouse(warehouse).await?;
         if matches!(
             wh.storage_profile,

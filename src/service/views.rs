@@ -37,10 +37,19 @@ pub struct CreateView {
     pub properties: HashMap<String, String>,
 }
 
-fn view_resource(warehouse: WarehouseId, view: &TabularIdent) -> Resource {
-    Resource::View {
+fn namespace_resource(warehouse: WarehouseId, namespace: &NamespaceIdent) -> Resource {
+    Resource::Namespace {
         warehouse,
-        view: view.clone(),
+        namespace: namespace.clone(),
+    }
+}
+
+fn view_resource(warehouse: WarehouseId, ident: &TabularIdent, uuid: uuid::Uuid) -> Resource {
+    Resource::Tabular {
+        warehouse,
+        ident: ident.clone(),
+        uuid,
+        kind: TabularKind::View,
     }
 }
 
@@ -65,11 +74,20 @@ impl Services {
             },
         )
         .await?;
+        let visible = self
+            .visible_tabulars(ctx, warehouse, namespace, TabularKind::View)
+            .await?;
         let branch = self.request_ref(ctx, warehouse).await?;
         self.require_namespace(&branch, namespace).await?;
         self.store
             .tabulars
-            .list_tabulars(branch.id, namespace, TabularKind::View, &page)
+            .list_tabulars(
+                branch.id,
+                namespace,
+                TabularKind::View,
+                &page,
+                visible.only(),
+            )
             .await
     }
 
@@ -83,8 +101,12 @@ impl Services {
         // validate
         let ident = TabularIdent::new(namespace, request.name)?;
         // authorize
-        self.authorize(ctx, Action::ViewCreate, view_resource(warehouse, &ident))
-            .await?;
+        self.authorize(
+            ctx,
+            Action::ViewCreate,
+            namespace_resource(warehouse, &ident.namespace),
+        )
+        .await?;
         // act
         let wh = self.open_warehouse(ctx, warehouse).await?;
         self.require_namespace(&wh.branch, &ident.namespace).await?;
@@ -124,6 +146,8 @@ impl Services {
             let _ = wh.storage.delete(&file).await;
             return Err(e);
         }
+        self.own(ctx, view_resource(warehouse, &ident, metadata.uuid()))
+            .await;
         // announce
         self.announce(
             ctx,
@@ -164,9 +188,13 @@ impl Services {
         warehouse: WarehouseId,
         ident: &TabularIdent,
     ) -> Result<ViewState> {
-        self.authorize(ctx, Action::ViewRead, view_resource(warehouse, ident))
-            .await?;
         let view = self.current_view(ctx, warehouse, ident).await?;
+        self.authorize(
+            ctx,
+            Action::ViewRead,
+            view_resource(warehouse, ident, view.uuid),
+        )
+        .await?;
         Ok(ViewState {
             metadata_location: view.metadata_location,
             metadata: view.metadata,
@@ -192,7 +220,7 @@ impl Services {
         requirements: Vec<ViewRequirement>,
         updates: Vec<ViewUpdate>,
     ) -> Result<ViewState> {
-        self.authorize(ctx, Action::ViewCommit, view_resource(warehouse, ident))
+        self.authorize_tabular(ctx, Action::ViewCommit, warehouse, ident, TabularKind::View)
             .await?;
         let wh = self.open_warehouse(ctx, warehouse).await?;
         let _turn = self
@@ -265,7 +293,7 @@ impl Services {
         warehouse: WarehouseId,
         ident: &TabularIdent,
     ) -> Result<()> {
-        self.authorize(ctx, Action::ViewDrop, view_resource(warehouse, ident))
+        self.authorize_tabular(ctx, Action::ViewDrop, warehouse, ident, TabularKind::View)
             .await?;
         let branch = self.writable_ref(ctx, warehouse).await?;
         let dropped = self
@@ -309,10 +337,14 @@ impl Services {
         from: &TabularIdent,
         to: &TabularIdent,
     ) -> Result<()> {
-        self.authorize(ctx, Action::ViewRename, view_resource(warehouse, from))
+        self.authorize_tabular(ctx, Action::ViewRename, warehouse, from, TabularKind::View)
             .await?;
-        self.authorize(ctx, Action::ViewCreate, view_resource(warehouse, to))
-            .await?;
+        self.authorize(
+            ctx,
+            Action::ViewCreate,
+            namespace_resource(warehouse, &to.namespace),
+        )
+        .await?;
         let branch = self.writable_ref(ctx, warehouse).await?;
         self.store
             .tabulars
@@ -343,8 +375,12 @@ impl Services {
         metadata_location: &str,
     ) -> Result<ViewState> {
         let file = Location::parse(metadata_location)?;
-        self.authorize(ctx, Action::ViewRegister, view_resource(warehouse, &ident))
-            .await?;
+        self.authorize(
+            ctx,
+            Action::ViewRegister,
+            namespace_resource(warehouse, &ident.namespace),
+        )
+        .await?;
         let wh = self.open_warehouse(ctx, warehouse).await?;
         if !file.is_within(&wh.base) {
             return Err(Error::forbidden(format!(
@@ -382,6 +418,13 @@ impl Services {
                 ),
             ));
         }
+        // A view registered again from its file shares its UUID, and so its grants, with the
+        // first: registering it gives no ownership of them.
+        let new_uuid = !self
+            .store
+            .tabulars
+            .uuid_known(wh.warehouse.id, metadata.uuid(), Some(TabularKind::View))
+            .await?;
         let json = bytes::Bytes::from(view_metadata_json(&metadata)?);
         self.store
             .tabulars
@@ -399,6 +442,10 @@ impl Services {
                 &ctx.commit(format!("register view {ident}")),
             )
             .await?;
+        if new_uuid {
+            self.own(ctx, view_resource(warehouse, &ident, metadata.uuid()))
+                .await;
+        }
         self.announce(
             ctx,
             "floe.view.registered",

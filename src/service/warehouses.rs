@@ -238,6 +238,7 @@ impl Services {
             return Err(e);
         }
         // announce
+        self.own(ctx, Resource::Warehouse(warehouse.id)).await;
         self.announce(
             ctx,
             "floe.warehouse.created",
@@ -260,7 +261,8 @@ impl Services {
             None => Resource::Server,
         };
         self.authorize(ctx, Action::WarehouseList, resource).await?;
-        self.store.warehouses.list_warehouses(project).await
+        let warehouses = self.store.warehouses.list_warehouses(project).await?;
+        self.visible_warehouses(ctx, warehouses).await
     }
 
     pub async fn get_warehouse(&self, ctx: &RequestContext, id: WarehouseId) -> Result<Warehouse> {

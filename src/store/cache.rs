@@ -482,10 +482,19 @@ impl TabularStore for CachedTabularStore {
         namespace: &NamespaceIdent,
         kind: TabularKind,
         page: &PageRequest,
+        only: Option<&[String]>,
     ) -> Result<Page<String>> {
         self.inner
-            .list_tabulars(ref_id, namespace, kind, page)
+            .list_tabulars(ref_id, namespace, kind, page, only)
             .await
+    }
+
+    async fn locate_tabulars(
+        &self,
+        ref_id: RefId,
+        uuids: &[uuid::Uuid],
+    ) -> Result<Vec<(TabularIdent, uuid::Uuid, TabularKind)>> {
+        self.inner.locate_tabulars(ref_id, uuids).await
     }
 
     async fn overlapping_table(

@@ -100,11 +100,14 @@ pub trait NamespaceStore: Send + Sync {
     ) -> Result<Option<Namespace>>;
     /// Direct children of `parent` (top-level namespaces when `None`), ordered by name; `after` is
     /// the joined name to continue after.
+    /// `only` keeps the children whose joined names it holds (an authorization filter, applied
+    /// in the query).
     async fn list_namespaces(
         &self,
         ref_id: RefId,
         parent: Option<&NamespaceIdent>,
         page: &PageRequest,
+        only: Option<&[String]>,
     ) -> Result<Page<NamespaceIdent>>;
     /// Sets `updates` and removes `removals` atomically (no lost update under concurrency) and
     /// returns the properties as they were before. `NotFound(Namespace)`.
@@ -219,14 +222,22 @@ pub trait TabularStore: Send + Sync {
     /// Releases a dropped view's claims at once (no key opens a view's folder), unless a row of
     /// any line holds the UUID; answers whether it did.
     async fn release_view_claims(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<bool>;
-    /// Names of the tables (or views) of a namespace, by name.
+    /// Names of the tables (or views) of a namespace, by name; only those named in `only` when
+    /// given (an authorization filter, applied in the query).
     async fn list_tabulars(
         &self,
         ref_id: RefId,
         namespace: &NamespaceIdent,
         kind: TabularKind,
         page: &PageRequest,
+        only: Option<&[String]>,
     ) -> Result<Page<String>>;
+    /// Where the tables and views with these UUIDs are, of those the ref sees.
+    async fn locate_tabulars(
+        &self,
+        ref_id: RefId,
+        uuids: &[uuid::Uuid],
+    ) -> Result<Vec<(TabularIdent, uuid::Uuid, TabularKind)>>;
     /// Applies every change in one transaction, or none: `CommitConflict` when an update's
     /// expected version is no longer current, `AlreadyExists` when a created name is taken,
     /// `NotFound(Namespace)` when a created one's namespace is missing.
@@ -456,6 +467,16 @@ pub trait AuthzStore: Send + Sync {
         remove: &[Relationship],
         at: DateTime<Utc>,
     ) -> Result<()>;
+    /// The roles `user` is an assignee of (directly, through the assignees of `seed_roles`, or
+    /// through nested roles; `seed_roles` themselves not included), and the relationships other
+    /// than role assignments whose subject is the user or the assignees of one of those roles or
+    /// of `seed_roles`: only those on `objects` (type, id) when given, else all. One query.
+    async fn caller_relationships(
+        &self,
+        user: &str,
+        seed_roles: &[String],
+        objects: Option<&[(String, String)]>,
+    ) -> Result<(Vec<String>, Vec<Relationship>)>;
     /// The relationships on one object, ordered.
     async fn object_relationships(
         &self,
@@ -658,6 +679,10 @@ pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
 pub(crate) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(e) if e.is_foreign_key_violation())
 }
+
+/// The most values a query binds in one `IN (...)` list (below SQLite's and PostgreSQL's limits
+/// on parameters); longer lists are split or filtered in memory.
+pub(crate) const MAX_IN_LIST: usize = 2000;
 
 pub(crate) fn not_found(entity: Entity, what: impl std::fmt::Display) -> Error {
     Error::not_found(entity, format!("{} {what} does not exist", entity.as_str()))

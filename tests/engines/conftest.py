@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -462,11 +463,44 @@ def secure_floe(request, idp):
     token = idp.token()
     server = Floe(
         request.param,
-        config=authn_config(idp, extra_authn='admins = ["idp~breakglass"]', extra_provider='roles-claim = "groups"'),
+        config=authn_config(
+            idp, extra_authn='admins = ["idp~breakglass", "idp~minter"]', extra_provider='roles-claim = "groups"'
+        ),
         token=token,
     )
     yield server
     server.stop()
+
+
+def management(floe, method, path, token, **kwargs):
+    """A management API call with a bearer token."""
+    import requests
+
+    return requests.request(
+        method,
+        f"{floe.base}/management/v1{path}",
+        headers={"authorization": f"Bearer {token}"},
+        timeout=30,
+        **kwargs,
+    )
+
+
+def warehouse_id(floe, token, name="demo"):
+    response = management(floe, "GET", "/warehouses", token)
+    assert response.status_code == 200, response.text
+    return next(w["id"] for w in response.json()["warehouses"] if w["name"] == name)
+
+
+def grant(floe, token, object_type, object_id, subject, relation, revoke=False):
+    """Grants (or revokes) `relation` on `object_type`/`object_id` to `subject` (`user:...` or
+    `role:...`) as the holder of `token`; fails the test unless it lands."""
+    entry = [{"subject": subject, "relation": relation}]
+    body = {"revoke": entry} if revoke else {"grant": entry}
+    response = management(
+        floe, "POST", f"/grants/{object_type}/{urllib.parse.quote(object_id, safe='')}", token, json=body
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def duckdb_with_iceberg():

@@ -20,7 +20,7 @@ import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from conftest import Floe, authn_config, duckdb_with_iceberg
+from conftest import Floe, authn_config, duckdb_with_iceberg, grant, warehouse_id
 
 UUID = "00000000-0000-7000-8000-000000000000"
 
@@ -122,6 +122,7 @@ def test_every_route_needs_a_token_but_health_ready_and_docs(secure_floe):
 
 def test_engines_see_the_catalog_with_a_token(secure_floe, idp):
     token = idp.token("pyiceberg")
+    grant(secure_floe, idp.token(), "warehouse", warehouse_id(secure_floe, idp.token()), "user:idp~pyiceberg", "describe")
     response = get(secure_floe, "/catalog/v1/config?warehouse=demo", token)
     assert response.status_code == 200, response.text
     assert response.json()["overrides"]["prefix"]
@@ -232,6 +233,8 @@ def test_an_automatically_bootstrapped_server_gets_one_admin_and_break_glass_adm
 def test_gateway_admin_keys_record_their_creator(secure_floe, idp):
     token = idp.user_token("keymaker")
     auth = {"authorization": f"Bearer {token}"}
+    # Managing a warehouse's access keys takes its ownership.
+    grant(secure_floe, idp.token(), "warehouse", warehouse_id(secure_floe, idp.token()), "user:idp~keymaker", "ownership")
     warehouses = requests.get(f"{secure_floe.base}/management/v1/warehouses", headers=auth).json()
     demo = next(w for w in warehouses["warehouses"] if w["name"] == "demo")
     url = f"{secure_floe.base}/management/v1/warehouses/{demo['id']}/access-keys"
@@ -258,7 +261,7 @@ def test_rsa_pss_ecdsa_and_eddsa_signatures_verify(secure_floe, idp, audience):
 
 
 def test_idp_roles_map_to_floe_roles_per_token(idp):
-    config = authn_config(idp, extra_provider='roles-claim = "groups"') + """
+    config = authn_config(idp, extra_authn='admins = ["idp~minter"]', extra_provider='roles-claim = "groups"') + """
 [authz]
 role_mappings = [
     { matches = "team-*", role = "analysts" },
@@ -571,7 +574,7 @@ def test_tokens_never_reach_the_log_and_lines_name_their_actor(idp):
     log.close()
     floe = Floe(
         "sqlite",
-        config=authn_config(idp),
+        config=authn_config(idp, extra_authn='admins = ["idp~kim"]'),
         log_path=log.name,
         env={"FLOE__LOG__LEVEL": "debug,sqlx=debug,hyper=debug,reqwest=debug,h2=debug", "FLOE__LOG__FORMAT": "json"},
     )
@@ -611,6 +614,8 @@ def test_pyiceberg_signs_in_with_client_credentials(secure_floe, idp):
     from pyiceberg.catalog import load_catalog
     from pyiceberg.exceptions import UnauthorizedError
 
+    # `create` on the warehouse: PyIceberg then owns the namespace and the table it creates.
+    grant(secure_floe, idp.token(), "warehouse", warehouse_id(secure_floe, idp.token()), "user:idp~pyiceberg", "create")
     catalog = load_catalog(
         "floe",
         type="rest",
@@ -644,6 +649,7 @@ def test_pyiceberg_signs_in_with_client_credentials(secure_floe, idp):
 def test_duckdb_signs_in_with_its_oauth2_secret(secure_floe, idp):
     import duckdb
 
+    grant(secure_floe, idp.token(), "warehouse", warehouse_id(secure_floe, idp.token()), "user:idp~duckdb", "create")
     con = duckdb_with_iceberg()
     con.execute(
         f"""CREATE SECRET floe_idp (TYPE iceberg, CLIENT_ID 'duckdb', CLIENT_SECRET 'duckdb-secret',

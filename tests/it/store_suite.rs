@@ -834,6 +834,7 @@ async fn namespace_listing_pages_in_byte_order(store: Persistence, db: &TestDb) 
                     after: after.clone(),
                     limit: Some(3),
                 },
+                None,
             )
             .await
             .unwrap();
@@ -847,14 +848,14 @@ async fn namespace_listing_pages_in_byte_order(store: Persistence, db: &TestDb) 
     assert_eq!(seen, expected);
     let all = store
         .namespaces
-        .list_namespaces(main.id, None, &PageRequest::all())
+        .list_namespaces(main.id, None, &PageRequest::all(), None)
         .await
         .unwrap();
     assert_eq!(all.items.len(), names.len());
     assert_eq!(all.next, None);
     let children = store
         .namespaces
-        .list_namespaces(main.id, Some(&ns(&["a"])), &PageRequest::all())
+        .list_namespaces(main.id, Some(&ns(&["a"])), &PageRequest::all(), None)
         .await
         .unwrap();
     assert_eq!(children.items, vec![ns(&["a", "child"])]);
@@ -882,7 +883,7 @@ async fn namespaces_are_scoped_to_their_ref(store: Persistence, db: &TestDb) {
         .unwrap();
     let listed = store
         .namespaces
-        .list_namespaces(two_main.id, None, &PageRequest::all())
+        .list_namespaces(two_main.id, None, &PageRequest::all(), None)
         .await
         .unwrap();
     assert_eq!(listed.items, vec![ns(&["shared"])]);
@@ -1389,6 +1390,7 @@ async fn tabulars_list_drop_and_rename(store: Persistence, db: &TestDb) {
                 after: None,
                 limit: Some(2),
             },
+            None,
         )
         .await
         .unwrap();
@@ -1403,6 +1405,7 @@ async fn tabulars_list_drop_and_rename(store: Persistence, db: &TestDb) {
                 after: page.next,
                 limit: Some(2),
             },
+            None,
         )
         .await
         .unwrap();
@@ -1415,6 +1418,7 @@ async fn tabulars_list_drop_and_rename(store: Persistence, db: &TestDb) {
             &ns(&["ns"]),
             TabularKind::View,
             &PageRequest::all(),
+            None,
         )
         .await
         .unwrap();
@@ -2192,6 +2196,7 @@ async fn concurrent_creates_in_one_namespace_all_land(store: Persistence, db: &T
                 after: None,
                 limit: None,
             },
+            None,
         )
         .await
         .unwrap();
@@ -2421,6 +2426,7 @@ async fn branches_inherit_until_they_diverge(store: Persistence, db: &TestDb) {
             &ns(&["ns"]),
             TabularKind::Table,
             &PageRequest::all(),
+            None,
         )
         .await
         .unwrap();
@@ -2443,6 +2449,7 @@ async fn branches_inherit_until_they_diverge(store: Persistence, db: &TestDb) {
                 limit: Some(1),
                 after: None,
             },
+            None,
         )
         .await
         .unwrap();
@@ -2642,7 +2649,7 @@ async fn tags_resets_and_commit_points(store: Persistence, db: &TestDb) {
         async move {
             store
                 .namespaces
-                .list_namespaces(r, None, &PageRequest::all())
+                .list_namespaces(r, None, &PageRequest::all(), None)
                 .await
                 .unwrap()
                 .items

@@ -190,6 +190,71 @@ macro_rules! stamp {
                     .map_err(|e| db_error("writing relationships", e))
             }
 
+            async fn caller_relationships(
+                &self,
+                user: &str,
+                seed_roles: &[String],
+                objects: Option<&[(String, String)]>,
+            ) -> Result<(Vec<String>, Vec<Relationship>)> {
+                // $1 is the user; the seed roles and objects follow.
+                let mut n = 1;
+                let mut next = || {
+                    n += 1;
+                    format!("${n}")
+                };
+                let seeds: Vec<String> = seed_roles.iter().map(|_| next()).collect();
+                let seed_list = if seeds.is_empty() { "NULL".to_string() } else { seeds.join(", ") };
+                let object_filter = match objects {
+                    None => String::new(),
+                    Some([]) => " AND 1 = 0".to_string(),
+                    Some(objects) => format!(
+                        " AND ({})",
+                        objects
+                            .iter()
+                            .map(|_| format!("(object_type = {} AND object_id = {})", next(), next()))
+                            .collect::<Vec<_>>()
+                            .join(" OR ")
+                    ),
+                };
+                let sql = format!(
+                    "WITH RECURSIVE member_of(id) AS (                        SELECT object_id FROM relationships WHERE object_type = 'role'                          AND relation = 'assignee' AND ((subject_type = 'user' AND subject_id = $1                          AND subject_relation = '') OR (subject_type = 'role'                          AND subject_relation = 'assignee' AND subject_id IN ({seed_list})))                        UNION                        SELECT r.object_id FROM relationships r JOIN member_of m ON r.subject_id = m.id                          WHERE r.object_type = 'role' AND r.relation = 'assignee'                          AND r.subject_type = 'role' AND r.subject_relation = 'assignee')                      SELECT 'role' AS object_type, id AS object_id, 'assignee' AS relation,                        'user' AS subject_type, $1 AS subject_id, '' AS subject_relation FROM member_of                      UNION ALL                      SELECT object_type, object_id, relation, subject_type, subject_id, subject_relation                      FROM relationships WHERE object_type <> 'role' AND ((subject_type = 'user'                        AND subject_id = $1 AND subject_relation = '') OR (subject_type = 'role'                        AND subject_relation = 'assignee' AND (subject_id IN (SELECT id FROM member_of)                        OR subject_id IN ({seed_list})))){object_filter}"
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(user);
+                for role in seed_roles {
+                    query = query.bind(role);
+                }
+                for (kind, id) in objects.unwrap_or_default() {
+                    query = query.bind(kind).bind(id);
+                }
+                let rows = query
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| db_error("reading the caller's relationships", e))?;
+                let mut roles = Vec::new();
+                let mut grants = Vec::new();
+                for row in &rows {
+                    let r = (|| -> std::result::Result<Relationship, sqlx::Error> {
+                        let subject_relation: String = row.try_get("subject_relation")?;
+                        Ok(Relationship {
+                            object_type: row.try_get("object_type")?,
+                            object_id: row.try_get("object_id")?,
+                            relation: row.try_get("relation")?,
+                            subject_type: row.try_get("subject_type")?,
+                            subject_id: row.try_get("subject_id")?,
+                            subject_relation: (!subject_relation.is_empty())
+                                .then_some(subject_relation),
+                        })
+                    })()
+                    .map_err(|e| db_error("decoding relationships", e))?;
+                    if r.object_type == "role" && r.relation == "assignee" && r.subject_type == "user" {
+                        roles.push(r.object_id);
+                    } else {
+                        grants.push(r);
+                    }
+                }
+                Ok((roles, grants))
+            }
+
             async fn object_relationships(
                 &self,
                 object_type: &str,

@@ -125,6 +125,7 @@ macro_rules! stamp {
                 ref_id: RefId,
                 parent: Option<&NamespaceIdent>,
                 page: &PageRequest,
+                only: Option<&[String]>,
             ) -> Result<Page<NamespaceIdent>> {
                 let parent_name = parent.map(|p| p.joined()).unwrap_or_default();
                 let mut conn = self
@@ -132,15 +133,23 @@ macro_rules! stamp {
                     .acquire()
                     .await
                     .map_err(|e| db_error("listing namespaces", e))?;
-                if line_info(&mut conn, ref_id).await?.1.is_some() {
+                if only.is_some_and(|o| o.is_empty()) {
+                    return Ok(Page { items: Vec::new(), next: None });
+                }
+                let filter_in_query = only.is_some_and(|o| o.len() <= crate::store::MAX_IN_LIST);
+                if line_info(&mut conn, ref_id).await?.1.is_some() || (only.is_some() && !filter_in_query) {
                     // A branch: its own rows over what it inherits.
-                    let names = resolve_names(
+                    let mut names = resolve_names(
                         &mut conn,
                         ref_id,
                         None,
                         Scope::Namespaces { parent: &parent_name },
                     )
                     .await?;
+                    if let Some(only) = only {
+                        let only: std::collections::HashSet<&String> = only.iter().collect();
+                        names.retain(|n| only.contains(n));
+                    }
                     let page = page_of(names, page);
                     return Ok(Page {
                         items: page
@@ -154,14 +163,28 @@ macro_rules! stamp {
                 drop(conn);
                 // One more row than asked tells whether there is a next page.
                 let limit = page.limit.map(|l| i64::from(l) + 1).unwrap_or(i64::MAX);
-                let rows = sqlx::query(
-                    "SELECT name FROM namespaces WHERE ref_id = $1 AND parent_name = $2 AND name > $3 \
-                     ORDER BY name LIMIT $4",
-                )
+                let only = only.unwrap_or_default();
+                let filter = if only.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " AND name IN ({})",
+                        (0..only.len()).map(|i| format!("${}", i + 5)).collect::<Vec<_>>().join(", ")
+                    )
+                };
+                let sql = format!(
+                    "SELECT name FROM namespaces WHERE ref_id = $1 AND parent_name = $2 AND name > $3{filter} \
+                     ORDER BY name LIMIT $4"
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(ref_id.0)
                 .bind(parent_name)
                 .bind(page.after.clone().unwrap_or_default())
-                .bind(limit)
+                .bind(limit);
+                for name in only {
+                    query = query.bind(name);
+                }
+                let rows = query
                 .fetch_all(&self.read)
                 .await
                 .map_err(|e| db_error("listing namespaces", e))?;

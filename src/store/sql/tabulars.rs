@@ -286,6 +286,75 @@ macro_rules! stamp {
                 Ok(lines.into_iter().map(RefId).collect())
             }
 
+            async fn locate_tabulars(
+                &self,
+                ref_id: RefId,
+                uuids: &[Uuid],
+            ) -> Result<Vec<(TabularIdent, Uuid, TabularKind)>> {
+                let failed = |e| db_error("locating tables", e);
+                let mut conn = self.read.acquire().await.map_err(failed)?;
+                let mut out = Vec::new();
+                let branch = line_info(&mut conn, ref_id).await?.1.is_some();
+                for chunk in uuids.chunks(crate::store::MAX_IN_LIST) {
+                    let list = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ");
+                    if !branch {
+                        let sql = format!(
+                            "SELECT n.name AS namespace, t.name, t.uuid, t.kind FROM tabulars t \
+                             JOIN namespaces n ON n.id = t.namespace_id WHERE t.ref_id = $1 AND t.uuid IN ({list})"
+                        );
+                        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ref_id.0);
+                        for u in chunk {
+                            query = query.bind(*u);
+                        }
+                        for row in query.fetch_all(&mut *conn).await.map_err(failed)? {
+                            let namespace: String = row.try_get("namespace").map_err(failed)?;
+                            let kind: String = row.try_get("kind").map_err(failed)?;
+                            out.push((
+                                TabularIdent {
+                                    namespace: NamespaceIdent::from_joined(&namespace)?,
+                                    name: row.try_get("name").map_err(failed)?,
+                                },
+                                row.try_get::<Uuid, _>("uuid").map_err(failed)?,
+                                if kind == "view" { TabularKind::View } else { TabularKind::Table },
+                            ));
+                        }
+                        continue;
+                    }
+                    // A branch: every name these UUIDs had on the line or the lines it forked
+                    // from, then what the line sees at each.
+                    let mut candidates = std::collections::BTreeSet::new();
+                    let mut line = Some(ref_id);
+                    while let Some(current) = line {
+                        let sql = format!(
+                            "SELECT DISTINCT namespace, name FROM tabular_history \
+                             WHERE line_id = $1 AND uuid IN ({list})"
+                        );
+                        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(current.0);
+                        for u in chunk {
+                            query = query.bind(*u);
+                        }
+                        for row in query.fetch_all(&mut *conn).await.map_err(failed)? {
+                            let namespace: String = row.try_get("namespace").map_err(failed)?;
+                            let name: String = row.try_get("name").map_err(failed)?;
+                            candidates.insert((namespace, name));
+                        }
+                        line = line_info(&mut conn, current).await?.1.map(|(parent, _)| parent);
+                    }
+                    for (namespace, name) in candidates {
+                        let ident = TabularIdent {
+                            namespace: NamespaceIdent::from_joined(&namespace)?,
+                            name,
+                        };
+                        if let Some(t) = resolve_tabular(&mut conn, ref_id, &ident, None).await?
+                            && chunk.contains(&t.uuid)
+                        {
+                            out.push((ident, t.uuid, t.kind));
+                        }
+                    }
+                }
+                Ok(out)
+            }
+
             async fn release_for_purge(
                 &self,
                 warehouse: WarehouseId,
@@ -368,35 +437,58 @@ macro_rules! stamp {
                 namespace: &NamespaceIdent,
                 kind: TabularKind,
                 page: &PageRequest,
+                only: Option<&[String]>,
             ) -> Result<Page<String>> {
                 let mut conn = self
                     .read
                     .acquire()
                     .await
                     .map_err(|e| db_error("listing tables", e))?;
-                if line_info(&mut conn, ref_id).await?.1.is_some() {
+                if only.is_some_and(|o| o.is_empty()) {
+                    return Ok(Page { items: Vec::new(), next: None });
+                }
+                let filter_in_query = only.is_some_and(|o| o.len() <= crate::store::MAX_IN_LIST);
+                if line_info(&mut conn, ref_id).await?.1.is_some() || (only.is_some() && !filter_in_query) {
                     let joined = namespace.joined();
-                    let names = resolve_names(
+                    let mut names = resolve_names(
                         &mut conn,
                         ref_id,
                         None,
                         Scope::Tabulars { namespace: &joined, kind },
                     )
                     .await?;
+                    if let Some(only) = only {
+                        let only: std::collections::HashSet<&String> = only.iter().collect();
+                        names.retain(|n| only.contains(n));
+                    }
                     return Ok(page_of(names, page));
                 }
                 drop(conn);
                 let limit = page.limit.map(|l| i64::from(l) + 1).unwrap_or(i64::MAX);
-                let rows = sqlx::query(
+                let only = only.unwrap_or_default();
+                let filter = if only.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " AND t.name IN ({})",
+                        (0..only.len()).map(|i| format!("${}", i + 6)).collect::<Vec<_>>().join(", ")
+                    )
+                };
+                let sql = format!(
                     "SELECT t.name FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
-                     WHERE n.ref_id = $1 AND n.name = $2 AND t.kind = $3 AND t.name > $4 \
-                     ORDER BY t.name LIMIT $5",
-                )
-                .bind(ref_id.0)
-                .bind(namespace.joined())
-                .bind(kind.as_str())
-                .bind(page.after.clone().unwrap_or_default())
-                .bind(limit)
+                     WHERE n.ref_id = $1 AND n.name = $2 AND t.kind = $3 AND t.name > $4{filter} \
+                     ORDER BY t.name LIMIT $5"
+                );
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(ref_id.0)
+                    .bind(namespace.joined())
+                    .bind(kind.as_str())
+                    .bind(page.after.clone().unwrap_or_default())
+                    .bind(limit);
+                for name in only {
+                    query = query.bind(name);
+                }
+                let rows = query
                 .fetch_all(&self.read)
                 .await
                 .map_err(|e| db_error("listing tables", e))?;

@@ -1,0 +1,647 @@
+//! Authorization in the use cases: who the caller is to the `Authorizer`, where an object sits in
+//! the model (its ancestry, from the server down), the check each use case makes once it has
+//! found what the request names, and what lists may show.
+//!
+//! A refusal never tells more than the caller may see: an object the caller may not `browse`
+//! (describe, or hold something below) answers exactly as a missing one does; one they may
+//! browse but not act on answers 403.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use super::{RequestContext, Services};
+use crate::authn::Principal;
+use crate::authz::rules::{Requirement, requirement};
+use crate::authz::{Action, Caller, Granted, ObjectRef, ObjectType, Resource};
+use crate::error::{Entity, Error, ErrorKind, Result};
+use crate::model::{
+    NamespaceIdent, PageRequest, ProjectId, ServerInfo, TabularKind, WarehouseId,
+    parse_tabular_object_id, tabular_object_id,
+};
+
+/// How long this process trusts what it read of the server (its admin) and of role names.
+const TTL: Duration = Duration::from_secs(5);
+
+/// What a list may show the caller.
+pub(crate) enum Visible {
+    /// Everything (no checks, or the caller may describe the whole scope).
+    All,
+    /// Only these (names of children, as the store lists them).
+    Only(Vec<String>),
+}
+
+impl Visible {
+    pub(crate) fn only(&self) -> Option<&[String]> {
+        match self {
+            Visible::All => None,
+            Visible::Only(names) => Some(names),
+        }
+    }
+}
+
+/// Process-local caches of what every check needs.
+#[derive(Default)]
+pub(super) struct AccessCaches {
+    server: std::sync::Mutex<Option<(Instant, ServerInfo)>>,
+    roles: std::sync::Mutex<Option<(Instant, HashMap<String, uuid::Uuid>)>>,
+}
+
+fn resource_kind(resource: &Resource) -> ObjectType {
+    match resource {
+        Resource::Server => ObjectType::Server,
+        Resource::Project(_) => ObjectType::Project,
+        Resource::Warehouse(_) => ObjectType::Warehouse,
+        Resource::Namespace { .. } => ObjectType::Namespace,
+        Resource::Tabular {
+            kind: TabularKind::Table,
+            ..
+        } => ObjectType::Table,
+        Resource::Tabular {
+            kind: TabularKind::View,
+            ..
+        } => ObjectType::View,
+    }
+}
+
+/// The answer for an object the caller may not see: what the request would get if it did not
+/// exist.
+fn hidden(resource: &Resource, level: &ObjectRef) -> Error {
+    match (level.kind, resource) {
+        (ObjectType::Server, _) => Error::forbidden("not allowed"),
+        (ObjectType::Project, _) => Error::not_found(
+            Entity::Project,
+            format!("project {} does not exist", level.id),
+        ),
+        (ObjectType::Warehouse, _) => Error::not_found(
+            Entity::Warehouse,
+            format!("warehouse {} does not exist", level.id),
+        ),
+        (_, Resource::Namespace { namespace, .. }) => Error::not_found(
+            Entity::Namespace,
+            format!("namespace {namespace} does not exist"),
+        ),
+        (
+            _,
+            Resource::Tabular {
+                ident,
+                kind: TabularKind::Table,
+                ..
+            },
+        ) => Error::not_found(Entity::Table, format!("table {ident} does not exist")),
+        (
+            _,
+            Resource::Tabular {
+                ident,
+                kind: TabularKind::View,
+                ..
+            },
+        ) => Error::not_found(Entity::View, format!("view {ident} does not exist")),
+        _ => Error::forbidden("not allowed"),
+    }
+}
+
+impl Services {
+    /// The server's record, read at most every few seconds.
+    pub(crate) async fn server_snapshot(&self) -> Result<Option<ServerInfo>> {
+        if let Some((at, info)) = self.access.server.lock().expect("cache lock").as_ref()
+            && at.elapsed() < TTL
+        {
+            return Ok(Some(info.clone()));
+        }
+        let info = self.store.server.server_info().await?;
+        if let Some(info) = &info {
+            *self.access.server.lock().expect("cache lock") = Some((Instant::now(), info.clone()));
+        }
+        Ok(info)
+    }
+
+    /// Forgets what this process read of the server and of roles (after it changed them).
+    pub(crate) fn forget_access(&self) {
+        *self.access.server.lock().expect("cache lock") = None;
+        *self.access.roles.lock().expect("cache lock") = None;
+    }
+
+    /// The ids of the roles with these names (names without a role are left out).
+    async fn role_ids(&self, names: &[String]) -> Result<Vec<String>> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let cached = self
+            .access
+            .roles
+            .lock()
+            .expect("cache lock")
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < TTL)
+            .map(|(_, roles)| roles.clone());
+        let roles = match cached {
+            Some(roles) => roles,
+            None => {
+                let all = self
+                    .store
+                    .authz
+                    .list_roles(None, &PageRequest::all())
+                    .await?;
+                let roles: HashMap<String, uuid::Uuid> =
+                    all.items.into_iter().map(|r| (r.name, r.id)).collect();
+                *self.access.roles.lock().expect("cache lock") =
+                    Some((Instant::now(), roles.clone()));
+                roles
+            }
+        };
+        Ok(names
+            .iter()
+            .filter_map(|n| roles.get(n).map(|id| id.to_string()))
+            .collect())
+    }
+
+    /// The caller as the authorizer sees them; `None` when nothing is checked (the allow-all
+    /// backend, or Floe acting on its own behalf).
+    pub(crate) async fn caller(&self, ctx: &RequestContext) -> Result<Option<Caller>> {
+        if !self.authz.enforces() {
+            return Ok(None);
+        }
+        match &ctx.principal {
+            Principal::System => Ok(None),
+            Principal::Anonymous => Err(Error::new(
+                ErrorKind::Unauthenticated,
+                "this server checks permissions: sign in",
+            )),
+            Principal::User(identity) => {
+                let names = crate::authz::roles::mapped_roles(
+                    &self.role_mappings,
+                    &identity.provider,
+                    &identity.roles,
+                );
+                let mapped_roles = self.role_ids(&names).await?;
+                let admin = self.admins.contains(&identity.id)
+                    || self
+                        .server_snapshot()
+                        .await?
+                        .and_then(|info| info.admin)
+                        .is_some_and(|admin| admin == identity.id);
+                Ok(Some(Caller {
+                    user: identity.id.clone(),
+                    mapped_roles,
+                    admin,
+                }))
+            }
+        }
+    }
+
+    /// The object a resource names, with its ancestry: server first, the object last.
+    pub(crate) async fn object_path(&self, resource: &Resource) -> Result<Vec<ObjectRef>> {
+        let server = match self.server_snapshot().await? {
+            Some(info) => info,
+            None => self.bootstrapped().await?,
+        };
+        let mut path = vec![ObjectRef::new(
+            ObjectType::Server,
+            server.server_id.to_string(),
+        )];
+        let warehouse = match resource {
+            Resource::Server => return Ok(path),
+            Resource::Project(project) => {
+                path.push(ObjectRef::new(ObjectType::Project, project.0.to_string()));
+                return Ok(path);
+            }
+            Resource::Warehouse(w)
+            | Resource::Namespace { warehouse: w, .. }
+            | Resource::Tabular { warehouse: w, .. } => *w,
+        };
+        let record = self.cached_warehouse(warehouse).await?;
+        path.push(ObjectRef::new(
+            ObjectType::Project,
+            record.project_id.0.to_string(),
+        ));
+        path.push(ObjectRef::new(
+            ObjectType::Warehouse,
+            warehouse.0.to_string(),
+        ));
+        let namespace = match resource {
+            Resource::Namespace { namespace, .. } => Some(namespace),
+            Resource::Tabular { ident, .. } => Some(&ident.namespace),
+            _ => None,
+        };
+        if let Some(namespace) = namespace {
+            let levels = namespace.levels();
+            for depth in 1..=levels.len() {
+                let level = NamespaceIdent::new(levels[..depth].to_vec())?;
+                path.push(ObjectRef::new(
+                    ObjectType::Namespace,
+                    level.object_id(warehouse),
+                ));
+            }
+        }
+        if let Resource::Tabular { uuid, .. } = resource {
+            path.push(ObjectRef::new(
+                resource_kind(resource),
+                tabular_object_id(warehouse, *uuid),
+            ));
+        }
+        Ok(path)
+    }
+
+    /// Makes the caller (a user) the owner of what they just created. After the object's own
+    /// commit: a failure here is logged and leaves the object to the owners of its parents.
+    pub(crate) async fn own(&self, ctx: &RequestContext, resource: Resource) {
+        let Some(identity) = ctx.principal.identity() else {
+            return;
+        };
+        let written = async {
+            let path = self.object_path(&resource).await?;
+            let object = path.last().expect("a path ends at its object");
+            let owner = crate::model::Relationship {
+                object_type: object.kind.as_str().to_string(),
+                object_id: object.id.clone(),
+                relation: "ownership".to_string(),
+                subject_type: "user".to_string(),
+                subject_id: identity.id.clone(),
+                subject_relation: None,
+            };
+            self.store
+                .authz
+                .write_relationships(&[owner], &[], crate::model::now())
+                .await
+        }
+        .await;
+        if let Err(e) = written {
+            tracing::warn!(error = ?e, ?resource, "recording the creator as owner failed");
+        }
+    }
+
+    /// Authorizes `action` on the table or view the request's ref sees at `ident`. When there is
+    /// none, `Ok`: the use case then answers as for any missing one (404), which is also what a
+    /// caller who may not see an existing one gets.
+    pub(crate) async fn authorize_tabular(
+        &self,
+        ctx: &RequestContext,
+        action: Action,
+        warehouse: WarehouseId,
+        ident: &crate::model::TabularIdent,
+        kind: TabularKind,
+    ) -> Result<()> {
+        if self.caller(ctx).await?.is_none() {
+            return Ok(());
+        }
+        let branch = self.request_ref(ctx, warehouse).await?;
+        match self.store.tabulars.get_tabular(branch.id, ident).await? {
+            Some(t) if t.kind == kind => {
+                self.authorize(
+                    ctx,
+                    action,
+                    Resource::Tabular {
+                        warehouse,
+                        ident: ident.clone(),
+                        uuid: t.uuid,
+                        kind,
+                    },
+                )
+                .await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the caller may take `action` on `resource`, without composing a refusal.
+    pub(crate) async fn may(
+        &self,
+        ctx: &RequestContext,
+        action: Action,
+        resource: &Resource,
+    ) -> Result<bool> {
+        let Some(caller) = self.caller(ctx).await? else {
+            return Ok(true);
+        };
+        match requirement(action) {
+            Requirement::AnyCaller | Requirement::Filtered | Requirement::FirstCallerOrAdmin => {
+                Ok(true)
+            }
+            Requirement::Relation { relation, on } => {
+                if !on.contains(&resource_kind(resource)) {
+                    return Err(Error::internal(
+                        "authorizing",
+                        anyhow::anyhow!("{action:?} is not asked of a {resource:?}"),
+                    ));
+                }
+                let path = self.object_path(resource).await?;
+                self.authz.check(&caller, relation, &path).await
+            }
+        }
+    }
+
+    /// The authorize phase of a use case: `Ok` when the caller may take `action` on
+    /// `resource`; else 404 as if it did not exist when they may not see it, 403 when they may.
+    pub(crate) async fn authorize(
+        &self,
+        ctx: &RequestContext,
+        action: Action,
+        resource: Resource,
+    ) -> Result<()> {
+        if self.may(ctx, action, &resource).await? {
+            return Ok(());
+        }
+        let Some(caller) = self.caller(ctx).await? else {
+            return Ok(());
+        };
+        let path = self.object_path(&resource).await?;
+        let granted = self.authz.granted(&caller).await?;
+        if let Some(depth) = self.first_hidden(ctx, &caller, &path, &granted).await? {
+            return Err(hidden(&resource, &path[depth]));
+        }
+        Err(Error::forbidden(format!(
+            "not allowed: {action:?} needs more than the caller holds on this {}",
+            resource_kind(&resource).as_str()
+        )))
+    }
+
+    /// The first object of `path` (below the server) the caller may not browse.
+    async fn first_hidden(
+        &self,
+        ctx: &RequestContext,
+        caller: &Caller,
+        path: &[ObjectRef],
+        granted: &[Granted],
+    ) -> Result<Option<usize>> {
+        for depth in 1..path.len() {
+            if self
+                .authz
+                .check(caller, "describe", &path[..=depth])
+                .await?
+            {
+                continue;
+            }
+            if self.holds_below(ctx, granted, &path[depth]).await? {
+                continue;
+            }
+            return Ok(Some(depth));
+        }
+        Ok(None)
+    }
+
+    /// Whether the caller holds something on an object below `object` (so may see it exists).
+    async fn holds_below(
+        &self,
+        ctx: &RequestContext,
+        granted: &[Granted],
+        object: &ObjectRef,
+    ) -> Result<bool> {
+        match object.kind {
+            ObjectType::Project => {
+                for warehouse in granted_warehouses(granted) {
+                    if let Ok(record) = self.cached_warehouse(warehouse).await
+                        && record.project_id.0.to_string() == object.id
+                    {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            ObjectType::Warehouse => {
+                let prefix = format!("{}/", object.id);
+                Ok(granted.iter().any(|g| {
+                    matches!(
+                        g.object.kind,
+                        ObjectType::Namespace | ObjectType::Table | ObjectType::View
+                    ) && g.object.id.starts_with(&prefix)
+                }))
+            }
+            ObjectType::Namespace => {
+                let Some((warehouse, namespace)) = NamespaceIdent::from_object_id(&object.id)
+                else {
+                    return Ok(false);
+                };
+                let below = |levels: &[String], strictly: bool| {
+                    levels.starts_with(namespace.levels())
+                        && (!strictly || levels.len() > namespace.levels().len())
+                };
+                if granted_namespaces(granted, warehouse).any(|n| below(n.levels(), true)) {
+                    return Ok(true);
+                }
+                let located = self.granted_tabulars(ctx, granted, warehouse, None).await?;
+                Ok(located
+                    .iter()
+                    .any(|(ident, _)| below(ident.namespace.levels(), false)))
+            }
+            ObjectType::Server | ObjectType::Table | ObjectType::View => Ok(false),
+        }
+    }
+
+    /// The tables and views (of `kind`, or both) the caller holds a grant on in a warehouse,
+    /// where the request's ref sees them.
+    async fn granted_tabulars(
+        &self,
+        ctx: &RequestContext,
+        granted: &[Granted],
+        warehouse: WarehouseId,
+        kind: Option<TabularKind>,
+    ) -> Result<Vec<(crate::model::TabularIdent, TabularKind)>> {
+        let uuids: BTreeSet<uuid::Uuid> = granted
+            .iter()
+            .filter(|g| match kind {
+                None => matches!(g.object.kind, ObjectType::Table | ObjectType::View),
+                Some(TabularKind::Table) => g.object.kind == ObjectType::Table,
+                Some(TabularKind::View) => g.object.kind == ObjectType::View,
+            })
+            .filter_map(|g| parse_tabular_object_id(&g.object.id))
+            .filter(|(w, _)| *w == warehouse)
+            .map(|(_, uuid)| uuid)
+            .collect();
+        if uuids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let branch = self.request_ref(ctx, warehouse).await?;
+        let uuids: Vec<uuid::Uuid> = uuids.into_iter().collect();
+        Ok(self
+            .store
+            .tabulars
+            .locate_tabulars(branch.id, &uuids)
+            .await?
+            .into_iter()
+            .filter(|(_, _, k)| kind.is_none_or(|want| want == *k))
+            .map(|(ident, _, k)| (ident, k))
+            .collect())
+    }
+
+    /// For a list of what is inside `scope`: `All` when the caller may describe the scope, else
+    /// the caller's grants to filter by. 404 when they may not see the scope itself.
+    async fn list_scope(
+        &self,
+        ctx: &RequestContext,
+        scope: &Resource,
+    ) -> Result<Option<(Caller, Vec<Granted>)>> {
+        let Some(caller) = self.caller(ctx).await? else {
+            return Ok(None);
+        };
+        let path = self.object_path(scope).await?;
+        if self.authz.check(&caller, "describe", &path).await? {
+            return Ok(None);
+        }
+        let granted = self.authz.granted(&caller).await?;
+        if let Some(depth) = self.first_hidden(ctx, &caller, &path, &granted).await? {
+            return Err(hidden(scope, &path[depth]));
+        }
+        Ok(Some((caller, granted)))
+    }
+
+    /// The child namespaces of `parent` (the warehouse's top level when `None`) the caller may
+    /// list, by joined name.
+    pub(crate) async fn visible_namespaces(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        parent: Option<&NamespaceIdent>,
+    ) -> Result<Visible> {
+        let scope = match parent {
+            Some(namespace) => Resource::Namespace {
+                warehouse,
+                namespace: namespace.clone(),
+            },
+            None => Resource::Warehouse(warehouse),
+        };
+        let Some((_, granted)) = self.list_scope(ctx, &scope).await? else {
+            return Ok(Visible::All);
+        };
+        let depth = parent.map(|p| p.levels().len()).unwrap_or(0);
+        let parent_levels: &[String] = parent.map(|p| p.levels()).unwrap_or(&[]);
+        let mut names = BTreeSet::new();
+        let mut child_of = |levels: &[String]| {
+            if levels.len() > depth && levels.starts_with(parent_levels) {
+                names.insert(levels[..=depth].join(&NamespaceIdent::SEPARATOR.to_string()));
+            }
+        };
+        for namespace in granted_namespaces(&granted, warehouse) {
+            child_of(namespace.levels());
+        }
+        for (ident, _) in self
+            .granted_tabulars(ctx, &granted, warehouse, None)
+            .await?
+        {
+            child_of(ident.namespace.levels());
+        }
+        Ok(Visible::Only(names.into_iter().collect()))
+    }
+
+    /// The tables (or views) of a namespace the caller may list, by name.
+    pub(crate) async fn visible_tabulars(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        namespace: &NamespaceIdent,
+        kind: TabularKind,
+    ) -> Result<Visible> {
+        let scope = Resource::Namespace {
+            warehouse,
+            namespace: namespace.clone(),
+        };
+        let Some((_, granted)) = self.list_scope(ctx, &scope).await? else {
+            return Ok(Visible::All);
+        };
+        let mut names: Vec<String> = self
+            .granted_tabulars(ctx, &granted, warehouse, Some(kind))
+            .await?
+            .into_iter()
+            .filter(|(ident, _)| &ident.namespace == namespace)
+            .map(|(ident, _)| ident.name)
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(Visible::Only(names))
+    }
+
+    /// Which of these warehouses the caller may see: those of projects they may describe, and
+    /// those they hold something on or in.
+    pub(crate) async fn visible_warehouses(
+        &self,
+        ctx: &RequestContext,
+        warehouses: Vec<crate::model::Warehouse>,
+    ) -> Result<Vec<crate::model::Warehouse>> {
+        let Some(caller) = self.caller(ctx).await? else {
+            return Ok(warehouses);
+        };
+        let granted = self.authz.granted(&caller).await?;
+        let holds: BTreeSet<WarehouseId> = granted_warehouses(&granted).collect();
+        let mut projects: HashMap<ProjectId, bool> = HashMap::new();
+        let mut out = Vec::new();
+        for w in warehouses {
+            let visible = if holds.contains(&w.id) {
+                true
+            } else {
+                match projects.get(&w.project_id) {
+                    Some(v) => *v,
+                    None => {
+                        let path = self.object_path(&Resource::Project(w.project_id)).await?;
+                        let v = self.authz.check(&caller, "describe", &path).await?;
+                        projects.insert(w.project_id, v);
+                        v
+                    }
+                }
+            };
+            if visible {
+                out.push(w);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Which of these projects the caller may see: those they may describe, and those holding a
+    /// warehouse they hold something on or in.
+    pub(crate) async fn visible_projects(
+        &self,
+        ctx: &RequestContext,
+        projects: Vec<crate::model::Project>,
+    ) -> Result<Vec<crate::model::Project>> {
+        let Some(caller) = self.caller(ctx).await? else {
+            return Ok(projects);
+        };
+        let granted = self.authz.granted(&caller).await?;
+        let mut holding: BTreeSet<ProjectId> = BTreeSet::new();
+        for warehouse in granted_warehouses(&granted) {
+            if let Ok(record) = self.cached_warehouse(warehouse).await {
+                holding.insert(record.project_id);
+            }
+        }
+        let mut out = Vec::new();
+        for p in projects {
+            let visible = holding.contains(&p.id) || {
+                let path = self.object_path(&Resource::Project(p.id)).await?;
+                self.authz.check(&caller, "describe", &path).await?
+            };
+            if visible {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The warehouses the caller holds a grant on or inside.
+fn granted_warehouses(granted: &[Granted]) -> impl Iterator<Item = WarehouseId> + '_ {
+    let mut seen = BTreeSet::new();
+    granted
+        .iter()
+        .filter_map(|g| {
+            let id = match g.object.kind {
+                ObjectType::Warehouse => g.object.id.as_str(),
+                ObjectType::Namespace | ObjectType::Table | ObjectType::View => {
+                    g.object.id.split_once('/')?.0
+                }
+                _ => return None,
+            };
+            uuid::Uuid::parse_str(id).ok().map(WarehouseId)
+        })
+        .filter(move |w| seen.insert(*w))
+}
+
+/// The namespaces of a warehouse the caller holds a grant on.
+fn granted_namespaces(
+    granted: &[Granted],
+    warehouse: WarehouseId,
+) -> impl Iterator<Item = NamespaceIdent> + '_ {
+    granted
+        .iter()
+        .filter(|g| g.object.kind == ObjectType::Namespace)
+        .filter_map(|g| NamespaceIdent::from_object_id(&g.object.id))
+        .filter(move |(w, _)| *w == warehouse)
+        .map(|(_, n)| n)
+}
