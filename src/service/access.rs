@@ -66,37 +66,35 @@ fn resource_kind(resource: &Resource) -> ObjectType {
 /// The answer for an object the caller may not see: what the request would get if it did not
 /// exist.
 fn hidden(resource: &Resource, level: &ObjectRef) -> Error {
-    match (level.kind, resource) {
-        (ObjectType::Server, _) => Error::forbidden("not allowed"),
-        (ObjectType::Project, _) => Error::not_found(
-            Entity::Project,
-            format!("project {} does not exist", level.id),
-        ),
-        (ObjectType::Warehouse, _) => Error::not_found(
-            Entity::Warehouse,
-            format!("warehouse {} does not exist", level.id),
-        ),
-        (_, Resource::Namespace { namespace, .. }) => Error::not_found(
+    let no_warehouse = |w: &WarehouseId| {
+        Error::not_found(Entity::Warehouse, format!("warehouse {w} does not exist"))
+    };
+    let above_warehouse = matches!(level.kind, ObjectType::Project | ObjectType::Warehouse);
+    match resource {
+        Resource::Server => Error::forbidden("not allowed"),
+        Resource::Project(p) => {
+            Error::not_found(Entity::Project, format!("project {p} does not exist"))
+        }
+        Resource::Warehouse(w) => no_warehouse(w),
+        Resource::Namespace { warehouse, .. } | Resource::Tabular { warehouse, .. }
+            if above_warehouse =>
+        {
+            no_warehouse(warehouse)
+        }
+        Resource::Namespace { namespace, .. } => Error::not_found(
             Entity::Namespace,
             format!("namespace {namespace} does not exist"),
         ),
-        (
-            _,
-            Resource::Tabular {
-                ident,
-                kind: TabularKind::Table,
-                ..
-            },
-        ) => Error::not_found(Entity::Table, format!("table {ident} does not exist")),
-        (
-            _,
-            Resource::Tabular {
-                ident,
-                kind: TabularKind::View,
-                ..
-            },
-        ) => Error::not_found(Entity::View, format!("view {ident} does not exist")),
-        _ => Error::forbidden("not allowed"),
+        Resource::Tabular {
+            ident,
+            kind: TabularKind::Table,
+            ..
+        } => Error::not_found(Entity::Table, format!("table {ident} does not exist")),
+        Resource::Tabular {
+            ident,
+            kind: TabularKind::View,
+            ..
+        } => Error::not_found(Entity::View, format!("view {ident} does not exist")),
     }
 }
 
@@ -325,7 +323,17 @@ impl Services {
                     ));
                 }
                 let path = self.object_path(resource).await?;
-                self.authz.check(&caller, relation, &path).await
+                if self.authz.check(&caller, relation, &path).await? {
+                    return Ok(true);
+                }
+                // `browse` also holds for who holds something below (the model's `browse from
+                // child`, answered from the caller's grants: no child links are read).
+                if relation == "browse" {
+                    let granted = self.authz.granted(&caller).await?;
+                    let object = path.last().expect("a path ends at its object");
+                    return self.holds_below(ctx, &granted, object).await;
+                }
+                Ok(false)
             }
         }
     }

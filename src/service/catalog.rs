@@ -53,7 +53,12 @@ impl Services {
             Action::CatalogReadConfig,
             Resource::Warehouse(warehouse.id),
         )
-        .await?;
+        .await
+        .map_err(|e| match e.kind {
+            // Answered for the warehouse as the caller named it, as for a missing one.
+            crate::error::ErrorKind::NotFound(_) => no_such(),
+            _ => e,
+        })?;
         // act
         let branch = self.resolve_ref(warehouse.id, &named.reference).await?;
         Ok(CatalogConfig {
