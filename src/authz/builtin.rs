@@ -130,3 +130,98 @@ impl Authorizer for Builtin {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(kinds: &[(ObjectType, &str)]) -> Vec<ObjectRef> {
+        kinds
+            .iter()
+            .map(|(k, id)| ObjectRef::new(*k, *id))
+            .collect()
+    }
+
+    fn grant(
+        object: (&str, &str),
+        relation: &str,
+        subject: (&str, &str, Option<&str>),
+    ) -> Relationship {
+        Relationship {
+            object_type: object.0.into(),
+            object_id: object.1.into(),
+            relation: relation.into(),
+            subject_type: subject.0.into(),
+            subject_id: subject.1.into(),
+            subject_relation: subject.2.map(str::to_string),
+        }
+    }
+
+    fn caller(admin: bool, mapped: &[&str]) -> Caller {
+        Caller {
+            user: "idp~u".into(),
+            mapped_roles: mapped.iter().map(|s| s.to_string()).collect(),
+            admin,
+        }
+    }
+
+    #[test]
+    fn grants_inherit_down_the_path_and_only_down() {
+        use ObjectType as T;
+        let table = path(&[
+            (T::Server, "s"),
+            (T::Project, "p"),
+            (T::Warehouse, "w"),
+            (T::Namespace, "w/a"),
+            (T::Namespace, "w/a%1Fb"),
+            (T::Table, "w/t"),
+        ]);
+        let on_ns = [grant(
+            ("namespace", "w/a"),
+            "select",
+            ("user", "idp~u", None),
+        )];
+        let me = caller(false, &[]);
+        assert_eq!(evaluate(&me, &[], &on_ns, "can_load", &table), Ok(true));
+        assert_eq!(evaluate(&me, &[], &on_ns, "can_commit", &table), Ok(false));
+        // Not upward: the warehouse is not describable from a namespace grant.
+        assert_eq!(
+            evaluate(&me, &[], &on_ns, "describe", &table[..3]),
+            Ok(false)
+        );
+        // Someone else's grant gives nothing.
+        let theirs = [grant(
+            ("namespace", "w/a"),
+            "ownership",
+            ("user", "idp~x", None),
+        )];
+        assert_eq!(evaluate(&me, &[], &theirs, "can_load", &table), Ok(false));
+        // Through a role the caller is in (by the store's closure, or mapped from the token).
+        let to_role = [grant(
+            ("warehouse", "w"),
+            "modify",
+            ("role", "r1", Some("assignee")),
+        )];
+        assert_eq!(
+            evaluate(&me, &[], &to_role, "can_commit", &table),
+            Ok(false)
+        );
+        assert_eq!(
+            evaluate(&me, &["r1".into()], &to_role, "can_commit", &table),
+            Ok(true)
+        );
+        assert_eq!(
+            evaluate(&caller(false, &["r1"]), &[], &to_role, "can_commit", &table),
+            Ok(true)
+        );
+        // A server admin holds everything below the server; nobody holds anything without a path.
+        assert_eq!(
+            evaluate(&caller(true, &[]), &[], &[], "can_drop", &table),
+            Ok(true)
+        );
+        assert_eq!(
+            evaluate(&caller(true, &[]), &[], &[], "can_drop", &[]),
+            Ok(false)
+        );
+    }
+}

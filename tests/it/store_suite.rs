@@ -42,6 +42,9 @@ store_suite!(
     bootstrap_happens_once,
     users_are_recorded_listed_and_deleted,
     roles_and_relationships_round_trip,
+    a_callers_relationships_follow_nested_and_mapped_roles,
+    tables_are_located_by_uuid_on_every_line,
+    lists_filter_by_name_in_the_query,
     projects_are_named_uniquely,
     deleting_projects_respects_what_they_hold,
     warehouses_come_with_a_main_branch,
@@ -2744,4 +2747,324 @@ async fn tags_resets_and_commit_points(store: Persistence, db: &TestDb) {
         .await
         .unwrap_err();
     assert_eq!(gone.kind, ErrorKind::NotFound(Entity::Ref));
+}
+
+async fn a_callers_relationships_follow_nested_and_mapped_roles(store: Persistence, _db: &TestDb) {
+    let rel =
+        |object: (&str, &str), relation: &str, subject: (&str, &str, Option<&str>)| Relationship {
+            object_type: object.0.into(),
+            object_id: object.1.into(),
+            relation: relation.into(),
+            subject_type: subject.0.into(),
+            subject_id: subject.1.into(),
+            subject_relation: subject.2.map(str::to_string),
+        };
+    let (outer, inner, mapped, cycle) = ("r-outer", "r-inner", "r-mapped", "r-cycle");
+    store
+        .authz
+        .write_relationships(
+            &[
+                // alice is in inner; inner's assignees are in outer; cycle and outer contain
+                // each other.
+                rel(("role", inner), "assignee", ("user", "idp~alice", None)),
+                rel(
+                    ("role", outer),
+                    "assignee",
+                    ("role", inner, Some("assignee")),
+                ),
+                rel(
+                    ("role", cycle),
+                    "assignee",
+                    ("role", outer, Some("assignee")),
+                ),
+                rel(
+                    ("role", outer),
+                    "assignee",
+                    ("role", cycle, Some("assignee")),
+                ),
+                // What each holds.
+                rel(
+                    ("warehouse", "w1"),
+                    "select",
+                    ("role", outer, Some("assignee")),
+                ),
+                rel(
+                    ("warehouse", "w2"),
+                    "modify",
+                    ("role", mapped, Some("assignee")),
+                ),
+                rel(
+                    ("namespace", "w1/a"),
+                    "ownership",
+                    ("user", "idp~alice", None),
+                ),
+                rel(
+                    ("namespace", "w1/b"),
+                    "ownership",
+                    ("user", "idp~bob", None),
+                ),
+                rel(
+                    ("table", "w1/t"),
+                    "select",
+                    ("role", "r-else", Some("assignee")),
+                ),
+            ],
+            &[],
+            now(),
+        )
+        .await
+        .unwrap();
+    let objects = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, i)| (k.to_string(), i.to_string()))
+            .collect()
+    };
+    let (mut roles, grants) = store
+        .authz
+        .caller_relationships("idp~alice", &[], None)
+        .await
+        .unwrap();
+    roles.sort();
+    assert_eq!(roles, ["r-cycle", "r-inner", "r-outer"]);
+    let mut held: Vec<(String, String, String)> = grants
+        .iter()
+        .map(|r| {
+            (
+                r.object_type.clone(),
+                r.object_id.clone(),
+                r.relation.clone(),
+            )
+        })
+        .collect();
+    held.sort();
+    assert_eq!(
+        held,
+        [
+            (
+                "namespace".to_string(),
+                "w1/a".to_string(),
+                "ownership".to_string()
+            ),
+            (
+                "warehouse".to_string(),
+                "w1".to_string(),
+                "select".to_string()
+            ),
+        ]
+    );
+    // A mapped role (from the token) counts, and objects narrow the read.
+    let (_, grants) = store
+        .authz
+        .caller_relationships(
+            "idp~alice",
+            &[mapped.to_string()],
+            Some(&objects(&[("warehouse", "w2"), ("namespace", "w1/b")])),
+        )
+        .await
+        .unwrap();
+    assert_eq!(grants.len(), 1);
+    assert_eq!(
+        (grants[0].object_id.as_str(), grants[0].relation.as_str()),
+        ("w2", "modify")
+    );
+    // Nothing for an empty object list, or for a stranger.
+    let (_, none) = store
+        .authz
+        .caller_relationships("idp~alice", &[], Some(&[]))
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+    let (roles, none) = store
+        .authz
+        .caller_relationships("idp~nobody", &[], None)
+        .await
+        .unwrap();
+    assert!(roles.is_empty() && none.is_empty());
+}
+
+async fn tables_are_located_by_uuid_on_every_line(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (wh, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    for levels in [&["ns"][..], &["other"][..]] {
+        store
+            .namespaces
+            .create_namespace(&namespace(&wh, &main, levels), meta())
+            .await
+            .unwrap();
+    }
+    let t = tabular(&wh, &main, &["ns"], "t", TabularKind::Table);
+    let v = tabular(&wh, &main, &["ns"], "v", TabularKind::View);
+    store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[
+                TabularChange::Create(t.clone()),
+                TabularChange::Create(v.clone()),
+            ],
+            meta(),
+        )
+        .await
+        .unwrap();
+    let stranger = uuid::Uuid::now_v7();
+    let mut found = store
+        .tabulars
+        .locate_tabulars(main.id, &[t.uuid, v.uuid, stranger])
+        .await
+        .unwrap();
+    found.sort_by_key(|(ident, _, _)| ident.name.clone());
+    assert_eq!(
+        found,
+        [
+            (t.ident.clone(), t.uuid, TabularKind::Table),
+            (v.ident.clone(), v.uuid, TabularKind::View),
+        ]
+    );
+    // A branch: renamed there, it is found under its new name there and its old one on main.
+    let main_now = current(&store, &wh, "main").await;
+    let dev = store
+        .refs
+        .create_ref(wh.id, "dev", RefKind::Branch, &fork_of(&main_now), now())
+        .await
+        .unwrap();
+    let moved = TabularIdent::new(ns(&["other"]), "moved".into()).unwrap();
+    store
+        .tabulars
+        .rename_tabular(dev.id, &t.ident, &moved, TabularKind::Table, meta())
+        .await
+        .unwrap();
+    let on_dev = store
+        .tabulars
+        .locate_tabulars(dev.id, &[t.uuid])
+        .await
+        .unwrap();
+    assert_eq!(on_dev, [(moved, t.uuid, TabularKind::Table)]);
+    let on_main = store
+        .tabulars
+        .locate_tabulars(main.id, &[t.uuid])
+        .await
+        .unwrap();
+    assert_eq!(on_main, [(t.ident.clone(), t.uuid, TabularKind::Table)]);
+    // Dropped on the branch: not there, still on main.
+    store
+        .tabulars
+        .drop_tabular(dev.id, &v.ident, TabularKind::View, meta())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .tabulars
+            .locate_tabulars(dev.id, &[v.uuid])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .tabulars
+            .locate_tabulars(main.id, &[v.uuid])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn lists_filter_by_name_in_the_query(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (wh, main) = warehouse_in(&store, db, info.default_project_id, "wh").await;
+    for name in ["a", "b", "c", "d"] {
+        store
+            .namespaces
+            .create_namespace(&namespace(&wh, &main, &[name]), meta())
+            .await
+            .unwrap();
+    }
+    let tables: Vec<Tabular> = ["t1", "t2", "t3", "t4"]
+        .iter()
+        .map(|n| tabular(&wh, &main, &["a"], n, TabularKind::Table))
+        .collect();
+    store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &tables
+                .iter()
+                .cloned()
+                .map(TabularChange::Create)
+                .collect::<Vec<_>>(),
+            meta(),
+        )
+        .await
+        .unwrap();
+    let main_now = current(&store, &wh, "main").await;
+    let dev = store
+        .refs
+        .create_ref(wh.id, "dev", RefKind::Branch, &fork_of(&main_now), now())
+        .await
+        .unwrap();
+    let only: Vec<String> = ["b", "d", "zz"].iter().map(|s| s.to_string()).collect();
+    let two = PageRequest {
+        after: None,
+        limit: Some(1),
+    };
+    let some_tables: Vec<String> = ["t2", "t4", "gone"].iter().map(|s| s.to_string()).collect();
+    for line in [main.id, dev.id] {
+        let page = store
+            .namespaces
+            .list_namespaces(line, None, &two, Some(&only))
+            .await
+            .unwrap();
+        assert_eq!(page.items, [ns(&["b"])]);
+        let rest = store
+            .namespaces
+            .list_namespaces(
+                line,
+                None,
+                &PageRequest {
+                    after: page.next,
+                    limit: Some(1),
+                },
+                Some(&only),
+            )
+            .await
+            .unwrap();
+        assert_eq!((rest.items, rest.next), (vec![ns(&["d"])], None));
+        assert!(
+            store
+                .namespaces
+                .list_namespaces(line, None, &PageRequest::all(), Some(&[]))
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+        let listed = store
+            .tabulars
+            .list_tabulars(
+                line,
+                &ns(&["a"]),
+                TabularKind::Table,
+                &PageRequest::all(),
+                Some(&some_tables),
+            )
+            .await
+            .unwrap();
+        assert_eq!(listed.items, ["t2", "t4"]);
+        assert!(
+            store
+                .tabulars
+                .list_tabulars(
+                    line,
+                    &ns(&["a"]),
+                    TabularKind::Table,
+                    &PageRequest::all(),
+                    Some(&[])
+                )
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
+    }
 }
