@@ -958,8 +958,6 @@ mod tests {
         );
     }
 
-    use super::*;
-
     #[test]
     fn names_reject_the_documented_cases() {
         for bad in ["", "\0", "a\u{1f}b", "/", "///", ".", "..", " a", "a\n"] {
