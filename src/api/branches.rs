@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(list_branches, create_branch))
         .routes(routes!(get_branch, delete_branch))
         .routes(routes!(reset_branch))
+        .routes(routes!(get_protected_branches, set_protected_branches))
         .routes(routes!(list_tags, create_tag))
         .routes(routes!(get_tag, delete_tag))
         .routes(routes!(list_commits))
@@ -574,4 +575,47 @@ fn conflicts_response(conflicts: Vec<MergeConflict>) -> Response {
             .collect(),
     };
     (status, Json(body)).into_response()
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ProtectedBranches {
+    /// Branches that change only by merge: catalog writes to them are refused, they cannot be
+    /// reset or deleted, and merging into them needs `merge_protected` on the warehouse.
+    pub branches: Vec<String>,
+}
+
+/// The warehouse's protected branches.
+#[utoipa::path(get, path = "/warehouses/{id}/protected-branches", tag = "branches",
+    params(("id" = Uuid, Path, description = "warehouse id")),
+    responses((status = 200, body = ProtectedBranches), (status = 404, body = IcebergErrorResponse)))]
+async fn get_protected_branches(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<ProtectedBranches>> {
+    let branches = state
+        .services
+        .protected_branches(&ctx, WarehouseId(id))
+        .await?;
+    Ok(Json(ProtectedBranches { branches }))
+}
+
+/// Names the warehouse's protected branches (the whole list; `[]` protects none).
+#[utoipa::path(put, path = "/warehouses/{id}/protected-branches", tag = "branches",
+    request_body = ProtectedBranches,
+    params(("id" = Uuid, Path, description = "warehouse id")),
+    responses((status = 200, body = ProtectedBranches), (status = 400, body = IcebergErrorResponse),
+              (status = 403, body = IcebergErrorResponse), (status = 404, body = IcebergErrorResponse)))]
+async fn set_protected_branches(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+    JsonBody(request): JsonBody<ProtectedBranches>,
+) -> ApiResult<Json<ProtectedBranches>> {
+    let branches = state
+        .services
+        .set_protected_branches(&ctx, WarehouseId(id), request.branches)
+        .await?;
+    Ok(Json(ProtectedBranches { branches }))
 }

@@ -24,6 +24,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_role, update_role, delete_role))
         .routes(routes!(list_role_assignees, update_role_assignees))
         .routes(routes!(get_grants, update_grants))
+        .routes(routes!(get_permissions))
+        .routes(routes!(check_permissions))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -291,4 +293,67 @@ async fn update_grants(
         )
         .await?;
     Ok(Json(grants_response(grants)))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct PermissionsResponse {
+    /// The relations of the object's type the caller holds (the `can_*` ones are the actions
+    /// endpoints check, see `docs/authz.md`).
+    pub relations: Vec<String>,
+}
+
+/// What the caller may do on an object (`server`, `project`, `warehouse`, `namespace`, `table`
+/// or `view`, named as for grants).
+#[utoipa::path(get, path = "/permissions/{object_type}/{object_id}", tag = "roles",
+    params(("object_type" = String, Path), ("object_id" = String, Path)),
+    responses((status = 200, body = PermissionsResponse), (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse)))]
+async fn get_permissions(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path((kind, id)): Path<(String, String)>,
+) -> ApiResult<Json<PermissionsResponse>> {
+    let relations = state.services.my_permissions(&ctx, &kind, &id).await?;
+    Ok(Json(PermissionsResponse { relations }))
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PermissionCheck {
+    pub object_type: String,
+    pub object_id: String,
+    pub relation: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct CheckPermissionsRequest {
+    /// At most 100.
+    pub checks: Vec<PermissionCheck>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct CheckPermissionsResponse {
+    /// One answer per check, in order; `false` also for objects that do not exist or that the
+    /// caller may not see.
+    pub allowed: Vec<bool>,
+}
+
+/// Checks several relations of the caller at once (a console hides what the caller may not do).
+#[utoipa::path(post, path = "/permissions/check", tag = "roles", request_body = CheckPermissionsRequest,
+    responses((status = 200, body = CheckPermissionsResponse), (status = 400, body = IcebergErrorResponse)))]
+async fn check_permissions(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    JsonBody(request): JsonBody<CheckPermissionsRequest>,
+) -> ApiResult<Json<CheckPermissionsResponse>> {
+    let checks: Vec<(String, String, String)> = request
+        .checks
+        .into_iter()
+        .map(|c| (c.object_type, c.object_id, c.relation))
+        .collect();
+    let allowed = state.services.check_permissions(&ctx, &checks).await?;
+    Ok(Json(CheckPermissionsResponse { allowed }))
 }

@@ -107,6 +107,29 @@ impl Authorizer for Builtin {
         })
     }
 
+    async fn check_many(
+        &self,
+        caller: &Caller,
+        relations: &[&str],
+        path: &[ObjectRef],
+    ) -> Result<Vec<bool>> {
+        let (roles, grants) = self
+            .reader
+            .caller_relationships(&caller.user, &caller.mapped_roles, Some(path))
+            .await?;
+        relations
+            .iter()
+            .map(|relation| {
+                evaluate(caller, &roles, &grants, relation, path).map_err(|DepthExceeded| {
+                    Error::internal(
+                        "authorizing",
+                        anyhow::anyhow!("a check went deeper than the model allows"),
+                    )
+                })
+            })
+            .collect()
+    }
+
     async fn granted(&self, caller: &Caller) -> Result<Vec<Granted>> {
         let (_, grants) = self
             .reader

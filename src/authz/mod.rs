@@ -91,6 +91,19 @@ pub trait Authorizer: Send + Sync {
     /// Whether `caller` has `relation` on the last object of `path`; `path` runs from the
     /// server down to it, each object the parent of the next.
     async fn check(&self, caller: &Caller, relation: &str, path: &[ObjectRef]) -> Result<bool>;
+    /// Several relations on one object, answered in order.
+    async fn check_many(
+        &self,
+        caller: &Caller,
+        relations: &[&str],
+        path: &[ObjectRef],
+    ) -> Result<Vec<bool>> {
+        let mut out = Vec::with_capacity(relations.len());
+        for relation in relations {
+            out.push(self.check(caller, relation, path).await?);
+        }
+        Ok(out)
+    }
     /// Every relation the caller holds directly, on any object: what lists start from (an
     /// object below one of these, or above one, is one the caller may see).
     async fn granted(&self, caller: &Caller) -> Result<Vec<Granted>>;

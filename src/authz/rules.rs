@@ -98,6 +98,9 @@ pub fn requirement(action: Action) -> Requirement {
         A::WarehouseReadHistory => on("can_read_history", &[T::Warehouse]),
         A::WarehouseManageRefs => on("can_manage_branches", &[T::Warehouse]),
         A::WarehouseMerge => on("can_merge", &[T::Warehouse]),
+        A::WarehouseMergeProtected => on("can_merge_protected", &[T::Warehouse]),
+        A::WarehouseProtectBranches => on("can_protect_branches", &[T::Warehouse]),
+        A::PermissionsRead => Requirement::AnyCaller,
         A::NamespaceCreate
         | A::TableCreate
         | A::TableRegister

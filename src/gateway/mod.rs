@@ -95,6 +95,10 @@ impl S3Auth for Auth {
             Ok(Err(KeyRefusal::Expired)) => {
                 Err(s3_error!(AccessDenied, "the access key has expired"))
             }
+            Ok(Err(KeyRefusal::NoRights)) => Err(s3_error!(
+                AccessDenied,
+                "the access key's maker may no longer read this warehouse"
+            )),
             Err(e) => Err(internal(e)),
         }
     }

@@ -48,6 +48,12 @@ pub enum Action {
     WarehouseManageRefs,
     /// Merge one ref into another.
     WarehouseMerge,
+    /// Merge into a protected branch.
+    WarehouseMergeProtected,
+    /// Name the branches that change only by merge.
+    WarehouseProtectBranches,
+    /// What the caller may do on objects (their own permissions).
+    PermissionsRead,
     CatalogReadConfig,
     NamespaceList,
     NamespaceCreate,
@@ -190,6 +196,11 @@ operations!(
     GetCommit,
     Diff,
     Merge,
+    GetProtectedBranches,
+    SetProtectedBranches,
+    // management: the caller's permissions
+    GetPermissions,
+    CheckPermissions,
     // catalog: config and namespaces
     GetConfig,
     ListNamespaces,
@@ -301,6 +312,17 @@ impl Operation {
             GetCommit => http("GET", "/management/v1/warehouses/{id}/commits/{commit}"),
             Diff => http("GET", "/management/v1/warehouses/{id}/diff"),
             Merge => http("POST", "/management/v1/warehouses/{id}/merge"),
+            GetProtectedBranches => {
+                http("GET", "/management/v1/warehouses/{id}/protected-branches")
+            }
+            SetProtectedBranches => {
+                http("PUT", "/management/v1/warehouses/{id}/protected-branches")
+            }
+            GetPermissions => http(
+                "GET",
+                "/management/v1/permissions/{object_type}/{object_id}",
+            ),
+            CheckPermissions => http("POST", "/management/v1/permissions/check"),
             GetConfig => http("GET", "/catalog/v1/config"),
             ListNamespaces => http("GET", "/catalog/v1/{prefix}/namespaces"),
             CreateNamespace => http("POST", "/catalog/v1/{prefix}/namespaces"),
@@ -434,6 +456,9 @@ impl Operation {
                 catalog(A::WarehouseReadHistory)
             }
             Merge => catalog(A::WarehouseMerge),
+            GetProtectedBranches => catalog(A::WarehouseRead),
+            SetProtectedBranches => catalog(A::WarehouseProtectBranches),
+            GetPermissions | CheckPermissions => catalog(A::PermissionsRead),
             CreateBranch | DeleteBranch | ResetBranch | CreateTag | DeleteTag => {
                 catalog(A::WarehouseManageRefs)
             }

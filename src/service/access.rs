@@ -15,8 +15,8 @@ use crate::authz::rules::{Requirement, requirement};
 use crate::authz::{Action, Caller, Granted, ObjectRef, ObjectType, Resource};
 use crate::error::{Entity, Error, ErrorKind, Result};
 use crate::model::{
-    NamespaceIdent, PageRequest, ProjectId, ServerInfo, TabularKind, WarehouseId,
-    parse_tabular_object_id, tabular_object_id,
+    AccessKey, FileAccess, NamespaceIdent, PageRequest, ProjectId, ServerInfo, TabularKind,
+    WarehouseId, parse_tabular_object_id, tabular_object_id,
 };
 
 /// How long this process trusts what it read of the server (its admin) and of role names.
@@ -39,11 +39,18 @@ impl Visible {
     }
 }
 
+/// A warehouse's protected branches, as read.
+type Protected = std::sync::Arc<Vec<String>>;
+
 /// Process-local caches of what every check needs.
 #[derive(Default)]
 pub(super) struct AccessCaches {
     server: std::sync::Mutex<Option<(Instant, ServerInfo)>>,
     roles: std::sync::Mutex<Option<(Instant, HashMap<String, uuid::Uuid>)>>,
+    /// Each warehouse's protected branches.
+    protected: std::sync::Mutex<HashMap<WarehouseId, (Instant, Protected)>>,
+    /// What each admin key of the gateway may do, by key id (see `key_rights`).
+    key_rights: std::sync::Mutex<HashMap<String, (Instant, Option<FileAccess>)>>,
 }
 
 fn resource_kind(resource: &Resource) -> ObjectType {
@@ -301,6 +308,91 @@ impl Services {
         }
     }
 
+    /// Whether `branch` is one of the warehouse's protected branches (read at most every few
+    /// seconds per instance).
+    pub(crate) async fn is_protected(&self, warehouse: WarehouseId, branch: &str) -> Result<bool> {
+        let cached = self
+            .access
+            .protected
+            .lock()
+            .expect("cache lock")
+            .get(&warehouse)
+            .filter(|(at, _)| at.elapsed() < TTL)
+            .map(|(_, names)| names.clone());
+        let names = match cached {
+            Some(names) => names,
+            None => {
+                let names =
+                    std::sync::Arc::new(self.store.refs.protected_branches(warehouse).await?);
+                let mut cache = self.access.protected.lock().expect("cache lock");
+                if cache.len() > 10_000 {
+                    cache.clear();
+                }
+                cache.insert(warehouse, (Instant::now(), names.clone()));
+                names
+            }
+        };
+        Ok(names.iter().any(|n| n == branch))
+    }
+
+    pub(crate) fn forget_protected(&self, warehouse: WarehouseId) {
+        self.access
+            .protected
+            .lock()
+            .expect("cache lock")
+            .remove(&warehouse);
+    }
+
+    /// What a gateway admin key may do now: what the user who made it may do in its warehouse
+    /// (`modify`: read and write; `select`: read), asked when the key is used and trusted for a
+    /// few seconds, so a user who loses the rights loses the key's power. Roles from an IdP's
+    /// token do not count here (no token comes with an S3 request). `None`: nothing, which is
+    /// also the answer for a key made while the server was open (no user made it).
+    pub(crate) async fn key_rights(&self, key: &AccessKey) -> Result<Option<FileAccess>> {
+        if !self.authz.enforces() {
+            return Ok(Some(FileAccess::Full));
+        }
+        let Some(user) = &key.created_by else {
+            return Ok(None);
+        };
+        if let Some((at, rights)) = self
+            .access
+            .key_rights
+            .lock()
+            .expect("cache lock")
+            .get(&key.id)
+            && at.elapsed() < TTL
+        {
+            return Ok(*rights);
+        }
+        let caller = Caller {
+            user: user.clone(),
+            mapped_roles: Vec::new(),
+            admin: self.admins.contains(user)
+                || self
+                    .server_snapshot()
+                    .await?
+                    .and_then(|info| info.admin)
+                    .is_some_and(|admin| &admin == user),
+        };
+        let path = self
+            .object_path(&Resource::Warehouse(key.warehouse_id))
+            .await?;
+        let rights = if self.authz.check(&caller, "modify", &path).await? {
+            Some(FileAccess::Full)
+        } else if self.authz.check(&caller, "select", &path).await? {
+            Some(FileAccess::ReadOnly)
+        } else {
+            None
+        };
+        let mut cache = self.access.key_rights.lock().expect("cache lock");
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(key.id.clone(), (Instant::now(), rights));
+        Ok(rights)
+    }
+
     /// Whether the caller may take `action` on `resource`, without composing a refusal.
     pub(crate) async fn may(
         &self,
@@ -385,6 +477,19 @@ impl Services {
             return Ok(Some(depth));
         }
         Ok(None)
+    }
+
+    /// Whether the caller holds something below the object a resource names.
+    pub(crate) async fn holds_something_below(
+        &self,
+        ctx: &RequestContext,
+        caller: &Caller,
+        resource: &Resource,
+    ) -> Result<bool> {
+        let path = self.object_path(resource).await?;
+        let granted = self.authz.granted(caller).await?;
+        let object = path.last().expect("a path ends at its object");
+        self.holds_below(ctx, &granted, object).await
     }
 
     /// Whether the caller holds something on an object below `object` (so may see it exists).

@@ -196,6 +196,8 @@ pub(crate) fn vending_window() -> i64 {
 pub enum KeyRefusal {
     Unknown,
     Expired,
+    /// An admin key whose maker may no longer read the warehouse.
+    NoRights,
 }
 
 impl Services {
@@ -339,11 +341,14 @@ impl Services {
             let Some(key) = key else {
                 return Ok(Err(KeyRefusal::Unknown));
             };
+            let Some(access) = self.key_rights(&key).await? else {
+                return Ok(Err(KeyRefusal::NoRights));
+            };
             KeyGrant {
                 access_key_id: key.id.clone(),
                 warehouse_id: key.warehouse_id,
                 prefixes: None,
-                access: FileAccess::Full,
+                access,
                 expires_at: key.expires_at,
                 secret: minter.secret_for(&key.id),
             }

@@ -200,6 +200,62 @@ impl Services {
             })
     }
 
+    /// The branches of a warehouse that change only by merge.
+    pub async fn protected_branches(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+    ) -> Result<Vec<String>> {
+        self.authorize(ctx, Action::WarehouseRead, Resource::Warehouse(warehouse))
+            .await?;
+        self.load_warehouse(warehouse).await?;
+        self.store.refs.protected_branches(warehouse).await
+    }
+
+    /// Names the branches of a warehouse that change only by merge (replacing the list): catalog
+    /// writes to them are refused, they cannot be reset or deleted, and merging into them needs
+    /// `merge_protected` on the warehouse. A name may be protected before its branch exists.
+    pub async fn set_protected_branches(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        names: Vec<String>,
+    ) -> Result<Vec<String>> {
+        // validate
+        if names.len() > 100 {
+            return Err(Error::bad_request("at most 100 protected branches"));
+        }
+        for name in &names {
+            validate_ref_name(name)?;
+        }
+        let mut names = names;
+        names.sort();
+        names.dedup();
+        // authorize
+        self.authorize(
+            ctx,
+            Action::WarehouseProtectBranches,
+            Resource::Warehouse(warehouse),
+        )
+        .await?;
+        // act
+        self.load_warehouse(warehouse).await?;
+        self.store
+            .refs
+            .set_protected_branches(warehouse, &names)
+            .await?;
+        self.forget_protected(warehouse);
+        // announce
+        self.announce(
+            ctx,
+            "floe.warehouse.protected-branches-set",
+            format!("warehouse/{warehouse}"),
+            serde_json::json!({ "branches": names }),
+        )
+        .await;
+        Ok(names)
+    }
+
     /// Creates a branch or tag at `from` (a branch, tag or commit id; `main` when unset). A
     /// branch costs one insert whatever the warehouse holds.
     pub async fn create_ref(
@@ -244,6 +300,11 @@ impl Services {
         if name == MAIN_BRANCH {
             return Err(Error::conflict("the main branch cannot be deleted"));
         }
+        if kind == RefKind::Branch && self.is_protected(warehouse, name).await? {
+            return Err(Error::forbidden(format!(
+                "branch {name:?} is protected: unprotect it before deleting it"
+            )));
+        }
         self.main_branch(warehouse).await?;
         self.store.refs.delete_ref(warehouse, name, kind).await
     }
@@ -268,6 +329,11 @@ impl Services {
                 "main cannot be reset (it serves every client without a branch); merge or \
                  revert the tables instead",
             ));
+        }
+        if self.is_protected(warehouse, name).await? {
+            return Err(Error::forbidden(format!(
+                "branch {name:?} is protected: it changes only by merge"
+            )));
         }
         let point = self.fork_point(warehouse, to).await?;
         self.store
@@ -405,7 +471,12 @@ impl Services {
         message: Option<String>,
         strategy: Strategy,
     ) -> Result<std::result::Result<MergeOutcome, Vec<MergeConflict>>> {
-        self.authorize(ctx, Action::WarehouseMerge, Resource::Warehouse(warehouse))
+        let action = if self.is_protected(warehouse, target).await? {
+            Action::WarehouseMergeProtected
+        } else {
+            Action::WarehouseMerge
+        };
+        self.authorize(ctx, action, Resource::Warehouse(warehouse))
             .await?;
         let meta = ctx.commit(message.unwrap_or_else(|| format!("merge {source} into {target}")));
         let mut last = None;

@@ -103,6 +103,13 @@ impl Services {
                 ctx.reference
             )));
         }
+        if self.is_protected(warehouse, &reference.name).await? {
+            return Err(Error::forbidden(format!(
+                "branch {:?} is protected: it changes only by merge; write to another branch and \
+                 merge it",
+                reference.name
+            )));
+        }
         Ok(reference)
     }
 

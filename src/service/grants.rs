@@ -496,4 +496,98 @@ impl Services {
         .await;
         self.read_grants(kind, id).await
     }
+
+    /// What the caller may do on an object: each relation of its type they hold (inherited ones
+    /// included). An object the caller may not see answers 404, as a missing one does.
+    pub async fn my_permissions(
+        &self,
+        ctx: &RequestContext,
+        kind: &str,
+        id: &str,
+    ) -> Result<Vec<String>> {
+        self.authorize(ctx, Action::PermissionsRead, Resource::Server)
+            .await?;
+        let (resource, _) = self.grant_object(kind, id).await?;
+        let relations: Vec<&str> = Model::shared()
+            .relations(kind)
+            .into_iter()
+            .filter(|r| !matches!(*r, "parent" | "child"))
+            .collect();
+        let Some(caller) = self.caller(ctx).await? else {
+            return Ok(relations.into_iter().map(str::to_string).collect());
+        };
+        let held = self
+            .relations_held(ctx, &caller, &relations, &resource)
+            .await?;
+        if held.is_empty() {
+            // Nothing held, not even `browse`: as if it did not exist.
+            self.authorize(ctx, Action::GrantsRead, resource).await?;
+        }
+        Ok(held)
+    }
+
+    /// Which of `relations` the caller holds on the object.
+    async fn relations_held(
+        &self,
+        ctx: &RequestContext,
+        caller: &crate::authz::Caller,
+        relations: &[&str],
+        resource: &Resource,
+    ) -> Result<Vec<String>> {
+        let path = self.object_path(resource).await?;
+        let answers = self.authz.check_many(caller, relations, &path).await?;
+        let mut held = Vec::new();
+        for (relation, holds) in relations.iter().zip(answers) {
+            // `browse` also holds for who holds something below (see `access`).
+            let holds = holds
+                || (*relation == "browse"
+                    && self.holds_something_below(ctx, caller, resource).await?);
+            if holds {
+                held.push(relation.to_string());
+            }
+        }
+        Ok(held)
+    }
+
+    /// Answers several checks of the caller at once (at most 100): whether they hold each
+    /// relation on each object. An object that does not exist, or that they may not see, is
+    /// `false`, as is a relation its type does not have.
+    pub async fn check_permissions(
+        &self,
+        ctx: &RequestContext,
+        checks: &[(String, String, String)],
+    ) -> Result<Vec<bool>> {
+        self.authorize(ctx, Action::PermissionsRead, Resource::Server)
+            .await?;
+        if checks.len() > MAX_CHANGES {
+            return Err(Error::bad_request(format!(
+                "at most {MAX_CHANGES} checks in one request"
+            )));
+        }
+        let caller = self.caller(ctx).await?;
+        let mut out = Vec::with_capacity(checks.len());
+        for (kind, id, relation) in checks {
+            if !Model::shared().has_relation(kind, relation) {
+                out.push(false);
+                continue;
+            }
+            let resource = match self.grant_object(kind, id).await {
+                Ok((resource, _)) => resource,
+                Err(e) if matches!(e.kind, crate::error::ErrorKind::NotFound(_)) => {
+                    out.push(false);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let holds = match &caller {
+                None => true,
+                Some(caller) => !self
+                    .relations_held(ctx, caller, &[relation.as_str()], &resource)
+                    .await?
+                    .is_empty(),
+            };
+            out.push(holds);
+        }
+        Ok(out)
+    }
 }

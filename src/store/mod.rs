@@ -319,6 +319,10 @@ pub trait RefStore: Send + Sync {
     ) -> Result<Ref>;
     /// Whether the warehouse has refs besides `main` (branches, tags, commits read by id).
     async fn has_other_refs(&self, warehouse: WarehouseId) -> Result<bool>;
+    /// The branches of the warehouse that change only by merge, by name.
+    async fn protected_branches(&self, warehouse: WarehouseId) -> Result<Vec<String>>;
+    /// Replaces them.
+    async fn set_protected_branches(&self, warehouse: WarehouseId, names: &[String]) -> Result<()>;
     /// A line's first-parent history, newest first: its commits with seq <= `upto`, then its
     /// parent's up to the fork, and so on. Returns at most `limit` commits and, when more
     /// remain, the (line, seq) to continue from.

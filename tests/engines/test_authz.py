@@ -13,6 +13,7 @@ import time
 import uuid
 from urllib.parse import quote
 
+import botocore.config
 import pytest
 import requests
 
@@ -439,3 +440,138 @@ def test_pyiceberg_as_a_read_only_user_reads_but_cannot_write(world):
         carol.drop_table("alice.data")
     with pytest.raises(ForbiddenError):
         carol.create_table("alice.mine", schema=schema)
+
+
+def test_protected_branches_change_only_by_merge(world):
+    import os
+
+    admin, alice = world.admin, world.alice
+    body = {
+        "name": f"guarded{uuid.uuid4().hex[:6]}",
+        "storage-profile": {"type": "local", "root": os.path.join(world.floe.dir, "data", "warehouses", "guarded")},
+    }
+    r = management(world.floe, "POST", "/warehouses", admin, json=body)
+    assert r.status_code == 201, r.text
+    wid, name = r.json()["id"], body["name"]
+    for relation in ["create", "modify", "manage_branches"]:
+        grant(world.floe, admin, "warehouse", wid, "user:idp~alice", relation)
+
+    def catalog_url(ref, path):
+        r = requests.get(
+            f"{world.floe.uri}/v1/config", params={"warehouse": f"{name}@{ref}" if ref else name}, headers=auth(alice), timeout=30
+        )
+        assert r.status_code == 200, r.text
+        return f"{world.floe.uri}/v1/{quote(r.json()['overrides']['prefix'], safe='')}/{path}"
+
+    def commit(ref, value):
+        return requests.post(
+            catalog_url(ref, "namespaces/ns/tables/t"),
+            json={"requirements": [], "updates": [{"action": "set-properties", "updates": {"v": value}}]},
+            headers=auth(alice),
+            timeout=30,
+        )
+
+    assert requests.post(catalog_url(None, "namespaces"), json={"namespace": ["ns"]}, headers=auth(alice), timeout=30).status_code == 200
+    r = requests.post(catalog_url(None, "namespaces/ns/tables"), json={"name": "t", "schema": SCHEMA_JSON}, headers=auth(alice), timeout=30)
+    assert r.status_code == 200, r.text
+    assert commit(None, "before").status_code == 200
+    # Only the owner names protected branches.
+    protected = f"/warehouses/{wid}/protected-branches"
+    assert_error(management(world.floe, "PUT", protected, alice, json={"branches": ["main"]}), 403, "ForbiddenException")
+    r = management(world.floe, "PUT", protected, admin, json={"branches": ["main", "main", "release"]})
+    assert r.status_code == 200, r.text
+    assert management(world.floe, "GET", protected, alice).json()["branches"] == ["main", "release"]
+    # main refuses every direct change; a branch takes it and a merge brings it.
+    r = commit(None, "direct")
+    assert_error(r, 403, "ForbiddenException")
+    assert "protected" in r.json()["error"]["message"]
+    r = requests.post(catalog_url(None, "namespaces"), json={"namespace": ["other"]}, headers=auth(alice), timeout=30)
+    assert_error(r, 403, "ForbiddenException")
+    r = management(world.floe, "POST", f"/warehouses/{wid}/branches", alice, json={"name": "dev"})
+    assert r.status_code == 201, r.text
+    assert commit("dev", "on-dev").status_code == 200
+    merge = {"source": "dev", "target": "main"}
+    assert_error(management(world.floe, "POST", f"/warehouses/{wid}/merge", alice, json=merge), 403, "ForbiddenException")
+    grant(world.floe, admin, "warehouse", wid, "user:idp~alice", "merge_protected")
+    r = management(world.floe, "POST", f"/warehouses/{wid}/merge", alice, json=merge)
+    assert r.status_code == 200, r.text
+    main_table = requests.get(catalog_url(None, "namespaces/ns/tables/t"), headers=auth(alice), timeout=30).json()
+    assert main_table["metadata"]["properties"]["v"] == "on-dev"
+    # A protected branch is neither reset nor deleted.
+    r = management(world.floe, "POST", f"/warehouses/{wid}/branches", alice, json={"name": "release"})
+    assert r.status_code == 201, r.text
+    r = management(world.floe, "POST", f"/warehouses/{wid}/branches/release/reset", alice, json={"to": "dev"})
+    assert_error(r, 403, "ForbiddenException")
+    assert_error(management(world.floe, "DELETE", f"/warehouses/{wid}/branches/release", alice), 403, "ForbiddenException")
+    assert management(world.floe, "PUT", protected, admin, json={"branches": []}).status_code == 200
+    assert commit(None, "after").status_code == 200
+    assert management(world.floe, "DELETE", f"/warehouses/{wid}/branches/release", alice).status_code == 204
+
+
+def test_a_gateway_admin_key_acts_with_its_makers_rights(world):
+    import boto3
+    import botocore.exceptions
+
+    admin = world.admin
+    grant(world.floe, admin, "warehouse", world.warehouse, "user:idp~kim", "ownership")
+    kim = world.idp.user_token("kim")
+    r = management(world.floe, "POST", f"/warehouses/{world.warehouse}/access-keys", kim, json={"description": "kim's"})
+    assert r.status_code == 201, r.text
+    key = r.json()
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=world.floe.s3_endpoint,
+        aws_access_key_id=key["access-key-id"],
+        aws_secret_access_key=key["secret-access-key"],
+        region_name="us-east-1",
+        config=botocore.config.Config(s3={"addressing_style": "path"}),
+    )
+    s3.put_object(Bucket="demo", Key="kim/one", Body=b"1")
+    # Kim loses ownership but may still read: the key reads and no longer writes.
+    grant(world.floe, admin, "warehouse", world.warehouse, "user:idp~kim", "select")
+    grant(world.floe, admin, "warehouse", world.warehouse, "user:idp~kim", "ownership", revoke=True)
+    time.sleep(5.5)
+    assert s3.get_object(Bucket="demo", Key="kim/one")["Body"].read() == b"1"
+    with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
+        s3.put_object(Bucket="demo", Key="kim/two", Body=b"2")
+    # Kim loses everything: the key opens nothing.
+    grant(world.floe, admin, "warehouse", world.warehouse, "user:idp~kim", "select", revoke=True)
+    time.sleep(5.5)
+    with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
+        s3.get_object(Bucket="demo", Key="kim/one")
+
+
+def test_the_caller_asks_what_they_may_do(world):
+    t1 = f"{world.warehouse}/{world.t1['metadata']['table-uuid']}"
+    ns = f"{world.warehouse}/alice"
+
+    def mine(token, kind, object_id):
+        return management(world.floe, "GET", f"/permissions/{kind}/{quote(object_id, safe='')}", token)
+
+    r = mine(world.carol, "table", t1)
+    assert r.status_code == 200, r.text
+    held = set(r.json()["relations"])
+    assert {"select", "describe", "browse", "can_load", "can_read_data"} <= held
+    assert not held & {"modify", "can_commit", "can_drop", "ownership"}
+    alice = set(mine(world.alice, "table", t1).json()["relations"])
+    assert {"ownership", "can_drop", "can_commit"} <= alice
+    # Bob may not see it: the same answer as for a table that does not exist.
+    hidden = mine(world.bob, "table", t1)
+    missing = mine(world.bob, "table", f"{world.warehouse}/{uuid.uuid4()}")
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json()["error"]["type"] == missing.json()["error"]["type"]
+    # Batch checks: one answer per check, false for what does not exist or is hidden.
+    checks = [
+        {"object-type": "table", "object-id": t1, "relation": "can_load"},
+        {"object-type": "table", "object-id": t1, "relation": "can_commit"},
+        {"object-type": "namespace", "object-id": ns, "relation": "can_create"},
+        {"object-type": "table", "object-id": f"{world.warehouse}/{uuid.uuid4()}", "relation": "can_load"},
+        {"object-type": "warehouse", "object-id": world.warehouse, "relation": "browse"},
+    ]
+    r = management(world.floe, "POST", "/permissions/check", world.carol, json={"checks": checks})
+    assert r.status_code == 200, r.text
+    assert r.json()["allowed"] == [True, False, False, False, True]
+    r = management(world.floe, "POST", "/permissions/check", world.bob, json={"checks": checks})
+    assert r.json()["allowed"] == [False, False, False, False, True]
+    r = management(world.floe, "POST", "/permissions/check", world.bob, json={"checks": checks * 30})
+    assert_error(r, 400, "BadRequestException")

@@ -436,6 +436,48 @@ macro_rules! stamp {
                 Ok(made)
             }
 
+            async fn protected_branches(&self, warehouse: WarehouseId) -> Result<Vec<String>> {
+                sqlx::query_scalar(
+                    "SELECT name FROM protected_branches WHERE warehouse_id = $1 ORDER BY name",
+                )
+                .bind(warehouse.0)
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error("reading protected branches", e))
+            }
+
+            async fn set_protected_branches(
+                &self,
+                warehouse: WarehouseId,
+                names: &[String],
+            ) -> Result<()> {
+                let failed = |e| db_error("protecting branches", e);
+                let mut tx = self.write.begin().await.map_err(failed)?;
+                sqlx::query("DELETE FROM protected_branches WHERE warehouse_id = $1")
+                    .bind(warehouse.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+                for name in names {
+                    sqlx::query(
+                        "INSERT INTO protected_branches (warehouse_id, name) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(warehouse.0)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        if is_foreign_key_violation(&e) {
+                            not_found(Entity::Warehouse, warehouse)
+                        } else {
+                            failed(e)
+                        }
+                    })?;
+                }
+                tx.commit().await.map_err(failed)
+            }
+
             async fn has_other_refs(&self, warehouse: WarehouseId) -> Result<bool> {
                 let other = sqlx::query(
                     "SELECT 1 FROM refs WHERE warehouse_id = $1 AND parent_id IS NOT NULL LIMIT 1",

@@ -254,6 +254,7 @@ macro_rules! stamp {
                 for statement in [
                     "DELETE FROM access_keys WHERE warehouse_id = $1",
                     "DELETE FROM folder_claims WHERE warehouse_id = $1",
+                    "DELETE FROM protected_branches WHERE warehouse_id = $1",
                 ] {
                     sqlx::query(statement)
                         .bind(id.0)
