@@ -24,6 +24,8 @@ import pytest
 import requests
 from pyiceberg.catalog import load_catalog
 
+from conftest import grant, warehouse_id
+
 PREPARE = Path(__file__).parent / "spark" / "prepare.sh"
 
 
@@ -508,6 +510,9 @@ def test_spark_signs_in_through_the_identity_provider(spark, secure_floe, idp):
         kind="floe_authn",
         **{"credential": "spark-etl:spark-secret", "oauth2-server-uri": idp.token_url, "scope": "catalog"},
     )
+    # Spark's client may create in the warehouse, and owns what it creates.
+    files = warehouse_id(secure_floe, idp.token(), name=secure_floe.file_warehouse())
+    grant(secure_floe, idp.token(), "warehouse", files, "user:idp~spark-etl", "create")
     spark.sql(f"CREATE NAMESPACE {name}.secure")
     spark.sql(f"CREATE TABLE {name}.secure.t (id BIGINT, v STRING) USING iceberg")
     spark.sql(f"INSERT INTO {name}.secure.t VALUES (1, 'a'), (2, 'b')")
