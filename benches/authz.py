@@ -220,7 +220,7 @@ def load_figures(on_uri, off_uri, issuer):
             print(f"round {round_}, authorization {label}:\n  {lines[header]}\n  {lines[header + 1]}")
             columns = lines[header].split()
             values = lines[header + 1].split()
-            rate = float(values[columns.index("ops/s")]) if "ops/s" in columns else None
+            rate = float(values[columns.index("req/s")])
             results[label].append(rate)
     if all(results["on"]) and all(results["off"]):
         ratio = sum(results["on"]) / sum(results["off"])
@@ -232,8 +232,12 @@ try:
     on_uri = start_floe("on", issuer, "builtin")
     off_uri = start_floe("off", issuer, "allow-all")
     print(f"backend {backend}; on: {on_uri}; off: {off_uri}")
-    listing_figures(on_uri, issuer)
-    load_figures(on_uri, off_uri, issuer)
+    # FLOE_BENCH_ONLY=list or =load runs one half.
+    only = os.environ.get("FLOE_BENCH_ONLY")
+    if only in (None, "list"):
+        listing_figures(on_uri, issuer)
+    if only in (None, "load"):
+        load_figures(on_uri, off_uri, issuer)
 finally:
     for p in processes:
         p.terminate()

@@ -23,7 +23,7 @@ pub use crate::model::Action;
 pub use rules::ObjectType;
 
 /// What an action is on, as a use case names it once it has found the object.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Resource {
     Server,
     Project(ProjectId),
@@ -107,6 +107,12 @@ pub trait Authorizer: Send + Sync {
     /// Every relation the caller holds directly, on any object: what lists start from (an
     /// object below one of these, or above one, is one the caller may see).
     async fn granted(&self, caller: &Caller) -> Result<Vec<Granted>>;
+    /// Relationships changed through this instance: what the backend kept of them is stale.
+    fn forget(&self) {}
+    /// These relationships were just written through this instance (nothing removed).
+    fn added(&self, _relationships: &[crate::model::Relationship]) {
+        self.forget();
+    }
     async fn health(&self) -> Result<()>;
 }
 

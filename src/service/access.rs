@@ -49,6 +49,10 @@ pub(super) struct AccessCaches {
     roles: std::sync::Mutex<Option<(Instant, HashMap<String, uuid::Uuid>)>>,
     /// Each warehouse's protected branches.
     protected: std::sync::Mutex<HashMap<WarehouseId, (Instant, Protected)>>,
+    /// Decisions of `may`, per user, by a keyed hash of what decides them (see `decision_key`).
+    decisions: std::sync::Mutex<HashMap<String, HashMap<u64, (Instant, bool)>>>,
+    /// The hasher of decision keys (random per process, so keys cannot be aimed at each other).
+    decision_hasher: std::hash::RandomState,
     /// What each admin key of the gateway may do, by key id (see `key_rights`).
     key_rights: std::sync::Mutex<HashMap<String, (Instant, Option<FileAccess>)>>,
 }
@@ -124,6 +128,38 @@ impl Services {
     pub(crate) fn forget_access(&self) {
         *self.access.server.lock().expect("cache lock") = None;
         *self.access.roles.lock().expect("cache lock") = None;
+        self.access.key_rights.lock().expect("cache lock").clear();
+        self.access.decisions.lock().expect("cache lock").clear();
+        self.authz.forget();
+    }
+
+    /// Forgets one user's decisions (after something was granted to them).
+    fn forget_decisions(&self, user: &str) {
+        self.access
+            .decisions
+            .lock()
+            .expect("cache lock")
+            .remove(user);
+    }
+
+    /// What a decision of `may` depends on: the caller's identity and the IdP roles of their
+    /// token (which decide their mapped roles), the relation, the resource (which decides the
+    /// object and its whole ancestry) and the request's ref (lists locate tables on it).
+    fn decision_key(
+        &self,
+        identity: &crate::authn::Identity,
+        relation: &str,
+        resource: &Resource,
+        ctx: &RequestContext,
+    ) -> u64 {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = self.access.decision_hasher.build_hasher();
+        identity.provider.hash(&mut h);
+        identity.roles.hash(&mut h);
+        relation.hash(&mut h);
+        resource.hash(&mut h);
+        ctx.reference.as_str().hash(&mut h);
+        h.finish()
     }
 
     /// The ids of the roles with these names (names without a role are left out).
@@ -266,10 +302,16 @@ impl Services {
             };
             self.store
                 .authz
-                .write_relationships(&[owner], &[], crate::model::now())
-                .await
+                .write_relationships(std::slice::from_ref(&owner), &[], crate::model::now())
+                .await?;
+            Ok::<_, Error>(owner)
         }
         .await;
+        match &written {
+            Ok(owner) => self.authz.added(std::slice::from_ref(owner)),
+            Err(_) => self.authz.forget(),
+        }
+        self.forget_decisions(&identity.id);
         if let Err(e) = written {
             tracing::warn!(error = ?e, ?resource, "recording the creator as owner failed");
         }
@@ -400,8 +442,18 @@ impl Services {
         action: Action,
         resource: &Resource,
     ) -> Result<bool> {
-        let Some(caller) = self.caller(ctx).await? else {
+        if !self.authz.enforces() {
             return Ok(true);
+        }
+        let identity = match &ctx.principal {
+            Principal::System => return Ok(true),
+            Principal::Anonymous => {
+                return Err(Error::new(
+                    ErrorKind::Unauthenticated,
+                    "this server checks permissions: sign in",
+                ));
+            }
+            Principal::User(identity) => identity,
         };
         match requirement(action) {
             Requirement::AnyCaller | Requirement::Filtered | Requirement::FirstCallerOrAdmin => {
@@ -414,20 +466,58 @@ impl Services {
                         anyhow::anyhow!("{action:?} is not asked of a {resource:?}"),
                     ));
                 }
-                let path = self.object_path(resource).await?;
-                if self.authz.check(&caller, relation, &path).await? {
+                // A decision is kept as long as what the caller holds is (`builtin::CALLER_TTL`),
+                // and forgotten with it.
+                let key = self.decision_key(identity, relation, resource, ctx);
+                if let Some((at, allowed)) = self
+                    .access
+                    .decisions
+                    .lock()
+                    .expect("cache lock")
+                    .get(&identity.id)
+                    .and_then(|d| d.get(&key))
+                    && at.elapsed() < crate::authz::builtin::CALLER_TTL
+                {
+                    return Ok(*allowed);
+                }
+                let Some(caller) = self.caller(ctx).await? else {
                     return Ok(true);
+                };
+                let allowed = self.decide(ctx, &caller, relation, resource).await?;
+                let mut decisions = self.access.decisions.lock().expect("cache lock");
+                if decisions.len() >= 10_000 {
+                    decisions.clear();
                 }
-                // `browse` also holds for who holds something below (the model's `browse from
-                // child`, answered from the caller's grants: no child links are read).
-                if relation == "browse" {
-                    let granted = self.authz.granted(&caller).await?;
-                    let object = path.last().expect("a path ends at its object");
-                    return self.holds_below(ctx, &granted, object).await;
+                let mine = decisions.entry(identity.id.clone()).or_default();
+                if mine.len() >= 10_000 {
+                    mine.clear();
                 }
-                Ok(false)
+                mine.insert(key, (Instant::now(), allowed));
+                Ok(allowed)
             }
         }
+    }
+
+    /// Asks the authorizer (no decision cache).
+    async fn decide(
+        &self,
+        ctx: &RequestContext,
+        caller: &Caller,
+        relation: &str,
+        resource: &Resource,
+    ) -> Result<bool> {
+        let path = self.object_path(resource).await?;
+        if self.authz.check(caller, relation, &path).await? {
+            return Ok(true);
+        }
+        // `browse` also holds for who holds something below (the model's `browse from child`,
+        // answered from the caller's grants: no child links are read).
+        if relation == "browse" {
+            let granted = self.authz.granted(caller).await?;
+            let object = path.last().expect("a path ends at its object");
+            return self.holds_below(ctx, &granted, object).await;
+        }
+        Ok(false)
     }
 
     /// The authorize phase of a use case: `Ok` when the caller may take `action` on

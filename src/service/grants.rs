@@ -276,6 +276,7 @@ impl Services {
             .authz
             .write_relationships(&add, &remove, now())
             .await?;
+        self.forget_access();
         self.announce(
             ctx,
             "role.assignees-updated",
@@ -484,6 +485,7 @@ impl Services {
             .authz
             .write_relationships(&add, &remove, now())
             .await?;
+        self.forget_access();
         self.announce(
             ctx,
             "grants.updated",

@@ -228,6 +228,7 @@ impl Services {
         self.authorize(ctx, Action::UserDelete, Resource::Server)
             .await?;
         self.store.users.delete_user(id).await?;
+        self.forget_access();
         self.caches
             .seen_users
             .lock()
