@@ -39,6 +39,9 @@ impl Visible {
     }
 }
 
+/// One user's decisions, by key, with when each was made.
+type Decisions = HashMap<u64, (Instant, bool)>;
+
 /// A warehouse's protected branches, as read.
 type Protected = std::sync::Arc<Vec<String>>;
 
@@ -50,7 +53,7 @@ pub(super) struct AccessCaches {
     /// Each warehouse's protected branches.
     protected: std::sync::Mutex<HashMap<WarehouseId, (Instant, Protected)>>,
     /// Decisions of `may`, per user, by a keyed hash of what decides them (see `decision_key`).
-    decisions: std::sync::Mutex<HashMap<String, HashMap<u64, (Instant, bool)>>>,
+    decisions: std::sync::Mutex<HashMap<String, Decisions>>,
     /// The hasher of decision keys (random per process, so keys cannot be aimed at each other).
     decision_hasher: std::hash::RandomState,
     /// What each admin key of the gateway may do, by key id (see `key_rights`).
