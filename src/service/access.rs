@@ -56,6 +56,9 @@ pub(super) struct AccessCaches {
     decisions: std::sync::Mutex<HashMap<String, Decisions>>,
     /// The hasher of decision keys (random per process, so keys cannot be aimed at each other).
     decision_hasher: std::hash::RandomState,
+    /// Bumped whenever what was decided may be stale: a decision made from an older read is not
+    /// kept.
+    generation: std::sync::atomic::AtomicU64,
     /// What each admin key of the gateway may do, by key id (see `key_rights`).
     key_rights: std::sync::Mutex<HashMap<String, (Instant, Option<FileAccess>)>>,
 }
@@ -132,12 +135,18 @@ impl Services {
         *self.access.server.lock().expect("cache lock") = None;
         *self.access.roles.lock().expect("cache lock") = None;
         self.access.key_rights.lock().expect("cache lock").clear();
+        self.access
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.access.decisions.lock().expect("cache lock").clear();
         self.authz.forget();
     }
 
     /// Forgets one user's decisions (after something was granted to them).
     fn forget_decisions(&self, user: &str) {
+        self.access
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.access
             .decisions
             .lock()
@@ -349,8 +358,101 @@ impl Services {
                 )
                 .await
             }
-            _ => Ok(()),
+            // Nothing there (or not of that kind): the answer a missing one gets, whether the
+            // caller could have seen it or not, so neither the use case's own errors nor the
+            // branch's state tell a hidden object from a missing one.
+            _ => Err(match kind {
+                TabularKind::Table => {
+                    Error::not_found(Entity::Table, format!("table {ident} does not exist"))
+                }
+                TabularKind::View => {
+                    Error::not_found(Entity::View, format!("view {ident} does not exist"))
+                }
+            }),
         }
+    }
+
+    /// Registering a table or view whose UUID the warehouse has known takes over that object
+    /// (its grants follow the UUID): only its owner may, wherever it lives on `main` (at every
+    /// place), or, when it lives nowhere there, by ownership given on it or on the warehouse
+    /// (never through the namespace it is registered into, which the caller may own).
+    pub(crate) async fn require_takeover(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        uuid: uuid::Uuid,
+        kind: TabularKind,
+    ) -> Result<()> {
+        let Some(caller) = self.caller(ctx).await? else {
+            return Ok(());
+        };
+        let main = self.main_branch(warehouse).await?;
+        let located: Vec<crate::model::TabularIdent> = self
+            .store
+            .tabulars
+            .locate_tabulars(main.id, &[uuid])
+            .await?
+            .into_iter()
+            .filter(|(_, _, k)| *k == kind)
+            .map(|(ident, _, _)| ident)
+            .collect();
+        let mut paths = Vec::new();
+        for ident in located {
+            paths.push(
+                self.object_path(&Resource::Tabular {
+                    warehouse,
+                    ident,
+                    uuid,
+                    kind,
+                })
+                .await?,
+            );
+        }
+        if paths.is_empty() {
+            let mut path = self.object_path(&Resource::Warehouse(warehouse)).await?;
+            let object_kind = match kind {
+                TabularKind::Table => ObjectType::Table,
+                TabularKind::View => ObjectType::View,
+            };
+            path.push(ObjectRef::new(
+                object_kind,
+                tabular_object_id(warehouse, uuid),
+            ));
+            paths.push(path);
+        }
+        for path in paths {
+            if !self.authz.check(&caller, "ownership", &path).await? {
+                return Err(Error::forbidden(format!(
+                    "the {} with UUID {uuid} is known to this warehouse: registering it again \
+                     needs its ownership",
+                    kind.as_str()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A catalog request touches a warehouse only if the caller may browse it; else it answers
+    /// as for a missing warehouse, before any lookup in it can tell what it holds.
+    pub(crate) async fn require_browsable(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+    ) -> Result<()> {
+        if self
+            .may(
+                ctx,
+                Action::CatalogReadConfig,
+                &Resource::Warehouse(warehouse),
+            )
+            .await?
+        {
+            return Ok(());
+        }
+        Err(Error::not_found(
+            Entity::Warehouse,
+            format!("warehouse {warehouse} does not exist"),
+        ))
     }
 
     /// Whether `branch` is one of the warehouse's protected branches (read at most every few
@@ -400,6 +502,10 @@ impl Services {
         let Some(user) = &key.created_by else {
             return Ok(None);
         };
+        let generation = self
+            .access
+            .generation
+            .load(std::sync::atomic::Ordering::SeqCst);
         if let Some((at, rights)) = self
             .access
             .key_rights
@@ -434,7 +540,14 @@ impl Services {
         if cache.len() > 10_000 {
             cache.clear();
         }
-        cache.insert(key.id.clone(), (Instant::now(), rights));
+        if self
+            .access
+            .generation
+            .load(std::sync::atomic::Ordering::SeqCst)
+            == generation
+        {
+            cache.insert(key.id.clone(), (Instant::now(), rights));
+        }
         Ok(rights)
     }
 
@@ -483,11 +596,23 @@ impl Services {
                 {
                     return Ok(*allowed);
                 }
+                let generation = self
+                    .access
+                    .generation
+                    .load(std::sync::atomic::Ordering::SeqCst);
                 let Some(caller) = self.caller(ctx).await? else {
                     return Ok(true);
                 };
                 let allowed = self.decide(ctx, &caller, relation, resource).await?;
                 let mut decisions = self.access.decisions.lock().expect("cache lock");
+                if self
+                    .access
+                    .generation
+                    .load(std::sync::atomic::Ordering::SeqCst)
+                    != generation
+                {
+                    return Ok(allowed);
+                }
                 if decisions.len() >= 10_000 {
                     decisions.clear();
                 }
@@ -656,7 +781,9 @@ impl Services {
         if uuids.is_empty() {
             return Ok(Vec::new());
         }
-        let branch = self.request_ref(ctx, warehouse).await?;
+        // Not `request_ref`: that asks whether the caller may browse the warehouse, which may
+        // be what is being decided.
+        let branch = self.resolve_ref(warehouse, &ctx.reference).await?;
         let uuids: Vec<uuid::Uuid> = uuids.into_iter().collect();
         Ok(self
             .store

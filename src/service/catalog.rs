@@ -75,6 +75,7 @@ impl Services {
         ctx: &RequestContext,
         warehouse: WarehouseId,
     ) -> Result<Ref> {
+        self.require_browsable(ctx, warehouse).await?;
         self.resolve_ref(warehouse, &ctx.reference).await
     }
 

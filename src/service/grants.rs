@@ -10,8 +10,8 @@ use crate::authz::fga::Model;
 use crate::authz::{Action, Resource};
 use crate::error::{Entity, Error, Result};
 use crate::model::{
-    NamespaceIdent, Page, PageRequest, ProjectId, Relationship, Role, TabularKind, WarehouseId,
-    now, tabular_object_id,
+    NamespaceIdent, Page, PageRequest, ProjectId, Relationship, Role, TabularIdent, TabularKind,
+    WarehouseId, now, tabular_object_id,
 };
 
 /// Who a grant or role assignment names: a user, or the assignees of a role.
@@ -290,7 +290,11 @@ impl Services {
     /// Checks that grants may name `kind`/`id`: a type of the model whose object exists (projects
     /// and warehouses are looked up; the server is this server). Returns the resource and the id
     /// in its one stored form (a UUID's hyphenated lower case, however the caller wrote it).
-    async fn grant_object(&self, kind: &str, id: &str) -> Result<(Resource, String)> {
+    /// Every place the object is comes back: a table or view's UUID can be at more than one
+    /// (registered again from its own files, by its owner), and a caller must hold what is asked
+    /// at each.
+    async fn grant_objects(&self, kind: &str, id: &str) -> Result<(Vec<Resource>, String)> {
+        let one = |(resource, id): (Resource, String)| (vec![resource], id);
         let bad = || Error::bad_request(format!("{kind}:{id} is not an object grants can name"));
         match kind {
             "server" => {
@@ -301,7 +305,7 @@ impl Services {
                         format!("server {id} is not this server"),
                     ));
                 }
-                Ok((Resource::Server, info.server_id.to_string()))
+                Ok(one((Resource::Server, info.server_id.to_string())))
             }
             "project" => {
                 let project = ProjectId(uuid::Uuid::parse_str(id).map_err(|_| bad())?);
@@ -312,12 +316,15 @@ impl Services {
                     .ok_or_else(|| {
                         Error::not_found(Entity::Project, format!("project {id} does not exist"))
                     })?;
-                Ok((Resource::Project(project), project.0.to_string()))
+                Ok(one((Resource::Project(project), project.0.to_string())))
             }
             "warehouse" => {
                 let warehouse = WarehouseId(uuid::Uuid::parse_str(id).map_err(|_| bad())?);
                 self.load_warehouse(warehouse).await?;
-                Ok((Resource::Warehouse(warehouse), warehouse.0.to_string()))
+                Ok(one((
+                    Resource::Warehouse(warehouse),
+                    warehouse.0.to_string(),
+                )))
             }
             // A namespace is named by its warehouse and path: `<warehouse id>/<levels joined by
             // U+001F>` (in a URL, `/` as `%2F` and the separator as `%1F`, as the catalog API
@@ -329,13 +336,13 @@ impl Services {
                 let namespace = NamespaceIdent::from_joined(namespace).map_err(|_| bad())?;
                 self.load_warehouse(warehouse).await?;
                 let object_id = namespace.object_id(warehouse);
-                Ok((
+                Ok(one((
                     Resource::Namespace {
                         warehouse,
                         namespace,
                     },
                     object_id,
-                ))
+                )))
             }
             // A table or view by its warehouse and UUID (`table-uuid`, `view-uuid` of its
             // metadata): it follows the table across branches and renames.
@@ -349,14 +356,17 @@ impl Services {
                     TabularKind::View
                 };
                 let main = self.main_branch(warehouse).await?;
-                let found = self
+                let mut found: Vec<TabularIdent> = self
                     .store
                     .tabulars
                     .locate_tabulars(main.id, &[uuid])
                     .await?
                     .into_iter()
-                    .find(|(_, _, k)| *k == kind);
-                let Some((ident, _, _)) = found else {
+                    .filter(|(_, _, k)| *k == kind)
+                    .map(|(ident, _, _)| ident)
+                    .collect();
+                found.sort();
+                if found.is_empty() {
                     return Err(Error::not_found(
                         if kind == TabularKind::Table {
                             Entity::Table
@@ -365,14 +375,17 @@ impl Services {
                         },
                         format!("{} {uuid} does not exist on main", kind.as_str()),
                     ));
-                };
+                }
                 Ok((
-                    Resource::Tabular {
-                        warehouse,
-                        ident,
-                        uuid,
-                        kind,
-                    },
+                    found
+                        .into_iter()
+                        .map(|ident| Resource::Tabular {
+                            warehouse,
+                            ident,
+                            uuid,
+                            kind,
+                        })
+                        .collect(),
                     tabular_object_id(warehouse, uuid),
                 ))
             }
@@ -382,9 +395,16 @@ impl Services {
 
     /// The grants on an object.
     pub async fn grants(&self, ctx: &RequestContext, kind: &str, id: &str) -> Result<Vec<Grant>> {
-        let (resource, id) = self.grant_object(kind, id).await?;
-        self.authorize(ctx, Action::GrantsRead, resource).await?;
-        self.read_grants(kind, &id).await
+        let named = id;
+        async {
+            let (at, id) = self.grant_objects(kind, id).await?;
+            for resource in at {
+                self.authorize(ctx, Action::GrantsRead, resource).await?;
+            }
+            self.read_grants(kind, &id).await
+        }
+        .await
+        .map_err(|e| missing_as_named(e, kind, named))
     }
 
     async fn read_grants(&self, kind: &str, id: &str) -> Result<Vec<Grant>> {
@@ -415,10 +435,18 @@ impl Services {
         grant: &[Grant],
         revoke: &[Grant],
     ) -> Result<Vec<Grant>> {
-        let (resource, id) = self.grant_object(kind, id).await?;
+        let named = id;
+        let (at, id) = async {
+            let (at, id) = self.grant_objects(kind, id).await?;
+            for resource in &at {
+                self.authorize(ctx, Action::GrantsManage, resource.clone())
+                    .await?;
+            }
+            Ok((at, id))
+        }
+        .await
+        .map_err(|e| missing_as_named(e, kind, named))?;
         let id = id.as_str();
-        self.authorize(ctx, Action::GrantsManage, resource.clone())
-            .await?;
         if grant.len() + revoke.len() > MAX_CHANGES {
             return Err(Error::bad_request(format!(
                 "at most {MAX_CHANGES} grants and revokes in one request"
@@ -458,8 +486,12 @@ impl Services {
                 let holds = match self.caller(ctx).await? {
                     None => true,
                     Some(caller) => {
-                        let path = self.object_path(&resource).await?;
-                        self.authz.check(&caller, needed, &path).await?
+                        let mut all = true;
+                        for resource in &at {
+                            let path = self.object_path(resource).await?;
+                            all &= self.authz.check(&caller, needed, &path).await?;
+                        }
+                        all
                     }
                 };
                 held.insert(needed, holds);
@@ -509,7 +541,11 @@ impl Services {
     ) -> Result<Vec<String>> {
         self.authorize(ctx, Action::PermissionsRead, Resource::Server)
             .await?;
-        let (resource, _) = self.grant_object(kind, id).await?;
+        let named = id;
+        let (at, _) = self
+            .grant_objects(kind, id)
+            .await
+            .map_err(|e| missing_as_named(e, kind, named))?;
         let relations: Vec<&str> = Model::shared()
             .relations(kind)
             .into_iter()
@@ -518,12 +554,25 @@ impl Services {
         let Some(caller) = self.caller(ctx).await? else {
             return Ok(relations.into_iter().map(str::to_string).collect());
         };
-        let held = self
-            .relations_held(ctx, &caller, &relations, &resource)
-            .await?;
+        // What is held at every place the object is.
+        let mut held: Option<Vec<String>> = None;
+        for resource in &at {
+            let here = self
+                .relations_held(ctx, &caller, &relations, resource)
+                .await?;
+            held = Some(match held {
+                None => here,
+                Some(before) => before.into_iter().filter(|r| here.contains(r)).collect(),
+            });
+        }
+        let held = held.unwrap_or_default();
         if held.is_empty() {
             // Nothing held, not even `browse`: as if it did not exist.
-            self.authorize(ctx, Action::GrantsRead, resource).await?;
+            for resource in at {
+                self.authorize(ctx, Action::GrantsRead, resource)
+                    .await
+                    .map_err(|e| missing_as_named(e, kind, named))?;
+            }
         }
         Ok(held)
     }
@@ -573,8 +622,8 @@ impl Services {
                 out.push(false);
                 continue;
             }
-            let resource = match self.grant_object(kind, id).await {
-                Ok((resource, _)) => resource,
+            let at = match self.grant_objects(kind, id).await {
+                Ok((at, _)) => at,
                 Err(e) if matches!(e.kind, crate::error::ErrorKind::NotFound(_)) => {
                     out.push(false);
                     continue;
@@ -583,13 +632,42 @@ impl Services {
             };
             let holds = match &caller {
                 None => true,
-                Some(caller) => !self
-                    .relations_held(ctx, caller, &[relation.as_str()], &resource)
-                    .await?
-                    .is_empty(),
+                Some(caller) => {
+                    let mut all = true;
+                    for resource in &at {
+                        all &= !self
+                            .relations_held(ctx, caller, &[relation.as_str()], resource)
+                            .await?
+                            .is_empty();
+                    }
+                    all
+                }
             };
             out.push(holds);
         }
         Ok(out)
     }
+}
+
+/// A missing or hidden object of the grants and permissions APIs, answered the same way and
+/// naming only what the caller named (never where a table is, which a hidden one would tell).
+fn missing_as_named(e: Error, kind: &str, named: &str) -> Error {
+    match e.kind {
+        crate::error::ErrorKind::NotFound(entity) => Error::not_found(
+            entity_of(kind).unwrap_or(entity),
+            format!("{kind} {named} does not exist"),
+        ),
+        _ => e,
+    }
+}
+
+fn entity_of(kind: &str) -> Option<Entity> {
+    Some(match kind {
+        "project" => Entity::Project,
+        "warehouse" => Entity::Warehouse,
+        "namespace" => Entity::Namespace,
+        "table" => Entity::Table,
+        "view" => Entity::View,
+        _ => return None,
+    })
 }

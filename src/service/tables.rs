@@ -578,6 +578,7 @@ impl Services {
     ) -> Result<Tabular> {
         let found = match &ctx.reference {
             RefSelector::Main => {
+                self.require_browsable(ctx, warehouse).await?;
                 self.store
                     .tabulars
                     .find_tabular(warehouse, crate::model::MAIN_BRANCH, ident)
@@ -741,8 +742,14 @@ impl Services {
             }
             Some(_) => false,
             None => {
-                self.check_new_uuid(&wh, metadata.uuid(), Some(&file))
-                    .await?
+                let new = self
+                    .check_new_uuid(&wh, metadata.uuid(), Some(&file))
+                    .await?;
+                if !new {
+                    self.require_takeover(ctx, warehouse, metadata.uuid(), TabularKind::Table)
+                        .await?;
+                }
+                new
             }
         };
         self.check_location_is_free(&wh, &location, true, metadata.uuid())

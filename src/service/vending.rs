@@ -232,6 +232,14 @@ impl Services {
         {
             return Ok(FileAccess::ReadOnly);
         }
+        // A protected branch changes only by merge: its files too.
+        let branch = match &ctx.reference {
+            crate::model::RefSelector::Main => crate::model::MAIN_BRANCH.to_string(),
+            _ => self.request_ref(ctx, warehouse).await?.name,
+        };
+        if self.is_protected(warehouse, &branch).await? {
+            return Ok(FileAccess::ReadOnly);
+        }
         Ok(if self.has_other_refs(warehouse).await? {
             FileAccess::NoDelete
         } else {

@@ -425,6 +425,10 @@ impl Services {
             .tabulars
             .uuid_known(wh.warehouse.id, metadata.uuid(), Some(TabularKind::View))
             .await?;
+        if !new_uuid {
+            self.require_takeover(ctx, warehouse, metadata.uuid(), TabularKind::View)
+                .await?;
+        }
         let json = bytes::Bytes::from(view_metadata_json(&metadata)?);
         self.store
             .tabulars

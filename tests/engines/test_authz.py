@@ -575,3 +575,43 @@ def test_the_caller_asks_what_they_may_do(world):
     assert r.json()["allowed"] == [False, False, False, False, True]
     r = management(world.floe, "POST", "/permissions/check", world.bob, json={"checks": checks * 30})
     assert_error(r, 400, "BadRequestException")
+
+
+def test_a_known_uuid_is_not_taken_over_by_registering_its_files(world):
+    # Alice's view, registered from its own file into Bob's namespace.
+    view = world.get("namespaces/alice/views/v1", world.admin).json()
+    r = world.post("namespaces/bob/register-view", world.bob, {"name": "mine-now", "metadata-location": view["metadata-location"]})
+    assert_error(r, 403, "ForbiddenException")
+    # A table of Alice's, dropped (files kept): its last metadata file registered by Bob.
+    world.create_table(world.alice, "alice", "gone")
+    gone = world.table("alice", "gone")
+    assert world.delete("namespaces/alice/tables/gone", world.alice).status_code == 204
+    r = world.post("namespaces/bob/register", world.bob, {"name": "gone", "metadata-location": gone["metadata-location"]})
+    assert_error(r, 403, "ForbiddenException")
+    assert "gone" not in [t["name"] for t in world.get("namespaces/bob/tables", world.admin).json()["identifiers"]]
+    # Alice, its owner, may bring it back.
+    r = world.post("namespaces/alice/register", world.alice, {"name": "gone", "metadata-location": gone["metadata-location"]})
+    assert r.status_code == 200, r.text
+
+
+def test_hidden_and_missing_answer_alike_everywhere(world):
+    # Writes to a name that holds nothing, a hidden table, or a hidden view (asked as a table).
+    commit = {"requirements": [], "updates": [{"action": "set-properties", "updates": {"x": "1"}}]}
+    missing = world.post("namespaces/alice/tables/nope", world.bob, commit)
+    for name in ["t1", "v1"]:
+        hidden_like(world, world.post(f"namespaces/alice/tables/{name}", world.bob, commit), missing)
+        assert world.post(f"namespaces/alice/tables/{name}", world.bob, commit).json()["error"]["message"] == (
+            missing.json()["error"]["message"].replace("nope", name)
+        )
+    # In a warehouse the caller may not see, an existing and a missing table answer alike.
+    nobody = world.idp.user_token("nobody")
+    for path in ["namespaces/alice/tables/t1", "namespaces/alice/tables/nope", "namespaces/alice", "namespaces"]:
+        r = world.get(path, nobody)
+        assert_error(r, 404, "NoSuchWarehouseException")
+    # The grants API names only what it was asked for.
+    hidden = management(world.floe, "GET", f"/grants/table/{quote(world.warehouse + '/' + world.t1['metadata']['table-uuid'], safe='')}", world.bob)
+    other = str(uuid.uuid4())
+    missing = management(world.floe, "GET", f"/grants/table/{quote(world.warehouse + '/' + other, safe='')}", world.bob)
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json()["error"]["message"] == missing.json()["error"]["message"].replace(other, world.t1["metadata"]["table-uuid"])
+    assert "t1" not in hidden.text
