@@ -332,6 +332,8 @@ impl Services {
     /// Authorizes `action` on the table or view the request's ref sees at `ident`. When there is
     /// none, `Ok`: the use case then answers as for any missing one (404), which is also what a
     /// caller who may not see an existing one gets.
+    /// Answers the UUID it authorized (`None` when nothing is checked), for an act that can
+    /// hold itself to it.
     pub(crate) async fn authorize_tabular(
         &self,
         ctx: &RequestContext,
@@ -339,9 +341,9 @@ impl Services {
         warehouse: WarehouseId,
         ident: &crate::model::TabularIdent,
         kind: TabularKind,
-    ) -> Result<()> {
+    ) -> Result<Option<uuid::Uuid>> {
         if self.caller(ctx).await?.is_none() {
-            return Ok(());
+            return Ok(None);
         }
         let branch = self.request_ref(ctx, warehouse).await?;
         match self.store.tabulars.get_tabular(branch.id, ident).await? {
@@ -356,7 +358,8 @@ impl Services {
                         kind,
                     },
                 )
-                .await
+                .await?;
+                Ok(Some(t.uuid))
             }
             // Nothing there (or not of that kind): the answer a missing one gets, whether the
             // caller could have seen it or not, so neither the use case's own errors nor the

@@ -3,6 +3,7 @@
 //! a swap that lost a race is attempted again on the new state for a while (`Retries`), then
 //! answered with 409. Commits to one table in this process take turns (`CommitLocks`).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use iceberg::{TableRequirement, TableUpdate};
@@ -183,9 +184,12 @@ impl Services {
         wh: &OpenWarehouse,
         changes: &[TableChange],
         meta: &CommitMeta,
+        authorized: &HashMap<TabularIdent, uuid::Uuid>,
     ) -> Result<Attempt> {
         let mut written: Vec<Location> = Vec::new();
-        let staged = self.stage_commit(wh, changes, &mut written).await;
+        let staged = self
+            .stage_commit(wh, changes, &mut written, authorized)
+            .await;
         let (store_changes, done) = match staged {
             Ok(staged) => staged,
             Err(e) => {
@@ -219,6 +223,7 @@ impl Services {
         wh: &OpenWarehouse,
         changes: &[TableChange],
         written: &mut Vec<Location>,
+        authorized: &HashMap<TabularIdent, uuid::Uuid>,
     ) -> Result<(Vec<TabularChange>, Vec<Staged>)> {
         let mut store_changes = Vec::with_capacity(changes.len());
         let mut done = Vec::with_capacity(changes.len());
@@ -234,6 +239,18 @@ impl Services {
                 Some(t) => Some(self.with_metadata(t).await?),
                 None => None,
             };
+            // The table the caller was authorized for, not one put under its name since.
+            if let Some(uuid) = authorized.get(&change.ident)
+                && current.as_ref().map(|t| t.uuid) != Some(*uuid)
+            {
+                return Err(Error::new(
+                    ErrorKind::CommitConflict,
+                    format!(
+                        "{} was replaced while the commit was checked; retry",
+                        change.ident
+                    ),
+                ));
+            }
             if let Some(t) = &current
                 && t.kind != TabularKind::Table
             {

@@ -335,6 +335,7 @@ impl Services {
         }
         // authorize
         // Every table before anything changes: one refused table refuses the whole commit.
+        let mut authorized: HashMap<TabularIdent, uuid::Uuid> = HashMap::new();
         for change in &changes {
             if change
                 .requirements
@@ -347,15 +348,17 @@ impl Services {
                     namespace_resource(warehouse, &change.ident.namespace),
                 )
                 .await?;
-            } else {
-                self.authorize_tabular(
+            } else if let Some(uuid) = self
+                .authorize_tabular(
                     ctx,
                     Action::TableCommit,
                     warehouse,
                     &change.ident,
                     TabularKind::Table,
                 )
-                .await?;
+                .await?
+            {
+                authorized.insert(change.ident.clone(), uuid);
             }
         }
         // act
@@ -370,7 +373,10 @@ impl Services {
         });
         let mut retries = Retries::new();
         loop {
-            match self.attempt_commit(&wh, &changes, &meta).await? {
+            match self
+                .attempt_commit(&wh, &changes, &meta, &authorized)
+                .await?
+            {
                 Attempt::Done(done) => {
                     let mut states = Vec::with_capacity(done.len());
                     for (staged, change) in done.into_iter().zip(&changes) {
