@@ -92,8 +92,16 @@ macro_rules! stamp {
                     let Some(parent) = parent else {
                         return Ok(None);
                     };
-                    if tabular_entry(conn, line, ident, None).await?.is_some() {
-                        // Dropped or renamed away on this line.
+                    if let Some(entry) = tabular_entry(conn, line, ident, None).await? {
+                        // Dropped or renamed away on this line; or a commit that gave the line its
+                        // own row landed between the two reads (they are not one snapshot), and
+                        // the row is there now.
+                        let dropped: bool = entry
+                            .try_get("dropped")
+                            .map_err(|e| db_error("reading a table's history", e))?;
+                        if !dropped && let Some(own) = own_tabular(conn, line, ident).await? {
+                            return Ok(Some(own));
+                        }
                         return Ok(None);
                     }
                     (line, upto) = (parent.0, Some(parent.1));
@@ -197,7 +205,11 @@ macro_rules! stamp {
                     let Some(parent) = parent else {
                         return Ok(None);
                     };
-                    if namespace_entry(conn, line, ident, None).await?.is_some() {
+                    if let Some((dropped, _)) = namespace_entry(conn, line, ident, None).await? {
+                        // As for tables: a write that landed between the two reads left its row.
+                        if !dropped && let Some(own) = own_namespace(conn, line, ident).await? {
+                            return Ok(Some(own));
+                        }
                         return Ok(None);
                     }
                     (line, upto) = (parent.0, Some(parent.1));
