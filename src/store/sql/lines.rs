@@ -280,26 +280,9 @@ macro_rules! stamp {
             loop {
                 let (present, touched): (Vec<String>, Vec<String>) = match upto {
                     None => {
-                        let own = match scope {
-                            Scope::Namespaces { parent } => sqlx::query_scalar::<_, String>(
-                                "SELECT name FROM namespaces WHERE ref_id = $1 AND parent_name = $2",
-                            )
-                            .bind(line.0)
-                            .bind(parent)
-                            .fetch_all(&mut *conn)
-                            .await
-                            .map_err(failed)?,
-                            Scope::Tabulars { namespace, kind } => sqlx::query_scalar::<_, String>(
-                                "SELECT t.name FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
-                                 WHERE n.ref_id = $1 AND n.name = $2 AND t.kind = $3",
-                            )
-                            .bind(line.0)
-                            .bind(namespace)
-                            .bind(kind.as_str())
-                            .fetch_all(&mut *conn)
-                            .await
-                            .map_err(failed)?,
-                        };
+                        // History first: a commit that lands between the two reads then
+                        // shows in the rows (read second), instead of deciding a name the rows
+                        // did not show yet.
                         let touched = match scope {
                             Scope::Namespaces { parent } => sqlx::query_scalar::<_, String>(
                                 "SELECT DISTINCT name FROM namespace_history \
@@ -316,6 +299,26 @@ macro_rules! stamp {
                             )
                             .bind(line.0)
                             .bind(namespace)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .map_err(failed)?,
+                        };
+                        let own = match scope {
+                            Scope::Namespaces { parent } => sqlx::query_scalar::<_, String>(
+                                "SELECT name FROM namespaces WHERE ref_id = $1 AND parent_name = $2",
+                            )
+                            .bind(line.0)
+                            .bind(parent)
+                            .fetch_all(&mut *conn)
+                            .await
+                            .map_err(failed)?,
+                            Scope::Tabulars { namespace, kind } => sqlx::query_scalar::<_, String>(
+                                "SELECT t.name FROM tabulars t JOIN namespaces n ON n.id = t.namespace_id \
+                                 WHERE n.ref_id = $1 AND n.name = $2 AND t.kind = $3",
+                            )
+                            .bind(line.0)
+                            .bind(namespace)
+                            .bind(kind.as_str())
                             .fetch_all(&mut *conn)
                             .await
                             .map_err(failed)?,
