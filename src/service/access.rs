@@ -375,6 +375,28 @@ impl Services {
         }
     }
 
+    /// Where the table or view with this UUID lives on the warehouse's `main`, by name (a UUID
+    /// registered again from its own files can be at more than one place).
+    pub(crate) async fn located_on_main(
+        &self,
+        warehouse: WarehouseId,
+        uuid: uuid::Uuid,
+        kind: TabularKind,
+    ) -> Result<Vec<crate::model::TabularIdent>> {
+        let main = self.main_branch(warehouse).await?;
+        let mut found: Vec<crate::model::TabularIdent> = self
+            .store
+            .tabulars
+            .locate_tabulars(main.id, &[uuid])
+            .await?
+            .into_iter()
+            .filter(|(_, _, k)| *k == kind)
+            .map(|(ident, _, _)| ident)
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
     /// Registering a table or view whose UUID the warehouse has known takes over that object
     /// (its grants follow the UUID): only its owner may, wherever it lives on `main` (at every
     /// place), or, when it lives nowhere there, by ownership given on it or on the warehouse
@@ -389,16 +411,7 @@ impl Services {
         let Some(caller) = self.caller(ctx).await? else {
             return Ok(());
         };
-        let main = self.main_branch(warehouse).await?;
-        let located: Vec<crate::model::TabularIdent> = self
-            .store
-            .tabulars
-            .locate_tabulars(main.id, &[uuid])
-            .await?
-            .into_iter()
-            .filter(|(_, _, k)| *k == kind)
-            .map(|(ident, _, _)| ident)
-            .collect();
+        let located = self.located_on_main(warehouse, uuid, kind).await?;
         let mut paths = Vec::new();
         for ident in located {
             paths.push(

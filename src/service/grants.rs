@@ -10,8 +10,8 @@ use crate::authz::fga::Model;
 use crate::authz::{Action, Resource};
 use crate::error::{Entity, Error, Result};
 use crate::model::{
-    NamespaceIdent, Page, PageRequest, ProjectId, Relationship, Role, TabularIdent, TabularKind,
-    WarehouseId, now, tabular_object_id,
+    NamespaceIdent, Page, PageRequest, ProjectId, Relationship, Role, TabularKind, WarehouseId,
+    now, tabular_object_id,
 };
 
 /// Who a grant or role assignment names: a user, or the assignees of a role.
@@ -355,17 +355,7 @@ impl Services {
                 } else {
                     TabularKind::View
                 };
-                let main = self.main_branch(warehouse).await?;
-                let mut found: Vec<TabularIdent> = self
-                    .store
-                    .tabulars
-                    .locate_tabulars(main.id, &[uuid])
-                    .await?
-                    .into_iter()
-                    .filter(|(_, _, k)| *k == kind)
-                    .map(|(ident, _, _)| ident)
-                    .collect();
-                found.sort();
+                let found = self.located_on_main(warehouse, uuid, kind).await?;
                 if found.is_empty() {
                     return Err(Error::not_found(
                         if kind == TabularKind::Table {

@@ -13,6 +13,20 @@ macro_rules! stamp {
             page_of,
         };
 
+        /// A row of `relationships` (`subject_relation` '' is a user's: `None`).
+        fn relationship_from_row(row: &$row) -> Result<Relationship> {
+            let decode = |e| db_error("decoding relationships", e);
+            let subject_relation: String = row.try_get("subject_relation").map_err(decode)?;
+            Ok(Relationship {
+                object_type: row.try_get("object_type").map_err(decode)?,
+                object_id: row.try_get("object_id").map_err(decode)?,
+                relation: row.try_get("relation").map_err(decode)?,
+                subject_type: row.try_get("subject_type").map_err(decode)?,
+                subject_id: row.try_get("subject_id").map_err(decode)?,
+                subject_relation: (!subject_relation.is_empty()).then_some(subject_relation),
+            })
+        }
+
         fn role_from_row(row: &$row) -> Result<Role> {
             let decode = |e| db_error("decoding a role", e);
             Ok(Role {
@@ -233,19 +247,7 @@ macro_rules! stamp {
                 let mut roles = Vec::new();
                 let mut grants = Vec::new();
                 for row in &rows {
-                    let r = (|| -> std::result::Result<Relationship, sqlx::Error> {
-                        let subject_relation: String = row.try_get("subject_relation")?;
-                        Ok(Relationship {
-                            object_type: row.try_get("object_type")?,
-                            object_id: row.try_get("object_id")?,
-                            relation: row.try_get("relation")?,
-                            subject_type: row.try_get("subject_type")?,
-                            subject_id: row.try_get("subject_id")?,
-                            subject_relation: (!subject_relation.is_empty())
-                                .then_some(subject_relation),
-                        })
-                    })()
-                    .map_err(|e| db_error("decoding relationships", e))?;
+                    let r = relationship_from_row(row)?;
                     if r.object_type == "role" && r.relation == "assignee" && r.subject_type == "user" {
                         roles.push(r.object_id);
                     } else {
@@ -261,7 +263,8 @@ macro_rules! stamp {
                 object_id: &str,
             ) -> Result<Vec<Relationship>> {
                 let rows = sqlx::query(
-                    "SELECT relation, subject_type, subject_id, subject_relation FROM relationships \
+                    "SELECT object_type, object_id, relation, subject_type, subject_id, subject_relation \
+                     FROM relationships \
                      WHERE object_type = $1 AND object_id = $2 \
                      ORDER BY relation, subject_type, subject_id, subject_relation",
                 )
@@ -270,21 +273,7 @@ macro_rules! stamp {
                 .fetch_all(&self.read)
                 .await
                 .map_err(|e| db_error("reading relationships", e))?;
-                rows.iter()
-                    .map(|row| {
-                        let subject_relation: String = row.try_get("subject_relation")?;
-                        Ok(Relationship {
-                            object_type: object_type.to_string(),
-                            object_id: object_id.to_string(),
-                            relation: row.try_get("relation")?,
-                            subject_type: row.try_get("subject_type")?,
-                            subject_id: row.try_get("subject_id")?,
-                            subject_relation: (!subject_relation.is_empty())
-                                .then_some(subject_relation),
-                        })
-                    })
-                    .collect::<std::result::Result<_, sqlx::Error>>()
-                    .map_err(|e| db_error("decoding relationships", e))
+                rows.iter().map(relationship_from_row).collect()
             }
         }
     };
