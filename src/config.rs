@@ -305,7 +305,12 @@ pub enum AuthzBackend {
     /// Relationships in Floe's own database, evaluated built in (the default with
     /// authentication).
     Builtin,
+    /// Relationships kept in the database and on an OpenFGA server, which evaluates every
+    /// check (`authz.openfga`).
+    Openfga,
 }
+
+pub use crate::authz::openfga::OpenFgaConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -315,6 +320,7 @@ pub struct AuthzConfig {
     /// Identity-provider roles (a provider's `roles-claim` values) that make a caller an
     /// assignee of a Floe role, evaluated from the token on each request.
     pub role_mappings: Vec<crate::authz::roles::RoleMapping>,
+    pub openfga: OpenFgaConfig,
 }
 
 impl AuthzConfig {
@@ -433,6 +439,32 @@ impl Config {
                 "authz.backend = \"builtin\" checks users' permissions, so it needs \
                  authn.providers (without them every caller is anonymous)"
             );
+        }
+        if self.authz.backend == Some(AuthzBackend::Openfga) {
+            if self.authn.providers.is_empty() {
+                bail!(
+                    "authz.backend = \"openfga\" checks users' permissions, so it needs \
+                     authn.providers (without them every caller is anonymous)"
+                );
+            }
+            let fga = &self.authz.openfga;
+            match fga.endpoint.as_deref() {
+                Some(url) if url.starts_with("http://") || url.starts_with("https://") => {}
+                Some(_) => bail!("authz.openfga.endpoint must start with http:// or https://"),
+                None => bail!("authz.backend = \"openfga\" needs authz.openfga.endpoint"),
+            }
+            if fga.store_id.is_some() != fga.authorization_model_id.is_some() {
+                bail!(
+                    "authz.openfga.store_id and authz.openfga.authorization_model_id are set \
+                     together or not at all"
+                );
+            }
+            if fga.timeout_ms == 0 || fga.retries > 10 {
+                bail!("authz.openfga.timeout_ms must be positive and retries at most 10");
+            }
+            if fga.store_name.is_empty() {
+                bail!("authz.openfga.store_name must not be empty");
+            }
         }
         for mapping in &self.authz.role_mappings {
             mapping.validate()?;

@@ -180,8 +180,13 @@ async fn run(config: Config, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => serve(config).await,
         Command::Migrate => {
-            floe::server::open_persistence(&config, true).await?;
+            let store = floe::server::open_persistence(&config, true).await?;
             println!("migrations applied");
+            if let Some((store_id, model_id)) =
+                floe::server::migrate_openfga(&config, &store).await?
+            {
+                println!("OpenFGA store {store_id} uses authorization model {model_id}");
+            }
             Ok(())
         }
         Command::Openapi { out_dir } => {
@@ -229,6 +234,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let authz = match config.authz.effective_backend(&config.authn) {
         floe::config::AuthzBackend::AllowAll => "none: every caller may do everything",
         floe::config::AuthzBackend::Builtin => "built in: grants in the catalog database",
+        floe::config::AuthzBackend::Openfga => "OpenFGA: every check asks the OpenFGA server",
     };
     println!(
         "\nFloe {version} is serving\n  \

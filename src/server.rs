@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState, HttpSettings};
 use crate::authn::{Authenticator, NoAuthentication, TokenAuthenticator};
 use crate::authz::builtin::{Builtin, RelationshipReader};
-use crate::authz::{AllowAll, Authorizer, ObjectRef};
+use crate::authz::{AllowAll, Authorizer, ObjectRef, openfga};
 use crate::config::{
     AuthzBackend, Config, DatabaseTarget, EventsBackend, SecretsBackend, SqliteSynchronous,
 };
@@ -63,6 +63,7 @@ impl Floe {
             AuthzBackend::Builtin => Arc::new(Builtin::new(Arc::new(StoreRelationships(
                 store.authz.clone(),
             )))),
+            AuthzBackend::Openfga => Arc::new(openfga_backend(config, &store, migrate).await?),
         };
         let events: Vec<Arc<dyn EventPublisher>> = config
             .events
@@ -224,6 +225,76 @@ fn local_roots(config: &Config) -> anyhow::Result<crate::service::LocalRoots> {
     }
     crate::service::LocalRoots::new(allowed, Some(config.storage.data_dir.clone()), protected)
         .context("resolving storage.data_dir and storage.local_roots")
+}
+
+/// Where the OpenFGA store and model ids `floe migrate` used are recorded.
+const FGA_STORE_NAME: &str = "authz.openfga.store_name";
+const FGA_STORE_ID: &str = "authz.openfga.store_id";
+const FGA_MODEL_ID: &str = "authz.openfga.authorization_model_id";
+
+/// With `authz.backend = "openfga"`: finds or creates the store and writes Floe's model (unless
+/// the configuration pins a store and model), and records both ids in the catalog database.
+/// Returns (store id, model id). Without OpenFGA answering, it fails.
+pub async fn migrate_openfga(
+    config: &Config,
+    store: &Persistence,
+) -> anyhow::Result<Option<(String, String)>> {
+    if config.authz.effective_backend(&config.authn) != AuthzBackend::Openfga {
+        return Ok(None);
+    }
+    let fga = &config.authz.openfga;
+    if let (Some(store_id), Some(model_id)) = (&fga.store_id, &fga.authorization_model_id) {
+        return Ok(Some((store_id.clone(), model_id.clone())));
+    }
+    let connection = openfga::Connection::new(fga).map_err(|e| anyhow::anyhow!(e.message))?;
+    let (store_id, model_id) = connection
+        .migrate(&fga.store_name)
+        .await
+        .map_err(|e| anyhow::anyhow!("{} at {:?}", e.message, fga.endpoint))?;
+    for (key, value) in [
+        (FGA_STORE_NAME, fga.store_name.as_str()),
+        (FGA_STORE_ID, store_id.as_str()),
+        (FGA_MODEL_ID, model_id.as_str()),
+    ] {
+        store.server.set_setting(key, value).await?;
+    }
+    Ok(Some((store_id, model_id)))
+}
+
+/// The OpenFGA backend on the pinned store and model, else on those `floe migrate` recorded
+/// (written now when migrations run at start).
+async fn openfga_backend(
+    config: &Config,
+    store: &Persistence,
+    migrate: bool,
+) -> anyhow::Result<openfga::OpenFga> {
+    let fga = &config.authz.openfga;
+    let connection = openfga::Connection::new(fga).map_err(|e| anyhow::anyhow!(e.message))?;
+    let pinned = fga.store_id.clone().zip(fga.authorization_model_id.clone());
+    let recorded = async {
+        let name = store.server.setting(FGA_STORE_NAME).await?;
+        let store_id = store.server.setting(FGA_STORE_ID).await?;
+        let model_id = store.server.setting(FGA_MODEL_ID).await?;
+        Ok::<_, crate::error::Error>(match (name, store_id, model_id) {
+            (Some(name), Some(s), Some(m)) if name == fga.store_name => Some((s, m)),
+            _ => None,
+        })
+    };
+    let (store_id, model_id) = match pinned {
+        Some(ids) => ids,
+        None if migrate => migrate_openfga(config, store)
+            .await?
+            .expect("the backend is openfga"),
+        None => recorded.await?.with_context(|| {
+            format!(
+                "authz.backend = \"openfga\": no model is recorded for OpenFGA store {:?}; \
+                 run `floe migrate` (or pin authz.openfga.store_id and authorization_model_id)",
+                fga.store_name
+            )
+        })?,
+    };
+    tracing::info!(store_id, model_id, "authorizing on OpenFGA");
+    Ok(connection.backend(&store_id, &model_id))
 }
 
 /// Opens the configured database with the backend its URL selects (creating the SQLite file and

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::fga::{DepthExceeded, Evaluator, MemoryTuples, Model, Subject};
-use super::{Authorizer, Caller, Granted, ObjectRef, ObjectType};
+use super::{Authorizer, Caller, Granted, ObjectRef, ObjectType, context_relationships};
 use crate::error::{Error, Result};
 use crate::model::Relationship;
 
@@ -137,25 +137,11 @@ pub fn evaluate(
         return Ok(false);
     };
     let mut tuples = MemoryTuples::default();
-    for pair in path.windows(2) {
-        let (parent, child) = (&pair[0], &pair[1]);
-        tuples.push(
-            Subject::object(parent.kind.as_str(), &parent.id),
-            "parent",
-            child.kind.as_str(),
-            &child.id,
-        );
-    }
     let user = Subject::object("user", &caller.user);
-    if caller.admin
-        && let Some(server) = path.iter().find(|o| o.kind == ObjectType::Server)
-    {
-        tuples.push(user.clone(), "admin", "server", &server.id);
-    }
-    for role in roles.iter().chain(&caller.mapped_roles) {
+    for role in roles {
         tuples.push(user.clone(), "assignee", "role", role);
     }
-    for r in grants {
+    for r in context_relationships(caller, path).iter().chain(grants) {
         tuples.push(
             Subject {
                 kind: r.subject_type.clone(),

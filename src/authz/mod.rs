@@ -4,13 +4,15 @@
 //! (OpenFGA's DSL); `rules` says which relation each action needs.
 //!
 //! Backends (`authz.backend`): [`AllowAll`] (development, no checks), [`builtin::Builtin`]
-//! (relationships in Floe's own database, evaluated by [`fga`]).
+//! (relationships in Floe's own database, evaluated by [`fga`]), [`openfga::OpenFga`]
+//! (relationships mirrored to an OpenFGA server, which evaluates every check).
 //!
 //! Depends on `model` and `authn` only; the built-in backend reads relationships through
 //! [`builtin::RelationshipReader`], which the wiring implements over the store.
 
 pub mod builtin;
 pub mod fga;
+pub mod openfga;
 pub mod roles;
 pub mod rules;
 
@@ -113,7 +115,62 @@ pub trait Authorizer: Send + Sync {
     fn added(&self, _relationships: &[crate::model::Relationship]) {
         self.forget();
     }
+    /// Mirrors a change of relationships to a backend that keeps its own copy (OpenFGA); the
+    /// catalog database holds them either way. Idempotent: present ones stay, absent ones are
+    /// ignored.
+    async fn write(
+        &self,
+        _add: &[crate::model::Relationship],
+        _remove: &[crate::model::Relationship],
+    ) -> Result<()> {
+        Ok(())
+    }
+    /// Removes every relationship that names a user or a role (being deleted) from a backend
+    /// that keeps its own copy.
+    async fn remove_subject(&self, _kind: &str, _id: &str) -> Result<()> {
+        Ok(())
+    }
     async fn health(&self) -> Result<()>;
+}
+
+/// The relationships a check supplies along with the caller's stored ones: the `parent` links
+/// of `path` (server down to the object), `admin` on the server for a server admin, and
+/// `assignee` of each role the caller's token maps to. Both backends evaluate with exactly
+/// these (the built-in one in memory, OpenFGA as contextual tuples).
+pub fn context_relationships(
+    caller: &Caller,
+    path: &[ObjectRef],
+) -> Vec<crate::model::Relationship> {
+    use crate::model::Relationship;
+    let mut out = Vec::new();
+    for pair in path.windows(2) {
+        let (parent, child) = (&pair[0], &pair[1]);
+        out.push(Relationship {
+            object_type: child.kind.as_str().to_string(),
+            object_id: child.id.clone(),
+            relation: "parent".to_string(),
+            subject_type: parent.kind.as_str().to_string(),
+            subject_id: parent.id.clone(),
+            subject_relation: None,
+        });
+    }
+    let of_user = |object_type: &str, object_id: &str, relation: &str| Relationship {
+        object_type: object_type.to_string(),
+        object_id: object_id.to_string(),
+        relation: relation.to_string(),
+        subject_type: "user".to_string(),
+        subject_id: caller.user.clone(),
+        subject_relation: None,
+    };
+    if caller.admin
+        && let Some(server) = path.iter().find(|o| o.kind == ObjectType::Server)
+    {
+        out.push(of_user("server", &server.id, "admin"));
+    }
+    for role in &caller.mapped_roles {
+        out.push(of_user("role", role, "assignee"));
+    }
+    out
 }
 
 /// Allows everything.

@@ -295,6 +295,29 @@ impl Services {
         Ok(path)
     }
 
+    /// Records a change of relationships (grants, role assignments) in the catalog database and
+    /// in the authorizer when it keeps its own copy (OpenFGA). Removals reach the authorizer
+    /// first and additions last, so a failure in between leaves fewer rights in force than the
+    /// database lists, never more; both writes are idempotent, so repeating the request
+    /// converges.
+    pub(crate) async fn write_relationships(
+        &self,
+        add: &[crate::model::Relationship],
+        remove: &[crate::model::Relationship],
+    ) -> Result<()> {
+        if !remove.is_empty() {
+            self.authz.write(&[], remove).await?;
+        }
+        self.store
+            .authz
+            .write_relationships(add, remove, crate::model::now())
+            .await?;
+        if !add.is_empty() {
+            self.authz.write(add, &[]).await?;
+        }
+        Ok(())
+    }
+
     /// Makes the caller (a user) the owner of what they just created. After the object's own
     /// commit: a failure here is logged and leaves the object to the owners of its parents.
     pub(crate) async fn own(&self, ctx: &RequestContext, resource: Resource) {
@@ -312,9 +335,7 @@ impl Services {
                 subject_id: identity.id.clone(),
                 subject_relation: None,
             };
-            self.store
-                .authz
-                .write_relationships(std::slice::from_ref(&owner), &[], crate::model::now())
+            self.write_relationships(std::slice::from_ref(&owner), &[])
                 .await?;
             Ok::<_, Error>(owner)
         }

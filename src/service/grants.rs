@@ -206,6 +206,9 @@ impl Services {
     pub async fn delete_role(&self, ctx: &RequestContext, id: uuid::Uuid) -> Result<()> {
         self.authorize(ctx, Action::RoleManage, Resource::Server)
             .await?;
+        self.role(id).await?;
+        // Out of the authorizer's copy first: a failure after it leaves the role powerless.
+        self.authz.remove_subject("role", &id.to_string()).await?;
         self.store.authz.delete_role(id).await?;
         self.forget_access();
         self.announce(
@@ -272,10 +275,7 @@ impl Services {
         let to_rel = |g: &Grantee| relationship("role", &key, "assignee", g);
         let add: Vec<Relationship> = add.iter().map(to_rel).collect();
         let remove: Vec<Relationship> = remove.iter().map(to_rel).collect();
-        self.store
-            .authz
-            .write_relationships(&add, &remove, now())
-            .await?;
+        self.write_relationships(&add, &remove).await?;
         self.forget_access();
         self.announce(
             ctx,
@@ -503,10 +503,7 @@ impl Services {
         let to_rel = |g: &Grant| relationship(kind, id, &g.relation, &g.grantee);
         let add: Vec<Relationship> = grant.iter().map(to_rel).collect();
         let remove: Vec<Relationship> = revoke.iter().map(to_rel).collect();
-        self.store
-            .authz
-            .write_relationships(&add, &remove, now())
-            .await?;
+        self.write_relationships(&add, &remove).await?;
         self.forget_access();
         self.announce(
             ctx,

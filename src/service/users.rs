@@ -227,6 +227,7 @@ impl Services {
     pub async fn delete_user(&self, ctx: &RequestContext, id: &str) -> Result<()> {
         self.authorize(ctx, Action::UserDelete, Resource::Server)
             .await?;
+        self.authz.remove_subject("user", id).await?;
         self.store.users.delete_user(id).await?;
         self.forget_access();
         self.caches

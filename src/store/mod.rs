@@ -40,6 +40,10 @@ pub trait ServerStore: Send + Sync {
     /// Makes `user` the server's admin if it has none yet (a server bootstrapped while open, or
     /// automatically). Returns whether it did.
     async fn claim_admin(&self, user: &str) -> Result<bool>;
+    /// A value the server recorded under `key` (e.g. the OpenFGA store it uses).
+    async fn setting(&self, key: &str) -> Result<Option<String>>;
+    /// Records `value` under `key`, replacing what was there.
+    async fn set_setting(&self, key: &str, value: &str) -> Result<()>;
     /// Answers when the database answers.
     async fn health(&self) -> Result<()>;
     /// `sqlite` or `postgres`.

@@ -199,6 +199,16 @@ async fn bootstrap_happens_once(store: Persistence, _db: &TestDb) {
             .as_deref(),
         Some("idp~alice")
     );
+    // Settings: absent until written, then the last value written.
+    let key = "authz.openfga.store_id";
+    assert_eq!(store.server.setting(key).await.unwrap(), None);
+    store.server.set_setting(key, "01ARZ3").await.unwrap();
+    store.server.set_setting(key, "01HZX9").await.unwrap();
+    assert_eq!(
+        store.server.setting(key).await.unwrap().as_deref(),
+        Some("01HZX9")
+    );
+    assert_eq!(store.server.setting("other").await.unwrap(), None);
 }
 
 async fn roles_and_relationships_round_trip(store: Persistence, _db: &TestDb) {

@@ -81,6 +81,27 @@ macro_rules! stamp {
                 Ok(done.rows_affected() == 1)
             }
 
+            async fn setting(&self, key: &str) -> Result<Option<String>> {
+                sqlx::query_scalar("SELECT value FROM server_settings WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(&self.read)
+                    .await
+                    .map_err(|e| db_error("reading a server setting", e))
+            }
+
+            async fn set_setting(&self, key: &str, value: &str) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO server_settings (key, value) VALUES ($1, $2) \
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(key)
+                .bind(value)
+                .execute(&self.write)
+                .await
+                .map_err(|e| db_error("writing a server setting", e))?;
+                Ok(())
+            }
+
             async fn health(&self) -> Result<()> {
                 sqlx::query("SELECT 1")
                     .execute(&self.read)
