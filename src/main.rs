@@ -182,10 +182,11 @@ async fn run(config: Config, command: Command) -> anyhow::Result<()> {
         Command::Migrate => {
             let store = floe::server::open_persistence(&config, true).await?;
             println!("migrations applied");
-            if let Some((store_id, model_id)) =
-                floe::server::migrate_openfga(&config, &store).await?
-            {
-                println!("OpenFGA store {store_id} uses authorization model {model_id}");
+            if let Some(done) = floe::server::migrate_openfga(&config, &store).await? {
+                println!(
+                    "OpenFGA store {} uses authorization model {}; {} relationships copied",
+                    done.store_id, done.model_id, done.copied
+                );
             }
             Ok(())
         }

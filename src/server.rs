@@ -238,27 +238,60 @@ const FGA_MODEL_ID: &str = "authz.openfga.authorization_model_id";
 pub async fn migrate_openfga(
     config: &Config,
     store: &Persistence,
-) -> anyhow::Result<Option<(String, String)>> {
+) -> anyhow::Result<Option<OpenFgaMigration>> {
     if config.authz.effective_backend(&config.authn) != AuthzBackend::Openfga {
         return Ok(None);
     }
     let fga = &config.authz.openfga;
-    if let (Some(store_id), Some(model_id)) = (&fga.store_id, &fga.authorization_model_id) {
-        return Ok(Some((store_id.clone(), model_id.clone())));
-    }
     let connection = openfga::Connection::new(fga).map_err(|e| anyhow::anyhow!(e.message))?;
-    let (store_id, model_id) = connection
-        .migrate(&fga.store_name)
-        .await
-        .map_err(|e| anyhow::anyhow!("{} at {:?}", e.message, fga.endpoint))?;
-    for (key, value) in [
-        (FGA_STORE_NAME, fga.store_name.as_str()),
-        (FGA_STORE_ID, store_id.as_str()),
-        (FGA_MODEL_ID, model_id.as_str()),
-    ] {
-        store.server.set_setting(key, value).await?;
+    let endpoint = fga.endpoint.as_deref().unwrap_or_default();
+    let unreachable = |e: crate::error::Error| anyhow::anyhow!("{} at {endpoint}", e.message);
+    let (store_id, model_id) = match (&fga.store_id, &fga.authorization_model_id) {
+        (Some(store_id), Some(model_id)) => (store_id.clone(), model_id.clone()),
+        _ => {
+            let (store_id, model_id) = connection
+                .migrate(&fga.store_name)
+                .await
+                .map_err(unreachable)?;
+            for (key, value) in [
+                (FGA_STORE_NAME, fga.store_name.as_str()),
+                (FGA_STORE_ID, store_id.as_str()),
+                (FGA_MODEL_ID, model_id.as_str()),
+            ] {
+                store.server.set_setting(key, value).await?;
+            }
+            (store_id, model_id)
+        }
+    };
+    // The grants the database holds (made before OpenFGA was the backend, or whose mirroring
+    // failed) are written to OpenFGA; present ones stay.
+    let backend = connection.backend(&store_id, &model_id);
+    // The model is there to be used (a pinned one too).
+    backend.health().await.map_err(unreachable)?;
+    let mut copied = 0;
+    let mut after = None;
+    loop {
+        let page = store.authz.all_relationships(after.as_ref(), 500).await?;
+        if page.is_empty() {
+            break;
+        }
+        backend.write(&page, &[]).await.map_err(unreachable)?;
+        copied += page.len();
+        after = page.last().cloned();
     }
-    Ok(Some((store_id, model_id)))
+    Ok(Some(OpenFgaMigration {
+        store_id,
+        model_id,
+        copied,
+    }))
+}
+
+/// What `migrate_openfga` did.
+pub struct OpenFgaMigration {
+    pub store_id: String,
+    pub model_id: String,
+    /// Relationships copied from the database to OpenFGA.
+    pub copied: usize,
 }
 
 /// The OpenFGA backend on the pinned store and model, else on those `floe migrate` recorded
@@ -282,9 +315,12 @@ async fn openfga_backend(
     };
     let (store_id, model_id) = match pinned {
         Some(ids) => ids,
-        None if migrate => migrate_openfga(config, store)
-            .await?
-            .expect("the backend is openfga"),
+        None if migrate => {
+            let done = migrate_openfga(config, store)
+                .await?
+                .expect("the backend is openfga");
+            (done.store_id, done.model_id)
+        }
         None => recorded.await?.with_context(|| {
             format!(
                 "authz.backend = \"openfga\": no model is recorded for OpenFGA store {:?}; \

@@ -271,9 +271,9 @@ impl Failure {
             .status()
             .is_some_and(|s| !matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded));
         let message = if reached {
-            format!("the authorization service (OpenFGA) refused {what}")
+            format!("the authorization service (OpenFGA) refused a call ({what})")
         } else {
-            format!("the authorization service (OpenFGA) did not answer {what}")
+            format!("the authorization service (OpenFGA) did not answer ({what})")
         };
         let cause = match self {
             Failure::Status(status) => anyhow::anyhow!("{status}"),

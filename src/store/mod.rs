@@ -485,6 +485,13 @@ pub trait AuthzStore: Send + Sync {
         seed_roles: &[String],
         objects: Option<&[(String, String)]>,
     ) -> Result<(Vec<String>, Vec<Relationship>)>;
+    /// Every relationship, in a fixed order, `limit` at a time after `after` (to copy them to
+    /// an authorizer that keeps its own).
+    async fn all_relationships(
+        &self,
+        after: Option<&Relationship>,
+        limit: usize,
+    ) -> Result<Vec<Relationship>>;
     /// The relationships on one object, ordered.
     async fn object_relationships(
         &self,

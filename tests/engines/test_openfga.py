@@ -217,6 +217,9 @@ def test_migrate_and_serve_refuse_clearly_when_the_model_cannot_be_written(idp):
     assert "OpenFGA" in migrate.stderr and f"127.0.0.1:{closed}" in migrate.stderr, migrate.stderr
     assert time.monotonic() - started < 20
     assert API_TOKEN not in migrate.stderr + migrate.stdout
+    # A pinned store and model are checked to be there.
+    pinned = _run_floe(["migrate"], openfga_config(idp, f"http://127.0.0.1:{closed}"))
+    assert pinned.returncode != 0 and "OpenFGA" in pinned.stderr, pinned.stderr
     # `serve` on an embedded database migrates at start, so it needs OpenFGA too, and says so.
     serve = _run_floe(["serve", "--listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0"], config)
     assert serve.returncode != 0

@@ -332,6 +332,30 @@ async fn roles_and_relationships_round_trip(store: Persistence, _db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(on_w1, [bob_owns.clone(), eng_selects.clone()]);
+    // All of them, page by page, each once, in one order (what is copied to OpenFGA).
+    let mut all = Vec::new();
+    let mut after: Option<floe::model::Relationship> = None;
+    loop {
+        let page = store
+            .authz
+            .all_relationships(after.as_ref(), 2)
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().cloned();
+        all.extend(page);
+    }
+    assert_eq!(all.len(), 3, "{all:?}");
+    for r in [&alice_in_eng, &eng_selects, &bob_owns] {
+        assert_eq!(
+            all.iter().filter(|x| x == &r).count(),
+            1,
+            "{r:?} in {all:?}"
+        );
+    }
     store
         .authz
         .write_relationships(&[], &[bob_owns], now())

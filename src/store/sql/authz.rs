@@ -257,6 +257,42 @@ macro_rules! stamp {
                 Ok((roles, grants))
             }
 
+            async fn all_relationships(
+                &self,
+                after: Option<&Relationship>,
+                limit: usize,
+            ) -> Result<Vec<Relationship>> {
+                // No `after`: compared with a key below every row's (types are never empty).
+                let start = Relationship {
+                    object_type: String::new(),
+                    object_id: String::new(),
+                    relation: String::new(),
+                    subject_type: String::new(),
+                    subject_id: String::new(),
+                    subject_relation: None,
+                };
+                let r = after.unwrap_or(&start);
+                let rows = sqlx::query(
+                    "SELECT object_type, object_id, relation, subject_type, subject_id, subject_relation \
+                     FROM relationships \
+                     WHERE (object_type, object_id, relation, subject_type, subject_id, subject_relation) \
+                         > ($1, $2, $3, $4, $5, $6) \
+                     ORDER BY object_type, object_id, relation, subject_type, subject_id, subject_relation \
+                     LIMIT $7",
+                )
+                .bind(&r.object_type)
+                .bind(&r.object_id)
+                .bind(&r.relation)
+                .bind(&r.subject_type)
+                .bind(&r.subject_id)
+                .bind(r.subject_relation.as_deref().unwrap_or(""))
+                .bind(limit as i64)
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error("reading relationships", e))?;
+                rows.iter().map(relationship_from_row).collect()
+            }
+
             async fn object_relationships(
                 &self,
                 object_type: &str,
