@@ -48,6 +48,8 @@ pub struct GatewayConfig {
     pub region: String,
     /// Multipart uploads not completed within this many seconds are removed.
     pub multipart_expiry_secs: u64,
+    /// What each client may hold of the listener (`gateway.limits.*`).
+    pub limits: crate::listen::ListenerLimits,
 }
 
 impl Default for GatewayConfig {
@@ -59,6 +61,7 @@ impl Default for GatewayConfig {
             virtual_host_domain: Some("localhost".into()),
             region: "us-east-1".into(),
             multipart_expiry_secs: 24 * 3600,
+            limits: Default::default(),
         }
     }
 }
@@ -74,6 +77,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// What each client may hold of the listener (`server.limits.*`).
+    pub limits: crate::listen::ListenerLimits,
 }
 
 impl Default for ServerConfig {
@@ -83,6 +88,7 @@ impl Default for ServerConfig {
             public_url: None,
             max_body_bytes: 10 * 1024 * 1024,
             shutdown_timeout_secs: 30,
+            limits: Default::default(),
         }
     }
 }
@@ -420,6 +426,14 @@ impl Config {
                 relative.display()
             );
         }
+        self.server
+            .limits
+            .validate("server.limits")
+            .map_err(anyhow::Error::msg)?;
+        self.gateway
+            .limits
+            .validate("gateway.limits")
+            .map_err(anyhow::Error::msg)?;
         if self.gateway.multipart_expiry_secs == 0 {
             bail!("gateway.multipart_expiry_secs must be positive");
         }

@@ -30,6 +30,7 @@ pub mod error;
 pub mod events;
 pub mod gateway;
 pub mod index;
+pub mod listen;
 pub mod model;
 pub mod secrets;
 pub mod server;

@@ -34,6 +34,7 @@ pub struct Floe {
     router: axum::Router,
     gateway: Option<Gateway>,
     shutdown_timeout: Duration,
+    limits: crate::listen::ListenerLimits,
     pub services: Services,
     /// Whether this start bootstrapped the server (the embedded quickstart).
     pub auto_bootstrapped: bool,
@@ -106,6 +107,7 @@ impl Floe {
                     virtual_host_domain: config.gateway.virtual_host_domain.clone(),
                     region: config.gateway.region.clone(),
                     multipart_expiry: Duration::from_secs(config.gateway.multipart_expiry_secs),
+                    limits: config.gateway.limits.clone(),
                 },
             )
         });
@@ -140,6 +142,7 @@ impl Floe {
             router,
             gateway,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
+            limits: config.server.limits.clone(),
             services,
             auto_bootstrapped,
         })
@@ -163,7 +166,6 @@ impl Floe {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-        let mut drain_rx = stop_tx.subscribe();
         let mut gateway_rx = stop_tx.subscribe();
         tokio::spawn(async move {
             shutdown.await;
@@ -178,28 +180,26 @@ impl Floe {
                 drain,
             ))
         });
-        let serve = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-            tracing::info!("shutting down: finishing in-flight requests");
-        });
-        let deadline = async move {
-            let _ = drain_rx.wait_for(|stop| *stop).await;
-            tokio::time::sleep(self.shutdown_timeout).await;
-        };
-        let served = tokio::select! {
-            result = serve.into_future() => result.context("serving HTTP"),
-            () = deadline => {
-                tracing::warn!("in-flight requests did not finish in time; stopping anyway");
-                Ok(())
-            }
-        };
+        let service = hyper_util::service::TowerToHyperService::new(self.router);
+        crate::listen::serve(
+            "catalog",
+            self.listener,
+            service,
+            &self.limits,
+            async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+                tracing::info!("shutting down: finishing in-flight requests");
+            },
+            self.shutdown_timeout,
+        )
+        .await;
         if let Some(gateway) = gateway {
             match gateway.await {
                 Ok(result) => result?,
                 Err(e) => tracing::warn!(error = %e, "the S3 gateway task failed"),
             }
         }
-        served
+        Ok(())
     }
 }
 

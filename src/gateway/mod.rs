@@ -15,8 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::host::{S3Host, VirtualHost};
@@ -41,6 +39,8 @@ pub struct GatewaySettings {
     pub region: String,
     /// Multipart uploads begun longer ago than this are removed.
     pub multipart_expiry: Duration,
+    /// What each client may hold of the listener.
+    pub limits: crate::listen::ListenerLimits,
 }
 
 /// The bucket a request addresses, opened for it by the access check.
@@ -285,42 +285,16 @@ impl Gateway {
             self.services.clone(),
             self.settings.multipart_expiry,
         ));
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => {
-                    let (stream, _) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "S3 gateway accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let service = CloseUnreadBodies(self.service.clone());
-                    let conn = ConnBuilder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "S3 gateway connection ended with an error");
-                        }
-                    });
-                }
-                () = &mut stop => break,
-            }
-        }
+        crate::listen::serve(
+            "S3 gateway",
+            self.listener,
+            CloseUnreadBodies(self.service.clone()),
+            &self.settings.limits,
+            stop,
+            drain,
+        )
+        .await;
         cleaner.abort();
-        drop(self.listener);
-        tokio::select! {
-            () = graceful.shutdown() => {}
-            () = tokio::time::sleep(drain) => {
-                tracing::warn!("S3 gateway connections did not finish in time; stopping anyway");
-            }
-        }
         Ok(())
     }
 }
