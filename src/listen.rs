@@ -23,8 +23,18 @@ pub struct ListenerLimits {
     /// How long a client may take to send a request's headers, and how long a keep-alive
     /// connection may sit idle between requests, in milliseconds.
     pub header_timeout_ms: u64,
+    /// How long a request body may go without a byte arriving, in milliseconds; past it the
+    /// request fails (and the connection closes).
+    pub body_timeout_ms: u64,
+    /// How long one catalog request may take in all, body included, in milliseconds; past it
+    /// the answer is 503 with `Retry-After`. The gateway has none: it streams data of any size,
+    /// bounded by `body_timeout_ms` instead.
+    pub request_timeout_ms: u64,
     /// Connections open at once; past it, new ones get 503 with `Retry-After` and are closed.
     pub max_connections: usize,
+    /// Requests being served at once (health and readiness probes aside); past it, 503 with
+    /// `Retry-After` at once (S3: `SlowDown`), never a queue.
+    pub max_requests_in_flight: usize,
     /// HTTP/2 streams in flight on one connection.
     pub http2_max_concurrent_streams: u32,
     /// Largest request header section, in bytes (HTTP/1 and HTTP/2).
@@ -35,7 +45,10 @@ impl Default for ListenerLimits {
     fn default() -> Self {
         ListenerLimits {
             header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            request_timeout_ms: 60_000,
             max_connections: 10_000,
+            max_requests_in_flight: 1_024,
             http2_max_concurrent_streams: 128,
             max_header_bytes: 64 * 1024,
         }
@@ -44,18 +57,33 @@ impl Default for ListenerLimits {
 
 impl ListenerLimits {
     pub fn validate(&self, name: &str) -> Result<(), String> {
-        if self.header_timeout_ms == 0 {
-            return Err(format!("{name}.header_timeout_ms must be positive"));
-        }
-        if self.max_connections == 0 || self.http2_max_concurrent_streams == 0 {
+        if self.header_timeout_ms == 0 || self.body_timeout_ms == 0 || self.request_timeout_ms == 0
+        {
             return Err(format!(
-                "{name}.max_connections and http2_max_concurrent_streams must be positive"
+                "{name}.header_timeout_ms, body_timeout_ms and request_timeout_ms must be positive"
+            ));
+        }
+        if self.max_connections == 0
+            || self.max_requests_in_flight == 0
+            || self.http2_max_concurrent_streams == 0
+        {
+            return Err(format!(
+                "{name}.max_connections, max_requests_in_flight and \
+                 http2_max_concurrent_streams must be positive"
             ));
         }
         if self.max_header_bytes < 8 * 1024 {
             return Err(format!("{name}.max_header_bytes must be at least 8192"));
         }
         Ok(())
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
     }
 
     fn builder(&self) -> Builder<TokioExecutor> {

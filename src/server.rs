@@ -132,6 +132,9 @@ impl Floe {
             state,
             &HttpSettings {
                 max_body_bytes: config.server.max_body_bytes,
+                body_timeout: config.server.limits.body_timeout(),
+                request_timeout: config.server.limits.request_timeout(),
+                max_requests_in_flight: config.server.limits.max_requests_in_flight,
             },
         );
         let listener = TcpListener::bind(config.server.listen)

@@ -56,6 +56,58 @@ pub(crate) const GZIP_CACHE_BYTES: usize = 8 << 20;
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub max_body_bytes: usize,
+    /// A request body that goes this long without a byte fails.
+    pub body_timeout: std::time::Duration,
+    /// A request (health probes aside) that takes longer in all answers 503.
+    pub request_timeout: std::time::Duration,
+    /// Requests served at once (health probes aside); past it, 503 at once.
+    pub max_requests_in_flight: usize,
+}
+
+/// What requests are admitted: a slot each, for at most `timeout`.
+struct Admission {
+    slots: tokio::sync::Semaphore,
+    timeout: std::time::Duration,
+}
+
+/// 503 with `Retry-After`: the client should come back shortly.
+fn overloaded(message: &str) -> Response {
+    let mut response = error::error_response(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailableException".into(),
+        message.to_string(),
+    );
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+/// Admits a request if a slot is free (else 503 at once: no queue grows), and bounds its time.
+async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: Next) -> Response {
+    let Ok(_slot) = admission.slots.try_acquire() else {
+        tracing::debug!("request refused: too many in flight");
+        return overloaded("too many requests in flight; retry later");
+    };
+    match tokio::time::timeout(admission.timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout = ?admission.timeout, "request timed out");
+            overloaded("the request took too long; retry later")
+        }
+    }
+}
+
+/// Fails a request body that stalls longer than the body timeout.
+async fn slow_bodies(
+    State(timeout): State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let request = request
+        .map(|body| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(timeout, body)));
+    next.run(request).await
 }
 
 #[derive(OpenApi)]
@@ -144,9 +196,14 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     let (catalog, catalog_doc) = catalog_routes().split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
 
+    let admission = Arc::new(Admission {
+        slots: tokio::sync::Semaphore::new(settings.max_requests_in_flight),
+        timeout: settings.request_timeout,
+    });
     let api = management
         .merge(catalog)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(admission, admit))
         .route("/health", axum::routing::get(health))
         .route("/ready", axum::routing::get(ready))
         .fallback(error::no_route)
@@ -160,6 +217,10 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
             (Url::new("catalog", "/docs/catalog.json"), catalog_doc),
         ]))
         .layer(axum::extract::DefaultBodyLimit::max(settings.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            settings.body_timeout,
+            slow_bodies,
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {

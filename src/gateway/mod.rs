@@ -288,7 +288,13 @@ impl Gateway {
         crate::listen::serve(
             "S3 gateway",
             self.listener,
-            CloseUnreadBodies(self.service.clone()),
+            CloseUnreadBodies {
+                inner: self.service.clone(),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(
+                    self.settings.limits.max_requests_in_flight,
+                )),
+                body_timeout: self.settings.limits.body_timeout(),
+            },
             &self.settings.limits,
             stop,
             drain,
@@ -303,8 +309,34 @@ impl Gateway {
 /// have been read (a PUT refused before its bytes), and a client that got the answer before sending
 /// it (`Expect: 100-continue`) may reuse the connection without ever sending it, so the server must
 /// not read the next request as this one's body.
+///
+/// Also where the gateway holds clients to its limits: requests in flight past the cap get
+/// `SlowDown` (503, `Retry-After`) at once, and a request body that stalls longer than the body
+/// timeout fails.
 #[derive(Clone)]
-struct CloseUnreadBodies(s3s::service::S3Service);
+struct CloseUnreadBodies {
+    inner: s3s::service::S3Service,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    body_timeout: Duration,
+}
+
+/// S3's answer to a client that should slow down.
+fn slow_down() -> s3s::HttpResponse {
+    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
+                <Message>Too many requests in flight; retry later.</Message></Error>";
+    let mut response = http::Response::new(s3s::Body::from(body.to_string()));
+    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/xml"),
+    );
+    response
+}
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for CloseUnreadBodies {
     type Response = s3s::HttpResponse;
@@ -321,9 +353,24 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for CloseUnre
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok())
                 .is_some_and(|n| n > 0);
-        let inner = self.0.clone();
+        let inner = self.inner.clone();
+        let Ok(slot) = self.in_flight.clone().try_acquire_owned() else {
+            let mut response = slow_down();
+            if has_body {
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            return Box::pin(async move { Ok(response) });
+        };
+        let timeout = self.body_timeout;
+        let req = req.map(|body| {
+            s3s::Body::http_body_unsync(tower_http::timeout::TimeoutBody::new(timeout, body))
+        });
         Box::pin(async move {
-            let mut response = hyper::service::Service::call(&inner, req).await?;
+            let mut response = inner.call(req).await?;
+            drop(slot);
             if has_body && response.status().as_u16() >= 300 {
                 response.headers_mut().insert(
                     http::header::CONNECTION,

@@ -29,8 +29,9 @@ def _host_port(url):
 
 def _readable(socks):
     """Whether the first of `socks` has something to read now (data, EOF or a reset)."""
-    ready, _, _ = select.select(socks, [], [], 0)
-    return bool(ready)
+    poller = select.poll()
+    poller.register(socks[0], select.POLLIN | select.POLLERR | select.POLLHUP)
+    return bool(poller.poll(0))
 
 
 def _closed_by_server(sock, wait):
@@ -117,5 +118,135 @@ def test_past_the_connection_cap_new_connections_get_503_with_retry_after():
             sock.close()
         time.sleep(0.1)
         assert requests.get(f"{server.base}/health", timeout=5).status_code == 200
+    finally:
+        server.stop()
+
+
+def _partial_post(address, path, declared=1000, sent=b'{"namespace": ['):
+    """A request whose body stops after a few bytes (of `declared`)."""
+    sock = socket.create_connection(address, timeout=10)
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+        f"content-length: {declared}\r\n\r\n".encode()
+        + sent
+    )
+    return sock
+
+
+def _answer_or_close(sock, wait):
+    """The status line the server answers `sock` with within `wait` s, '' when it closes it,
+    None when neither happens."""
+    sock.settimeout(wait)
+    try:
+        data = sock.recv(4096)
+    except (ConnectionResetError, BrokenPipeError):
+        return ""
+    except socket.timeout:
+        return None
+    return data.split(b"\r\n", 1)[0].decode() if data else ""
+
+
+def _prefix(server):
+    config = requests.get(f"{server.uri}/v1/config?warehouse=demo", timeout=10)
+    assert config.status_code == 200, config.text
+    return config.json()["overrides"]["prefix"]
+
+
+def test_in_flight_cap_and_request_time_on_the_catalog():
+    server = Floe(
+        "sqlite",
+        env={
+            "FLOE__SERVER__LIMITS__MAX_REQUESTS_IN_FLIGHT": "3",
+            "FLOE__SERVER__LIMITS__REQUEST_TIMEOUT_MS": "1500",
+            "FLOE__SERVER__LIMITS__BODY_TIMEOUT_MS": "20000",
+        },
+    )
+    try:
+        address = _host_port(server.base)
+        path = f"/catalog/v1/{_prefix(server)}/namespaces"
+        stalled = [_partial_post(address, path) for _ in range(3)]
+        time.sleep(0.3)  # all three are being read by their handlers: every slot is taken
+        started = time.monotonic()
+        refused = requests.get(f"{server.uri}/v1/config?warehouse=demo", timeout=5)
+        assert time.monotonic() - started < 1.0, "queued instead of refused"
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == "1"
+        assert refused.json()["error"]["type"] == "ServiceUnavailableException"
+        # Health and readiness are not counted: a prober still sees a live server.
+        assert requests.get(f"{server.base}/health", timeout=5).status_code == 200
+        assert requests.get(f"{server.base}/ready", timeout=5).status_code == 200
+        # The stalled requests end at the request timeout with 503, which frees their slots.
+        for sock in stalled:
+            status = _answer_or_close(sock, 5)
+            assert status is not None and status.startswith("HTTP/1.1 503"), status
+            sock.close()
+        assert time.monotonic() - started < 4
+        again = requests.get(f"{server.uri}/v1/config?warehouse=demo", timeout=5)
+        assert again.status_code == 200, again.text
+        # Nothing was created by the cut-off requests.
+        listed = requests.get(f"{server.base}{path}", timeout=5).json()
+        assert listed["namespaces"] == []
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("listener", ["catalog", "gateway"])
+def test_a_stalled_request_body_fails_after_the_body_timeout(listener):
+    server = Floe(
+        "sqlite",
+        env={
+            "FLOE__SERVER__LIMITS__BODY_TIMEOUT_MS": "700",
+            "FLOE__GATEWAY__LIMITS__BODY_TIMEOUT_MS": "700",
+        },
+    )
+    try:
+        if listener == "catalog":
+            sock = _partial_post(_host_port(server.base), f"/catalog/v1/{_prefix(server)}/namespaces")
+        else:
+            sock = _presigned_partial_put(server, "limits/stalled.bin")
+        # Not answered before the body timeout: the server is reading the body.
+        started = time.monotonic()
+        assert _answer_or_close(sock, 0.3) is None
+        status = _answer_or_close(sock, 6)
+        elapsed = time.monotonic() - started
+        sock.close()
+        # Answered with a client error or closed, within a few body timeouts; never left hanging.
+        assert status is not None, "the stalled request was still open after 6 s"
+        assert status == "" or status.split()[1][0] == "4" or status.startswith("HTTP/1.1 503"), status
+        assert elapsed < 4, f"took {elapsed:.1f} s"
+    finally:
+        server.stop()
+
+
+def _presigned_partial_put(server, key, declared=100_000, sent=b"x" * 100):
+    """A presigned PUT (so the gateway accepts it and reads its body) whose body stalls."""
+    from test_s3_gateway import client_for, create_key, warehouse_of
+
+    demo = warehouse_of(server.base, "demo")
+    made = create_key(server.base, demo["id"], description="limits")
+    s3 = client_for(server.s3_endpoint, made["access-key-id"], made["secret-access-key"])
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": "demo", "Key": key}, ExpiresIn=300)
+    host, port = _host_port(server.s3_endpoint)
+    target = url.split(f"{host}:{port}", 1)[1]
+    sock = socket.create_connection((host, port), timeout=10)
+    sock.sendall(
+        f"PUT {target} HTTP/1.1\r\nHost: {host}:{port}\r\ncontent-length: {declared}\r\n\r\n".encode() + sent
+    )
+    return sock
+
+
+def test_past_the_in_flight_cap_the_gateway_says_slow_down():
+    server = Floe("sqlite", env={"FLOE__GATEWAY__LIMITS__MAX_REQUESTS_IN_FLIGHT": "2"})
+    try:
+        stalled = [_presigned_partial_put(server, f"limits/s{i}") for i in range(2)]
+        time.sleep(0.3)
+        for sock in stalled:
+            assert _answer_or_close(sock, 0.1) is None, "the stalled PUT was answered: it holds no slot"
+        response = requests.get(f"{server.s3_endpoint}/demo?list-type=2", timeout=5)
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "1"
+        assert "<Code>SlowDown</Code>" in response.text
+        for sock in stalled:
+            sock.close()
     finally:
         server.stop()
