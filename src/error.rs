@@ -63,6 +63,9 @@ pub enum ErrorKind {
     NotBootstrapped,
     /// A dependency (database, object store) is not reachable right now.
     Unavailable,
+    /// A disk Floe writes to (a local warehouse, gateway objects, the embedded database) or the
+    /// database server is full; writes work again once space is freed.
+    InsufficientStorage,
     /// A bug or an unexpected failure; details go to the log only.
     Internal,
 }
@@ -118,8 +121,28 @@ impl Error {
     }
 
     /// An internal error: `context` is logged with the cause; the caller sees only an error id.
+    /// A cause that is a full disk makes it [`ErrorKind::InsufficientStorage`] instead.
     pub fn internal(context: impl Into<String>, source: impl Into<anyhow::Error>) -> Self {
-        Self::new(ErrorKind::Internal, context).with_source(source)
+        let source = source.into();
+        let full = source.chain().any(|cause| {
+            cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(is_storage_full)
+        });
+        let kind = if full {
+            ErrorKind::InsufficientStorage
+        } else {
+            ErrorKind::Internal
+        };
+        Self::new(kind, context).with_source(source)
+    }
+
+    /// A disk or the database is full (the cause is logged; the caller is told only that).
+    pub fn insufficient_storage(
+        context: impl Into<String>,
+        source: impl Into<anyhow::Error>,
+    ) -> Self {
+        Self::new(ErrorKind::InsufficientStorage, context).with_source(source)
     }
 
     pub fn with_source(mut self, source: impl Into<anyhow::Error>) -> Self {
@@ -128,8 +151,21 @@ impl Error {
     }
 
     pub fn is_server_error(&self) -> bool {
-        matches!(self.kind, ErrorKind::Internal | ErrorKind::Unavailable)
+        matches!(
+            self.kind,
+            ErrorKind::Internal | ErrorKind::Unavailable | ErrorKind::InsufficientStorage
+        )
     }
+}
+
+/// Whether an I/O error says the disk (or the user's quota, or the file size limit) is full.
+pub fn is_storage_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull
+            | std::io::ErrorKind::QuotaExceeded
+            | std::io::ErrorKind::FileTooLarge
+    )
 }
 
 impl fmt::Debug for Error {

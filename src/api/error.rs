@@ -83,6 +83,10 @@ pub fn status_and_type(kind: ErrorKind) -> (StatusCode, String) {
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailableException".into(),
         ),
+        InsufficientStorage => (
+            StatusCode::INSUFFICIENT_STORAGE,
+            "InsufficientStorageException".into(),
+        ),
         Internal => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "InternalServerError".into(),
@@ -112,6 +116,9 @@ impl IntoResponse for ApiError {
                 cause = ?err.source, "request failed");
             match err.kind {
                 ErrorKind::Unavailable => format!("service unavailable; error id {error_id}"),
+                ErrorKind::InsufficientStorage => {
+                    format!("insufficient storage: the server's disk is full; error id {error_id}")
+                }
                 _ => format!("internal error; error id {error_id}"),
             }
         } else {

@@ -4,7 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Error, S3Request, S3Result, s3_error};
 
-use super::{Target, internal};
+use super::{Target, internal, storage_full};
 use crate::storage::objects::{self, KeyError, ObjectError, ObjectMeta};
 
 /// Bytes read from disk per chunk when serving an object.
@@ -48,6 +48,7 @@ pub(super) fn object_error(e: ObjectError) -> S3Error {
             s3_error!(BadDigest, "the body does not match its {}", what)
         }
         ObjectError::Incomplete(m) => s3_error!(IncompleteBody, "{}", m),
+        ObjectError::Io(e) if crate::error::is_storage_full(&e) => storage_full(e),
         ObjectError::Io(e) => internal(e),
     }
 }

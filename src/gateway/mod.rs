@@ -64,8 +64,33 @@ impl Buckets {
                 NoSuchBucket,
                 "the key's warehouse no longer exists"
             )),
-            Err(e) => Err(internal(e)),
+            Err(e) => Err(floe_error(e)),
         }
+    }
+}
+
+/// S3's answer for a full disk: 507 `InsufficientStorage` (the cause goes to the log).
+pub(crate) fn storage_full(e: impl std::fmt::Debug) -> s3s::S3Error {
+    let id = uuid::Uuid::new_v4();
+    tracing::error!(error_id = %id, error = ?e, "S3 gateway request failed: storage full");
+    let mut error = s3s::S3Error::with_message(
+        s3s::S3ErrorCode::Custom("InsufficientStorage".into()),
+        format!("the server's disk is full; retry once space is freed (error id {id})"),
+    );
+    error.set_status_code(http::StatusCode::INSUFFICIENT_STORAGE);
+    error
+}
+
+/// A Floe error met while serving an S3 request.
+pub(crate) fn floe_error(e: crate::error::Error) -> s3s::S3Error {
+    match e.kind {
+        crate::error::ErrorKind::InsufficientStorage => storage_full(e),
+        crate::error::ErrorKind::Unavailable => {
+            let id = uuid::Uuid::new_v4();
+            tracing::error!(error_id = %id, error = ?e, "S3 gateway request failed: unavailable");
+            s3_error!(ServiceUnavailable, "service unavailable; error id {}", id)
+        }
+        _ => internal(e),
     }
 }
 
@@ -99,7 +124,7 @@ impl S3Auth for Auth {
                 AccessDenied,
                 "the access key's maker may no longer read this warehouse"
             )),
-            Err(e) => Err(internal(e)),
+            Err(e) => Err(floe_error(e)),
         }
     }
 }
@@ -122,7 +147,7 @@ impl S3Access for Access {
         {
             Ok(Ok(grant)) => grant,
             Ok(Err(_)) => return Err(s3_error!(AccessDenied, "the access key is not valid")),
-            Err(e) => return Err(internal(e)),
+            Err(e) => return Err(floe_error(e)),
         };
         // What the operation needs, from the one operation table; an operation the table
         // does not name is not served, whatever the key.
@@ -365,8 +390,14 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for CloseUnre
             return Box::pin(async move { Ok(response) });
         };
         let timeout = self.body_timeout;
+        // Only a body that is coming is timed (the wrapper hides the body's size, which s3s
+        // reads to tell a bodiless request).
         let req = req.map(|body| {
-            s3s::Body::http_body_unsync(tower_http::timeout::TimeoutBody::new(timeout, body))
+            if has_body {
+                s3s::Body::http_body_unsync(tower_http::timeout::TimeoutBody::new(timeout, body))
+            } else {
+                s3s::Body::from(body)
+            }
         });
         Box::pin(async move {
             let mut response = inner.call(req).await?;

@@ -679,6 +679,17 @@ pub(crate) fn page_of<T>(
 }
 
 pub(crate) fn db_error(context: &'static str, err: sqlx::Error) -> Error {
+    // SQLite's SQLITE_FULL (13, with its extended codes), PostgreSQL's disk_full (53100).
+    let full = match &err {
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code == "53100" || code.parse::<u32>().is_ok_and(|c| c & 0xff == 13)
+        }),
+        sqlx::Error::Io(io) => crate::error::is_storage_full(io),
+        _ => false,
+    };
+    if full {
+        return Error::insufficient_storage(format!("the database is full while {context}"), err);
+    }
     match err {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
             Error::unavailable(format!("database unavailable while {context}"), err)

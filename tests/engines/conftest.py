@@ -34,7 +34,7 @@ class Floe:
     `log_path`, when given, receives the server's log (its stderr) instead of it being dropped;
     `env` adds or overrides environment variables of the process (e.g. `FLOE__LOG__LEVEL`)."""
 
-    def __init__(self, backend, log_path=None, env=None, config=None, token=None):
+    def __init__(self, backend, log_path=None, env=None, config=None, token=None, data_dir=None):
         self.backend = backend
         self.dir = tempfile.mkdtemp(prefix="floe-engines-")
         self.log_path = log_path
@@ -73,7 +73,7 @@ class Floe:
                 "--s3-listen",
                 "127.0.0.1:0",
                 "--data-dir",
-                os.path.join(self.dir, "data"),
+                data_dir or os.path.join(self.dir, "data"),
             ],
             stdout=subprocess.PIPE,
             stderr=self._log if self._log else subprocess.DEVNULL,
