@@ -34,6 +34,7 @@ mod lifecycle;
 mod management;
 mod namespaces;
 mod openapi;
+mod properties;
 mod secrets;
 mod store_suite;
 mod tables;
