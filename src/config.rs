@@ -101,6 +101,8 @@ pub struct StorageConfig {
     /// Folders local warehouses may use besides `<data_dir>/warehouses` (absolute paths). A
     /// local warehouse's root must lie in one of them, and never reaches Floe's own files.
     pub local_roots: Vec<PathBuf>,
+    /// How long S3 stores are waited for (`storage.s3.*`).
+    pub s3: crate::storage::s3::S3Timeouts,
 }
 
 impl Default for StorageConfig {
@@ -108,6 +110,7 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("./floe-data"),
             local_roots: Vec::new(),
+            s3: Default::default(),
         }
     }
 }
@@ -426,6 +429,7 @@ impl Config {
                 relative.display()
             );
         }
+        self.storage.s3.validate().map_err(anyhow::Error::msg)?;
         self.server
             .limits
             .validate("server.limits")

@@ -63,6 +63,9 @@ pub enum ErrorKind {
     NotBootstrapped,
     /// A dependency (database, object store) is not reachable right now.
     Unavailable,
+    /// A dependency answered with an error of its own (an object store's 5xx or refusal): the
+    /// message names it, and the caller sees it.
+    BadGateway,
     /// A disk Floe writes to (a local warehouse, gateway objects, the embedded database) or the
     /// database server is full; writes work again once space is freed.
     InsufficientStorage,
@@ -135,6 +138,11 @@ impl Error {
             ErrorKind::Internal
         };
         Self::new(kind, context).with_source(source)
+    }
+
+    /// A dependency answered with an error; `message` names it (no secret ever goes in it).
+    pub fn bad_gateway(message: impl Into<String>, source: impl Into<anyhow::Error>) -> Self {
+        Self::new(ErrorKind::BadGateway, message).with_source(source)
     }
 
     /// A disk or the database is full (the cause is logged; the caller is told only that).

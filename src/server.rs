@@ -78,6 +78,7 @@ impl Floe {
         let backend = store.server.backend_name();
         let mut services = Services::new(store, secrets, authz, events)
             .with_local_roots(local_roots(config)?)
+            .with_s3_timeouts(config.storage.s3)
             .with_identity(
                 config
                     .authn

@@ -83,6 +83,7 @@ pub fn status_and_type(kind: ErrorKind) -> (StatusCode, String) {
             StatusCode::SERVICE_UNAVAILABLE,
             "ServiceUnavailableException".into(),
         ),
+        BadGateway => (StatusCode::BAD_GATEWAY, "BadGatewayException".into()),
         InsufficientStorage => (
             StatusCode::INSUFFICIENT_STORAGE,
             "InsufficientStorageException".into(),
@@ -115,7 +116,12 @@ impl IntoResponse for ApiError {
             tracing::error!(%error_id, kind = ?err.kind, context = %err.message,
                 cause = ?err.source, "request failed");
             match err.kind {
-                ErrorKind::Unavailable => format!("service unavailable; error id {error_id}"),
+                // What was unavailable is named (a dependency's own words: no secret is ever
+                // put in these messages); the cause stays in the log.
+                ErrorKind::Unavailable => format!(
+                    "service unavailable: {}; retry later (error id {error_id})",
+                    err.message
+                ),
                 ErrorKind::InsufficientStorage => {
                     format!("insufficient storage: the server's disk is full; error id {error_id}")
                 }

@@ -115,6 +115,8 @@ pub struct ServicesInner {
     providers: Vec<String>,
     /// IdP roles that make callers assignees of Floe roles.
     role_mappings: Vec<crate::authz::roles::RoleMapping>,
+    /// How long S3 stores are waited for.
+    s3_timeouts: crate::storage::s3::S3Timeouts,
 }
 
 impl Services {
@@ -140,6 +142,7 @@ impl Services {
             admins: Vec::new(),
             providers: Vec::new(),
             role_mappings: Vec::new(),
+            s3_timeouts: Default::default(),
         }))
     }
 
@@ -155,6 +158,13 @@ impl Services {
     pub fn with_role_mappings(mut self, mappings: Vec<crate::authz::roles::RoleMapping>) -> Self {
         let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
         inner.role_mappings = mappings;
+        self
+    }
+
+    /// Sets how long S3 stores are waited for.
+    pub fn with_s3_timeouts(mut self, timeouts: crate::storage::s3::S3Timeouts) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.s3_timeouts = timeouts;
         self
     }
 

@@ -211,6 +211,7 @@ impl Services {
         storage::probe(
             &request.storage_profile,
             request.storage_credential.as_ref(),
+            &self.s3_timeouts,
         )
         .await?;
         let secret_id = match &request.storage_credential {
@@ -361,6 +362,7 @@ impl Services {
         storage::probe(
             &request.storage_profile,
             request.storage_credential.as_ref(),
+            &self.s3_timeouts,
         )
         .await?;
         self.replace_storage(
@@ -481,7 +483,7 @@ impl Services {
             return Ok(store.clone());
         }
         let credential = self.warehouse_credential(warehouse).await?;
-        let store = storage::for_warehouse(warehouse, credential.as_ref())?;
+        let store = storage::for_warehouse(warehouse, credential.as_ref(), &self.s3_timeouts)?;
         let mut cache = self.caches.storages.lock().expect("cache lock");
         cache.retain(|(id, _), _| *id != warehouse.id);
         if cache.len() >= 1_000 {

@@ -73,6 +73,7 @@ pub(crate) fn base_location_of_s3(profile: &StorageProfile) -> Result<Location> 
 pub fn for_warehouse(
     warehouse: &Warehouse,
     credential: Option<&StorageCredential>,
+    timeouts: &s3::S3Timeouts,
 ) -> Result<Arc<dyn ObjectStorage>> {
     match &warehouse.storage_profile {
         StorageProfile::Local { root, .. } => Ok(Arc::new(LocalStorage::at(
@@ -80,7 +81,7 @@ pub fn for_warehouse(
             root.clone(),
         ))),
         profile @ StorageProfile::S3 { .. } => {
-            Ok(Arc::new(s3::S3Storage::new(profile, credential)?))
+            Ok(Arc::new(s3::S3Storage::new(profile, credential, timeouts)?))
         }
     }
 }
@@ -224,10 +225,14 @@ pub fn is_already_there(e: &Error) -> bool {
 
 /// Checks that a warehouse with this profile can work: for local storage, the root is created if
 /// missing and a probe file is written, read back and removed.
-pub async fn probe(profile: &StorageProfile, credential: Option<&StorageCredential>) -> Result<()> {
+pub async fn probe(
+    profile: &StorageProfile,
+    credential: Option<&StorageCredential>,
+    timeouts: &s3::S3Timeouts,
+) -> Result<()> {
     match profile {
         StorageProfile::Local { root, .. } => probe_local(root).await,
-        StorageProfile::S3 { .. } => s3::probe(profile, credential).await,
+        StorageProfile::S3 { .. } => s3::probe(profile, credential, timeouts).await,
     }
 }
 
@@ -322,6 +327,7 @@ mod tests {
                 s3_gateway: false,
             },
             None,
+            &s3::S3Timeouts::default(),
         )
         .await
         .unwrap();
@@ -335,6 +341,7 @@ mod tests {
                 s3_gateway: false,
             },
             None,
+            &s3::S3Timeouts::default(),
         )
         .await
         .unwrap_err();

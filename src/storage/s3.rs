@@ -22,6 +22,44 @@ pub struct S3Storage {
     base: Location,
 }
 
+/// How long Floe waits for an S3 store (`storage.s3.*`), and how often it tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Timeouts {
+    /// Connecting, in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// One attempt of a call, in milliseconds.
+    pub attempt_timeout_ms: u64,
+    /// A call with all its retries, in milliseconds.
+    pub operation_timeout_ms: u64,
+    /// Attempts of a call that failed for a reason worth retrying (throttling, 5xx, network).
+    pub max_attempts: u32,
+}
+
+impl Default for S3Timeouts {
+    fn default() -> Self {
+        S3Timeouts {
+            connect_timeout_ms: 5_000,
+            attempt_timeout_ms: 20_000,
+            operation_timeout_ms: 45_000,
+            max_attempts: 4,
+        }
+    }
+}
+
+impl S3Timeouts {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.connect_timeout_ms == 0
+            || self.attempt_timeout_ms == 0
+            || self.operation_timeout_ms == 0
+            || self.max_attempts == 0
+        {
+            return Err("storage.s3 timeouts and max_attempts must be positive".into());
+        }
+        Ok(())
+    }
+}
+
 /// Describes a failed call by the store's own words (code and message), for errors and logs.
 fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R>(err: &SdkError<E, R>) -> String {
     match err {
@@ -39,21 +77,30 @@ fn describe<E: ProvideErrorMetadata + std::fmt::Debug, R>(err: &SdkError<E, R>) 
     }
 }
 
+/// A failed call as the caller sees it: the store answered with an error (502, its code and
+/// message named), or did not answer in time or at all (503).
 fn store_error<E: ProvideErrorMetadata + std::fmt::Debug, R>(
     what: &str,
     location: &Location,
     err: SdkError<E, R>,
 ) -> Error {
     let text = describe(&err);
-    Error::unavailable(
-        format!("object storage failed {what} {location}: {text}"),
-        std::io::Error::other(text),
-    )
+    let message = format!("object storage failed {what} {location}: {text}");
+    match err {
+        SdkError::ServiceError(_) | SdkError::ResponseError(_) => {
+            Error::bad_gateway(message, std::io::Error::other(text))
+        }
+        _ => Error::unavailable(message, std::io::Error::other(text)),
+    }
 }
 
 impl S3Storage {
     /// A client for the profile. S3 warehouses need a storage credential (STS comes later).
-    pub fn new(profile: &StorageProfile, credential: Option<&StorageCredential>) -> Result<Self> {
+    pub fn new(
+        profile: &StorageProfile,
+        credential: Option<&StorageCredential>,
+        timeouts: &S3Timeouts,
+    ) -> Result<Self> {
         let StorageProfile::S3 {
             bucket,
             region,
@@ -83,12 +130,15 @@ impl S3Storage {
                 "floe-warehouse",
             ))
             .force_path_style(path_style_access.unwrap_or(false))
-            .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(4))
+            .retry_config(
+                aws_sdk_s3::config::retry::RetryConfig::standard()
+                    .with_max_attempts(timeouts.max_attempts),
+            )
             .timeout_config(
                 aws_sdk_s3::config::timeout::TimeoutConfig::builder()
-                    .connect_timeout(Duration::from_secs(5))
-                    .operation_attempt_timeout(Duration::from_secs(30))
-                    .operation_timeout(Duration::from_secs(120))
+                    .connect_timeout(Duration::from_millis(timeouts.connect_timeout_ms))
+                    .operation_attempt_timeout(Duration::from_millis(timeouts.attempt_timeout_ms))
+                    .operation_timeout(Duration::from_millis(timeouts.operation_timeout_ms))
                     .build(),
             );
         if let Some(endpoint) = endpoint {
@@ -238,8 +288,12 @@ impl ObjectStorage for S3Storage {
 
 /// Checks that a warehouse on this store can work: writes, reads back, lists and deletes an
 /// object under its prefix. A failure is a 400 that names the store's error.
-pub async fn probe(profile: &StorageProfile, credential: Option<&StorageCredential>) -> Result<()> {
-    let storage = S3Storage::new(profile, credential)?;
+pub async fn probe(
+    profile: &StorageProfile,
+    credential: Option<&StorageCredential>,
+    timeouts: &S3Timeouts,
+) -> Result<()> {
+    let storage = S3Storage::new(profile, credential, timeouts)?;
     let location = storage
         .base
         .join(&format!(".floe-probe-{}", uuid::Uuid::new_v4().simple()))?;

@@ -287,10 +287,10 @@ def moto_s3(moto_url, **key):
     return moto_client(moto_url, "s3", **key)
 
 
-def create_moto_warehouse(floe, moto_url, sts=True, name=None):
+def create_moto_warehouse(floe, moto_url, sts=True, name=None, endpoint=None):
     """Creates a bucket in moto, an IAM user of its own with a fresh key, and an S3 warehouse of
     `floe` on that bucket (key prefix `wh`) storing that key, with STS vending (`MOTO_ROLE_ARN`)
-    when `sts`. Returns a dict: name, id, bucket, access-key-id, secret-access-key, response (the
+    when `sts`; Floe reaches the store at `endpoint` (default: moto itself). Returns a dict: name, id, bucket, access-key-id, secret-access-key, response (the
     201 body)."""
     suffix = uuid.uuid4().hex[:12]
     bucket = f"lake-{suffix}"
@@ -306,7 +306,7 @@ def create_moto_warehouse(floe, moto_url, sts=True, name=None):
         "bucket": bucket,
         "key-prefix": "wh",
         "region": MOTO_REGION,
-        "endpoint": moto_url,
+        "endpoint": endpoint or moto_url,
         "path-style-access": True,
     }
     if sts:

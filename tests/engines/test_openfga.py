@@ -89,8 +89,9 @@ def _assert_refused_503(response, elapsed, bound):
     error = response.json()["error"]
     assert error["code"] == 503
     assert error["type"] == "ServiceUnavailableException", error
-    # The caller learns it may retry, and nothing of what was asked or of the backend.
-    assert error["message"].startswith("service unavailable; error id"), error
+    # The caller learns what is unavailable and that it may retry.
+    assert error["message"].startswith("service unavailable: the authorization service (OpenFGA)"), error
+    assert "error id" in error["message"] and API_TOKEN not in error["message"]
     assert elapsed < bound, f"answered after {elapsed:.2f} s (bound {bound} s)"
 
 
