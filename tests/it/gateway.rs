@@ -641,15 +641,50 @@ async fn vended_keys_reach_one_table_only(backend: Backend) {
     .count();
     assert_eq!(sibling_files, 1, "the sibling table is untouched");
 
-    // An edited key id (wider prefix) has no valid secret.
-    let widened = client(
-        &app,
-        config["s3.access-key-id"].as_str().unwrap(),
-        "wrong-secret-wrong-secret-wrong-secret-w",
-    );
+    // An edited key id claiming a wider prefix (the whole warehouse), signed with the real
+    // secret, opens nothing: the secret belongs to the id as it was minted.
+    use base64::Engine as _;
+    let id = config["s3.access-key-id"].as_str().unwrap();
+    let secret = config["s3.secret-access-key"].as_str().unwrap();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (mark, encoded) = id.split_at(4);
+    assert_eq!(mark, "FLS1", "a table-scoped key id");
+    let mut payload = b64.decode(encoded).unwrap();
+    let scope = String::from_utf8(payload[25..].to_vec()).unwrap();
+    assert!(scope.starts_with("ns/"), "{scope}");
+    payload.truncate(25);
+    payload.extend_from_slice(b"ns/");
+    let wider = format!("{mark}{}", b64.encode(&payload));
+    assert_ne!(wider, id);
+    let widened = client(&app, &wider, secret);
     assert_eq!(
         code(widened.list_objects_v2().bucket("lake").send().await),
         "403:SignatureDoesNotMatch"
+    );
+    assert_eq!(
+        code(
+            widened
+                .get_object()
+                .bucket("lake")
+                .key(format!("{sibling_key}/metadata/x"))
+                .send()
+                .await
+        ),
+        "403:SignatureDoesNotMatch"
+    );
+    // The same id with its own secret still works (the edit, not the client, is refused).
+    let genuine = client(&app, id, secret);
+    assert_eq!(
+        code(
+            genuine
+                .get_object()
+                .bucket("lake")
+                .key(format!("{key}/data/part-0.parquet"))
+                .send()
+                .await
+        ),
+        "404:NoSuchKey",
+        "deleted above: the genuine key reaches it"
     );
 
     // The credentials endpoint vends the same scope; a plain local warehouse vends nothing.
