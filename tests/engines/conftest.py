@@ -18,6 +18,46 @@ import uuid
 import pytest
 
 FLOE_BIN = os.environ.get("FLOE_BIN", "target/debug/floe")
+# Every server's log (its stderr) is kept here, one file per server, and shown when a test fails.
+LOG_DIR = tempfile.mkdtemp(prefix="floe-test-logs-")
+_SERVER_LOGS = []
+# No test runs longer than this (seconds): a hang fails the test instead of stalling CI.
+TEST_TIMEOUT = int(os.environ.get("FLOE_TEST_TIMEOUT", "900"))
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture(autouse=True)
+def _bounded_and_logged(request):
+    """Fails a test that runs past TEST_TIMEOUT, and prints the tail of the log of every server it
+    started when it fails."""
+    import signal
+
+    def expire(signum, frame):
+        raise TimeoutError(f"the test ran longer than {TEST_TIMEOUT} s (FLOE_TEST_TIMEOUT)")
+
+    first = len(_SERVER_LOGS)
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(TEST_TIMEOUT)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    failed = any(getattr(request.node, f"rep_{w}", None) is not None and getattr(request.node, f"rep_{w}").failed for w in ("setup", "call"))
+    if failed:
+        for path in _SERVER_LOGS[first:]:
+            try:
+                with open(path, errors="replace") as f:
+                    tail = f.readlines()[-80:]
+            except OSError:
+                continue
+            print(f"\n--- last lines of {path} ---\n" + "".join(tail))
 ADMIN_URL = os.environ.get(
     "FLOE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
 )
@@ -56,7 +96,10 @@ class Floe:
             # RUST_LOG would take precedence over the configured level.
             env.pop("RUST_LOG", None)
         env.update(overrides)
-        self._log = open(log_path, "ab") if log_path else None
+        if not log_path:
+            log_path = os.path.join(LOG_DIR, f"floe-{uuid.uuid4().hex[:12]}.log")
+        _SERVER_LOGS.append(log_path)
+        self._log = open(log_path, "ab")
         extra = []
         if config is not None:
             config_path = os.path.join(self.dir, "floe.toml")
