@@ -13,7 +13,8 @@ use serde_json::{Map, Value, json};
 
 /// How one request ended.
 pub enum Outcome {
-    /// The server answered with this status (every answer lands in the histogram).
+    /// The server answered with this status (every answer but 429 and 503 lands in the
+    /// histogram).
     Status(u16),
     /// No answer: a connection or body error (`transport`) or the client's timeout (`timeout`).
     Failed(&'static str),
@@ -63,7 +64,7 @@ impl Stats {
     }
 
     /// Records one request of `op` that ran from `start` to `end`. Statuses outside 2xx count as
-    /// errors under their number.
+    /// errors under their number; 429 and 503 answers are not in the latency histogram.
     pub fn record(&self, op: &'static str, start: Instant, end: Instant, outcome: Outcome) {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let error = match &outcome {
@@ -76,7 +77,12 @@ impl Stats {
         stats.requests += 1;
         stats.first_start = stats.first_start.min(start);
         stats.last_end = stats.last_end.max(end);
-        if let Outcome::Status(_) = outcome {
+        // Latency is of what the server took on: 429 and 503 are load shed at the door, and
+        // only counted (under their status), so overload shows as refusals, not as fast answers.
+        if let Outcome::Status(status) = outcome
+            && status != 429
+            && status != 503
+        {
             let micros = u64::try_from(end.duration_since(start).as_micros()).unwrap_or(u64::MAX);
             stats.latency_us.saturating_record(micros.max(1));
         }

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Overload: loadTable at the catalog's capacity, then at twice it, then at capacity again.
+
+Capacity is the in-flight cap (`server.limits.max_requests_in_flight`, set here to --cap). At
+twice the cap the excess is refused at once with 503 (`Retry-After`) rather than queued, so the
+p99 of the requests that are admitted stays near its value at capacity, `/health` keeps answering
+meanwhile (its latency is sampled), and after the overload the catalog is back at once (the
+recovery time is the first second with no refusal).
+
+    cargo build --bins          # or --release, and --floe target/release/floe
+    python3 benches/overload.py [--cap 16] [--seconds 15]
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+p = argparse.ArgumentParser()
+p.add_argument("--floe", default=os.environ.get("FLOE_BIN", os.path.join(ROOT, "target/debug/floe")))
+p.add_argument("--cap", type=int, default=16)
+p.add_argument("--seconds", type=float, default=15)
+a = p.parse_args()
+bench = os.path.join(os.path.dirname(a.floe), "floe-bench")
+work = tempfile.mkdtemp(prefix="floe-overload-")
+env = dict(os.environ)
+env.pop("RUST_LOG", None)
+env["FLOE__LOG__LEVEL"] = "error"
+env["FLOE__SERVER__LIMITS__MAX_REQUESTS_IN_FLIGHT"] = str(a.cap)
+server = subprocess.Popen(
+    [a.floe, "serve", "--listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0", "--data-dir", f"{work}/data"],
+    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
+)
+try:
+    uri = next(m.group(1) for line in server.stdout if (m := re.search(r'uri="([^"]+)"', line)))
+    base = uri.rsplit("/catalog", 1)[0]
+    common = [bench, "--uri", uri, "--warehouse", "demo", "--progress", "0", "--json"]
+    shape = ["--width", "3", "--depth", "2", "--tables", "10", "--views", "0"]
+    subprocess.run(common + ["create-tree", *shape], check=True, capture_output=True)
+
+    def health_probe(stop, out):
+        while not stop.is_set():
+            t = time.monotonic()
+            with urllib.request.urlopen(f"{base}/health", timeout=10) as r:
+                assert r.status == 200
+            out.append((time.monotonic() - t) * 1000)
+            time.sleep(0.1)
+
+    results = {}
+    for label, concurrency in [("at capacity", a.cap), ("2x overload", 2 * a.cap), ("after", a.cap)]:
+        stop, health = threading.Event(), []
+        probe = threading.Thread(target=health_probe, args=(stop, health))
+        probe.start()
+        run = subprocess.run(common + ["load-table", *shape, "--concurrency", str(concurrency), "--duration", str(a.seconds)],
+                             capture_output=True, text=True, check=True)
+        stop.set()
+        probe.join()
+        op = json.loads(run.stdout)["operations"][0]
+        results[label] = {
+            "concurrency": concurrency,
+            "admitted_per_second": round((op["requests"] - op["errors"].get("503", 0)) / a.seconds, 1),
+            "p50_ms": op["p50_ms"],
+            "p99_ms": op["p99_ms"],
+            "refused_503": op["errors"].get("503", 0),
+            "health_p99_ms": round(sorted(health)[int(len(health) * 0.99) - 1], 1) if health else None,
+        }
+    print(json.dumps(results, indent=2))
+finally:
+    server.terminate()
+    server.wait(timeout=30)
+    shutil.rmtree(work, ignore_errors=True)
