@@ -162,3 +162,127 @@ proptest! {
         prop_assert_eq!(back.reference, selector);
     }
 }
+
+/// Percent-decodes a URL path (bytes as they are when not a valid escape).
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+fn sign_request() -> impl Strategy<Value = (String, String, String)> {
+    let method = prop::sample::select(vec!["GET", "HEAD", "PUT", "POST", "DELETE"]);
+    let key = prop_oneof![
+        3 => "[a-z0-9_-]{1,8}(/[a-z0-9_.-]{1,8}){0,3}".prop_map(|k| format!("wh/ns/t/{k}")),
+        1 => tricky().prop_map(|k| format!("wh/ns/t/{k}")),
+        1 => tricky(),
+        1 => Just("wh/ns/t/data/../../other/x".to_string()),
+        1 => Just("wh/ns/t%2F..%2F..%2Fother/x".to_string()),
+        1 => Just("wh/ns/t/../t2/x".to_string()),
+        1 => Just("wh/ns/t2/x".to_string()),
+    ];
+    let query = prop::sample::select(vec![
+        "",
+        "?uploads",
+        "?uploadId=1&partNumber=1",
+        "?list-type=2&prefix=wh/ns/t/",
+        "?list-type=2&prefix=wh/",
+        "?delete",
+        "?acl",
+        "?x-id=GetObject",
+        "?location",
+    ]);
+    (method, key, query).prop_map(|(m, k, q)| (m.to_string(), k, q.to_string()))
+}
+
+/// Remote signing signs nothing outside the table's folder, and nothing the caller may not do:
+/// whatever the method, key (with `..`, encoded slashes and dots) and query, a request it accepts
+/// addresses the table's bucket, a key under the table's prefix with no `.` or `..` segment once
+/// decoded, and writes only for a caller who may write. (Run by hand so that it can also show
+/// that many requests were accepted: the property is not vacuous.)
+#[test]
+fn remote_signing_stays_in_the_table() {
+    use floe::storage::signing::{SigningScope, check};
+    use proptest::test_runner::{Config, TestRunner};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let accepted = AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config {
+        cases: 3_000,
+        ..Config::default()
+    });
+    let strategy = (sign_request(), any::<bool>(), any::<bool>());
+    runner
+        .run(
+            &strategy,
+            |((method, key, query), may_write, may_delete)| {
+                let prefixes = vec!["wh/ns/t/".to_string()];
+                let scope = SigningScope {
+                    endpoint: "http://s3.example:9000",
+                    bucket: "lake",
+                    region: "us-east-1",
+                    prefixes: &prefixes,
+                    may_write,
+                    may_delete,
+                };
+                let request = floe::model::SignRequest {
+                    method: method.clone(),
+                    uri: format!("http://s3.example:9000/lake/{key}{query}"),
+                    headers: Default::default(),
+                    body: None,
+                };
+                if check(&scope, &request).is_ok() {
+                    accepted.fetch_add(1, Ordering::Relaxed);
+                    let decoded = String::from_utf8_lossy(&percent_decode(&key)).into_owned();
+                    if key.is_empty() {
+                        // On the bucket itself: HeadBucket and GetBucketLocation (which name no
+                        // object), or a listing under the table's folder.
+                        prop_assert!(
+                            method == "HEAD" || method == "GET",
+                            "{method} on the bucket"
+                        );
+                        if method == "GET" && query != "?location" {
+                            prop_assert!(
+                                query.contains("prefix=wh/ns/t/"),
+                                "{method} {key}{query}"
+                            );
+                        }
+                    } else {
+                        prop_assert!(
+                            decoded.starts_with("wh/ns/t/"),
+                            "{method} {key}{query} -> {decoded}"
+                        );
+                        prop_assert!(
+                            !decoded.split('/').any(|s| s == ".." || s == "."),
+                            "{method} {decoded}"
+                        );
+                    }
+                    if matches!(method.as_str(), "PUT" | "POST" | "DELETE") {
+                        prop_assert!(may_write, "{method} {key}{query} signed for a reader");
+                    }
+                    if method == "DELETE" && !query.contains("uploadId") {
+                        prop_assert!(may_delete, "{method} {key}{query} signed without delete");
+                    }
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    let accepted = accepted.into_inner();
+    assert!(
+        accepted > 100,
+        "only {accepted} of 3000 requests were signed: the property says little"
+    );
+}
