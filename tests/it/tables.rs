@@ -658,16 +658,31 @@ async fn locations_must_stay_inside(backend: Backend) {
         .await;
     assert_eq!(response.status(), 403);
     let before = load(&app, &base, "placed").await;
-    for update in [
-        json!({"action": "set-location", "location": format!("file://{root}2/x")}),
-        json!({"action": "set-location", "location": "file:///etc"}),
-        json!({"action": "set-properties", "updates": {"write.data.path": format!("file://{root}/custom/place2/data")}}),
-        json!({"action": "set-properties", "updates": {"write.metadata.path": "file:///tmp/meta"}}),
-        json!({"action": "set-properties", "updates": {"write.object-storage.path": format!("file://{root}/custom/place/../../x")}}),
+    // Outside the warehouse or the table: 403; a `..` segment: 400 (as the README says).
+    for (update, expected) in [
+        (
+            json!({"action": "set-location", "location": format!("file://{root}2/x")}),
+            403,
+        ),
+        (
+            json!({"action": "set-location", "location": "file:///etc"}),
+            403,
+        ),
+        (
+            json!({"action": "set-properties", "updates": {"write.data.path": format!("file://{root}/custom/place2/data")}}),
+            403,
+        ),
+        (
+            json!({"action": "set-properties", "updates": {"write.metadata.path": "file:///tmp/meta"}}),
+            403,
+        ),
+        (
+            json!({"action": "set-properties", "updates": {"write.object-storage.path": format!("file://{root}/custom/place/../../x")}}),
+            400,
+        ),
     ] {
         let response = commit(&app, &base, "placed", json!({"updates": [update]})).await;
-        let status = response.status().as_u16();
-        assert!(status == 400 || status == 403, "{update}: {status}");
+        assert_eq!(response.status().as_u16(), expected, "{update}");
     }
     let after = load(&app, &base, "placed").await;
     assert_eq!(after["metadata-location"], before["metadata-location"]);
@@ -763,6 +778,18 @@ async fn table_folders_never_overlap(backend: Backend) {
     expect_error(response, 400).await;
     let after = load(&app, &base, "sibling").await;
     assert_eq!(after["metadata-location"], before["metadata-location"]);
+    let response = app
+        .post(
+            &format!("{base}/namespaces/ns/register"),
+            &json!({"name": "copycat", "metadata-location": t["metadata-location"]}),
+        )
+        .await;
+    let (_, message) = expect_error(response, 409).await;
+    assert!(message.contains("UUID"), "{message}");
+    let response = app
+        .get(&format!("{base}/namespaces/ns/tables/copycat"))
+        .await;
+    assert_eq!(response.status(), 404, "nothing was registered");
     // Claiming another table's UUID does not make its folder one's own: a table's UUID cannot
     // change, and the overlap check does not go by UUID.
     let response = commit(
