@@ -345,23 +345,38 @@ struct CloseUnreadBodies {
     body_timeout: Duration,
 }
 
-/// S3's answer to a client that should slow down.
-fn slow_down() -> s3s::HttpResponse {
-    let body = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
-                <Message>Too many requests in flight; retry later.</Message></Error>";
-    let mut response = http::Response::new(s3s::Body::from(body.to_string()));
-    *response.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-    let headers = response.headers_mut();
-    headers.insert(
-        http::header::RETRY_AFTER,
-        http::HeaderValue::from_static("1"),
+/// An S3 error answer made here, before s3s sees the request.
+fn s3_answer(status: http::StatusCode, code: &str, message: &str) -> s3s::HttpResponse {
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+         <Message>{message}</Message></Error>"
     );
-    headers.insert(
+    let mut response = http::Response::new(s3s::Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/xml"),
     );
     response
 }
+
+/// S3's answer to a client that should slow down.
+fn slow_down() -> s3s::HttpResponse {
+    let mut response = s3_answer(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        "SlowDown",
+        "Too many requests in flight; retry later.",
+    );
+    response.headers_mut().insert(
+        http::header::RETRY_AFTER,
+        http::HeaderValue::from_static("1"),
+    );
+    response
+}
+
+/// Bodies up to this size that declare their SHA-256 are checked before s3s reads them (s3s
+/// answers a mismatch in a body it buffers, such as DeleteObjects', with a 500).
+const CHECKED_BODY_BYTES: u64 = 1 << 20;
 
 impl hyper::service::Service<http::Request<hyper::body::Incoming>> for CloseUnreadBodies {
     type Response = s3s::HttpResponse;
@@ -390,16 +405,61 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for CloseUnre
             return Box::pin(async move { Ok(response) });
         };
         let timeout = self.body_timeout;
-        // Only a body that is coming is timed (the wrapper hides the body's size, which s3s
-        // reads to tell a bodiless request).
-        let req = req.map(|body| {
-            if has_body {
-                s3s::Body::http_body_unsync(tower_http::timeout::TimeoutBody::new(timeout, body))
-            } else {
-                s3s::Body::from(body)
-            }
-        });
+        let length = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let declared_sha256 = headers
+            .get("x-amz-content-sha256")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(str::to_ascii_lowercase)
+            .filter(|_| length.is_some_and(|n| n > 0 && n <= CHECKED_BODY_BYTES));
         Box::pin(async move {
+            let req = match declared_sha256 {
+                // A small body that declares its hash: read it (within the body timeout) and
+                // check it here, so that a mismatch is the client's 400, as on S3.
+                Some(declared) => {
+                    let (parts, body) = req.into_parts();
+                    let timed = tower_http::timeout::TimeoutBody::new(timeout, body);
+                    let bytes = match http_body_util::BodyExt::collect(timed).await {
+                        Ok(collected) => collected.to_bytes(),
+                        Err(e) => {
+                            let mut response = s3_answer(
+                                http::StatusCode::BAD_REQUEST,
+                                "IncompleteBody",
+                                &format!("reading the request body failed: {e}"),
+                            );
+                            response.headers_mut().insert(
+                                http::header::CONNECTION,
+                                http::HeaderValue::from_static("close"),
+                            );
+                            return Ok(response);
+                        }
+                    };
+                    use sha2::Digest as _;
+                    if hex::encode(sha2::Sha256::digest(&bytes)) != declared {
+                        return Ok(s3_answer(
+                            http::StatusCode::BAD_REQUEST,
+                            "XAmzContentSHA256Mismatch",
+                            "The provided 'x-amz-content-sha256' header does not match what \
+                             was computed.",
+                        ));
+                    }
+                    http::Request::from_parts(parts, s3s::Body::from(bytes))
+                }
+                // Only a body that is coming is timed (the wrapper hides the body's size, which
+                // s3s reads to tell a bodiless request).
+                None => req.map(|body| {
+                    if has_body {
+                        s3s::Body::http_body_unsync(tower_http::timeout::TimeoutBody::new(
+                            timeout, body,
+                        ))
+                    } else {
+                        s3s::Body::from(body)
+                    }
+                }),
+            };
             let mut response = inner.call(req).await?;
             drop(slot);
             if has_body && response.status().as_u16() >= 300 {

@@ -596,10 +596,25 @@ def test_signed_put_writes_only_its_object(signing):
 
 
 def test_delete_objects_inside_the_table_is_signed(signing):
+    """A DeleteObjects of the table's own keys is signed, and the signed request, sent as is,
+    deletes them."""
     s = signing
-    r = s.sign("POST", f"{s.endpoint}/demo?delete", body=delete_body(s.a_folder + "data/gone.bin"))
-    headers = s.signed_headers(r)
+    keys = [s.a_folder + "data/gone-1.bin", s.a_folder + "data/gone-2.bin"]
+    for key in keys:
+        put = requests.put(s.url(key), data=b"x", headers=s.signed_headers(s.sign("PUT", s.url(key))), timeout=30)
+        assert put.status_code == 200, put.text
+        assert os.path.exists(os.path.join(s.root, key))
+    body = delete_body(*keys)
+    headers = s.signed_headers(s.sign("POST", f"{s.endpoint}/demo?delete", body=body))
     assert "authorization" in {k.lower() for k in headers}
+    sent = requests.post(
+        f"{s.endpoint}/demo?delete", data=body.encode(), headers=with_content_md5(headers, body.encode()), timeout=30
+    )
+    assert sent.status_code == 200, sent.text
+    for key in keys:
+        assert f"<Key>{key}</Key>" in sent.text, sent.text
+        assert not os.path.exists(os.path.join(s.root, key))
+    assert "<Error>" not in sent.text, sent.text
 
 
 def test_sign_endpoint_for_a_missing_table_is_404(signing):
@@ -627,6 +642,18 @@ def test_delete_objects_signature_covers_the_checked_body(signing):
     assert os.path.exists(os.path.join(s.root, victim)), (
         f"the signature for deleting {decoy} deleted {victim}: {swapped.status_code} {swapped.text}"
     )
+    # Refused as a whole, as S3 does (the body is not the one signed), not answered key by key,
+    # and never a 500.
+    assert swapped.status_code == 400, swapped.text
+    assert "<Code>XAmzContentSHA256Mismatch</Code>" in swapped.text, swapped.text
+    # The same signature with the body it was made for works: the refusal above was the swap.
+    body = delete_body(decoy).encode()
+    kept = requests.post(
+        f"{s.endpoint}/demo?delete", data=body, headers=with_content_md5(headers, body), timeout=30
+    )
+    assert kept.status_code == 200, kept.text
+    assert not os.path.exists(os.path.join(s.root, decoy))
+    assert os.path.exists(os.path.join(s.root, victim))
 
 
 def test_delete_objects_signature_cannot_delete_another_tables_files_on_s3(floe, moto):
