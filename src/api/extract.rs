@@ -48,7 +48,18 @@ where
     }
 }
 
-/// Path parameters, percent-decoded; undecodable ones are 400.
+/// Text with a NUL character (`%00`) names nothing Floe stores (PostgreSQL cannot hold it in
+/// text at all), so a path or query carrying one is a client's mistake, refused before any lookup.
+fn refuse_nul(part: &str, what: &str) -> Result<(), ApiError> {
+    if part.contains("%00") {
+        return Err(ApiError(Error::bad_request(format!(
+            "invalid {what}: NUL characters (%00) are not allowed"
+        ))));
+    }
+    Ok(())
+}
+
+/// Path parameters, percent-decoded; undecodable ones, and ones with NUL characters, are 400.
 pub struct Path<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for Path<T>
@@ -59,6 +70,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        refuse_nul(parts.uri.path(), "path parameter")?;
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| Path(p.0))
@@ -71,7 +83,7 @@ where
     }
 }
 
-/// Query parameters; unparsable ones are 400.
+/// Query parameters; unparsable ones, and ones with NUL characters, are 400.
 pub struct Query<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for Query<T>
@@ -82,6 +94,7 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        refuse_nul(parts.uri.query().unwrap_or_default(), "query parameter")?;
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Query(q.0))
@@ -177,6 +190,7 @@ pub(super) fn page_request(
                 .decode(token)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
+                .filter(|after| !after.contains('\0'))
                 .ok_or_else(|| Error::bad_request("pageToken is not a token this server issued"))?,
         ),
     };

@@ -160,6 +160,9 @@ fn to_index_commit(commit: Commit) -> crate::index::Commit {
     }
 }
 
+/// The longest merge message taken.
+const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
 impl Services {
     /// Branches and tags of a warehouse, by name.
     pub async fn list_refs(
@@ -471,6 +474,15 @@ impl Services {
         message: Option<String>,
         strategy: Strategy,
     ) -> Result<std::result::Result<MergeOutcome, Vec<MergeConflict>>> {
+        // A message is free text (lines included), but no NUL and not unbounded: it is stored
+        // with the commit and shown in every log.
+        if let Some(m) = &message
+            && (m.contains('\0') || m.len() > MAX_MESSAGE_BYTES)
+        {
+            return Err(Error::bad_request(format!(
+                "a merge message is at most {MAX_MESSAGE_BYTES} bytes, without NUL characters"
+            )));
+        }
         let action = if self.is_protected(warehouse, target).await? {
             Action::WarehouseMergeProtected
         } else {

@@ -690,6 +690,17 @@ pub(crate) fn db_error(context: &'static str, err: sqlx::Error) -> Error {
     if full {
         return Error::insufficient_storage(format!("the database is full while {context}"), err);
     }
+    // PostgreSQL refuses text holding NUL (22021) or a character its encoding lacks (22P05): the
+    // value came from the client, whose mistake it is, whichever check upstream missed it.
+    if let sqlx::Error::Database(db) = &err
+        && db
+            .code()
+            .is_some_and(|code| code == "22021" || code == "22P05")
+    {
+        return Error::bad_request(format!(
+            "a value holds a character that cannot be stored (such as NUL) while {context}"
+        ));
+    }
     match err {
         sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
             Error::unavailable(format!("database unavailable while {context}"), err)

@@ -9,6 +9,7 @@ on_both_backends!(
     malformed_bodies_are_400_and_write_nothing,
     invalid_names_are_400_and_write_nothing,
     oversized_bodies_are_413,
+    nul_characters_anywhere_are_400_and_write_nothing,
     unknown_routes_and_methods_use_the_error_model,
 );
 
@@ -115,6 +116,74 @@ async fn invalid_names_are_400_and_write_nothing(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(projects["projects"].as_array().unwrap().len(), 1);
+}
+
+/// PostgreSQL cannot store NUL in text, so every way a NUL can arrive (a path segment, a query
+/// parameter, a page token that decodes to one, a JSON string) must be refused as the client's
+/// mistake before it reaches the database, on both backends alike (the API fuzzer found a 500).
+async fn nul_characters_anywhere_are_400_and_write_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let wid = app.create_local_warehouse("lake").await;
+    let base = format!("/catalog/v1/{}", app.prefix("lake").await);
+    // "AA" is the page token of the one-character text "\0".
+    for path in [
+        "/management/v1/users/idp~a%00b".to_string(),
+        "/management/v1/roles/a%00b".to_string(),
+        "/management/v1/projects/a%00b".to_string(),
+        format!("/management/v1/warehouses/{wid}/branches/a%00b"),
+        format!("/management/v1/warehouses/{wid}/commits?ref=a%00b"),
+        format!("/management/v1/warehouses/{wid}/diff?from=main&to=a%00b"),
+        "/management/v1/users?name=a%00b".to_string(),
+        "/management/v1/users?pageToken=AA".to_string(),
+        "/management/v1/roles?pageToken=AA".to_string(),
+        format!("{base}/namespaces?pageToken=AA"),
+        format!("{base}/namespaces?parent=a%00b"),
+        format!("{base}/namespaces/ns/tables/a%00b"),
+    ] {
+        let response = app.get(&path).await;
+        assert_eq!(response.status(), 400, "{path}");
+        let (kind, _) = expect_error(response, 400).await;
+        assert_eq!(kind, "BadRequestException", "{path}");
+    }
+    for (path, body) in [
+        ("/management/v1/roles", json!({"name": "r\u{0}"})),
+        (
+            "/management/v1/roles",
+            json!({"name": "r", "description": "a\u{0}b"}),
+        ),
+        ("/management/v1/projects", json!({"name": "p\u{0}"})),
+    ] {
+        let response = app.post(path, &body).await;
+        let (kind, _) = expect_error(response, 400).await;
+        assert_eq!(kind, "BadRequestException", "{path} {body}");
+    }
+    let roles: Value = app.get("/management/v1/roles").await.json().await.unwrap();
+    assert_eq!(roles["roles"].as_array().unwrap().len(), 0, "{roles}");
+    // A merge whose message holds NUL: refused, the target unchanged.
+    let branch = app
+        .post(
+            &format!("/management/v1/warehouses/{wid}/branches"),
+            &json!({"name": "dev"}),
+        )
+        .await;
+    assert_eq!(branch.status(), 201);
+    let on_dev = base.replacen(&wid, &format!("{wid}@dev"), 1);
+    let created = app
+        .post(
+            &format!("{on_dev}/namespaces"),
+            &json!({"namespace": ["only-dev"]}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let merge = app
+        .post(
+            &format!("/management/v1/warehouses/{wid}/merge"),
+            &json!({"source": "dev", "target": "main", "message": "a\u{0}b"}),
+        )
+        .await;
+    let (kind, _) = expect_error(merge, 400).await;
+    assert_eq!(kind, "BadRequestException");
+    assert_eq!(namespace_count(&app, &base).await, 0);
 }
 
 async fn oversized_bodies_are_413(backend: Backend) {
