@@ -91,6 +91,74 @@ impl OpenWarehouse {
 /// row before it wins; a count small enough to answer quickly would turn that into 409s.
 const COMMIT_RETRY_BUDGET: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// What table commits did since the process started: landed, re-applied on the server after
+/// losing a compare-and-swap, and given up on with 409 once the budget was spent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitCounts {
+    pub landed: u64,
+    pub retried: u64,
+    pub conflicted: u64,
+}
+
+/// Code run after a commit attempt's metadata files are written and before its pointers are
+/// swapped, given the tables committed. A seam for tests (and fault drills): it can let another
+/// writer win the swap, hold the commit there, or stand for a crash at that exact point.
+pub type BeforeSwap = Arc<
+    dyn Fn(Vec<TabularIdent>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// The counters behind [`CommitCounts`] and the [`BeforeSwap`] seam, shared by the use cases.
+#[derive(Default)]
+pub(super) struct CommitProbe {
+    landed: std::sync::atomic::AtomicU64,
+    retried: std::sync::atomic::AtomicU64,
+    conflicted: std::sync::atomic::AtomicU64,
+    before_swap: std::sync::RwLock<Option<BeforeSwap>>,
+}
+
+impl CommitProbe {
+    pub(super) fn counts(&self) -> CommitCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        CommitCounts {
+            landed: self.landed.load(Relaxed),
+            retried: self.retried.load(Relaxed),
+            conflicted: self.conflicted.load(Relaxed),
+        }
+    }
+
+    pub(super) fn landed(&self) {
+        self.landed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Records a lost swap: re-applied when `again`, else given up on (409).
+    pub(super) fn lost(&self, again: bool) {
+        let counter = if again {
+            &self.retried
+        } else {
+            &self.conflicted
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(super) fn set_before_swap(&self, hook: Option<BeforeSwap>) {
+        *self.before_swap.write().unwrap_or_else(|e| e.into_inner()) = hook;
+    }
+
+    async fn before_swap(&self, changes: &[TableChange]) {
+        let hook = self
+            .before_swap
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(hook) = hook {
+            hook(changes.iter().map(|c| c.ident.clone()).collect()).await;
+        }
+    }
+}
+
 /// The retries of one commit: a short random pause before each (growing a little with the
 /// attempts, so that writers that collided spread out), until the budget is spent.
 pub(crate) struct Retries {
@@ -197,6 +265,7 @@ impl Services {
                 return Err(e);
             }
         };
+        self.commits.before_swap(changes).await;
         match self
             .store
             .tabulars

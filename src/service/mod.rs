@@ -40,6 +40,7 @@ pub use branches::{CommitPage, ContentChange, MergeConflict, MergeOutcome, valid
 use caches::WAREHOUSE_TTL;
 pub(crate) use caches::{FifoCache, ParsedTable};
 pub use catalog::CatalogConfig;
+pub use commit::{BeforeSwap, CommitCounts};
 pub use grants::{Grant, Grantee};
 pub use namespaces::{NamespacePropertiesUpdate, NamespacesPage};
 pub use server::ServerStatus;
@@ -96,6 +97,7 @@ pub struct ServicesInner {
     authz: Arc<dyn Authorizer>,
     events: Arc<Vec<Arc<dyn EventPublisher>>>,
     commit_locks: Arc<commit::CommitLocks>,
+    commits: commit::CommitProbe,
     caches: caches::Caches,
     access: access::AccessCaches,
     /// Mints and checks the S3 gateway's access keys; `None` when the gateway is disabled.
@@ -120,6 +122,17 @@ pub struct ServicesInner {
 }
 
 impl Services {
+    /// What table commits did since start (landed, re-applied after a lost swap, given up on).
+    pub fn commit_counts(&self) -> CommitCounts {
+        self.commits.counts()
+    }
+
+    /// Sets (or clears) the code run between writing a commit's metadata and swapping its
+    /// pointers; see [`BeforeSwap`].
+    pub fn set_before_swap(&self, hook: Option<BeforeSwap>) {
+        self.commits.set_before_swap(hook);
+    }
+
     pub fn new(
         store: Persistence,
         secrets: Arc<dyn SecretStore>,
@@ -132,6 +145,7 @@ impl Services {
             authz,
             events: Arc::new(events),
             commit_locks: Arc::new(commit::CommitLocks::new()),
+            commits: commit::CommitProbe::default(),
             caches: caches::Caches::new(),
             access: access::AccessCaches::default(),
             keys: None,

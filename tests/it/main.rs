@@ -26,10 +26,12 @@ macro_rules! on_both_backends {
 
 mod bench;
 mod branches;
+mod commits;
 mod common;
 mod errors;
 mod gateway;
 mod grants;
+mod http2;
 mod lifecycle;
 mod management;
 mod namespaces;

@@ -25,7 +25,7 @@ on_both_backends!(
     metrics_and_credentials,
     old_metadata_files_are_deleted_when_asked,
     concurrent_appends_lose_nothing,
-    concurrent_property_commits_are_retried_on_the_server,
+    concurrent_property_commits_take_turns_in_one_process,
 );
 
 fn schema() -> Value {
@@ -790,6 +790,36 @@ async fn table_folders_never_overlap(backend: Backend) {
         .get(&format!("{base}/namespaces/ns/tables/copycat"))
         .await;
     assert_eq!(response.status(), 404, "nothing was registered");
+    // Registering metadata of a new UUID whose location lies inside another table's folder (or
+    // holds it): refused as an overlap, nothing registered.
+    let mut metadata: Value = serde_json::from_slice(
+        &std::fs::read(path_of(t["metadata-location"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    for (name, location) in [
+        ("nested", format!("{t_location}/inner")),
+        ("holder", format!("file://{root}/ns")),
+    ] {
+        metadata["table-uuid"] = json!(uuid::Uuid::new_v4().to_string());
+        metadata["location"] = json!(location);
+        let file = format!("{location}/metadata/00000-{name}.metadata.json");
+        std::fs::create_dir_all(path_of(&file).parent().unwrap()).unwrap();
+        std::fs::write(path_of(&file), metadata.to_string()).unwrap();
+        let response = app
+            .post(
+                &format!("{base}/namespaces/ns/register"),
+                &json!({"name": name, "metadata-location": file}),
+            )
+            .await;
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(body.contains("overlaps"), "{name}: {body}");
+        let response = app
+            .get(&format!("{base}/namespaces/ns/tables/{name}"))
+            .await;
+        assert_eq!(response.status(), 404, "{name} was not registered");
+    }
     // Claiming another table's UUID does not make its folder one's own: a table's UUID cannot
     // change, and the overlap check does not go by UUID.
     let response = commit(
@@ -1466,6 +1496,8 @@ async fn old_metadata_files_are_deleted_when_asked(backend: Backend) {
 }
 
 /// Eight writers append 25 snapshots each to one table, retrying on 409 like Iceberg clients do.
+/// Their first appends are all made against the same loaded version (a barrier), so at least
+/// seven of them must be refused with 409 and retried by the client.
 async fn concurrent_appends_lose_nothing(backend: Backend) {
     let app = Arc::new(TestApp::spawn(backend).await);
     let base = Arc::new(setup(&app).await);
@@ -1476,9 +1508,11 @@ async fn concurrent_appends_lose_nothing(backend: Backend) {
             .unwrap()
             .to_string(),
     );
+    let together = Arc::new(tokio::sync::Barrier::new(8));
     let mut writers = Vec::new();
     for writer in 0..8i64 {
         let (app, base, location) = (app.clone(), base.clone(), location.clone());
+        let together = together.clone();
         writers.push(tokio::spawn(async move {
             let mut acknowledged = Vec::new();
             let mut conflicts = 0;
@@ -1486,6 +1520,9 @@ async fn concurrent_appends_lose_nothing(backend: Backend) {
                 let id = 1 + writer * 1000 + i;
                 loop {
                     let current = load(&app, &base, "hot").await;
+                    if i == 0 && conflicts == 0 {
+                        together.wait().await;
+                    }
                     let parent = current["metadata"]["current-snapshot-id"].as_i64();
                     let sequence = current["metadata"]["last-sequence-number"].as_i64().unwrap() + 1;
                     let response = commit(&app, &base, "hot", json!({
@@ -1510,11 +1547,14 @@ async fn concurrent_appends_lose_nothing(backend: Backend) {
         }));
     }
     let mut acknowledged = Vec::new();
+    let mut conflicts = 0;
     for writer in writers {
-        let (ids, _) = writer.await.unwrap();
+        let (ids, refused) = writer.await.unwrap();
         acknowledged.extend(ids);
+        conflicts += refused;
     }
     assert_eq!(acknowledged.len(), 200);
+    assert!(conflicts >= 7, "only {conflicts} commits were refused");
     let table = load(&app, &base, "hot").await;
     let snapshots = table["metadata"]["snapshots"].as_array().unwrap();
     assert_eq!(
@@ -1548,12 +1588,15 @@ async fn concurrent_appends_lose_nothing(backend: Backend) {
     assert_eq!(table["metadata"]["last-sequence-number"], 200);
 }
 
-/// Commits without requirements never conflict: a lost compare-and-swap is re-applied on the
-/// server, so all 200 succeed at the first try and none is lost.
-async fn concurrent_property_commits_are_retried_on_the_server(backend: Backend) {
+/// Commits without requirements never conflict: in one process, commits to one table take turns
+/// (the striped commit locks), so none loses its compare-and-swap and all 200 succeed at the
+/// first try. (Swaps lost to another instance, and re-applied on the server, are forced in
+/// `commits.rs`.)
+async fn concurrent_property_commits_take_turns_in_one_process(backend: Backend) {
     let app = Arc::new(TestApp::spawn(backend).await);
     let base = Arc::new(setup(&app).await);
     create_table(&app, &base, "props").await;
+    let before = app.services().commit_counts();
     let mut writers = Vec::new();
     for writer in 0..8 {
         let (app, base) = (app.clone(), base.clone());
@@ -1579,4 +1622,11 @@ async fn concurrent_property_commits_are_retried_on_the_server(backend: Backend)
         table["metadata"]["properties"].as_object().unwrap().len(),
         200
     );
+    let after = app.services().commit_counts();
+    assert_eq!(after.landed - before.landed, 200);
+    assert_eq!(
+        after.retried, before.retried,
+        "no swap was lost in one process"
+    );
+    assert_eq!(after.conflicted, before.conflicted);
 }
