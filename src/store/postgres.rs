@@ -196,13 +196,22 @@ impl PostgresStore {
                         }
                         Err(_) => {
                             awaiting_ping = true;
-                            if let Err(e) = sqlx::query("SELECT pg_notify($1, 'ping')")
+                            // Bounded too: the pool's connection may be as silently dead.
+                            let ping = sqlx::query("SELECT pg_notify($1, 'ping')")
                                 .bind(TABULAR_CHANGES)
-                                .execute(&pool)
-                                .await
-                            {
-                                tracing::warn!(error = %e, "the table change listener cannot ping");
-                                break;
+                                .execute(&pool);
+                            match tokio::time::timeout(LISTENER_QUIET, ping).await {
+                                Ok(Ok(_)) => {}
+                                Ok(Err(e)) => {
+                                    tracing::warn!(error = %e, "the table change listener cannot ping");
+                                    break;
+                                }
+                                Err(_) => {
+                                    tracing::warn!(
+                                        "the table change listener's ping did not finish"
+                                    );
+                                    break;
+                                }
                             }
                             continue;
                         }

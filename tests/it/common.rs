@@ -128,6 +128,23 @@ impl TestDb {
         .unwrap()
     }
 
+    /// The server processes of the connections to the PostgreSQL test database that wait on
+    /// `LISTEN` (the table change listeners).
+    pub async fn listener_pids(&self) -> Vec<i32> {
+        let name = self.pg_name.as_ref().expect("a PostgreSQL test database");
+        let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+            .await
+            .unwrap();
+        sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND query LIKE 'LISTEN%' \
+             ORDER BY pid",
+        )
+        .bind(name)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+    }
+
     /// Drops a PostgreSQL test database now, with its open connections (to simulate an outage).
     pub async fn kill_postgres(&self) {
         if let Some(name) = &self.pg_name {
@@ -332,6 +349,40 @@ pub async fn expect_error(response: reqwest::Response, status: u16) -> (String, 
 
 /// Everything Floe logged in this test process (debug level and up), for checks that secrets
 /// never reach a log line.
+/// Waits (up to 20 s) until `count` purges of the table with `uuid` have finished (every purge
+/// asked for ends in exactly one `purge finished` line) and returns their outcomes in order.
+pub async fn purge_outcomes(uuid: &str, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let logs = captured_logs();
+        let outcomes: Vec<String> = logs
+            .lines()
+            .filter(|l| l.contains("purge finished") && l.contains(uuid))
+            .map(|line| {
+                let outcome = line
+                    .split("outcome=")
+                    .nth(1)
+                    .unwrap_or_else(|| panic!("no outcome in {line}"));
+                outcome
+                    .trim_start_matches('"')
+                    .split('"')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        if outcomes.len() >= count {
+            return outcomes;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} of {count} purges of {uuid} finished",
+            outcomes.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 pub fn captured_logs() -> String {
     let buffer = LOGS.get().expect("log capture is on");
     String::from_utf8_lossy(&buffer.lock().unwrap()).into_owned()
