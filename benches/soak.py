@@ -44,6 +44,8 @@ def args():
     p.add_argument("--bench", default=None, help="floe-bench (default: beside --floe)")
     p.add_argument("--max-rss-growth", type=float, default=0.20)
     p.add_argument("--max-fd-growth", type=int, default=64)
+    p.add_argument("--table-cache-mb", type=int, default=None,
+                   help="database.table_cache_mb for the server (default: Floe's, 24); a small one fills during warm-up")
     p.add_argument("--json", action="store_true")
     return p.parse_args()
 
@@ -103,6 +105,8 @@ def main():
     env = dict(os.environ)
     env.pop("RUST_LOG", None)
     env["FLOE__LOG__LEVEL"] = "error"
+    if a.table_cache_mb is not None:
+        env["FLOE__DATABASE__TABLE_CACHE_MB"] = str(a.table_cache_mb)
     database = None
     if a.backend == "postgres":
         admin = os.environ.get("FLOE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
@@ -156,6 +160,7 @@ def main():
         report = {
             "backend": a.backend,
             "minutes": a.minutes,
+            "table_cache_mb": a.table_cache_mb if a.table_cache_mb is not None else 24,
             "rss_kib_after_warmup": round(rss_first),
             "rss_kib_at_end": round(rss_last),
             "rss_growth": round(rss_last / rss_first - 1, 4),

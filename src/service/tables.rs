@@ -75,6 +75,12 @@ fn no_such_namespace(namespace: &NamespaceIdent) -> Error {
     )
 }
 
+/// The log target of what happens to a dropped table's files: every table drop ends in exactly
+/// one `purge finished` line on it (at `info`), naming the table's UUID and the outcome
+/// (`deleted`, or `kept: ...` saying why, or `incomplete`/`failed`), so operators (and tests) can
+/// tell a purge that is done from one that is slow.
+pub const PURGE_LOG: &str = "floe::purge";
+
 impl Services {
     pub(crate) async fn open_warehouse(
         &self,
@@ -378,6 +384,7 @@ impl Services {
                 .await?
             {
                 Attempt::Done(done) => {
+                    self.commits.landed();
                     let mut states = Vec::with_capacity(done.len());
                     for (staged, change) in done.into_iter().zip(&changes) {
                         let Staged {
@@ -422,7 +429,9 @@ impl Services {
                     return Ok(states);
                 }
                 Attempt::Lost(e) => {
-                    if !retries.again().await {
+                    let again = retries.again().await;
+                    self.commits.lost(again);
+                    if !again {
                         return Err(e);
                     }
                 }
@@ -470,9 +479,11 @@ impl Services {
             false
         };
         if purge && shared {
-            tracing::info!(table = %ident, location = %dropped.location, "not purging files other refs still use");
+            tracing::info!(target: PURGE_LOG, table = %ident, table_uuid = %dropped.uuid, location = %dropped.location, outcome = "kept: other refs still use the files", "purge finished");
         } else if purge {
             self.purge_in_background(&wh, &dropped);
+        } else {
+            tracing::info!(target: PURGE_LOG, table = %ident, table_uuid = %dropped.uuid, outcome = "kept: no purge was asked", "purge finished");
         }
         // announce
         self.announce(
@@ -507,11 +518,11 @@ impl Services {
             let mut folders = match tabulars.release_for_purge(warehouse, uuid).await {
                 Ok(Some(folders)) => folders,
                 Ok(None) => {
-                    tracing::info!(table_uuid = %uuid, "not purging files another table of the same UUID uses");
+                    tracing::info!(target: PURGE_LOG, table_uuid = %uuid, outcome = "kept: another table of the same UUID uses the files", "purge finished");
                     return;
                 }
                 Err(e) => {
-                    tracing::warn!(table_uuid = %uuid, error = ?e, "purging a dropped table failed");
+                    tracing::warn!(target: PURGE_LOG, table_uuid = %uuid, error = ?e, outcome = "failed", "purge finished");
                     return;
                 }
             };
@@ -549,7 +560,9 @@ impl Services {
                 Ok::<bool, Error>(complete)
             };
             match purge.await {
-                Ok(true) => {}
+                Ok(true) => {
+                    tracing::info!(target: PURGE_LOG, table_uuid = %uuid, outcome = "deleted", "purge finished");
+                }
                 // What could not be deleted stays the table's: its claims are taken back.
                 outcome => {
                     if let Err(e) = &outcome {
@@ -558,6 +571,7 @@ impl Services {
                     if let Err(e) = tabulars.restore_claims(warehouse, uuid).await {
                         tracing::warn!(table_uuid = %uuid, error = ?e, "restoring a table's folder claims failed");
                     }
+                    tracing::info!(target: PURGE_LOG, table_uuid = %uuid, outcome = "incomplete: what is left stays the table's", "purge finished");
                 }
             }
         });

@@ -68,6 +68,43 @@ def _psql(sql):
     subprocess.run(["psql", ADMIN_URL, "-XAtqc", sql], check=True, capture_output=True)
 
 
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def first_line(process, matches, timeout):
+    """The first line of `process`'s stdout for which `matches` is true, waited for at most
+    `timeout` seconds (None if the process exits or stays silent); the rest of its stdout is
+    drained in the background so the pipe never fills."""
+    import queue
+    import threading
+
+    lines = queue.Queue()
+
+    def pump():
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+        if line is None:
+            return None
+        line = ANSI.sub("", line)
+        if matches(line):
+            return line
+
+
+def read_uri(process, timeout):
+    """The catalog URI a starting `floe serve` prints once it listens (None after `timeout`)."""
+    line = first_line(process, lambda l: re.search(r'uri="([^"]+)"', l), timeout)
+    return re.search(r'uri="([^"]+)"', line).group(1) if line else None
+
+
 class Floe:
     """A running floe process.
 
@@ -82,7 +119,8 @@ class Floe:
         self.token = token
         overrides = dict(env or {})
         env = dict(os.environ)
-        env["FLOE__LOG__LEVEL"] = "warn"
+        # Warnings, and the one line each table drop ends in (see `purge_outcomes`).
+        env["FLOE__LOG__LEVEL"] = "warn,floe::purge=info"
         self.database = None
         if backend == "postgres":
             self.database = "floe_t_" + uuid.uuid4().hex
@@ -98,6 +136,7 @@ class Floe:
         env.update(overrides)
         if not log_path:
             log_path = os.path.join(LOG_DIR, f"floe-{uuid.uuid4().hex[:12]}.log")
+        self.log_file = log_path
         _SERVER_LOGS.append(log_path)
         self._log = open(log_path, "ab")
         extra = []
@@ -123,14 +162,10 @@ class Floe:
             env=env,
             text=True,
         )
-        self.uri = None
-        for line in self.process.stdout:
-            match = re.search(r'uri="([^"]+)"', line)
-            if match:
-                self.uri = match.group(1)
-                break
+        self.uri = read_uri(self.process, timeout=120)
         if self.uri is None:
-            raise RuntimeError(f"floe did not start (exit code {self.process.poll()})")
+            self.process.kill()
+            raise RuntimeError(f"floe did not start within 120 s (exit code {self.process.poll()})")
         self.base = self.uri.rsplit("/catalog", 1)[0]
         try:
             info = json.loads(
@@ -170,6 +205,26 @@ class Floe:
             urllib.request.urlopen(request).read()
             self._file_warehouse = True
         return name
+
+    def purge_outcomes(self, table_uuid, count=1, timeout=20):
+        """Waits until `count` drops of the table with `table_uuid` have settled what happens to
+        its files (each ends in one `purge finished` line of the server's log) and returns their
+        outcomes in order: `deleted`, or `kept: ...` with the reason."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.log_file, errors="replace") as f:
+                text = ANSI.sub("", f.read())
+            outcomes = [
+                m.group(1)
+                for line in text.splitlines()
+                if "purge finished" in line and str(table_uuid) in line
+                for m in [re.search(r'outcome="([^"]*)"', line)]
+                if m
+            ]
+            if len(outcomes) >= count:
+                return outcomes
+            assert time.monotonic() < deadline, f"only {len(outcomes)} of {count} purges of {table_uuid} finished"
+            time.sleep(0.05)
 
     def _auth(self):
         return {"authorization": f"Bearer {self.token}"} if self.token else {}
@@ -370,7 +425,7 @@ def create_moto_warehouse(floe, moto_url, sts=True, name=None, endpoint=None):
     request = urllib.request.Request(
         f"{floe.base}/management/v1/warehouses",
         data=body,
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **floe._auth()},
         method="POST",
     )
     try:
@@ -420,16 +475,20 @@ class Idp:
                 f"{node_modules} is missing: run `npm ci` in {OIDC_DIR} (scripts/test does)",
                 pytrace=False,
             )
-        self.process = subprocess.Popen(
-            ["node", "server.mjs", json.dumps(OIDC_CLIENTS)],
-            cwd=OIDC_DIR,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        line = self.process.stdout.readline()
+        log_path = os.path.join(LOG_DIR, f"oidc-{uuid.uuid4().hex[:12]}.log")
+        _SERVER_LOGS.append(log_path)
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                ["node", "server.mjs", json.dumps(OIDC_CLIENTS)],
+                cwd=OIDC_DIR,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+        line = first_line(self.process, lambda l: l.startswith("{"), timeout=60)
         if not line:
-            raise RuntimeError(f"the OpenID provider did not start (exit {self.process.wait()})")
+            self.process.kill()
+            raise RuntimeError(f"the OpenID provider did not start within 60 s (exit {self.process.wait()})")
         self.issuer = json.loads(line)["issuer"]
         self.token_url = f"{self.issuer}/token"
 

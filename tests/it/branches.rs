@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{Backend, TestApp, expect_error};
+use crate::common::{Backend, TestApp, expect_error, purge_outcomes};
 
 on_both_backends!(
     every_change_is_a_commit_on_its_branch,
@@ -729,6 +729,13 @@ async fn purge_on_a_branch_keeps_shared_files(backend: Backend) {
     let mine = location_of(&app, &dev, "mine").await;
     let path = |location: &str| std::path::PathBuf::from(location.trim_start_matches("file://"));
     assert!(path(&shared).exists());
+    let uuid = async |base: &str, table: &str| {
+        ok(load(&app, base, table).await, 200).await["metadata"]["table-uuid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (shared_uuid, mine_uuid) = (uuid(&lake.main, "shared").await, uuid(&dev, "mine").await);
     ok(
         app.delete(&format!(
             "{dev}/namespaces/ns/tables/shared?purgeRequested=true"
@@ -745,13 +752,12 @@ async fn purge_on_a_branch_keeps_shared_files(backend: Backend) {
         204,
     )
     .await;
-    // Purges run after the response: give the one that may run a moment.
-    for _ in 0..50 {
-        if !path(&mine).exists() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    // Purges finish after the response: wait for each to be done, then look.
+    assert_eq!(purge_outcomes(&mine_uuid, 1).await, ["deleted"]);
+    assert_eq!(
+        purge_outcomes(&shared_uuid, 1).await,
+        ["kept: other refs still use the files"]
+    );
     assert!(
         !path(&mine).exists(),
         "a table only the branch had is purged"
@@ -768,7 +774,10 @@ async fn purge_on_a_branch_keeps_shared_files(backend: Backend) {
         204,
     )
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        purge_outcomes(&shared_uuid, 2).await[1],
+        "kept: other refs still use the files"
+    );
     assert!(
         path(&shared).exists(),
         "the branch's history still references it"

@@ -440,11 +440,16 @@ async fn keys_are_checked_and_revocable(backend: Backend) {
         .await;
     assert_eq!(again.status(), 404);
 
-    // An expiring key works, then stops.
-    let (short, short_secret) = admin_key(&app, &lake, json!({"expires-in-seconds": 1})).await;
+    // An expiring key works, then stops once its time (counted from before the answer that
+    // minted it arrived) has passed.
+    let (short, short_secret) = admin_key(&app, &lake, json!({"expires-in-seconds": 3})).await;
+    let minted = std::time::Instant::now();
     let short_s3 = client(&app, &short, &short_secret);
     short_s3.head_bucket().bucket("lake").send().await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    tokio::time::sleep(
+        (minted + std::time::Duration::from_millis(3200)) - std::time::Instant::now(),
+    )
+    .await;
     assert_eq!(
         code(short_s3.list_objects_v2().bucket("lake").send().await),
         "403:AccessDenied"
@@ -1191,4 +1196,101 @@ async fn remote_signing_signs_only_inside_the_table(backend: Backend) {
     assert!(listed.text().await.unwrap().contains("part.txt"));
     assert!(!captured_logs().contains(&secret));
     app.shutdown().await.unwrap();
+}
+
+/// Keys hold across instances of one catalog (several Floe processes on one PostgreSQL database,
+/// sharing the server's key): a table-scoped key vended by one instance is accepted by another's
+/// gateway, within the same scope; an admin key revoked through one instance stops working on
+/// every instance within the lookup's trust time (10 s), at once on the one that revoked it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_hold_and_revocations_reach_across_instances() {
+    let db = std::sync::Arc::new(crate::common::TestDb::new(Backend::Postgres).await);
+    let a = TestApp::spawn_on(db.clone(), |c| c.bootstrap.auto = Some(true)).await;
+    let b = TestApp::spawn_on(db.clone(), |c| c.bootstrap.auto = Some(true)).await;
+    let lake = served_warehouse(&a, "lake").await;
+    let prefix = a.prefix("lake").await;
+    let created = a
+        .post(
+            &format!("/catalog/v1/{prefix}/namespaces"),
+            &json!({"namespace": ["ns"]}),
+        )
+        .await;
+    assert_eq!(created.status(), 200);
+    let (location, config) = vended_table(&a, "ns", "t").await;
+    let key = location.strip_prefix("s3://lake/").unwrap().to_string();
+
+    // A's scoped key on B's gateway: inside the table yes, beside it no.
+    let scoped_on_b = client(
+        &b,
+        config["s3.access-key-id"].as_str().unwrap(),
+        config["s3.secret-access-key"].as_str().unwrap(),
+    );
+    scoped_on_b
+        .put_object()
+        .bucket("lake")
+        .key(format!("{key}/data/from-b.parquet"))
+        .body(ByteStream::from_static(b"rows"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        code(
+            scoped_on_b
+                .put_object()
+                .bucket("lake")
+                .key("ns/elsewhere/data/x.parquet")
+                .body(ByteStream::from_static(b"rows"))
+                .send()
+                .await
+        ),
+        "403:AccessDenied"
+    );
+    let (admin, secret) = admin_key(&a, &lake, json!({})).await;
+    let admin_on_a = client(&a, &admin, &secret);
+    let admin_on_b = client(&b, &admin, &secret);
+    let read = admin_on_b
+        .get_object()
+        .bucket("lake")
+        .key(format!("{key}/data/from-b.parquet"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        read.body.collect().await.unwrap().into_bytes().as_ref(),
+        b"rows"
+    );
+    admin_on_a
+        .head_bucket()
+        .bucket("lake")
+        .send()
+        .await
+        .unwrap();
+
+    let revoked = a
+        .delete(&format!(
+            "/management/v1/warehouses/{lake}/access-keys/{admin}"
+        ))
+        .await;
+    assert_eq!(revoked.status(), 204);
+    let revoked_at = std::time::Instant::now();
+    assert_eq!(
+        code(admin_on_a.list_objects_v2().bucket("lake").send().await),
+        "403:InvalidAccessKeyId"
+    );
+    loop {
+        match admin_on_b.list_objects_v2().bucket("lake").send().await {
+            Ok(_) => {
+                assert!(
+                    revoked_at.elapsed() < std::time::Duration::from_secs(12),
+                    "instance B still accepts the revoked key after {:?}",
+                    revoked_at.elapsed()
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                assert_eq!(code::<_, ()>(Err(e)), "403:InvalidAccessKeyId");
+                break;
+            }
+        }
+    }
 }
