@@ -12,7 +12,6 @@ use tokio::net::TcpStream;
 use crate::common::{Backend, TestApp, TestDb};
 
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
 const SETTINGS: u8 = 0x4;
@@ -132,7 +131,6 @@ impl Conn {
                     return Err(u32::from_be_bytes(frame.payload[..4].try_into().unwrap()));
                 }
                 GOAWAY => return Err(0),
-                DATA | HEADERS | RST_STREAM | SETTINGS => {}
                 _ => {}
             }
         }

@@ -37,6 +37,7 @@ mod management;
 mod namespaces;
 mod openapi;
 mod properties;
+mod properties_commits;
 mod secrets;
 mod store_suite;
 mod tables;
