@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Overload: loadTable at the catalog's capacity, then at twice it, then at capacity again.
 
-Capacity is the in-flight cap (`server.limits.max_requests_in_flight`, set here to --cap). At
-twice the cap the excess is refused at once with 503 (`Retry-After`) rather than queued, so the
-p99 of the requests that are admitted stays near its value at capacity, `/health` keeps answering
-meanwhile (its latency is sampled), and after the overload the catalog is back at once (the
-recovery time is the first second with no refusal).
+Capacity is the in-flight cap (`server.limits.max_requests_in_flight`, set here to --cap). What
+is over the cap once parsed is refused at once with 503 (`Retry-After`) rather than queued;
+`/health` keeps answering meanwhile (its latency is sampled), and after the overload the catalog
+should be back at once (the recovery time is the first second with no refusal). Requests still
+waiting in socket buffers (a server starved of CPU, as when the load generator shares its cores)
+are not yet in flight and are not counted: see benches/README.md for what that does here.
 
     cargo build --bins          # or --release, and --floe target/release/floe
     python3 benches/overload.py [--cap 16] [--seconds 15]

@@ -155,6 +155,16 @@ fn hpack_string(out: &mut Vec<u8>, text: &str) {
     out.extend_from_slice(text.as_bytes());
 }
 
+/// A listener to try: its name, address, a path it answers at once, and a request (method, path,
+/// headers) that waits for a body.
+type Listener<'a> = (
+    &'a str,
+    SocketAddr,
+    &'a str,
+    (&'a str, &'a str),
+    Vec<(&'a str, &'a str)>,
+);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_stream_and_header_limits_hold_on_both_listeners() {
     let db = std::sync::Arc::new(TestDb::new(Backend::Sqlite).await);
@@ -167,7 +177,7 @@ async fn http2_stream_and_header_limits_hold_on_both_listeners() {
     .await;
     let hash = "0".repeat(64);
     // Requests that wait for a body that never comes: they hold their streams open.
-    let held: [(&str, SocketAddr, &str, (&str, &str), Vec<(&str, &str)>); 2] = [
+    let held: [Listener; 2] = [
         (
             "catalog",
             app.addr,
