@@ -9,7 +9,7 @@ waiting in socket buffers (a server starved of CPU, as when the load generator s
 are not yet in flight and are not counted: see benches/README.md for what that does here.
 
     cargo build --bins          # or --release, and --floe target/release/floe
-    python3 benches/overload.py [--cap 16] [--seconds 15]
+    python3 benches/overload.py [--cap 16] [--seconds 15] [--factor 2]
 """
 
 import argparse
@@ -30,6 +30,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--floe", default=os.environ.get("FLOE_BIN", os.path.join(ROOT, "target/debug/floe")))
 p.add_argument("--cap", type=int, default=16)
 p.add_argument("--seconds", type=float, default=15)
+p.add_argument("--factor", type=int, default=2, help="the overload: this many times the cap")
 a = p.parse_args()
 bench = os.path.join(os.path.dirname(a.floe), "floe-bench")
 work = tempfile.mkdtemp(prefix="floe-overload-")
@@ -57,7 +58,7 @@ try:
             time.sleep(0.1)
 
     results = {}
-    for label, concurrency in [("at capacity", a.cap), ("2x overload", 2 * a.cap), ("after", a.cap)]:
+    for label, concurrency in [("at capacity", a.cap), (f"{a.factor}x overload", a.factor * a.cap), ("after", a.cap)]:
         stop, health = threading.Event(), []
         probe = threading.Thread(target=health_probe, args=(stop, health))
         probe.start()

@@ -145,7 +145,7 @@ impl Caches {
             referenced: FifoCache::new(REFERENCED_BYTES),
             warehouses: Mutex::new(HashMap::new()),
             main_branches: Mutex::new(HashMap::new()),
-            vended: Mutex::new(HashMap::new()),
+            vended: Mutex::new(VendedCache::default()),
             credentials: Mutex::new(HashMap::new()),
             storages: Mutex::new(HashMap::new()),
             other_refs: Mutex::new(HashMap::new()),
@@ -157,18 +157,86 @@ impl Caches {
 pub(super) type StorageCache =
     HashMap<(WarehouseId, chrono::DateTime<chrono::Utc>), Arc<dyn crate::storage::ObjectStorage>>;
 
-/// Table access by (warehouse, its settings version, ref, table name and location, what the
-/// client may do with the files, mode), with the unix time it is reused until.
-pub(super) type VendedCache = HashMap<
-    (
-        WarehouseId,
-        chrono::DateTime<chrono::Utc>,
-        String,
-        crate::model::FileAccess,
-        vending::AccessMode,
-    ),
-    (i64, Arc<TableAccess>),
->;
+/// What a vended table access is cached under: warehouse, its settings version, ref, table name,
+/// location and UUID, what the client may do with the files, mode.
+pub(super) type VendedKey = (
+    WarehouseId,
+    chrono::DateTime<chrono::Utc>,
+    String,
+    crate::model::FileAccess,
+    vending::AccessMode,
+);
+
+/// The most bytes of vended table access kept (keys, configs, and the rendering the HTTP layer
+/// adds to each): a few thousand tables' keys. Past it the oldest entries go; an entry past its
+/// reuse time goes when next looked up or when its turn comes.
+pub(super) const VENDED_BYTES: usize = 8 << 20;
+
+/// Vended table access with the unix time each is reused until, bounded by [`VENDED_BYTES`]
+/// (estimated) and evicted oldest first. (It was bounded by a count of 10,000 entries before:
+/// about 35 MB of keys, which the soak saw as memory growing for as long as new tables came.)
+#[derive(Default)]
+pub(super) struct VendedCache {
+    entries: HashMap<VendedKey, (i64, Arc<TableAccess>, usize, u64)>,
+    order: VecDeque<(VendedKey, u64)>,
+    bytes: usize,
+    next: u64,
+}
+
+impl VendedCache {
+    /// The access under `key`, while it may still be reused at `now_secs`.
+    pub(super) fn get(&mut self, key: &VendedKey, now_secs: i64) -> Option<Arc<TableAccess>> {
+        match self.entries.get(key) {
+            Some((valid_until, access, _, _)) if now_secs < *valid_until => Some(access.clone()),
+            Some(_) => {
+                if let Some((_, _, bytes, _)) = self.entries.remove(key) {
+                    self.bytes -= bytes;
+                }
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub(super) fn insert(&mut self, key: VendedKey, valid_until: i64, access: Arc<TableAccess>) {
+        let strings = |map: &std::collections::BTreeMap<String, String>| -> usize {
+            map.iter().map(|(k, v)| k.len() + v.len() + 64).sum()
+        };
+        let counted = strings(&access.config)
+            + access
+                .credentials
+                .iter()
+                .map(|(prefix, config)| prefix.len() + strings(config))
+                .sum::<usize>();
+        // The HTTP layer's rendering of the same, and the key and the maps' own overhead.
+        let bytes = 2 * counted + key.2.len() + 256;
+        let generation = self.next;
+        self.next += 1;
+        if let Some((_, _, old, _)) = self
+            .entries
+            .insert(key.clone(), (valid_until, access, bytes, generation))
+        {
+            self.bytes -= old;
+        }
+        self.bytes += bytes;
+        self.order.push_back((key, generation));
+        while self.bytes > VENDED_BYTES || self.order.len() > 4 * self.entries.len() + 64 {
+            let Some((oldest, generation)) = self.order.pop_front() else {
+                break;
+            };
+            if self.entries.get(&oldest).is_some_and(|e| e.3 == generation)
+                && let Some((_, _, bytes, _)) = self.entries.remove(&oldest)
+            {
+                self.bytes -= bytes;
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn held(&self) -> (usize, usize) {
+        (self.entries.len(), self.bytes)
+    }
+}
 
 pub(super) type CredentialCache =
     HashMap<(WarehouseId, chrono::DateTime<chrono::Utc>), Arc<crate::model::StorageCredential>>;
@@ -366,5 +434,59 @@ mod tests {
         small.put(b, "b".into(), 2, 1);
         assert_eq!(small.get(a, "a"), Some(1));
         assert_eq!(small.get(b, "b"), None);
+    }
+
+    fn access(secret: &str) -> Arc<TableAccess> {
+        let mut config = std::collections::BTreeMap::new();
+        config.insert("s3.secret-access-key".to_string(), secret.to_string());
+        Arc::new(TableAccess {
+            credentials: vec![("s3://lake/t".to_string(), config.clone())],
+            config,
+            rendered: std::sync::OnceLock::new(),
+        })
+    }
+
+    fn vended_key(n: usize) -> VendedKey {
+        (
+            WarehouseId(uuid::Uuid::nil()),
+            chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            format!("ns.t{n}"),
+            crate::model::FileAccess::Full,
+            vending::AccessMode::Vended,
+        )
+    }
+
+    #[test]
+    fn vended_access_is_bounded_by_bytes_and_reuse_time() {
+        let mut cache = VendedCache::default();
+        let secret = "s".repeat(1000);
+        for n in 0..20_000 {
+            cache.insert(vended_key(n), 100, access(&secret));
+            assert!(cache.held().1 <= VENDED_BYTES);
+        }
+        let (entries, bytes) = cache.held();
+        assert!(
+            entries > 1000 && bytes > VENDED_BYTES / 2,
+            "{entries} {bytes}"
+        );
+        // The newest are kept, the oldest went first.
+        assert!(cache.get(&vended_key(19_999), 50).is_some());
+        assert!(cache.get(&vended_key(0), 50).is_none());
+        // Replacing an entry counts it once; one past its reuse time is dropped when looked up.
+        cache.insert(vended_key(19_999), 100, access("new"));
+        cache.insert(vended_key(19_999), 100, access("newer"));
+        assert_eq!(
+            cache.get(&vended_key(19_999), 50).unwrap().config["s3.secret-access-key"],
+            "newer"
+        );
+        let before = cache.held();
+        assert!(cache.get(&vended_key(19_999), 100).is_none());
+        assert_eq!(cache.held().0, before.0 - 1);
+        assert!(cache.held().1 < before.1);
+        // Replacements do not grow the queue without end.
+        for _ in 0..10_000 {
+            cache.insert(vended_key(1), 100, access("x"));
+        }
+        assert!(cache.order.len() <= 4 * cache.entries.len() + 64);
     }
 }

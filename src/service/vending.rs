@@ -318,15 +318,14 @@ impl Services {
             access,
             mode,
         );
-        if let Some((valid_until, cached)) = self
+        let cached = self
             .caches
             .vended
             .lock()
             .expect("cache lock")
-            .get(&cache_key)
-            && now_secs < *valid_until
-        {
-            return Ok(cached.clone());
+            .get(&cache_key, now_secs);
+        if let Some(cached) = cached {
+            return Ok(cached);
         }
         let folders = if new_uuid {
             Vec::new()
@@ -415,11 +414,11 @@ impl Services {
             config,
             rendered: std::sync::OnceLock::new(),
         });
-        let mut cache = self.caches.vended.lock().expect("cache lock");
-        if cache.len() >= 10_000 {
-            cache.clear();
-        }
-        cache.insert(cache_key, (valid_until, access.clone()));
+        self.caches.vended.lock().expect("cache lock").insert(
+            cache_key,
+            valid_until,
+            access.clone(),
+        );
         Ok(access)
     }
 
