@@ -130,9 +130,9 @@ class Floe:
             env["FLOE__DATABASE__AUTO_MIGRATE"] = "true"
             env["FLOE__BOOTSTRAP__AUTO"] = "true"
             env["FLOE__SECRETS__ENCRYPTION_KEY"] = TEST_KEY
-        if "FLOE__LOG__LEVEL" in overrides:
-            # RUST_LOG would take precedence over the configured level.
-            env.pop("RUST_LOG", None)
+        # RUST_LOG would take precedence over the configured level (and hide the purge lines
+        # tests wait for).
+        env.pop("RUST_LOG", None)
         env.update(overrides)
         if not log_path:
             log_path = os.path.join(LOG_DIR, f"floe-{uuid.uuid4().hex[:12]}.log")
