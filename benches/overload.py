@@ -31,6 +31,8 @@ p.add_argument("--floe", default=os.environ.get("FLOE_BIN", os.path.join(ROOT, "
 p.add_argument("--cap", type=int, default=16)
 p.add_argument("--seconds", type=float, default=15)
 p.add_argument("--factor", type=int, default=2, help="the overload: this many times the cap")
+p.add_argument("--pin", action="store_true",
+               help="run the server on CPU 0 and the load generator on CPU 1 (taskset), so that they do not share cores")
 a = p.parse_args()
 bench = os.path.join(os.path.dirname(a.floe), "floe-bench")
 work = tempfile.mkdtemp(prefix="floe-overload-")
@@ -38,14 +40,15 @@ env = dict(os.environ)
 env.pop("RUST_LOG", None)
 env["FLOE__LOG__LEVEL"] = "error"
 env["FLOE__SERVER__LIMITS__MAX_REQUESTS_IN_FLIGHT"] = str(a.cap)
+server_cpu, client_cpu = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if a.pin else ([], [])
 server = subprocess.Popen(
-    [a.floe, "serve", "--listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0", "--data-dir", f"{work}/data"],
+    [*server_cpu, a.floe, "serve", "--listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0", "--data-dir", f"{work}/data"],
     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True,
 )
 try:
     uri = next(m.group(1) for line in server.stdout if (m := re.search(r'uri="([^"]+)"', line)))
     base = uri.rsplit("/catalog", 1)[0]
-    common = [bench, "--uri", uri, "--warehouse", "demo", "--progress", "0", "--json"]
+    common = [*client_cpu, bench, "--uri", uri, "--warehouse", "demo", "--progress", "0", "--json"]
     shape = ["--width", "3", "--depth", "2", "--tables", "10", "--views", "0"]
     subprocess.run(common + ["create-tree", *shape], check=True, capture_output=True)
 

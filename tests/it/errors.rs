@@ -254,3 +254,47 @@ async fn server_failures_return_only_an_error_id() {
         "liveness does not depend on the database"
     );
 }
+
+/// PostgreSQL out of disk (`disk_full`, 53100), raised by the database itself on the insert a
+/// namespace create makes (a trigger stands for the full disk, which cannot be filled here
+/// safely): 507 naming the database, nothing written, and the next create works once the
+/// "space" is back, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_postgres_disk_is_507_and_recovers() {
+    let app = TestApp::spawn(Backend::Postgres).await;
+    app.create_local_warehouse("lake").await;
+    let base = format!("/catalog/v1/{}", app.prefix("lake").await);
+    app.db
+        .execute(
+            "CREATE FUNCTION floe_test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' \
+             USING ERRCODE = 'disk_full'; END $$",
+        )
+        .await;
+    app.db
+        .execute(
+            "CREATE TRIGGER floe_test_disk_full BEFORE INSERT ON namespaces \
+             FOR EACH ROW EXECUTE FUNCTION floe_test_disk_full()",
+        )
+        .await;
+    let response = app
+        .post(
+            &format!("{base}/namespaces"),
+            &json!({"namespace": ["full"]}),
+        )
+        .await;
+    let (kind, message) = expect_error(response, 507).await;
+    assert_eq!(kind, "InsufficientStorageException");
+    assert!(message.contains("disk is full"), "{message}");
+    app.db
+        .execute("DROP TRIGGER floe_test_disk_full ON namespaces")
+        .await;
+    assert_eq!(namespace_count(&app, &base).await, 0, "nothing was written");
+    let response = app
+        .post(
+            &format!("{base}/namespaces"),
+            &json!({"namespace": ["full"]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+}
