@@ -1,4 +1,16 @@
 #!/usr/bin/env python3
+"""Overload: loadTable at a load the catalog carries, then at `--factor` times it, then at the
+first load again; `/health`'s latency is sampled meanwhile.
+
+Two kinds of load. By default a closed loop: `--cap` clients (also the in-flight cap,
+`server.limits.max_requests_in_flight`), then factor x as many, each waiting for its answer; such a
+load cannot overload a server (its queue is never longer than the number of clients), so it
+shows what more clients cost. With `--rate R`, an open loop: R requests per second, then factor
+x R, sent whatever the answers do (at most 4,096 outstanding), as independent clients arrive;
+this is overload. `--pin` runs the server on CPU 0 and the load generator on CPU 1.
+
+    cargo build --bins          # or --release, and --floe target/release/floe
+    python3 benches/overload.py [--cap 16] [--seconds 15] [--factor 2] [--pin] [--rate R]
 """Overload: loadTable at the catalog's capacity, then at twice it, then at capacity again.
 
 Capacity is the in-flight cap (`server.limits.max_requests_in_flight`, set here to --cap). What
@@ -10,6 +22,18 @@ are not yet in flight and are not counted: see benches/README.md for what that d
 
     cargo build --bins          # or --release, and --floe target/release/floe
     python3 benches/overload.py [--cap 16] [--seconds 15] [--factor 2]
+"""Overload: loadTable at a load the catalog carries, then at `--factor` times it, then at the
+first load again; `/health`'s latency is sampled meanwhile.
+
+Two kinds of load. By default a closed loop: `--cap` clients (also the in-flight cap,
+`server.limits.max_requests_in_flight`), then factor x as many, each waiting for its answer; such a
+load cannot overload a server (its queue is never longer than the number of clients), so it
+shows what more clients cost. With `--rate R`, an open loop: R requests per second, then factor
+x R, sent whatever the answers do (at most 4,096 outstanding), as independent clients arrive;
+this is overload. `--pin` runs the server on CPU 0 and the load generator on CPU 1.
+
+    cargo build --bins          # or --release, and --floe target/release/floe
+    python3 benches/overload.py [--cap 16] [--seconds 15] [--factor 2] [--pin] [--rate R]
 """
 
 import argparse
@@ -31,6 +55,9 @@ p.add_argument("--floe", default=os.environ.get("FLOE_BIN", os.path.join(ROOT, "
 p.add_argument("--cap", type=int, default=16)
 p.add_argument("--seconds", type=float, default=15)
 p.add_argument("--factor", type=int, default=2, help="the overload: this many times the cap")
+p.add_argument("--rate", type=float, default=None,
+               help="open loop: send this many requests/s (then factor times it), at most 4,096 outstanding, "
+                    "instead of --cap and factor x --cap clients that wait for their answers")
 p.add_argument("--pin", action="store_true",
                help="run the server on CPU 0 and the load generator on CPU 1 (taskset), so that they do not share cores")
 a = p.parse_args()
@@ -40,6 +67,7 @@ env = dict(os.environ)
 env.pop("RUST_LOG", None)
 env["FLOE__LOG__LEVEL"] = "error"
 env["FLOE__SERVER__LIMITS__MAX_REQUESTS_IN_FLIGHT"] = str(a.cap)
+
 server_cpu, client_cpu = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if a.pin else ([], [])
 server = subprocess.Popen(
     [*server_cpu, a.floe, "serve", "--listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0", "--data-dir", f"{work}/data"],
@@ -61,17 +89,26 @@ try:
             time.sleep(0.1)
 
     results = {}
-    for label, concurrency in [("at capacity", a.cap), (f"{a.factor}x overload", a.factor * a.cap), ("after", a.cap)]:
+    if a.rate:
+        phases = [(f"{a.rate:.0f}/s", ["--rate", str(a.rate), "--concurrency", "4096"]),
+                  (f"{a.factor * a.rate:.0f}/s ({a.factor}x)", ["--rate", str(a.factor * a.rate), "--concurrency", "4096"]),
+                  (f"{a.rate:.0f}/s again", ["--rate", str(a.rate), "--concurrency", "4096"])]
+    else:
+        phases = [("at capacity", ["--concurrency", str(a.cap)]),
+                  (f"{a.factor}x overload", ["--concurrency", str(a.factor * a.cap)]),
+                  ("after", ["--concurrency", str(a.cap)])]
+    for label, load in phases:
         stop, health = threading.Event(), []
         probe = threading.Thread(target=health_probe, args=(stop, health))
         probe.start()
-        run = subprocess.run(common + ["load-table", *shape, "--concurrency", str(concurrency), "--duration", str(a.seconds)],
+        run = subprocess.run(common + ["load-table", *shape, *load, "--duration", str(a.seconds)],
                              capture_output=True, text=True, check=True)
         stop.set()
         probe.join()
         op = json.loads(run.stdout)["operations"][0]
         results[label] = {
-            "concurrency": concurrency,
+            "load": " ".join(load),
+            "not_sent": json.loads(run.stdout).get("not_sent", 0),
             "admitted_per_second": round((op["requests"] - op["errors"].get("503", 0)) / a.seconds, 1),
             "p50_ms": op["p50_ms"],
             "p99_ms": op["p99_ms"],

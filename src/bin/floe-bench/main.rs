@@ -103,9 +103,13 @@ enum Workload {
         /// snapshots branches and tags point at).
         #[arg(long, value_parser = ["all", "refs"])]
         snapshots: Option<String>,
-        /// Requests in flight.
+        /// Requests in flight (with --rate: the most outstanding at once).
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// Send this many requests per second whatever the answers do (an open loop), instead
+        /// of `--concurrency` clients that each wait for their answer.
+        #[arg(long)]
+        rate: Option<f64>,
         #[command(flatten)]
         bound: BoundArgs,
     },
@@ -342,6 +346,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             table,
             snapshots,
             concurrency,
+            rate,
             bound,
         } => {
             let bound = bound.bound();
@@ -352,6 +357,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 table.as_deref(),
                 snapshots.as_deref(),
                 *concurrency,
+                *rate,
                 bound,
             )
             .await

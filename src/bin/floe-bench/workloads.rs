@@ -119,6 +119,7 @@ pub async fn load_table(
     table: Option<&str>,
     snapshots: Option<&str>,
     concurrency: usize,
+    rate: Option<f64>,
     bound: Arc<Bound>,
 ) -> anyhow::Result<Map<String, Value>> {
     let tables = match table {
@@ -142,6 +143,9 @@ pub async fn load_table(
         }
     };
     let snapshots: Option<Arc<str>> = snapshots.map(Arc::from);
+    if let Some(rate) = rate {
+        return load_table_open_loop(catalog, tables, snapshots, rate, concurrency, bound).await;
+    }
     pool::workers(concurrency, |_| {
         let (catalog, tables, bound) = (catalog.clone(), tables.clone(), bound.clone());
         let snapshots = snapshots.clone();
@@ -160,6 +164,54 @@ pub async fn load_table(
     .await;
     let mut extra = Map::new();
     extra.insert("tables".into(), tables.len().into());
+    Ok(extra)
+}
+
+/// `load-table --rate`: requests sent at a fixed rate whatever the answers do (an open loop, as
+/// independent clients arrive), at most `cap` outstanding; a request due while `cap` are
+/// outstanding is not sent and is counted as `not_sent`. A closed loop (a fixed number of
+/// clients, each waiting for its answer) cannot overload a server: its queue is never longer
+/// than the number of clients.
+async fn load_table_open_loop(
+    catalog: Arc<Catalog>,
+    tables: Arc<Vec<String>>,
+    snapshots: Option<Arc<str>>,
+    rate: f64,
+    cap: usize,
+    bound: Arc<Bound>,
+) -> anyhow::Result<Map<String, Value>> {
+    if !(rate > 0.0 && rate.is_finite()) {
+        bail!("--rate must be positive");
+    }
+    let outstanding = Arc::new(tokio::sync::Semaphore::new(cap));
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs_f64(1.0 / rate));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut rng = StdRng::from_entropy();
+    let mut not_sent = 0u64;
+    let mut sent = tokio::task::JoinSet::new();
+    while bound.take().is_some() {
+        ticks.tick().await;
+        let Ok(slot) = outstanding.clone().try_acquire_owned() else {
+            not_sent += 1;
+            continue;
+        };
+        let path = tables[rng.gen_range(0..tables.len())].clone();
+        let (catalog, snapshots) = (catalog.clone(), snapshots.clone());
+        sent.spawn(async move {
+            let mut request = catalog.request(Method::GET, &path);
+            if let Some(mode) = snapshots.as_deref() {
+                request = request.query(&[("snapshots", mode)]);
+            }
+            catalog.send("loadTable", request).await;
+            drop(slot);
+        });
+        while sent.try_join_next().is_some() {}
+    }
+    while sent.join_next().await.is_some() {}
+    let mut extra = Map::new();
+    extra.insert("tables".into(), tables.len().into());
+    extra.insert("rate".into(), rate.into());
+    extra.insert("not_sent".into(), not_sent.into());
     Ok(extra)
 }
 
