@@ -11,29 +11,6 @@ this is overload. `--pin` runs the server on CPU 0 and the load generator on CPU
 
     cargo build --bins          # or --release, and --floe target/release/floe
     python3 benches/overload.py [--cap 16] [--seconds 15] [--factor 2] [--pin] [--rate R]
-"""Overload: loadTable at the catalog's capacity, then at twice it, then at capacity again.
-
-Capacity is the in-flight cap (`server.limits.max_requests_in_flight`, set here to --cap). What
-is over the cap once parsed is refused at once with 503 (`Retry-After`) rather than queued;
-`/health` keeps answering meanwhile (its latency is sampled), and after the overload the catalog
-should be back at once (the recovery time is the first second with no refusal). Requests still
-waiting in socket buffers (a server starved of CPU, as when the load generator shares its cores)
-are not yet in flight and are not counted: see benches/README.md for what that does here.
-
-    cargo build --bins          # or --release, and --floe target/release/floe
-    python3 benches/overload.py [--cap 16] [--seconds 15] [--factor 2]
-"""Overload: loadTable at a load the catalog carries, then at `--factor` times it, then at the
-first load again; `/health`'s latency is sampled meanwhile.
-
-Two kinds of load. By default a closed loop: `--cap` clients (also the in-flight cap,
-`server.limits.max_requests_in_flight`), then factor x as many, each waiting for its answer; such a
-load cannot overload a server (its queue is never longer than the number of clients), so it
-shows what more clients cost. With `--rate R`, an open loop: R requests per second, then factor
-x R, sent whatever the answers do (at most 4,096 outstanding), as independent clients arrive;
-this is overload. `--pin` runs the server on CPU 0 and the load generator on CPU 1.
-
-    cargo build --bins          # or --release, and --floe target/release/floe
-    python3 benches/overload.py [--cap 16] [--seconds 15] [--factor 2] [--pin] [--rate R]
 """
 
 import argparse
