@@ -10,7 +10,7 @@ x R, sent whatever the answers do (at most 4,096 outstanding), as independent cl
 this is overload. `--pin` runs the server on CPU 0 and the load generator on CPU 1.
 
     cargo build --bins          # or --release, and --floe target/release/floe
-    python3 benches/overload.py [--cap 16] [--seconds 15] [--factor 2] [--pin] [--rate R]
+    python3 benches/overload.py [--cap 16] [--seconds 15] [--factor 2] [--pin] [--rate R] [--max-queue-ms M]
 """
 
 import argparse
@@ -35,6 +35,8 @@ p.add_argument("--factor", type=int, default=2, help="the overload: this many ti
 p.add_argument("--rate", type=float, default=None,
                help="open loop: send this many requests/s (then factor times it), at most 4,096 outstanding, "
                     "instead of --cap and factor x --cap clients that wait for their answers")
+p.add_argument("--max-queue-ms", type=int, default=None,
+               help="server.limits.max_queue_ms: requests that waited longer to be read get 503 (default: the server's)")
 p.add_argument("--pin", action="store_true",
                help="run the server on CPU 0 and the load generator on CPU 1 (taskset), so that they do not share cores")
 a = p.parse_args()
@@ -44,6 +46,8 @@ env = dict(os.environ)
 env.pop("RUST_LOG", None)
 env["FLOE__LOG__LEVEL"] = "error"
 env["FLOE__SERVER__LIMITS__MAX_REQUESTS_IN_FLIGHT"] = str(a.cap)
+if a.max_queue_ms is not None:
+    env["FLOE__SERVER__LIMITS__MAX_QUEUE_MS"] = str(a.max_queue_ms)
 
 server_cpu, client_cpu = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if a.pin else ([], [])
 server = subprocess.Popen(

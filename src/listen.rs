@@ -4,9 +4,17 @@
 //! connections are open at once (past the cap a connection gets `503` with `Retry-After` and is
 //! closed, rather than waiting in a queue that grows), and HTTP/2's concurrent streams and
 //! header size. A slow client costs one connection slot for at most the header timeout.
+//!
+//! Under overload the queue forms outside the process, as connections waiting to be accepted and
+//! requests waiting in socket buffers to be read, where no count kept here sees it. So every request
+//! carries [`Queued`], how long its bytes sat in the kernel before the server read them (Linux
+//! `TCP_INFO`'s time since data last arrived on the connection), and each listener refuses
+//! (503 with `Retry-After`, cheaply) a request that waited longer than `max_queue_ms` instead of
+//! serving it late: the server catches up and what it admits keeps a bounded latency.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +23,8 @@ use hyper_util::server::conn::auto::Builder;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
+
+use crate::model::Queued;
 
 /// Limits of one listener (`server.limits`, `gateway.limits`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +45,10 @@ pub struct ListenerLimits {
     /// Requests being served at once (health and readiness probes aside); past it, 503 with
     /// `Retry-After` at once (S3: `SlowDown`), never a queue.
     pub max_requests_in_flight: usize,
+    /// How long a request may wait, received but not yet read because the server is behind,
+    /// before it is refused (503 with `Retry-After`; S3: `SlowDown`) rather than served late, in
+    /// milliseconds. Health and readiness probes are always served.
+    pub max_queue_ms: u64,
     /// HTTP/2 streams in flight on one connection.
     pub http2_max_concurrent_streams: u32,
     /// Largest request header section, in bytes (HTTP/1 and HTTP/2).
@@ -49,6 +63,7 @@ impl Default for ListenerLimits {
             request_timeout_ms: 60_000,
             max_connections: 10_000,
             max_requests_in_flight: 1_024,
+            max_queue_ms: 250,
             http2_max_concurrent_streams: 128,
             max_header_bytes: 64 * 1024,
         }
@@ -57,10 +72,14 @@ impl Default for ListenerLimits {
 
 impl ListenerLimits {
     pub fn validate(&self, name: &str) -> Result<(), String> {
-        if self.header_timeout_ms == 0 || self.body_timeout_ms == 0 || self.request_timeout_ms == 0
+        if self.header_timeout_ms == 0
+            || self.body_timeout_ms == 0
+            || self.request_timeout_ms == 0
+            || self.max_queue_ms == 0
         {
             return Err(format!(
-                "{name}.header_timeout_ms, body_timeout_ms and request_timeout_ms must be positive"
+                "{name}.header_timeout_ms, body_timeout_ms, request_timeout_ms and max_queue_ms \
+                 must be positive"
             ));
         }
         if self.max_connections == 0
@@ -86,6 +105,10 @@ impl ListenerLimits {
         Duration::from_millis(self.request_timeout_ms)
     }
 
+    pub fn max_queue(&self) -> Duration {
+        Duration::from_millis(self.max_queue_ms)
+    }
+
     fn builder(&self) -> Builder<TokioExecutor> {
         let mut builder = Builder::new(TokioExecutor::new());
         builder
@@ -101,6 +124,52 @@ impl ListenerLimits {
             .keep_alive_interval(Duration::from_millis(self.header_timeout_ms))
             .keep_alive_timeout(Duration::from_millis(self.header_timeout_ms));
         builder
+    }
+}
+
+/// Milliseconds since data last arrived on the TCP socket `fd`.
+fn idle_since_data(fd: RawFd) -> Option<Duration> {
+    let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is a writable buffer of `len` bytes and `fd` is the connection's open socket
+    // (the service holding it lives no longer than the connection that owns the socket).
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 || (len as usize) < std::mem::size_of::<libc::tcp_info>() {
+        return None;
+    }
+    // SAFETY: the kernel filled the whole struct (checked above); it is plain integers.
+    let info = unsafe { info.assume_init() };
+    Some(Duration::from_millis(u64::from(info.tcpi_last_data_recv)))
+}
+
+/// A connection's service that stamps each request with [`Queued`].
+#[derive(Clone)]
+struct Stamped<S> {
+    inner: S,
+    fd: RawFd,
+}
+
+impl<S> hyper::service::Service<http::Request<hyper::body::Incoming>> for Stamped<S>
+where
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut request: http::Request<hyper::body::Incoming>) -> Self::Future {
+        if let Some(waited) = idle_since_data(self.fd) {
+            request.extensions_mut().insert(Queued(waited));
+        }
+        self.inner.call(request)
     }
 }
 
@@ -163,8 +232,9 @@ pub async fn serve<S, B>(
                     });
                     continue;
                 };
+                let stamped = Stamped { inner: service.clone(), fd: stream.as_raw_fd() };
                 let conn = builder
-                    .serve_connection(TokioIo::new(stream), service.clone())
+                    .serve_connection(TokioIo::new(stream), stamped)
                     .into_owned();
                 let conn = graceful.watch(conn);
                 tokio::spawn(async move {
@@ -189,6 +259,33 @@ pub async fn serve<S, B>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernel_says_how_long_unread_bytes_have_waited() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let waited = idle_since_data(server.as_raw_fd()).unwrap();
+        assert!(waited >= Duration::from_millis(250), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        let mut buf = [0u8; 64];
+        let _ = server.read(&mut buf).unwrap();
+        // Bytes that just arrived have not waited.
+        client.write_all(b"x").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let fresh = idle_since_data(server.as_raw_fd()).unwrap();
+        assert!(fresh < Duration::from_millis(200), "{fresh:?}");
+        // Not a TCP socket: the kernel does not say.
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert_eq!(idle_since_data(file.as_raw_fd()), None);
+        assert_eq!(
+            Queued::longer_than(&http::Extensions::new(), Duration::ZERO),
+            None
+        );
+    }
 
     #[test]
     fn the_over_capacity_answer_is_well_formed() {

@@ -136,6 +136,7 @@ impl Floe {
                 body_timeout: config.server.limits.body_timeout(),
                 request_timeout: config.server.limits.request_timeout(),
                 max_requests_in_flight: config.server.limits.max_requests_in_flight,
+                max_queue: config.server.limits.max_queue(),
             },
         );
         let listener = TcpListener::bind(config.server.listen)

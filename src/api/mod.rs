@@ -62,6 +62,9 @@ pub struct HttpSettings {
     pub request_timeout: std::time::Duration,
     /// Requests served at once (health probes aside); past it, 503 at once.
     pub max_requests_in_flight: usize,
+    /// A request that waited longer than this before the server read it (`model::Queued`)
+    /// answers 503 at once (health probes aside).
+    pub max_queue: std::time::Duration,
 }
 
 /// What requests are admitted: a slot each, for at most `timeout`.
@@ -97,6 +100,23 @@ async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: 
             overloaded("the request took too long; retry later")
         }
     }
+}
+
+/// Refuses, cheaply and first of all, a request that waited in the kernel longer than the queue
+/// limit (the server is behind: serving it late would only make every later one later too).
+/// Health and readiness probes are served whatever their wait.
+async fn shed_late(
+    State(max_queue): State<std::time::Duration>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if let Some(waited) = crate::model::Queued::longer_than(request.extensions(), max_queue)
+        && !matches!(request.uri().path(), "/health" | "/ready")
+    {
+        tracing::debug!(?waited, "request refused: waited too long to be read");
+        return overloaded("the server is behind; retry later");
+    }
+    next.run(request).await
 }
 
 /// Fails a request body that stalls longer than the body timeout.
@@ -234,6 +254,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(middleware::from_fn_with_state(settings.max_queue, shed_late))
 }
 
 /// Authenticates the caller and stores the request's [`RequestContext`] for the handlers.

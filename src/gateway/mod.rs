@@ -319,6 +319,7 @@ impl Gateway {
                     self.settings.limits.max_requests_in_flight,
                 )),
                 body_timeout: self.settings.limits.body_timeout(),
+                max_queue: self.settings.limits.max_queue(),
             },
             &self.settings.limits,
             stop,
@@ -336,13 +337,15 @@ impl Gateway {
 /// not read the next request as this one's body.
 ///
 /// Also where the gateway holds clients to its limits: requests in flight past the cap get
-/// `SlowDown` (503, `Retry-After`) at once, and a request body that stalls longer than the body
-/// timeout fails.
+/// `SlowDown` (503, `Retry-After`) at once, as do requests that waited longer than the queue limit
+/// before they were read, and a request body that stalls longer than the body timeout fails.
 #[derive(Clone)]
 struct CloseUnreadBodies {
     inner: s3s::service::S3Service,
     in_flight: Arc<tokio::sync::Semaphore>,
     body_timeout: Duration,
+    /// A request that waited longer than this before it was read gets `SlowDown` at once.
+    max_queue: Duration,
 }
 
 /// An S3 error answer made here, before s3s sees the request.
@@ -394,7 +397,15 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for CloseUnre
                 .and_then(|v| v.parse::<u64>().ok())
                 .is_some_and(|n| n > 0);
         let inner = self.inner.clone();
-        let Ok(slot) = self.in_flight.clone().try_acquire_owned() else {
+        let late = crate::model::Queued::longer_than(req.extensions(), self.max_queue);
+        if let Some(waited) = late {
+            tracing::debug!(?waited, "request refused: waited too long to be read");
+        }
+        let slot = match late {
+            None => self.in_flight.clone().try_acquire_owned().ok(),
+            Some(_) => None,
+        };
+        let Some(slot) = slot else {
             let mut response = slow_down();
             if has_body {
                 response.headers_mut().insert(

@@ -16,10 +16,12 @@ use crate::error::{Error, Result};
 
 mod authz_ids;
 mod operation;
+mod queued;
 mod refs;
 
 pub use authz_ids::{parse_tabular_object_id, tabular_object_id};
 pub use operation::{Action, DataAccess, Operation, Permission, Route, Surface};
+pub use queued::Queued;
 use refs::{HIDDEN_REF_MARK, is_hidden_ref_name};
 pub use refs::{RefSelector, WarehouseRef, WarehouseSelector};
 

@@ -1,9 +1,13 @@
 """What a slow or greedy client may hold of each listener (catalog and S3 gateway): a client that
 sends half a request header, or sits idle on a keep-alive connection, is closed after the header
-timeout; past the connection cap, new connections get 503 with `Retry-After` at once."""
+timeout; past the connection cap, new connections get 503 with `Retry-After` at once; requests
+that waited too long to be read (the server behind) get 503 instead of a late answer."""
 
+import json
+import os
 import resource
 import select
+import signal
 import socket
 import time
 
@@ -254,6 +258,110 @@ def test_past_the_in_flight_cap_the_gateway_says_slow_down():
         assert response.headers["retry-after"] == "1"
         assert "<Code>SlowDown</Code>" in response.text
         for sock in stalled:
+            sock.close()
+    finally:
+        server.stop()
+
+
+def _send(sock, method, path, host="x"):
+    sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+
+
+def _response(sock, wait=10):
+    """One whole HTTP/1.1 response on `sock`: (status, headers, body)."""
+    sock.settimeout(wait)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a response: {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "closed in the middle of a body"
+        body += chunk
+    return int(lines[0].split()[1]), headers, body[:length]
+
+
+def test_requests_that_waited_too_long_to_be_read_are_refused_and_health_still_answers():
+    """Overload queues requests outside the process (connections not yet accepted, requests not
+    yet read); a request found to have waited longer than `max_queue_ms` is refused with 503 at
+    once instead of served late, on both listeners, while `/health` is served. The server is
+    made to fall behind by stopping it (SIGSTOP) while clients send, exactly where a real
+    overload would leave their requests."""
+    env = {}
+    for listener in ["SERVER", "GATEWAY"]:
+        env[f"FLOE__{listener}__LIMITS__MAX_QUEUE_MS"] = "300"
+    server = Floe("sqlite", env=env)
+    from test_s3_gateway import client_for, create_key, warehouse_of
+
+    try:
+        catalog = _host_port(server.base)
+        gateway = _host_port(server.s3_endpoint)
+        config = "/catalog/v1/config?warehouse=demo"
+        demo = warehouse_of(server.base, "demo")
+        made = create_key(server.base, demo["id"], description="queue")
+        s3 = client_for(server.s3_endpoint, made["access-key-id"], made["secret-access-key"])
+        s3.put_object(Bucket="demo", Key="queue/object.txt", Body=b"kept")
+        url = s3.generate_presigned_url("get_object", Params={"Bucket": "demo", "Key": "queue/object.txt"}, ExpiresIn=300)
+        s3_host = f"{gateway[0]}:{gateway[1]}"
+        get_object = url.split(s3_host, 1)[1]
+
+        # Keep-alive connections that have been served once: their next requests will wait in
+        # their sockets' buffers.
+        warm = [socket.create_connection(catalog, timeout=10) for _ in range(6)]
+        warm_s3 = [socket.create_connection(gateway, timeout=10) for _ in range(3)]
+        for sock in warm:
+            _send(sock, "GET", config)
+            assert _response(sock)[0] == 200
+        for sock in warm_s3:
+            _send(sock, "GET", get_object, host=s3_host)
+            status, _, body = _response(sock)
+            assert (status, body) == (200, b"kept")
+
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            for sock in warm:
+                _send(sock, "GET", config)
+            for sock in warm_s3:
+                _send(sock, "GET", get_object, host=s3_host)
+            # New connections too: they wait in the accept backlog.
+            fresh = [socket.create_connection(catalog, timeout=10) for _ in range(4)]
+            for sock in fresh:
+                _send(sock, "GET", config)
+            probe = socket.create_connection(catalog, timeout=10)
+            _send(probe, "GET", "/health")
+            time.sleep(1.0)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+
+        started = time.monotonic()
+        status, _, body = _response(probe)
+        assert status == 200 and json.loads(body)["status"] == "ok", body
+        for sock in warm + fresh:
+            status, headers, body = _response(sock)
+            assert status == 503, body
+            assert headers["retry-after"] == "1"
+            assert json.loads(body)["error"]["type"] == "ServiceUnavailableException"
+        for sock in warm_s3:
+            status, headers, body = _response(sock)
+            assert status == 503, body
+            assert headers["retry-after"] == "1"
+            assert b"<Code>SlowDown</Code>" in body
+        assert time.monotonic() - started < 5, "the refusals were not quick"
+
+        # The server has caught up: the same connections are served again at once.
+        for sock in warm + fresh:
+            _send(sock, "GET", config)
+            assert _response(sock)[0] == 200
+        for sock in warm_s3:
+            _send(sock, "GET", get_object, host=s3_host)
+            status, _, body = _response(sock)
+            assert (status, body) == (200, b"kept")
+        for sock in warm + warm_s3 + fresh + [probe]:
             sock.close()
     finally:
         server.stop()
