@@ -349,6 +349,8 @@ impl AuthzConfig {
 pub enum EventsBackend {
     /// Each event is a `tracing` log line.
     Log,
+    /// CloudEvents on NATS JetStream (`events.nats`).
+    Nats,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -356,12 +358,37 @@ pub enum EventsBackend {
 pub struct EventsConfig {
     /// Every event goes to each of these.
     pub backends: Vec<EventsBackend>,
+    /// Published events stay in the database this long (the events feed reads them), hours.
+    pub retention_hours: u64,
+    /// Events the relay hands to the publishers at once.
+    pub relay_batch: usize,
+    /// How often an idle relay looks for new events, milliseconds.
+    pub relay_interval_ms: u64,
+    /// Pending events past which `/ready` raises `backlog-alarm` (nothing is dropped).
+    pub backlog_alarm: u64,
+    pub nats: crate::events::nats::NatsConfig,
 }
 
 impl Default for EventsConfig {
     fn default() -> Self {
         EventsConfig {
             backends: vec![EventsBackend::Log],
+            retention_hours: 168,
+            relay_batch: 256,
+            relay_interval_ms: 50,
+            backlog_alarm: 10_000,
+            nats: Default::default(),
+        }
+    }
+}
+
+impl EventsConfig {
+    pub fn relay(&self) -> crate::service::relay::RelaySettings {
+        crate::service::relay::RelaySettings {
+            batch: self.relay_batch,
+            interval: std::time::Duration::from_millis(self.relay_interval_ms),
+            retention: std::time::Duration::from_secs(self.retention_hours * 3600),
+            backlog_alarm: self.backlog_alarm,
         }
     }
 }
@@ -410,6 +437,14 @@ impl Config {
             bail!("database.acquire_timeout_ms and database.statement_timeout_ms must be positive");
         }
         self.database_target()?;
+        if self.events.relay_batch == 0 || self.events.relay_interval_ms == 0 {
+            bail!("events.relay_batch and events.relay_interval_ms must be positive");
+        }
+        if self.events.backends.contains(&EventsBackend::Nats)
+            && let Err(e) = self.events.nats.validate()
+        {
+            bail!("{e}");
+        }
         if self.server.max_body_bytes < 1024 {
             bail!("server.max_body_bytes must be at least 1024");
         }

@@ -35,6 +35,7 @@ pub struct Floe {
     gateway: Option<Gateway>,
     shutdown_timeout: Duration,
     limits: crate::listen::ListenerLimits,
+    relay: crate::service::relay::RelaySettings,
     pub services: Services,
     /// Whether this start bootstrapped the server (the embedded quickstart).
     pub auto_bootstrapped: bool,
@@ -66,14 +67,17 @@ impl Floe {
             )))),
             AuthzBackend::Openfga => Arc::new(openfga_backend(config, &store, migrate).await?),
         };
-        let events: Vec<Arc<dyn EventPublisher>> = config
-            .events
-            .backends
-            .iter()
-            .map(|backend| match backend {
-                EventsBackend::Log => Arc::new(LogPublisher) as Arc<dyn EventPublisher>,
-            })
-            .collect();
+        let mut events: Vec<Arc<dyn EventPublisher>> = Vec::new();
+        for backend in &config.events.backends {
+            events.push(match backend {
+                EventsBackend::Log => Arc::new(LogPublisher),
+                EventsBackend::Nats => Arc::new(
+                    crate::events::nats::NatsPublisher::start(&config.events.nats)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("events.nats: {}", e.message))?,
+                ),
+            });
+        }
 
         let backend = store.server.backend_name();
         let mut services = Services::new(store, secrets, authz, events)
@@ -128,6 +132,7 @@ impl Floe {
             authn,
             backend,
             gzip: Arc::new(api::gzip::GzipCache::new(api::GZIP_CACHE_BYTES)),
+            events_backlog_alarm: config.events.backlog_alarm,
         };
         let router = api::router(
             state,
@@ -148,6 +153,7 @@ impl Floe {
             gateway,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
             limits: config.server.limits.clone(),
+            relay: config.events.relay(),
             services,
             auto_bootstrapped,
         })
@@ -185,6 +191,7 @@ impl Floe {
                 drain,
             ))
         });
+        let relay = self.services.spawn_relay(self.relay.clone());
         let service = hyper_util::service::TowerToHyperService::new(self.router);
         crate::listen::serve(
             "catalog",
@@ -198,6 +205,7 @@ impl Floe {
             self.shutdown_timeout,
         )
         .await;
+        relay.abort();
         if let Some(gateway) = gateway {
             match gateway.await {
                 Ok(result) => result?,

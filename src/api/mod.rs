@@ -46,6 +46,8 @@ pub struct AppState {
     pub backend: &'static str,
     /// Compressed starts of large `loadTable` bodies (`api::gzip`).
     pub(crate) gzip: Arc<gzip::GzipCache>,
+    /// Pending events past which readiness details raise an alarm.
+    pub events_backlog_alarm: u64,
 }
 
 /// Compressed bytes `AppState::gzip` keeps: a table with 5,000 snapshots (2 MB of metadata)
@@ -341,6 +343,16 @@ async fn ready(State(state): State<AppState>) -> Response {
     };
     if !providers.is_empty() {
         body["identity-providers"] = serde_json::Value::Object(providers);
+    }
+    // The events' backlog and publishers: reported, never a reason to be unready (events wait
+    // in the database while a publisher is down).
+    if let Ok(Ok(events)) = tokio::time::timeout(
+        Duration::from_secs(2),
+        state.services.events_status(state.events_backlog_alarm),
+    )
+    .await
+    {
+        body["events"] = serde_json::to_value(events).unwrap_or_default();
     }
     (status, Json(body)).into_response()
 }

@@ -1,35 +1,27 @@
-//! Change events: after a change commits, the use case hands a [`CatalogEvent`] to every configured
-//! `EventPublisher`. The in-tree default, [`LogPublisher`], writes each as a `tracing` line;
-//! CloudEvents on NATS comes later behind the same trait. A publisher failure is logged and never
-//! fails the request, whose change is already committed.
+//! Change events: CloudEvents (`model::events`) handed to every configured [`EventPublisher`].
+//! Changes recorded on a branch write their events into the outbox inside their own transaction
+//! and the relay (`service::relay`) publishes them; other changes are published after they
+//! commit. The in-tree default, [`LogPublisher`], writes each as a `tracing` line; [`nats`]
+//! publishes to NATS JetStream.
 //!
 //! Depends on `model` only.
 
+pub mod nats;
+
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-use uuid::Uuid;
 
 use crate::error::Result;
-
-/// One committed change. `kind` reads like a CloudEvents type (`floe.namespace.created`).
-#[derive(Debug, Clone, Serialize)]
-pub struct CatalogEvent {
-    pub id: Uuid,
-    pub kind: &'static str,
-    pub time: DateTime<Utc>,
-    /// Who made the change.
-    pub actor: String,
-    pub request_id: String,
-    /// What changed, e.g. `warehouse/<id>/namespace/a.b`.
-    pub subject: String,
-    pub data: serde_json::Value,
-}
+use crate::model::events::CloudEvent;
 
 #[async_trait]
 pub trait EventPublisher: Send + Sync {
-    async fn publish(&self, event: &CatalogEvent) -> Result<()>;
+    /// Publishes `events` in order; returns once the destination holds them all (an error
+    /// leaves outbox events pending, to be published again: destinations drop duplicates by id
+    /// where they can).
+    async fn publish(&self, events: &[CloudEvent]) -> Result<()>;
     async fn health(&self) -> Result<()>;
+    /// The publisher's name in readiness details.
+    fn name(&self) -> &'static str;
 }
 
 /// Writes each event as an `info` log line with target `floe::events`.
@@ -37,21 +29,25 @@ pub struct LogPublisher;
 
 #[async_trait]
 impl EventPublisher for LogPublisher {
-    async fn publish(&self, event: &CatalogEvent) -> Result<()> {
-        tracing::info!(
-            target: "floe::events",
-            event_id = %event.id,
-            kind = event.kind,
-            subject = %event.subject,
-            actor = %event.actor,
-            request_id = %event.request_id,
-            data = %event.data,
-            "catalog event"
-        );
+    async fn publish(&self, events: &[CloudEvent]) -> Result<()> {
+        for event in events {
+            tracing::info!(
+                target: "floe::events",
+                event_id = %event.id,
+                kind = %event.kind,
+                subject = %event.subject,
+                event = %event.body,
+                "catalog event"
+            );
+        }
         Ok(())
     }
 
     async fn health(&self) -> Result<()> {
         Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "log"
     }
 }

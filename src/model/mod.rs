@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 
 mod authz_ids;
+pub mod events;
 mod operation;
 mod queued;
 mod refs;
@@ -669,11 +670,34 @@ pub enum MergeStrategy {
     TargetWins,
 }
 
-/// Who made a catalog change and why: recorded on the commit it becomes.
+/// Who made a catalog change and why: recorded on the commit it becomes, and in the change's
+/// events (`events::commit_events`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitMeta {
     pub author: String,
     pub message: String,
+    /// The request that made the change (its events carry it).
+    pub request_id: String,
+    /// How the change is announced.
+    pub event: CommitEvent,
+    /// More data for a name's event, by `events::detail_key` (a table commit's updates).
+    pub event_data: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// What kind of change a commit's events describe, beyond what its changes say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum CommitEvent {
+    /// Each change as it is: created, committed (replaced), dropped.
+    #[default]
+    Changes,
+    /// A drop and a create that are one rename.
+    Rename,
+    /// A create that registers existing metadata.
+    Register,
+    /// A merge from `source`.
+    Merge { source: String },
+    /// No events (none are published: `events.backends` is empty).
+    Silent,
 }
 
 impl CommitMeta {
@@ -681,7 +705,31 @@ impl CommitMeta {
         CommitMeta {
             author: author.into(),
             message: message.into(),
+            request_id: String::new(),
+            event: CommitEvent::Changes,
+            event_data: Default::default(),
         }
+    }
+
+    /// The same, with `data` added to the event of the name (`namespace`, and `name` for a
+    /// table or view).
+    pub fn with_event_data(
+        mut self,
+        namespace: &[String],
+        name: &Option<String>,
+        data: serde_json::Value,
+    ) -> Self {
+        self.event_data
+            .insert(events::detail_key(namespace, name), data);
+        self
+    }
+
+    /// The same, announced as `event`.
+    pub fn announced_as(mut self, event: CommitEvent) -> Self {
+        if self.event != CommitEvent::Silent {
+            self.event = event;
+        }
+        self
     }
 }
 

@@ -490,7 +490,14 @@ impl Services {
         };
         self.authorize(ctx, action, Resource::Warehouse(warehouse))
             .await?;
-        let meta = ctx.commit(message.unwrap_or_else(|| format!("merge {source} into {target}")));
+        let meta = self
+            .commit_meta(
+                ctx,
+                message.unwrap_or_else(|| format!("merge {source} into {target}")),
+            )
+            .announced_as(crate::model::CommitEvent::Merge {
+                source: source.to_string(),
+            });
         let mut last = None;
         for _ in 0..MERGE_ATTEMPTS {
             match self

@@ -19,6 +19,7 @@ mod merge;
 pub mod metadata;
 mod namespaces;
 mod projects;
+pub mod relay;
 mod server;
 mod table_json;
 mod tables;
@@ -31,7 +32,7 @@ use std::sync::Arc;
 use crate::authn::Principal;
 use crate::authz::Authorizer;
 use crate::error::Result;
-use crate::events::{CatalogEvent, EventPublisher};
+use crate::events::EventPublisher;
 use crate::model::{Warehouse, WarehouseId, now};
 use crate::secrets::SecretStore;
 use crate::store::Persistence;
@@ -63,7 +64,9 @@ pub struct RequestContext {
 impl RequestContext {
     /// The record of a catalog change this caller makes (see `store::RefStore`).
     pub fn commit(&self, message: impl Into<String>) -> crate::model::CommitMeta {
-        crate::model::CommitMeta::new(self.principal.display_id(), message)
+        let mut meta = crate::model::CommitMeta::new(self.principal.display_id(), message);
+        meta.request_id = self.request_id.clone();
+        meta
     }
 
     /// The context of Floe acting on its own behalf (the automatic bootstrap).
@@ -257,7 +260,9 @@ impl Services {
         self.gateway_endpoint.as_deref()
     }
 
-    /// Hands a committed change to every publisher; failures are logged, never returned.
+    /// Hands a committed change that is not recorded on a branch (projects, warehouses, keys,
+    /// users, roles, grants) to every publisher, after it committed; failures are logged, never
+    /// returned. Changes recorded on a branch go through the outbox instead (`relay`).
     async fn announce(
         &self,
         ctx: &RequestContext,
@@ -265,19 +270,46 @@ impl Services {
         subject: String,
         data: serde_json::Value,
     ) {
-        let event = CatalogEvent {
-            id: uuid::Uuid::now_v7(),
+        let kind = kind.strip_prefix("floe.").unwrap_or(kind);
+        let actor = ctx.principal.display_id();
+        let warehouse = subject
+            .strip_prefix("warehouse/")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|id| id.parse().ok());
+        let event = crate::model::events::CloudEvent::new(
             kind,
-            time: now(),
-            actor: ctx.principal.display_id(),
-            request_id: ctx.request_id.clone(),
+            subject.clone(),
             subject,
+            &crate::model::events::EventContext {
+                actor: &actor,
+                request_id: &ctx.request_id,
+                warehouse,
+                reference: None,
+                commit: None,
+            },
+            &[],
+            now(),
             data,
-        };
+        );
         for publisher in self.events.iter() {
-            if let Err(e) = publisher.publish(&event).await {
+            if let Err(e) = publisher.publish(std::slice::from_ref(&event)).await {
                 tracing::warn!(error = ?e, kind, "publishing an event failed");
             }
+        }
+    }
+
+    /// The record of a catalog change `ctx` makes: its commit and, when events are published
+    /// at all, its events.
+    pub(crate) fn commit_meta(
+        &self,
+        ctx: &RequestContext,
+        message: impl Into<String>,
+    ) -> crate::model::CommitMeta {
+        let meta = ctx.commit(message);
+        if self.events.is_empty() {
+            meta.announced_as(crate::model::CommitEvent::Silent)
+        } else {
+            meta
         }
     }
 
@@ -286,9 +318,8 @@ impl Services {
         self.store.server.health().await?;
         self.secrets.health().await?;
         self.authz.health().await?;
-        for publisher in self.events.iter() {
-            publisher.health().await?;
-        }
+        // Event publishers do not make Floe unready: their events wait in the outbox (the
+        // backlog is in the readiness details).
         Ok(())
     }
 }

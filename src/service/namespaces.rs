@@ -122,7 +122,7 @@ impl Services {
             .namespaces
             .create_namespace(
                 &namespace,
-                &ctx.commit(format!("create namespace {}", namespace.ident)),
+                &self.commit_meta(ctx, format!("create namespace {}", namespace.ident)),
             )
             .await?;
         self.own(
@@ -131,14 +131,6 @@ impl Services {
                 warehouse,
                 namespace: namespace.ident.clone(),
             },
-        )
-        .await;
-        // announce
-        self.announce(
-            ctx,
-            "floe.namespace.created",
-            format!("warehouse/{warehouse}/namespace/{}", namespace.ident),
-            serde_json::json!({ "namespace": namespace.ident, "ref": branch.name }),
         )
         .await;
         Ok(namespace)
@@ -184,17 +176,9 @@ impl Services {
             .drop_namespace(
                 branch.id,
                 ident,
-                &ctx.commit(format!("drop namespace {ident}")),
+                &self.commit_meta(ctx, format!("drop namespace {ident}")),
             )
             .await?;
-        // announce
-        self.announce(
-            ctx,
-            "floe.namespace.dropped",
-            format!("warehouse/{warehouse}/namespace/{ident}"),
-            serde_json::json!({ "namespace": ident, "ref": branch.name }),
-        )
-        .await;
         Ok(())
     }
 
@@ -242,7 +226,13 @@ impl Services {
                 &updates,
                 &removals,
                 now(),
-                &ctx.commit(format!("update properties of namespace {ident}")),
+                &self
+                    .commit_meta(ctx, format!("update properties of namespace {ident}"))
+                    .with_event_data(
+                        ident.levels(),
+                        &None,
+                        serde_json::json!({ "updates": updates, "removals": removals }),
+                    ),
             )
             .await?;
         let (removed, missing): (Vec<String>, Vec<String>) = removal_set
@@ -254,17 +244,6 @@ impl Services {
             removed,
             missing,
         };
-        // announce
-        self.announce(
-            ctx,
-            "floe.namespace.properties-updated",
-            format!("warehouse/{warehouse}/namespace/{ident}"),
-            serde_json::json!({
-                "namespace": ident, "ref": branch.name,
-                "updated": result.updated, "removed": result.removed,
-            }),
-        )
-        .await;
         Ok(result)
     }
 }

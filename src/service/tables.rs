@@ -229,7 +229,7 @@ impl Services {
             .commit_tabulars(
                 wh.branch.id,
                 &[TabularChange::Create(record)],
-                &ctx.commit(format!("create table {ident}")),
+                &self.commit_meta(ctx, format!("create table {ident}")),
             )
             .await
         {
@@ -244,17 +244,6 @@ impl Services {
                 uuid: metadata.uuid(),
                 kind: TabularKind::Table,
             },
-        )
-        .await;
-        // announce
-        self.announce(
-            ctx,
-            "floe.table.created",
-            format!("warehouse/{warehouse}/table/{ident}"),
-            serde_json::json!({
-                "namespace": ident.namespace, "name": ident.name, "ref": wh.branch.name,
-                "metadata-location": file.as_str(),
-            }),
         )
         .await;
         Ok(TableState {
@@ -373,10 +362,20 @@ impl Services {
             .commit_locks
             .lock(changes.iter().map(|c| (warehouse, wh.branch.id, &c.ident)))
             .await;
-        let meta = ctx.commit(match changes.as_slice() {
-            [one] => format!("commit table {}", one.ident),
-            many => format!("commit {} tables", many.len()),
-        });
+        let mut meta = self.commit_meta(
+            ctx,
+            match changes.as_slice() {
+                [one] => format!("commit table {}", one.ident),
+                many => format!("commit {} tables", many.len()),
+            },
+        );
+        for change in &changes {
+            meta = meta.with_event_data(
+                change.ident.namespace.levels(),
+                &Some(change.ident.name.clone()),
+                serde_json::json!({ "updates": change.updates }),
+            );
+        }
         let mut retries = Retries::new();
         loop {
             match self
@@ -400,18 +399,6 @@ impl Services {
                                 tracing::warn!(file = %file, error = ?e, "deleting a retired metadata file failed");
                             }
                         }
-                        // announce
-                        self.announce(
-                            ctx,
-                            "floe.table.committed",
-                            format!("warehouse/{warehouse}/table/{}", change.ident),
-                            serde_json::json!({
-                                "namespace": change.ident.namespace, "name": change.ident.name,
-                                "ref": wh.branch.name, "metadata-location": state.metadata_location,
-                                "updates": change.updates.len(),
-                            }),
-                        )
-                        .await;
                         if state.new_uuid {
                             self.own(
                                 ctx,
@@ -463,7 +450,13 @@ impl Services {
                 wh.branch.id,
                 ident,
                 TabularKind::Table,
-                &ctx.commit(format!("drop table {ident}")),
+                &self
+                    .commit_meta(ctx, format!("drop table {ident}"))
+                    .with_event_data(
+                        ident.namespace.levels(),
+                        &Some(ident.name.clone()),
+                        serde_json::json!({ "purge-requested": purge }),
+                    ),
             )
             .await?;
         // Files another branch, tag or commit still references stay (docs/branching.md): only
@@ -485,17 +478,6 @@ impl Services {
         } else {
             tracing::info!(target: PURGE_LOG, table = %ident, table_uuid = %dropped.uuid, outcome = "kept: no purge was asked", "purge finished");
         }
-        // announce
-        self.announce(
-            ctx,
-            "floe.table.dropped",
-            format!("warehouse/{warehouse}/table/{ident}"),
-            serde_json::json!({
-                "namespace": ident.namespace, "name": ident.name, "ref": wh.branch.name,
-                "purge": purge, "location": dropped.location,
-            }),
-        )
-        .await;
         Ok(())
     }
 
@@ -669,16 +651,11 @@ impl Services {
                 from,
                 to,
                 TabularKind::Table,
-                &ctx.commit(format!("rename table {from} to {to}")),
+                &self
+                    .commit_meta(ctx, format!("rename table {from} to {to}"))
+                    .announced_as(crate::model::CommitEvent::Rename),
             )
             .await?;
-        self.announce(
-            ctx,
-            "floe.table.renamed",
-            format!("warehouse/{warehouse}/table/{from}"),
-            serde_json::json!({ "from": from.to_string(), "to": to.to_string(), "ref": branch.name }),
-        )
-        .await;
         Ok(())
     }
 
@@ -815,7 +792,9 @@ impl Services {
             .commit_tabulars(
                 wh.branch.id,
                 &[change],
-                &ctx.commit(format!("register table {ident}")),
+                &self
+                    .commit_meta(ctx, format!("register table {ident}"))
+                    .announced_as(crate::model::CommitEvent::Register),
             )
             .await?;
         // A UUID the warehouse knew (a dropped table brought back) keeps the grants it had; the
@@ -832,16 +811,6 @@ impl Services {
             )
             .await;
         }
-        self.announce(
-            ctx,
-            "floe.table.registered",
-            format!("warehouse/{warehouse}/table/{ident}"),
-            serde_json::json!({
-                "namespace": ident.namespace, "name": ident.name, "ref": wh.branch.name,
-                "metadata-location": file.as_str(), "overwrite": overwrite,
-            }),
-        )
-        .await;
         Ok(TableState {
             location: location.to_string(),
             uuid: metadata.uuid(),

@@ -139,7 +139,7 @@ impl Services {
             .commit_tabulars(
                 wh.branch.id,
                 &[TabularChange::Create(record)],
-                &ctx.commit(format!("create view {ident}")),
+                &self.commit_meta(ctx, format!("create view {ident}")),
             )
             .await
         {
@@ -148,17 +148,6 @@ impl Services {
         }
         self.own(ctx, view_resource(warehouse, &ident, metadata.uuid()))
             .await;
-        // announce
-        self.announce(
-            ctx,
-            "floe.view.created",
-            format!("warehouse/{warehouse}/view/{ident}"),
-            serde_json::json!({
-                "namespace": ident.namespace, "name": ident.name, "ref": wh.branch.name,
-                "metadata-location": file.as_str(),
-            }),
-        )
-        .await;
         Ok(ViewState {
             metadata_location: file.to_string(),
             metadata: json,
@@ -257,21 +246,11 @@ impl Services {
                 .commit_tabulars(
                     wh.branch.id,
                     &[change],
-                    &ctx.commit(format!("replace view {ident}")),
+                    &self.commit_meta(ctx, format!("replace view {ident}")),
                 )
                 .await
             {
                 Ok(()) => {
-                    self.announce(
-                        ctx,
-                        "floe.view.replaced",
-                        format!("warehouse/{warehouse}/view/{ident}"),
-                        serde_json::json!({
-                            "namespace": ident.namespace, "name": ident.name,
-                            "ref": wh.branch.name, "metadata-location": file.as_str(),
-                        }),
-                    )
-                    .await;
                     return Ok(ViewState {
                         metadata_location: file.to_string(),
                         metadata: json,
@@ -303,7 +282,7 @@ impl Services {
                 branch.id,
                 ident,
                 TabularKind::View,
-                &ctx.commit(format!("drop view {ident}")),
+                &self.commit_meta(ctx, format!("drop view {ident}")),
             )
             .await?;
         // A view has no data to purge: once nothing else reads it (no other line, tag or commit),
@@ -320,13 +299,6 @@ impl Services {
                 .release_view_claims(warehouse, dropped.uuid)
                 .await?;
         }
-        self.announce(
-            ctx,
-            "floe.view.dropped",
-            format!("warehouse/{warehouse}/view/{ident}"),
-            serde_json::json!({ "namespace": ident.namespace, "name": ident.name, "ref": branch.name }),
-        )
-        .await;
         Ok(())
     }
 
@@ -353,16 +325,11 @@ impl Services {
                 from,
                 to,
                 TabularKind::View,
-                &ctx.commit(format!("rename view {from} to {to}")),
+                &self
+                    .commit_meta(ctx, format!("rename view {from} to {to}"))
+                    .announced_as(crate::model::CommitEvent::Rename),
             )
             .await?;
-        self.announce(
-            ctx,
-            "floe.view.renamed",
-            format!("warehouse/{warehouse}/view/{from}"),
-            serde_json::json!({ "from": from.to_string(), "to": to.to_string(), "ref": branch.name }),
-        )
-        .await;
         Ok(())
     }
 
@@ -443,20 +410,15 @@ impl Services {
                     &file,
                     json.clone(),
                 ))],
-                &ctx.commit(format!("register view {ident}")),
+                &self
+                    .commit_meta(ctx, format!("register view {ident}"))
+                    .announced_as(crate::model::CommitEvent::Register),
             )
             .await?;
         if new_uuid {
             self.own(ctx, view_resource(warehouse, &ident, metadata.uuid()))
                 .await;
         }
-        self.announce(
-            ctx,
-            "floe.view.registered",
-            format!("warehouse/{warehouse}/view/{ident}"),
-            serde_json::json!({ "namespace": ident.namespace, "name": ident.name, "metadata-location": file.as_str() }),
-        )
-        .await;
         Ok(ViewState {
             metadata_location: file.to_string(),
             metadata: json,

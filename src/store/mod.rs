@@ -404,6 +404,14 @@ impl HistoryEntry {
         }
     }
 
+    /// The table's or view's UUID.
+    pub(crate) fn uuid(&self) -> Option<uuid::Uuid> {
+        match self {
+            HistoryEntry::Namespace { .. } => None,
+            HistoryEntry::Tabular { uuid, .. } => Some(*uuid),
+        }
+    }
+
     pub(crate) fn dropped(&self) -> bool {
         match self {
             HistoryEntry::Namespace { properties, .. } => properties.is_none(),
@@ -500,6 +508,32 @@ pub trait AuthzStore: Send + Sync {
     ) -> Result<Vec<Relationship>>;
 }
 
+/// Where the relay hands pending events; an error leaves them pending.
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    async fn deliver(&self, events: &[crate::model::events::CloudEvent]) -> Result<()>;
+}
+
+/// Events written and not yet published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventBacklog {
+    pub pending: u64,
+    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The outbox of change events: every change recorded on a branch writes its events in its own
+/// transaction (`model::events::commit_events`); the relay publishes them from here.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Hands up to `limit` pending events to `sink`, oldest first and in order per key, and marks
+    /// them published once it accepted them; returns how many. Processes sharing the database
+    /// never hand out the same key's events at once.
+    async fn publish_pending(&self, limit: usize, sink: &dyn EventSink) -> Result<usize>;
+    async fn event_backlog(&self) -> Result<EventBacklog>;
+    /// Deletes events published before `published_before`; returns how many.
+    async fn expire_events(&self, published_before: chrono::DateTime<chrono::Utc>) -> Result<u64>;
+}
+
 /// One backend, seen through each aggregate's trait.
 #[derive(Clone)]
 pub struct Persistence {
@@ -513,6 +547,7 @@ pub struct Persistence {
     pub access_keys: Arc<dyn AccessKeyStore>,
     pub users: Arc<dyn UserStore>,
     pub authz: Arc<dyn AuthzStore>,
+    pub events: Arc<dyn EventStore>,
 }
 
 impl Persistence {
@@ -528,6 +563,7 @@ impl Persistence {
             + AccessKeyStore
             + UserStore
             + AuthzStore
+            + EventStore
             + 'static,
     {
         Persistence {
@@ -540,7 +576,8 @@ impl Persistence {
             secrets: backend.clone(),
             access_keys: backend.clone(),
             users: backend.clone(),
-            authz: backend,
+            authz: backend.clone(),
+            events: backend,
         }
     }
 

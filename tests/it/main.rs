@@ -29,6 +29,7 @@ mod branches;
 mod commits;
 mod common;
 mod errors;
+mod events;
 mod gateway;
 mod grants;
 mod http2;

@@ -54,6 +54,8 @@ macro_rules! stamp {
         #[derive(Clone)]
         pub(super) struct LineHead {
             pub(super) warehouse: Uuid,
+            /// The branch's name (events carry it).
+            pub(super) name: String,
             pub(super) parent: Option<(RefId, i64)>,
             pub(super) seq: i64,
             pub(super) commit: Option<CommitId>,
@@ -67,8 +69,8 @@ macro_rules! stamp {
         ) -> Result<LineHead> {
             let failed = |e| db_error("recording a commit", e);
             let row = sqlx::query(concat!(
-                "SELECT warehouse_id, kind, head_seq, head_commit, head_generation, retired_at, \
-                 parent_id, parent_seq FROM refs WHERE id = $1",
+                "SELECT warehouse_id, name, kind, head_seq, head_commit, head_generation, \
+                 retired_at, parent_id, parent_seq FROM refs WHERE id = $1",
                 $for_update
             ))
             .bind(line.0)
@@ -87,6 +89,7 @@ macro_rules! stamp {
             }
             Ok(LineHead {
                 warehouse: row.try_get("warehouse_id").map_err(failed)?,
+                name: row.try_get("name").map_err(failed)?,
                 parent: match (
                     row.try_get::<Option<Uuid>, _>("parent_id")
                         .map_err(failed)?,
@@ -144,6 +147,7 @@ macro_rules! stamp {
             let mut rows = Vec::with_capacity(commits.len());
             let mut namespace_rows = Vec::new();
             let mut tabular_rows = Vec::new();
+            let mut events = Vec::new();
             for commit in commits {
                 let seq = head.seq + 1;
                 let mut generation = head.generation + 1;
@@ -155,6 +159,23 @@ macro_rules! stamp {
                 let id = CommitId::new();
                 let changes: Vec<CommitChange> =
                     commit.entries.iter().map(HistoryEntry::change).collect();
+                let described: Vec<(CommitChange, Option<Uuid>)> = commit
+                    .entries
+                    .iter()
+                    .zip(&changes)
+                    .map(|(entry, change)| (change.clone(), entry.uuid()))
+                    .collect();
+                events.extend(crate::model::events::commit_events(
+                    head.warehouse,
+                    &head.name,
+                    id.0,
+                    &commit.meta.event,
+                    &commit.meta.author,
+                    &commit.meta.request_id,
+                    &commit.meta.event_data,
+                    &described,
+                    commit.at,
+                ));
                 rows.push(CommitRow {
                     id,
                     seq,
@@ -192,7 +213,8 @@ macro_rules! stamp {
                 <$store as crate::store::sql::BackendDb>::WRITES_IN_ONE_STATEMENT
                     && rows.len() <= ROWS_PER_INSERT
                     && namespace_values.len() <= ROWS_PER_INSERT
-                    && tabular_rows.len() <= ROWS_PER_INSERT;
+                    && tabular_rows.len() <= ROWS_PER_INSERT
+                    && events.len() <= ROWS_PER_INSERT;
             if fits_one_statement {
                 let mut statement = sqlx::QueryBuilder::<Db>::new("WITH c AS (");
                 insert_commits(&mut statement, warehouse, line, &rows);
@@ -203,6 +225,10 @@ macro_rules! stamp {
                 if !tabular_rows.is_empty() {
                     statement.push("), t AS (");
                     insert_tabular_history(&mut statement, line, &tabular_rows);
+                }
+                if !events.is_empty() {
+                    statement.push("), e AS (");
+                    super::events::insert_events(&mut statement, &events);
                 }
                 statement.push(") UPDATE refs SET head_seq = ");
                 statement.push_bind(head.seq);
@@ -238,6 +264,13 @@ macro_rules! stamp {
             for chunk in tabular_rows.chunks(ROWS_PER_INSERT) {
                 let mut insert = sqlx::QueryBuilder::<Db>::new("");
                 insert_tabular_history(&mut insert, line, chunk);
+                insert.build().execute(&mut *conn).await.map_err(failed)?;
+            }
+            // Events after everything they describe (on PostgreSQL a table's events then number
+            // in the order its commits land: the table's row was taken first).
+            for chunk in events.chunks(ROWS_PER_INSERT) {
+                let mut insert = sqlx::QueryBuilder::<Db>::new("");
+                super::events::insert_events(&mut insert, chunk);
                 insert.build().execute(&mut *conn).await.map_err(failed)?;
             }
             let done = sqlx::query(

@@ -15,6 +15,7 @@
 //! - `rows`: row mapping shared by the others (columns and `*_from_row`);
 //! - `history`: recording commits and history rows on a locked line;
 //! - `lines`: what a line (branch) sees: its own rows, else its parent's as of the fork;
+//! - `events`: the outbox of change events, and its relay's claims;
 //! - `writer`: the group-commit writer; `changes`: one commit's changes inside its transaction;
 //!   `claims`: the folder-claim checks and inserts of those changes;
 //! - one file per aggregate's store: `server`, `projects`, `warehouses`, `namespaces`,
@@ -24,6 +25,7 @@ pub(super) mod access_keys;
 pub(super) mod authz;
 pub(super) mod changes;
 pub(super) mod claims;
+pub(super) mod events;
 pub(super) mod history;
 pub(super) mod lines;
 pub(super) mod namespaces;
@@ -68,6 +70,11 @@ macro_rules! impl_sql_store {
             #[allow(unused_imports)]
             use super::*;
             $crate::store::sql::changes::stamp!($store, $row, $for_update, $location_lock);
+        }
+        mod events {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::store::sql::events::stamp!($store, $row, $for_update, $location_lock);
         }
         mod server {
             #[allow(unused_imports)]
@@ -141,6 +148,9 @@ pub(crate) trait BackendDb {
     /// Whether one statement can insert into several tables (PostgreSQL's data-modifying `WITH`),
     /// so that a line's commits, history and head are written in one round trip.
     const WRITES_IN_ONE_STATEMENT: bool;
+    /// Whether several processes relay events at once (PostgreSQL), sharing the work with row
+    /// locks; SQLite's one process relays alone.
+    const SHARED_RELAY: bool;
     /// A `BEGIN` that also takes a group's locks in the same round trip (the folder-claim lock of
     /// each warehouse in `claims`, then each line's row, in the given sorted order), or `None`
     /// where locks cost no round trip (SQLite, whose single writer serializes anyway). Only ids

@@ -1,0 +1,17 @@
+-- The outbox of change events (issue 20): each event is written in the transaction of the change
+-- it describes, so none is lost, and a relay in every instance publishes the pending ones, in
+-- `seq` order per `event_key` (a table, a namespace...). `published_at` marks what the publishers
+-- acknowledged; published events stay for `events.retention_hours`, for the events feed.
+CREATE TABLE events (
+    seq           BIGSERIAL PRIMARY KEY,
+    id            UUID NOT NULL UNIQUE,
+    event_key     TEXT COLLATE "C" NOT NULL,
+    type          TEXT NOT NULL,
+    subject       TEXT NOT NULL,
+    warehouse_id  UUID,
+    created_at    TIMESTAMPTZ NOT NULL,
+    body          TEXT NOT NULL,
+    published_at  TIMESTAMPTZ
+);
+CREATE INDEX events_pending ON events (event_key, seq) WHERE published_at IS NULL;
+CREATE INDEX events_published ON events (published_at) WHERE published_at IS NOT NULL;

@@ -1,0 +1,177 @@
+//! `EventStore`: the outbox of change events. Events are inserted by `history::write_commits`
+//! inside the change's own transaction; the relay publishes the pending ones here.
+//!
+//! On PostgreSQL several instances relay at once and share the work: each claims the oldest
+//! pending event of as many keys as it can lock (`FOR UPDATE SKIP LOCKED`, so two relays never
+//! take the same key), publishes those keys' pending events in order, marks them published and
+//! commits; a key another relay holds is skipped until it is done. SQLite's one process reads its
+//! pending events and marks them afterwards, without holding its one writer while publishing.
+
+macro_rules! stamp {
+    ($store:ty, $row:ty, $for_update:literal, $location_lock:literal) => {
+        use async_trait::async_trait;
+        use chrono::{DateTime, Utc};
+        use sqlx::Row as _;
+
+        use crate::error::Result;
+        use crate::model::events::CloudEvent;
+        use crate::store::{EventBacklog, EventSink, EventStore, db_error};
+
+        /// Appends a multi-row insert of `events` to `statement`.
+        pub(crate) fn insert_events(
+            statement: &mut sqlx::QueryBuilder<<$store as crate::store::sql::BackendDb>::Db>,
+            events: &[CloudEvent],
+        ) {
+            statement.push(
+                "INSERT INTO events (id, event_key, type, subject, warehouse_id, created_at, body) ",
+            );
+            let now = Utc::now();
+            statement.push_values(events, |mut row, e| {
+                row.push_bind(e.id)
+                    .push_bind(e.key.clone())
+                    .push_bind(e.kind.clone())
+                    .push_bind(e.subject.clone())
+                    .push_bind(e.warehouse)
+                    .push_bind(now)
+                    .push_bind(e.body.clone());
+            });
+        }
+
+        fn event_from_row(row: &$row) -> std::result::Result<(i64, CloudEvent), sqlx::Error> {
+            Ok((
+                row.try_get("seq")?,
+                CloudEvent {
+                    id: row.try_get("id")?,
+                    kind: row.try_get("type")?,
+                    subject: row.try_get("subject")?,
+                    warehouse: row.try_get("warehouse_id")?,
+                    key: row.try_get("event_key")?,
+                    body: row.try_get("body")?,
+                },
+            ))
+        }
+
+        /// Marks events published, by seq.
+        fn mark_published(
+            seqs: &[i64],
+            at: DateTime<Utc>,
+        ) -> sqlx::QueryBuilder<<$store as crate::store::sql::BackendDb>::Db> {
+            let mut update = sqlx::QueryBuilder::new("UPDATE events SET published_at = ");
+            update.push_bind(at);
+            update.push(" WHERE seq IN (");
+            let mut list = update.separated(", ");
+            for seq in seqs {
+                list.push_bind(*seq);
+            }
+            update.push(")");
+            update
+        }
+
+        #[async_trait]
+        impl EventStore for $store {
+            async fn publish_pending(&self, limit: usize, sink: &dyn EventSink) -> Result<usize> {
+                let failed = |e| db_error("relaying events", e);
+                let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+                if !<$store as crate::store::sql::BackendDb>::SHARED_RELAY {
+                    let rows = sqlx::query(
+                        "SELECT seq, id, event_key, type, subject, warehouse_id, body FROM events \
+                         WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+                    )
+                    .bind(limit)
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(failed)?;
+                    let claimed = rows
+                        .iter()
+                        .map(event_from_row)
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                        .map_err(failed)?;
+                    if claimed.is_empty() {
+                        return Ok(0);
+                    }
+                    let events: Vec<CloudEvent> = claimed.iter().map(|(_, e)| e.clone()).collect();
+                    sink.deliver(&events).await?;
+                    let seqs: Vec<i64> = claimed.iter().map(|(seq, _)| *seq).collect();
+                    mark_published(&seqs, Utc::now())
+                        .build()
+                        .execute(&self.write)
+                        .await
+                        .map_err(failed)?;
+                    return Ok(events.len());
+                }
+                let mut tx = self.write.begin().await.map_err(failed)?;
+                // The oldest pending event of each key, locked: whoever holds it relays the key.
+                let heads = sqlx::query(
+                    "SELECT seq, event_key FROM events WHERE published_at IS NULL AND seq IN \
+                     (SELECT min(seq) FROM events WHERE published_at IS NULL GROUP BY event_key) \
+                     ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+                )
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(failed)?;
+                if heads.is_empty() {
+                    return Ok(0);
+                }
+                let mut select = sqlx::QueryBuilder::<<$store as crate::store::sql::BackendDb>::Db>::new(
+                    "SELECT seq, id, event_key, type, subject, warehouse_id, body FROM events \
+                     WHERE published_at IS NULL AND event_key IN (",
+                );
+                let mut keys = select.separated(", ");
+                for head in &heads {
+                    keys.push_bind(head.try_get::<String, _>("event_key").map_err(failed)?);
+                }
+                select.push(") ORDER BY seq LIMIT ");
+                select.push_bind(limit);
+                let rows = select.build().fetch_all(&mut *tx).await.map_err(failed)?;
+                let claimed = rows
+                    .iter()
+                    .map(event_from_row)
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(failed)?;
+                let events: Vec<CloudEvent> = claimed.iter().map(|(_, e)| e.clone()).collect();
+                sink.deliver(&events).await?;
+                let seqs: Vec<i64> = claimed.iter().map(|(seq, _)| *seq).collect();
+                mark_published(&seqs, Utc::now())
+                    .build()
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+                tx.commit().await.map_err(failed)?;
+                Ok(events.len())
+            }
+
+            async fn event_backlog(&self) -> Result<EventBacklog> {
+                let row = sqlx::query(
+                    "SELECT count(*) AS pending, min(created_at) AS oldest FROM events \
+                     WHERE published_at IS NULL",
+                )
+                .fetch_one(&self.read)
+                .await
+                .map_err(|e| db_error("counting pending events", e))?;
+                Ok(EventBacklog {
+                    pending: row
+                        .try_get::<i64, _>("pending")
+                        .map_err(|e| db_error("counting pending events", e))?
+                        .max(0) as u64,
+                    oldest: row
+                        .try_get("oldest")
+                        .map_err(|e| db_error("counting pending events", e))?,
+                })
+            }
+
+            async fn expire_events(&self, published_before: DateTime<Utc>) -> Result<u64> {
+                let done = sqlx::query(
+                    "DELETE FROM events WHERE published_at IS NOT NULL AND published_at < $1",
+                )
+                .bind(published_before)
+                .execute(&self.write)
+                .await
+                .map_err(|e| db_error("expiring events", e))?;
+                Ok(done.rows_affected())
+            }
+        }
+    };
+}
+
+pub(crate) use stamp;

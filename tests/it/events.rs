@@ -1,0 +1,333 @@
+//! Change events on a real NATS JetStream (`nats-server -js`, started by each test on a free
+//! port): every change recorded on a branch has exactly one event, written in the change's own
+//! transaction and relayed in order per table; with NATS down the events wait in the database
+//! (visible in `/ready`) and arrive once it is back.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::common::{Backend, TestApp, TestDb};
+
+/// A `nats-server` with JetStream, on a port found free, storing under its own folder.
+pub struct Nats {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Nats {
+    pub fn start() -> Nats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut nats = Nats {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        nats.resume();
+        nats
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again, on the same port and storage).
+    pub fn resume(&mut self) {
+        let bin = std::env::var("FLOE_TEST_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let store: PathBuf = self.dir.path().join("js");
+        let child = Command::new(bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(&store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs (Debian `nats-server`, or FLOE_TEST_NATS_SERVER)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Every message of the stream about a branch (not the bootstrap's or a warehouse's own
+    /// events), in stream order, as (message id, event JSON).
+    pub async fn messages(&self, stream: &str) -> Vec<(String, Value)> {
+        let client = async_nats::connect(self.url()).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        let mut stream = match js.get_stream(stream).await {
+            Ok(stream) => stream,
+            Err(_) => return Vec::new(),
+        };
+        let last = stream.info().await.unwrap().state.last_sequence;
+        let mut out = Vec::new();
+        for seq in 1..=last {
+            let Ok(message) = stream.get_raw_message(seq).await else {
+                continue;
+            };
+            let id = message
+                .headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.to_string())
+                .unwrap_or_default();
+            let event: Value = serde_json::from_slice(&message.payload).unwrap();
+            if event.get("ref").is_some() {
+                out.push((id, event));
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn ok(response: reqwest::Response, status: u16) -> Value {
+    let code = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    assert_eq!(code, status, "{text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+fn schema() -> Value {
+    json!({"type": "struct", "schema-id": 0, "fields": [
+        {"id": 1, "name": "id", "type": "long", "required": true}]})
+}
+
+async fn app_with_nats(backend: Backend, nats: &Nats, stream: &str) -> TestApp {
+    let db = std::sync::Arc::new(TestDb::new(backend).await);
+    let url = nats.url();
+    let stream = stream.to_string();
+    let app = TestApp::spawn_on(db, move |config| {
+        config.events.backends = vec![floe::config::EventsBackend::Nats];
+        config.events.nats.url = url;
+        config.events.nats.stream = stream;
+        config.events.nats.timeout_ms = 1_000;
+    })
+    .await;
+    if backend == Backend::Postgres {
+        ok(
+            app.post("/management/v1/bootstrap", &Value::Null).await,
+            200,
+        )
+        .await;
+        app.create_local_warehouse("demo").await;
+    }
+    app
+}
+
+/// Waits until the stream holds `count` messages (or 30 s pass), and returns them.
+async fn wait_for(nats: &Nats, stream: &str, count: usize) -> Vec<(String, Value)> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let messages = nats.messages(stream).await;
+        if messages.len() >= count || std::time::Instant::now() > deadline {
+            return messages;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn every_branch_change_has_one_event_in_order(backend: Backend) {
+    let nats = Nats::start();
+    let app = app_with_nats(backend, &nats, "EV1").await;
+    let base = format!("/catalog/v1/{}", app.prefix("demo").await);
+    ok(
+        app.post(&format!("{base}/namespaces"), &json!({"namespace": ["ns"]}))
+            .await,
+        200,
+    )
+    .await;
+    for name in ["a", "b"] {
+        ok(
+            app.post(
+                &format!("{base}/namespaces/ns/tables"),
+                &json!({"name": name, "schema": schema()}),
+            )
+            .await,
+            200,
+        )
+        .await;
+    }
+    for i in 0..3 {
+        ok(
+            app.post(
+                &format!("{base}/namespaces/ns/tables/a"),
+                &json!({"requirements": [], "updates": [
+                    {"action": "set-properties", "updates": {"n": i.to_string()}}]}),
+            )
+            .await,
+            200,
+        )
+        .await;
+    }
+    // One transaction over both tables: one event per table, naming the same commit.
+    let changes: Vec<Value> = ["a", "b"]
+        .iter()
+        .map(|t| {
+            json!({"identifier": {"namespace": ["ns"], "name": t}, "requirements": [],
+                   "updates": [{"action": "set-properties", "updates": {"tx": "1"}}]})
+        })
+        .collect();
+    let tx = json!({ "table-changes": changes });
+    let response = app.post(&format!("{base}/transactions/commit"), &tx).await;
+    assert_eq!(response.status(), 204, "{}", response.text().await.unwrap());
+    ok(
+        app.post(
+            &format!("{base}/tables/rename"),
+            &json!({"source": {"namespace": ["ns"], "name": "b"},
+                    "destination": {"namespace": ["ns"], "name": "c"}}),
+        )
+        .await,
+        204,
+    )
+    .await;
+    let response = app.delete(&format!("{base}/namespaces/ns/tables/c")).await;
+    assert_eq!(response.status(), 204);
+
+    let expected = [
+        ("io.floe.namespace.created", None),
+        ("io.floe.table.created", Some("a")),
+        ("io.floe.table.created", Some("b")),
+        ("io.floe.table.committed", Some("a")),
+        ("io.floe.table.committed", Some("a")),
+        ("io.floe.table.committed", Some("a")),
+        ("io.floe.table.committed", Some("a")),
+        ("io.floe.table.committed", Some("b")),
+        ("io.floe.table.renamed", Some("c")),
+        ("io.floe.table.dropped", Some("c")),
+    ];
+    let messages = wait_for(&nats, "EV1", expected.len()).await;
+    // Nothing more comes (no event twice).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let messages_later = nats.messages("EV1").await;
+    assert_eq!(messages_later.len(), expected.len(), "{messages_later:#?}");
+    let got: Vec<(String, Option<String>)> = messages
+        .iter()
+        .map(|(_, e)| {
+            (
+                e["type"].as_str().unwrap().to_string(),
+                e.get("table").and_then(|t| t.as_str()).map(str::to_string),
+            )
+        })
+        .collect();
+    let want: Vec<(String, Option<String>)> = expected
+        .iter()
+        .map(|(t, n)| (t.to_string(), n.map(str::to_string)))
+        .collect();
+    assert_eq!(got, want);
+    for (id, event) in &messages {
+        assert_eq!(event["specversion"], "1.0");
+        assert_eq!(&event["id"], id, "the message id is the event id");
+        assert_eq!(event["ref"], "main");
+        assert!(event["commitid"].is_string());
+        assert!(event["time"].is_string());
+    }
+    // Per table, the commits' metadata locations follow each other.
+    let a: Vec<&Value> = messages
+        .iter()
+        .filter(|(_, e)| e["table"] == "a")
+        .map(|(_, e)| &e["data"]["metadata-location"])
+        .collect();
+    assert_eq!(a.len(), 5);
+    let mut seen = std::collections::HashSet::new();
+    assert!(a.iter().all(|l| seen.insert(l.as_str().unwrap())));
+    assert_eq!(
+        messages[3].1["data"]["updates"][0]["action"],
+        "set-properties"
+    );
+    // The transaction's two events name one commit.
+    assert_eq!(messages[6].1["commitid"], messages[7].1["commitid"]);
+    assert_ne!(messages[5].1["commitid"], messages[6].1["commitid"]);
+    assert_eq!(messages[8].1["data"]["from"]["name"], "b");
+    assert_eq!(messages[9].1["data"]["purge-requested"], false);
+
+    let ready = ok(app.get("/ready").await, 200).await;
+    assert_eq!(ready["events"]["pending"], 0, "{ready}");
+    assert_eq!(ready["events"]["publishers"]["nats"], "ok", "{ready}");
+    app.shutdown().await.unwrap();
+}
+
+async fn with_nats_down_events_wait_and_arrive_once_it_is_back(backend: Backend) {
+    let mut nats = Nats::start();
+    let app = app_with_nats(backend, &nats, "EV2").await;
+    let base = format!("/catalog/v1/{}", app.prefix("demo").await);
+    ok(
+        app.post(&format!("{base}/namespaces"), &json!({"namespace": ["ns"]}))
+            .await,
+        200,
+    )
+    .await;
+    assert_eq!(wait_for(&nats, "EV2", 1).await.len(), 1);
+
+    nats.stop();
+    // Changes go on while NATS is down; their events wait in the database.
+    for name in ["t1", "t2", "t3"] {
+        ok(
+            app.post(
+                &format!("{base}/namespaces/ns/tables"),
+                &json!({"name": name, "schema": schema()}),
+            )
+            .await,
+            200,
+        )
+        .await;
+    }
+    let ready = ok(app.get("/ready").await, 200).await;
+    assert_eq!(
+        ready["status"], "ready",
+        "NATS down does not make Floe unready: {ready}"
+    );
+    assert_eq!(ready["events"]["pending"], 3, "{ready}");
+    assert_ne!(ready["events"]["publishers"]["nats"], "ok", "{ready}");
+
+    nats.resume();
+    let messages = wait_for(&nats, "EV2", 4).await;
+    let names: Vec<&str> = messages
+        .iter()
+        .filter_map(|(_, e)| e["table"].as_str())
+        .collect();
+    assert_eq!(names, ["t1", "t2", "t3"], "{messages:#?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = ok(app.get("/ready").await, 200).await;
+        if ready["events"]["pending"] == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.shutdown().await.unwrap();
+}
+
+on_both_backends!(
+    every_branch_change_has_one_event_in_order,
+    with_nats_down_events_wait_and_arrive_once_it_is_back,
+);
