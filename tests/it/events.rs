@@ -330,4 +330,239 @@ async fn with_nats_down_events_wait_and_arrive_once_it_is_back(backend: Backend)
 on_both_backends!(
     every_branch_change_has_one_event_in_order,
     with_nats_down_events_wait_and_arrive_once_it_is_back,
+    no_event_is_lost_through_kill_9_and_a_nats_outage,
 );
+
+/// One `floe` process of the crash test, on a port found free.
+struct Instance {
+    child: std::process::Child,
+    base: String,
+}
+
+fn start_instance(db: &TestDb, nats: &Nats, stream: &str, log: &std::path::Path) -> Instance {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_floe"));
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--s3-listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(db.dir.path().join("data"))
+        .env_remove("RUST_LOG")
+        .env("FLOE__LOG__LEVEL", "warn")
+        .env("FLOE__DATABASE__URL", &db.url)
+        .env("FLOE__DATABASE__AUTO_MIGRATE", "true")
+        .env("FLOE__BOOTSTRAP__AUTO", "true")
+        .env("FLOE__SECRETS__ENCRYPTION_KEY", crate::common::TEST_KEY)
+        .env("FLOE__EVENTS__BACKENDS", "[nats]")
+        .env("FLOE__EVENTS__NATS__URL", nats.url())
+        .env("FLOE__EVENTS__NATS__STREAM", stream)
+        .env("FLOE__EVENTS__NATS__TIMEOUT_MS", "1000")
+        .stdout(Stdio::null())
+        .stderr(log);
+    Instance {
+        child: command.spawn().unwrap(),
+        base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+async fn wait_ready(client: &reqwest::Client, base: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = client.get(format!("{base}/ready")).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{base} did not get ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Commits from several clients (one table each, so that each table's acknowledged commits are
+/// in the order they landed) while instances are killed with SIGKILL and restarted, and NATS is
+/// stopped for a while and started again: afterwards every acknowledged commit has exactly one
+/// event in the stream, in order per table. On PostgreSQL two instances serve and relay at once.
+async fn no_event_is_lost_through_kill_9_and_a_nats_outage(backend: Backend) {
+    use std::sync::{Arc, Mutex};
+    let instances = if backend == Backend::Postgres { 2 } else { 1 };
+    let outage: u64 = std::env::var("FLOE_TEST_NATS_OUTAGE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let mut nats = Nats::start();
+    let db = TestDb::new(backend).await;
+    let log = db.dir.path().join("floe.log");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut running: Vec<Instance> = Vec::new();
+    for _ in 0..instances {
+        let instance = start_instance(&db, &nats, "EV3", &log);
+        wait_ready(&client, &instance.base).await;
+        running.push(instance);
+    }
+    let bases: Arc<Mutex<Vec<String>>> =
+        Arc::new(Mutex::new(running.iter().map(|i| i.base.clone()).collect()));
+    let config: Value = client
+        .get(format!("{}/catalog/v1/config?warehouse=demo", running[0].base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let prefix = config["overrides"]["prefix"].as_str().unwrap().to_string();
+    let tables = ["t0", "t1", "t2", "t3"];
+    let at = |base: &str, path: &str| format!("{base}/catalog/v1/{prefix}{path}");
+    let first = running[0].base.clone();
+    let made = client
+        .post(at(&first, "/namespaces"))
+        .json(&json!({"namespace": ["ns"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(made.status(), 200);
+    for table in tables {
+        let made = client
+            .post(at(&first, "/namespaces/ns/tables"))
+            .json(&json!({"name": table, "schema": schema()}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(made.status(), 200, "{}", made.text().await.unwrap());
+    }
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (i, table) in tables.into_iter().enumerate() {
+        let (client, bases, stop, prefix) =
+            (client.clone(), bases.clone(), stop.clone(), prefix.clone());
+        writers.push(tokio::spawn(async move {
+            let mut acked: Vec<String> = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let base = {
+                    let bases = bases.lock().unwrap();
+                    bases[(i + n as usize) % bases.len()].clone()
+                };
+                n += 1;
+                let sent = client
+                    .post(format!("{base}/catalog/v1/{prefix}/namespaces/ns/tables/{table}"))
+                    .json(&json!({"requirements": [], "updates": [
+                        {"action": "set-properties", "updates": {"n": n.to_string()}}]}))
+                    .send()
+                    .await;
+                match sent {
+                    Ok(r) if r.status() == 200 => {
+                        let body: Value = r.json().await.unwrap();
+                        acked.push(body["metadata-location"].as_str().unwrap().to_string());
+                    }
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+            (table, acked)
+        }));
+    }
+
+    // SIGKILL an instance every 1.5 s (alternating), restarted at once on a new port.
+    for round in 0..8 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let victim = round % instances;
+        running[victim].child.kill().unwrap();
+        running[victim].child.wait().unwrap();
+        let instance = start_instance(&db, &nats, "EV3", &log);
+        wait_ready(&client, &instance.base).await;
+        bases.lock().unwrap()[victim] = instance.base.clone();
+        running[victim] = instance;
+    }
+    // NATS away while commits go on, and one more SIGKILL while it is.
+    nats.stop();
+    tokio::time::sleep(Duration::from_secs(outage / 2)).await;
+    running[0].child.kill().unwrap();
+    running[0].child.wait().unwrap();
+    let instance = start_instance(&db, &nats, "EV3", &log);
+    wait_ready(&client, &instance.base).await;
+    bases.lock().unwrap()[0] = instance.base.clone();
+    running[0] = instance;
+    tokio::time::sleep(Duration::from_secs(outage - outage / 2)).await;
+    let ready: Value = client
+        .get(format!("{}/ready", running[0].base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        ready["events"]["pending"].as_u64().unwrap() > 0,
+        "events wait while NATS is down: {ready}"
+    );
+    nats.resume();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for writer in writers {
+        acked.push(writer.await.unwrap());
+    }
+
+    // Everything relayed: nothing pending.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready: Value = client
+            .get(format!("{}/ready", running[0].base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ready["events"]["pending"] == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still pending: {ready}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let messages = nats.messages("EV3").await;
+    let mut ids = std::collections::HashSet::new();
+    for (id, _) in &messages {
+        assert!(ids.insert(id.clone()), "event {id} is in the stream twice");
+    }
+    let mut total = 0;
+    for (table, locations) in &acked {
+        assert!(!locations.is_empty(), "{table}: no commit was acknowledged");
+        total += locations.len();
+        let events: Vec<&str> = messages
+            .iter()
+            .filter(|(_, e)| e["type"] == "io.floe.table.committed" && e["table"] == *table)
+            .map(|(_, e)| e["data"]["metadata-location"].as_str().unwrap())
+            .collect();
+        // Exactly one event per acknowledged commit, in the order they landed (events of
+        // commits whose answer was lost to a kill may sit between them).
+        let mut position = 0;
+        for location in locations {
+            let found = events.iter().filter(|e| **e == location).count();
+            assert_eq!(found, 1, "{table}: {location} has {found} events");
+            let at = events.iter().position(|e| *e == location).unwrap();
+            assert!(at >= position, "{table}: {location} is out of order");
+            position = at;
+        }
+    }
+    eprintln!(
+        "{backend:?}: {total} acknowledged commits, {} events in the stream",
+        messages.len()
+    );
+    for mut instance in running {
+        let _ = instance.child.kill();
+        let _ = instance.child.wait();
+    }
+}
