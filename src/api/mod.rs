@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderName;
+use axum::http::{HeaderName, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
@@ -73,6 +73,7 @@ pub struct HttpSettings {
 struct Admission {
     slots: tokio::sync::Semaphore,
     timeout: std::time::Duration,
+    services: Services,
 }
 
 /// 503 with `Retry-After`: the client should come back shortly.
@@ -95,8 +96,15 @@ async fn admit(State(admission): State<Arc<Admission>>, request: Request, next: 
         tracing::debug!("request refused: too many in flight");
         return overloaded("too many requests in flight; retry later");
     };
+    let changes = !matches!(*request.method(), Method::GET | Method::HEAD);
     match tokio::time::timeout(admission.timeout, next.run(request)).await {
-        Ok(response) => response,
+        Ok(response) => {
+            if changes && response.status().is_success() {
+                // Its events (if any) are in the outbox: relay them now.
+                admission.services.wake_relay();
+            }
+            response
+        }
         Err(_) => {
             tracing::warn!(timeout = ?admission.timeout, "request timed out");
             overloaded("the request took too long; retry later")
@@ -221,6 +229,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     let admission = Arc::new(Admission {
         slots: tokio::sync::Semaphore::new(settings.max_requests_in_flight),
         timeout: settings.request_timeout,
+        services: state.services.clone(),
     });
     let api = management
         .merge(catalog)

@@ -99,6 +99,8 @@ pub struct ServicesInner {
     secrets: Arc<dyn SecretStore>,
     authz: Arc<dyn Authorizer>,
     events: Arc<Vec<Arc<dyn EventPublisher>>>,
+    /// Wakes this instance's events relay (a change was just made here).
+    relay_wake: Arc<tokio::sync::Notify>,
     commit_locks: Arc<commit::CommitLocks>,
     commits: commit::CommitProbe,
     caches: caches::Caches,
@@ -147,6 +149,7 @@ impl Services {
             secrets,
             authz,
             events: Arc::new(events),
+            relay_wake: Arc::new(tokio::sync::Notify::new()),
             commit_locks: Arc::new(commit::CommitLocks::new()),
             commits: commit::CommitProbe::default(),
             caches: caches::Caches::new(),

@@ -59,6 +59,7 @@ impl Services {
     pub fn spawn_relay(&self, settings: RelaySettings) -> tokio::task::JoinHandle<()> {
         let store = self.store.events.clone();
         let sink = Fanout(self.events.clone());
+        let wake = self.relay_wake.clone();
         tokio::spawn(async move {
             let idle = settings.interval;
             let mut backoff = idle;
@@ -68,7 +69,11 @@ impl Services {
                     Ok(n) => {
                         backoff = idle;
                         if n < settings.batch {
-                            tokio::time::sleep(idle).await;
+                            // Until a change is made here, or another instance's may be due.
+                            tokio::select! {
+                                () = wake.notified() => {}
+                                () = tokio::time::sleep(idle) => {}
+                            }
                         }
                     }
                     Err(e) => {
@@ -88,6 +93,12 @@ impl Services {
                 }
             }
         })
+    }
+
+    /// Tells the relay that changes were just made (their events are in the outbox): it looks
+    /// at once instead of at its next interval.
+    pub fn wake_relay(&self) {
+        self.relay_wake.notify_one();
     }
 
     /// The outbox's backlog and each publisher's health.

@@ -382,7 +382,10 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
         {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "{base} did not get ready");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{base} did not get ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -414,7 +417,10 @@ async fn no_event_is_lost_through_kill_9_and_a_nats_outage(backend: Backend) {
     let bases: Arc<Mutex<Vec<String>>> =
         Arc::new(Mutex::new(running.iter().map(|i| i.base.clone()).collect()));
     let config: Value = client
-        .get(format!("{}/catalog/v1/config?warehouse=demo", running[0].base))
+        .get(format!(
+            "{}/catalog/v1/config?warehouse=demo",
+            running[0].base
+        ))
         .send()
         .await
         .unwrap()
@@ -457,7 +463,9 @@ async fn no_event_is_lost_through_kill_9_and_a_nats_outage(backend: Backend) {
                 };
                 n += 1;
                 let sent = client
-                    .post(format!("{base}/catalog/v1/{prefix}/namespaces/ns/tables/{table}"))
+                    .post(format!(
+                        "{base}/catalog/v1/{prefix}/namespaces/ns/tables/{table}"
+                    ))
                     .json(&json!({"requirements": [], "updates": [
                         {"action": "set-properties", "updates": {"n": n.to_string()}}]}))
                     .send()
@@ -529,7 +537,10 @@ async fn no_event_is_lost_through_kill_9_and_a_nats_outage(backend: Backend) {
         if ready["events"]["pending"] == 0 {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "still pending: {ready}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still pending: {ready}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let messages = nats.messages("EV3").await;
