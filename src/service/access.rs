@@ -304,13 +304,14 @@ impl Services {
         &self,
         add: &[crate::model::Relationship],
         remove: &[crate::model::Relationship],
+        events: &[crate::model::events::CloudEvent],
     ) -> Result<()> {
         if !remove.is_empty() {
             self.authz.write(&[], remove).await?;
         }
         self.store
             .authz
-            .write_relationships(add, remove, crate::model::now())
+            .write_relationships(add, remove, crate::model::now(), events)
             .await?;
         if !add.is_empty() {
             self.authz.write(add, &[]).await?;
@@ -335,7 +336,7 @@ impl Services {
                 subject_id: identity.id.clone(),
                 subject_relation: None,
             };
-            self.write_relationships(std::slice::from_ref(&owner), &[])
+            self.write_relationships(std::slice::from_ref(&owner), &[], &[])
                 .await?;
             Ok::<_, Error>(owner)
         }

@@ -243,19 +243,17 @@ impl Services {
         .await?;
         // act
         self.load_warehouse(warehouse).await?;
-        self.store
-            .refs
-            .set_protected_branches(warehouse, &names)
-            .await?;
-        self.forget_protected(warehouse);
-        // announce
-        self.announce(
+        let events = self.change_event(
             ctx,
-            "floe.warehouse.protected-branches-set",
+            "warehouse.protected-branches-set",
             format!("warehouse/{warehouse}"),
             serde_json::json!({ "branches": names }),
-        )
-        .await;
+        );
+        self.store
+            .refs
+            .set_protected_branches(warehouse, &names, &events)
+            .await?;
+        self.forget_protected(warehouse);
         Ok(names)
     }
 
@@ -277,10 +275,16 @@ impl Services {
         )
         .await?;
         let point = self.fork_point(warehouse, from).await?;
+        let events = self.change_event(
+            ctx,
+            &format!("{}.created", kind.as_str()),
+            format!("warehouse/{warehouse}/{}/{name}", kind.as_str()),
+            serde_json::json!({ "ref": name, "from-commit": point.commit.0 }),
+        );
         let made = self
             .store
             .refs
-            .create_ref(warehouse, name, kind, &point, now())
+            .create_ref(warehouse, name, kind, &point, now(), &events)
             .await?;
         self.refs_made(warehouse);
         Ok(made)
@@ -309,7 +313,16 @@ impl Services {
             )));
         }
         self.main_branch(warehouse).await?;
-        self.store.refs.delete_ref(warehouse, name, kind).await
+        let events = self.change_event(
+            ctx,
+            &format!("{}.deleted", kind.as_str()),
+            format!("warehouse/{warehouse}/{}/{name}", kind.as_str()),
+            serde_json::json!({ "ref": name }),
+        );
+        self.store
+            .refs
+            .delete_ref(warehouse, name, kind, &events)
+            .await
     }
 
     /// Points a branch (not `main`) at an earlier commit, or at any branch, tag or commit: O(1),
@@ -339,9 +352,15 @@ impl Services {
             )));
         }
         let point = self.fork_point(warehouse, to).await?;
+        let events = self.change_event(
+            ctx,
+            "branch.reset",
+            format!("warehouse/{warehouse}/branch/{name}"),
+            serde_json::json!({ "ref": name, "to-commit": point.commit.0 }),
+        );
         self.store
             .refs
-            .reset_branch(warehouse, name, &point, now())
+            .reset_branch(warehouse, name, &point, now(), &events)
             .await
     }
 

@@ -275,15 +275,14 @@ impl Services {
         let to_rel = |g: &Grantee| relationship("role", &key, "assignee", g);
         let add: Vec<Relationship> = add.iter().map(to_rel).collect();
         let remove: Vec<Relationship> = remove.iter().map(to_rel).collect();
-        self.write_relationships(&add, &remove).await?;
-        self.forget_access();
-        self.announce(
+        let events = self.change_event(
             ctx,
             "role.assignees-updated",
             format!("role/{id}"),
             serde_json::json!({ "added": add.len(), "removed": remove.len() }),
-        )
-        .await;
+        );
+        self.write_relationships(&add, &remove, &events).await?;
+        self.forget_access();
         self.role_assignees(ctx, id).await
     }
 
@@ -503,9 +502,7 @@ impl Services {
         let to_rel = |g: &Grant| relationship(kind, id, &g.relation, &g.grantee);
         let add: Vec<Relationship> = grant.iter().map(to_rel).collect();
         let remove: Vec<Relationship> = revoke.iter().map(to_rel).collect();
-        self.write_relationships(&add, &remove).await?;
-        self.forget_access();
-        self.announce(
+        let events = self.change_event(
             ctx,
             "grants.updated",
             format!("{kind}/{id}"),
@@ -513,8 +510,9 @@ impl Services {
                 "granted": grant.iter().map(|g| format!("{} {}", g.grantee, g.relation)).collect::<Vec<_>>(),
                 "revoked": revoke.iter().map(|g| format!("{} {}", g.grantee, g.relation)).collect::<Vec<_>>(),
             }),
-        )
-        .await;
+        );
+        self.write_relationships(&add, &remove, &events).await?;
+        self.forget_access();
         self.read_grants(kind, id).await
     }
 

@@ -263,9 +263,45 @@ impl Services {
         self.gateway_endpoint.as_deref()
     }
 
-    /// Hands a committed change that is not recorded on a branch (projects, warehouses, keys,
-    /// users, roles, grants) to every publisher, after it committed; failures are logged, never
-    /// returned. Changes recorded on a branch go through the outbox instead (`relay`).
+    /// The event of a change that is not recorded on a branch (projects, warehouses, refs,
+    /// grants), to be written in the change's own transaction; none when no publisher is
+    /// configured. `kind` is the type without `io.floe.` (e.g. `warehouse.renamed`).
+    fn change_event(
+        &self,
+        ctx: &RequestContext,
+        kind: &str,
+        subject: String,
+        data: serde_json::Value,
+    ) -> Vec<crate::model::events::CloudEvent> {
+        if self.events.is_empty() {
+            return Vec::new();
+        }
+        let actor = ctx.principal.display_id();
+        let warehouse = subject
+            .strip_prefix("warehouse/")
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|id| id.parse().ok());
+        let reference = data.get("ref").and_then(|r| r.as_str()).map(str::to_string);
+        vec![crate::model::events::CloudEvent::new(
+            kind,
+            subject.clone(),
+            subject,
+            &crate::model::events::EventContext {
+                actor: &actor,
+                request_id: &ctx.request_id,
+                warehouse,
+                reference: reference.as_deref(),
+                commit: None,
+            },
+            &[],
+            now(),
+            data,
+        )]
+    }
+
+    /// Hands an event that is not a change of the catalog's state (a table's metrics report,
+    /// users recorded on sight) to every publisher at once; failures are logged, never
+    /// returned.
     async fn announce(
         &self,
         ctx: &RequestContext,
@@ -274,28 +310,9 @@ impl Services {
         data: serde_json::Value,
     ) {
         let kind = kind.strip_prefix("floe.").unwrap_or(kind);
-        let actor = ctx.principal.display_id();
-        let warehouse = subject
-            .strip_prefix("warehouse/")
-            .and_then(|rest| rest.split('/').next())
-            .and_then(|id| id.parse().ok());
-        let event = crate::model::events::CloudEvent::new(
-            kind,
-            subject.clone(),
-            subject,
-            &crate::model::events::EventContext {
-                actor: &actor,
-                request_id: &ctx.request_id,
-                warehouse,
-                reference: None,
-                commit: None,
-            },
-            &[],
-            now(),
-            data,
-        );
+        let events = self.change_event(ctx, kind, subject, data);
         for publisher in self.events.iter() {
-            if let Err(e) = publisher.publish(std::slice::from_ref(&event)).await {
+            if let Err(e) = publisher.publish(&events).await {
                 tracing::warn!(error = ?e, kind, "publishing an event failed");
             }
         }

@@ -21,16 +21,17 @@ impl Services {
             created_at: at,
             updated_at: at,
         };
-        self.store.projects.create_project(&project).await?;
-        self.own(ctx, Resource::Project(project.id)).await;
-        // announce
-        self.announce(
+        let events = self.change_event(
             ctx,
-            "floe.project.created",
+            "project.created",
             format!("project/{}", project.id),
             serde_json::json!({ "name": project.name }),
-        )
-        .await;
+        );
+        self.store
+            .projects
+            .create_project(&project, &events)
+            .await?;
+        self.own(ctx, Resource::Project(project.id)).await;
         Ok(project)
     }
 
@@ -64,15 +65,16 @@ impl Services {
         self.authorize(ctx, Action::ProjectRename, Resource::Project(id))
             .await?;
         // act
-        self.store.projects.rename_project(id, &name, now()).await?;
-        // announce
-        self.announce(
+        let events = self.change_event(
             ctx,
-            "floe.project.renamed",
+            "project.renamed",
             format!("project/{id}"),
             serde_json::json!({ "name": name }),
-        )
-        .await;
+        );
+        self.store
+            .projects
+            .rename_project(id, &name, now(), &events)
+            .await?;
         self.get_project(ctx, id).await
     }
 
@@ -80,14 +82,13 @@ impl Services {
         self.bootstrapped().await?;
         self.authorize(ctx, Action::ProjectDelete, Resource::Project(id))
             .await?;
-        self.store.projects.delete_project(id).await?;
-        self.announce(
+        let events = self.change_event(
             ctx,
-            "floe.project.deleted",
+            "project.deleted",
             format!("project/{id}"),
             serde_json::Value::Null,
-        )
-        .await;
+        );
+        self.store.projects.delete_project(id, &events).await?;
         Ok(())
     }
 }

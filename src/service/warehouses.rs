@@ -229,10 +229,16 @@ impl Services {
             updated_at: at,
         };
         let main = Ref::new_main(warehouse.id, at);
+        let events = self.change_event(
+            ctx,
+            "warehouse.created",
+            format!("warehouse/{}", warehouse.id),
+            serde_json::json!({ "name": warehouse.name, "project-id": project_id }),
+        );
         if let Err(e) = self
             .store
             .warehouses
-            .create_warehouse(&warehouse, &main)
+            .create_warehouse(&warehouse, &main, &events)
             .await
         {
             self.forget_credential(secret_id).await;
@@ -240,13 +246,6 @@ impl Services {
         }
         // announce
         self.own(ctx, Resource::Warehouse(warehouse.id)).await;
-        self.announce(
-            ctx,
-            "floe.warehouse.created",
-            format!("warehouse/{}", warehouse.id),
-            serde_json::json!({ "name": warehouse.name, "project-id": project_id }),
-        )
-        .await;
         Ok(warehouse)
     }
 
@@ -301,19 +300,17 @@ impl Services {
                 current.name
             )));
         }
-        self.store
-            .warehouses
-            .rename_warehouse(id, &name, now())
-            .await?;
-        self.forget_warehouse(id);
-        // announce
-        self.announce(
+        let events = self.change_event(
             ctx,
-            "floe.warehouse.renamed",
+            "warehouse.renamed",
             format!("warehouse/{id}"),
             serde_json::json!({ "name": name }),
-        )
-        .await;
+        );
+        self.store
+            .warehouses
+            .rename_warehouse(id, &name, now(), &events)
+            .await?;
+        self.forget_warehouse(id);
         self.load_warehouse(id).await
     }
 
@@ -365,21 +362,20 @@ impl Services {
             &self.s3_timeouts,
         )
         .await?;
+        let events = self.change_event(
+            ctx,
+            "warehouse.storage-updated",
+            format!("warehouse/{id}"),
+            serde_json::json!({ "storage-profile": request.storage_profile }),
+        );
         self.replace_storage(
             &current,
             &request.storage_profile,
             request.storage_credential.as_ref(),
+            &events,
         )
         .await?;
         self.forget_warehouse(id);
-        // announce
-        self.announce(
-            ctx,
-            "floe.warehouse.storage-updated",
-            format!("warehouse/{id}"),
-            serde_json::json!({ "storage-profile": request.storage_profile }),
-        )
-        .await;
         self.load_warehouse(id).await
     }
 
@@ -395,16 +391,20 @@ impl Services {
             .await?;
         let current = self.load_warehouse(id).await?;
         validate_storage(&current.storage_profile, credential.as_ref())?;
-        self.replace_storage(&current, &current.storage_profile, credential.as_ref())
-            .await?;
-        self.forget_warehouse(id);
-        self.announce(
+        let events = self.change_event(
             ctx,
-            "floe.warehouse.credential-updated",
+            "warehouse.credential-updated",
             format!("warehouse/{id}"),
             serde_json::Value::Null,
+        );
+        self.replace_storage(
+            &current,
+            &current.storage_profile,
+            credential.as_ref(),
+            &events,
         )
-        .await;
+        .await?;
+        self.forget_warehouse(id);
         self.load_warehouse(id).await
     }
 
@@ -414,16 +414,15 @@ impl Services {
         self.authorize(ctx, Action::WarehouseDelete, Resource::Warehouse(id))
             .await?;
         let warehouse = self.load_warehouse(id).await?;
-        self.store.warehouses.delete_warehouse(id).await?;
-        self.forget_warehouse(id);
-        self.forget_credential(warehouse.credential_secret_id).await;
-        self.announce(
+        let events = self.change_event(
             ctx,
-            "floe.warehouse.deleted",
+            "warehouse.deleted",
             format!("warehouse/{id}"),
             serde_json::json!({ "name": warehouse.name }),
-        )
-        .await;
+        );
+        self.store.warehouses.delete_warehouse(id, &events).await?;
+        self.forget_warehouse(id);
+        self.forget_credential(warehouse.credential_secret_id).await;
         Ok(())
     }
 
@@ -527,6 +526,7 @@ impl Services {
         current: &Warehouse,
         profile: &StorageProfile,
         credential: Option<&StorageCredential>,
+        events: &[crate::model::events::CloudEvent],
     ) -> Result<()> {
         let new_secret = match credential {
             Some(credential) => Some(self.store_credential(credential).await?),
@@ -535,7 +535,7 @@ impl Services {
         if let Err(e) = self
             .store
             .warehouses
-            .update_warehouse_storage(current.id, profile, new_secret, now())
+            .update_warehouse_storage(current.id, profile, new_secret, now(), events)
             .await
         {
             self.forget_credential(new_secret).await;

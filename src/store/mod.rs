@@ -20,6 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::{Entity, Error, Result};
+use crate::model::events::CloudEvent;
 use crate::model::{
     AccessKey, Commit, CommitChange, CommitId, CommitMeta, ForkPoint, Namespace, NamespaceIdent,
     Page, PageRequest, Project, ProjectId, Properties, Ref, RefId, RefKind, Relationship, Role,
@@ -53,20 +54,31 @@ pub trait ServerStore: Send + Sync {
 #[async_trait]
 pub trait ProjectStore: Send + Sync {
     /// `AlreadyExists(Project)` when the name is taken.
-    async fn create_project(&self, project: &Project) -> Result<()>;
+    async fn create_project(&self, project: &Project, events: &[CloudEvent]) -> Result<()>;
     async fn list_projects(&self) -> Result<Vec<Project>>;
     async fn get_project(&self, id: ProjectId) -> Result<Option<Project>>;
     /// `NotFound(Project)`, `AlreadyExists(Project)`.
-    async fn rename_project(&self, id: ProjectId, name: &str, at: DateTime<Utc>) -> Result<()>;
+    async fn rename_project(
+        &self,
+        id: ProjectId,
+        name: &str,
+        at: DateTime<Utc>,
+        events: &[CloudEvent],
+    ) -> Result<()>;
     /// `NotFound(Project)`; `NotEmpty(Project)` while it has warehouses or is the default project.
-    async fn delete_project(&self, id: ProjectId) -> Result<()>;
+    async fn delete_project(&self, id: ProjectId, events: &[CloudEvent]) -> Result<()>;
 }
 
 #[async_trait]
 pub trait WarehouseStore: Send + Sync {
     /// Creates the warehouse and its `main` branch atomically. `NotFound(Project)`,
     /// `AlreadyExists(Warehouse)` when the project has a warehouse of that name.
-    async fn create_warehouse(&self, warehouse: &Warehouse, main: &Ref) -> Result<()>;
+    async fn create_warehouse(
+        &self,
+        warehouse: &Warehouse,
+        main: &Ref,
+        events: &[CloudEvent],
+    ) -> Result<()>;
     /// Warehouses of one project, or of all projects, by name.
     async fn list_warehouses(&self, project: Option<ProjectId>) -> Result<Vec<Warehouse>>;
     async fn get_warehouse(&self, id: WarehouseId) -> Result<Option<Warehouse>>;
@@ -76,7 +88,13 @@ pub trait WarehouseStore: Send + Sync {
         name: &str,
     ) -> Result<Option<Warehouse>>;
     /// `NotFound(Warehouse)`, `AlreadyExists(Warehouse)`.
-    async fn rename_warehouse(&self, id: WarehouseId, name: &str, at: DateTime<Utc>) -> Result<()>;
+    async fn rename_warehouse(
+        &self,
+        id: WarehouseId,
+        name: &str,
+        at: DateTime<Utc>,
+        events: &[CloudEvent],
+    ) -> Result<()>;
     /// Replaces the storage profile and the credential reference. `NotFound(Warehouse)`.
     async fn update_warehouse_storage(
         &self,
@@ -84,10 +102,11 @@ pub trait WarehouseStore: Send + Sync {
         profile: &StorageProfile,
         credential: Option<SecretId>,
         at: DateTime<Utc>,
+        events: &[CloudEvent],
     ) -> Result<()>;
     /// Deletes the warehouse and its refs. `NotFound(Warehouse)`; `NotEmpty(Warehouse)` while any
     /// ref holds a namespace.
-    async fn delete_warehouse(&self, id: WarehouseId) -> Result<()>;
+    async fn delete_warehouse(&self, id: WarehouseId, events: &[CloudEvent]) -> Result<()>;
     /// A ref of a warehouse by name.
     async fn get_ref(&self, warehouse: WarehouseId, name: &str) -> Result<Option<Ref>>;
 }
@@ -290,9 +309,16 @@ pub trait RefStore: Send + Sync {
         kind: RefKind,
         from: &ForkPoint,
         at: DateTime<Utc>,
+        events: &[CloudEvent],
     ) -> Result<Ref>;
     /// Removes a tag, or retires a branch's line (its commits stay readable). `NotFound(Ref)`.
-    async fn delete_ref(&self, warehouse: WarehouseId, name: &str, kind: RefKind) -> Result<()>;
+    async fn delete_ref(
+        &self,
+        warehouse: WarehouseId,
+        name: &str,
+        kind: RefKind,
+        events: &[CloudEvent],
+    ) -> Result<()>;
     async fn get_commit(&self, warehouse: WarehouseId, id: CommitId) -> Result<Option<Commit>>;
     /// A hidden read-only ref that reads the warehouse as of a commit (made on first use, then
     /// reused); `None` when the warehouse has no such commit.
@@ -320,13 +346,19 @@ pub trait RefStore: Send + Sync {
         name: &str,
         to: &ForkPoint,
         at: DateTime<Utc>,
+        events: &[CloudEvent],
     ) -> Result<Ref>;
     /// Whether the warehouse has refs besides `main` (branches, tags, commits read by id).
     async fn has_other_refs(&self, warehouse: WarehouseId) -> Result<bool>;
     /// The branches of the warehouse that change only by merge, by name.
     async fn protected_branches(&self, warehouse: WarehouseId) -> Result<Vec<String>>;
     /// Replaces them.
-    async fn set_protected_branches(&self, warehouse: WarehouseId, names: &[String]) -> Result<()>;
+    async fn set_protected_branches(
+        &self,
+        warehouse: WarehouseId,
+        names: &[String],
+        events: &[CloudEvent],
+    ) -> Result<()>;
     /// A line's first-parent history, newest first: its commits with seq <= `upto`, then its
     /// parent's up to the fork, and so on. Returns at most `limit` commits and, when more
     /// remain, the (line, seq) to continue from.
@@ -482,6 +514,7 @@ pub trait AuthzStore: Send + Sync {
         add: &[Relationship],
         remove: &[Relationship],
         at: DateTime<Utc>,
+        events: &[CloudEvent],
     ) -> Result<()>;
     /// The roles `user` is an assignee of (directly, through the assignees of `seed_roles`, or
     /// through nested roles; `seed_roles` themselves not included), and the relationships other

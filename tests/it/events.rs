@@ -77,6 +77,13 @@ impl Nats {
     /// Every message of the stream about a branch (not the bootstrap's or a warehouse's own
     /// events), in stream order, as (message id, event JSON).
     pub async fn messages(&self, stream: &str) -> Vec<(String, Value)> {
+        let mut all = self.all_messages(stream).await;
+        all.retain(|(_, e)| e.get("ref").is_some());
+        all
+    }
+
+    /// Every message of the stream, in stream order.
+    pub async fn all_messages(&self, stream: &str) -> Vec<(String, Value)> {
         let client = async_nats::connect(self.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
         let mut stream = match js.get_stream(stream).await {
@@ -94,10 +101,7 @@ impl Nats {
                 .get("Nats-Msg-Id")
                 .map(|v| v.to_string())
                 .unwrap_or_default();
-            let event: Value = serde_json::from_slice(&message.payload).unwrap();
-            if event.get("ref").is_some() {
-                out.push((id, event));
-            }
+            out.push((id, serde_json::from_slice(&message.payload).unwrap()));
         }
         out
     }
@@ -211,6 +215,33 @@ async fn every_branch_change_has_one_event_in_order(backend: Backend) {
     .await;
     let response = app.delete(&format!("{base}/namespaces/ns/tables/c")).await;
     assert_eq!(response.status(), 204);
+    // Branches: created, a commit on it, merged, deleted; and a warehouse change.
+    let warehouse = app.prefix("demo").await;
+    let api = |path: &str| format!("/management/v1/warehouses/{warehouse}/{path}");
+    ok(
+        app.post(&api("branches"), &json!({"name": "dev", "from": "main"}))
+            .await,
+        201,
+    )
+    .await;
+    ok(
+        app.post(
+            &format!("/catalog/v1/{warehouse}@dev/namespaces/ns/tables/a"),
+            &json!({"requirements": [], "updates": [
+                {"action": "set-properties", "updates": {"on": "dev"}}]}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    ok(
+        app.post(&api("merge"), &json!({"source": "dev", "target": "main"}))
+            .await,
+        200,
+    )
+    .await;
+    let response = app.delete(&api("branches/dev")).await;
+    assert_eq!(response.status(), 204, "{}", response.text().await.unwrap());
 
     let expected = [
         ("io.floe.namespace.created", None),
@@ -223,6 +254,10 @@ async fn every_branch_change_has_one_event_in_order(backend: Backend) {
         ("io.floe.table.committed", Some("b")),
         ("io.floe.table.renamed", Some("c")),
         ("io.floe.table.dropped", Some("c")),
+        ("io.floe.branch.created", None),
+        ("io.floe.table.committed", Some("a")),
+        ("io.floe.branch.merged", None),
+        ("io.floe.branch.deleted", None),
     ];
     let messages = wait_for(&nats, "EV1", expected.len()).await;
     // Nothing more comes (no event twice).
@@ -243,15 +278,25 @@ async fn every_branch_change_has_one_event_in_order(backend: Backend) {
         .map(|(t, n)| (t.to_string(), n.map(str::to_string)))
         .collect();
     assert_eq!(got, want);
-    for (id, event) in &messages {
+    for (id, event) in &messages[..10] {
         assert_eq!(event["specversion"], "1.0");
         assert_eq!(&event["id"], id, "the message id is the event id");
         assert_eq!(event["ref"], "main");
         assert!(event["commitid"].is_string());
         assert!(event["time"].is_string());
     }
+    assert_eq!(messages[10].1["ref"], "dev");
+    assert_eq!(
+        messages[10].1["subject"],
+        format!("warehouse/{warehouse}/branch/dev")
+    );
+    assert_eq!(messages[11].1["ref"], "dev");
+    assert_eq!(messages[12].1["ref"], "main");
+    assert_eq!(messages[12].1["data"]["source"], "dev");
+    assert_eq!(messages[12].1["data"]["changes"][0]["name"], "a");
+    assert_eq!(messages[13].1["type"], "io.floe.branch.deleted");
     // Per table, the commits' metadata locations follow each other.
-    let a: Vec<&Value> = messages
+    let a: Vec<&Value> = messages[..10]
         .iter()
         .filter(|(_, e)| e["table"] == "a")
         .map(|(_, e)| &e["data"]["metadata-location"])
@@ -268,6 +313,42 @@ async fn every_branch_change_has_one_event_in_order(backend: Backend) {
     assert_ne!(messages[5].1["commitid"], messages[6].1["commitid"]);
     assert_eq!(messages[8].1["data"]["from"]["name"], "b");
     assert_eq!(messages[9].1["data"]["purge-requested"], false);
+
+    // Management changes go through the outbox too.
+    let project = ok(
+        app.post("/management/v1/projects", &json!({"name": "p2"}))
+            .await,
+        201,
+    )
+    .await;
+    let id = project["id"].as_str().unwrap();
+    ok(
+        app.post(
+            &format!("/management/v1/projects/{id}/rename"),
+            &json!({"name": "p3"}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let types = loop {
+        let types: Vec<String> = nats
+            .all_messages("EV1")
+            .await
+            .iter()
+            .filter(|(_, e)| e["subject"] == format!("project/{id}"))
+            .map(|(_, e)| e["type"].as_str().unwrap().to_string())
+            .collect();
+        if types.len() >= 2 || std::time::Instant::now() > deadline {
+            break types;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        types,
+        ["io.floe.project.created", "io.floe.project.renamed"]
+    );
 
     let ready = ok(app.get("/ready").await, 200).await;
     assert_eq!(ready["events"]["pending"], 0, "{ready}");

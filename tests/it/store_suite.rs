@@ -135,7 +135,7 @@ async fn warehouse_in(
     let main = Ref::new_main(warehouse.id, at);
     store
         .warehouses
-        .create_warehouse(&warehouse, &main)
+        .create_warehouse(&warehouse, &main, &[])
         .await
         .unwrap();
     (warehouse, main)
@@ -313,6 +313,7 @@ async fn roles_and_relationships_round_trip(store: Persistence, _db: &TestDb) {
             &[alice_in_eng.clone(), eng_selects.clone(), bob_owns.clone()],
             &[],
             now(),
+            &[],
         )
         .await
         .unwrap();
@@ -323,6 +324,7 @@ async fn roles_and_relationships_round_trip(store: Persistence, _db: &TestDb) {
             std::slice::from_ref(&eng_selects),
             &[rel(("warehouse", "w1"), "modify", ("user", "nobody", None))],
             now(),
+            &[],
         )
         .await
         .unwrap();
@@ -358,7 +360,7 @@ async fn roles_and_relationships_round_trip(store: Persistence, _db: &TestDb) {
     }
     store
         .authz
-        .write_relationships(&[], &[bob_owns], now())
+        .write_relationships(&[], &[bob_owns], now(), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -511,7 +513,7 @@ async fn users_are_recorded_listed_and_deleted(store: Persistence, _db: &TestDb)
     };
     store
         .authz
-        .write_relationships(&[grant, other.clone()], &[], now())
+        .write_relationships(&[grant, other.clone()], &[], now(), &[])
         .await
         .unwrap();
     store.users.delete_user("idp~bob").await.unwrap();
@@ -531,11 +533,11 @@ async fn users_are_recorded_listed_and_deleted(store: Persistence, _db: &TestDb)
 async fn projects_are_named_uniquely(store: Persistence, _db: &TestDb) {
     let b = project("b-project");
     let a = project("a-project");
-    store.projects.create_project(&b).await.unwrap();
-    store.projects.create_project(&a).await.unwrap();
+    store.projects.create_project(&b, &[]).await.unwrap();
+    store.projects.create_project(&a, &[]).await.unwrap();
     let err = store
         .projects
-        .create_project(&project("a-project"))
+        .create_project(&project("a-project"), &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Project));
@@ -559,13 +561,13 @@ async fn projects_are_named_uniquely(store: Persistence, _db: &TestDb) {
 
     let err = store
         .projects
-        .rename_project(a.id, "b-project", now())
+        .rename_project(a.id, "b-project", now(), &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Project));
     store
         .projects
-        .rename_project(a.id, "c-project", now())
+        .rename_project(a.id, "c-project", now(), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -580,7 +582,7 @@ async fn projects_are_named_uniquely(store: Persistence, _db: &TestDb) {
     );
     let err = store
         .projects
-        .rename_project(ProjectId::new(), "x", now())
+        .rename_project(ProjectId::new(), "x", now(), &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Project));
@@ -590,24 +592,24 @@ async fn deleting_projects_respects_what_they_hold(store: Persistence, db: &Test
     let info = bootstrapped(&store).await;
     let err = store
         .projects
-        .delete_project(info.default_project_id)
+        .delete_project(info.default_project_id, &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Project));
 
     let p = project("team");
-    store.projects.create_project(&p).await.unwrap();
+    store.projects.create_project(&p, &[]).await.unwrap();
     let (warehouse, _) = warehouse_in(&store, db, p.id, "wh-1").await;
-    let err = store.projects.delete_project(p.id).await.unwrap_err();
+    let err = store.projects.delete_project(p.id, &[]).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Project));
     store
         .warehouses
-        .delete_warehouse(warehouse.id)
+        .delete_warehouse(warehouse.id, &[])
         .await
         .unwrap();
-    store.projects.delete_project(p.id).await.unwrap();
+    store.projects.delete_project(p.id, &[]).await.unwrap();
     assert!(store.projects.get_project(p.id).await.unwrap().is_none());
-    let err = store.projects.delete_project(p.id).await.unwrap_err();
+    let err = store.projects.delete_project(p.id, &[]).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Project));
 }
 
@@ -647,7 +649,7 @@ async fn warehouses_come_with_a_main_branch(store: Persistence, db: &TestDb) {
     orphan.0.id = WarehouseId::new();
     let err = store
         .warehouses
-        .create_warehouse(&orphan.0, &orphan.1)
+        .create_warehouse(&orphan.0, &orphan.1, &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Project));
@@ -671,14 +673,14 @@ fn warehouse_in_memory(db: &TestDb, project: ProjectId, name: &str) -> (Warehous
 async fn warehouse_names_are_unique_per_project(store: Persistence, db: &TestDb) {
     let info = bootstrapped(&store).await;
     let other = project("other");
-    store.projects.create_project(&other).await.unwrap();
+    store.projects.create_project(&other, &[]).await.unwrap();
     warehouse_in(&store, db, info.default_project_id, "lake").await;
     // The same name in another project is fine.
     warehouse_in(&store, db, other.id, "lake").await;
     let (dup, main) = warehouse_in_memory(db, info.default_project_id, "lake");
     let err = store
         .warehouses
-        .create_warehouse(&dup, &main)
+        .create_warehouse(&dup, &main, &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Warehouse));
@@ -720,13 +722,13 @@ async fn warehouses_update_and_delete(store: Persistence, db: &TestDb) {
 
     let err = store
         .warehouses
-        .rename_warehouse(warehouse.id, "two", now())
+        .rename_warehouse(warehouse.id, "two", now(), &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Warehouse));
     store
         .warehouses
-        .rename_warehouse(warehouse.id, "three", now())
+        .rename_warehouse(warehouse.id, "three", now(), &[])
         .await
         .unwrap();
 
@@ -737,7 +739,7 @@ async fn warehouses_update_and_delete(store: Persistence, db: &TestDb) {
     let secret = SecretId::new();
     store
         .warehouses
-        .update_warehouse_storage(warehouse.id, &profile, Some(secret), now())
+        .update_warehouse_storage(warehouse.id, &profile, Some(secret), now(), &[])
         .await
         .unwrap();
     let updated = store
@@ -758,7 +760,7 @@ async fn warehouses_update_and_delete(store: Persistence, db: &TestDb) {
         .unwrap();
     let err = store
         .warehouses
-        .delete_warehouse(warehouse.id)
+        .delete_warehouse(warehouse.id, &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Warehouse));
@@ -769,7 +771,7 @@ async fn warehouses_update_and_delete(store: Persistence, db: &TestDb) {
         .unwrap();
     store
         .warehouses
-        .delete_warehouse(warehouse.id)
+        .delete_warehouse(warehouse.id, &[])
         .await
         .unwrap();
     assert!(
@@ -790,13 +792,13 @@ async fn warehouses_update_and_delete(store: Persistence, db: &TestDb) {
     );
     let err = store
         .warehouses
-        .delete_warehouse(warehouse.id)
+        .delete_warehouse(warehouse.id, &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Warehouse));
     let err = store
         .warehouses
-        .update_warehouse_storage(warehouse.id, &profile, None, now())
+        .update_warehouse_storage(warehouse.id, &profile, None, now(), &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Warehouse));
@@ -1775,7 +1777,11 @@ async fn access_keys_are_listed_and_deleted_per_warehouse(store: Persistence, db
     );
     assert!(store.access_keys.create_access_key(&c).await.is_err());
     // Deleting a warehouse removes its keys.
-    store.warehouses.delete_warehouse(two.id).await.unwrap();
+    store
+        .warehouses
+        .delete_warehouse(two.id, &[])
+        .await
+        .unwrap();
     assert!(
         store
             .access_keys
@@ -2363,7 +2369,14 @@ async fn branches_inherit_until_they_diverge(store: Persistence, db: &TestDb) {
     let main_now = current(&store, &wh, "main").await;
     let dev = store
         .refs
-        .create_ref(wh.id, "dev", RefKind::Branch, &fork_of(&main_now), now())
+        .create_ref(
+            wh.id,
+            "dev",
+            RefKind::Branch,
+            &fork_of(&main_now),
+            now(),
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(dev.parent, Some((main.id, main_now.head_seq)));
@@ -2559,7 +2572,14 @@ async fn first_writes_on_a_branch_race_fairly(store: Persistence, db: &TestDb) {
     let main_now = current(&store, &wh, "main").await;
     let dev = store
         .refs
-        .create_ref(wh.id, "dev", RefKind::Branch, &fork_of(&main_now), now())
+        .create_ref(
+            wh.id,
+            "dev",
+            RefKind::Branch,
+            &fork_of(&main_now),
+            now(),
+            &[],
+        )
         .await
         .unwrap();
     // Eight writers all make the branch's first commit to the same inherited table, at once:
@@ -2601,7 +2621,14 @@ async fn merges_compare_and_swap_the_target_head(store: Persistence, db: &TestDb
     let main_now = current(&store, &wh, "main").await;
     let dev = store
         .refs
-        .create_ref(wh.id, "dev", RefKind::Branch, &fork_of(&main_now), now())
+        .create_ref(
+            wh.id,
+            "dev",
+            RefKind::Branch,
+            &fork_of(&main_now),
+            now(),
+            &[],
+        )
         .await
         .unwrap();
     store
@@ -2673,7 +2700,7 @@ async fn tags_resets_and_commit_points(store: Persistence, db: &TestDb) {
     let at_one = current(&store, &wh, "main").await;
     let tag = store
         .refs
-        .create_ref(wh.id, "v1", RefKind::Tag, &fork_of(&at_one), now())
+        .create_ref(wh.id, "v1", RefKind::Tag, &fork_of(&at_one), now(), &[])
         .await
         .unwrap();
     store
@@ -2739,7 +2766,14 @@ async fn tags_resets_and_commit_points(store: Persistence, db: &TestDb) {
     let main_now = current(&store, &wh, "main").await;
     let dev = store
         .refs
-        .create_ref(wh.id, "dev", RefKind::Branch, &fork_of(&main_now), now())
+        .create_ref(
+            wh.id,
+            "dev",
+            RefKind::Branch,
+            &fork_of(&main_now),
+            now(),
+            &[],
+        )
         .await
         .unwrap();
     store
@@ -2750,7 +2784,7 @@ async fn tags_resets_and_commit_points(store: Persistence, db: &TestDb) {
     let dev_now = current(&store, &wh, "dev").await;
     let reset = store
         .refs
-        .reset_branch(wh.id, "dev", &fork_of(&at_one), now())
+        .reset_branch(wh.id, "dev", &fork_of(&at_one), now(), &[])
         .await
         .unwrap();
     assert_ne!(reset.id, dev.id);
@@ -2772,12 +2806,12 @@ async fn tags_resets_and_commit_points(store: Persistence, db: &TestDb) {
     assert_eq!(refused.kind, ErrorKind::Conflict);
     store
         .refs
-        .delete_ref(wh.id, "v1", RefKind::Tag)
+        .delete_ref(wh.id, "v1", RefKind::Tag, &[])
         .await
         .unwrap();
     let gone = store
         .refs
-        .delete_ref(wh.id, "v1", RefKind::Tag)
+        .delete_ref(wh.id, "v1", RefKind::Tag, &[])
         .await
         .unwrap_err();
     assert_eq!(gone.kind, ErrorKind::NotFound(Entity::Ref));
@@ -2845,6 +2879,7 @@ async fn a_callers_relationships_follow_nested_and_mapped_roles(store: Persisten
             ],
             &[],
             now(),
+            &[],
         )
         .await
         .unwrap();
@@ -2958,7 +2993,14 @@ async fn tables_are_located_by_uuid_on_every_line(store: Persistence, db: &TestD
     let main_now = current(&store, &wh, "main").await;
     let dev = store
         .refs
-        .create_ref(wh.id, "dev", RefKind::Branch, &fork_of(&main_now), now())
+        .create_ref(
+            wh.id,
+            "dev",
+            RefKind::Branch,
+            &fork_of(&main_now),
+            now(),
+            &[],
+        )
         .await
         .unwrap();
     let moved = TabularIdent::new(ns(&["other"]), "moved".into()).unwrap();
@@ -3034,7 +3076,14 @@ async fn lists_filter_by_name_in_the_query(store: Persistence, db: &TestDb) {
     let main_now = current(&store, &wh, "main").await;
     let dev = store
         .refs
-        .create_ref(wh.id, "dev", RefKind::Branch, &fork_of(&main_now), now())
+        .create_ref(
+            wh.id,
+            "dev",
+            RefKind::Branch,
+            &fork_of(&main_now),
+            now(),
+            &[],
+        )
         .await
         .unwrap();
     let only: Vec<String> = ["b", "d", "zz"].iter().map(|s| s.to_string()).collect();

@@ -7,6 +7,7 @@ macro_rules! stamp {
         use sqlx::Row as _;
 
         use crate::error::{Entity, Error, Result};
+        use crate::model::events::CloudEvent;
         use crate::model::{Page, PageRequest, Relationship, Role};
         use crate::store::{
             AuthzStore, contains_pattern, db_error, fetch_limit, is_unique_violation, not_found,
@@ -160,6 +161,7 @@ macro_rules! stamp {
                 add: &[Relationship],
                 remove: &[Relationship],
                 at: DateTime<Utc>,
+                events: &[CloudEvent],
             ) -> Result<()> {
                 let mut tx = self
                     .write
@@ -199,6 +201,7 @@ macro_rules! stamp {
                     .await
                     .map_err(|e| db_error("adding a relationship", e))?;
                 }
+                super::events::write_events(&mut *tx, events).await?;
                 tx.commit()
                     .await
                     .map_err(|e| db_error("writing relationships", e))

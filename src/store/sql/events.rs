@@ -37,6 +37,23 @@ macro_rules! stamp {
             });
         }
 
+        /// Inserts `events` on `conn`, inside the caller's transaction (nothing when none).
+        pub(crate) async fn write_events(
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
+            events: &[CloudEvent],
+        ) -> Result<()> {
+            for chunk in events.chunks(500) {
+                let mut insert = sqlx::QueryBuilder::new("");
+                insert_events(&mut insert, chunk);
+                insert
+                    .build()
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| db_error("recording events", e))?;
+            }
+            Ok(())
+        }
+
         fn event_from_row(row: &$row) -> std::result::Result<(i64, CloudEvent), sqlx::Error> {
             Ok((
                 row.try_get("seq")?,

@@ -6,6 +6,7 @@ macro_rules! stamp {
         use chrono::{DateTime, Utc};
 
         use crate::error::{Entity, Error, Result};
+        use crate::model::events::CloudEvent;
         use crate::model::{Project, ProjectId};
         use crate::store::{
             ProjectStore, db_error, is_foreign_key_violation, is_unique_violation, not_found,
@@ -39,8 +40,12 @@ macro_rules! stamp {
 
         #[async_trait]
         impl ProjectStore for $store {
-            async fn create_project(&self, project: &Project) -> Result<()> {
-                insert_project(&self.write, project).await
+            async fn create_project(&self, project: &Project, events: &[CloudEvent]) -> Result<()> {
+                let failed = |e| db_error("creating a project", e);
+                let mut tx = self.write.begin().await.map_err(failed)?;
+                insert_project(&mut *tx, project).await?;
+                super::events::write_events(&mut *tx, events).await?;
+                tx.commit().await.map_err(failed)
             }
 
             async fn list_projects(&self) -> Result<Vec<Project>> {
@@ -75,13 +80,19 @@ macro_rules! stamp {
                 id: ProjectId,
                 name: &str,
                 at: DateTime<Utc>,
+                events: &[CloudEvent],
             ) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("renaming a project", e))?;
                 let done =
                     sqlx::query("UPDATE projects SET name = $2, updated_at = $3 WHERE id = $1")
                         .bind(id.0)
                         .bind(name)
                         .bind(at)
-                        .execute(&self.write)
+                        .execute(&mut *tx)
                         .await
                         .map_err(|e| {
                             if is_unique_violation(&e) {
@@ -96,10 +107,13 @@ macro_rules! stamp {
                 if done.rows_affected() == 0 {
                     return Err(not_found(Entity::Project, id));
                 }
-                Ok(())
+                super::events::write_events(&mut *tx, events).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("renaming a project", e))
             }
 
-            async fn delete_project(&self, id: ProjectId) -> Result<()> {
+            async fn delete_project(&self, id: ProjectId, events: &[CloudEvent]) -> Result<()> {
                 let mut tx = self
                     .write
                     .begin()
@@ -146,6 +160,7 @@ macro_rules! stamp {
                 if done.rows_affected() == 0 {
                     return Err(not_found(Entity::Project, id));
                 }
+                super::events::write_events(&mut *tx, events).await?;
                 tx.commit()
                     .await
                     .map_err(|e| db_error("deleting a project", e))

@@ -9,6 +9,7 @@ macro_rules! stamp {
         use uuid::Uuid;
 
         use crate::error::{Entity, Error, Result};
+        use crate::model::events::CloudEvent;
         use crate::model::{
             Commit, CommitId, CommitMeta, ForkPoint, Ref, RefId, RefKind, WarehouseId
         };
@@ -41,7 +42,13 @@ macro_rules! stamp {
                 kind: RefKind,
                 from: &ForkPoint,
                 at: DateTime<Utc>,
+                events: &[CloudEvent],
             ) -> Result<Ref> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("creating a ref", e))?;
                 // A branch is a new line forked at the point; a tag only names its commit.
                 let made = Ref {
                     id: RefId::new(),
@@ -72,7 +79,7 @@ macro_rules! stamp {
                 .bind(parent_seq)
                 .bind(from.commit.0)
                 .bind(from.generation)
-                .execute(&self.write)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| {
                     if is_unique_violation(&e) {
@@ -86,6 +93,10 @@ macro_rules! stamp {
                         db_error("creating a ref", e)
                     }
                 })?;
+                super::events::write_events(&mut *tx, events).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("creating a ref", e))?;
                 Ok(made)
             }
 
@@ -94,14 +105,20 @@ macro_rules! stamp {
                 warehouse: WarehouseId,
                 name: &str,
                 kind: RefKind,
+                events: &[CloudEvent],
             ) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("deleting a ref", e))?;
                 let done = match kind {
                     RefKind::Tag => sqlx::query(
                         "DELETE FROM refs WHERE warehouse_id = $1 AND name = $2 AND kind = 'tag'",
                     )
                     .bind(warehouse.0)
                     .bind(name)
-                    .execute(&self.write)
+                    .execute(&mut *tx)
                     .await,
                     // The line stays (its commits may be read, merged or tagged): it loses its
                     // name and takes no more commits.
@@ -114,7 +131,7 @@ macro_rules! stamp {
                     .bind(name)
                     .bind(Ref::retired_name(name))
                     .bind(Utc::now())
-                    .execute(&self.write)
+                    .execute(&mut *tx)
                     .await,
                 }
                 .map_err(|e| db_error("deleting a ref", e))?;
@@ -124,7 +141,10 @@ macro_rules! stamp {
                         format!("{} {name:?} does not exist", kind.as_str()),
                     ));
                 }
-                Ok(())
+                super::events::write_events(&mut *tx, events).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("deleting a ref", e))
             }
 
             async fn get_commit(
@@ -385,6 +405,7 @@ macro_rules! stamp {
                 name: &str,
                 to: &ForkPoint,
                 at: DateTime<Utc>,
+                events: &[CloudEvent],
             ) -> Result<Ref> {
                 let failed = |e| db_error("resetting a branch", e);
                 let mut tx = self.write.begin().await.map_err(failed)?;
@@ -432,6 +453,7 @@ macro_rules! stamp {
                 .execute(&mut *tx)
                 .await
                 .map_err(failed)?;
+                super::events::write_events(&mut *tx, events).await?;
                 tx.commit().await.map_err(failed)?;
                 Ok(made)
             }
@@ -450,6 +472,7 @@ macro_rules! stamp {
                 &self,
                 warehouse: WarehouseId,
                 names: &[String],
+                events: &[CloudEvent],
             ) -> Result<()> {
                 let failed = |e| db_error("protecting branches", e);
                 let mut tx = self.write.begin().await.map_err(failed)?;
@@ -475,6 +498,7 @@ macro_rules! stamp {
                         }
                     })?;
                 }
+                super::events::write_events(&mut *tx, events).await?;
                 tx.commit().await.map_err(failed)
             }
 

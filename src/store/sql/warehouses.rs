@@ -7,6 +7,7 @@ macro_rules! stamp {
         use sqlx::types::Json;
 
         use crate::error::{Entity, Error, Result};
+        use crate::model::events::CloudEvent;
         use crate::model::{
             CommitId, ProjectId, Ref, SecretId, StorageProfile, Warehouse, WarehouseId
         };
@@ -16,7 +17,12 @@ macro_rules! stamp {
 
         #[async_trait]
         impl WarehouseStore for $store {
-            async fn create_warehouse(&self, warehouse: &Warehouse, main: &Ref) -> Result<()> {
+            async fn create_warehouse(
+                &self,
+                warehouse: &Warehouse,
+                main: &Ref,
+                events: &[CloudEvent],
+            ) -> Result<()> {
                 let mut tx = self
                     .write
                     .begin()
@@ -101,6 +107,7 @@ macro_rules! stamp {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| db_error("creating a warehouse's root commit", e))?;
+                super::events::write_events(&mut *tx, events).await?;
                 tx.commit()
                     .await
                     .map_err(|e| db_error("creating a warehouse", e))
@@ -157,13 +164,19 @@ macro_rules! stamp {
                 id: WarehouseId,
                 name: &str,
                 at: DateTime<Utc>,
+                events: &[CloudEvent],
             ) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("renaming a warehouse", e))?;
                 let done =
                     sqlx::query("UPDATE warehouses SET name = $2, updated_at = $3 WHERE id = $1")
                         .bind(id.0)
                         .bind(name)
                         .bind(at)
-                        .execute(&self.write)
+                        .execute(&mut *tx)
                         .await
                         .map_err(|e| {
                             if is_unique_violation(&e) {
@@ -178,7 +191,10 @@ macro_rules! stamp {
                 if done.rows_affected() == 0 {
                     return Err(not_found(Entity::Warehouse, id));
                 }
-                Ok(())
+                super::events::write_events(&mut *tx, events).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("renaming a warehouse", e))
             }
 
             async fn update_warehouse_storage(
@@ -187,6 +203,7 @@ macro_rules! stamp {
                 profile: &StorageProfile,
                 credential: Option<SecretId>,
                 at: DateTime<Utc>,
+                events: &[CloudEvent],
             ) -> Result<()> {
                 let failed = |e| db_error("updating a warehouse's storage", e);
                 let mut tx = self.write.begin().await.map_err(failed)?;
@@ -226,11 +243,12 @@ macro_rules! stamp {
                 if done.rows_affected() == 0 {
                     return Err(not_found(Entity::Warehouse, id));
                 }
+                super::events::write_events(&mut *tx, events).await?;
                 tx.commit().await.map_err(failed)?;
                 Ok(())
             }
 
-            async fn delete_warehouse(&self, id: WarehouseId) -> Result<()> {
+            async fn delete_warehouse(&self, id: WarehouseId, events: &[CloudEvent]) -> Result<()> {
                 let not_empty = || {
                     Error::not_empty(
                         Entity::Warehouse,
@@ -299,6 +317,7 @@ macro_rules! stamp {
                 if done.rows_affected() == 0 {
                     return Err(not_found(Entity::Warehouse, id));
                 }
+                super::events::write_events(&mut *tx, events).await?;
                 tx.commit().await.map_err(|e| {
                     if is_foreign_key_violation(&e) {
                         not_empty()
