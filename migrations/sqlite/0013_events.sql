@@ -11,7 +11,19 @@ CREATE TABLE events (
     warehouse_id  BLOB,
     created_at    TEXT NOT NULL,
     body          TEXT NOT NULL,
-    published_at  TEXT
+    published_at  TEXT,
+    -- The event's place in the events feed, given when it is published, in the order the
+    -- relays' transactions commit (they take `event_feed`'s row lock to number), so a reader
+    -- that has seen position N never later finds a smaller one appear.
+    feed_seq      INTEGER
 );
 CREATE INDEX events_pending ON events (event_key, seq) WHERE published_at IS NULL;
 CREATE INDEX events_published ON events (published_at) WHERE published_at IS NOT NULL;
+CREATE INDEX events_feed ON events (feed_seq) WHERE feed_seq IS NOT NULL;
+
+-- The last position the events feed gave out.
+CREATE TABLE event_feed (
+    singleton  INTEGER PRIMARY KEY CHECK (singleton = 1),
+    last_seq   INTEGER NOT NULL
+);
+INSERT INTO event_feed (singleton, last_seq) VALUES (1, 0);

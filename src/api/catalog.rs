@@ -102,7 +102,11 @@ async fn get_config(
     Ok(Json(CatalogConfigResponse {
         defaults: config.defaults,
         overrides,
-        endpoints: endpoints(),
+        // The events feed is served only while events are on.
+        endpoints: endpoints()
+            .into_iter()
+            .filter(|e| state.services.events_enabled() || !e.ends_with("/events"))
+            .collect(),
     }))
 }
 

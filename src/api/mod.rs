@@ -8,6 +8,7 @@
 pub mod branches;
 pub mod catalog;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod grants;
 pub(crate) mod gzip;
@@ -150,7 +151,7 @@ struct ManagementDoc;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Floe Iceberg REST catalog", description = "The Apache Iceberg REST catalog API as Floe serves it."),
-    tags((name = "configuration"), (name = "namespaces"), (name = "tables"), (name = "views"))
+    tags((name = "configuration"), (name = "namespaces"), (name = "tables"), (name = "views"), (name = "events", description = "The events feed (Iceberg REST proposal apache/iceberg#12584, not yet part of the spec)"))
 )]
 struct CatalogDoc;
 
@@ -169,7 +170,8 @@ fn catalog_routes() -> OpenApiRouter<AppState> {
         "/catalog",
         catalog::router()
             .merge(tables::router())
-            .merge(views::router()),
+            .merge(views::router())
+            .merge(events::router()),
     )
 }
 

@@ -232,6 +232,8 @@ operations!(
     DropView,
     RenameView,
     RegisterView,
+    // catalog: the events feed (Iceberg REST proposal)
+    QueryEvents,
     // S3 gateway
     S3ListBuckets,
     S3HeadBucket,
@@ -356,6 +358,7 @@ impl Operation {
                 "/catalog/v1/{prefix}/namespaces/{namespace}/register",
             ),
             RenameTable => http("POST", "/catalog/v1/{prefix}/tables/rename"),
+            QueryEvents => http("POST", "/catalog/v1/{prefix}/events"),
             ReportMetrics => http(
                 "POST",
                 "/catalog/v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
@@ -476,6 +479,7 @@ impl Operation {
             RegisterTable => catalog(A::TableRegister),
             RenameTable => catalog(A::TableRename),
             ReportMetrics => catalog(A::TableReportMetrics),
+            QueryEvents => catalog(A::WarehouseReadHistory),
             LoadCredentials | SignRequest | SignS3Request => catalog(A::TableReadCredentials),
             ListViews => catalog(A::ViewList),
             CreateView => catalog(A::ViewCreate),

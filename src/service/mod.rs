@@ -12,6 +12,7 @@ mod caches;
 mod catalog;
 mod claims;
 mod commit;
+pub mod feed;
 mod grants;
 mod vending;
 pub use vending::{Delegation, TableAccess};

@@ -95,6 +95,11 @@ impl Services {
         })
     }
 
+    /// Whether events are written and published at all (`events.backends` is not empty).
+    pub fn events_enabled(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Tells the relay that changes were just made (their events are in the outbox): it looks
     /// at once instead of at its next interval.
     pub fn wake_relay(&self) {

@@ -547,6 +547,13 @@ pub trait EventSink: Send + Sync {
     async fn deliver(&self, events: &[crate::model::events::CloudEvent]) -> Result<()>;
 }
 
+/// An event of the events feed, with its position there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEvent {
+    pub position: i64,
+    pub event: CloudEvent,
+}
+
 /// Events written and not yet published.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventBacklog {
@@ -563,6 +570,14 @@ pub trait EventStore: Send + Sync {
     /// never hand out the same key's events at once.
     async fn publish_pending(&self, limit: usize, sink: &dyn EventSink) -> Result<usize>;
     async fn event_backlog(&self) -> Result<EventBacklog>;
+    /// Published events of `warehouse` (and of no warehouse) after feed position `after`, in
+    /// feed order, at most `limit`.
+    async fn read_feed(
+        &self,
+        warehouse: uuid::Uuid,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<FeedEvent>>;
     /// Deletes events published before `published_before`; returns how many.
     async fn expire_events(&self, published_before: chrono::DateTime<chrono::Utc>) -> Result<u64>;
 }

@@ -314,6 +314,21 @@ async fn every_branch_change_has_one_event_in_order(backend: Backend) {
     assert_eq!(messages[8].1["data"]["from"]["name"], "b");
     assert_eq!(messages[9].1["data"]["purge-requested"], false);
 
+    // The feed holds the same events as the stream, in the same order.
+    wait_relayed(&app).await;
+    let (feed, _) = read_feed(&app, &warehouse, json!({}), None).await;
+    let feed_ids: Vec<&str> = feed
+        .iter()
+        .filter(|e| e["x-floe-ref"] == "main")
+        .map(|e| e["event-id"].as_str().unwrap())
+        .collect();
+    let stream_ids: Vec<&str> = messages
+        .iter()
+        .filter(|(_, e)| e["ref"] == "main")
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(feed_ids, stream_ids);
+
     // Management changes go through the outbox too.
     let project = ok(
         app.post("/management/v1/projects", &json!({"name": "p2"}))
@@ -412,6 +427,8 @@ on_both_backends!(
     every_branch_change_has_one_event_in_order,
     with_nats_down_events_wait_and_arrive_once_it_is_back,
     no_event_is_lost_through_kill_9_and_a_nats_outage,
+    the_events_feed_pages_resumes_and_filters,
+    with_events_off_the_feed_is_not_served,
 );
 
 /// One `floe` process of the crash test, on a port found free.
@@ -657,4 +674,281 @@ async fn no_event_is_lost_through_kill_9_and_a_nats_outage(backend: Backend) {
         let _ = instance.child.kill();
         let _ = instance.child.wait();
     }
+}
+
+/// Every page of the feed from `token` on (of `prefix`, with `filter` added to each request).
+async fn read_feed(
+    app: &TestApp,
+    prefix: &str,
+    filter: Value,
+    token: Option<String>,
+) -> (Vec<Value>, String) {
+    let mut events = Vec::new();
+    let mut token = token;
+    loop {
+        let mut request = filter.clone();
+        request["page-size"] = json!(3);
+        if let Some(t) = &token {
+            request["continuation-token"] = json!(t);
+        }
+        let page = ok(
+            app.post(&format!("/catalog/v1/{prefix}/events"), &request)
+                .await,
+            200,
+        )
+        .await;
+        let got = page["events"].as_array().unwrap().clone();
+        let next = page["next-page-token"].as_str().unwrap().to_string();
+        let done = got.is_empty();
+        events.extend(got);
+        token = Some(next.clone());
+        if done {
+            return (events, next);
+        }
+    }
+}
+
+async fn wait_relayed(app: &TestApp) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = ok(app.get("/ready").await, 200).await;
+        if ready["events"]["pending"] == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{ready}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn operation_types(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| {
+            e["operation"]["operation-type"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .filter(|t| t != "custom")
+        .collect()
+}
+
+/// The events feed (the Iceberg REST events proposal) with no NATS at all (the default log
+/// publisher): every change on the prefix's branch in order, paged and resumable, filtered by
+/// operation, object and UUID; other branches' changes only on their own prefix.
+async fn the_events_feed_pages_resumes_and_filters(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    if backend == Backend::Postgres {
+        app.create_local_warehouse("demo").await;
+    }
+    let warehouse = app.prefix("demo").await;
+    let base = format!("/catalog/v1/{warehouse}");
+    ok(
+        app.post(&format!("{base}/namespaces"), &json!({"namespace": ["ns"]}))
+            .await,
+        200,
+    )
+    .await;
+    let mut uuids = Vec::new();
+    for name in ["a", "b"] {
+        let made = ok(
+            app.post(
+                &format!("{base}/namespaces/ns/tables"),
+                &json!({"name": name, "schema": schema()}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        uuids.push(made["metadata"]["table-uuid"].as_str().unwrap().to_string());
+    }
+    for i in 0..2 {
+        ok(
+            app.post(
+                &format!("{base}/namespaces/ns/tables/a"),
+                &json!({"requirements": [], "updates": [
+                    {"action": "set-properties", "updates": {"n": i.to_string()}}]}),
+            )
+            .await,
+            200,
+        )
+        .await;
+    }
+    let renamed = app
+        .post(
+            &format!("{base}/tables/rename"),
+            &json!({"source": {"namespace": ["ns"], "name": "b"},
+                    "destination": {"namespace": ["ns"], "name": "c"}}),
+        )
+        .await;
+    assert_eq!(renamed.status(), 204);
+    let api = |path: &str| format!("/management/v1/warehouses/{warehouse}/{path}");
+    ok(
+        app.post(&api("branches"), &json!({"name": "dev", "from": "main"}))
+            .await,
+        201,
+    )
+    .await;
+    ok(
+        app.post(
+            &format!("/catalog/v1/{warehouse}@dev/namespaces/ns/tables/a"),
+            &json!({"requirements": [], "updates": [
+                {"action": "set-properties", "updates": {"on": "dev"}}]}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    wait_relayed(&app).await;
+
+    let (events, end) = read_feed(&app, &warehouse, json!({}), None).await;
+    assert_eq!(
+        operation_types(&events),
+        [
+            "create-namespace",
+            "create-table",
+            "create-table",
+            "update-table",
+            "update-table",
+            "rename-table"
+        ],
+        "{events:#?}"
+    );
+    let update = events
+        .iter()
+        .find(|e| e["operation"]["operation-type"] == "update-table")
+        .unwrap();
+    assert_eq!(
+        update["operation"]["identifier"],
+        json!({"namespace": ["ns"], "name": "a"})
+    );
+    assert_eq!(update["operation"]["table-uuid"], uuids[0].as_str());
+    assert_eq!(
+        update["operation"]["updates"][0]["action"],
+        "set-properties"
+    );
+    assert!(update["event-id"].is_string() && update["timestamp-ms"].is_i64());
+    assert_eq!(update["x-floe-ref"], "main");
+    let mut ids = std::collections::HashSet::new();
+    assert!(
+        events.iter().all(|e| ids.insert(e["event-id"].to_string())),
+        "no event twice"
+    );
+
+    // The branch's own changes are on its prefix.
+    let (dev, _) = read_feed(&app, &format!("{warehouse}@dev"), json!({}), None).await;
+    assert_eq!(operation_types(&dev), ["update-table"], "{dev:#?}");
+    assert!(
+        dev.iter()
+            .any(|e| e["operation"]["custom-type"] == "x-floe-branch.created")
+    );
+
+    // Filters.
+    let (updates, _) = read_feed(
+        &app,
+        &warehouse,
+        json!({"operation-types": ["update-table"]}),
+        None,
+    )
+    .await;
+    assert_eq!(updates.len(), 2);
+    let (about_c, _) = read_feed(
+        &app,
+        &warehouse,
+        json!({"catalog-objects-by-name": [["ns", "c"]]}),
+        None,
+    )
+    .await;
+    assert_eq!(operation_types(&about_c), ["rename-table"]);
+    let (about_a, _) = read_feed(
+        &app,
+        &warehouse,
+        json!({"catalog-objects-by-id": [uuids[0]]}),
+        None,
+    )
+    .await;
+    assert_eq!(
+        operation_types(&about_a),
+        ["create-table", "update-table", "update-table"]
+    );
+    let (namespaces, _) = read_feed(
+        &app,
+        &warehouse,
+        json!({"object-types": ["namespace"]}),
+        None,
+    )
+    .await;
+    assert_eq!(operation_types(&namespaces), ["create-namespace"]);
+
+    // Resuming from the end gives only what came after.
+    let dropped = app.delete(&format!("{base}/namespaces/ns/tables/c")).await;
+    assert_eq!(dropped.status(), 204);
+    wait_relayed(&app).await;
+    let (later, _) = read_feed(&app, &warehouse, json!({}), Some(end)).await;
+    assert_eq!(operation_types(&later), ["drop-table"]);
+
+    // A token that is not one is a client error.
+    let bad = app
+        .post(
+            &format!("{base}/events"),
+            &json!({"continuation-token": "x"}),
+        )
+        .await;
+    assert_eq!(bad.status(), 400);
+    let unknown = app
+        .post(&format!("{base}/events"), &json!({"pageSize": 1}))
+        .await;
+    assert_eq!(unknown.status(), 400, "unknown fields are refused");
+    // Advertised in /v1/config.
+    let config = ok(app.get("/catalog/v1/config?warehouse=demo").await, 200).await;
+    assert!(
+        config["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "POST /v1/{prefix}/events")
+    );
+    app.shutdown().await.unwrap();
+}
+
+/// With no events backend nothing is recorded, and the feed is neither served nor advertised.
+async fn with_events_off_the_feed_is_not_served(backend: Backend) {
+    let db = std::sync::Arc::new(TestDb::new(backend).await);
+    let app = TestApp::spawn_on(db, |config| config.events.backends = Vec::new()).await;
+    if backend == Backend::Postgres {
+        ok(
+            app.post("/management/v1/bootstrap", &Value::Null).await,
+            200,
+        )
+        .await;
+        app.create_local_warehouse("demo").await;
+    }
+    let warehouse = app.prefix("demo").await;
+    let response = app
+        .post(&format!("/catalog/v1/{warehouse}/events"), &json!({}))
+        .await;
+    assert_eq!(response.status(), 404);
+    let config = ok(app.get("/catalog/v1/config?warehouse=demo").await, 200).await;
+    assert!(
+        !config["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e.as_str().unwrap().ends_with("/events"))
+    );
+    ok(
+        app.post(
+            &format!("/catalog/v1/{warehouse}/namespaces"),
+            &json!({"namespace": ["ns"]}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let ready = ok(app.get("/ready").await, 200).await;
+    assert_eq!(
+        ready["events"]["pending"], 0,
+        "nothing is recorded: {ready}"
+    );
+    app.shutdown().await.unwrap();
 }

@@ -15,7 +15,7 @@ macro_rules! stamp {
 
         use crate::error::Result;
         use crate::model::events::CloudEvent;
-        use crate::store::{EventBacklog, EventSink, EventStore, db_error};
+        use crate::store::{EventBacklog, EventSink, EventStore, FeedEvent, db_error};
 
         /// Appends a multi-row insert of `events` to `statement`.
         pub(crate) fn insert_events(
@@ -68,20 +68,42 @@ macro_rules! stamp {
             ))
         }
 
-        /// Marks events published, by seq.
-        fn mark_published(
+        /// Marks events published (`seqs` in the order they were recorded) and gives them their
+        /// feed positions, next after the last given: `event_feed`'s row stays locked until the
+        /// caller's transaction commits, so positions become visible in order.
+        async fn mark_published(
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
             seqs: &[i64],
-            at: DateTime<Utc>,
-        ) -> sqlx::QueryBuilder<<$store as crate::store::sql::BackendDb>::Db> {
-            let mut update = sqlx::QueryBuilder::new("UPDATE events SET published_at = ");
-            update.push_bind(at);
-            update.push(" WHERE seq IN (");
+        ) -> Result<()> {
+            let failed = |e| db_error("marking events published", e);
+            let count = i64::try_from(seqs.len()).unwrap_or(i64::MAX);
+            let last: i64 = sqlx::query_scalar(
+                "UPDATE event_feed SET last_seq = last_seq + $1 WHERE singleton = 1 RETURNING last_seq",
+            )
+            .bind(count)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(failed)?;
+            let base = last - count;
+            let mut update = sqlx::QueryBuilder::<<$store as crate::store::sql::BackendDb>::Db>::new(
+                "UPDATE events SET published_at = ",
+            );
+            update.push_bind(Utc::now());
+            update.push(", feed_seq = CASE seq");
+            for (i, seq) in seqs.iter().enumerate() {
+                update.push(" WHEN ");
+                update.push_bind(*seq);
+                update.push(" THEN ");
+                update.push_bind(base + 1 + i as i64);
+            }
+            update.push(" END WHERE seq IN (");
             let mut list = update.separated(", ");
             for seq in seqs {
                 list.push_bind(*seq);
             }
             update.push(")");
-            update
+            update.build().execute(&mut *conn).await.map_err(failed)?;
+            Ok(())
         }
 
         #[async_trait]
@@ -109,11 +131,9 @@ macro_rules! stamp {
                     let events: Vec<CloudEvent> = claimed.iter().map(|(_, e)| e.clone()).collect();
                     sink.deliver(&events).await?;
                     let seqs: Vec<i64> = claimed.iter().map(|(seq, _)| *seq).collect();
-                    mark_published(&seqs, Utc::now())
-                        .build()
-                        .execute(&self.write)
-                        .await
-                        .map_err(failed)?;
+                    let mut tx = self.write.begin().await.map_err(failed)?;
+                    mark_published(&mut tx, &seqs).await?;
+                    tx.commit().await.map_err(failed)?;
                     return Ok(events.len());
                 }
                 let mut tx = self.write.begin().await.map_err(failed)?;
@@ -149,11 +169,7 @@ macro_rules! stamp {
                 let events: Vec<CloudEvent> = claimed.iter().map(|(_, e)| e.clone()).collect();
                 sink.deliver(&events).await?;
                 let seqs: Vec<i64> = claimed.iter().map(|(seq, _)| *seq).collect();
-                mark_published(&seqs, Utc::now())
-                    .build()
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(failed)?;
+                mark_published(&mut tx, &seqs).await?;
                 tx.commit().await.map_err(failed)?;
                 Ok(events.len())
             }
@@ -175,6 +191,36 @@ macro_rules! stamp {
                         .try_get("oldest")
                         .map_err(|e| db_error("counting pending events", e))?,
                 })
+            }
+
+            async fn read_feed(
+                &self,
+                warehouse: uuid::Uuid,
+                after: i64,
+                limit: usize,
+            ) -> Result<Vec<FeedEvent>> {
+                let failed = |e| db_error("reading the events feed", e);
+                let rows = sqlx::query(
+                    "SELECT feed_seq, seq, id, event_key, type, subject, warehouse_id, body \
+                     FROM events WHERE feed_seq > $1 AND (warehouse_id = $2 OR warehouse_id IS NULL) \
+                     ORDER BY feed_seq LIMIT $3",
+                )
+                .bind(after)
+                .bind(warehouse)
+                .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+                .fetch_all(&self.read)
+                .await
+                .map_err(failed)?;
+                rows.iter()
+                    .map(|row| {
+                        let (_, event) = event_from_row(row)?;
+                        Ok(FeedEvent {
+                            position: row.try_get("feed_seq")?,
+                            event,
+                        })
+                    })
+                    .collect::<std::result::Result<Vec<_>, sqlx::Error>>()
+                    .map_err(failed)
             }
 
             async fn expire_events(&self, published_before: DateTime<Utc>) -> Result<u64> {
