@@ -474,7 +474,7 @@ impl Services {
         if purge && shared {
             tracing::info!(target: PURGE_LOG, table = %ident, table_uuid = %dropped.uuid, location = %dropped.location, outcome = "kept: other refs still use the files", "purge finished");
         } else if purge {
-            self.purge_in_background(&wh, &dropped);
+            self.purge_in_background(ctx, &wh, &dropped, ident);
         } else {
             tracing::info!(target: PURGE_LOG, table = %ident, table_uuid = %dropped.uuid, outcome = "kept: no purge was asked", "purge finished");
         }
@@ -487,7 +487,15 @@ impl Services {
     /// (they still hold the folders for `CLAIM_RELEASE_GRACE`, longer than any key vended for
     /// them lives); a purge that fails, or leaves a folder, takes them back, so what is left stays
     /// the table's.
-    fn purge_in_background(&self, wh: &OpenWarehouse, dropped: &Tabular) {
+    fn purge_in_background(
+        &self,
+        ctx: &RequestContext,
+        wh: &OpenWarehouse,
+        dropped: &Tabular,
+        ident: &TabularIdent,
+    ) {
+        let (services, ctx) = (self.clone(), ctx.clone());
+        let subject = format!("warehouse/{}/table/{ident}", wh.warehouse.id);
         let tabulars = self.store.tabulars.clone();
         let storage = wh.storage.clone();
         let base = wh.base.clone();
@@ -544,6 +552,16 @@ impl Services {
             match purge.await {
                 Ok(true) => {
                     tracing::info!(target: PURGE_LOG, table_uuid = %uuid, outcome = "deleted", "purge finished");
+                    // After the fact, like the purge itself: published at once, not through
+                    // the outbox (a crash before it leaves the files deleted and no event).
+                    services
+                        .announce(
+                            &ctx,
+                            "floe.table.purged",
+                            subject,
+                            serde_json::json!({ "table-uuid": uuid }),
+                        )
+                        .await;
                 }
                 // What could not be deleted stays the table's: its claims are taken back.
                 outcome => {
