@@ -365,6 +365,43 @@ async fn every_branch_change_has_one_event_in_order(backend: Backend) {
         ["io.floe.project.created", "io.floe.project.renamed"]
     );
 
+    // A purge that deleted the files says so, after the drop (of a table no other ref uses).
+    ok(
+        app.post(
+            &format!("{base}/namespaces/ns/tables"),
+            &json!({"name": "p", "schema": schema()}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let dropped = app
+        .delete(&format!(
+            "{base}/namespaces/ns/tables/p?purgeRequested=true"
+        ))
+        .await;
+    assert_eq!(dropped.status(), 204);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = nats.all_messages("EV1").await;
+        let drop_at = all
+            .iter()
+            .position(|(_, e)| e["type"] == "io.floe.table.dropped" && e["table"] == "p");
+        let purged_at = all
+            .iter()
+            .position(|(_, e)| e["type"] == "io.floe.table.purged");
+        if let (Some(d), Some(p)) = (drop_at, purged_at) {
+            assert!(d < p);
+            assert_eq!(
+                all[p].1["subject"],
+                format!("warehouse/{warehouse}/table/ns.p")
+            );
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no purged event");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     let ready = ok(app.get("/ready").await, 200).await;
     assert_eq!(ready["events"]["pending"], 0, "{ready}");
     assert_eq!(ready["events"]["publishers"]["nats"], "ok", "{ready}");
