@@ -37,6 +37,8 @@ p.add_argument("--seconds", type=float, default=10)
 p.add_argument("--rounds", type=int, default=2)
 p.add_argument("--concurrency", type=int, default=8)
 p.add_argument("--backends", default="sqlite,postgres")
+p.add_argument("--publisher", default="nats", choices=["nats", "log"],
+               help="where events go when on (log: the outbox and relay alone, no NATS; no delays measured)")
 a = p.parse_args()
 bench = os.path.join(os.path.dirname(a.floe), "floe-bench")
 
@@ -88,7 +90,7 @@ def start_floe(work, backend, events_on, nats_port):
     env = dict(os.environ)
     env.pop("RUST_LOG", None)
     env["FLOE__LOG__LEVEL"] = "error"
-    env["FLOE__EVENTS__BACKENDS"] = "[nats]" if events_on else "[]"
+    env["FLOE__EVENTS__BACKENDS"] = f"[{a.publisher}]" if events_on else "[]"
     env["FLOE__EVENTS__NATS__URL"] = f"nats://127.0.0.1:{nats_port}"
     database = None
     if backend == "postgres":
@@ -133,7 +135,7 @@ try:
         for _ in range(a.rounds):
             for mode in ["off", "on"]:
                 server, uri, database = start_floe(work, backend, mode == "on", nats_port)
-                subscriber = Subscriber(nats_port) if mode == "on" else None
+                subscriber = Subscriber(nats_port) if mode == "on" and a.publisher == "nats" else None
                 if subscriber:
                     subscriber.start()
                 try:

@@ -42,6 +42,9 @@ pub struct EventsStatus {
     pub publishers: std::collections::BTreeMap<String, String>,
 }
 
+/// How long a woken relay waits for more changes before it reads the outbox.
+const COALESCE: Duration = Duration::from_millis(10);
+
 struct Fanout(Arc<Vec<Arc<dyn EventPublisher>>>);
 
 #[async_trait]
@@ -71,7 +74,11 @@ impl Services {
                         if n < settings.batch {
                             // Until a change is made here, or another instance's may be due.
                             tokio::select! {
-                                () = wake.notified() => {}
+                                () = wake.notified() => {
+                                    // Let the changes made meanwhile join the batch: fewer,
+                                    // larger rounds cost the writers less.
+                                    tokio::time::sleep(COALESCE).await;
+                                }
                                 () = tokio::time::sleep(idle) => {}
                             }
                         }

@@ -54,6 +54,41 @@ macro_rules! stamp {
             Ok(())
         }
 
+        /// `mark_published` in one statement (PostgreSQL: a data-modifying `WITH`).
+        async fn mark_published_in_one(
+            conn: &mut <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection,
+            seqs: &[i64],
+        ) -> Result<()> {
+            let count = i64::try_from(seqs.len()).unwrap_or(i64::MAX);
+            let mut update = sqlx::QueryBuilder::<<$store as crate::store::sql::BackendDb>::Db>::new(
+                "WITH f AS (UPDATE event_feed SET last_seq = last_seq + ",
+            );
+            update.push_bind(count);
+            update.push(" WHERE singleton = 1 RETURNING last_seq - ");
+            update.push_bind(count);
+            update.push(" AS base) UPDATE events SET published_at = ");
+            update.push_bind(Utc::now());
+            update.push(", feed_seq = (SELECT base FROM f) + CASE seq");
+            for (i, seq) in seqs.iter().enumerate() {
+                update.push(" WHEN ");
+                update.push_bind(*seq);
+                update.push(" THEN ");
+                update.push_bind(1 + i as i64);
+            }
+            update.push(" END WHERE seq IN (");
+            let mut list = update.separated(", ");
+            for seq in seqs {
+                list.push_bind(*seq);
+            }
+            update.push(")");
+            update
+                .build()
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| db_error("marking events published", e))?;
+            Ok(())
+        }
+
         fn event_from_row(row: &$row) -> std::result::Result<(i64, CloudEvent), sqlx::Error> {
             Ok((
                 row.try_get("seq")?,
@@ -131,36 +166,58 @@ macro_rules! stamp {
                     let events: Vec<CloudEvent> = claimed.iter().map(|(_, e)| e.clone()).collect();
                     sink.deliver(&events).await?;
                     let seqs: Vec<i64> = claimed.iter().map(|(seq, _)| *seq).collect();
-                    let mut tx = self.write.begin().await.map_err(failed)?;
-                    mark_published(&mut tx, &seqs).await?;
-                    tx.commit().await.map_err(failed)?;
+                    // Marks need no fsync of their own: one lost to a power cut only has its
+                    // events published again, which JetStream drops as duplicates.
+                    let mut conn = self.write.acquire().await.map_err(failed)?;
+                    let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                        .fetch_one(&mut *conn)
+                        .await
+                        .map_err(failed)?;
+                    sqlx::query("PRAGMA synchronous = NORMAL")
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(failed)?;
+                    let marked = async {
+                        let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(failed)?;
+                        mark_published(&mut tx, &seqs).await?;
+                        tx.commit().await.map_err(failed)
+                    }
+                    .await;
+                    let restore = match sync {
+                        0 => "PRAGMA synchronous = OFF",
+                        1 => "PRAGMA synchronous = NORMAL",
+                        3 => "PRAGMA synchronous = EXTRA",
+                        _ => "PRAGMA synchronous = FULL",
+                    };
+                    sqlx::query(restore)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(failed)?;
+                    marked?;
                     return Ok(events.len());
                 }
                 let mut tx = self.write.begin().await.map_err(failed)?;
-                // The oldest pending event of each key, locked: whoever holds it relays the key.
-                let heads = sqlx::query(
-                    "SELECT seq, event_key FROM events WHERE published_at IS NULL AND seq IN \
+                // One statement: the oldest pending event of as many keys as this relay can lock
+                // (whoever holds a key's oldest event relays the key), and those keys' pending
+                // events in order. The transaction's commit needs no flush of its own: a mark
+                // lost to a crash of the database only has its events published again, which
+                // JetStream drops as duplicates.
+                let rows = sqlx::query(
+                    "WITH s AS (SELECT set_config('synchronous_commit', 'off', true) AS v), \
+                     heads AS (SELECT event_key FROM events WHERE published_at IS NULL AND seq IN \
                      (SELECT min(seq) FROM events WHERE published_at IS NULL GROUP BY event_key) \
-                     ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+                     ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) \
+                     SELECT seq, id, event_key, type, subject, warehouse_id, body FROM events \
+                     WHERE published_at IS NULL AND event_key IN (SELECT event_key FROM heads) \
+                     AND (SELECT v FROM s) IS NOT NULL ORDER BY seq LIMIT $1",
                 )
                 .bind(limit)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(failed)?;
-                if heads.is_empty() {
+                if rows.is_empty() {
                     return Ok(0);
                 }
-                let mut select = sqlx::QueryBuilder::<<$store as crate::store::sql::BackendDb>::Db>::new(
-                    "SELECT seq, id, event_key, type, subject, warehouse_id, body FROM events \
-                     WHERE published_at IS NULL AND event_key IN (",
-                );
-                let mut keys = select.separated(", ");
-                for head in &heads {
-                    keys.push_bind(head.try_get::<String, _>("event_key").map_err(failed)?);
-                }
-                select.push(") ORDER BY seq LIMIT ");
-                select.push_bind(limit);
-                let rows = select.build().fetch_all(&mut *tx).await.map_err(failed)?;
                 let claimed = rows
                     .iter()
                     .map(event_from_row)
@@ -169,7 +226,7 @@ macro_rules! stamp {
                 let events: Vec<CloudEvent> = claimed.iter().map(|(_, e)| e.clone()).collect();
                 sink.deliver(&events).await?;
                 let seqs: Vec<i64> = claimed.iter().map(|(seq, _)| *seq).collect();
-                mark_published(&mut tx, &seqs).await?;
+                mark_published_in_one(&mut tx, &seqs).await?;
                 tx.commit().await.map_err(failed)?;
                 Ok(events.len())
             }
