@@ -107,6 +107,40 @@ impl Services {
         !self.events.is_empty()
     }
 
+    /// Records that a dropped table's files were purged: its `table.purged` event, ordered with
+    /// the table's other events. A failure is logged.
+    pub(crate) async fn record_purged(
+        &self,
+        ctx: &super::RequestContext,
+        warehouse: crate::model::WarehouseId,
+        uuid: uuid::Uuid,
+        subject: String,
+    ) {
+        if !self.events_enabled() {
+            return;
+        }
+        let actor = ctx.principal.display_id();
+        let event = CloudEvent::new(
+            "table.purged",
+            subject,
+            format!("{warehouse}/{uuid}"),
+            &crate::model::events::EventContext {
+                actor: &actor,
+                request_id: &ctx.request_id,
+                warehouse: Some(warehouse.0),
+                reference: None,
+                commit: None,
+            },
+            &[],
+            chrono::Utc::now(),
+            serde_json::json!({ "table-uuid": uuid }),
+        );
+        match self.store.events.record_events(&[event]).await {
+            Ok(()) => self.wake_relay(),
+            Err(e) => tracing::warn!(error = %e.message, "recording a purge's event failed"),
+        }
+    }
+
     /// Tells the relay that changes were just made (their events are in the outbox): it looks
     /// at once instead of at its next interval.
     pub fn wake_relay(&self) {

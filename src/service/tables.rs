@@ -552,16 +552,10 @@ impl Services {
             match purge.await {
                 Ok(true) => {
                     tracing::info!(target: PURGE_LOG, table_uuid = %uuid, outcome = "deleted", "purge finished");
-                    // After the fact, like the purge itself: published at once, not through
-                    // the outbox (a crash before it leaves the files deleted and no event).
-                    services
-                        .announce(
-                            &ctx,
-                            "floe.table.purged",
-                            subject,
-                            serde_json::json!({ "table-uuid": uuid }),
-                        )
-                        .await;
+                    // After the fact, like the purge itself (a crash before it leaves the files
+                    // deleted and no event), into the outbox under the table's key, so that it
+                    // is published after the table's drop.
+                    services.record_purged(&ctx, warehouse, uuid, subject).await;
                 }
                 // What could not be deleted stays the table's: its claims are taken back.
                 outcome => {

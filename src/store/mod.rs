@@ -570,6 +570,9 @@ pub trait EventStore: Send + Sync {
     /// never hand out the same key's events at once.
     async fn publish_pending(&self, limit: usize, sink: &dyn EventSink) -> Result<usize>;
     async fn event_backlog(&self) -> Result<EventBacklog>;
+    /// Records events of something that is not a database change (a purge's deleted files),
+    /// after it happened.
+    async fn record_events(&self, events: &[CloudEvent]) -> Result<()>;
     /// Published events of `warehouse` (and of no warehouse) after feed position `after`, in
     /// feed order, at most `limit`.
     async fn read_feed(

@@ -231,6 +231,13 @@ macro_rules! stamp {
                 Ok(events.len())
             }
 
+            async fn record_events(&self, events: &[CloudEvent]) -> Result<()> {
+                let failed = |e| db_error("recording events", e);
+                let mut tx = self.write.begin().await.map_err(failed)?;
+                write_events(&mut tx, events).await?;
+                tx.commit().await.map_err(failed)
+            }
+
             async fn event_backlog(&self) -> Result<EventBacklog> {
                 let row = sqlx::query(
                     "SELECT count(*) AS pending, min(created_at) AS oldest FROM events \
