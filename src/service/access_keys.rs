@@ -247,19 +247,21 @@ impl Services {
             expires_at,
             created_by: ctx.principal.identity().map(|i| i.id.clone()),
         };
-        self.store.access_keys.create_access_key(&key).await?;
+        let events = self.change_event(
+            ctx,
+            "access-key.created",
+            format!("warehouse/{warehouse}/access-key/{}", key.id),
+            serde_json::json!({}),
+        );
+        self.store
+            .access_keys
+            .create_access_key(&key, &events)
+            .await?;
         let issued = IssuedKey {
             access_key_id: key.id.clone(),
             secret_access_key: minter.secret_for(&key.id),
             expires_at,
         };
-        self.announce(
-            ctx,
-            "access-key.created",
-            format!("warehouse/{warehouse}/access-key/{}", key.id),
-            serde_json::json!({}),
-        )
-        .await;
         Ok((key, issued))
     }
 
@@ -290,20 +292,19 @@ impl Services {
             Resource::Warehouse(warehouse),
         )
         .await?;
-        self.store
-            .access_keys
-            .delete_access_key(warehouse, id)
-            .await?;
-        if let Ok(minter) = self.minter() {
-            minter.admin_cache.lock().expect("cache lock").remove(id);
-        }
-        self.announce(
+        let events = self.change_event(
             ctx,
             "access-key.deleted",
             format!("warehouse/{warehouse}/access-key/{id}"),
             serde_json::json!({}),
-        )
-        .await;
+        );
+        self.store
+            .access_keys
+            .delete_access_key(warehouse, id, &events)
+            .await?;
+        if let Ok(minter) = self.minter() {
+            minter.admin_cache.lock().expect("cache lock").remove(id);
+        }
         Ok(())
     }
 

@@ -141,15 +141,14 @@ impl Services {
             created_at: at,
             updated_at: at,
         };
-        self.store.authz.create_role(&role).await?;
-        self.forget_access();
-        self.announce(
+        let events = self.change_event(
             ctx,
             "role.created",
             format!("role/{}", role.id),
             serde_json::json!({ "name": role.name }),
-        )
-        .await;
+        );
+        self.store.authz.create_role(&role, &events).await?;
+        self.forget_access();
         Ok(role)
     }
 
@@ -188,18 +187,17 @@ impl Services {
         self.authorize(ctx, Action::RoleManage, Resource::Server)
             .await?;
         check_role_name(name, description.as_deref())?;
-        self.store
-            .authz
-            .update_role(id, name, description.as_deref(), now())
-            .await?;
-        self.forget_access();
-        self.announce(
+        let events = self.change_event(
             ctx,
             "role.updated",
             format!("role/{id}"),
             serde_json::json!({ "name": name }),
-        )
-        .await;
+        );
+        self.store
+            .authz
+            .update_role(id, name, description.as_deref(), now(), &events)
+            .await?;
+        self.forget_access();
         self.role(id).await
     }
 
@@ -209,15 +207,14 @@ impl Services {
         self.role(id).await?;
         // Out of the authorizer's copy first: a failure after it leaves the role powerless.
         self.authz.remove_subject("role", &id.to_string()).await?;
-        self.store.authz.delete_role(id).await?;
-        self.forget_access();
-        self.announce(
+        let events = self.change_event(
             ctx,
             "role.deleted",
             format!("role/{id}"),
             serde_json::json!({}),
-        )
-        .await;
+        );
+        self.store.authz.delete_role(id, &events).await?;
+        self.forget_access();
         Ok(())
     }
 

@@ -467,11 +467,16 @@ pub trait SealedSecretStore: Send + Sync {
 #[async_trait]
 pub trait AccessKeyStore: Send + Sync {
     /// `NotFound(Warehouse)` when the warehouse is gone.
-    async fn create_access_key(&self, key: &AccessKey) -> Result<()>;
+    async fn create_access_key(&self, key: &AccessKey, events: &[CloudEvent]) -> Result<()>;
     async fn get_access_key(&self, id: &str) -> Result<Option<AccessKey>>;
     async fn list_access_keys(&self, warehouse: WarehouseId) -> Result<Vec<AccessKey>>;
     /// `NotFound(AccessKey)` when the warehouse has no such key.
-    async fn delete_access_key(&self, warehouse: WarehouseId, id: &str) -> Result<()>;
+    async fn delete_access_key(
+        &self,
+        warehouse: WarehouseId,
+        id: &str,
+        events: &[CloudEvent],
+    ) -> Result<()>;
 }
 
 /// Users: recorded on first sight, provisioned, listed, deleted.
@@ -492,7 +497,7 @@ pub trait UserStore: Send + Sync {
 #[async_trait]
 pub trait AuthzStore: Send + Sync {
     /// `AlreadyExists(Role)` when the name is taken.
-    async fn create_role(&self, role: &Role) -> Result<()>;
+    async fn create_role(&self, role: &Role, events: &[CloudEvent]) -> Result<()>;
     async fn get_role(&self, id: uuid::Uuid) -> Result<Option<Role>>;
     /// Roles by name; `name` filters (case-insensitive substring); `after` is the name to
     /// continue after.
@@ -504,10 +509,11 @@ pub trait AuthzStore: Send + Sync {
         name: &str,
         description: Option<&str>,
         at: DateTime<Utc>,
+        events: &[CloudEvent],
     ) -> Result<()>;
     /// Deletes the role and every relationship that names it (as object or as subject).
     /// `NotFound(Role)`.
-    async fn delete_role(&self, id: uuid::Uuid) -> Result<()>;
+    async fn delete_role(&self, id: uuid::Uuid, events: &[CloudEvent]) -> Result<()>;
     /// Writes `add` (present ones stay) and deletes `remove` (absent ones are ignored), atomically.
     async fn write_relationships(
         &self,

@@ -330,6 +330,10 @@ async fn every_branch_change_has_one_event_in_order(backend: Backend) {
     assert_eq!(feed_ids, stream_ids);
 
     // Management changes go through the outbox too.
+    let role = app
+        .post("/management/v1/roles", &json!({"name": "analysts"}))
+        .await;
+    assert!(role.status().is_success(), "{}", role.text().await.unwrap());
     let project = ok(
         app.post("/management/v1/projects", &json!({"name": "p2"}))
             .await,
@@ -363,6 +367,12 @@ async fn every_branch_change_has_one_event_in_order(backend: Backend) {
     assert_eq!(
         types,
         ["io.floe.project.created", "io.floe.project.renamed"]
+    );
+    assert!(
+        nats.all_messages("EV1")
+            .await
+            .iter()
+            .any(|(_, e)| e["type"] == "io.floe.role.created" && e["data"]["name"] == "analysts")
     );
 
     // A purge that deleted the files says so, after the drop (of a table no other ref uses).

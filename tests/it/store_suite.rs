@@ -223,11 +223,11 @@ async fn roles_and_relationships_round_trip(store: Persistence, _db: &TestDb) {
         }
     };
     let (eng, ops) = (role("engineers"), role("ops_100%"));
-    store.authz.create_role(&eng).await.unwrap();
-    store.authz.create_role(&ops).await.unwrap();
+    store.authz.create_role(&eng, &[]).await.unwrap();
+    store.authz.create_role(&ops, &[]).await.unwrap();
     let err = store
         .authz
-        .create_role(&role("engineers"))
+        .create_role(&role("engineers"), &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Role));
@@ -270,13 +270,13 @@ async fn roles_and_relationships_round_trip(store: Persistence, _db: &TestDb) {
     assert_eq!(first.next.as_deref(), Some("engineers"));
     let err = store
         .authz
-        .update_role(ops.id, "engineers", None, now())
+        .update_role(ops.id, "engineers", None, now(), &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::AlreadyExists(Entity::Role));
     store
         .authz
-        .update_role(ops.id, "operators", None, now())
+        .update_role(ops.id, "operators", None, now(), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -372,7 +372,7 @@ async fn roles_and_relationships_round_trip(store: Persistence, _db: &TestDb) {
         [eng_selects]
     );
     // Deleting a role removes its assignments and the grants to it.
-    store.authz.delete_role(eng.id).await.unwrap();
+    store.authz.delete_role(eng.id, &[]).await.unwrap();
     assert!(
         store
             .authz
@@ -389,7 +389,7 @@ async fn roles_and_relationships_round_trip(store: Persistence, _db: &TestDb) {
             .unwrap()
             .is_empty()
     );
-    let err = store.authz.delete_role(eng.id).await.unwrap_err();
+    let err = store.authz.delete_role(eng.id, &[]).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Role));
 }
 
@@ -1717,7 +1717,7 @@ async fn access_keys_are_listed_and_deleted_per_warehouse(store: Persistence, db
     let b = key("FLAAAAAAAAAAAAAAAAA2", &one, true);
     let c = key("FLAAAAAAAAAAAAAAAAA3", &two, false);
     for k in [&a, &b, &c] {
-        store.access_keys.create_access_key(k).await.unwrap();
+        store.access_keys.create_access_key(k, &[]).await.unwrap();
     }
     let found = store
         .access_keys
@@ -1744,13 +1744,13 @@ async fn access_keys_are_listed_and_deleted_per_warehouse(store: Persistence, db
     // A key is deleted through its own warehouse only.
     let err = store
         .access_keys
-        .delete_access_key(two.id, &a.id)
+        .delete_access_key(two.id, &a.id, &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::AccessKey));
     store
         .access_keys
-        .delete_access_key(one.id, &a.id)
+        .delete_access_key(one.id, &a.id, &[])
         .await
         .unwrap();
     assert!(
@@ -1769,13 +1769,13 @@ async fn access_keys_are_listed_and_deleted_per_warehouse(store: Persistence, db
     assert_eq!(
         store
             .access_keys
-            .create_access_key(&orphan)
+            .create_access_key(&orphan, &[])
             .await
             .unwrap_err()
             .kind,
         ErrorKind::NotFound(Entity::Warehouse)
     );
-    assert!(store.access_keys.create_access_key(&c).await.is_err());
+    assert!(store.access_keys.create_access_key(&c, &[]).await.is_err());
     // Deleting a warehouse removes its keys.
     store
         .warehouses

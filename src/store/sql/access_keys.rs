@@ -5,12 +5,18 @@ macro_rules! stamp {
         use async_trait::async_trait;
 
         use crate::error::{Entity, Result};
+        use crate::model::events::CloudEvent;
         use crate::model::{AccessKey, WarehouseId};
         use crate::store::{AccessKeyStore, db_error, is_foreign_key_violation, not_found};
 
         #[async_trait]
         impl AccessKeyStore for $store {
-            async fn create_access_key(&self, key: &AccessKey) -> Result<()> {
+            async fn create_access_key(&self, key: &AccessKey, events: &[CloudEvent]) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("recording a change", e))?;
                 sqlx::query(
                     "INSERT INTO access_keys (id, warehouse_id, description, created_at, expires_at, created_by) \
                      VALUES ($1, $2, $3, $4, $5, $6)",
@@ -21,7 +27,7 @@ macro_rules! stamp {
                 .bind(key.created_at)
                 .bind(key.expires_at)
                 .bind(&key.created_by)
-                .execute(&self.write)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| {
                     if is_foreign_key_violation(&e) {
@@ -30,7 +36,10 @@ macro_rules! stamp {
                         db_error("creating an access key", e)
                     }
                 })?;
-                Ok(())
+                super::events::write_events(&mut *tx, events).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("recording a change", e))
             }
 
             async fn get_access_key(&self, id: &str) -> Result<Option<AccessKey>> {
@@ -63,17 +72,30 @@ macro_rules! stamp {
                     .map_err(|e| db_error("decoding an access key", e))
             }
 
-            async fn delete_access_key(&self, warehouse: WarehouseId, id: &str) -> Result<()> {
+            async fn delete_access_key(
+                &self,
+                warehouse: WarehouseId,
+                id: &str,
+                events: &[CloudEvent],
+            ) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("recording a change", e))?;
                 let done = sqlx::query("DELETE FROM access_keys WHERE warehouse_id = $1 AND id = $2")
                     .bind(warehouse.0)
                     .bind(id)
-                    .execute(&self.write)
+                    .execute(&mut *tx)
                     .await
                     .map_err(|e| db_error("deleting an access key", e))?;
                 if done.rows_affected() == 0 {
                     return Err(not_found(Entity::AccessKey, id));
                 }
-                Ok(())
+                super::events::write_events(&mut *tx, events).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("recording a change", e))
             }
         }
     };

@@ -45,7 +45,12 @@ macro_rules! stamp {
 
         #[async_trait]
         impl AuthzStore for $store {
-            async fn create_role(&self, role: &Role) -> Result<()> {
+            async fn create_role(&self, role: &Role, events: &[CloudEvent]) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("recording a change", e))?;
                 sqlx::query(
                     "INSERT INTO roles (id, name, description, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5)",
@@ -55,7 +60,7 @@ macro_rules! stamp {
                 .bind(&role.description)
                 .bind(role.created_at)
                 .bind(role.updated_at)
-                .execute(&self.write)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| {
                     if is_unique_violation(&e) {
@@ -64,7 +69,10 @@ macro_rules! stamp {
                         db_error("creating a role", e)
                     }
                 })?;
-                Ok(())
+                super::events::write_events(&mut *tx, events).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("recording a change", e))
             }
 
             async fn get_role(&self, id: uuid::Uuid) -> Result<Option<Role>> {
@@ -106,7 +114,13 @@ macro_rules! stamp {
                 name: &str,
                 description: Option<&str>,
                 at: DateTime<Utc>,
+                events: &[CloudEvent],
             ) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("recording a change", e))?;
                 let done = sqlx::query(
                     "UPDATE roles SET name = $2, description = $3, updated_at = $4 WHERE id = $1",
                 )
@@ -114,7 +128,7 @@ macro_rules! stamp {
                 .bind(name)
                 .bind(description)
                 .bind(at)
-                .execute(&self.write)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| {
                     if is_unique_violation(&e) {
@@ -126,10 +140,13 @@ macro_rules! stamp {
                 if done.rows_affected() == 0 {
                     return Err(not_found(Entity::Role, id));
                 }
-                Ok(())
+                super::events::write_events(&mut *tx, events).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("recording a change", e))
             }
 
-            async fn delete_role(&self, id: uuid::Uuid) -> Result<()> {
+            async fn delete_role(&self, id: uuid::Uuid, events: &[CloudEvent]) -> Result<()> {
                 let mut tx = self
                     .write
                     .begin()
@@ -151,6 +168,7 @@ macro_rules! stamp {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| db_error("deleting a role's relationships", e))?;
+                super::events::write_events(&mut *tx, events).await?;
                 tx.commit()
                     .await
                     .map_err(|e| db_error("deleting a role", e))
