@@ -125,6 +125,33 @@ fn schema() -> Value {
         {"id": 1, "name": "id", "type": "long", "required": true}]})
 }
 
+/// Creates table `ns.<name>` under the catalog path `base` and returns the answer.
+async fn create_table(app: &TestApp, base: &str, name: &str) -> Value {
+    ok(
+        app.post(
+            &format!("{base}/namespaces/ns/tables"),
+            &json!({"name": name, "schema": schema()}),
+        )
+        .await,
+        200,
+    )
+    .await
+}
+
+/// Commits one property to table `ns.<table>` under the catalog path `base`.
+async fn set_property(app: &TestApp, base: &str, table: &str, key: &str, value: &str) {
+    ok(
+        app.post(
+            &format!("{base}/namespaces/ns/tables/{table}"),
+            &json!({"requirements": [], "updates": [
+                {"action": "set-properties", "updates": {key: value}}]}),
+        )
+        .await,
+        200,
+    )
+    .await;
+}
+
 async fn app_with_nats(backend: Backend, nats: &Nats, stream: &str) -> TestApp {
     let db = std::sync::Arc::new(TestDb::new(backend).await);
     let url = nats.url();
@@ -170,27 +197,10 @@ async fn every_branch_change_has_one_event_in_order(backend: Backend) {
     )
     .await;
     for name in ["a", "b"] {
-        ok(
-            app.post(
-                &format!("{base}/namespaces/ns/tables"),
-                &json!({"name": name, "schema": schema()}),
-            )
-            .await,
-            200,
-        )
-        .await;
+        create_table(&app, &base, name).await;
     }
     for i in 0..3 {
-        ok(
-            app.post(
-                &format!("{base}/namespaces/ns/tables/a"),
-                &json!({"requirements": [], "updates": [
-                    {"action": "set-properties", "updates": {"n": i.to_string()}}]}),
-            )
-            .await,
-            200,
-        )
-        .await;
+        set_property(&app, &base, "a", "n", &i.to_string()).await;
     }
     // One transaction over both tables: one event per table, naming the same commit.
     let changes: Vec<Value> = ["a", "b"]
@@ -224,14 +234,12 @@ async fn every_branch_change_has_one_event_in_order(backend: Backend) {
         201,
     )
     .await;
-    ok(
-        app.post(
-            &format!("/catalog/v1/{warehouse}@dev/namespaces/ns/tables/a"),
-            &json!({"requirements": [], "updates": [
-                {"action": "set-properties", "updates": {"on": "dev"}}]}),
-        )
-        .await,
-        200,
+    set_property(
+        &app,
+        &format!("/catalog/v1/{warehouse}@dev"),
+        "a",
+        "on",
+        "dev",
     )
     .await;
     ok(
@@ -376,15 +384,7 @@ async fn every_branch_change_has_one_event_in_order(backend: Backend) {
     );
 
     // A purge that deleted the files says so, after the drop (of a table no other ref uses).
-    ok(
-        app.post(
-            &format!("{base}/namespaces/ns/tables"),
-            &json!({"name": "p", "schema": schema()}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    create_table(&app, &base, "p").await;
     let dropped = app
         .delete(&format!(
             "{base}/namespaces/ns/tables/p?purgeRequested=true"
@@ -433,15 +433,7 @@ async fn with_nats_down_events_wait_and_arrive_once_it_is_back(backend: Backend)
     nats.stop();
     // Changes go on while NATS is down; their events wait in the database.
     for name in ["t1", "t2", "t3"] {
-        ok(
-            app.post(
-                &format!("{base}/namespaces/ns/tables"),
-                &json!({"name": name, "schema": schema()}),
-            )
-            .await,
-            200,
-        )
-        .await;
+        create_table(&app, &base, name).await;
     }
     let ready = ok(app.get("/ready").await, 200).await;
     assert_eq!(
@@ -798,28 +790,11 @@ async fn the_events_feed_pages_resumes_and_filters(backend: Backend) {
     .await;
     let mut uuids = Vec::new();
     for name in ["a", "b"] {
-        let made = ok(
-            app.post(
-                &format!("{base}/namespaces/ns/tables"),
-                &json!({"name": name, "schema": schema()}),
-            )
-            .await,
-            200,
-        )
-        .await;
+        let made = create_table(&app, &base, name).await;
         uuids.push(made["metadata"]["table-uuid"].as_str().unwrap().to_string());
     }
     for i in 0..2 {
-        ok(
-            app.post(
-                &format!("{base}/namespaces/ns/tables/a"),
-                &json!({"requirements": [], "updates": [
-                    {"action": "set-properties", "updates": {"n": i.to_string()}}]}),
-            )
-            .await,
-            200,
-        )
-        .await;
+        set_property(&app, &base, "a", "n", &i.to_string()).await;
     }
     let renamed = app
         .post(
@@ -836,14 +811,12 @@ async fn the_events_feed_pages_resumes_and_filters(backend: Backend) {
         201,
     )
     .await;
-    ok(
-        app.post(
-            &format!("/catalog/v1/{warehouse}@dev/namespaces/ns/tables/a"),
-            &json!({"requirements": [], "updates": [
-                {"action": "set-properties", "updates": {"on": "dev"}}]}),
-        )
-        .await,
-        200,
+    set_property(
+        &app,
+        &format!("/catalog/v1/{warehouse}@dev"),
+        "a",
+        "on",
+        "dev",
     )
     .await;
     wait_relayed(&app).await;
