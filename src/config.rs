@@ -224,6 +224,8 @@ impl Config {
 pub enum SecretsBackend {
     /// AES-256-GCM encrypted in the catalog database.
     Database,
+    /// Vault's (or OpenBao's) KV v2 (`secrets.vault`); the database keeps only references.
+    Vault,
 }
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -236,6 +238,8 @@ pub struct SecretsConfig {
     pub encryption_key: Option<String>,
     /// A file holding the base64 key (e.g. a mounted Kubernetes secret).
     pub encryption_key_file: Option<PathBuf>,
+    /// With `backend = "vault"`.
+    pub vault: crate::secrets::vault::VaultConfig,
 }
 
 impl Default for SecretsConfig {
@@ -244,6 +248,7 @@ impl Default for SecretsConfig {
             backend: SecretsBackend::Database,
             encryption_key: None,
             encryption_key_file: None,
+            vault: Default::default(),
         }
     }
 }
@@ -257,6 +262,7 @@ impl fmt::Debug for SecretsConfig {
                 &self.encryption_key.as_ref().map(|_| "<redacted>"),
             )
             .field("encryption_key_file", &self.encryption_key_file)
+            .field("vault", &self.vault)
             .finish()
     }
 }
@@ -485,6 +491,9 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("bootstrap.warehouse: {}", e.message))?;
         if let Some(key) = &self.secrets.encryption_key {
             crate::secrets::parse_key(key).context("secrets.encryption_key")?;
+        }
+        if self.secrets.backend == SecretsBackend::Vault {
+            self.secrets.vault.validate().context("secrets.vault")?;
         }
         self.authn.validate()?;
         if self.authz.backend == Some(AuthzBackend::Builtin) && self.authn.providers.is_empty() {

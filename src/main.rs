@@ -57,6 +57,11 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Secrets kept by the server (warehouses' storage credentials).
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     /// Write the OpenAPI descriptions (management.yaml, catalog.yaml) into a folder.
     Openapi {
         #[arg(long, default_value = "openapi")]
@@ -107,6 +112,22 @@ enum Command {
         /// fail (default), source-wins or target-wins.
         #[arg(long)]
         strategy: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Move the secrets sealed in the catalog database to another store (`vault`, set up under
+    /// `secrets.vault`). Each moves in one step; stopped, it can be run again to carry on.
+    /// Switch every instance to `secrets.backend = "vault"` first: it still reads the secrets not
+    /// yet moved from the database.
+    Migrate {
+        /// The store to move them to.
+        #[arg(long, value_parser = ["vault"])]
+        to: String,
+        /// Move at most this many.
+        #[arg(long)]
+        limit: Option<u64>,
     },
 }
 
@@ -188,6 +209,16 @@ async fn run(config: Config, command: Command) -> anyhow::Result<()> {
                     done.store_id, done.model_id, done.copied
                 );
             }
+            Ok(())
+        }
+        Command::Secrets {
+            command: SecretsCommand::Migrate { to: _, limit },
+        } => {
+            let done = floe::server::migrate_secrets(&config, limit).await?;
+            println!(
+                "moved {} secrets to Vault; {} still in the database",
+                done.moved, done.remaining
+            );
             Ok(())
         }
         Command::Openapi { out_dir } => {

@@ -20,6 +20,7 @@ use crate::config::{
 use crate::events::{EventPublisher, LogPublisher};
 use crate::gateway::{Gateway, GatewaySettings};
 use crate::model::{SealedSecret, SecretId};
+use crate::secrets::vault::VaultSecretStore;
 use crate::secrets::{
     DbSecretStore, SealedRows, SecretStore, load_or_create_key_file, parse_key, read_key_file,
 };
@@ -54,6 +55,10 @@ impl Floe {
             SecretsBackend::Database => {
                 Arc::new(DbSecretStore::new(secret_rows(&store), &server_key))
             }
+            SecretsBackend::Vault => Arc::new(
+                VaultSecretStore::start(&config.secrets.vault, secret_rows(&store), &server_key)
+                    .context("secrets.vault")?,
+            ),
         };
         let authn: Arc<dyn Authenticator> = if config.authn.providers.is_empty() {
             Arc::new(NoAuthentication)
@@ -240,6 +245,23 @@ fn local_roots(config: &Config) -> anyhow::Result<crate::service::LocalRoots> {
         .context("resolving storage.data_dir and storage.local_roots")
 }
 
+/// `floe secrets migrate --to vault`: moves up to `limit` secrets sealed in the catalog database
+/// into Vault (`secrets.vault`), one at a time; run again, it carries on where it stopped.
+pub async fn migrate_secrets(
+    config: &Config,
+    limit: Option<u64>,
+) -> anyhow::Result<crate::secrets::vault::Migrated> {
+    let target = config.database_target()?;
+    let embedded = matches!(target, DatabaseTarget::Sqlite(_));
+    let store = open_persistence(config, config.database.auto_migrate.unwrap_or(embedded)).await?;
+    let key = encryption_key(config, embedded)?;
+    let vault = VaultSecretStore::start(&config.secrets.vault, secret_rows(&store), &key)
+        .context("secrets.vault")?;
+    crate::secrets::vault::migrate(&vault, limit)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))
+}
+
 /// Where the OpenFGA store and model ids `floe migrate` used are recorded.
 const FGA_STORE_NAME: &str = "authz.openfga.store_name";
 const FGA_STORE_ID: &str = "authz.openfga.store_id";
@@ -423,6 +445,37 @@ impl SealedRows for SecretRows {
 
     async fn delete_secret(&self, id: SecretId) -> crate::error::Result<()> {
         self.0.delete_secret(id).await
+    }
+
+    async fn sealed_secret_ids(&self, limit: u32) -> crate::error::Result<Vec<SecretId>> {
+        self.0.sealed_secret_ids(limit).await
+    }
+
+    async fn put_secret_ref(
+        &self,
+        id: SecretId,
+        reference: &crate::model::SecretRef,
+    ) -> crate::error::Result<()> {
+        self.0.put_secret_ref(id, reference).await
+    }
+
+    async fn get_secret_ref(
+        &self,
+        id: SecretId,
+    ) -> crate::error::Result<Option<crate::model::SecretRef>> {
+        self.0.get_secret_ref(id).await
+    }
+
+    async fn delete_secret_ref(&self, id: SecretId) -> crate::error::Result<()> {
+        self.0.delete_secret_ref(id).await
+    }
+
+    async fn move_secret_to_ref(
+        &self,
+        id: SecretId,
+        reference: &crate::model::SecretRef,
+    ) -> crate::error::Result<()> {
+        self.0.move_secret_to_ref(id, reference).await
     }
 }
 

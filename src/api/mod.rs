@@ -314,8 +314,9 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Readiness: the database and every module answer (503 when one does not). Identity providers
-/// are reported but do not make Floe unready: their cached keys keep working while one is down.
+/// Readiness: the database and the authorizer answer (503 when one does not). Identity
+/// providers, event publishers and the secret store are reported but do not make Floe unready:
+/// cached keys keep working, events wait in the outbox, and only what needs a secret fails.
 async fn ready(State(state): State<AppState>) -> Response {
     let providers: serde_json::Map<String, serde_json::Value> = state
         .authn
@@ -365,6 +366,14 @@ async fn ready(State(state): State<AppState>) -> Response {
     {
         body["events"] = serde_json::to_value(events).unwrap_or_default();
     }
+    // The secret store: reported, never a reason to be unready (only what needs a secret
+    // fails while it is away). Why it failed goes to the log.
+    let secrets = tokio::time::timeout(Duration::from_secs(2), state.services.secrets_status());
+    body["secrets"] = match secrets.await {
+        Ok((backend, Ok(()))) => serde_json::json!({ "backend": backend, "status": "ok" }),
+        Ok((backend, Err(_))) => serde_json::json!({ "backend": backend, "status": "unavailable" }),
+        Err(_) => serde_json::json!({ "status": "unavailable" }),
+    };
     (status, Json(body)).into_response()
 }
 

@@ -638,6 +638,20 @@ pub struct SealedSecret {
     pub updated_at: DateTime<Utc>,
 }
 
+/// Where a secret kept outside the catalog database lives (`secrets::VaultSecretStore`): the
+/// database holds this reference, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    /// Which store holds it (`vault`).
+    pub store: String,
+    pub mount: String,
+    pub path: String,
+    /// The version the catalog reads; a change writes a new one and then moves this.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
 /// A request a client asks Floe to sign (remote signing; both the legacy and the current
 /// request shape).
 #[derive(Debug, Clone)]

@@ -1,5 +1,6 @@
-//! Secrets (storage credentials today): the `SecretStore` trait and its in-tree default,
-//! [`DbSecretStore`], which keeps AES-256-GCM ciphertext in the catalog database.
+//! Secrets (storage credentials today): the `SecretStore` trait, its in-tree default
+//! [`DbSecretStore`], which keeps AES-256-GCM ciphertext in the catalog database, and
+//! [`vault::VaultSecretStore`], which keeps them in Vault's KV v2 (the database holds only where).
 //!
 //! Depends on `model` alone; the rows it seals live wherever its [`SealedRows`] port puts them (the
 //! catalog database, plugged in by `server.rs`). Knows nothing of HTTP. Plain secret values
@@ -19,8 +20,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use rand::RngCore;
 
 use crate::error::{Entity, Error, Result};
-use crate::model::SealedSecret;
+use crate::model::{SealedSecret, SecretRef};
 use crate::model::{SecretId, now};
+
+pub mod vault;
 
 /// A secret's plain bytes; `Debug` never shows them.
 #[derive(Clone, PartialEq, Eq)]
@@ -41,7 +44,11 @@ pub trait SecretStore: Send + Sync {
     async fn update(&self, id: SecretId, value: &SecretValue) -> Result<()>;
     /// Deleting an absent secret is not an error.
     async fn delete(&self, id: SecretId) -> Result<()>;
+    /// Whether the store can serve secrets now (reported in readiness details; a store that
+    /// cannot does not make Floe unready, since only what needs a secret fails).
     async fn health(&self) -> Result<()>;
+    /// The backend's name in readiness details (`database`, `vault`).
+    fn name(&self) -> &'static str;
 }
 
 /// Where [`DbSecretStore`] keeps its sealed rows: the catalog database, whose store the
@@ -53,6 +60,15 @@ pub trait SealedRows: Send + Sync {
     async fn get_secret(&self, id: SecretId) -> Result<Option<SealedSecret>>;
     /// Deleting an absent secret is not an error.
     async fn delete_secret(&self, id: SecretId) -> Result<()>;
+    /// Up to `limit` ids of sealed secrets, in id order.
+    async fn sealed_secret_ids(&self, limit: u32) -> Result<Vec<SecretId>>;
+    /// Inserts or replaces where a secret kept outside the database lives.
+    async fn put_secret_ref(&self, id: SecretId, reference: &SecretRef) -> Result<()>;
+    async fn get_secret_ref(&self, id: SecretId) -> Result<Option<SecretRef>>;
+    /// Deleting an absent reference is not an error.
+    async fn delete_secret_ref(&self, id: SecretId) -> Result<()>;
+    /// In one transaction: records where the secret now lives and deletes its sealed row.
+    async fn move_secret_to_ref(&self, id: SecretId, reference: &SecretRef) -> Result<()>;
 }
 
 /// Secrets sealed with AES-256-GCM (random 96-bit nonce per write; the secret's id is the associated
@@ -163,6 +179,10 @@ impl SecretStore for DbSecretStore {
         // Sealing proves the key works; the database's health is checked by the store itself.
         self.seal(SecretId::new(), &SecretValue(b"health".to_vec()))
             .map(|_| ())
+    }
+
+    fn name(&self) -> &'static str {
+        "database"
     }
 }
 

@@ -414,6 +414,11 @@ impl Services {
         self.authorize(ctx, Action::WarehouseDelete, Resource::Warehouse(id))
             .await?;
         let warehouse = self.load_warehouse(id).await?;
+        if warehouse.credential_secret_id.is_some() {
+            // Its credential goes with it: not while the secret store is away, where it would
+            // stay, unreferenced.
+            self.secrets.health().await?;
+        }
         let events = self.change_event(
             ctx,
             "warehouse.deleted",
@@ -521,6 +526,9 @@ impl Services {
             .map_err(|e| Error::internal("decoding a stored storage credential", e))
     }
 
+    /// Sets a warehouse's storage and credential. A credential that replaces another is written
+    /// as a new version of the same secret (with Vault, a new KV version), restored if the
+    /// warehouse's row cannot be updated; a first credential is a new secret, deleted again then.
     async fn replace_storage(
         &self,
         current: &Warehouse,
@@ -528,27 +536,54 @@ impl Services {
         credential: Option<&StorageCredential>,
         events: &[crate::model::events::CloudEvent],
     ) -> Result<()> {
-        let new_secret = match credential {
-            Some(credential) => Some(self.store_credential(credential).await?),
-            None => None,
-        };
-        if let Err(e) = self
-            .store
-            .warehouses
-            .update_warehouse_storage(current.id, profile, new_secret, now(), events)
-            .await
-        {
-            self.forget_credential(new_secret).await;
-            return Err(e);
+        match (current.credential_secret_id, credential) {
+            (Some(id), Some(credential)) => {
+                let previous = self.secrets.read(id).await?;
+                self.secrets
+                    .update(id, &encode_credential(credential)?)
+                    .await?;
+                if let Err(e) = self
+                    .store
+                    .warehouses
+                    .update_warehouse_storage(current.id, profile, Some(id), now(), events)
+                    .await
+                {
+                    if let Err(undo) = self.secrets.update(id, &previous).await {
+                        tracing::error!(secret_id = %id, error = ?undo,
+                            "restoring a warehouse's previous credential failed");
+                    }
+                    return Err(e);
+                }
+            }
+            (None, Some(credential)) => {
+                let new_secret = Some(self.store_credential(credential).await?);
+                if let Err(e) = self
+                    .store
+                    .warehouses
+                    .update_warehouse_storage(current.id, profile, new_secret, now(), events)
+                    .await
+                {
+                    self.forget_credential(new_secret).await;
+                    return Err(e);
+                }
+            }
+            (old, None) => {
+                if old.is_some() {
+                    // Not deleted while the store is away: it would stay there, unreferenced.
+                    self.secrets.health().await?;
+                }
+                self.store
+                    .warehouses
+                    .update_warehouse_storage(current.id, profile, None, now(), events)
+                    .await?;
+                self.forget_credential(old).await;
+            }
         }
-        self.forget_credential(current.credential_secret_id).await;
         Ok(())
     }
 
     async fn store_credential(&self, credential: &StorageCredential) -> Result<SecretId> {
-        let bytes = serde_json::to_vec(credential)
-            .map_err(|e| Error::internal("encoding a storage credential", e))?;
-        self.secrets.create(&SecretValue(bytes)).await
+        self.secrets.create(&encode_credential(credential)?).await
     }
 
     /// Best-effort removal of a secret no longer referenced; a failure leaves an orphan, logged.
@@ -559,4 +594,10 @@ impl Services {
             tracing::warn!(secret_id = %id, error = ?e, "deleting an unused secret failed");
         }
     }
+}
+
+fn encode_credential(credential: &StorageCredential) -> Result<SecretValue> {
+    serde_json::to_vec(credential)
+        .map(SecretValue)
+        .map_err(|e| Error::internal("encoding a storage credential", e))
 }

@@ -452,7 +452,7 @@ impl HistoryEntry {
     }
 }
 
-pub use crate::model::SealedSecret;
+pub use crate::model::{SealedSecret, SecretRef};
 
 #[async_trait]
 pub trait SealedSecretStore: Send + Sync {
@@ -461,6 +461,16 @@ pub trait SealedSecretStore: Send + Sync {
     async fn get_secret(&self, id: SecretId) -> Result<Option<SealedSecret>>;
     /// Deleting an absent secret is not an error.
     async fn delete_secret(&self, id: SecretId) -> Result<()>;
+    /// Up to `limit` ids of the secrets sealed in the database, in id order (for `floe secrets
+    /// migrate`).
+    async fn sealed_secret_ids(&self, limit: u32) -> Result<Vec<SecretId>>;
+    /// Inserts or replaces where the secret with this id lives outside the database.
+    async fn put_secret_ref(&self, id: SecretId, reference: &SecretRef) -> Result<()>;
+    async fn get_secret_ref(&self, id: SecretId) -> Result<Option<SecretRef>>;
+    /// Deleting an absent reference is not an error.
+    async fn delete_secret_ref(&self, id: SecretId) -> Result<()>;
+    /// In one transaction: records where the secret now lives and deletes its sealed row.
+    async fn move_secret_to_ref(&self, id: SecretId, reference: &SecretRef) -> Result<()>;
 }
 
 /// The gateway's admin access keys.

@@ -42,3 +42,4 @@ mod properties_commits;
 mod secrets;
 mod store_suite;
 mod tables;
+mod vault;

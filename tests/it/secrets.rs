@@ -9,7 +9,8 @@ use floe::secrets::{DbSecretStore, SecretStore, SecretValue, parse_key};
 
 use crate::common::{Backend, TEST_KEY, TestDb};
 
-async fn suite(store: &dyn SecretStore) {
+/// The `SecretStore` conformance suite (also run by the Vault store, in `vault.rs`).
+pub async fn suite(store: &dyn SecretStore) {
     let value = SecretValue(b"{\"secret-access-key\":\"s3cr3t\"}".to_vec());
     let id = store.create(&value).await.unwrap();
     assert_eq!(store.read(id).await.unwrap(), value);

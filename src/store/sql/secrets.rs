@@ -1,4 +1,5 @@
-//! `SealedSecretStore`: sealed secret rows (the `secrets` module seals and opens them).
+//! `SealedSecretStore`: sealed secret rows (the `secrets` module seals and opens them), and the
+//! references to secrets kept outside the database (Vault).
 
 macro_rules! stamp {
     ($store:ty, $row:ty, $for_update:literal, $location_lock:literal) => {
@@ -7,7 +8,7 @@ macro_rules! stamp {
 
         use crate::error::Result;
         use crate::model::SecretId;
-        use crate::store::{SealedSecret, SealedSecretStore, db_error};
+        use crate::store::{SealedSecret, SealedSecretStore, SecretRef, db_error};
 
         #[async_trait]
         impl SealedSecretStore for $store {
@@ -55,6 +56,101 @@ macro_rules! stamp {
                     .execute(&self.write)
                     .await
                     .map_err(|e| db_error("deleting a secret", e))?;
+                Ok(())
+            }
+
+            async fn sealed_secret_ids(&self, limit: u32) -> Result<Vec<SecretId>> {
+                let rows = sqlx::query("SELECT id FROM secrets ORDER BY id LIMIT $1")
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.read)
+                    .await
+                    .map_err(|e| db_error("listing secrets", e))?;
+                rows.iter()
+                    .map(|row| row.try_get("id").map(SecretId))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|e| db_error("decoding a secret id", e))
+            }
+
+            async fn put_secret_ref(&self, id: SecretId, reference: &SecretRef) -> Result<()> {
+                sqlx::query(
+                    "INSERT INTO secret_refs (id, store, mount, path, version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (id) DO UPDATE SET store = excluded.store, mount = excluded.mount, \
+                     path = excluded.path, version = excluded.version, updated_at = excluded.updated_at",
+                )
+                .bind(id.0)
+                .bind(&reference.store)
+                .bind(&reference.mount)
+                .bind(&reference.path)
+                .bind(reference.version)
+                .bind(reference.created_at)
+                .bind(reference.updated_at)
+                .execute(&self.write)
+                .await
+                .map_err(|e| db_error("storing a secret reference", e))?;
+                Ok(())
+            }
+
+            async fn get_secret_ref(&self, id: SecretId) -> Result<Option<SecretRef>> {
+                let row = sqlx::query(
+                    "SELECT store, mount, path, version, created_at, updated_at \
+                     FROM secret_refs WHERE id = $1",
+                )
+                .bind(id.0)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(|e| db_error("reading a secret reference", e))?;
+                row.map(|row| {
+                    Ok(SecretRef {
+                        store: row.try_get("store")?,
+                        mount: row.try_get("mount")?,
+                        path: row.try_get("path")?,
+                        version: row.try_get("version")?,
+                        created_at: row.try_get("created_at")?,
+                        updated_at: row.try_get("updated_at")?,
+                    })
+                })
+                .transpose()
+                .map_err(|e| db_error("decoding a secret reference", e))
+            }
+
+            async fn delete_secret_ref(&self, id: SecretId) -> Result<()> {
+                sqlx::query("DELETE FROM secret_refs WHERE id = $1")
+                    .bind(id.0)
+                    .execute(&self.write)
+                    .await
+                    .map_err(|e| db_error("deleting a secret reference", e))?;
+                Ok(())
+            }
+
+            async fn move_secret_to_ref(&self, id: SecretId, reference: &SecretRef) -> Result<()> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("moving a secret", e))?;
+                sqlx::query(
+                    "INSERT INTO secret_refs (id, store, mount, path, version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (id) DO UPDATE SET store = excluded.store, mount = excluded.mount, \
+                     path = excluded.path, version = excluded.version, updated_at = excluded.updated_at",
+                )
+                .bind(id.0)
+                .bind(&reference.store)
+                .bind(&reference.mount)
+                .bind(&reference.path)
+                .bind(reference.version)
+                .bind(reference.created_at)
+                .bind(reference.updated_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| db_error("moving a secret", e))?;
+                sqlx::query("DELETE FROM secrets WHERE id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| db_error("moving a secret", e))?;
+                tx.commit().await.map_err(|e| db_error("moving a secret", e))?;
                 Ok(())
             }
         }
