@@ -43,18 +43,18 @@ impl Services {
         if let Some(mut info) = self.store.server.server_info().await? {
             if let Some(user) = &admin
                 && info.admin.is_none()
-                && self.store.server.claim_admin(user).await?
             {
-                self.forget_access();
-                info.admin = Some(user.clone());
-                self.announce(
+                let events = self.change_event(
                     ctx,
-                    "floe.server.admin-claimed",
+                    "server.admin-claimed",
                     "server".into(),
                     serde_json::json!({ "admin": user }),
-                )
-                .await;
-                return Ok(info);
+                );
+                if self.store.server.claim_admin(user, &events).await? {
+                    self.forget_access();
+                    info.admin = Some(user.clone());
+                    return Ok(info);
+                }
             }
             return Err(Error::conflict("the server is already bootstrapped"));
         }
@@ -71,16 +71,17 @@ impl Services {
             default_project_id: project.id,
             admin,
         };
-        self.store.server.bootstrap(&info, &project).await?;
-        self.forget_access();
-        // announce
-        self.announce(
+        let events = self.change_event(
             ctx,
-            "floe.server.bootstrapped",
+            "server.bootstrapped",
             "server".into(),
             serde_json::json!({ "server-id": info.server_id, "default-project-id": project.id }),
-        )
-        .await;
+        );
+        self.store
+            .server
+            .bootstrap(&info, &project, &events)
+            .await?;
+        self.forget_access();
         Ok(info)
     }
 

@@ -67,7 +67,8 @@ impl Services {
             updated_at: at,
             last_seen_at: Some(at),
         };
-        if self.store.users.upsert_user(&user).await? {
+        // Seeing a user is not announced (it happens on every first request of a process).
+        if self.store.users.upsert_user(&user, &[], &[]).await? {
             tracing::info!(user = %user.id, kind = user.kind.as_str(), "new user recorded");
         }
         let mut users = self.caches.seen_users.lock().expect("cache lock");
@@ -196,23 +197,24 @@ impl Services {
             updated_at: at,
             last_seen_at: None,
         };
-        let created = self.store.users.upsert_user(&record).await?;
+        let event = |kind: &str| {
+            self.change_event(
+                ctx,
+                kind,
+                format!("user/{}", record.id),
+                serde_json::json!({ "kind": record.kind.as_str() }),
+            )
+        };
+        let created = self
+            .store
+            .users
+            .upsert_user(&record, &event("user.created"), &event("user.updated"))
+            .await?;
         self.caches
             .seen_users
             .lock()
             .expect("cache lock")
             .remove(&record.id);
-        self.announce(
-            ctx,
-            if created {
-                "user.created"
-            } else {
-                "user.updated"
-            },
-            format!("user/{}", record.id),
-            serde_json::json!({ "kind": record.kind.as_str() }),
-        )
-        .await;
         let stored = self
             .store
             .users
@@ -228,20 +230,19 @@ impl Services {
         self.authorize(ctx, Action::UserDelete, Resource::Server)
             .await?;
         self.authz.remove_subject("user", id).await?;
-        self.store.users.delete_user(id).await?;
+        let events = self.change_event(
+            ctx,
+            "user.deleted",
+            format!("user/{id}"),
+            serde_json::json!({}),
+        );
+        self.store.users.delete_user(id, &events).await?;
         self.forget_access();
         self.caches
             .seen_users
             .lock()
             .expect("cache lock")
             .remove(id);
-        self.announce(
-            ctx,
-            "user.deleted",
-            format!("user/{id}"),
-            serde_json::json!({}),
-        )
-        .await;
         Ok(())
     }
 }

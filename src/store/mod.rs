@@ -35,12 +35,17 @@ pub use sqlite::SqliteStore;
 #[async_trait]
 pub trait ServerStore: Send + Sync {
     async fn server_info(&self) -> Result<Option<ServerInfo>>;
-    /// Records the bootstrap and creates the default project, atomically. A second bootstrap fails
-    /// with `Conflict` and changes nothing.
-    async fn bootstrap(&self, info: &ServerInfo, default_project: &Project) -> Result<()>;
+    /// Records the bootstrap and creates the default project, atomically, with `events`. A second
+    /// bootstrap fails with `Conflict` and changes nothing.
+    async fn bootstrap(
+        &self,
+        info: &ServerInfo,
+        default_project: &Project,
+        events: &[CloudEvent],
+    ) -> Result<()>;
     /// Makes `user` the server's admin if it has none yet (a server bootstrapped while open, or
-    /// automatically). Returns whether it did.
-    async fn claim_admin(&self, user: &str) -> Result<bool>;
+    /// automatically), with `events`. Returns whether it did.
+    async fn claim_admin(&self, user: &str, events: &[CloudEvent]) -> Result<bool>;
     /// A value the server recorded under `key` (e.g. the OpenFGA store it uses).
     async fn setting(&self, key: &str) -> Result<Option<String>>;
     /// Records `value` under `key`, replacing what was there.
@@ -492,15 +497,21 @@ pub trait AccessKeyStore: Send + Sync {
 /// Users: recorded on first sight, provisioned, listed, deleted.
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Creates the user, or updates its name, email and kind (and `last_seen_at` when given).
-    /// Returns whether it was created.
-    async fn upsert_user(&self, user: &User) -> Result<bool>;
+    /// Creates the user, or updates its name, email and kind (and `last_seen_at` when given),
+    /// writing `if_created` or `if_updated` in the same transaction. Returns whether it was
+    /// created.
+    async fn upsert_user(
+        &self,
+        user: &User,
+        if_created: &[CloudEvent],
+        if_updated: &[CloudEvent],
+    ) -> Result<bool>;
     async fn get_user(&self, id: &str) -> Result<Option<User>>;
     /// Users by id; `name` filters (case-insensitive substring of the name or id); `after` is the
     /// id to continue after.
     async fn list_users(&self, name: Option<&str>, page: &PageRequest) -> Result<Page<User>>;
-    /// Deletes the user and their grants and role assignments. `NotFound(User)`.
-    async fn delete_user(&self, id: &str) -> Result<()>;
+    /// Deletes the user and their grants and role assignments, with `events`. `NotFound(User)`.
+    async fn delete_user(&self, id: &str, events: &[CloudEvent]) -> Result<()>;
 }
 
 /// Roles and the relationships of the authorization model (grants and role assignments).

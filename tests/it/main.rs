@@ -30,6 +30,7 @@ mod commits;
 mod common;
 mod errors;
 mod events;
+mod events_server;
 mod gateway;
 mod grants;
 mod http2;

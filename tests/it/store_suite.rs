@@ -101,7 +101,7 @@ async fn bootstrapped(store: &Persistence) -> ServerInfo {
         default_project_id: default.id,
         admin: None,
     };
-    store.server.bootstrap(&info, &default).await.unwrap();
+    store.server.bootstrap(&info, &default, &[]).await.unwrap();
     info
 }
 
@@ -176,6 +176,7 @@ async fn bootstrap_happens_once(store: Persistence, _db: &TestDb) {
                 admin: Some("idp~mallory".into()),
             },
             &again,
+            &[],
         )
         .await
         .unwrap_err();
@@ -186,8 +187,8 @@ async fn bootstrap_happens_once(store: Persistence, _db: &TestDb) {
     assert_eq!(projects[0].id, info.default_project_id);
     store.server.health().await.unwrap();
     // A server bootstrapped with no admin gets one, once: the first claim wins.
-    assert!(store.server.claim_admin("idp~alice").await.unwrap());
-    assert!(!store.server.claim_admin("idp~mallory").await.unwrap());
+    assert!(store.server.claim_admin("idp~alice", &[]).await.unwrap());
+    assert!(!store.server.claim_admin("idp~mallory", &[]).await.unwrap());
     assert_eq!(
         store
             .server
@@ -407,10 +408,10 @@ async fn users_are_recorded_listed_and_deleted(store: Persistence, _db: &TestDb)
         }
     };
     let alice = user("idp~alice", Some("Alice Liddell ✓"), UserKind::Human);
-    assert!(store.users.upsert_user(&alice).await.unwrap());
+    assert!(store.users.upsert_user(&alice, &[], &[]).await.unwrap());
     let mut renamed = user("idp~alice", Some("Alice L."), UserKind::Human);
     renamed.last_seen_at = None;
-    assert!(!store.users.upsert_user(&renamed).await.unwrap());
+    assert!(!store.users.upsert_user(&renamed, &[], &[]).await.unwrap());
     let got = store.users.get_user("idp~alice").await.unwrap().unwrap();
     assert_eq!(got.name.as_deref(), Some("Alice L."));
     // An update without a sighting keeps the last one; creation time stays.
@@ -429,7 +430,7 @@ async fn users_are_recorded_listed_and_deleted(store: Persistence, _db: &TestDb)
     ] {
         store
             .users
-            .upsert_user(&user(id, name, UserKind::Machine))
+            .upsert_user(&user(id, name, UserKind::Machine), &[], &[])
             .await
             .unwrap();
     }
@@ -516,7 +517,7 @@ async fn users_are_recorded_listed_and_deleted(store: Persistence, _db: &TestDb)
         .write_relationships(&[grant, other.clone()], &[], now(), &[])
         .await
         .unwrap();
-    store.users.delete_user("idp~bob").await.unwrap();
+    store.users.delete_user("idp~bob", &[]).await.unwrap();
     assert_eq!(
         store
             .authz
@@ -525,7 +526,7 @@ async fn users_are_recorded_listed_and_deleted(store: Persistence, _db: &TestDb)
             .unwrap(),
         [other]
     );
-    let err = store.users.delete_user("idp~bob").await.unwrap_err();
+    let err = store.users.delete_user("idp~bob", &[]).await.unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::User));
     assert!(store.users.get_user("idp~bob").await.unwrap().is_none());
 }

@@ -6,6 +6,7 @@ macro_rules! stamp {
         use sqlx::Row as _;
 
         use crate::error::{Error, Result};
+        use crate::model::events::CloudEvent;
         use crate::model::{Project, ProjectId, ServerInfo};
         use crate::store::{ServerStore, db_error, is_unique_violation};
 
@@ -30,7 +31,12 @@ macro_rules! stamp {
                 .map_err(|e| db_error("decoding server info", e))
             }
 
-            async fn bootstrap(&self, info: &ServerInfo, project: &Project) -> Result<()> {
+            async fn bootstrap(
+                &self,
+                info: &ServerInfo,
+                project: &Project,
+                events: &[CloudEvent],
+            ) -> Result<()> {
                 let mut tx = self
                     .write
                     .begin()
@@ -61,6 +67,7 @@ macro_rules! stamp {
                     }
                     Err(e) => return Err(db_error("bootstrapping", e)),
                 }
+                super::events::write_events(&mut *tx, events).await?;
                 tx.commit().await.map_err(|e| {
                     if is_unique_violation(&e) {
                         Error::conflict("the server is already bootstrapped")
@@ -70,15 +77,27 @@ macro_rules! stamp {
                 })
             }
 
-            async fn claim_admin(&self, user: &str) -> Result<bool> {
+            async fn claim_admin(&self, user: &str, events: &[CloudEvent]) -> Result<bool> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("claiming the server's admin", e))?;
                 let done = sqlx::query(
                     "UPDATE server_info SET admin_user_id = $1 WHERE admin_user_id IS NULL",
                 )
                 .bind(user)
-                .execute(&self.write)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| db_error("claiming the server's admin", e))?;
-                Ok(done.rows_affected() == 1)
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                super::events::write_events(&mut *tx, events).await?;
+                tx.commit()
+                    .await
+                    .map_err(|e| db_error("claiming the server's admin", e))?;
+                Ok(true)
             }
 
             async fn setting(&self, key: &str) -> Result<Option<String>> {

@@ -6,6 +6,7 @@ macro_rules! stamp {
         use sqlx::Row as _;
 
         use crate::error::{Entity, Error, Result};
+        use crate::model::events::CloudEvent;
         use crate::model::{Page, PageRequest, User, UserKind};
         use crate::store::{UserStore, contains_pattern, db_error, fetch_limit, not_found, page_of};
 
@@ -27,7 +28,17 @@ macro_rules! stamp {
 
         #[async_trait]
         impl UserStore for $store {
-            async fn upsert_user(&self, user: &User) -> Result<bool> {
+            async fn upsert_user(
+                &self,
+                user: &User,
+                if_created: &[CloudEvent],
+                if_updated: &[CloudEvent],
+            ) -> Result<bool> {
+                let mut tx = self
+                    .write
+                    .begin()
+                    .await
+                    .map_err(|e| db_error("recording a user", e))?;
                 // `created` is true only for the row this statement inserted.
                 let row = sqlx::query(
                     "INSERT INTO users (id, name, email, kind, created_at, updated_at, last_seen_at) \
@@ -43,13 +54,17 @@ macro_rules! stamp {
                 .bind(user.kind.as_str())
                 .bind(user.updated_at)
                 .bind(user.last_seen_at)
-                .fetch_one(&self.write)
+                .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| db_error("recording a user", e))?;
                 let created_at: chrono::DateTime<chrono::Utc> = row
                     .try_get("created_at")
                     .map_err(|e| db_error("recording a user", e))?;
-                Ok(created_at == user.updated_at)
+                let created = created_at == user.updated_at;
+                let events = if created { if_created } else { if_updated };
+                super::events::write_events(&mut *tx, events).await?;
+                tx.commit().await.map_err(|e| db_error("recording a user", e))?;
+                Ok(created)
             }
 
             async fn get_user(&self, id: &str) -> Result<Option<User>> {
@@ -88,7 +103,7 @@ macro_rules! stamp {
                 Ok(page_of(items, page, |u| u.id.clone()))
             }
 
-            async fn delete_user(&self, id: &str) -> Result<()> {
+            async fn delete_user(&self, id: &str, events: &[CloudEvent]) -> Result<()> {
                 let mut tx = self
                     .write
                     .begin()
@@ -111,6 +126,7 @@ macro_rules! stamp {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| db_error("deleting a user's grants", e))?;
+                super::events::write_events(&mut *tx, events).await?;
                 tx.commit().await.map_err(|e| db_error("deleting a user", e))
             }
         }

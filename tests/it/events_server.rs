@@ -1,0 +1,98 @@
+//! The bootstrap and users' provisioning and deletion write their events in their own
+//! transaction too (the outbox: with NATS down they wait, and arrive in order once it is back),
+//! and a refused change writes none.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use floe::error::{Entity, ErrorKind};
+use floe::model::UserKind;
+use floe::service::{ProvisionUser, RequestContext};
+use serde_json::json;
+
+use crate::common::{Backend, TestApp, TestDb};
+use crate::events::Nats;
+
+async fn the_bootstrap_and_users_have_their_events(backend: Backend) {
+    let nats = Nats::start();
+    let url = nats.url();
+    let db = Arc::new(TestDb::new(backend).await);
+    let app = TestApp::spawn_on(db, move |config| {
+        config.events.backends = vec![floe::config::EventsBackend::Nats];
+        config.events.nats.url = url;
+        config.events.nats.stream = "SERVER_EVENTS".into();
+        config.events.nats.timeout_ms = 1_000;
+        // Users belong to a provider; this one is never asked (the calls below are the
+        // server's own, not requests with tokens).
+        config.authn.providers = vec![
+            serde_json::from_value(json!({"id": "idp", "kind": "oidc",
+                "issuer": "http://127.0.0.1:9/", "audiences": ["floe"]}))
+            .unwrap(),
+        ];
+    })
+    .await;
+    let services = app.services();
+    let system = RequestContext::system();
+    // SQLite bootstraps itself at start (its event is relayed at once); PostgreSQL is
+    // bootstrapped by a call, below, with NATS down: these events can only wait in the outbox.
+    if backend == Backend::Sqlite {
+        assert_eq!(server_and_user_events(&nats, 1).await.len(), 1);
+    }
+    let mut nats = nats;
+    nats.stop();
+    if backend == Backend::Postgres {
+        services.bootstrap(&system).await.unwrap();
+    }
+    // Refused: no event.
+    let err = services.bootstrap(&system).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict);
+    let alice = || ProvisionUser {
+        id: "idp~alice".into(),
+        name: Some("Alice".into()),
+        email: None,
+        kind: UserKind::Human,
+    };
+    assert!(services.provision_user(&system, alice()).await.unwrap().1);
+    assert!(!services.provision_user(&system, alice()).await.unwrap().1);
+    services.delete_user(&system, "idp~alice").await.unwrap();
+    let err = services
+        .delete_user(&system, "idp~alice")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotFound(Entity::User));
+    let ready: serde_json::Value = app.get("/ready").await.json().await.unwrap();
+    let pending = ready["events"]["pending"].as_u64().unwrap();
+    let expected = if backend == Backend::Postgres { 4 } else { 3 };
+    assert!(pending >= expected, "{ready}");
+    nats.resume();
+    services.wake_relay();
+
+    let wanted = [
+        "io.floe.server.bootstrapped",
+        "io.floe.user.created",
+        "io.floe.user.updated",
+        "io.floe.user.deleted",
+    ];
+    assert_eq!(server_and_user_events(&nats, wanted.len()).await, wanted);
+}
+
+/// The types of the stream's server and user events, once it holds `count` of them (or 30 s
+/// passed).
+async fn server_and_user_events(nats: &Nats, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let types: Vec<String> = nats
+            .all_messages("SERVER_EVENTS")
+            .await
+            .into_iter()
+            .map(|(_, e)| e["type"].as_str().unwrap_or_default().to_string())
+            .filter(|t| t.starts_with("io.floe.server.") || t.starts_with("io.floe.user."))
+            .collect();
+        if types.len() >= count || std::time::Instant::now() > deadline {
+            return types;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+on_both_backends!(the_bootstrap_and_users_have_their_events);
