@@ -173,7 +173,7 @@ pub(super) async fn list_page(
     max_keys: usize,
 ) -> S3Result<Page> {
     listing_scope(target, &prefix)?;
-    let objects = target.objects.clone();
+    let objects = target.objects()?.clone();
     let scope = target.grant.scope().to_vec();
     // The walk itself skips everything outside the key's folders, so nothing outside them is
     // named: not as a key, a common prefix, nor the marker a page ends on.

@@ -7,6 +7,7 @@
 mod body;
 mod checks;
 mod convert;
+mod remote;
 mod s3;
 
 use std::future::Future;
@@ -28,6 +29,7 @@ use crate::model::{DataAccess, Operation, Permission, StorageProfile, Warehouse,
 use crate::service::Services;
 use crate::service::access_keys::{KeyGrant, KeyRefusal};
 use crate::storage::objects::ObjectStore;
+use crate::storage::s3::S3Bucket;
 
 /// How the gateway is set up.
 #[derive(Debug, Clone)]
@@ -48,7 +50,35 @@ pub struct GatewaySettings {
 pub(crate) struct Target {
     pub grant: KeyGrant,
     pub bucket: String,
-    pub objects: ObjectStore,
+    pub backend: Backend,
+}
+
+/// Where a gateway bucket's objects are: files under a local root, or the objects of an S3
+/// bucket (and key prefix) the gateway stands in front of.
+#[derive(Clone)]
+pub(crate) enum Backend {
+    Local(ObjectStore),
+    Remote(Arc<S3Bucket>),
+}
+
+impl Target {
+    /// The local root's objects; an operation not yet served in front of S3 storage says so.
+    pub fn objects(&self) -> S3Result<&ObjectStore> {
+        match &self.backend {
+            Backend::Local(objects) => Ok(objects),
+            Backend::Remote(_) => Err(s3_error!(
+                NotImplemented,
+                "this operation is not served for warehouses on S3 storage yet"
+            )),
+        }
+    }
+
+    pub fn remote(&self) -> Option<&Arc<S3Bucket>> {
+        match &self.backend {
+            Backend::Remote(bucket) => Some(bucket),
+            Backend::Local(_) => None,
+        }
+    }
 }
 
 /// Buckets are warehouses, found through the services' short-lived warehouse cache.
@@ -57,6 +87,25 @@ struct Buckets {
 }
 
 impl Buckets {
+    /// Where the warehouse's objects are: its local root, or the S3 bucket the gateway fronts.
+    async fn backend_of(&self, warehouse: &Warehouse) -> S3Result<Backend> {
+        match &warehouse.storage_profile {
+            StorageProfile::Local { root, .. } => {
+                Ok(Backend::Local(ObjectStore::new(root.clone())))
+            }
+            profile @ StorageProfile::S3 { .. } if profile.gateway_served() => self
+                .services
+                .warehouse_bucket(warehouse)
+                .await
+                .map(Backend::Remote)
+                .map_err(floe_error),
+            StorageProfile::S3 { .. } => Err(s3_error!(
+                NoSuchBucket,
+                "the warehouse is on S3 storage that the gateway does not serve (s3-gateway is off)"
+            )),
+        }
+    }
+
     async fn warehouse(&self, id: WarehouseId) -> S3Result<Arc<Warehouse>> {
         match self.services.cached_warehouse(id).await {
             Ok(w) => Ok(w),
@@ -177,7 +226,7 @@ impl S3Access for Access {
                 let warehouse = self.buckets.warehouse(grant.warehouse_id).await?;
                 cx.extensions_mut().insert(Target {
                     bucket: warehouse.name.clone(),
-                    objects: objects_of(&warehouse)?,
+                    backend: self.buckets.backend_of(&warehouse).await?,
                     grant,
                 });
                 return Ok(());
@@ -202,20 +251,10 @@ impl S3Access for Access {
         }
         cx.extensions_mut().insert(Target {
             bucket,
-            objects: objects_of(&warehouse)?,
+            backend: self.buckets.backend_of(&warehouse).await?,
             grant,
         });
         Ok(())
-    }
-}
-
-fn objects_of(warehouse: &Warehouse) -> S3Result<ObjectStore> {
-    match &warehouse.storage_profile {
-        StorageProfile::Local { root, .. } => Ok(ObjectStore::new(root.clone())),
-        StorageProfile::S3 { .. } => Err(s3_error!(
-            NoSuchBucket,
-            "the warehouse is on S3 storage; the gateway serves local warehouses only"
-        )),
     }
 }
 

@@ -10,6 +10,7 @@ use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 use super::body::*;
 use super::checks::*;
 use super::convert::*;
+use super::{Backend, remote};
 use crate::storage::objects::{self, ObjectError, ObjectMeta, UploadInfo};
 
 pub(crate) struct FloeS3 {
@@ -23,10 +24,13 @@ impl S3 for FloeS3 {
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let target = target(&req)?;
-        let created = std::fs::metadata(target.objects.root())
-            .and_then(|m| m.created().or_else(|_| m.modified()))
-            .ok()
-            .map(timestamp);
+        let created = match &target.backend {
+            Backend::Local(objects) => std::fs::metadata(objects.root())
+                .and_then(|m| m.created().or_else(|_| m.modified()))
+                .ok()
+                .map(timestamp),
+            Backend::Remote(_) => None,
+        };
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(vec![Bucket {
                 name: Some(target.bucket),
@@ -83,6 +87,42 @@ impl S3 for FloeS3 {
         };
         let after = token_after.or_else(|| input.start_after.clone());
         let encoder = Encoder::of(input.encoding_type.as_ref())?;
+        if let Some(bucket) = target.remote() {
+            // The store's own continuation token, carried as ours (base64 of it).
+            let page = remote::list(
+                &target,
+                bucket,
+                &prefix,
+                input.delimiter.clone(),
+                input
+                    .start_after
+                    .clone()
+                    .filter(|_| input.continuation_token.is_none()),
+                after.filter(|_| input.continuation_token.is_some()),
+                max,
+            )
+            .await?;
+            let page = encoder.page(Page {
+                objects: page.objects,
+                prefixes: page.prefixes,
+                next: page.next_token,
+            });
+            return Ok(S3Response::new(ListObjectsV2Output {
+                name: Some(target.bucket),
+                prefix: encoder.opt(input.prefix),
+                max_keys: Some(max as i32),
+                key_count: Some((page.objects.len() + page.prefixes.len()) as i32),
+                continuation_token: input.continuation_token,
+                is_truncated: Some(page.next.is_some()),
+                next_continuation_token: page.next.map(|k| BASE64.encode(k)),
+                contents: Some(page.objects),
+                common_prefixes: Some(page.prefixes),
+                delimiter: encoder.opt(input.delimiter),
+                encoding_type: input.encoding_type,
+                start_after: encoder.opt(input.start_after),
+                ..Default::default()
+            }));
+        }
         let page = list_page(&target, prefix, input.delimiter.clone(), after, max).await?;
         let page = encoder.page(page);
         let key_count = (page.objects.len() + page.prefixes.len()) as i32;
@@ -112,14 +152,35 @@ impl S3 for FloeS3 {
         let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let encoder = Encoder::of(input.encoding_type.as_ref())?;
-        let page = list_page(
-            &target,
-            prefix,
-            input.delimiter.clone(),
-            input.marker.clone(),
-            max,
-        )
-        .await?;
+        let page = match target.remote() {
+            Some(bucket) => {
+                let page = remote::list(
+                    &target,
+                    bucket,
+                    &prefix,
+                    input.delimiter.clone(),
+                    input.marker.clone(),
+                    None,
+                    max,
+                )
+                .await?;
+                Page {
+                    objects: page.objects,
+                    prefixes: page.prefixes,
+                    next: page.next_marker,
+                }
+            }
+            None => {
+                list_page(
+                    &target,
+                    prefix,
+                    input.delimiter.clone(),
+                    input.marker.clone(),
+                    max,
+                )
+                .await?
+            }
+        };
         let page = encoder.page(page);
         let truncated = page.next.is_some();
         Ok(S3Response::new(ListObjectsOutput {
@@ -145,7 +206,10 @@ impl S3 for FloeS3 {
         let target = target(&req)?;
         let input = req.input;
         check_key(&input.key)?;
-        let objects = target.objects.clone();
+        if let Some(bucket) = target.remote() {
+            return remote::head_object(bucket.clone(), input).await;
+        }
+        let objects = target.objects()?.clone();
         let key = input.key.clone();
         let info = blocking(move || objects.head(&key)).await?;
         check_preconditions(
@@ -178,7 +242,10 @@ impl S3 for FloeS3 {
         let target = target(&req)?;
         let input = req.input;
         check_key(&input.key)?;
-        let objects = target.objects.clone();
+        if let Some(bucket) = target.remote() {
+            return remote::get_object(bucket.clone(), input).await;
+        }
+        let objects = target.objects()?.clone();
         let key = input.key.clone();
         // Small objects are read whole in the same trip to the blocking pool as the lookup.
         let (file, info, small) = blocking(move || {
@@ -241,11 +308,14 @@ impl S3 for FloeS3 {
         let trailers = req.trailing_headers.clone();
         let mut input = req.input;
         check_key(&input.key)?;
+        if let Some(bucket) = target.remote().cloned() {
+            return remote::put_object(&target, bucket, input).await;
+        }
         let overwrite = overwrite_mode(&target, &input.key, input.if_none_match.as_ref())?;
         check_may_replace(&target, &input.key, input.if_match.as_ref())?;
-        check_if_match(&target.objects, &input.key, input.if_match.as_ref()).await?;
+        check_if_match(target.objects()?, &input.key, input.if_match.as_ref()).await?;
         let (pending, computed) =
-            receive_upload(&target.objects, upload_of!(input), trailers.as_ref()).await?;
+            receive_upload(target.objects()?, upload_of!(input), trailers.as_ref()).await?;
         let meta = ObjectMeta {
             etag: String::new(),
             content_type: input.content_type,
@@ -253,7 +323,7 @@ impl S3 for FloeS3 {
             parts: None,
             part_sizes: Vec::new(),
         };
-        let objects = target.objects.clone();
+        let objects = target.objects()?.clone();
         let key = input.key;
         let info = blocking(move || objects.commit(pending, &key, meta, overwrite)).await?;
         Ok(S3Response::new(PutObjectOutput {
@@ -275,13 +345,16 @@ impl S3 for FloeS3 {
         let target = target(&req)?;
         let input = req.input;
         check_key(&input.key)?;
+        if let Some(bucket) = target.remote().cloned() {
+            return remote::copy_object(&target, bucket, input).await;
+        }
         let source = copy_source_key(&target, &input.copy_source)?;
         let overwrite = overwrite_mode(&target, &input.key, None)?;
         let replace = input
             .metadata_directive
             .as_ref()
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
-        let objects = target.objects.clone();
+        let objects = target.objects()?.clone();
         let key = input.key.clone();
         let content_type = input.content_type.clone();
         let metadata = input.metadata.clone();
@@ -332,11 +405,14 @@ impl S3 for FloeS3 {
         let target = target(&req)?;
         let input = req.input;
         check_key(&input.key)?;
+        if let Some(bucket) = target.remote().cloned() {
+            return remote::delete_object(&target, bucket, input).await;
+        }
         if !may_delete_key(&target.grant, &input.key) {
             return Err(s3_error!(AccessDenied, "{}", METADATA_DELETE_REFUSED));
         }
-        check_if_match(&target.objects, &input.key, input.if_match.as_ref()).await?;
-        let objects = target.objects.clone();
+        check_if_match(target.objects()?, &input.key, input.if_match.as_ref()).await?;
+        let objects = target.objects()?.clone();
         let key = input.key;
         blocking(move || objects.delete(&key)).await?;
         Ok(S3Response::with_status(
@@ -357,9 +433,12 @@ impl S3 for FloeS3 {
                 "at most 1000 keys are deleted per request"
             ));
         }
+        if let Some(bucket) = target.remote().cloned() {
+            return remote::delete_objects(&target, bucket, input).await;
+        }
         let quiet = input.delete.quiet.unwrap_or(false);
         let grant = target.grant.clone();
-        let objects = target.objects.clone();
+        let objects = target.objects()?.clone();
         let keys: Vec<String> = input.delete.objects.into_iter().map(|o| o.key).collect();
         let (deleted, errors) = blocking(move || {
             let mut deleted = Vec::new();
@@ -410,13 +489,16 @@ impl S3 for FloeS3 {
         let target = target(&req)?;
         let input = req.input;
         check_key(&input.key)?;
+        if let Some(bucket) = target.remote().cloned() {
+            return remote::create_multipart_upload(&target, bucket, input).await;
+        }
         let info = UploadInfo {
             key: input.key.clone(),
             initiated: crate::model::now(),
             content_type: input.content_type,
             user: input.metadata.unwrap_or_default().into_iter().collect(),
         };
-        let objects = target.objects.clone();
+        let objects = target.objects()?.clone();
         let upload_id = blocking(move || objects.create_upload(&info)).await?;
         Ok(S3Response::new(CreateMultipartUploadOutput {
             bucket: Some(target.bucket),
@@ -434,14 +516,17 @@ impl S3 for FloeS3 {
         let trailers = req.trailing_headers.clone();
         let mut input = req.input;
         check_key(&input.key)?;
+        if let Some(bucket) = target.remote().cloned() {
+            return remote::upload_part(bucket, input).await;
+        }
         {
-            let objects = target.objects.clone();
+            let objects = target.objects()?.clone();
             let (key, id) = (input.key.clone(), input.upload_id.clone());
             blocking(move || objects.upload(&key, &id)).await?;
         }
         let (pending, computed) =
-            receive_upload(&target.objects, upload_of!(input), trailers.as_ref()).await?;
-        let objects = target.objects.clone();
+            receive_upload(target.objects()?, upload_of!(input), trailers.as_ref()).await?;
+        let objects = target.objects()?.clone();
         let (key, id, number) = (input.key, input.upload_id, input.part_number);
         let part = blocking(move || objects.commit_part(pending, &key, &id, number)).await?;
         Ok(S3Response::new(UploadPartOutput {
@@ -480,7 +565,7 @@ impl S3 for FloeS3 {
                 Some(parsed)
             }
         };
-        let objects = target.objects.clone();
+        let objects = target.objects()?.clone();
         let (key, id, number) = (input.key, input.upload_id, input.part_number);
         let conditions = CopyConditions {
             if_match: input.copy_source_if_match,
@@ -525,9 +610,12 @@ impl S3 for FloeS3 {
         let target = target(&req)?;
         let input = req.input;
         check_key(&input.key)?;
+        if let Some(bucket) = target.remote().cloned() {
+            return remote::complete_multipart_upload(&target, bucket, input).await;
+        }
         let overwrite = overwrite_mode(&target, &input.key, input.if_none_match.as_ref())?;
         check_may_replace(&target, &input.key, input.if_match.as_ref())?;
-        check_if_match(&target.objects, &input.key, input.if_match.as_ref()).await?;
+        check_if_match(target.objects()?, &input.key, input.if_match.as_ref()).await?;
         let parts: Vec<(i32, String)> = input
             .multipart_upload
             .and_then(|m| m.parts)
@@ -544,7 +632,7 @@ impl S3 for FloeS3 {
                 Ok((number, etag))
             })
             .collect::<S3Result<_>>()?;
-        let objects = target.objects.clone();
+        let objects = target.objects()?.clone();
         let (key, id) = (input.key.clone(), input.upload_id);
         let info = blocking(move || objects.complete_upload(&key, &id, &parts, overwrite)).await?;
         Ok(S3Response::new(CompleteMultipartUploadOutput {
@@ -562,7 +650,10 @@ impl S3 for FloeS3 {
         let target = target(&req)?;
         let input = req.input;
         check_key(&input.key)?;
-        let objects = target.objects.clone();
+        if let Some(bucket) = target.remote().cloned() {
+            return remote::abort_multipart_upload(bucket, input).await;
+        }
+        let objects = target.objects()?.clone();
         blocking(move || objects.abort_upload(&input.key, &input.upload_id)).await?;
         Ok(S3Response::with_status(
             AbortMultipartUploadOutput::default(),
@@ -577,9 +668,12 @@ impl S3 for FloeS3 {
         let target = target(&req)?;
         let input = req.input;
         check_key(&input.key)?;
+        if let Some(bucket) = target.remote().cloned() {
+            return remote::list_parts(&target, bucket, input).await;
+        }
         let max = input.max_parts.map_or(1000, |n| n.clamp(0, 1000) as usize);
         let marker = input.part_number_marker.unwrap_or(0);
-        let objects = target.objects.clone();
+        let objects = target.objects()?.clone();
         let (key, id) = (input.key.clone(), input.upload_id.clone());
         let parts = blocking(move || objects.list_parts(&key, &id)).await?;
         let mut page: Vec<Part> = Vec::new();
@@ -622,7 +716,7 @@ impl S3 for FloeS3 {
         let max = input
             .max_uploads
             .map_or(1000, |n| n.clamp(0, 1000) as usize);
-        let objects = target.objects.clone();
+        let objects = target.objects()?.clone();
         let uploads = blocking(move || objects.list_uploads()).await?;
         let encoder = Encoder::of(input.encoding_type.as_ref())?;
         let key_marker = input.key_marker.clone().unwrap_or_default();

@@ -277,6 +277,13 @@ pub enum StorageProfile {
         /// STS endpoint (`http(s)://...`); the AWS default for the region when unset.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sts_endpoint: Option<String>,
+        /// Serve the warehouse through Floe's built-in S3 gateway, in front of this bucket: tables
+        /// live at `s3://<warehouse>/...`, engines get the gateway's endpoint and keys scoped to
+        /// one table, and the bucket's own credential never leaves Floe (no STS needed at the
+        /// store). As for local warehouses, the name must be a valid bucket name and the
+        /// warehouse cannot be renamed.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        s3_gateway: bool,
     },
 }
 
@@ -385,6 +392,15 @@ impl StorageProfile {
                     .map(|part| format!("{part}/"))
                     .collect::<String>();
                 format!("s3:{endpoint}|{bucket}/{prefix}")
+            }
+        }
+    }
+
+    /// Whether Floe's S3 gateway serves the warehouse (as the bucket named after it).
+    pub fn gateway_served(&self) -> bool {
+        match self {
+            StorageProfile::Local { s3_gateway, .. } | StorageProfile::S3 { s3_gateway, .. } => {
+                *s3_gateway
             }
         }
     }

@@ -122,6 +122,8 @@ pub(super) struct Caches {
     pub(super) credentials: Mutex<CredentialCache>,
     /// Object stores by warehouse and settings version (see `warehouse_storage`).
     pub(super) storages: Mutex<StorageCache>,
+    /// Buckets of S3 warehouses the gateway serves, by warehouse and settings version.
+    pub(super) buckets: Mutex<BucketCache>,
     /// Warehouses known to have refs besides `main` (which stays so: retired lines keep their
     /// commits readable), and when others were last seen to have none.
     pub(super) other_refs: Mutex<HashMap<WarehouseId, (Instant, bool)>>,
@@ -148,11 +150,15 @@ impl Caches {
             vended: Mutex::new(VendedCache::default()),
             credentials: Mutex::new(HashMap::new()),
             storages: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
             other_refs: Mutex::new(HashMap::new()),
             seen_users: Mutex::new(HashMap::new()),
         }
     }
 }
+
+pub(super) type BucketCache =
+    HashMap<(WarehouseId, chrono::DateTime<chrono::Utc>), Arc<crate::storage::s3::S3Bucket>>;
 
 pub(super) type StorageCache =
     HashMap<(WarehouseId, chrono::DateTime<chrono::Utc>), Arc<dyn crate::storage::ObjectStorage>>;

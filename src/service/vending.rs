@@ -126,9 +126,7 @@ impl Services {
     /// Decides how the client reaches the table's files.
     fn access_mode(&self, wh: &Warehouse, delegation: Delegation) -> AccessMode {
         match &wh.storage_profile {
-            StorageProfile::Local {
-                s3_gateway: true, ..
-            } if self.gateway_endpoint.is_some() => {
+            profile if profile.gateway_served() && self.gateway_endpoint.is_some() => {
                 // Without a key or signatures the files cannot be reached at all, so a key is
                 // vended whatever was asked, unless the client asked for signing alone.
                 if delegation.remote_signing && !delegation.vended_credentials {
@@ -188,7 +186,12 @@ impl Services {
             }
         }
         let (endpoint, region, path_style) = match &wh.storage_profile {
-            StorageProfile::Local { .. } => (
+            // The gateway's bucket (the store's, for a gateway-served S3 warehouse, is Floe's
+            // business alone).
+            StorageProfile::Local { .. }
+            | StorageProfile::S3 {
+                s3_gateway: true, ..
+            } => (
                 self.gateway_endpoint.clone().ok_or_else(|| {
                     Error::bad_request("the S3 gateway is disabled on this server")
                 })?,
@@ -367,7 +370,10 @@ impl Services {
             }
             AccessMode::Vended => {
                 let (key_id, secret, token, expires_at) = match &wh.storage_profile {
-                    StorageProfile::Local { .. } => {
+                    StorageProfile::Local { .. }
+                    | StorageProfile::S3 {
+                        s3_gateway: true, ..
+                    } => {
                         let window = super::access_keys::vending_window();
                         let key =
                             self.vend_scoped_key(warehouse, &target.prefixes, access, window)?;
@@ -567,7 +573,11 @@ impl Services {
     ) -> Result<BTreeMap<String, Vec<String>>> {
         let (scope, request) = (scope.clone(), request.clone());
         match &wh.storage_profile {
-            StorageProfile::Local { .. } => {
+            // Signed with a gateway key scoped to the table: never with the store's credential.
+            StorageProfile::Local { .. }
+            | StorageProfile::S3 {
+                s3_gateway: true, ..
+            } => {
                 let window = super::access_keys::vending_window();
                 let key = self.vend_scoped_key(warehouse, &target.prefixes, access, window)?;
                 signing::sign_request(

@@ -286,14 +286,7 @@ impl Services {
             .await?;
         // act
         let current = self.load_warehouse(id).await?;
-        if matches!(
-            current.storage_profile,
-            StorageProfile::Local {
-                s3_gateway: true,
-                ..
-            }
-        ) && current.name != name
-        {
+        if current.storage_profile.gateway_served() && current.name != name {
             return Err(Error::conflict(format!(
                 "warehouse {} is served by the S3 gateway as the bucket of that name, and its \
                  tables' locations name the bucket; it cannot be renamed",
@@ -340,16 +333,7 @@ impl Services {
                 base_location(&current.storage_profile)
             )));
         }
-        let served = |p: &StorageProfile| {
-            matches!(
-                p,
-                StorageProfile::Local {
-                    s3_gateway: true,
-                    ..
-                }
-            )
-        };
-        if served(&current.storage_profile) != served(&request.storage_profile) {
+        if current.storage_profile.gateway_served() != request.storage_profile.gateway_served() {
             return Err(Error::bad_request(
                 "s3-gateway cannot change on an existing warehouse: its tables' locations depend on it",
             ));
@@ -461,14 +445,7 @@ impl Services {
     /// A warehouse the gateway serves needs the gateway to run. (Warehouse names already follow
     /// S3's bucket naming rules, so every warehouse can be a bucket.)
     fn check_gateway_served(&self, _name: &str, profile: &StorageProfile) -> Result<()> {
-        if matches!(
-            profile,
-            StorageProfile::Local {
-                s3_gateway: true,
-                ..
-            }
-        ) && self.keys.is_none()
-        {
+        if profile.gateway_served() && self.keys.is_none() {
             return Err(Error::bad_request(
                 "s3-gateway is set but the S3 gateway is disabled on this server",
             ));
@@ -495,6 +472,31 @@ impl Services {
         }
         cache.insert(key, store.clone());
         Ok(store)
+    }
+
+    /// The bucket of an S3 warehouse, with a client holding its credential: what the gateway
+    /// calls in front of it. Built once per version of the warehouse's settings.
+    pub async fn warehouse_bucket(
+        &self,
+        warehouse: &Warehouse,
+    ) -> Result<Arc<crate::storage::s3::S3Bucket>> {
+        let key = (warehouse.id, warehouse.updated_at);
+        if let Some(bucket) = self.caches.buckets.lock().expect("cache lock").get(&key) {
+            return Ok(bucket.clone());
+        }
+        let credential = self.warehouse_credential(warehouse).await?;
+        let bucket = Arc::new(crate::storage::s3::S3Bucket::new(
+            &warehouse.storage_profile,
+            credential.as_ref(),
+            &self.s3_timeouts,
+        )?);
+        let mut cache = self.caches.buckets.lock().expect("cache lock");
+        cache.retain(|(id, _), _| *id != warehouse.id);
+        if cache.len() >= 1_000 {
+            cache.clear();
+        }
+        cache.insert(key, bucket.clone());
+        Ok(bucket)
     }
 
     /// Every warehouse of every project, for the server's own housekeeping (no authorization).

@@ -41,13 +41,13 @@ pub trait ObjectStorage: Send + Sync {
     async fn prepare_prefix(&self, location: &Location) -> Result<()>;
 }
 
-/// The base location of a warehouse: its local root, `s3://<warehouse>` when the built-in gateway
-/// serves it, or `s3://bucket/prefix`.
+/// The base location of a warehouse: `s3://<warehouse>` when the built-in gateway serves it (in
+/// front of a local root or of a bucket), else its local root or `s3://bucket/prefix`.
 pub fn base_location(warehouse: &Warehouse) -> Result<Location> {
+    if warehouse.storage_profile.gateway_served() {
+        return Location::parse(&format!("s3://{}", warehouse.name));
+    }
     match &warehouse.storage_profile {
-        StorageProfile::Local {
-            s3_gateway: true, ..
-        } => Location::parse(&format!("s3://{}", warehouse.name)),
         StorageProfile::Local { root, .. } => Location::from_local_path(root),
         StorageProfile::S3 { .. } => base_location_of_s3(&warehouse.storage_profile),
     }
@@ -80,9 +80,12 @@ pub fn for_warehouse(
             base_location(warehouse)?,
             root.clone(),
         ))),
-        profile @ StorageProfile::S3 { .. } => {
-            Ok(Arc::new(s3::S3Storage::new(profile, credential, timeouts)?))
-        }
+        profile @ StorageProfile::S3 { .. } => Ok(Arc::new(s3::S3Storage::new(
+            base_location(warehouse)?,
+            profile,
+            credential,
+            timeouts,
+        )?)),
     }
 }
 

@@ -15,10 +15,40 @@ use super::{Location, ObjectStorage};
 use crate::error::{Error, Result};
 use crate::model::{StorageCredential, StorageProfile};
 
-/// A bucket (and key prefix) as an object store.
+/// A warehouse's bucket and key prefix, with a client holding the warehouse's credential: what
+/// the catalog (`S3Storage`) and the gateway (in front of the bucket) call.
+pub struct S3Bucket {
+    pub client: Client,
+    pub bucket: String,
+    /// The warehouse's key prefix without slashes around it (empty: the whole bucket).
+    pub prefix: String,
+}
+
+impl S3Bucket {
+    /// The store's key of `relative` (a key below the warehouse).
+    pub fn key(&self, relative: &str) -> String {
+        if self.prefix.is_empty() {
+            relative.to_string()
+        } else {
+            format!("{}/{relative}", self.prefix)
+        }
+    }
+
+    /// The key below the warehouse of a store key (None when outside the prefix).
+    pub fn relative<'a>(&self, key: &'a str) -> Option<&'a str> {
+        if self.prefix.is_empty() {
+            Some(key)
+        } else {
+            key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')
+        }
+    }
+}
+
+/// A bucket (and key prefix) as an object store. Objects are named under `base`: the bucket's
+/// own `s3://bucket/prefix`, or `s3://<warehouse>` when the gateway serves the warehouse (the
+/// same key maps to the same object either way).
 pub struct S3Storage {
-    client: Client,
-    bucket: String,
+    store: S3Bucket,
     base: Location,
 }
 
@@ -94,8 +124,8 @@ fn store_error<E: ProvideErrorMetadata + std::fmt::Debug, R>(
     }
 }
 
-impl S3Storage {
-    /// A client for the profile. S3 warehouses need a storage credential (STS comes later).
+impl S3Bucket {
+    /// A client for the profile. S3 warehouses need a storage credential.
     pub fn new(
         profile: &StorageProfile,
         credential: Option<&StorageCredential>,
@@ -103,6 +133,7 @@ impl S3Storage {
     ) -> Result<Self> {
         let StorageProfile::S3 {
             bucket,
+            key_prefix,
             region,
             endpoint,
             path_style_access,
@@ -144,26 +175,39 @@ impl S3Storage {
         if let Some(endpoint) = endpoint {
             config = config.endpoint_url(endpoint.clone());
         }
-        Ok(S3Storage {
+        Ok(S3Bucket {
             client: Client::from_conf(config.build()),
             bucket: bucket.clone(),
-            base: super::base_location_of_s3(profile)?,
+            prefix: key_prefix
+                .as_deref()
+                .unwrap_or("")
+                .trim_matches('/')
+                .to_string(),
+        })
+    }
+}
+
+impl S3Storage {
+    /// The warehouse's bucket, its objects named under `base`.
+    pub fn new(
+        base: Location,
+        profile: &StorageProfile,
+        credential: Option<&StorageCredential>,
+        timeouts: &S3Timeouts,
+    ) -> Result<Self> {
+        Ok(S3Storage {
+            store: S3Bucket::new(profile, credential, timeouts)?,
+            base,
         })
     }
 
     /// The object key of a location, which must lie inside the warehouse.
     fn key_of(&self, location: &Location) -> Result<String> {
-        if !location.is_within(&self.base) {
-            return Err(Error::forbidden(format!(
-                "location {location} is outside the warehouse at {}",
-                self.base
-            )));
-        }
-        match location.bucket_and_key() {
-            Some((bucket, key)) if bucket == self.bucket && !key.is_empty() => Ok(key.to_string()),
+        match location.relative_to(&self.base) {
+            Some(relative) if !relative.is_empty() => Ok(self.store.key(&relative)),
             _ => Err(Error::forbidden(format!(
-                "location {location} is not an object of bucket {}",
-                self.bucket
+                "location {location} is not an object of the warehouse at {}",
+                self.base
             ))),
         }
     }
@@ -174,9 +218,10 @@ impl ObjectStorage for S3Storage {
     async fn put_new(&self, location: &Location, bytes: bytes::Bytes) -> Result<()> {
         let key = self.key_of(location)?;
         let result = self
+            .store
             .client
             .put_object()
-            .bucket(&self.bucket)
+            .bucket(&self.store.bucket)
             .key(&key)
             .if_none_match("*")
             .body(ByteStream::from(bytes))
@@ -196,9 +241,10 @@ impl ObjectStorage for S3Storage {
     async fn get(&self, location: &Location) -> Result<Option<Vec<u8>>> {
         let key = self.key_of(location)?;
         let result = self
+            .store
             .client
             .get_object()
-            .bucket(&self.bucket)
+            .bucket(&self.store.bucket)
             .key(&key)
             .send()
             .await;
@@ -216,9 +262,10 @@ impl ObjectStorage for S3Storage {
 
     async fn delete(&self, location: &Location) -> Result<()> {
         let key = self.key_of(location)?;
-        self.client
+        self.store
+            .client
             .delete_object()
-            .bucket(&self.bucket)
+            .bucket(&self.store.bucket)
             .key(&key)
             .send()
             .await
@@ -234,9 +281,10 @@ impl ObjectStorage for S3Storage {
         let mut token = None;
         loop {
             let page = self
+                .store
                 .client
                 .list_objects_v2()
-                .bucket(&self.bucket)
+                .bucket(&self.store.bucket)
                 .prefix(&prefix)
                 .set_continuation_token(token)
                 .send()
@@ -255,9 +303,10 @@ impl ObjectStorage for S3Storage {
                     .build()
                     .map_err(|e| Error::internal("building a delete request", e))?;
                 let done = self
+                    .store
                     .client
                     .delete_objects()
-                    .bucket(&self.bucket)
+                    .bucket(&self.store.bucket)
                     .delete(delete)
                     .send()
                     .await
@@ -293,7 +342,12 @@ pub async fn probe(
     credential: Option<&StorageCredential>,
     timeouts: &S3Timeouts,
 ) -> Result<()> {
-    let storage = S3Storage::new(profile, credential, timeouts)?;
+    let storage = S3Storage::new(
+        super::base_location_of_s3(profile)?,
+        profile,
+        credential,
+        timeouts,
+    )?;
     let location = storage
         .base
         .join(&format!(".floe-probe-{}", uuid::Uuid::new_v4().simple()))?;
@@ -304,9 +358,10 @@ pub async fn probe(
         ))
     };
     storage
+        .store
         .client
         .put_object()
-        .bucket(&storage.bucket)
+        .bucket(&storage.store.bucket)
         .key(&key)
         .body(ByteStream::from_static(b"floe"))
         .send()
@@ -314,9 +369,10 @@ pub async fn probe(
         .map_err(|e| fail("writing a probe object", describe(&e)))?;
     let read = async {
         let object = storage
+            .store
             .client
             .get_object()
-            .bucket(&storage.bucket)
+            .bucket(&storage.store.bucket)
             .key(&key)
             .send()
             .await
@@ -333,9 +389,10 @@ pub async fn probe(
             ));
         }
         let listed = storage
+            .store
             .client
             .list_objects_v2()
-            .bucket(&storage.bucket)
+            .bucket(&storage.store.bucket)
             .prefix(&key)
             .send()
             .await
@@ -354,9 +411,10 @@ pub async fn probe(
     }
     .await;
     let deleted = storage
+        .store
         .client
         .delete_object()
-        .bucket(&storage.bucket)
+        .bucket(&storage.store.bucket)
         .key(&key)
         .send()
         .await

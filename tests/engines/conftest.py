@@ -385,11 +385,12 @@ def moto_s3(moto_url, **key):
     return moto_client(moto_url, "s3", **key)
 
 
-def create_moto_warehouse(floe, moto_url, sts=True, name=None, endpoint=None):
+def create_moto_warehouse(floe, moto_url, sts=True, name=None, endpoint=None, gateway=False):
     """Creates a bucket in moto, an IAM user of its own with a fresh key, and an S3 warehouse of
     `floe` on that bucket (key prefix `wh`) storing that key, with STS vending (`MOTO_ROLE_ARN`)
-    when `sts`; Floe reaches the store at `endpoint` (default: moto itself). Returns a dict: name, id, bucket, access-key-id, secret-access-key, response (the
-    201 body)."""
+    when `sts`, served by Floe's S3 gateway when `gateway`; Floe reaches the store at `endpoint`
+    (default: moto itself). Returns a dict: name, id, bucket, access-key-id, secret-access-key,
+    response (the 201 body)."""
     suffix = uuid.uuid4().hex[:12]
     bucket = f"lake-{suffix}"
     name = name or f"moto-{suffix}"
@@ -407,6 +408,9 @@ def create_moto_warehouse(floe, moto_url, sts=True, name=None, endpoint=None):
         "endpoint": endpoint or moto_url,
         "path-style-access": True,
     }
+    if gateway:
+        # Floe's S3 gateway in front of the bucket: engines get the gateway and Floe's keys.
+        profile["s3-gateway"] = True
     if sts:
         profile.update(
             {"sts-enabled": True, "sts-role-arn": MOTO_ROLE_ARN, "sts-endpoint": moto_url}
