@@ -304,3 +304,90 @@ def test_s3_gateway_needs_the_flag_to_serve_an_s3_warehouse(floe, moto):
     )
     assert r.status_code == 400, r.text
     assert uuid.UUID(plain["id"])
+
+
+@pytest.fixture
+def floe_on_floe():
+    """Floe `front` serving an S3 warehouse whose store is another Floe's gateway (`store`, its
+    local warehouse `demo`, under the prefix `wh`), with short store timeouts."""
+    import requests
+
+    store = Floe("sqlite")
+    front = Floe(
+        "sqlite",
+        env={
+            "FLOE__STORAGE__S3__ATTEMPT_TIMEOUT_MS": "1000",
+            "FLOE__STORAGE__S3__OPERATION_TIMEOUT_MS": "2000",
+            "FLOE__STORAGE__S3__MAX_ATTEMPTS": "1",
+        },
+    )
+    try:
+        demo = requests.get(f"{store.base}/management/v1/warehouses", timeout=30).json()
+        demo = next(w for w in demo["warehouses"] if w["name"] == "demo")
+        key_id, secret = admin_key(store, demo["id"])
+        r = requests.post(
+            f"{front.base}/management/v1/warehouses",
+            json={
+                "name": "fronted",
+                "storage-profile": {
+                    "type": "s3",
+                    "bucket": "demo",
+                    "key-prefix": "wh",
+                    "region": MOTO_REGION,
+                    "endpoint": store.s3_endpoint,
+                    "path-style-access": True,
+                    "s3-gateway": True,
+                },
+                "storage-credential": {
+                    "type": "s3-access-key",
+                    "access-key-id": key_id,
+                    "secret-access-key": secret,
+                },
+            },
+            timeout=60,
+        )
+        assert r.status_code == 201, r.text
+        front_key = admin_key(front, r.json()["id"])
+        yield store, front, client(front.s3_endpoint, *front_key), client(store.s3_endpoint, key_id, secret)
+    finally:
+        front.stop()
+        store.stop()
+
+
+def test_parts_are_listed_and_a_stalled_store_is_a_timely_slow_down(floe_on_floe):
+    import os
+    import signal
+    import time
+
+    store, _front, s3, direct = floe_on_floe
+    upload = s3.create_multipart_upload(Bucket="fronted", Key="p/object")
+    etags = []
+    for n in (1, 2):
+        body = bytes([n]) * (5 * MiB if n == 1 else 10)
+        r = s3.upload_part(
+            Bucket="fronted", Key="p/object", UploadId=upload["UploadId"], PartNumber=n, Body=body
+        )
+        etags.append({"PartNumber": n, "ETag": r["ETag"]})
+    listed = s3.list_parts(Bucket="fronted", Key="p/object", UploadId=upload["UploadId"])
+    assert [(p["PartNumber"], p["ETag"]) for p in listed["Parts"]] == [
+        (e["PartNumber"], e["ETag"]) for e in etags
+    ]
+    s3.complete_multipart_upload(
+        Bucket="fronted", Key="p/object", UploadId=upload["UploadId"], MultipartUpload={"Parts": etags}
+    )
+    # The store's ETag, as the store gives it.
+    assert (
+        s3.head_object(Bucket="fronted", Key="p/object")["ETag"]
+        == direct.head_object(Bucket="demo", Key="wh/p/object")["ETag"]
+    )
+
+    os.kill(store.process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ClientError) as e:
+            s3.get_object(Bucket="fronted", Key="p/object")
+        assert error_of(e) == (503, "SlowDown")
+        assert time.monotonic() - started < 10
+    finally:
+        os.kill(store.process.pid, signal.SIGCONT)
+    assert s3.get_object(Bucket="fronted", Key="p/object")["ContentLength"] == 5 * MiB + 10
