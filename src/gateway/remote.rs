@@ -8,7 +8,7 @@
 //! `SlowDown` when it did not answer in time, 500 `InternalError` otherwise (the store named in the
 //! log).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -20,6 +20,7 @@ use s3s::{S3Error, S3ErrorCode, S3Response, S3Result, s3_error};
 
 use super::Target;
 use super::checks::*;
+use crate::storage::md5::Md5;
 use crate::storage::objects::Overwrite;
 use crate::storage::s3::S3Bucket;
 
@@ -112,8 +113,9 @@ const MAX_UNSIZED: usize = 16 << 20;
 async fn upload_body(
     body: Option<StreamingBlob>,
     announced: Option<i64>,
+    md5: Option<Arc<Mutex<Md5>>>,
 ) -> S3Result<(ByteStream, i64)> {
-    let Some(mut blob) = body else {
+    let Some(blob) = body else {
         return Ok((ByteStream::from_static(b""), 0));
     };
     let known = announced.or_else(|| {
@@ -121,6 +123,16 @@ async fn upload_body(
             .exact()
             .and_then(|n| i64::try_from(n).ok())
     });
+    // The MD5 of what passes, when asked (to recognize a retried write of the same bytes).
+    let mut blob = match md5 {
+        None => blob,
+        Some(md5) => StreamingBlob::wrap(
+            blob.inspect_ok(move |chunk| {
+                md5.lock().expect("md5 lock").update(chunk);
+            })
+            .map_err(std::io::Error::other),
+        ),
+    };
     if let Some(length) = known {
         let stream = ByteStream::from_body_1_x(http_body_util::StreamBody::new(
             blob.map_ok(hyper::body::Frame::data),
@@ -284,8 +296,9 @@ pub(super) async fn put_object(
     let overwrite = overwrite_mode(target, &input.key, input.if_none_match.as_ref())?;
     check_may_replace(target, &input.key, input.if_match.as_ref())?;
     check_if_match(&bucket, &input.key, input.if_match.as_ref()).await?;
-    let (body, length) = upload_body(input.body.take(), input.content_length).await?;
-    let out = bucket
+    let md5 = (overwrite == Overwrite::Never).then(|| Arc::new(Mutex::new(Md5::new())));
+    let (body, length) = upload_body(input.body.take(), input.content_length, md5.clone()).await?;
+    let result = bucket
         .client
         .put_object()
         .bucket(&bucket.bucket)
@@ -303,8 +316,27 @@ pub(super) async fn put_object(
         .customize()
         .disable_payload_signing()
         .send()
-        .await
-        .map_err(|e| refused_replace(store_error("writing an object", &bucket, e), overwrite))?;
+        .await;
+    let out = match result {
+        Ok(out) => out,
+        Err(e) => {
+            let refused = store_error("writing an object", &bucket, e);
+            // A write that may not replace the object met one: the very same bytes (a retried
+            // write) are accepted as written, as on local warehouses.
+            let sent = md5.map(|m| hex(&m.lock().expect("md5 lock").clone().finalize()));
+            if let Some(sent) = sent
+                && *refused.code() == S3ErrorCode::PreconditionFailed
+                && current_etag(&bucket, &input.key).await?.as_deref() == Some(sent.as_str())
+            {
+                return Ok(S3Response::new(PutObjectOutput {
+                    e_tag: Some(ETag::Strong(sent)),
+                    size: Some(length),
+                    ..Default::default()
+                }));
+            }
+            return Err(refused_replace(refused, overwrite));
+        }
+    };
     Ok(S3Response::new(PutObjectOutput {
         e_tag: etag(out.e_tag.as_deref()),
         size: Some(length),
@@ -314,6 +346,26 @@ pub(super) async fn put_object(
         checksum_sha256: out.checksum_sha256,
         ..Default::default()
     }))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The store's ETag of `key` (unquoted), or None when there is no such object.
+async fn current_etag(bucket: &S3Bucket, key: &str) -> S3Result<Option<String>> {
+    match bucket
+        .client
+        .head_object()
+        .bucket(&bucket.bucket)
+        .key(bucket.key(key))
+        .send()
+        .await
+    {
+        Ok(head) => Ok(head.e_tag().map(|t| t.trim_matches('"').to_string())),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+        Err(e) => Err(store_error("looking an object up", bucket, e)),
+    }
 }
 
 pub(super) async fn copy_object(
@@ -571,7 +623,7 @@ pub(super) async fn upload_part(
     bucket: Arc<S3Bucket>,
     mut input: UploadPartInput,
 ) -> S3Result<S3Response<UploadPartOutput>> {
-    let (body, length) = upload_body(input.body.take(), input.content_length).await?;
+    let (body, length) = upload_body(input.body.take(), input.content_length, None).await?;
     let out = bucket
         .client
         .upload_part()

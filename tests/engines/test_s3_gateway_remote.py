@@ -391,3 +391,38 @@ def test_parts_are_listed_and_a_stalled_store_is_a_timely_slow_down(floe_on_floe
     finally:
         os.kill(store.process.pid, signal.SIGCONT)
     assert s3.get_object(Bucket="fronted", Key="p/object")["ContentLength"] == 5 * MiB + 10
+
+
+def test_once_tagged_a_tables_files_are_not_replaced_in_the_store(floe, moto):
+    """A warehouse with a tag: keys on main may write but not delete, so nothing a ref reads is
+    replaced in the store (a retried write of the very same bytes is accepted)."""
+    import requests
+
+    fronted = Fronted(floe, moto)
+    cat = catalog(floe, fronted.name)
+    table = write_and_read(cat, "tg.t", [1, 2])
+    r = requests.post(
+        f"{floe.base}/management/v1/warehouses/{fronted.wh['id']}/tags", json={"name": "v1"}, timeout=30
+    )
+    assert r.status_code == 201, r.text
+    table = cat.load_table("tg.t")
+    props = table.io.properties
+    s3 = client(floe.s3_endpoint, props["s3.access-key-id"], props["s3.secret-access-key"])
+    _, data_key = bucket_and_key(next(iter(table.scan().plan_files())).file.file_path)
+    before = fronted.stored(data_key)
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=fronted.name, Key=data_key, Body=b"tampered")
+    assert error_of(e) == (403, "AccessDenied")
+    with pytest.raises(ClientError) as e:
+        s3.delete_object(Bucket=fronted.name, Key=data_key)
+    assert error_of(e) == (403, "AccessDenied")
+    assert fronted.stored(data_key) == before
+    _, folder = bucket_and_key(table.location())
+    fresh = f"{folder}/data/new-{uuid.uuid4().hex}.parquet"
+    s3.put_object(Bucket=fronted.name, Key=fresh, Body=b"new bytes")
+    again = s3.put_object(Bucket=fronted.name, Key=fresh, Body=b"new bytes")
+    assert again["ETag"] == f'"{hashlib.md5(b"new bytes").hexdigest()}"'
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=fronted.name, Key=fresh, Body=b"other bytes")
+    assert error_of(e) == (403, "AccessDenied")
+    assert fronted.stored(fresh) == b"new bytes"
