@@ -758,3 +758,111 @@ pub(super) async fn list_parts(
         ..Default::default()
     }))
 }
+
+pub(super) async fn upload_part_copy(
+    target: &Target,
+    bucket: Arc<S3Bucket>,
+    input: UploadPartCopyInput,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let source = copy_source_key(target, &input.copy_source)?;
+    let mut call = bucket
+        .client
+        .upload_part_copy()
+        .bucket(&bucket.bucket)
+        .key(bucket.key(&input.key))
+        .upload_id(&input.upload_id)
+        .part_number(input.part_number)
+        .copy_source(format!(
+            "{}/{}",
+            bucket.bucket,
+            url_encode(&bucket.key(&source))
+        ))
+        .set_copy_source_range(input.copy_source_range)
+        .set_copy_source_if_match(input.copy_source_if_match.as_ref().map(condition))
+        .set_copy_source_if_none_match(input.copy_source_if_none_match.as_ref().map(condition));
+    if let Some(t) = &input.copy_source_if_modified_since {
+        call = call.copy_source_if_modified_since(to_aws_time(t)?);
+    }
+    if let Some(t) = &input.copy_source_if_unmodified_since {
+        call = call.copy_source_if_unmodified_since(to_aws_time(t)?);
+    }
+    let out = call
+        .send()
+        .await
+        .map_err(|e| store_error("copying a part", &bucket, e))?;
+    let result = out.copy_part_result;
+    Ok(S3Response::new(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: etag(result.as_ref().and_then(|r| r.e_tag())),
+            last_modified: from_aws_time(result.as_ref().and_then(|r| r.last_modified())),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+/// The store's unfinished uploads under the prefix (the listing scope was checked), each named
+/// as the client knows its key; uploads outside the key's grant are left out.
+pub(super) async fn list_multipart_uploads(
+    target: &Target,
+    bucket: Arc<S3Bucket>,
+    input: ListMultipartUploadsInput,
+) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+    let prefix = input.prefix.clone().unwrap_or_default();
+    let encoder = Encoder::of(input.encoding_type.as_ref())?;
+    let out = bucket
+        .client
+        .list_multipart_uploads()
+        .bucket(&bucket.bucket)
+        .prefix(bucket.key(&prefix))
+        .set_delimiter(input.delimiter.clone())
+        .set_key_marker(input.key_marker.as_ref().map(|k| bucket.key(k)))
+        .set_upload_id_marker(input.upload_id_marker.clone())
+        .set_max_uploads(input.max_uploads)
+        .send()
+        .await
+        .map_err(|e| store_error("listing uploads", &bucket, e))?;
+    let uploads = out
+        .uploads()
+        .iter()
+        .filter_map(|u| {
+            let key = bucket.relative(u.key()?)?;
+            target.grant.covers(key).then(|| MultipartUpload {
+                initiated: from_aws_time(u.initiated()),
+                key: encoder.opt(Some(key.to_string())),
+                upload_id: u.upload_id().map(str::to_string),
+                storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                ..Default::default()
+            })
+        })
+        .collect();
+    let prefixes = out
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| {
+            Some(CommonPrefix {
+                prefix: encoder.opt(Some(bucket.relative(p.prefix()?)?.to_string())),
+            })
+        })
+        .collect();
+    Ok(S3Response::new(ListMultipartUploadsOutput {
+        bucket: Some(target.bucket.clone()),
+        prefix: encoder.opt(input.prefix),
+        delimiter: encoder.opt(input.delimiter),
+        key_marker: encoder.opt(input.key_marker),
+        upload_id_marker: input.upload_id_marker,
+        max_uploads: out.max_uploads,
+        is_truncated: out.is_truncated,
+        next_key_marker: encoder.opt(
+            out.next_key_marker
+                .as_deref()
+                .and_then(|k| bucket.relative(k))
+                .map(str::to_string),
+        ),
+        next_upload_id_marker: out.next_upload_id_marker,
+        uploads: Some(uploads),
+        common_prefixes: Some(prefixes),
+        encoding_type: input.encoding_type,
+        ..Default::default()
+    }))
+}

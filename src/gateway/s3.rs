@@ -547,6 +547,9 @@ impl S3 for FloeS3 {
         let target = target(&req)?;
         let input = req.input;
         check_key(&input.key)?;
+        if let Some(bucket) = target.remote().cloned() {
+            return remote::upload_part_copy(&target, bucket, input).await;
+        }
         let source = copy_source_key(&target, &input.copy_source)?;
         let range = match &input.copy_source_range {
             None => None,
@@ -713,6 +716,9 @@ impl S3 for FloeS3 {
         let input = req.input;
         let prefix = input.prefix.clone().unwrap_or_default();
         listing_scope(&target, &prefix)?;
+        if let Some(bucket) = target.remote().cloned() {
+            return remote::list_multipart_uploads(&target, bucket, input).await;
+        }
         let max = input
             .max_uploads
             .map_or(1000, |n| n.clamp(0, 1000) as usize);

@@ -426,3 +426,33 @@ def test_once_tagged_a_tables_files_are_not_replaced_in_the_store(floe, moto):
         s3.put_object(Bucket=fronted.name, Key=fresh, Body=b"other bytes")
     assert error_of(e) == (403, "AccessDenied")
     assert fronted.stored(fresh) == b"new bytes"
+
+
+def test_part_copies_and_upload_listings(floe_on_floe):
+    _store, _front, s3, direct = floe_on_floe
+    source = bytes(range(256)) * (24 * 1024)  # 6 MiB
+    s3.put_object(Bucket="fronted", Key="c/source", Body=source)
+    upload = s3.create_multipart_upload(Bucket="fronted", Key="c/target")
+    listed = s3.list_multipart_uploads(Bucket="fronted", Prefix="c/")
+    assert [(u["Key"], u["UploadId"]) for u in listed["Uploads"]] == [("c/target", upload["UploadId"])]
+    first = s3.upload_part_copy(
+        Bucket="fronted", Key="c/target", UploadId=upload["UploadId"], PartNumber=1,
+        CopySource={"Bucket": "fronted", "Key": "c/source"}, CopySourceRange=f"bytes=0-{5 * MiB - 1}",
+    )
+    second = s3.upload_part_copy(
+        Bucket="fronted", Key="c/target", UploadId=upload["UploadId"], PartNumber=2,
+        CopySource={"Bucket": "fronted", "Key": "c/source"}, CopySourceRange=f"bytes={5 * MiB}-{6 * MiB - 1}",
+    )
+    s3.complete_multipart_upload(
+        Bucket="fronted", Key="c/target", UploadId=upload["UploadId"],
+        MultipartUpload={"Parts": [
+            {"PartNumber": 1, "ETag": first["CopyPartResult"]["ETag"]},
+            {"PartNumber": 2, "ETag": second["CopyPartResult"]["ETag"]},
+        ]},
+    )
+    assert direct.get_object(Bucket="demo", Key="wh/c/target")["Body"].read() == source
+    assert s3.list_multipart_uploads(Bucket="fronted", Prefix="c/").get("Uploads", []) == []
+    # A copy source outside the bucket is refused before the store is asked.
+    with pytest.raises(ClientError) as e:
+        s3.copy_object(Bucket="fronted", Key="c/x", CopySource={"Bucket": "demo", "Key": "wh/c/source"})
+    assert error_of(e)[0] in (400, 403)
