@@ -161,6 +161,12 @@ impl S3Bucket {
                 "floe-warehouse",
             ))
             .force_path_style(path_style_access.unwrap_or(false))
+            // Bodies are not checksummed by the SDK on the way out (a CRC over every byte the
+            // gateway streams through): a client's own checksums are passed on for the store to
+            // check, and the catalog's writes are small and create-only.
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
             .retry_config(
                 aws_sdk_s3::config::retry::RetryConfig::standard()
                     .with_max_attempts(timeouts.max_attempts),
