@@ -19,6 +19,7 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Response, S3Result, s3_error};
 
 use super::Target;
+use super::body::Declared;
 use super::checks::*;
 use crate::storage::md5::Md5;
 use crate::storage::objects::Overwrite;
@@ -103,6 +104,91 @@ fn body_of(stream: ByteStream) -> StreamingBlob {
     StreamingBlob::wrap(http_body_util::BodyDataStream::new(body).map_err(std::io::Error::other))
 }
 
+/// Why a client's body failed while it streamed to the store: its own error for the client.
+type BodyFailure = Arc<Mutex<Option<S3Error>>>;
+
+/// The client's own failure when its body broke off or did not match its trailing checksum (not
+/// the store's), else the store's error.
+fn upload_error(failed: &BodyFailure, store: S3Error) -> S3Error {
+    failed
+        .lock()
+        .expect("body failure lock")
+        .take()
+        .unwrap_or(store)
+}
+
+/// Checksums a client sends after its body (`aws-chunked` trailers), checked before the store
+/// gets the body's last chunk: a body that does not match never completes at the store.
+pub(super) struct Trailing {
+    pub trailers: s3s::TrailingHeaders,
+    pub algorithm: Option<ChecksumAlgorithm>,
+}
+
+fn fail(failed: &BodyFailure, e: S3Error) -> std::io::Error {
+    let text = e.message().unwrap_or("the body failed").to_string();
+    *failed.lock().expect("body failure lock") = Some(e);
+    std::io::Error::other(text)
+}
+
+/// The body, with the last chunk held back until the trailing checksums are checked.
+fn checked_against_trailers(
+    blob: StreamingBlob,
+    trailing: Trailing,
+    failed: BodyFailure,
+) -> StreamingBlob {
+    let declared = Declared::default();
+    let hasher = declared.hasher(trailing.algorithm.as_ref());
+    let state = (
+        blob,
+        None::<bytes::Bytes>,
+        hasher,
+        declared,
+        trailing,
+        failed,
+        false,
+    );
+    StreamingBlob::wrap(futures::stream::unfold(
+        state,
+        |(mut blob, mut held, mut hasher, mut declared, trailing, failed, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                match futures::StreamExt::next(&mut blob).await {
+                    Some(Ok(chunk)) => {
+                        hasher.update(&chunk);
+                        if let Some(previous) = held.replace(chunk) {
+                            let state = (blob, held, hasher, declared, trailing, failed, false);
+                            return Some((Ok(previous), state));
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let e = fail(
+                            &failed,
+                            s3_error!(IncompleteBody, "reading the request body failed: {}", e),
+                        );
+                        return Some((
+                            Err(e),
+                            (blob, None, hasher, declared, trailing, failed, true),
+                        ));
+                    }
+                    None => {
+                        declared.add_trailers(Some(&trailing.trailers));
+                        let computed = std::mem::take(&mut hasher).finalize();
+                        // Content-MD5 (a header) goes to the store, which checks it.
+                        let outcome = match declared.verify(&[0; 16], &computed) {
+                            Ok(()) => held.take().map(Ok),
+                            Err(e) => Some(Err(fail(&failed, e))),
+                        };
+                        let state = (blob, None, hasher, declared, trailing, failed, true);
+                        return outcome.map(|item| (item, state));
+                    }
+                }
+            }
+        },
+    ))
+}
+
 /// The most of a body of unannounced length (`Transfer-Encoding: chunked` with no
 /// `x-amz-decoded-content-length`) the gateway holds to learn its length, which the store needs.
 /// S3 itself refuses such bodies (411); Arrow's S3 client sends small ones.
@@ -114,6 +200,8 @@ async fn upload_body(
     body: Option<StreamingBlob>,
     announced: Option<i64>,
     md5: Option<Arc<Mutex<Md5>>>,
+    trailing: Option<Trailing>,
+    failed: &BodyFailure,
 ) -> S3Result<(ByteStream, i64)> {
     let Some(blob) = body else {
         return Ok((ByteStream::from_static(b""), 0));
@@ -123,16 +211,31 @@ async fn upload_body(
             .exact()
             .and_then(|n| i64::try_from(n).ok())
     });
-    // The MD5 of what passes, when asked (to recognize a retried write of the same bytes).
-    let mut blob = match md5 {
+    let blob = match trailing {
+        Some(trailing) => checked_against_trailers(blob, trailing, failed.clone()),
         None => blob,
-        Some(md5) => StreamingBlob::wrap(
-            blob.inspect_ok(move |chunk| {
-                md5.lock().expect("md5 lock").update(chunk);
-            })
-            .map_err(std::io::Error::other),
-        ),
     };
+    // The MD5 of what passes, when asked (to recognize a retried write of the same bytes), and
+    // why the client's body failed, if it does (a bad chunk signature, a cut connection).
+    let failed = failed.clone();
+    let mut blob = StreamingBlob::wrap(
+        blob.inspect_ok(move |chunk| {
+            if let Some(md5) = &md5 {
+                md5.lock().expect("md5 lock").update(chunk);
+            }
+        })
+        .map_err(move |e| {
+            let mut slot = failed.lock().expect("body failure lock");
+            if slot.is_none() {
+                *slot = Some(s3_error!(
+                    IncompleteBody,
+                    "reading the request body failed: {}",
+                    e
+                ));
+            }
+            std::io::Error::other(e)
+        }),
+    );
     if let Some(length) = known {
         let stream = ByteStream::from_body_1_x(http_body_util::StreamBody::new(
             blob.map_ok(hyper::body::Frame::data),
@@ -292,12 +395,25 @@ pub(super) async fn put_object(
     target: &Target,
     bucket: Arc<S3Bucket>,
     mut input: PutObjectInput,
+    trailers: Option<s3s::TrailingHeaders>,
 ) -> S3Result<S3Response<PutObjectOutput>> {
     let overwrite = overwrite_mode(target, &input.key, input.if_none_match.as_ref())?;
     check_may_replace(target, &input.key, input.if_match.as_ref())?;
     check_if_match(&bucket, &input.key, input.if_match.as_ref()).await?;
     let md5 = (overwrite == Overwrite::Never).then(|| Arc::new(Mutex::new(Md5::new())));
-    let (body, length) = upload_body(input.body.take(), input.content_length, md5.clone()).await?;
+    let failed = BodyFailure::default();
+    let trailing = trailers.map(|trailers| Trailing {
+        trailers,
+        algorithm: input.checksum_algorithm.clone(),
+    });
+    let (body, length) = upload_body(
+        input.body.take(),
+        input.content_length,
+        md5.clone(),
+        trailing,
+        &failed,
+    )
+    .await?;
     let result = bucket
         .client
         .put_object()
@@ -320,7 +436,7 @@ pub(super) async fn put_object(
     let out = match result {
         Ok(out) => out,
         Err(e) => {
-            let refused = store_error("writing an object", &bucket, e);
+            let refused = upload_error(&failed, store_error("writing an object", &bucket, e));
             // A write that may not replace the object met one: the very same bytes (a retried
             // write) are accepted as written, as on local warehouses.
             let sent = md5.map(|m| hex(&m.lock().expect("md5 lock").clone().finalize()));
@@ -622,8 +738,21 @@ pub(super) async fn create_multipart_upload(
 pub(super) async fn upload_part(
     bucket: Arc<S3Bucket>,
     mut input: UploadPartInput,
+    trailers: Option<s3s::TrailingHeaders>,
 ) -> S3Result<S3Response<UploadPartOutput>> {
-    let (body, length) = upload_body(input.body.take(), input.content_length, None).await?;
+    let failed = BodyFailure::default();
+    let trailing = trailers.map(|trailers| Trailing {
+        trailers,
+        algorithm: input.checksum_algorithm.clone(),
+    });
+    let (body, length) = upload_body(
+        input.body.take(),
+        input.content_length,
+        None,
+        trailing,
+        &failed,
+    )
+    .await?;
     let out = bucket
         .client
         .upload_part()
@@ -642,7 +771,7 @@ pub(super) async fn upload_part(
         .disable_payload_signing()
         .send()
         .await
-        .map_err(|e| store_error("writing a part", &bucket, e))?;
+        .map_err(|e| upload_error(&failed, store_error("writing a part", &bucket, e)))?;
     Ok(S3Response::new(UploadPartOutput {
         e_tag: etag(out.e_tag.as_deref()),
         checksum_crc32: out.checksum_crc32,

@@ -309,7 +309,7 @@ impl S3 for FloeS3 {
         let mut input = req.input;
         check_key(&input.key)?;
         if let Some(bucket) = target.remote().cloned() {
-            return remote::put_object(&target, bucket, input).await;
+            return remote::put_object(&target, bucket, input, req.trailing_headers.clone()).await;
         }
         let overwrite = overwrite_mode(&target, &input.key, input.if_none_match.as_ref())?;
         check_may_replace(&target, &input.key, input.if_match.as_ref())?;
@@ -517,7 +517,7 @@ impl S3 for FloeS3 {
         let mut input = req.input;
         check_key(&input.key)?;
         if let Some(bucket) = target.remote().cloned() {
-            return remote::upload_part(bucket, input).await;
+            return remote::upload_part(bucket, input, req.trailing_headers.clone()).await;
         }
         {
             let objects = target.objects()?.clone();

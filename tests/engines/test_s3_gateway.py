@@ -230,13 +230,16 @@ def signed_chunks(secret, headers, data, chunk_size=64 * 1024, tamper=False):
 
 
 class Gateway:
-    """One running Floe with an admin access key for `demo`."""
+    """One running Floe with an admin access key for a bucket: `demo` (a local warehouse), or
+    `fronted`, an S3 warehouse in front of another Floe's `demo` (`store`; key prefix `wh`)."""
 
-    def __init__(self, floe):
+    def __init__(self, floe, bucket="demo", store=None):
         self.floe = floe
+        self.store = store
+        self.bucket = bucket
         self.endpoint = floe.s3_endpoint
-        self.warehouse = warehouse_of(floe.base, "demo")
-        self.root = self.warehouse["storage-profile"]["root"]
+        self.warehouse = warehouse_of(floe.base, bucket)
+        self.root = self.warehouse["storage-profile"].get("root")
         issued = create_key(floe.base, self.warehouse["id"], description="gateway tests")
         self.key_id = issued["access-key-id"]
         self.secret = issued["secret-access-key"]
@@ -244,32 +247,111 @@ class Gateway:
         self.s3 = self.client()
 
     def client(self, **s3_config):
-        return client_for(self.endpoint, self.key_id, self.secret, **s3_config)
+        s3 = client_for(self.endpoint, self.key_id, self.secret, **s3_config)
+        s3.floe_bucket = self.bucket
+        return s3
 
     def signed(self, method, raw_path, **kw):
         return signed_request(self.endpoint, self.key_id, self.secret, method, raw_path, **kw)
 
     def put(self, key, body, **kw):
-        return self.s3.put_object(Bucket="demo", Key=key, Body=body, **kw)
+        return self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, **kw)
 
     def get(self, key, **kw):
-        return self.s3.get_object(Bucket="demo", Key=key, **kw)
+        return self.s3.get_object(Bucket=self.bucket, Key=key, **kw)
 
     def body(self, key, **kw):
         return self.get(key, **kw)["Body"].read()
 
     def tmp_files(self):
+        if self.root is None:
+            return []  # in front of S3, the gateway keeps nothing on disk
         tmp = os.path.join(self.root, ".floe~tmp")
         return os.listdir(tmp) if os.path.isdir(tmp) else []
 
+    def local_only(self, why):
+        if self.store is not None:
+            pytest.skip(f"local warehouses only: {why}")
 
-@pytest.fixture(scope="module")
-def gw():
-    floe = Floe("sqlite")
-    try:
-        yield Gateway(floe)
-    finally:
-        floe.stop()
+    def _store_client(self):
+        demo = warehouse_of(self.store.base, "demo")
+        key = create_key(self.store.base, demo["id"], description="looking at the store")
+        return client_for(self.store.s3_endpoint, key["access-key-id"], key["secret-access-key"])
+
+    def holds(self, path):
+        """Whether the warehouse's storage holds `path` (an object, or anything under it)."""
+        if self.root is not None:
+            return os.path.exists(os.path.join(self.root, path))
+        s3 = self._store_client()
+        listed = s3.list_objects_v2(Bucket="demo", Prefix=f"wh/{path}")
+        return listed["KeyCount"] > 0
+
+    def stored(self, key):
+        """The bytes the warehouse's storage holds for `key`."""
+        if self.root is not None:
+            with open(os.path.join(self.root, key), "rb") as f:
+                return f.read()
+        return self._store_client().get_object(Bucket="demo", Key=f"wh/{key}")["Body"].read()
+
+    def write_behind(self, key, data):
+        """Writes `key` into the warehouse's storage without the gateway (as the catalog does)."""
+        if self.root is not None:
+            os.makedirs(os.path.dirname(os.path.join(self.root, key)), exist_ok=True)
+            with open(os.path.join(self.root, key), "wb") as f:
+                f.write(data)
+        else:
+            self._store_client().put_object(Bucket="demo", Key=f"wh/{key}", Body=data)
+
+    def outside_holds(self, name):
+        """Whether `name` exists beside the warehouse's storage (outside it)."""
+        if self.root is not None:
+            return os.path.exists(os.path.join(os.path.dirname(self.root), name))
+        s3 = self._store_client()
+        return s3.list_objects_v2(Bucket="demo", Prefix=name)["KeyCount"] > 0
+
+
+def fronted_gateway():
+    """A Floe whose S3 warehouse `fronted` (`"s3-gateway": true`) stands in front of another
+    Floe's local warehouse `demo`, under the key prefix `wh`."""
+    # Three processes share the machine's cores here: neither gateway sheds a request for having
+    # waited a moment to be read (the suite is about behaviour; overload has tests of its own).
+    patient = {"FLOE__GATEWAY__LIMITS__MAX_QUEUE_MS": "10000"}
+    store = Floe("sqlite", env=patient)
+    front = Floe("sqlite", env=patient)
+    demo = warehouse_of(store.base, "demo")
+    key = create_key(store.base, demo["id"], description="the store of fronted")
+    r = requests.post(
+        f"{front.base}/management/v1/warehouses",
+        json={
+            "name": "fronted",
+            "storage-profile": {"type": "s3", "bucket": "demo", "key-prefix": "wh",
+                                "region": REGION, "endpoint": store.s3_endpoint,
+                                "path-style-access": True, "s3-gateway": True},
+            "storage-credential": {"type": "s3-access-key", "access-key-id": key["access-key-id"],
+                                   "secret-access-key": key["secret-access-key"]},
+        },
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    return Gateway(front, bucket="fronted", store=store)
+
+
+@pytest.fixture(scope="module", params=["local", "in-front-of-s3"])
+def gw(request):
+    """The suite runs twice: on a local warehouse, and on an S3 warehouse the gateway fronts."""
+    if request.param == "local":
+        floe = Floe("sqlite")
+        try:
+            yield Gateway(floe)
+        finally:
+            floe.stop()
+    else:
+        gateway = fronted_gateway()
+        try:
+            yield gateway
+        finally:
+            gateway.floe.stop()
+            gateway.store.stop()
 
 
 def unique(prefix):
@@ -280,7 +362,7 @@ def unique(prefix):
 
 
 def test_access_key_response_names_the_gateway_and_bucket(gw):
-    assert gw.issued["bucket"] == "demo"
+    assert gw.issued["bucket"] == gw.bucket
     assert gw.issued["endpoint"] == gw.endpoint
     assert gw.key_id.startswith("FLA") and len(gw.key_id) == 20
     assert len(gw.secret) == 40
@@ -289,14 +371,14 @@ def test_access_key_response_names_the_gateway_and_bucket(gw):
 
 def test_list_buckets_head_bucket_and_location(gw):
     buckets = gw.s3.list_buckets()["Buckets"]
-    assert [b["Name"] for b in buckets] == ["demo"]
+    assert [b["Name"] for b in buckets] == [gw.bucket]
 
-    head = gw.s3.head_bucket(Bucket="demo")
+    head = gw.s3.head_bucket(Bucket=gw.bucket)
     assert head["ResponseMetadata"]["HTTPStatusCode"] == 200
     assert head["ResponseMetadata"]["HTTPHeaders"].get("x-amz-bucket-region") == REGION
 
     # S3 answers an empty location constraint for us-east-1.
-    assert gw.s3.get_bucket_location(Bucket="demo").get("LocationConstraint") in (None, "")
+    assert gw.s3.get_bucket_location(Bucket=gw.bucket).get("LocationConstraint") in (None, "")
 
     # A bucket the key does not open (it does not even exist).
     with pytest.raises(ClientError) as e:
@@ -326,7 +408,7 @@ def test_put_get_head_round_trip_with_metadata(gw):
     assert got["Metadata"] == {"color": "blue", "answer": "42"}
     assert got["AcceptRanges"] == "bytes"
 
-    head = gw.s3.head_object(Bucket="demo", Key=key)
+    head = gw.s3.head_object(Bucket=gw.bucket, Key=key)
     assert head["ETag"] == quoted(md5_hex(body))
     assert head["ContentLength"] == len(body)
     assert head["ContentType"] == "application/x-floe-test"
@@ -336,7 +418,7 @@ def test_put_get_head_round_trip_with_metadata(gw):
 
     # Overwriting replaces bytes, ETag and metadata.
     gw.put(key, b"short")
-    head = gw.s3.head_object(Bucket="demo", Key=key)
+    head = gw.s3.head_object(Bucket=gw.bucket, Key=key)
     assert head["ContentLength"] == 5 and head["ETag"] == quoted(md5_hex(b"short"))
     assert head["Metadata"] == {}
     assert gw.body(key) == b"short"
@@ -355,7 +437,7 @@ def test_missing_object_is_404(gw):
         gw.get(key)
     assert error_of(e) == (404, "NoSuchKey")
     with pytest.raises(ClientError) as e:
-        gw.s3.head_object(Bucket="demo", Key=key)
+        gw.s3.head_object(Bucket=gw.bucket, Key=key)
     assert error_of(e)[0] == 404
 
 
@@ -370,7 +452,7 @@ def test_content_md5_is_checked(gw):
         gw.put(prefix + "bad", body, ContentMD5=md5_b64(b"something else"))
     assert error_of(e) == (400, "BadDigest")
     with pytest.raises(ClientError) as e:
-        gw.s3.head_object(Bucket="demo", Key=prefix + "bad")
+        gw.s3.head_object(Bucket=gw.bucket, Key=prefix + "bad")
     assert error_of(e)[0] == 404
     assert gw.tmp_files() == []
 
@@ -395,18 +477,18 @@ def test_crc32c_checksum_header(gw):
     p = unique("cks-crc32c")
     body = os.urandom(50_000)
     ok = gw.signed(
-        "PUT", "/demo/" + p + "good", body=body, headers={"x-amz-checksum-crc32c": crc32c_b64(body)}
+        "PUT", f"/{gw.bucket}/" + p + "good", body=body, headers={"x-amz-checksum-crc32c": crc32c_b64(body)}
     )
     assert ok.status_code == 200, ok.text
     assert ok.headers.get("x-amz-checksum-crc32c") == crc32c_b64(body)
     assert gw.body(p + "good") == body
     bad = gw.signed(
-        "PUT", "/demo/" + p + "bad", body=body, headers={"x-amz-checksum-crc32c": crc32c_b64(b"x")}
+        "PUT", f"/{gw.bucket}/" + p + "bad", body=body, headers={"x-amz-checksum-crc32c": crc32c_b64(b"x")}
     )
     assert bad.status_code == 400, bad.text
     assert xml_code(bad) == "BadDigest"
     with pytest.raises(ClientError) as e:
-        gw.s3.head_object(Bucket="demo", Key=p + "bad")
+        gw.s3.head_object(Bucket=gw.bucket, Key=p + "bad")
     assert error_of(e)[0] == 404
 
 
@@ -432,7 +514,7 @@ def test_wrong_checksum_header_is_refused(gw, header):
     status, code = error_of(e)
     assert status == 400 and code == "BadDigest"
     with pytest.raises(ClientError) as e:
-        gw.s3.head_object(Bucket="demo", Key=key)
+        gw.s3.head_object(Bucket=gw.bucket, Key=key)
     assert error_of(e)[0] == 404
 
 
@@ -444,7 +526,7 @@ def test_checksum_in_aws_chunked_trailer(gw):
     def send(key, crc):
         return gw.signed(
             "PUT",
-            "/demo/" + quote(key),
+            f"/{gw.bucket}/" + quote(key),
             body=aws_chunked_trailer_body(body, "x-amz-checksum-crc32", crc),
             headers={
                 "X-Amz-Content-SHA256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
@@ -463,7 +545,7 @@ def test_checksum_in_aws_chunked_trailer(gw):
     assert bad.status_code == 400, bad.text
     assert xml_code(bad) == "BadDigest"
     with pytest.raises(ClientError) as e:
-        gw.s3.head_object(Bucket="demo", Key=prefix + "bad")
+        gw.s3.head_object(Bucket=gw.bucket, Key=prefix + "bad")
     assert error_of(e)[0] == 404
     assert gw.tmp_files() == []
 
@@ -476,7 +558,7 @@ def test_signed_aws_chunked_body(gw):
     def send(key, tamper):
         return gw.signed(
             "PUT",
-            "/demo/" + key,
+            f"/{gw.bucket}/" + key,
             headers={
                 "X-Amz-Content-SHA256": "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
                 "Content-Encoding": "aws-chunked",
@@ -493,7 +575,7 @@ def test_signed_aws_chunked_body(gw):
     bad = send(p + "tampered", tamper=True)
     assert bad.status_code in (400, 403), bad.text
     with pytest.raises(ClientError) as e:
-        gw.s3.head_object(Bucket="demo", Key=p + "tampered")
+        gw.s3.head_object(Bucket=gw.bucket, Key=p + "tampered")
     assert error_of(e)[0] == 404
     assert gw.tmp_files() == []
 
@@ -531,7 +613,7 @@ def test_range_reads(gw):
         gw.get(key, Range="bytes=20-30")
     assert error_of(e) == (416, "InvalidRange")
 
-    head = gw.s3.head_object(Bucket="demo", Key=key, Range="bytes=2-5")
+    head = gw.s3.head_object(Bucket=gw.bucket, Key=key, Range="bytes=2-5")
     assert head["ContentLength"] == 4
     assert head["ContentRange"] == "bytes 2-5/10"
 
@@ -575,10 +657,10 @@ def test_conditional_gets(gw):
 
     # HEAD answers the same preconditions (without a body).
     with pytest.raises(ClientError) as e:
-        gw.s3.head_object(Bucket="demo", Key=key, IfMatch=quoted(md5_hex(b"x")))
+        gw.s3.head_object(Bucket=gw.bucket, Key=key, IfMatch=quoted(md5_hex(b"x")))
     assert error_of(e)[0] == 412
     with pytest.raises(ClientError) as e:
-        gw.s3.head_object(Bucket="demo", Key=key, IfNoneMatch=etag)
+        gw.s3.head_object(Bucket=gw.bucket, Key=key, IfNoneMatch=etag)
     assert error_of(e)[0] == 304
 
 
@@ -648,7 +730,7 @@ def list_v2_all(s3, **kw):
         args = dict(kw)
         if token:
             args["ContinuationToken"] = token
-        page = s3.list_objects_v2(Bucket="demo", **args)
+        page = s3.list_objects_v2(Bucket=s3.floe_bucket, **args)
         pages += 1
         keys += [o["Key"] for o in page.get("Contents", [])]
         prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
@@ -667,7 +749,7 @@ def test_list_v2_prefix_and_delimiter(gw):
     for k in ["a/1", "a/2", "a/deep/3", "b/1", "c", "d", "a-b", "a0"]:
         gw.put(p + k, k.encode())
 
-    page = gw.s3.list_objects_v2(Bucket="demo", Prefix=p, Delimiter="/")
+    page = gw.s3.list_objects_v2(Bucket=gw.bucket, Prefix=p, Delimiter="/")
     assert [o["Key"] for o in page["Contents"]] == [p + "a-b", p + "a0", p + "c", p + "d"]
     assert [c["Prefix"] for c in page["CommonPrefixes"]] == [p + "a/", p + "b/"]
     assert page["KeyCount"] == 6
@@ -675,12 +757,12 @@ def test_list_v2_prefix_and_delimiter(gw):
     obj = {o["Key"]: o for o in page["Contents"]}[p + "c"]
     assert obj["Size"] == 1 and obj["ETag"] == quoted(md5_hex(b"c"))
 
-    page = gw.s3.list_objects_v2(Bucket="demo", Prefix=p + "a/", Delimiter="/")
+    page = gw.s3.list_objects_v2(Bucket=gw.bucket, Prefix=p + "a/", Delimiter="/")
     assert [o["Key"] for o in page["Contents"]] == [p + "a/1", p + "a/2"]
     assert [c["Prefix"] for c in page["CommonPrefixes"]] == [p + "a/deep/"]
 
     # A prefix that is not a whole folder name.
-    page = gw.s3.list_objects_v2(Bucket="demo", Prefix=p + "a")
+    page = gw.s3.list_objects_v2(Bucket=gw.bucket, Prefix=p + "a")
     assert [o["Key"] for o in page["Contents"]] == [
         p + "a-b",
         p + "a/1",
@@ -694,7 +776,7 @@ def test_list_v2_prefix_and_delimiter(gw):
     assert keys == sorted(p + k for k in ["a/1", "a/2", "a/deep/3", "b/1", "c", "d", "a-b", "a0"])
     assert prefixes == []
 
-    empty = gw.s3.list_objects_v2(Bucket="demo", Prefix=p + "zzz")
+    empty = gw.s3.list_objects_v2(Bucket=gw.bucket, Prefix=p + "zzz")
     assert empty["KeyCount"] == 0 and "Contents" not in empty
 
 
@@ -713,7 +795,7 @@ def test_list_v2_paging_returns_every_key_once_in_order(gw):
         assert pages == -(-25 // max_keys), (max_keys, pages)
         assert len(set(got)) == 25
 
-    first = gw.s3.list_objects_v2(Bucket="demo", Prefix=p, MaxKeys=7)
+    first = gw.s3.list_objects_v2(Bucket=gw.bucket, Prefix=p, MaxKeys=7)
     assert first["IsTruncated"] is True and first["KeyCount"] == 7 and first["MaxKeys"] == 7
 
     # With a delimiter, pages mix keys and common prefixes, each once.
@@ -747,7 +829,7 @@ def test_list_v1_marker_paging(gw):
         gw.put(k, b"x")
     seen, marker, pages = [], None, 0
     while True:
-        args = {"Bucket": "demo", "Prefix": p, "MaxKeys": 4}
+        args = {"Bucket": gw.bucket, "Prefix": p, "MaxKeys": 4}
         if marker:
             args["Marker"] = marker
         page = gw.s3.list_objects(**args)
@@ -762,16 +844,16 @@ def test_list_v1_marker_paging(gw):
     assert seen == sorted(keys)
     assert pages == 4
 
-    page = gw.s3.list_objects(Bucket="demo", Prefix=p, Delimiter="/")
+    page = gw.s3.list_objects(Bucket=gw.bucket, Prefix=p, Delimiter="/")
     assert [c["Prefix"] for c in page["CommonPrefixes"]] == [p + "d/"]
     assert len(page["Contents"]) == 11
 
-    page = gw.s3.list_objects(Bucket="demo", Prefix=p, Marker=p + "k09")
+    page = gw.s3.list_objects(Bucket=gw.bucket, Prefix=p, Marker=p + "k09")
     assert [o["Key"] for o in page["Contents"]] == [p + "k10"]
 
 
 def test_list_negative_max_keys_is_refused(gw):
-    r = gw.signed("GET", "/demo", query="list-type=2&max-keys=-1")
+    r = gw.signed("GET", f"/{gw.bucket}", query="list-type=2&max-keys=-1")
     assert r.status_code == 400, r.text
 
 
@@ -793,7 +875,7 @@ def raw_list_page(gw, prefix, delimiter=None, max_keys=None, token=None, start_a
         query.append("continuation-token=" + quote(token, safe=""))
     if start_after:
         query.append("start-after=" + quote(start_after, safe=""))
-    r = gw.signed("GET", "/demo", query="&".join(query))
+    r = gw.signed("GET", f"/{gw.bucket}", query="&".join(query))
     assert r.status_code == 200, r.text
     ns = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
     root = ElementTree.fromstring(r.content)
@@ -870,7 +952,7 @@ def test_listing_cannot_climb_out_of_the_bucket(gw):
 
 def test_invalid_continuation_token(gw):
     with pytest.raises(ClientError) as e:
-        gw.s3.list_objects_v2(Bucket="demo", ContinuationToken="!!not base64!!")
+        gw.s3.list_objects_v2(Bucket=gw.bucket, ContinuationToken="!!not base64!!")
     assert error_of(e) == (400, "InvalidArgument")
 
 
@@ -882,40 +964,40 @@ def test_copy_object_copy_and_replace_metadata(gw):
     body = os.urandom(50_000)
     gw.put(p + "src", body, ContentType="text/x-src", Metadata={"origin": "src"})
 
-    out = gw.s3.copy_object(Bucket="demo", Key=p + "dst", CopySource={"Bucket": "demo", "Key": p + "src"})
+    out = gw.s3.copy_object(Bucket=gw.bucket, Key=p + "dst", CopySource={"Bucket": gw.bucket, "Key": p + "src"})
     assert out["CopyObjectResult"]["ETag"] == quoted(md5_hex(body))
-    head = gw.s3.head_object(Bucket="demo", Key=p + "dst")
+    head = gw.s3.head_object(Bucket=gw.bucket, Key=p + "dst")
     assert head["ContentType"] == "text/x-src"
     assert head["Metadata"] == {"origin": "src"}
     assert gw.body(p + "dst") == body
 
     gw.s3.copy_object(
-        Bucket="demo",
+        Bucket=gw.bucket,
         Key=p + "replaced",
-        CopySource={"Bucket": "demo", "Key": p + "src"},
+        CopySource={"Bucket": gw.bucket, "Key": p + "src"},
         MetadataDirective="REPLACE",
         ContentType="text/x-new",
         Metadata={"fresh": "yes"},
     )
-    head = gw.s3.head_object(Bucket="demo", Key=p + "replaced")
+    head = gw.s3.head_object(Bucket=gw.bucket, Key=p + "replaced")
     assert head["ContentType"] == "text/x-new"
     assert head["Metadata"] == {"fresh": "yes"}
     assert gw.body(p + "replaced") == body
 
     # Copying onto itself with REPLACE updates the metadata in place.
     gw.s3.copy_object(
-        Bucket="demo",
+        Bucket=gw.bucket,
         Key=p + "src",
-        CopySource={"Bucket": "demo", "Key": p + "src"},
+        CopySource={"Bucket": gw.bucket, "Key": p + "src"},
         MetadataDirective="REPLACE",
         Metadata={"origin": "rewritten"},
     )
-    head = gw.s3.head_object(Bucket="demo", Key=p + "src")
+    head = gw.s3.head_object(Bucket=gw.bucket, Key=p + "src")
     assert head["Metadata"] == {"origin": "rewritten"}
     assert gw.body(p + "src") == body
 
     with pytest.raises(ClientError) as e:
-        gw.s3.copy_object(Bucket="demo", Key=p + "x", CopySource={"Bucket": "demo", "Key": p + "absent"})
+        gw.s3.copy_object(Bucket=gw.bucket, Key=p + "x", CopySource={"Bucket": gw.bucket, "Key": p + "absent"})
     assert error_of(e) == (404, "NoSuchKey")
 
 
@@ -925,7 +1007,7 @@ def test_copy_object_honours_copy_source_conditions(gw):
     etag = quoted(md5_hex(b"source"))
     future = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
     past = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=1)
-    source = {"Bucket": "demo", "Key": p + "src"}
+    source = {"Bucket": gw.bucket, "Key": p + "src"}
     refused = [
         ({"CopySourceIfMatch": quoted(md5_hex(b"other"))}, 412),
         ({"CopySourceIfNoneMatch": etag}, 412),
@@ -936,14 +1018,14 @@ def test_copy_object_honours_copy_source_conditions(gw):
     for n, (condition, status) in enumerate(refused):
         target = p + f"dst{n}"
         try:
-            gw.s3.copy_object(Bucket="demo", Key=target, CopySource=source, **condition)
+            gw.s3.copy_object(Bucket=gw.bucket, Key=target, CopySource=source, **condition)
             failures.append((condition, "copied"))
         except ClientError as e:
             if error_of_response(e)[0] != status:
                 failures.append((condition, error_of_response(e)))
-        if os.path.exists(os.path.join(gw.root, target)):
+        if gw.holds(target):
             failures.append((condition, "target written"))
-    gw.s3.copy_object(Bucket="demo", Key=p + "ok", CopySource=source, CopySourceIfMatch=etag)
+    gw.s3.copy_object(Bucket=gw.bucket, Key=p + "ok", CopySource=source, CopySourceIfMatch=etag)
     assert gw.body(p + "ok") == b"source"
     assert failures == []
 
@@ -951,20 +1033,20 @@ def test_copy_object_honours_copy_source_conditions(gw):
 def test_upload_part_copy_honours_copy_source_if_match(gw):
     p = unique("partcopy-cond")
     gw.put(p + "src", b"source")
-    upload_id = gw.s3.create_multipart_upload(Bucket="demo", Key=p + "dst")["UploadId"]
+    upload_id = gw.s3.create_multipart_upload(Bucket=gw.bucket, Key=p + "dst")["UploadId"]
     try:
         with pytest.raises(ClientError) as e:
             gw.s3.upload_part_copy(
-                Bucket="demo",
+                Bucket=gw.bucket,
                 Key=p + "dst",
                 UploadId=upload_id,
                 PartNumber=1,
-                CopySource={"Bucket": "demo", "Key": p + "src"},
+                CopySource={"Bucket": gw.bucket, "Key": p + "src"},
                 CopySourceIfMatch=quoted(md5_hex(b"other")),
             )
         assert error_of(e) == (412, "PreconditionFailed")
     finally:
-        gw.s3.abort_multipart_upload(Bucket="demo", Key=p + "dst", UploadId=upload_id)
+        gw.s3.abort_multipart_upload(Bucket=gw.bucket, Key=p + "dst", UploadId=upload_id)
 
 
 # --- 7. deletes
@@ -973,16 +1055,16 @@ def test_upload_part_copy_honours_copy_source_if_match(gw):
 def test_delete_object(gw):
     p = unique("del")
     gw.put(p + "nested/obj", b"bye")
-    out = gw.s3.delete_object(Bucket="demo", Key=p + "nested/obj")
+    out = gw.s3.delete_object(Bucket=gw.bucket, Key=p + "nested/obj")
     assert out["ResponseMetadata"]["HTTPStatusCode"] == 204
     with pytest.raises(ClientError) as e:
-        gw.s3.head_object(Bucket="demo", Key=p + "nested/obj")
+        gw.s3.head_object(Bucket=gw.bucket, Key=p + "nested/obj")
     assert error_of(e)[0] == 404
     # The folders it left empty are gone too.
-    assert not os.path.exists(os.path.join(gw.root, p))
-    assert gw.s3.list_objects_v2(Bucket="demo", Prefix=p)["KeyCount"] == 0
+    assert not gw.holds(p)
+    assert gw.s3.list_objects_v2(Bucket=gw.bucket, Prefix=p)["KeyCount"] == 0
 
-    out = gw.s3.delete_object(Bucket="demo", Key=p + "never-existed")
+    out = gw.s3.delete_object(Bucket=gw.bucket, Key=p + "never-existed")
     assert out["ResponseMetadata"]["HTTPStatusCode"] == 204
 
 
@@ -993,7 +1075,7 @@ def test_delete_objects(gw):
         gw.put(k, b"x")
 
     out = gw.s3.delete_objects(
-        Bucket="demo",
+        Bucket=gw.bucket,
         Delete={"Objects": [{"Key": k} for k in keys[:3]] + [{"Key": p + "absent"}]},
     )
     assert sorted(d["Key"] for d in out["Deleted"]) == sorted(keys[:3] + [p + "absent"])
@@ -1002,7 +1084,7 @@ def test_delete_objects(gw):
     assert remaining == keys[3:]
 
     out = gw.s3.delete_objects(
-        Bucket="demo", Delete={"Objects": [{"Key": k} for k in keys[3:]], "Quiet": True}
+        Bucket=gw.bucket, Delete={"Objects": [{"Key": k} for k in keys[3:]], "Quiet": True}
     )
     assert out.get("Deleted", []) == []
     assert out.get("Errors", []) == []
@@ -1011,7 +1093,7 @@ def test_delete_objects(gw):
     # An invalid key fails alone.
     gw.put(p + "ok", b"x")
     out = gw.s3.delete_objects(
-        Bucket="demo", Delete={"Objects": [{"Key": p + "ok"}, {"Key": "../escape"}]}
+        Bucket=gw.bucket, Delete={"Objects": [{"Key": p + "ok"}, {"Key": "../escape"}]}
     )
     assert [d["Key"] for d in out["Deleted"]] == [p + "ok"]
     assert [(x["Key"], x["Code"]) for x in out["Errors"]] == [("../escape", "InvalidArgument")]
@@ -1026,39 +1108,39 @@ def test_multipart_upload_lifecycle(gw):
     key = p + "big.bin"
     parts = [os.urandom(5 * MiB), os.urandom(5 * MiB + 123), os.urandom(1000)]
     created = gw.s3.create_multipart_upload(
-        Bucket="demo", Key=key, ContentType="application/x-mpu", Metadata={"kind": "multi"}
+        Bucket=gw.bucket, Key=key, ContentType="application/x-mpu", Metadata={"kind": "multi"}
     )
     upload_id = created["UploadId"]
-    assert created["Key"] == key and created["Bucket"] == "demo"
+    assert created["Key"] == key and created["Bucket"] == gw.bucket
 
     etags = []
     for n, data in enumerate(parts, start=1):
-        out = gw.s3.upload_part(Bucket="demo", Key=key, UploadId=upload_id, PartNumber=n, Body=data)
+        out = gw.s3.upload_part(Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=data)
         assert out["ETag"] == quoted(md5_hex(data))
         etags.append(out["ETag"])
 
-    listed = gw.s3.list_parts(Bucket="demo", Key=key, UploadId=upload_id)
+    listed = gw.s3.list_parts(Bucket=gw.bucket, Key=key, UploadId=upload_id)
     assert [(x["PartNumber"], x["ETag"], x["Size"]) for x in listed["Parts"]] == [
         (n, etags[n - 1], len(parts[n - 1])) for n in (1, 2, 3)
     ]
     assert listed["IsTruncated"] is False
 
-    page = gw.s3.list_parts(Bucket="demo", Key=key, UploadId=upload_id, MaxParts=2)
+    page = gw.s3.list_parts(Bucket=gw.bucket, Key=key, UploadId=upload_id, MaxParts=2)
     assert [x["PartNumber"] for x in page["Parts"]] == [1, 2]
     assert page["IsTruncated"] is True and page["NextPartNumberMarker"] == 2
-    page = gw.s3.list_parts(Bucket="demo", Key=key, UploadId=upload_id, PartNumberMarker=2)
+    page = gw.s3.list_parts(Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumberMarker=2)
     assert [x["PartNumber"] for x in page["Parts"]] == [3]
 
-    uploads = gw.s3.list_multipart_uploads(Bucket="demo", Prefix=p)
+    uploads = gw.s3.list_multipart_uploads(Bucket=gw.bucket, Prefix=p)
     assert [(u["Key"], u["UploadId"]) for u in uploads["Uploads"]] == [(key, upload_id)]
 
     # Not visible as an object until completed.
     with pytest.raises(ClientError) as e:
-        gw.s3.head_object(Bucket="demo", Key=key)
+        gw.s3.head_object(Bucket=gw.bucket, Key=key)
     assert error_of(e)[0] == 404
 
     done = gw.s3.complete_multipart_upload(
-        Bucket="demo",
+        Bucket=gw.bucket,
         Key=key,
         UploadId=upload_id,
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n - 1]} for n in (1, 2, 3)]},
@@ -1072,23 +1154,24 @@ def test_multipart_upload_lifecycle(gw):
     assert got["ContentLength"] == sum(len(x) for x in parts)
     assert hashlib.sha256(got["Body"].read()).digest() == hashlib.sha256(b"".join(parts)).digest()
 
-    assert gw.s3.list_multipart_uploads(Bucket="demo", Prefix=p).get("Uploads", []) == []
-    assert not os.path.exists(os.path.join(gw.root, ".floe~uploads", upload_id))
+    assert gw.s3.list_multipart_uploads(Bucket=gw.bucket, Prefix=p).get("Uploads", []) == []
+    if gw.root is not None:
+        assert not os.path.exists(os.path.join(gw.root, ".floe~uploads", upload_id))
     with pytest.raises(ClientError) as e:
-        gw.s3.list_parts(Bucket="demo", Key=key, UploadId=upload_id)
+        gw.s3.list_parts(Bucket=gw.bucket, Key=key, UploadId=upload_id)
     assert error_of(e) == (404, "NoSuchUpload")
 
 
 def test_multipart_subset_of_parts_and_replaced_part(gw):
     key = unique("mpu-subset") + "obj"
-    upload_id = gw.s3.create_multipart_upload(Bucket="demo", Key=key)["UploadId"]
+    upload_id = gw.s3.create_multipart_upload(Bucket=gw.bucket, Key=key)["UploadId"]
     one = os.urandom(5 * MiB)
-    gw.s3.upload_part(Bucket="demo", Key=key, UploadId=upload_id, PartNumber=1, Body=b"first try")
-    e1 = gw.s3.upload_part(Bucket="demo", Key=key, UploadId=upload_id, PartNumber=1, Body=one)["ETag"]
-    gw.s3.upload_part(Bucket="demo", Key=key, UploadId=upload_id, PartNumber=2, Body=b"skipped")
-    e3 = gw.s3.upload_part(Bucket="demo", Key=key, UploadId=upload_id, PartNumber=3, Body=b"tail")["ETag"]
+    gw.s3.upload_part(Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"first try")
+    e1 = gw.s3.upload_part(Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=one)["ETag"]
+    gw.s3.upload_part(Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumber=2, Body=b"skipped")
+    e3 = gw.s3.upload_part(Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumber=3, Body=b"tail")["ETag"]
     done = gw.s3.complete_multipart_upload(
-        Bucket="demo",
+        Bucket=gw.bucket,
         Key=key,
         UploadId=upload_id,
         MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 3, "ETag": e3}]},
@@ -1100,16 +1183,16 @@ def test_multipart_subset_of_parts_and_replaced_part(gw):
 def test_multipart_errors(gw):
     p = unique("mpu-err")
     key = p + "obj"
-    upload_id = gw.s3.create_multipart_upload(Bucket="demo", Key=key)["UploadId"]
+    upload_id = gw.s3.create_multipart_upload(Bucket=gw.bucket, Key=key)["UploadId"]
     small = [b"a" * 1024, b"b" * 1024]
     etags = [
-        gw.s3.upload_part(Bucket="demo", Key=key, UploadId=upload_id, PartNumber=n, Body=d)["ETag"]
+        gw.s3.upload_part(Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=d)["ETag"]
         for n, d in enumerate(small, start=1)
     ]
 
     with pytest.raises(ClientError) as e:
         gw.s3.complete_multipart_upload(
-            Bucket="demo",
+            Bucket=gw.bucket,
             Key=key,
             UploadId=upload_id,
             MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n - 1]} for n in (1, 2)]},
@@ -1119,12 +1202,12 @@ def test_multipart_errors(gw):
     # Part order is checked on a list whose first part is large enough.
     big = os.urandom(5 * MiB)
     big_etag = gw.s3.upload_part(
-        Bucket="demo", Key=key, UploadId=upload_id, PartNumber=3, Body=big
+        Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumber=3, Body=big
     )["ETag"]
     for order in ((3, 1), (3, 3)):
         with pytest.raises(ClientError) as e:
             gw.s3.complete_multipart_upload(
-                Bucket="demo",
+                Bucket=gw.bucket,
                 Key=key,
                 UploadId=upload_id,
                 MultipartUpload={
@@ -1138,7 +1221,7 @@ def test_multipart_errors(gw):
 
     with pytest.raises(ClientError) as e:
         gw.s3.complete_multipart_upload(
-            Bucket="demo",
+            Bucket=gw.bucket,
             Key=key,
             UploadId=upload_id,
             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": quoted(md5_hex(b"wrong"))}]},
@@ -1146,11 +1229,11 @@ def test_multipart_errors(gw):
     assert error_of(e) == (400, "InvalidPart")
 
     with pytest.raises(ClientError) as e:
-        gw.s3.upload_part(Bucket="demo", Key=key, UploadId=upload_id, PartNumber=10001, Body=b"x")
+        gw.s3.upload_part(Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumber=10001, Body=b"x")
     assert error_of(e)[0] == 400
     with pytest.raises(ClientError) as e:
         gw.s3.upload_part(
-            Bucket="demo",
+            Bucket=gw.bucket,
             Key=key,
             UploadId=upload_id,
             PartNumber=4,
@@ -1160,26 +1243,26 @@ def test_multipart_errors(gw):
     assert error_of(e) == (400, "BadDigest")
 
     # A failed completion leaves the upload as it was.
-    listed = gw.s3.list_parts(Bucket="demo", Key=key, UploadId=upload_id)
+    listed = gw.s3.list_parts(Bucket=gw.bucket, Key=key, UploadId=upload_id)
     assert [x["PartNumber"] for x in listed["Parts"]] == [1, 2, 3]
     with pytest.raises(ClientError) as e:
-        gw.s3.head_object(Bucket="demo", Key=key)
+        gw.s3.head_object(Bucket=gw.bucket, Key=key)
     assert error_of(e)[0] == 404
 
     # An upload id belongs to its key.
     with pytest.raises(ClientError) as e:
-        gw.s3.list_parts(Bucket="demo", Key=p + "other", UploadId=upload_id)
+        gw.s3.list_parts(Bucket=gw.bucket, Key=p + "other", UploadId=upload_id)
     assert error_of(e) == (404, "NoSuchUpload")
     with pytest.raises(ClientError) as e:
-        gw.s3.upload_part(Bucket="demo", Key=key, UploadId="0" * 32, PartNumber=1, Body=b"x")
+        gw.s3.upload_part(Bucket=gw.bucket, Key=key, UploadId="0" * 32, PartNumber=1, Body=b"x")
     assert error_of(e) == (404, "NoSuchUpload")
     with pytest.raises(ClientError) as e:
-        gw.s3.list_parts(Bucket="demo", Key=key, UploadId="../../etc")
+        gw.s3.list_parts(Bucket=gw.bucket, Key=key, UploadId="../../etc")
     assert error_of(e) == (404, "NoSuchUpload")
 
     # The last part alone may be small.
     done = gw.s3.complete_multipart_upload(
-        Bucket="demo",
+        Bucket=gw.bucket,
         Key=key,
         UploadId=upload_id,
         MultipartUpload={"Parts": [{"PartNumber": 2, "ETag": etags[1]}]},
@@ -1191,44 +1274,46 @@ def test_multipart_errors(gw):
 def test_multipart_abort(gw):
     p = unique("mpu-abort")
     key = p + "obj"
-    upload_id = gw.s3.create_multipart_upload(Bucket="demo", Key=key)["UploadId"]
-    gw.s3.upload_part(Bucket="demo", Key=key, UploadId=upload_id, PartNumber=1, Body=b"x" * 1000)
-    assert os.path.isdir(os.path.join(gw.root, ".floe~uploads", upload_id))
+    upload_id = gw.s3.create_multipart_upload(Bucket=gw.bucket, Key=key)["UploadId"]
+    gw.s3.upload_part(Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"x" * 1000)
+    if gw.root is not None:
+        assert os.path.isdir(os.path.join(gw.root, ".floe~uploads", upload_id))
 
-    out = gw.s3.abort_multipart_upload(Bucket="demo", Key=key, UploadId=upload_id)
+    out = gw.s3.abort_multipart_upload(Bucket=gw.bucket, Key=key, UploadId=upload_id)
     assert out["ResponseMetadata"]["HTTPStatusCode"] == 204
 
     with pytest.raises(ClientError) as e:
-        gw.s3.list_parts(Bucket="demo", Key=key, UploadId=upload_id)
+        gw.s3.list_parts(Bucket=gw.bucket, Key=key, UploadId=upload_id)
     assert error_of(e) == (404, "NoSuchUpload")
-    assert gw.s3.list_multipart_uploads(Bucket="demo", Prefix=p).get("Uploads", []) == []
-    assert not os.path.exists(os.path.join(gw.root, ".floe~uploads", upload_id))
+    assert gw.s3.list_multipart_uploads(Bucket=gw.bucket, Prefix=p).get("Uploads", []) == []
+    if gw.root is not None:
+        assert not os.path.exists(os.path.join(gw.root, ".floe~uploads", upload_id))
     with pytest.raises(ClientError) as e:
-        gw.s3.upload_part(Bucket="demo", Key=key, UploadId=upload_id, PartNumber=2, Body=b"x")
+        gw.s3.upload_part(Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumber=2, Body=b"x")
     assert error_of(e) == (404, "NoSuchUpload")
     with pytest.raises(ClientError) as e:
-        gw.s3.head_object(Bucket="demo", Key=key)
+        gw.s3.head_object(Bucket=gw.bucket, Key=key)
     assert error_of(e)[0] == 404
 
 
 def test_list_multipart_uploads_orders_and_filters(gw):
     p = unique("mpu-list")
     keys = [p + "b", p + "a", p + "dir/x", p + "a"]
-    ids = [gw.s3.create_multipart_upload(Bucket="demo", Key=k)["UploadId"] for k in keys]
+    ids = [gw.s3.create_multipart_upload(Bucket=gw.bucket, Key=k)["UploadId"] for k in keys]
     try:
-        listed = gw.s3.list_multipart_uploads(Bucket="demo", Prefix=p)
+        listed = gw.s3.list_multipart_uploads(Bucket=gw.bucket, Prefix=p)
         got = [(u["Key"], u["UploadId"]) for u in listed["Uploads"]]
         assert got == sorted(zip(keys, ids))
 
-        grouped = gw.s3.list_multipart_uploads(Bucket="demo", Prefix=p, Delimiter="/")
+        grouped = gw.s3.list_multipart_uploads(Bucket=gw.bucket, Prefix=p, Delimiter="/")
         assert [u["Key"] for u in grouped["Uploads"]] == [p + "a", p + "a", p + "b"]
         assert [c["Prefix"] for c in grouped["CommonPrefixes"]] == [p + "dir/"]
 
-        page = gw.s3.list_multipart_uploads(Bucket="demo", Prefix=p, MaxUploads=2)
+        page = gw.s3.list_multipart_uploads(Bucket=gw.bucket, Prefix=p, MaxUploads=2)
         assert page["IsTruncated"] is True
         assert [(u["Key"], u["UploadId"]) for u in page["Uploads"]] == got[:2]
         rest = gw.s3.list_multipart_uploads(
-            Bucket="demo",
+            Bucket=gw.bucket,
             Prefix=p,
             KeyMarker=page["NextKeyMarker"],
             UploadIdMarker=page["NextUploadIdMarker"],
@@ -1236,7 +1321,7 @@ def test_list_multipart_uploads_orders_and_filters(gw):
         assert [(u["Key"], u["UploadId"]) for u in rest["Uploads"]] == got[2:]
     finally:
         for k, i in zip(keys, ids):
-            gw.s3.abort_multipart_upload(Bucket="demo", Key=k, UploadId=i)
+            gw.s3.abort_multipart_upload(Bucket=gw.bucket, Key=k, UploadId=i)
 
 
 def test_upload_part_copy_with_range(gw):
@@ -1244,43 +1329,43 @@ def test_upload_part_copy_with_range(gw):
     source = os.urandom(11 * MiB)
     gw.put(p + "source", source)
     key = p + "assembled"
-    upload_id = gw.s3.create_multipart_upload(Bucket="demo", Key=key)["UploadId"]
+    upload_id = gw.s3.create_multipart_upload(Bucket=gw.bucket, Key=key)["UploadId"]
 
     first = 5 * MiB
     copied = gw.s3.upload_part_copy(
-        Bucket="demo",
+        Bucket=gw.bucket,
         Key=key,
         UploadId=upload_id,
         PartNumber=1,
-        CopySource={"Bucket": "demo", "Key": p + "source"},
+        CopySource={"Bucket": gw.bucket, "Key": p + "source"},
         CopySourceRange=f"bytes=0-{first - 1}",
     )
     assert copied["CopyPartResult"]["ETag"] == quoted(md5_hex(source[:first]))
     whole = gw.s3.upload_part_copy(
-        Bucket="demo",
+        Bucket=gw.bucket,
         Key=key,
         UploadId=upload_id,
         PartNumber=2,
-        CopySource={"Bucket": "demo", "Key": p + "source"},
+        CopySource={"Bucket": gw.bucket, "Key": p + "source"},
         CopySourceRange=f"bytes={first}-{len(source) - 1}",
     )
     tail = source[first:]
     assert whole["CopyPartResult"]["ETag"] == quoted(md5_hex(tail))
-    last = gw.s3.upload_part(Bucket="demo", Key=key, UploadId=upload_id, PartNumber=3, Body=b"end")
+    last = gw.s3.upload_part(Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumber=3, Body=b"end")
 
     with pytest.raises(ClientError) as e:
         gw.s3.upload_part_copy(
-            Bucket="demo",
+            Bucket=gw.bucket,
             Key=key,
             UploadId=upload_id,
             PartNumber=4,
-            CopySource={"Bucket": "demo", "Key": p + "source"},
+            CopySource={"Bucket": gw.bucket, "Key": p + "source"},
             CopySourceRange=f"bytes=0-{len(source)}",
         )
     assert error_of(e)[0] == 400
 
     done = gw.s3.complete_multipart_upload(
-        Bucket="demo",
+        Bucket=gw.bucket,
         Key=key,
         UploadId=upload_id,
         MultipartUpload={
@@ -1295,8 +1380,8 @@ def test_upload_part_copy_with_range(gw):
     assert gw.body(key) == source + b"end"
 
     # A copy of a multipart object is one whole object again.
-    gw.s3.copy_object(Bucket="demo", Key=p + "flat", CopySource={"Bucket": "demo", "Key": key})
-    head = gw.s3.head_object(Bucket="demo", Key=p + "flat")
+    gw.s3.copy_object(Bucket=gw.bucket, Key=p + "flat", CopySource={"Bucket": gw.bucket, "Key": key})
+    head = gw.s3.head_object(Bucket=gw.bucket, Key=p + "flat")
     assert head["ETag"] == quoted(md5_hex(source + b"end"))
 
 
@@ -1306,31 +1391,30 @@ def test_large_upload_with_transfer_manager(gw):
     config = TransferConfig(
         multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB, max_concurrency=4
     )
-    gw.s3.upload_fileobj(io.BytesIO(data), "demo", key, Config=config)
+    gw.s3.upload_fileobj(io.BytesIO(data), gw.bucket, key, Config=config)
 
-    head = gw.s3.head_object(Bucket="demo", Key=key)
+    head = gw.s3.head_object(Bucket=gw.bucket, Key=key)
     assert head["ContentLength"] == len(data)
     parts = [data[i : i + 8 * MiB] for i in range(0, len(data), 8 * MiB)]
     assert head["ETag"] == quoted(multipart_etag(parts))
 
     out = io.BytesIO()
-    gw.s3.download_fileobj("demo", key, out, Config=config)
+    gw.s3.download_fileobj(gw.bucket, key, out, Config=config)
     assert hashlib.sha256(out.getvalue()).hexdigest() == hashlib.sha256(data).hexdigest()
-    with open(os.path.join(gw.root, key), "rb") as f:
-        assert hashlib.sha256(f.read()).hexdigest() == hashlib.sha256(data).hexdigest()
-    gw.s3.delete_object(Bucket="demo", Key=key)
+    assert hashlib.sha256(gw.stored(key)).hexdigest() == hashlib.sha256(data).hexdigest()
+    gw.s3.delete_object(Bucket=gw.bucket, Key=key)
 
 
 def test_complete_multipart_if_none_match(gw):
     p = unique("mpu-ifnone")
     gw.put(p + "taken", b"first")
     for key, exists in ((p + "taken", True), (p + "free", False)):
-        upload_id = gw.s3.create_multipart_upload(Bucket="demo", Key=key)["UploadId"]
+        upload_id = gw.s3.create_multipart_upload(Bucket=gw.bucket, Key=key)["UploadId"]
         part = gw.s3.upload_part(
-            Bucket="demo", Key=key, UploadId=upload_id, PartNumber=1, Body=b"second"
+            Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=b"second"
         )
         complete = dict(
-            Bucket="demo",
+            Bucket=gw.bucket,
             Key=key,
             UploadId=upload_id,
             MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
@@ -1341,7 +1425,7 @@ def test_complete_multipart_if_none_match(gw):
                 gw.s3.complete_multipart_upload(**complete)
             assert error_of(e) == (412, "PreconditionFailed")
             assert gw.body(key) == b"first"
-            gw.s3.abort_multipart_upload(Bucket="demo", Key=key, UploadId=upload_id)
+            gw.s3.abort_multipart_upload(Bucket=gw.bucket, Key=key, UploadId=upload_id)
         else:
             gw.s3.complete_multipart_upload(**complete)
             assert gw.body(key) == b"second"
@@ -1351,31 +1435,31 @@ def test_complete_multipart_if_none_match(gw):
 def test_list_multipart_uploads_key_marker_alone(gw):
     p = unique("mpu-marker")
     keys = [p + "a", p + "b", p + "c"]
-    ids = [gw.s3.create_multipart_upload(Bucket="demo", Key=k)["UploadId"] for k in keys]
+    ids = [gw.s3.create_multipart_upload(Bucket=gw.bucket, Key=k)["UploadId"] for k in keys]
     try:
-        listed = gw.s3.list_multipart_uploads(Bucket="demo", Prefix=p, KeyMarker=p + "b")
+        listed = gw.s3.list_multipart_uploads(Bucket=gw.bucket, Prefix=p, KeyMarker=p + "b")
         assert [u["Key"] for u in listed.get("Uploads", [])] == [p + "c"]
     finally:
         for k, i in zip(keys, ids):
-            gw.s3.abort_multipart_upload(Bucket="demo", Key=k, UploadId=i)
+            gw.s3.abort_multipart_upload(Bucket=gw.bucket, Key=k, UploadId=i)
 
 
 def test_get_object_by_part_number(gw):
     p = unique("mpu-partget")
     key = p + "obj"
     parts = [os.urandom(5 * MiB), b"the small tail"]
-    upload_id = gw.s3.create_multipart_upload(Bucket="demo", Key=key)["UploadId"]
+    upload_id = gw.s3.create_multipart_upload(Bucket=gw.bucket, Key=key)["UploadId"]
     etags = [
-        gw.s3.upload_part(Bucket="demo", Key=key, UploadId=upload_id, PartNumber=n, Body=d)["ETag"]
+        gw.s3.upload_part(Bucket=gw.bucket, Key=key, UploadId=upload_id, PartNumber=n, Body=d)["ETag"]
         for n, d in enumerate(parts, start=1)
     ]
     gw.s3.complete_multipart_upload(
-        Bucket="demo",
+        Bucket=gw.bucket,
         Key=key,
         UploadId=upload_id,
         MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etags[n - 1]} for n in (1, 2)]},
     )
-    head = gw.s3.head_object(Bucket="demo", Key=key, PartNumber=2)
+    head = gw.s3.head_object(Bucket=gw.bucket, Key=key, PartNumber=2)
     assert head["ContentLength"] == len(parts[1])
     got = gw.get(key, PartNumber=2)
     assert got["PartsCount"] == 2
@@ -1393,7 +1477,7 @@ def test_presigned_get_and_put(gw):
     p = unique("presign")
     gw.put(p + "readme", b"presigned body")
     url = gw.s3.generate_presigned_url(
-        "get_object", Params={"Bucket": "demo", "Key": p + "readme"}, ExpiresIn=300
+        "get_object", Params={"Bucket": gw.bucket, "Key": p + "readme"}, ExpiresIn=300
     )
     assert "X-Amz-Signature=" in url
     r = requests.get(url, timeout=30)
@@ -1407,7 +1491,7 @@ def test_presigned_get_and_put(gw):
     assert r.status_code == 403
 
     url = gw.s3.generate_presigned_url(
-        "put_object", Params={"Bucket": "demo", "Key": p + "uploaded"}, ExpiresIn=300
+        "put_object", Params={"Bucket": gw.bucket, "Key": p + "uploaded"}, ExpiresIn=300
     )
     body = os.urandom(10_000)
     r = requests.put(url, data=body, timeout=30)
@@ -1420,7 +1504,7 @@ def test_expired_presigned_url_is_refused(gw):
     key = unique("presign-exp") + "obj"
     gw.put(key, b"x")
     url = gw.s3.generate_presigned_url(
-        "get_object", Params={"Bucket": "demo", "Key": key}, ExpiresIn=1
+        "get_object", Params={"Bucket": gw.bucket, "Key": key}, ExpiresIn=1
     )
     time.sleep(2.1)
     r = requests.get(url, timeout=30)
@@ -1449,7 +1533,7 @@ def raw_listing(gw, prefix, extra=""):
     """Keys and common prefixes of a ListObjectsV2 sent without `encoding-type`, parsed from the
     XML (so they are exactly what the gateway holds)."""
     query = "list-type=2&prefix=" + quote(prefix, safe="") + extra
-    r = gw.signed("GET", "/demo", query=query)
+    r = gw.signed("GET", f"/{gw.bucket}", query=query)
     assert r.status_code == 200, r.text
     ns = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
     root = ElementTree.fromstring(r.content)
@@ -1467,21 +1551,21 @@ def test_odd_keys_round_trip(gw, odd):
     put = gw.put(key, body)
     assert put["ETag"] == quoted(md5_hex(body))
     assert gw.body(key) == body
-    assert gw.s3.head_object(Bucket="demo", Key=key)["ContentLength"] == len(body)
+    assert gw.s3.head_object(Bucket=gw.bucket, Key=key)["ContentLength"] == len(body)
     assert gw.body(key, Range="bytes=0-0") == body[:1]
-    gw.s3.copy_object(Bucket="demo", Key=key + ".copy", CopySource={"Bucket": "demo", "Key": key})
+    gw.s3.copy_object(Bucket=gw.bucket, Key=key + ".copy", CopySource={"Bucket": gw.bucket, "Key": key})
     assert gw.body(key + ".copy") == body
-    gw.s3.delete_object(Bucket="demo", Key=key + ".copy")
+    gw.s3.delete_object(Bucket=gw.bucket, Key=key + ".copy")
 
     assert raw_listing(gw, p) == ([key], [])
     presigned = gw.s3.generate_presigned_url(
-        "get_object", Params={"Bucket": "demo", "Key": key}, ExpiresIn=60
+        "get_object", Params={"Bucket": gw.bucket, "Key": key}, ExpiresIn=60
     )
     assert requests.get(presigned, timeout=30).content == body
 
-    gw.s3.delete_object(Bucket="demo", Key=key)
+    gw.s3.delete_object(Bucket=gw.bucket, Key=key)
     with pytest.raises(ClientError) as e:
-        gw.s3.head_object(Bucket="demo", Key=key)
+        gw.s3.head_object(Bucket=gw.bucket, Key=key)
     assert error_of(e)[0] == 404
     assert raw_listing(gw, p) == ([], [])
 
@@ -1506,15 +1590,15 @@ def test_odd_keys_listed_exactly_by_boto3(gw):
         gw.put(k, b"x")
     listed, _, _ = list_v2_all(gw.s3, Prefix=p)
     assert listed == sorted(keys)
-    v1 = gw.s3.list_objects(Bucket="demo", Prefix=p)
+    v1 = gw.s3.list_objects(Bucket=gw.bucket, Prefix=p)
     assert [o["Key"] for o in v1["Contents"]] == sorted(keys)
-    page = gw.s3.list_objects_v2(Bucket="demo", Prefix=p, Delimiter="/")
+    page = gw.s3.list_objects_v2(Bucket=gw.bucket, Prefix=p, Delimiter="/")
     assert [c["Prefix"] for c in page["CommonPrefixes"]] == sorted(
         {p + k.split("/")[0] + "/" for k in ODD_KEYS if "/" in k}
     )
     seen, marker = [], None
     for _ in range(2 * len(keys)):
-        args = {"Bucket": "demo", "Prefix": p, "MaxKeys": 1}
+        args = {"Bucket": gw.bucket, "Prefix": p, "MaxKeys": 1}
         if marker:
             args["Marker"] = marker
         page = gw.s3.list_objects(**args)
@@ -1526,6 +1610,7 @@ def test_odd_keys_listed_exactly_by_boto3(gw):
 
 
 def test_odd_keys_are_plain_files_on_disk(gw):
+    gw.local_only("the file layout of odd keys")
     p = unique("odd-disk")
     gw.put(p + "folder/", b"folder marker")
     gw.put(p + "a//b", b"double")
@@ -1567,10 +1652,10 @@ def test_escaping_and_reserved_keys_are_refused_by_boto3(gw, bad):
         gw.get(bad)
     assert error_of(e) == (400, "InvalidArgument")
     with pytest.raises(ClientError) as e:
-        gw.s3.create_multipart_upload(Bucket="demo", Key=bad)
+        gw.s3.create_multipart_upload(Bucket=gw.bucket, Key=bad)
     assert error_of(e) == (400, "InvalidArgument")
     with pytest.raises(ClientError) as e:
-        gw.s3.copy_object(Bucket="demo", Key="fine-target", CopySource={"Bucket": "demo", "Key": bad})
+        gw.s3.copy_object(Bucket=gw.bucket, Key="fine-target", CopySource={"Bucket": gw.bucket, "Key": bad})
     assert error_of(e)[0] == 400
     assert gw.tmp_files() == []
 
@@ -1593,6 +1678,7 @@ def test_escaping_and_reserved_keys_are_refused_by_boto3(gw, bad):
     ],
 )
 def test_traversal_in_raw_paths_is_refused(gw, raw):
+    raw = raw.replace("/demo", f"/{gw.bucket}", 1)
     # What a client that normalized the path would reach is a real object, so a 400 here shows the
     # server got (and refused) the dot segments.
     gw.put("trav/x", b"the normalized target")
@@ -1606,22 +1692,26 @@ def test_traversal_in_raw_paths_is_refused(gw, raw):
     assert put.status_code == 400, (put.status_code, put.text)
     assert xml_code(put) == "InvalidArgument"
 
-    data = os.path.dirname(gw.root)  # <data-dir>/warehouses
-    assert not os.path.exists(os.path.join(data, "escaped"))
-    assert not os.path.exists(os.path.join(os.path.dirname(data), "escaped"))
+    assert not gw.outside_holds("escaped")
+    if gw.root is not None:
+        data = os.path.dirname(gw.root)  # <data-dir>/warehouses
+        assert not os.path.exists(os.path.join(os.path.dirname(data), "escaped"))
     assert gw.body("trav/x") == b"the normalized target"
     assert gw.body("escaped") == b"the normalized target"
-    with open(os.path.join(os.path.dirname(data), "secret.key"), "rb") as f:
-        assert f.read() != b"evil"
+    if gw.root is not None:
+        with open(os.path.join(os.path.dirname(data), "secret.key"), "rb") as f:
+            assert f.read() != b"evil"
+    else:
+        assert not gw.outside_holds("secret.key")
     assert gw.tmp_files() == []
 
 
 def test_raw_signed_requests_reach_plain_keys(gw):
     """The control for the traversal tests: the same signing reaches ordinary keys."""
-    r = gw.signed("PUT", "/demo/raw/plain%20key", body=b"raw body")
+    r = gw.signed("PUT", f"/{gw.bucket}/raw/plain%20key", body=b"raw body")
     assert r.status_code == 200, r.text
     assert gw.body("raw/plain key") == b"raw body"
-    r = gw.signed("GET", "/demo/raw/plain%20key")
+    r = gw.signed("GET", f"/{gw.bucket}/raw/plain%20key")
     assert r.status_code == 200 and r.content == b"raw body"
 
 
@@ -1657,7 +1747,7 @@ def test_key_that_is_also_a_prefix_conflicts(gw):
 
 def test_virtual_host_style_with_signed_requests(gw):
     port = urlsplit(gw.endpoint).port
-    host = f"demo.localhost:{port}"
+    host = f"{gw.bucket}.localhost:{port}"
     gw.put("vh/obj", b"virtual host")
 
     r = gw.signed("GET", "/vh/obj", host=host)
@@ -1693,11 +1783,11 @@ def test_virtual_host_style_with_boto3(gw):
 
         s3.meta.events.register_first("before-send.s3", redirect)
 
-    s3.put_object(Bucket="demo", Key="vh-boto/obj", Body=b"boto virtual")
-    got = s3.get_object(Bucket="demo", Key="vh-boto/obj")
+    s3.put_object(Bucket=gw.bucket, Key="vh-boto/obj", Body=b"boto virtual")
+    got = s3.get_object(Bucket=gw.bucket, Key="vh-boto/obj")
     assert got["Body"].read() == b"boto virtual"
     assert got["ResponseMetadata"]["HTTPStatusCode"] == 200
-    listed = s3.list_objects_v2(Bucket="demo", Prefix="vh-boto/")
+    listed = s3.list_objects_v2(Bucket=gw.bucket, Prefix="vh-boto/")
     assert [o["Key"] for o in listed["Contents"]] == ["vh-boto/obj"]
     assert gw.body("vh-boto/obj") == b"boto virtual"
 
@@ -1709,8 +1799,8 @@ def test_virtual_host_style_with_boto3_and_real_dns(gw):
         pytest.skip("demo.localhost does not resolve here")
     port = urlsplit(gw.endpoint).port
     s3 = client_for(f"http://localhost:{port}", gw.key_id, gw.secret, addressing_style="virtual")
-    s3.put_object(Bucket="demo", Key="vh-dns/obj", Body=b"dns")
-    assert s3.get_object(Bucket="demo", Key="vh-dns/obj")["Body"].read() == b"dns"
+    s3.put_object(Bucket=gw.bucket, Key="vh-dns/obj", Body=b"dns")
+    assert s3.get_object(Bucket=gw.bucket, Key="vh-dns/obj")["Body"].read() == b"dns"
 
 
 # --- 11. concurrency
@@ -1796,7 +1886,7 @@ def test_writes_and_deletes_in_one_folder_do_not_trip_over_each_other(gw):
                 gw.put(key, name.encode())
                 if gw.body(key) != name.encode():
                     failures.append((key, "wrong body"))
-                gw.s3.delete_object(Bucket="demo", Key=key)
+                gw.s3.delete_object(Bucket=gw.bucket, Key=key)
             except ClientError as e:
                 failures.append((key, error_of_response(e)))
 
@@ -1811,6 +1901,7 @@ def test_writes_and_deletes_in_one_folder_do_not_trip_over_each_other(gw):
 
 
 def test_completed_put_is_a_file_on_disk(gw):
+    gw.local_only("objects are files under the warehouse's root")
     data_dir = os.path.join(gw.floe.dir, "data")
     assert gw.root == os.path.join(data_dir, "warehouses", "demo")
     p = unique("durable")
@@ -1833,7 +1924,7 @@ def test_completed_put_is_a_file_on_disk(gw):
         xattrs = False
     finally:
         os.remove(probe)
-    head = gw.s3.head_object(Bucket="demo", Key=key)
+    head = gw.s3.head_object(Bucket=gw.bucket, Key=key)
     if xattrs:
         stored = json.loads(os.getxattr(path, "user.floe.s3"))
         assert stored["etag"] == md5_hex(body)
@@ -1848,7 +1939,7 @@ def test_completed_put_is_a_file_on_disk(gw):
     with pytest.raises(ClientError):
         gw.put(p + "bad", body, ContentMD5=md5_b64(b"x"))
     assert gw.tmp_files() == []
-    assert not os.path.exists(os.path.join(gw.root, p, "bad"))
+    assert not gw.holds(p + "bad")
     # Floe's own folders never show in listings.
     keys, prefixes, _ = list_v2_all(gw.s3, Delimiter="/")
     assert not any(x.startswith(".floe~") for x in keys + prefixes)
@@ -1857,17 +1948,15 @@ def test_completed_put_is_a_file_on_disk(gw):
 def test_files_written_by_others_are_served(gw):
     """The catalog writes files into the same tree: they are objects too, with a stable ETag."""
     p = unique("foreign")
-    os.makedirs(os.path.join(gw.root, p))
-    with open(os.path.join(gw.root, p, "data.parquet"), "wb") as f:
-        f.write(b"written by the catalog")
+    gw.write_behind(p + "data.parquet", b"written by the catalog")
     got = gw.get(p + "data.parquet")
     assert got["Body"].read() == b"written by the catalog"
-    again = gw.s3.head_object(Bucket="demo", Key=p + "data.parquet")
+    again = gw.s3.head_object(Bucket=gw.bucket, Key=p + "data.parquet")
     assert again["ETag"] == got["ETag"]
     with pytest.raises(ClientError) as e:
         gw.get(p + "data.parquet", IfNoneMatch=got["ETag"])
     assert error_of(e)[0] == 304
-    assert [o["Key"] for o in gw.s3.list_objects_v2(Bucket="demo", Prefix=p)["Contents"]] == [
+    assert [o["Key"] for o in gw.s3.list_objects_v2(Bucket=gw.bucket, Prefix=p)["Contents"]] == [
         p + "data.parquet"
     ]
 
