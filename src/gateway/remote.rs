@@ -638,6 +638,16 @@ pub(super) async fn delete_objects(
     }))
 }
 
+/// The key's folder a listing of `prefix` must be held to, when `prefix` is that folder without
+/// its slash (`ns/t` for `ns/t/`; `listing_scope` allows nothing else outside the folders).
+fn narrowed<'a>(target: &'a Target, prefix: &str) -> Option<&'a String> {
+    let scope = target.grant.scope();
+    if scope.is_empty() || scope.iter().any(|s| prefix.starts_with(s.as_str())) {
+        return None;
+    }
+    scope.iter().find(|s| s.strip_suffix('/') == Some(prefix))
+}
+
 /// One page of a listing below `prefix` (relative to the warehouse), as the client sees it.
 pub(super) struct RemotePage {
     pub objects: Vec<Object>,
@@ -658,11 +668,48 @@ pub(super) async fn list(
     max: usize,
 ) -> S3Result<RemotePage> {
     listing_scope(target, prefix)?;
+    // The store is only ever asked about what the key may see, so that nothing outside its
+    // folders is named back (not as a key, a common prefix, nor inside the store's continuation
+    // token): a listing of `ns/t` with a key for `ns/t/` asks the store about `ns/t/`.
+    let narrowed = narrowed(target, prefix);
+    if let Some(folder) = narrowed
+        && delimiter.as_deref() == Some("/")
+    {
+        // All the key may see groups into the one common prefix `ns/t/`, if anything is there.
+        let any = bucket
+            .client
+            .list_objects_v2()
+            .bucket(&bucket.bucket)
+            .prefix(bucket.key(folder))
+            .max_keys(1)
+            .send()
+            .await
+            .map_err(|e| store_error("listing objects", bucket, e))?;
+        let shown = any.key_count().unwrap_or(0) > 0
+            && max > 0
+            && start_after
+                .as_deref()
+                .is_none_or(|after| after < folder.as_str())
+            && token.is_none();
+        return Ok(RemotePage {
+            objects: Vec::new(),
+            prefixes: if shown {
+                vec![CommonPrefix {
+                    prefix: Some(folder.clone()),
+                }]
+            } else {
+                Vec::new()
+            },
+            next_token: None,
+            next_marker: None,
+        });
+    }
+    let asked = narrowed.map_or(prefix, String::as_str);
     let out = bucket
         .client
         .list_objects_v2()
         .bucket(&bucket.bucket)
-        .prefix(bucket.key(prefix))
+        .prefix(bucket.key(asked))
         .set_delimiter(delimiter)
         .set_start_after(start_after.map(|k| bucket.key(&k)))
         .set_continuation_token(token)
@@ -938,12 +985,13 @@ pub(super) async fn list_multipart_uploads(
     input: ListMultipartUploadsInput,
 ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
     let prefix = input.prefix.clone().unwrap_or_default();
+    let asked = narrowed(target, &prefix).map_or(prefix.as_str(), String::as_str);
     let encoder = Encoder::of(input.encoding_type.as_ref())?;
     let out = bucket
         .client
         .list_multipart_uploads()
         .bucket(&bucket.bucket)
-        .prefix(bucket.key(&prefix))
+        .prefix(bucket.key(asked))
         .set_delimiter(input.delimiter.clone())
         .set_key_marker(input.key_marker.as_ref().map(|k| bucket.key(k)))
         .set_upload_id_marker(input.upload_id_marker.clone())

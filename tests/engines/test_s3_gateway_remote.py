@@ -463,3 +463,56 @@ def test_part_copies_and_upload_listings(floe_on_floe):
     with pytest.raises(ClientError) as e:
         s3.copy_object(Bucket="fronted", Key="c/x", CopySource={"Bucket": "demo", "Key": "wh/c/source"})
     assert error_of(e)[0] in (400, 403)
+
+
+def test_listings_name_nothing_outside_the_keys_folder(floe, moto):
+    """A table key lists its own folder only, in front of S3 too: the store is never asked about
+    more, so neither its keys, common prefixes, markers nor continuation tokens name a sibling."""
+    import base64
+
+    fronted = Fronted(floe, moto)
+    main = catalog(floe, fronted.name)
+    main.create_namespace("ls")
+    main.create_table(
+        "ls.t",
+        schema=__import__("test_s3_vending").ARROW_SCHEMA,
+        location=f"s3://{fronted.name}/ls/t",
+    )
+    for key in ["ls/t/a", "ls/t/b/c", "ls/t2/x", "ls/t.x/y", "ls/t-z", "ls/u/secret"]:
+        fronted.s3.put_object(Bucket=fronted.name, Key=key, Body=b"x")
+    props = main.load_table("ls.t").io.properties
+    s3 = client(floe.s3_endpoint, props["s3.access-key-id"], props["s3.secret-access-key"])
+
+    listed = s3.list_objects_v2(Bucket=fronted.name, Prefix="ls/t", Delimiter="/")
+    assert [p["Prefix"] for p in listed.get("CommonPrefixes", [])] == ["ls/t/"]
+    assert listed.get("Contents", []) == []
+    names = []
+    for start in [None, "ls/a", "ls/t/a"]:
+        kwargs = {"StartAfter": start} if start else {}
+        token = None
+        while True:
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = s3.list_objects_v2(Bucket=fronted.name, Prefix="ls/t", MaxKeys=1, **kwargs)
+            names += [o["Key"] for o in page.get("Contents", [])]
+            token = page.get("NextContinuationToken")
+            if token:
+                names.append(base64.b64decode(token).decode(errors="replace"))
+            if not page["IsTruncated"]:
+                break
+    marker = None
+    while True:
+        kwargs = {"Marker": marker} if marker else {"Marker": "ls/a"}
+        page = s3.list_objects(Bucket=fronted.name, Prefix="ls/t", MaxKeys=1, **kwargs)
+        names += [o["Key"] for o in page.get("Contents", [])]
+        names += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        marker = page.get("NextMarker")
+        if marker:
+            names.append(marker)
+        if not page["IsTruncated"]:
+            break
+    keys = [n for n in names if n.startswith("ls/")]
+    assert set(keys) >= {"ls/t/a", "ls/t/b/c"}, names
+    assert all(n.startswith("ls/t/") for n in keys), keys
+    for other in ["t2", "t.x", "t-z", "u/"]:
+        assert not any(other in n for n in names), (other, names)
