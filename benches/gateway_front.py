@@ -8,7 +8,8 @@ issue asks; the client is boto3, one request at a time.
     python3 benches/gateway_front.py [--floe target/release/floe] [--reps 5] [--small 500]
 
 Prints MB/s (median of --reps) for 64 MiB and 1 MiB PUT and GET, direct and through the gateway,
-and the latency of a 1 KiB GET (p50, p99 over --small requests)."""
+the gateway's peak resident memory over the run, and the latency of a 1 KiB GET (p50, p99 over
+--small requests)."""
 
 import argparse
 import json
@@ -120,6 +121,10 @@ try:
             samples.append((time.perf_counter() - t) * 1000)
         samples.sort()
         latencies[name] = (samples[len(samples) // 2], samples[int(len(samples) * 0.99) - 1])
+    # The gateway's peak memory over the whole run: bodies stream through, never held whole.
+    with open(f"/proc/{front.pid}/status") as f:
+        peak = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    print(f"gateway peak RSS over the run: {peak / 1024:.0f} MiB")
     d, g = latencies["direct"], latencies["gateway"]
     print(f"1 KiB GET  p50 direct {d[0]:.2f} ms  gateway {g[0]:.2f} ms   p99 direct {d[1]:.2f} ms  gateway {g[1]:.2f} ms"
           f"  (added at p99: {g[1] - d[1]:.2f} ms)")

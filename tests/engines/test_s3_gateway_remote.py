@@ -516,3 +516,28 @@ def test_listings_name_nothing_outside_the_keys_folder(floe, moto):
     assert all(n.startswith("ls/t/") for n in keys), keys
     for other in ["t2", "t.x", "t-z", "u/"]:
         assert not any(other in n for n in names), (other, names)
+
+
+def test_keys_vended_on_a_tag_are_read_only_in_front_of_s3(floe, moto):
+    import requests
+
+    fronted = Fronted(floe, moto)
+    table = write_and_read(catalog(floe, fronted.name), "ro.t", [1])
+    r = requests.post(
+        f"{floe.base}/management/v1/warehouses/{fronted.wh['id']}/tags", json={"name": "v1"}, timeout=30
+    )
+    assert r.status_code == 201, r.text
+    tagged = catalog(floe, f"{fronted.name}@v1").load_table("ro.t")
+    props = tagged.io.properties
+    s3 = client(floe.s3_endpoint, props["s3.access-key-id"], props["s3.secret-access-key"])
+    _, key = bucket_and_key(tagged.metadata_location)
+    assert s3.get_object(Bucket=fronted.name, Key=key)["Body"].read() == fronted.stored(key)
+    _, folder = bucket_and_key(table.location())
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=fronted.name, Key=f"{folder}/data/new.parquet", Body=b"x")
+    assert error_of(e) == (403, "AccessDenied")
+    with pytest.raises(ClientError) as e:
+        s3.create_multipart_upload(Bucket=fronted.name, Key=f"{folder}/data/new.parquet")
+    assert error_of(e) == (403, "AccessDenied")
+    with pytest.raises(ClientError):
+        fronted.stored(f"{folder}/data/new.parquet")
