@@ -16,10 +16,20 @@ pub struct Nats {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Extra arguments of the server (authentication).
+    args: Vec<String>,
+    /// The token the test's own connections use, when the server asks for one.
+    token: Option<String>,
 }
 
 impl Nats {
     pub fn start() -> Nats {
+        Nats::start_with(Vec::new(), None)
+    }
+
+    /// A server with extra arguments (e.g. `--auth TOKEN`); `token` is what the test itself
+    /// connects with.
+    pub fn start_with(args: Vec<String>, token: Option<String>) -> Nats {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -29,6 +39,8 @@ impl Nats {
             port,
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            args,
+            token,
         };
         nats.resume();
         nats
@@ -52,6 +64,7 @@ impl Nats {
                 "-sd",
             ])
             .arg(&store)
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -84,7 +97,11 @@ impl Nats {
 
     /// Every message of the stream, in stream order.
     pub async fn all_messages(&self, stream: &str) -> Vec<(String, Value)> {
-        let client = async_nats::connect(self.url()).await.unwrap();
+        let options = match &self.token {
+            Some(token) => async_nats::ConnectOptions::with_token(token.clone()),
+            None => async_nats::ConnectOptions::new(),
+        };
+        let client = options.connect(self.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
         let mut stream = match js.get_stream(stream).await {
             Ok(stream) => stream,

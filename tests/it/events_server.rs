@@ -95,4 +95,102 @@ async fn server_and_user_events(nats: &Nats, count: usize) -> Vec<String> {
     }
 }
 
+/// NATS that asks for a token: with a wrong one Floe still serves and the events wait in the
+/// outbox (the publisher is down in `/ready`); with the right one they arrive. No credential
+/// reaches `/ready` or the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_token_is_used() {
+    let nats = Nats::start_with(
+        vec!["--auth".into(), "s3cret-token".into()],
+        Some("s3cret-token".into()),
+    );
+    let db = Arc::new(TestDb::new(Backend::Sqlite).await);
+    let with = |token: &'static str, url: String| {
+        move |config: &mut floe::config::Config| {
+            config.events.backends = vec![floe::config::EventsBackend::Nats];
+            config.events.nats.url = url;
+            config.events.nats.stream = "AUTH_EVENTS".into();
+            config.events.nats.timeout_ms = 1_000;
+            config.events.nats.token = Some(token.into());
+        }
+    };
+    let app = TestApp::spawn_on(db.clone(), with("wrong-token", nats.url())).await;
+    let ready: serde_json::Value = app.get("/ready").await.json().await.unwrap();
+    assert_eq!(ready["status"], "ready", "{ready}");
+    assert!(ready["events"]["pending"].as_u64().unwrap() >= 1, "{ready}");
+    let shown = ready.to_string();
+    assert!(
+        !shown.contains("wrong-token") && !shown.contains("s3cret-token"),
+        "{shown}"
+    );
+    app.shutdown().await.unwrap();
+
+    let _app = TestApp::spawn_on(db, with("s3cret-token", nats.url())).await;
+    let types = server_and_user_events_in(&nats, "AUTH_EVENTS", 1).await;
+    assert_eq!(types, ["io.floe.server.bootstrapped"]);
+    let logs = crate::common::captured_logs();
+    assert!(!logs.contains("s3cret-token") && !logs.contains("wrong-token"));
+}
+
+/// NATS that asks for a user and password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_user_and_password_are_used() {
+    let nats = Nats::start_with(
+        vec![
+            "--user".into(),
+            "floe".into(),
+            "--pass".into(),
+            "pa55-w0rd".into(),
+        ],
+        None,
+    );
+    let url = nats.url();
+    let _app = TestApp::spawn_on(
+        Arc::new(TestDb::new(Backend::Sqlite).await),
+        move |config| {
+            config.events.backends = vec![floe::config::EventsBackend::Nats];
+            config.events.nats.url = url;
+            config.events.nats.user = Some("floe".into());
+            config.events.nats.password = Some("pa55-w0rd".into());
+            config.events.nats.stream = "USER_EVENTS".into();
+            config.events.nats.timeout_ms = 1_000;
+        },
+    )
+    .await;
+    let client =
+        async_nats::ConnectOptions::with_user_and_password("floe".into(), "pa55-w0rd".into())
+            .connect(nats.url())
+            .await
+            .unwrap();
+    let js = async_nats::jetstream::new(client);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut stream) = js.get_stream("USER_EVENTS").await
+            && stream.info().await.unwrap().state.messages >= 1
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no event arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!crate::common::captured_logs().contains("pa55-w0rd"));
+}
+
+async fn server_and_user_events_in(nats: &Nats, stream: &str, count: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let types: Vec<String> = nats
+            .all_messages(stream)
+            .await
+            .into_iter()
+            .map(|(_, e)| e["type"].as_str().unwrap_or_default().to_string())
+            .filter(|t| t.starts_with("io.floe.server.") || t.starts_with("io.floe.user."))
+            .collect();
+        if types.len() >= count || std::time::Instant::now() > deadline {
+            return types;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 on_both_backends!(the_bootstrap_and_users_have_their_events);

@@ -946,6 +946,47 @@ async fn secrets_move_to_vault_and_the_move_resumes(backend: Backend) {
         .unwrap_err();
     assert!(format!("{err:#}").contains("Vault"), "{err:#}");
     bao.resume();
+    {
+        let (persistence, rows) = open().await;
+        assert!(
+            persistence
+                .secrets
+                .get_secret(extra)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            DbSecretStore::new(rows, &key).read(extra).await.unwrap().0,
+            b"extra"
+        );
+    }
+
+    // The command itself, configured as an operator would (environment variables).
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_floe"))
+        .args(["secrets", "migrate", "--to", "vault"])
+        .env_remove("RUST_LOG")
+        .env("FLOE__DATABASE__URL", &db.url)
+        .env("FLOE__STORAGE__DATA_DIR", &config.storage.data_dir)
+        .env(
+            "FLOE__SECRETS__ENCRYPTION_KEY",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, key),
+        )
+        .env("FLOE__SECRETS__BACKEND", "vault")
+        .env("FLOE__SECRETS__VAULT__URL", &bao.url)
+        .env("FLOE__SECRETS__VAULT__TOKEN", &bao.root_token)
+        .env("FLOE__SECRETS__VAULT__PATH_PREFIX", "floe")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("moved 1 secrets to Vault; 0 still in the database"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&bao.root_token) && !stderr.contains(&bao.root_token));
     let (persistence, rows) = open().await;
     assert!(
         persistence
@@ -953,10 +994,8 @@ async fn secrets_move_to_vault_and_the_move_resumes(backend: Backend) {
             .get_secret(extra)
             .await
             .unwrap()
-            .is_some()
+            .is_none()
     );
-    assert_eq!(
-        DbSecretStore::new(rows, &key).read(extra).await.unwrap().0,
-        b"extra"
-    );
+    let vault = VaultSecretStore::start(&config.secrets.vault, rows, &key).unwrap();
+    assert_eq!(vault.read(extra).await.unwrap().0, b"extra");
 }
