@@ -176,6 +176,54 @@ async fn a_nats_user_and_password_are_used() {
     assert!(!crate::common::captured_logs().contains("pa55-w0rd"));
 }
 
+/// NATS whose user is an NKey (a server configured with the user's public key; Floe signs the
+/// server's challenge with the seed, which never leaves it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_nkey_is_used() {
+    let user = nkeys::KeyPair::new_user();
+    let seed = user.seed().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let nats = Nats::start_with(vec!["-c".into(), conf.display().to_string()], None);
+    let url = nats.url();
+    let floe_seed = seed.clone();
+    let _app = TestApp::spawn_on(
+        Arc::new(TestDb::new(Backend::Sqlite).await),
+        move |config| {
+            config.events.backends = vec![floe::config::EventsBackend::Nats];
+            config.events.nats.url = url;
+            config.events.nats.nkey_seed = Some(floe_seed);
+            config.events.nats.stream = "NKEY_EVENTS".into();
+            config.events.nats.timeout_ms = 1_000;
+        },
+    )
+    .await;
+    let client = async_nats::ConnectOptions::with_nkey(seed.clone())
+        .connect(nats.url())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut stream) = js.get_stream("NKEY_EVENTS").await
+            && stream.info().await.unwrap().state.messages >= 1
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no event arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!crate::common::captured_logs().contains(&seed));
+}
+
 async fn server_and_user_events_in(nats: &Nats, stream: &str, count: usize) -> Vec<String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
