@@ -45,6 +45,7 @@ pub struct Floe {
 impl Floe {
     /// Opens the database, builds every module, bootstraps if configured, and binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<Floe> {
+        install_crypto_provider();
         let target = config.database_target()?;
         let embedded = matches!(target, DatabaseTarget::Sqlite(_));
         let migrate = config.database.auto_migrate.unwrap_or(embedded);
@@ -245,12 +246,21 @@ fn local_roots(config: &Config) -> anyhow::Result<crate::service::LocalRoots> {
         .context("resolving storage.data_dir and storage.local_roots")
 }
 
+/// Picks the TLS library's cryptography for the whole process (AWS-LC, as the AWS SDK uses).
+/// Clients that ask rustls for the process default (NATS over TLS among them) would otherwise
+/// panic: more than one provider is compiled in, so rustls cannot choose by itself.
+pub fn install_crypto_provider() {
+    // Already installed (a second server in one process, tests): nothing to do.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}
+
 /// `floe secrets migrate --to vault`: moves up to `limit` secrets sealed in the catalog database
 /// into Vault (`secrets.vault`), one at a time; run again, it carries on where it stopped.
 pub async fn migrate_secrets(
     config: &Config,
     limit: Option<u64>,
 ) -> anyhow::Result<crate::secrets::vault::Migrated> {
+    install_crypto_provider();
     let target = config.database_target()?;
     let embedded = matches!(target, DatabaseTarget::Sqlite(_));
     let store = open_persistence(config, config.database.auto_migrate.unwrap_or(embedded)).await?;

@@ -224,6 +224,108 @@ async fn a_nats_nkey_is_used() {
     assert!(!crate::common::captured_logs().contains(&seed));
 }
 
+/// NATS that speaks TLS only, with a certificate of a CA Floe is told to trust.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_over_tls_with_a_private_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let (ca, cert, key) = (path("ca.pem"), path("cert.pem"), path("key.pem"));
+    std::fs::write(
+        path("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let steps: [Vec<String>; 3] = [
+        // A CA of the test's own, then a server certificate it signs.
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=floe-test-ca"
+            .split(' ')
+            .map(String::from)
+            .chain(["-keyout".into(), path("ca.key"), "-out".into(), ca.clone()])
+            .collect(),
+        "req -newkey rsa:2048 -nodes -subj /CN=localhost"
+            .split(' ')
+            .map(String::from)
+            .chain([
+                "-keyout".into(),
+                key.clone(),
+                "-out".into(),
+                path("req.csr"),
+            ])
+            .collect(),
+        "x509 -req -days 1 -CAcreateserial"
+            .split(' ')
+            .map(String::from)
+            .chain([
+                "-in".into(),
+                path("req.csr"),
+                "-CA".into(),
+                ca.clone(),
+                "-CAkey".into(),
+                path("ca.key"),
+                "-extfile".into(),
+                path("ext.cnf"),
+                "-out".into(),
+                cert.clone(),
+            ])
+            .collect(),
+    ];
+    for args in steps {
+        let made = std::process::Command::new("openssl")
+            .args(&args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let nats = Nats::start_with(
+        vec![
+            "--tls".into(),
+            "--tlscert".into(),
+            cert.clone(),
+            "--tlskey".into(),
+            key.clone(),
+        ],
+        None,
+    );
+    let url = nats.url();
+    let trusted = std::path::PathBuf::from(&ca);
+    let _app = TestApp::spawn_on(
+        Arc::new(TestDb::new(Backend::Sqlite).await),
+        move |config| {
+            config.events.backends = vec![floe::config::EventsBackend::Nats];
+            config.events.nats.url = url;
+            config.events.nats.tls_required = true;
+            config.events.nats.tls_ca_file = Some(trusted);
+            config.events.nats.stream = "TLS_EVENTS".into();
+            config.events.nats.timeout_ms = 1_000;
+        },
+    )
+    .await;
+    let client = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(std::path::PathBuf::from(&ca))
+        .connect(nats.url())
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::new(client);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut stream) = js.get_stream("TLS_EVENTS").await
+            && stream.info().await.unwrap().state.messages >= 1
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event arrived over TLS"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn server_and_user_events_in(nats: &Nats, stream: &str, count: usize) -> Vec<String> {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
