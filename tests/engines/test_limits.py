@@ -286,6 +286,24 @@ def _response(sock, wait=10):
     return int(lines[0].split()[1]), headers, body[:length]
 
 
+def _wait_stopped(pid, timeout=10):
+    """Waits until every thread of `pid` is stopped: SIGSTOP returns before the last thread has
+    stopped, and one still running could read a request sent in that moment."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{task}/stat") as f:
+                    states.append(f.read().rsplit(")", 1)[1].split()[0])
+            except FileNotFoundError:
+                continue
+        if states and all(state in ("T", "t") for state in states):
+            return
+        assert time.monotonic() < deadline, f"the server did not stop: {states}"
+        time.sleep(0.01)
+
+
 def test_requests_that_waited_too_long_to_be_read_are_refused_and_health_still_answers():
     """Overload queues requests outside the process (connections not yet accepted, requests not
     yet read); a request found to have waited longer than `max_queue_ms` is refused with 503 at
@@ -323,6 +341,7 @@ def test_requests_that_waited_too_long_to_be_read_are_refused_and_health_still_a
             assert (status, body) == (200, b"kept")
 
         os.kill(server.process.pid, signal.SIGSTOP)
+        _wait_stopped(server.process.pid)
         try:
             for sock in warm:
                 _send(sock, "GET", config)
