@@ -162,17 +162,7 @@ async fn a_nats_user_and_password_are_used() {
             .connect(nats.url())
             .await
             .unwrap();
-    let js = async_nats::jetstream::new(client);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut stream) = js.get_stream("USER_EVENTS").await
-            && stream.info().await.unwrap().state.messages >= 1
-        {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no event arrived");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_a_message(client, "USER_EVENTS", "no event arrived").await;
     assert!(!crate::common::captured_logs().contains("pa55-w0rd"));
 }
 
@@ -210,17 +200,7 @@ async fn a_nats_nkey_is_used() {
         .connect(nats.url())
         .await
         .unwrap();
-    let js = async_nats::jetstream::new(client);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(mut stream) = js.get_stream("NKEY_EVENTS").await
-            && stream.info().await.unwrap().state.messages >= 1
-        {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "no event arrived");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_a_message(client, "NKEY_EVENTS", "no event arrived").await;
     assert!(!crate::common::captured_logs().contains(&seed));
 }
 
@@ -322,6 +302,21 @@ async fn nats_over_tls_with_a_private_ca() {
             std::time::Instant::now() < deadline,
             "no event arrived over TLS"
         );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (up to 30 s) until the stream holds a message, reading it with `client`.
+async fn wait_for_a_message(client: async_nats::Client, stream: &str, failure: &str) {
+    let js = async_nats::jetstream::new(client);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(mut found) = js.get_stream(stream).await
+            && found.info().await.unwrap().state.messages >= 1
+        {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{failure}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

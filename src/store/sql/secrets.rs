@@ -10,6 +10,30 @@ macro_rules! stamp {
         use crate::model::SecretId;
         use crate::store::{SealedSecret, SealedSecretStore, SecretRef, db_error};
 
+        /// Inserts or replaces where the secret with this id lives.
+        async fn upsert_ref<'e, E>(executor: E, id: SecretId, reference: &SecretRef) -> Result<()>
+        where
+            E: sqlx::Executor<'e, Database = <$store as crate::store::sql::BackendDb>::Db>,
+        {
+            sqlx::query(
+                "INSERT INTO secret_refs (id, store, mount, path, version, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (id) DO UPDATE SET store = excluded.store, mount = excluded.mount, \
+                 path = excluded.path, version = excluded.version, updated_at = excluded.updated_at",
+            )
+            .bind(id.0)
+            .bind(&reference.store)
+            .bind(&reference.mount)
+            .bind(&reference.path)
+            .bind(reference.version)
+            .bind(reference.created_at)
+            .bind(reference.updated_at)
+            .execute(executor)
+            .await
+            .map_err(|e| db_error("storing a secret reference", e))?;
+            Ok(())
+        }
+
         #[async_trait]
         impl SealedSecretStore for $store {
             async fn put_secret(&self, id: SecretId, secret: &SealedSecret) -> Result<()> {
@@ -72,23 +96,7 @@ macro_rules! stamp {
             }
 
             async fn put_secret_ref(&self, id: SecretId, reference: &SecretRef) -> Result<()> {
-                sqlx::query(
-                    "INSERT INTO secret_refs (id, store, mount, path, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (id) DO UPDATE SET store = excluded.store, mount = excluded.mount, \
-                     path = excluded.path, version = excluded.version, updated_at = excluded.updated_at",
-                )
-                .bind(id.0)
-                .bind(&reference.store)
-                .bind(&reference.mount)
-                .bind(&reference.path)
-                .bind(reference.version)
-                .bind(reference.created_at)
-                .bind(reference.updated_at)
-                .execute(&self.write)
-                .await
-                .map_err(|e| db_error("storing a secret reference", e))?;
-                Ok(())
+                upsert_ref(&self.write, id, reference).await
             }
 
             async fn get_secret_ref(&self, id: SecretId) -> Result<Option<SecretRef>> {
@@ -129,22 +137,7 @@ macro_rules! stamp {
                     .begin()
                     .await
                     .map_err(|e| db_error("moving a secret", e))?;
-                sqlx::query(
-                    "INSERT INTO secret_refs (id, store, mount, path, version, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7) \
-                     ON CONFLICT (id) DO UPDATE SET store = excluded.store, mount = excluded.mount, \
-                     path = excluded.path, version = excluded.version, updated_at = excluded.updated_at",
-                )
-                .bind(id.0)
-                .bind(&reference.store)
-                .bind(&reference.mount)
-                .bind(&reference.path)
-                .bind(reference.version)
-                .bind(reference.created_at)
-                .bind(reference.updated_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| db_error("moving a secret", e))?;
+                upsert_ref(&mut *tx, id, reference).await?;
                 sqlx::query("DELETE FROM secrets WHERE id = $1")
                     .bind(id.0)
                     .execute(&mut *tx)
