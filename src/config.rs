@@ -29,6 +29,28 @@ pub struct Config {
     pub authz: AuthzConfig,
     pub events: EventsConfig,
     pub gateway: GatewayConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics (`/metrics`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Record and serve metrics at all.
+    pub enabled: bool,
+    /// Serve `/metrics` (and `/health`) on this address of its own, without authentication
+    /// (keep it inside the cluster); unset: on the API's listener, where it needs a token once
+    /// authentication is on.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            listen: None,
+        }
+    }
 }
 
 /// The built-in S3 gateway (serves local warehouses as buckets).
@@ -420,12 +442,32 @@ impl Config {
                 continue;
             };
             let path: Vec<String> = path.split("__").map(|p| p.to_ascii_lowercase()).collect();
-            insert_path(&mut overrides, &path, parse_env_value(&value));
+            // A secret is text whatever it looks like (a token of digits is not a number).
+            let value = match path.last() {
+                Some(leaf) if SECRET_KEYS.contains(&leaf.as_str()) => {
+                    figment::value::Value::from(value)
+                }
+                _ => parse_env_value(&value),
+            };
+            insert_path(&mut overrides, &path, value);
         }
         figment = figment.merge(Serialized::defaults(overrides));
-        let config: Config = figment
-            .extract()
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let config: Config = figment.extract().map_err(|errors| {
+            // Each error names its setting as the path a user writes (`server.listen`), not
+            // figment's source and profile.
+            let messages: Vec<String> = errors
+                .into_iter()
+                .map(|e| {
+                    let path = e.path.join(".");
+                    if path.is_empty() {
+                        e.kind.to_string()
+                    } else {
+                        format!("{path}: {}", e.kind)
+                    }
+                })
+                .collect();
+            anyhow::anyhow!("invalid configuration: {}", messages.join("; "))
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -557,6 +599,97 @@ impl Config {
     }
 }
 
+/// Settings whose values are secrets: shown as `<redacted>` when set.
+const SECRET_KEYS: &[&str] = &[
+    "encryption_key",
+    "token",
+    "password",
+    "secret_id",
+    "role_id",
+    "nkey_seed",
+    "api_token",
+    "client_secret",
+];
+
+impl Config {
+    /// The configuration in readable lines, one per section (`section: key=value ...`), secrets
+    /// redacted: what `serve` logs at start and `floe config check` prints. Unset settings are
+    /// left out.
+    pub fn summary(&self) -> Vec<String> {
+        let value = serde_json::to_value(self).unwrap_or_default();
+        let Some(sections) = value.as_object() else {
+            return Vec::new();
+        };
+        sections
+            .iter()
+            .map(|(section, value)| {
+                let mut pairs = Vec::new();
+                flatten("", value, &mut pairs);
+                let body = pairs
+                    .into_iter()
+                    .map(|(key, value)| format!("{key}={value}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                format!("{section}: {body}")
+            })
+            .collect()
+    }
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+    use serde_json::Value;
+    let leaf = prefix.rsplit(['.', ']']).next().unwrap_or(prefix);
+    match value {
+        Value::Null => {}
+        Value::Object(map) => {
+            for (key, value) in map {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                flatten(&path, value, out);
+            }
+        }
+        _ if SECRET_KEYS.contains(&leaf) => out.push((prefix.to_string(), "<redacted>".into())),
+        Value::Array(items) if items.iter().any(|i| i.is_object()) => {
+            for (i, item) in items.iter().enumerate() {
+                flatten(&format!("{prefix}[{i}]"), item, out);
+            }
+        }
+        Value::Array(items) => {
+            let items: Vec<String> = items.iter().map(scalar).collect();
+            out.push((prefix.to_string(), format!("[{}]", items.join(", "))));
+        }
+        value => out.push((prefix.to_string(), scalar(value))),
+    }
+}
+
+/// A scalar as text; a URL's user information is hidden (it may hold a password or a token).
+fn scalar(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => {
+            if let Some((scheme, rest)) = s.split_once("://")
+                && let Some((userinfo, host)) =
+                    rest.split('/').next().unwrap_or("").rsplit_once('@')
+            {
+                let user = match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{user}:***"),
+                    None => "***".to_string(),
+                };
+                let path = &rest[rest.split('/').next().unwrap_or("").len()..];
+                return format!("{scheme}://{user}@{host}{path}");
+            }
+            if s.is_empty() || s.contains(' ') {
+                format!("{s:?}")
+            } else {
+                s.clone()
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
 fn insert_path(dict: &mut figment::value::Dict, path: &[String], value: figment::value::Value) {
     use figment::value::{Dict, Value};
     match path {
@@ -595,6 +728,71 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn secrets_from_the_environment_stay_text() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("FLOE__EVENTS__NATS__TOKEN", "123456"),
+                ("FLOE__SECRETS__VAULT__TOKEN", "true"),
+                ("FLOE__AUTHZ__OPENFGA__API_TOKEN", "1.5"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.events.nats.token.as_deref(), Some("123456"));
+        assert_eq!(config.secrets.vault.token.as_deref(), Some("true"));
+        assert_eq!(config.authz.openfga.api_token.as_deref(), Some("1.5"));
+    }
+
+    #[test]
+    fn the_summary_shows_settings_and_hides_secrets() {
+        let secret = "SENTINEL-SECRET";
+        let url = format!("postgres://floe:{secret}@db:5432/floe");
+        let nats = format!("nats://{secret}@nats:4222");
+        let key = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode([7u8; 32])
+        };
+        let config = Config::load(
+            None,
+            env(&[
+                ("FLOE__DATABASE__URL", &url),
+                ("FLOE__SECRETS__ENCRYPTION_KEY", &key),
+                ("FLOE__EVENTS__NATS__URL", &nats),
+                ("FLOE__EVENTS__NATS__TOKEN", secret),
+                ("FLOE__EVENTS__NATS__PASSWORD", secret),
+                ("FLOE__EVENTS__NATS__NKEY_SEED", secret),
+                ("FLOE__SECRETS__VAULT__TOKEN", secret),
+                ("FLOE__SECRETS__VAULT__SECRET_ID", secret),
+                ("FLOE__SECRETS__VAULT__ROLE_ID", secret),
+                ("FLOE__AUTHZ__OPENFGA__API_TOKEN", secret),
+                ("FLOE__SERVER__LISTEN", "0.0.0.0:8181"),
+            ]),
+        )
+        .unwrap();
+        let lines = config.summary().join("\n");
+        assert!(!lines.contains(secret), "{lines}");
+        assert!(
+            !lines.contains("BwcH"),
+            "the encryption key leaked: {lines}"
+        );
+        assert!(
+            lines.contains(" url=postgres://floe:***@db:5432/floe"),
+            "{lines}"
+        );
+        assert!(
+            config
+                .summary()
+                .iter()
+                .any(|l| l.starts_with("server: ") && l.contains(" listen=0.0.0.0:8181 ")),
+            "{lines}"
+        );
+        assert!(lines.contains("encryption_key=<redacted>"), "{lines}");
+        assert!(lines.contains("nats.url=nats://***@nats:4222"), "{lines}");
+        // One line per section, each section of the tree.
+        assert_eq!(config.summary().len(), 11, "{lines}");
     }
 
     #[test]

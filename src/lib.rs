@@ -18,6 +18,7 @@
 //! - `service`: the use cases; `index`: the branching index's pure logic;
 //! - `store`: persistence (the only SQL); `storage`: object storage, locations, signing;
 //! - `authn`, `authz`, `secrets`, `events`: the pluggable modules, one trait each;
+//! - `telemetry`: the Prometheus metrics every layer records;
 //! - `model` and `error`: the ground floor (ids, records, the `warehouse@ref` grammar, the
 //!   operation table with each operation's permission, and the one error type).
 
@@ -37,3 +38,4 @@ pub mod server;
 pub mod service;
 pub mod storage;
 pub mod store;
+pub mod telemetry;

@@ -57,6 +57,24 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Check the configuration (defaults, --config file, FLOE__ variables) without starting.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+    /// Ask a running server whether it is alive (GET /health), or ready (GET /ready): exit 0
+    /// when it is, 1 when not. For container health checks, where no HTTP client is installed.
+    Health {
+        /// The server's base URL.
+        #[arg(long, env = "FLOE_ENDPOINT", default_value = "http://127.0.0.1:8181")]
+        endpoint: String,
+        /// Ask /ready instead of /health.
+        #[arg(long)]
+        ready: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Secrets kept by the server (warehouses' storage credentials).
     Secrets {
         #[command(subcommand)]
@@ -99,6 +117,13 @@ enum Command {
         from: String,
         to: String,
     },
+    /// Copy namespaces, tables and views from another Iceberg REST catalog into a Floe warehouse
+    /// (tables and views are registered at their current metadata files; nothing is rewritten).
+    /// Run it again to resume an interrupted import.
+    Import {
+        #[command(flatten)]
+        args: floe::cli::import::ImportArgs,
+    },
     /// Merge a branch, tag or commit into a branch (one atomic commit).
     Merge {
         #[command(flatten)]
@@ -113,6 +138,13 @@ enum Command {
         #[arg(long)]
         strategy: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the configuration as `serve` would, without opening anything; exit 0
+    /// and print it (secrets redacted) when valid, exit 2 naming the setting when not.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -133,6 +165,25 @@ enum SecretsCommand {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The health probe needs no configuration (it runs in the server's container, beside it).
+    if let Some(Command::Health {
+        endpoint,
+        ready,
+        timeout,
+    }) = &cli.command
+    {
+        let runtime = tokio::runtime::Runtime::new()?;
+        match runtime.block_on(floe::cli::health(endpoint, *ready, *timeout)) {
+            Ok(status) => {
+                println!("{status}");
+                return Ok(());
+            }
+            Err(e) => {
+                eprintln!("floe: {e:#}");
+                std::process::exit(1);
+            }
+        }
+    }
     let mut config = match Config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,
         Err(e) => {
@@ -173,6 +224,7 @@ fn main() -> anyhow::Result<()> {
             reference,
             limit,
         } => Some(runtime.block_on(floe::cli::log(target, reference, limit))),
+        Command::Import { args } => Some(runtime.block_on(floe::cli::import::import(args))),
         Command::Diff { target, from, to } => {
             Some(runtime.block_on(floe::cli::diff(target, from, to)))
         }
@@ -185,7 +237,11 @@ fn main() -> anyhow::Result<()> {
         } => Some(runtime.block_on(floe::cli::merge(target, source, into, message, strategy))),
         command => {
             init_logging(&config);
-            return runtime.block_on(run(config, command));
+            if let Err(e) = runtime.block_on(run(config, command)) {
+                eprintln!("floe: {e:#}");
+                std::process::exit(1);
+            }
+            return Ok(());
         }
     };
     match client {
@@ -221,6 +277,15 @@ async fn run(config: Config, command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            println!("the configuration is valid");
+            for line in config.summary() {
+                println!("  {line}");
+            }
+            Ok(())
+        }
         Command::Openapi { out_dir } => {
             std::fs::create_dir_all(&out_dir)?;
             for (name, doc) in [
@@ -234,12 +299,16 @@ async fn run(config: Config, command: Command) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Health { .. } => unreachable!("the health probe is handled in main"),
         _ => unreachable!("client commands are handled in main"),
     }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    tracing::info!(config = ?config, "starting floe");
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), "starting floe");
+    for line in config.summary() {
+        tracing::info!("config {line}");
+    }
     let floe = Floe::build(&config).await?;
     let url = match &config.server.public_url {
         Some(_) => config.public_url(),

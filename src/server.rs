@@ -32,6 +32,8 @@ use crate::store::{
 /// A Floe server, built and bound, not yet serving.
 pub struct Floe {
     listener: TcpListener,
+    /// The metrics' own listener (`metrics.listen`).
+    metrics_listener: Option<TcpListener>,
     router: axum::Router,
     gateway: Option<Gateway>,
     shutdown_timeout: Duration,
@@ -46,6 +48,9 @@ impl Floe {
     /// Opens the database, builds every module, bootstraps if configured, and binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<Floe> {
         install_crypto_provider();
+        if config.metrics.enabled {
+            crate::telemetry::install();
+        }
         let target = config.database_target()?;
         let embedded = matches!(target, DatabaseTarget::Sqlite(_));
         let migrate = config.database.auto_migrate.unwrap_or(embedded);
@@ -103,7 +108,15 @@ impl Floe {
             services = services.with_catalog_url(format!("{}/catalog", url.trim_end_matches('/')));
         }
         let gateway_listener = if config.gateway.enabled {
-            let listener = Gateway::bind(config.gateway.listen).await?;
+            let listener = Gateway::bind(config.gateway.listen).await.map_err(|e| {
+                bind_error(
+                    e,
+                    "the S3 gateway",
+                    config.gateway.listen,
+                    "move it with `floe serve --s3-listen HOST:PORT` or FLOE__GATEWAY__LISTEN \
+                     (9000 is also MinIO's port), or turn it off with FLOE__GATEWAY__ENABLED=false",
+                )
+            })?;
             let url = config.gateway_url(listener.local_addr()?);
             services = services.with_gateway(&server_key, url, config.gateway.region.clone());
             Some(listener)
@@ -148,13 +161,32 @@ impl Floe {
                 request_timeout: config.server.limits.request_timeout(),
                 max_requests_in_flight: config.server.limits.max_requests_in_flight,
                 max_queue: config.server.limits.max_queue(),
+                metrics: config.metrics.enabled && config.metrics.listen.is_none(),
             },
         );
-        let listener = TcpListener::bind(config.server.listen)
-            .await
-            .with_context(|| format!("listening on {}", config.server.listen))?;
+        let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {
+            bind_error(
+                e,
+                "the API",
+                config.server.listen,
+                "move it with `floe serve --listen HOST:PORT` or FLOE__SERVER__LISTEN",
+            )
+        })?;
+        let metrics_listener = match config.metrics.listen {
+            Some(addr) if config.metrics.enabled => Some(TcpListener::bind(addr).await.map_err(|e| {
+                bind_error(
+                    e,
+                    "the metrics",
+                    addr,
+                    "move them with FLOE__METRICS__LISTEN, or serve them on the API's listener by \
+                     leaving metrics.listen unset",
+                )
+            })?),
+            _ => None,
+        };
         Ok(Floe {
             listener,
+            metrics_listener,
             router,
             gateway,
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
@@ -169,6 +201,13 @@ impl Floe {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The metrics' own address, when `metrics.listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
     }
 
     /// The S3 gateway's address, when it is enabled.
@@ -198,6 +237,26 @@ impl Floe {
             ))
         });
         let relay = self.services.spawn_relay(self.relay.clone());
+        let metrics = self.metrics_listener.map(|listener| {
+            let service = hyper_util::service::TowerToHyperService::new(api::metrics_router(
+                self.services.clone(),
+            ));
+            let mut stop = stop_rx.clone();
+            let drain = self.shutdown_timeout;
+            tokio::spawn(async move {
+                crate::listen::serve(
+                    "metrics",
+                    listener,
+                    service,
+                    &crate::listen::ListenerLimits::default(),
+                    async move {
+                        let _ = stop.wait_for(|stop| *stop).await;
+                    },
+                    drain,
+                )
+                .await
+            })
+        });
         let service = hyper_util::service::TowerToHyperService::new(self.router);
         crate::listen::serve(
             "catalog",
@@ -212,6 +271,9 @@ impl Floe {
         )
         .await;
         relay.abort();
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         if let Some(gateway) = gateway {
             match gateway.await {
                 Ok(result) => result?,
@@ -219,6 +281,25 @@ impl Floe {
             }
         }
         Ok(())
+    }
+}
+
+/// A listener that could not be bound: what to do about it, when the address is taken.
+fn bind_error(
+    e: impl Into<anyhow::Error>,
+    what: &str,
+    addr: SocketAddr,
+    remedy: &str,
+) -> anyhow::Error {
+    let e: anyhow::Error = e.into();
+    let in_use = e
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::AddrInUse);
+    if in_use {
+        anyhow::anyhow!("{what} cannot listen on {addr}: another program uses that port; {remedy}")
+    } else {
+        e.context(format!("{what} listening on {addr}"))
     }
 }
 

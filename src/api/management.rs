@@ -427,7 +427,8 @@ pub struct CreateAccessKeyResponse {
     /// The S3 gateway's URL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// The bucket the key opens (the warehouse's name).
+    /// The bucket the key opens: the warehouse's name, or a bucket-safe form of it when the name
+    /// is not one (see the README's S3 gateway section).
     pub bucket: String,
 }
 
@@ -490,7 +491,7 @@ async fn create_access_key(
             secret_access_key: issued.secret_access_key,
             expires_at: issued.expires_at,
             endpoint: state.services.gateway_endpoint().map(str::to_string),
-            bucket: warehouse.name,
+            bucket: crate::model::gateway_bucket_name(&warehouse.name),
         }),
     ))
 }

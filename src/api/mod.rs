@@ -68,6 +68,9 @@ pub struct HttpSettings {
     /// A request that waited longer than this before the server read it (`model::Queued`)
     /// answers 503 at once (health probes aside).
     pub max_queue: std::time::Duration,
+    /// Serve `/metrics` on this listener (false: metrics are off, or have a listener of their
+    /// own, see [`metrics_router`]).
+    pub metrics: bool,
 }
 
 /// What requests are admitted: a slot each, for at most `timeout`.
@@ -233,12 +236,16 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         timeout: settings.request_timeout,
         services: state.services.clone(),
     });
-    let api = management
+    let mut api = management
         .merge(catalog)
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(admission, admit))
         .route("/health", axum::routing::get(health))
-        .route("/ready", axum::routing::get(ready))
+        .route("/ready", axum::routing::get(ready));
+    if settings.metrics {
+        api = api.route("/metrics", axum::routing::get(metrics_behind_authn));
+    }
+    let api = api
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state);
@@ -268,6 +275,69 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
         .layer(middleware::from_fn_with_state(settings.max_queue, shed_late))
+        .layer(middleware::from_fn(count_requests))
+}
+
+/// Records each answered request in the metrics, by its route's template (what a 404 matched is
+/// `unmatched`: a path a client made up never becomes a label).
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let method = request.method().clone();
+    let started = std::time::Instant::now();
+    crate::telemetry::http_in_flight(1.0);
+    let response = next.run(request).await;
+    crate::telemetry::http_in_flight(-1.0);
+    crate::telemetry::http_request(
+        &route,
+        method.as_str(),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
+}
+
+/// `/metrics` on the API's listener: with authentication on, it needs a valid token like every
+/// other route but health and docs (a Prometheus scrape sends one, or the metrics get a listener
+/// of their own, `metrics.listen`, which is meant to stay inside the cluster).
+async fn metrics_behind_authn(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if let Err(e) = state.authn.authenticate(&headers).await {
+        tracing::info!(reason = %e.message, "metrics scrape refused: not authenticated");
+        return ApiError(e).into_response();
+    }
+    metrics_exposition(&state.services).await
+}
+
+async fn metrics_exposition(services: &Services) -> Response {
+    services.record_gauges().await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::render(),
+    )
+        .into_response()
+}
+
+/// The router of the metrics' own listener (`metrics.listen`): `/metrics` without
+/// authentication, and `/health`.
+pub fn metrics_router(services: Services) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|State(services): State<Services>| async move {
+                metrics_exposition(&services).await
+            }),
+        )
+        .route("/health", axum::routing::get(health))
+        .with_state(services)
 }
 
 /// Authenticates the caller and stores the request's [`RequestContext`] for the handlers.

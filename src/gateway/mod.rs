@@ -185,6 +185,10 @@ struct Access {
 #[async_trait::async_trait]
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
+        let operation = cx.s3_op().name().to_string();
+        if let Some(slot) = cx.extensions_mut().get::<OperationSlot>() {
+            let _ = slot.0.set(operation);
+        }
         let Some(credentials) = cx.credentials() else {
             return Err(s3_error!(AccessDenied, "requests must be signed"));
         };
@@ -225,7 +229,7 @@ impl S3Access for Access {
             S3Path::Root => {
                 let warehouse = self.buckets.warehouse(grant.warehouse_id).await?;
                 cx.extensions_mut().insert(Target {
-                    bucket: warehouse.name.clone(),
+                    bucket: crate::model::gateway_bucket_name(&warehouse.name),
                     backend: self.buckets.backend_of(&warehouse).await?,
                     grant,
                 });
@@ -235,7 +239,7 @@ impl S3Access for Access {
             S3Path::Object { bucket, key } => (bucket.to_string(), Some(key.to_string())),
         };
         let warehouse = self.buckets.warehouse(grant.warehouse_id).await?;
-        if warehouse.name != bucket {
+        if crate::model::gateway_bucket_name(&warehouse.name) != bucket {
             return Err(s3_error!(
                 AccessDenied,
                 "the access key does not open this bucket"
@@ -284,7 +288,8 @@ impl S3Host for Host {
     }
 }
 
-/// Buckets are warehouse names, which need not follow AWS's bucket naming rules.
+/// Buckets are warehouses' gateway buckets (`model::gateway_bucket_name`, bucket-safe); the
+/// check here is only that a name can be one, the access check decides whether it is.
 struct WarehouseNames;
 
 impl NameValidation for WarehouseNames {
@@ -387,6 +392,20 @@ struct CloseUnreadBodies {
     max_queue: Duration,
 }
 
+/// Where the access check leaves the S3 operation s3s routed a request to, for the metrics.
+#[derive(Clone, Default)]
+struct OperationSlot(Arc<std::sync::OnceLock<String>>);
+
+/// A request's bytes as its headers declare them (an `aws-chunked` body's decoded length).
+fn declared_length(headers: &http::HeaderMap) -> u64 {
+    headers
+        .get("x-amz-decoded-content-length")
+        .or_else(|| headers.get(http::header::CONTENT_LENGTH))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// An S3 error answer made here, before s3s sees the request.
 fn s3_answer(status: http::StatusCode, code: &str, message: &str) -> s3s::HttpResponse {
     let body = format!(
@@ -416,6 +435,29 @@ fn slow_down() -> s3s::HttpResponse {
     response
 }
 
+/// The S3 operations the gateway serves, as metric labels (anything else is `Other`, and a
+/// request refused before it was routed is `Unknown`).
+const GATEWAY_OPERATIONS: &[&str] = &[
+    "ListBuckets",
+    "HeadBucket",
+    "GetBucketLocation",
+    "ListObjects",
+    "ListObjectsV2",
+    "HeadObject",
+    "GetObject",
+    "PutObject",
+    "CopyObject",
+    "DeleteObject",
+    "DeleteObjects",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "UploadPartCopy",
+    "CompleteMultipartUpload",
+    "AbortMultipartUpload",
+    "ListParts",
+    "ListMultipartUploads",
+];
+
 /// Bodies up to this size that declare their SHA-256 are checked before s3s reads them (s3s
 /// answers a mismatch in a body it buffers, such as DeleteObjects', with a 500).
 const CHECKED_BODY_BYTES: u64 = 1 << 20;
@@ -436,6 +478,8 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for CloseUnre
                 .and_then(|v| v.parse::<u64>().ok())
                 .is_some_and(|n| n > 0);
         let inner = self.inner.clone();
+        let started = std::time::Instant::now();
+        let received = declared_length(headers);
         let late = crate::model::Queued::longer_than(req.extensions(), self.max_queue);
         if let Some(waited) = late {
             tracing::debug!(?waited, "request refused: waited too long to be read");
@@ -452,8 +496,16 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for CloseUnre
                     http::HeaderValue::from_static("close"),
                 );
             }
+            crate::telemetry::gateway_request(
+                "Unknown",
+                response.status().as_u16(),
+                0,
+                0,
+                started.elapsed(),
+            );
             return Box::pin(async move { Ok(response) });
         };
+        let operation = OperationSlot::default();
         let timeout = self.body_timeout;
         let length = headers
             .get(http::header::CONTENT_LENGTH)
@@ -466,6 +518,8 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for CloseUnre
             .map(str::to_ascii_lowercase)
             .filter(|_| length.is_some_and(|n| n > 0 && n <= CHECKED_BODY_BYTES));
         Box::pin(async move {
+            let mut req = req;
+            req.extensions_mut().insert(operation.clone());
             let req = match declared_sha256 {
                 // A small body that declares its hash: read it (within the body timeout) and
                 // check it here, so that a mismatch is the client's 400, as on S3.
@@ -512,6 +566,26 @@ impl hyper::service::Service<http::Request<hyper::body::Incoming>> for CloseUnre
             };
             let mut response = inner.call(req).await?;
             drop(slot);
+            let status = response.status();
+            let name = operation.0.get().map(String::as_str).unwrap_or("Unknown");
+            let operation = GATEWAY_OPERATIONS
+                .iter()
+                .copied()
+                .find(|known| *known == name)
+                .unwrap_or("Other");
+            let sent = if status.is_success() {
+                declared_length(response.headers())
+            } else {
+                0
+            };
+            let received = if status.is_success() { received } else { 0 };
+            crate::telemetry::gateway_request(
+                operation,
+                status.as_u16(),
+                received,
+                sent,
+                started.elapsed(),
+            );
             if has_body && response.status().as_u16() >= 300 {
                 response.headers_mut().insert(
                     http::header::CONNECTION,

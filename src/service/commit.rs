@@ -129,17 +129,22 @@ impl CommitProbe {
     }
 
     pub(super) fn landed(&self) {
+        crate::telemetry::commit(crate::telemetry::CommitOutcome::Landed);
         self.landed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Records a lost swap: re-applied when `again`, else given up on (409).
     pub(super) fn lost(&self, again: bool) {
-        let counter = if again {
-            &self.retried
+        let (counter, outcome) = if again {
+            (&self.retried, crate::telemetry::CommitOutcome::Retried)
         } else {
-            &self.conflicted
+            (
+                &self.conflicted,
+                crate::telemetry::CommitOutcome::Conflicted,
+            )
         };
+        crate::telemetry::commit(outcome);
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 

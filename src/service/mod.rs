@@ -348,4 +348,20 @@ impl Services {
     pub async fn secrets_status(&self) -> (&'static str, Result<()>) {
         (self.secrets.name(), self.secrets.health().await)
     }
+
+    /// Records the gauges read at scrape time: the database pools and the events' backlog (the
+    /// backlog only when the database answers within a second; a scrape never waits longer).
+    pub async fn record_gauges(&self) {
+        for state in self.store.server.pool_states() {
+            crate::telemetry::pool_state(&state);
+        }
+        let backlog = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            self.store.events.event_backlog(),
+        )
+        .await;
+        if let Ok(Ok(backlog)) = backlog {
+            crate::telemetry::events_backlog(backlog.pending);
+        }
+    }
 }

@@ -380,8 +380,12 @@ impl Services {
         loop {
             match self
                 .attempt_commit(&wh, &changes, &meta, &authorized)
-                .await?
-            {
+                .await
+                .inspect_err(|e| {
+                    if matches!(e.kind, crate::error::ErrorKind::CommitConflict) {
+                        crate::telemetry::commit(crate::telemetry::CommitOutcome::Rejected);
+                    }
+                })? {
                 Attempt::Done(done) => {
                     self.commits.landed();
                     let mut states = Vec::with_capacity(done.len());

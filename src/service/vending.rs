@@ -353,6 +353,7 @@ impl Services {
         match mode {
             AccessMode::None | AccessMode::Address => {}
             AccessMode::RemoteSigning => {
+                crate::telemetry::vended(crate::telemetry::Vended::RemoteSigning);
                 let endpoint = sign_endpoint(warehouse, reference, ident);
                 config.insert("s3.remote-signing-enabled".into(), "true".into());
                 config.insert("s3.signer".into(), "S3V4RestSigner".into());
@@ -374,6 +375,7 @@ impl Services {
                     | StorageProfile::S3 {
                         s3_gateway: true, ..
                     } => {
+                        crate::telemetry::vended(crate::telemetry::Vended::GatewayKey);
                         let window = super::access_keys::vending_window();
                         let key =
                             self.vend_scoped_key(warehouse, &target.prefixes, access, window)?;
@@ -387,6 +389,7 @@ impl Services {
                     }
                     StorageProfile::S3 { .. } => {
                         let key = self.assume_table_role(&wh, &target, access).await?;
+                        crate::telemetry::vended(crate::telemetry::Vended::Sts);
                         valid_until = key.expires_at.timestamp() - REUSE_MARGIN;
                         (
                             key.access_key_id,
@@ -540,7 +543,8 @@ impl Services {
         // A write that must not replace an object is signed with `If-None-Match: *`, which the
         // client is told to send (the signature covers it).
         let mut request = request;
-        let added = signing::check(&scope, &request)?;
+        let added =
+            signing::check(&scope, &request).inspect_err(|_| crate::telemetry::signed(false))?;
         if let Some((name, value)) = added {
             request
                 .headers
@@ -554,6 +558,7 @@ impl Services {
         if let Some((name, value)) = added {
             signed.insert(name.to_string(), vec![value.to_string()]);
         }
+        crate::telemetry::signed(true);
         Ok(signed)
     }
 

@@ -442,8 +442,8 @@ impl Services {
         Ok(())
     }
 
-    /// A warehouse the gateway serves needs the gateway to run. (Warehouse names already follow
-    /// S3's bucket naming rules, so every warehouse can be a bucket.)
+    /// A warehouse the gateway serves needs the gateway to run. (Every warehouse can be a bucket:
+    /// `model::gateway_bucket_name` gives names that are not bucket names a bucket-safe form.)
     fn check_gateway_served(&self, _name: &str, profile: &StorageProfile) -> Result<()> {
         if profile.gateway_served() && self.keys.is_none() {
             return Err(Error::bad_request(

@@ -45,7 +45,10 @@ pub trait ObjectStorage: Send + Sync {
 /// front of a local root or of a bucket), else its local root or `s3://bucket/prefix`.
 pub fn base_location(warehouse: &Warehouse) -> Result<Location> {
     if warehouse.storage_profile.gateway_served() {
-        return Location::parse(&format!("s3://{}", warehouse.name));
+        return Location::parse(&format!(
+            "s3://{}",
+            crate::model::gateway_bucket_name(&warehouse.name)
+        ));
     }
     match &warehouse.storage_profile {
         StorageProfile::Local { root, .. } => Location::from_local_path(root),

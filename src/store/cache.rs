@@ -443,6 +443,7 @@ impl TabularStore for CachedTabularStore {
         let trusted = self.trusted();
         if let Some(hit) = self.lookup(warehouse, ref_name, ident) {
             if trusted {
+                crate::telemetry::table_cache(true);
                 return Ok(Some((*hit).clone()));
             }
             match self
@@ -451,12 +452,14 @@ impl TabularStore for CachedTabularStore {
                 .await?
             {
                 Some((id, version)) if id == hit.id && version == hit.version => {
+                    crate::telemetry::table_cache(true);
                     return Ok(Some((*hit).clone()));
                 }
                 None => return Ok(None),
                 Some(_) => {}
             }
         }
+        crate::telemetry::table_cache(false);
         let seen_epoch = self.epoch.load(Ordering::SeqCst);
         let found = self.inner.find_tabular(warehouse, ref_name, ident).await?;
         if let Some(tabular) = &found {

@@ -54,6 +54,8 @@ pub trait ServerStore: Send + Sync {
     async fn health(&self) -> Result<()>;
     /// `sqlite` or `postgres`.
     fn backend_name(&self) -> &'static str;
+    /// The connection pools' sizes now, for the metrics.
+    fn pool_states(&self) -> Vec<crate::telemetry::PoolState>;
 }
 
 #[async_trait]
@@ -794,6 +796,9 @@ pub(crate) fn page_of<T>(
 }
 
 pub(crate) fn db_error(context: &'static str, err: sqlx::Error) -> Error {
+    if matches!(err, sqlx::Error::PoolTimedOut) {
+        crate::telemetry::pool_timed_out();
+    }
     // SQLite's SQLITE_FULL (13, with its extended codes), PostgreSQL's disk_full (53100).
     let full = match &err {
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {

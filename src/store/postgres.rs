@@ -26,6 +26,7 @@ impl super::sql::BackendDb for PostgresStore {
     const KEEPS_WRITER_CONNECTION: bool = true;
     const WRITES_IN_ONE_STATEMENT: bool = true;
     const SHARED_RELAY: bool = true;
+    const ONE_POOL: bool = true;
 
     fn begin_locking(claims: &[uuid::Uuid], lines: &[uuid::Uuid]) -> Option<String> {
         // The same locks, in the same order, as the statements the group would otherwise run:

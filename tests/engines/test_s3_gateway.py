@@ -25,8 +25,10 @@ from urllib.parse import quote, unquote, urlsplit
 from xml.etree import ElementTree
 
 import boto3
+import pyarrow as pa
 import pytest
 import requests
+from pyiceberg.catalog import load_catalog
 from boto3.s3.transfer import TransferConfig
 from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -2173,3 +2175,39 @@ def test_deleting_a_warehouse_closes_its_bucket(floe):
         s3.put_object(Bucket="brief", Key="planted", Body=b"x")
     assert error_of(e)[0] in (403, 404)
     assert not os.path.exists(os.path.join(root, "planted"))
+
+
+def test_warehouse_names_of_other_catalogs_get_a_bucket_safe_gateway_bucket(floe, tmp_path):
+    """`Sales_Prod` (what Lakekeeper or Polaris users name warehouses) is not an S3 bucket name;
+    served by the gateway it gets a bucket-safe one of its own, which engines and boto3 use."""
+    name = "Sales_Prod"
+    r = requests.post(
+        f"{floe.base}/management/v1/warehouses",
+        json={
+            "name": name,
+            "storage-profile": {
+                "type": "local",
+                "root": os.path.join(floe.dir, "data", "warehouses", "sales-prod"),
+                "s3-gateway": True,
+            },
+        },
+        timeout=30,
+    )
+    assert r.status_code in (200, 201), r.text
+    catalog = load_catalog("floe", type="rest", uri=floe.uri, warehouse=name)
+    catalog.create_namespace("ns")
+    schema = pa.schema([pa.field("id", pa.int64(), nullable=False)])
+    table = catalog.create_table("ns.t", schema=schema)
+    table.append(pa.Table.from_pydict({"id": [1, 2]}, schema=schema))
+    location = catalog.load_table("ns.t").location()
+    assert location.startswith("s3://sales-prod-"), location
+    assert catalog.load_table("ns.t").scan().to_arrow().num_rows == 2
+    bucket = location.removeprefix("s3://").split("/")[0]
+    key = create_key(floe.base, warehouse_of(floe.base, name)["id"])
+    assert key["bucket"] == bucket
+    s3 = client_for(floe.s3_endpoint, key["access-key-id"], key["secret-access-key"])
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="ns/")
+    assert any(o["Key"].endswith(".metadata.json") for o in listed.get("Contents", []))
+    # The name itself is not a bucket of the gateway.
+    with pytest.raises(ClientError):
+        s3.list_objects_v2(Bucket=name.lower(), Prefix="ns/")

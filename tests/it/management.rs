@@ -403,7 +403,9 @@ async fn warehouse_input_is_validated(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let root = app.db.dir.path().join("v");
     let cases = [
-        json!({"name": "Bad_Name", "storage-profile": {"type": "local", "root": root}}),
+        json!({"name": "bad@name", "storage-profile": {"type": "local", "root": root}}),
+        json!({"name": "bad/name", "storage-profile": {"type": "local", "root": root}}),
+        json!({"name": "..", "storage-profile": {"type": "local", "root": root}}),
         json!({"name": "ok-name", "storage-profile": {"type": "local", "root": "relative/path"}}),
         json!({"name": "ok-name", "storage-profile": {"type": "local", "root": "/tmp/../etc"}}),
         json!({"name": "ok-name", "storage-profile": {"type": "ftp", "root": "/x"}}),

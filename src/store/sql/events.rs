@@ -168,7 +168,7 @@ macro_rules! stamp {
                     let seqs: Vec<i64> = claimed.iter().map(|(seq, _)| *seq).collect();
                     // Marks need no fsync of their own: one lost to a power cut only has its
                     // events published again, which JetStream drops as duplicates.
-                    let mut conn = self.write.acquire().await.map_err(failed)?;
+                    let mut conn = crate::store::sql::acquire(&self.write).await.map_err(failed)?;
                     let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
                         .fetch_one(&mut *conn)
                         .await

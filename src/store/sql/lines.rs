@@ -450,9 +450,7 @@ macro_rules! stamp {
                 ref_name: &str,
                 ident: &TabularIdent,
             ) -> Result<Option<Tabular>> {
-                let mut conn = self
-                    .read
-                    .acquire()
+                let mut conn = crate::store::sql::acquire(&self.read)
                     .await
                     .map_err(|e| db_error("reading a table", e))?;
                 let line: Option<(Uuid, Option<Uuid>)> = sqlx::query_as(

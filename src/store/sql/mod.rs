@@ -139,6 +139,16 @@ macro_rules! impl_sql_store {
 pub(crate) use impl_sql_store;
 
 /// Names the sqlx database type of a backend, for generic helpers inside [`impl_sql_store!`].
+/// A connection from `pool`, the wait recorded (`telemetry`).
+pub(crate) async fn acquire<DB: sqlx::Database>(
+    pool: &sqlx::Pool<DB>,
+) -> std::result::Result<sqlx::pool::PoolConnection<DB>, sqlx::Error> {
+    let started = std::time::Instant::now();
+    let conn = pool.acquire().await;
+    crate::telemetry::pool_acquired(started.elapsed());
+    conn
+}
+
 pub(crate) trait BackendDb {
     type Db: sqlx::Database;
     /// Whether a group-commit writer keeps its connection from one group to the next. On
@@ -151,6 +161,9 @@ pub(crate) trait BackendDb {
     /// Whether several processes relay events at once (PostgreSQL), sharing the work with row
     /// locks; SQLite's one process relays alone.
     const SHARED_RELAY: bool;
+    /// Whether reads and writes share one pool (PostgreSQL); SQLite has a pool of readers and
+    /// one writer connection.
+    const ONE_POOL: bool;
     /// A `BEGIN` that also takes a group's locks in the same round trip (the folder-claim lock of
     /// each warehouse in `claims`, then each line's row, in the given sorted order), or `None`
     /// where locks cost no round trip (SQLite, whose single writer serializes anyway). Only ids

@@ -112,9 +112,7 @@ macro_rules! stamp {
                 ref_id: RefId,
                 ident: &NamespaceIdent,
             ) -> Result<Option<Namespace>> {
-                let mut conn = self
-                    .read
-                    .acquire()
+                let mut conn = crate::store::sql::acquire(&self.read)
                     .await
                     .map_err(|e| db_error("reading a namespace", e))?;
                 resolve_namespace(&mut conn, ref_id, ident, None).await
@@ -128,9 +126,7 @@ macro_rules! stamp {
                 only: Option<&[String]>,
             ) -> Result<Page<NamespaceIdent>> {
                 let parent_name = parent.map(|p| p.joined()).unwrap_or_default();
-                let mut conn = self
-                    .read
-                    .acquire()
+                let mut conn = crate::store::sql::acquire(&self.read)
                     .await
                     .map_err(|e| db_error("listing namespaces", e))?;
                 if only.is_some_and(|o| o.is_empty()) {

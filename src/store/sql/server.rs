@@ -132,6 +132,25 @@ macro_rules! stamp {
             fn backend_name(&self) -> &'static str {
                 Self::BACKEND
             }
+
+            fn pool_states(&self) -> Vec<crate::telemetry::PoolState> {
+                fn state<DB: sqlx::Database>(
+                    pool: &'static str,
+                    of: &sqlx::Pool<DB>,
+                ) -> crate::telemetry::PoolState {
+                    crate::telemetry::PoolState {
+                        pool,
+                        size: of.size(),
+                        idle: of.num_idle(),
+                        max: of.options().get_max_connections(),
+                    }
+                }
+                if <$store as crate::store::sql::BackendDb>::ONE_POOL {
+                    vec![state("main", &self.write)]
+                } else {
+                    vec![state("read", &self.read), state("write", &self.write)]
+                }
+            }
         }
     };
 }

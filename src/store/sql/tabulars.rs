@@ -91,9 +91,7 @@ macro_rules! stamp {
                 ref_id: RefId,
                 ident: &TabularIdent,
             ) -> Result<Option<Tabular>> {
-                let mut conn = self
-                    .read
-                    .acquire()
+                let mut conn = crate::store::sql::acquire(&self.read)
                     .await
                     .map_err(|e| db_error("reading a table", e))?;
                 resolve_tabular(&mut conn, ref_id, ident, None).await
@@ -292,7 +290,7 @@ macro_rules! stamp {
                 uuids: &[Uuid],
             ) -> Result<Vec<(TabularIdent, Uuid, TabularKind)>> {
                 let failed = |e| db_error("locating tables", e);
-                let mut conn = self.read.acquire().await.map_err(failed)?;
+                let mut conn = crate::store::sql::acquire(&self.read).await.map_err(failed)?;
                 let mut out = Vec::new();
                 let branch = line_info(&mut conn, ref_id).await?.1.is_some();
                 for chunk in uuids.chunks(crate::store::MAX_IN_LIST) {
@@ -439,9 +437,7 @@ macro_rules! stamp {
                 page: &PageRequest,
                 only: Option<&[String]>,
             ) -> Result<Page<String>> {
-                let mut conn = self
-                    .read
-                    .acquire()
+                let mut conn = crate::store::sql::acquire(&self.read)
                     .await
                     .map_err(|e| db_error("listing tables", e))?;
                 if only.is_some_and(|o| o.is_empty()) {

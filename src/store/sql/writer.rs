@@ -88,7 +88,12 @@ macro_rules! stamp {
                 let was_kept = kept.is_some();
                 let conn = match kept {
                     Some(conn) => Ok(conn),
-                    None => write.acquire().await,
+                    None => {
+                        let waiting = std::time::Instant::now();
+                        let conn = write.acquire().await;
+                        crate::telemetry::pool_acquired(waiting.elapsed());
+                        conn
+                    }
                 };
                 let results = match conn {
                     Err(e) => {
@@ -134,6 +139,7 @@ macro_rules! stamp {
                         results
                     }
                 };
+                crate::telemetry::group_commit(jobs.len(), started.elapsed());
                 tracing::trace!(
                     commits = jobs.len(),
                     micros = started.elapsed().as_micros() as u64,

@@ -2,6 +2,8 @@
 //! running server's management API, in the style of lakeFS's `lakectl`. Warehouses are named as
 //! in catalog clients (name in the default project, or id).
 
+pub mod import;
+
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
@@ -405,4 +407,26 @@ pub async fn merge(
         out
     });
     Ok(())
+}
+
+/// Asks a server's `/health` (or `/ready`); the answer's status when it is 200.
+pub async fn health(endpoint: &str, ready: bool, timeout_secs: u64) -> anyhow::Result<String> {
+    let path = if ready { "ready" } else { "health" };
+    let url = format!("{}/{path}", endpoint.trim_end_matches('/'));
+    // A proxy set for the container's other traffic must not catch the probe.
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(timeout_secs))
+        .no_proxy()
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("asking {url}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or_default();
+    let said = body["status"].as_str().unwrap_or("no status").to_string();
+    if !status.is_success() {
+        bail!("{url} answered {status}: {said}");
+    }
+    Ok(said)
 }
