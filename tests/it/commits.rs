@@ -137,6 +137,7 @@ async fn a_commit_that_always_loses_answers_409_after_its_budget() {
         }));
     }
     let before = a.services().commit_counts();
+    let metrics_before = [commit_metric("retried"), commit_metric("conflicted")];
     let started = Instant::now();
     let response = a.post(&table, &set_property("from-a")).await;
     let took = started.elapsed();
@@ -152,6 +153,9 @@ async fn a_commit_that_always_loses_answers_409_after_its_budget() {
     let tries = won.load(Ordering::SeqCst);
     assert!(tries >= 2, "only {tries} attempts in the budget");
     assert_eq!(after.retried - before.retried, tries as u64 - 1);
+    // The metrics count the same (process-wide: tests running beside this one only add).
+    assert!(commit_metric("retried") - metrics_before[0] >= tries as u64 - 1);
+    assert!(commit_metric("conflicted") - metrics_before[1] >= 1);
     a.services().set_before_swap(None);
     let props = properties(&b, &table).await;
     assert!(
@@ -273,4 +277,13 @@ async fn a_stuck_commit_times_out_with_503_and_the_next_one_lands(backend: Backe
         props.contains_key("next") && !props.contains_key("stuck"),
         "{props:?}"
     );
+}
+
+/// `floe_table_commits_total{outcome}` as `/metrics` renders it (0 before the first).
+fn commit_metric(outcome: &str) -> u64 {
+    let wanted = format!("floe_table_commits_total{{outcome=\"{outcome}\"}} ");
+    floe::telemetry::render()
+        .lines()
+        .find_map(|line| line.strip_prefix(&wanted))
+        .map_or(0, |n| n.trim().parse().expect("a counter"))
 }
