@@ -65,9 +65,10 @@ enum Command {
     /// Ask a running server whether it is alive (GET /health), or ready (GET /ready): exit 0
     /// when it is, 1 when not. For container health checks, where no HTTP client is installed.
     Health {
-        /// The server's base URL.
-        #[arg(long, env = "FLOE_ENDPOINT", default_value = "http://127.0.0.1:8181")]
-        endpoint: String,
+        /// The server's base URL (default: `server.listen` of the configuration, on loopback
+        /// when it listens on every address).
+        #[arg(long, env = "FLOE_ENDPOINT")]
+        endpoint: Option<String>,
         /// Ask /ready instead of /health.
         #[arg(long)]
         ready: bool,
@@ -172,8 +173,19 @@ fn main() -> anyhow::Result<()> {
         timeout,
     }) = &cli.command
     {
+        let endpoint = endpoint.clone().unwrap_or_else(|| {
+            let listen = Config::load(cli.config.as_deref(), std::env::vars())
+                .map(|c| c.server.listen)
+                .unwrap_or_else(|_| Config::default().server.listen);
+            let host = if listen.ip().is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                listen.ip()
+            };
+            format!("http://{}", std::net::SocketAddr::new(host, listen.port()))
+        });
         let runtime = tokio::runtime::Runtime::new()?;
-        match runtime.block_on(floe::cli::health(endpoint, *ready, *timeout)) {
+        match runtime.block_on(floe::cli::health(&endpoint, *ready, *timeout)) {
             Ok(status) => {
                 println!("{status}");
                 return Ok(());

@@ -79,6 +79,10 @@ def test_health_and_the_start_up_log(tmp_path):
         assert healthy.returncode == 0 and healthy.stdout.strip() == "ok", healthy.stderr
         ready = run("health", "--ready", "--endpoint", server.base)
         assert ready.returncode == 0 and ready.stdout.strip() == "ready", ready.stderr
+        # Without --endpoint: the configuration's server.listen.
+        port = server.base.rsplit(":", 1)[1]
+        found = run("health", env={"FLOE__SERVER__LISTEN": f"0.0.0.0:{port}"})
+        assert found.returncode == 0 and found.stdout.strip() == "ok", found.stderr
     finally:
         server.stop()
     text = ANSI.sub("", log.read_text())
