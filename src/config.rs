@@ -30,6 +30,96 @@ pub struct Config {
     pub events: EventsConfig,
     pub gateway: GatewayConfig,
     pub metrics: MetricsConfig,
+    pub tasks: TasksConfig,
+}
+
+/// The task queue's workers in this instance (`service::tasks`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TasksConfig {
+    /// Workers per queue in this instance (`purge`, `expiry`); 0 runs none of that
+    /// queue here (another instance must).
+    pub queues: std::collections::BTreeMap<String, usize>,
+    /// How often an idle worker looks for due tasks, milliseconds.
+    pub poll_interval_ms: u64,
+    /// How often a running task's worker records that it is alive, milliseconds.
+    pub heartbeat_interval_ms: u64,
+    /// A running task whose heartbeat is older than this is taken up by another worker,
+    /// milliseconds.
+    pub stale_after_ms: u64,
+    /// Attempts before a task fails for good.
+    pub max_attempts: u32,
+    /// The wait before a failed task's first retry, doubled for each further one, milliseconds.
+    pub backoff_base_ms: u64,
+    /// The longest wait between retries, milliseconds.
+    pub backoff_max_ms: u64,
+    /// Objects a purge deletes between two records of its progress.
+    pub purge_batch: usize,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        let settings = crate::service::tasks::TaskSettings::default();
+        TasksConfig {
+            queues: settings.queues.into_iter().collect(),
+            poll_interval_ms: settings.poll_interval.as_millis() as u64,
+            heartbeat_interval_ms: settings.heartbeat_interval.as_millis() as u64,
+            stale_after_ms: settings.stale_after.as_millis() as u64,
+            max_attempts: settings.max_attempts,
+            backoff_base_ms: settings.backoff_base.as_millis() as u64,
+            backoff_max_ms: settings.backoff_max.as_millis() as u64,
+            purge_batch: settings.purge_batch,
+        }
+    }
+}
+
+impl TasksConfig {
+    pub fn settings(&self) -> crate::service::tasks::TaskSettings {
+        use std::time::Duration;
+        crate::service::tasks::TaskSettings {
+            queues: self.queues.iter().map(|(q, n)| (q.clone(), *n)).collect(),
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+            heartbeat_interval: Duration::from_millis(self.heartbeat_interval_ms),
+            stale_after: Duration::from_millis(self.stale_after_ms),
+            max_attempts: self.max_attempts,
+            backoff_base: Duration::from_millis(self.backoff_base_ms),
+            backoff_max: Duration::from_millis(self.backoff_max_ms),
+            purge_batch: self.purge_batch,
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        for (queue, count) in &self.queues {
+            if !crate::model::lifecycle::queues::ALL.contains(&queue.as_str()) {
+                bail!(
+                    "tasks.queues.{queue} is not a queue; the queues are {}",
+                    crate::model::lifecycle::queues::ALL.join(", ")
+                );
+            }
+            if *count > 64 {
+                bail!("tasks.queues.{queue} must be at most 64 workers");
+            }
+        }
+        if self.poll_interval_ms == 0 || self.heartbeat_interval_ms == 0 {
+            bail!("tasks.poll_interval_ms and tasks.heartbeat_interval_ms must be at least 1");
+        }
+        if self.stale_after_ms < 2 * self.heartbeat_interval_ms {
+            bail!(
+                "tasks.stale_after_ms must be at least twice tasks.heartbeat_interval_ms, or live \
+                 workers' tasks would be taken from them"
+            );
+        }
+        if self.max_attempts == 0 || self.max_attempts > 100 {
+            bail!("tasks.max_attempts must be between 1 and 100");
+        }
+        if self.backoff_base_ms > self.backoff_max_ms {
+            bail!("tasks.backoff_base_ms must not exceed tasks.backoff_max_ms");
+        }
+        if self.purge_batch == 0 || self.purge_batch > 100_000 {
+            bail!("tasks.purge_batch must be between 1 and 100000");
+        }
+        Ok(())
+    }
 }
 
 /// Prometheus metrics (`/metrics`).
@@ -474,6 +564,7 @@ impl Config {
 
     /// Checks values that serde cannot; every message names the setting.
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.tasks.validate()?;
         let db = &self.database;
         if db.max_connections == 0 {
             bail!("database.max_connections must be at least 1");
@@ -792,7 +883,7 @@ mod tests {
         assert!(lines.contains("encryption_key=<redacted>"), "{lines}");
         assert!(lines.contains("nats.url=nats://***@nats:4222"), "{lines}");
         // One line per section, each section of the tree.
-        assert_eq!(config.summary().len(), 11, "{lines}");
+        assert_eq!(config.summary().len(), 12, "{lines}");
     }
 
     #[test]

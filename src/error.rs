@@ -20,6 +20,8 @@ pub enum Entity {
     AccessKey,
     User,
     Role,
+    Task,
+    DeletedTabular,
 }
 
 impl Entity {
@@ -36,6 +38,8 @@ impl Entity {
             Entity::AccessKey => "access key",
             Entity::User => "user",
             Entity::Role => "role",
+            Entity::Task => "task",
+            Entity::DeletedTabular => "soft-deleted table or view",
         }
     }
 }

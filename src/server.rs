@@ -39,6 +39,7 @@ pub struct Floe {
     shutdown_timeout: Duration,
     limits: crate::listen::ListenerLimits,
     relay: crate::service::relay::RelaySettings,
+    tasks: crate::service::tasks::TaskSettings,
     pub services: Services,
     /// Whether this start bootstrapped the server (the embedded quickstart).
     pub auto_bootstrapped: bool,
@@ -94,6 +95,7 @@ impl Floe {
         let mut services = Services::new(store, secrets, authz, events)
             .with_local_roots(local_roots(config)?)
             .with_s3_timeouts(config.storage.s3)
+            .with_task_max_attempts(config.tasks.max_attempts)
             .with_identity(
                 config
                     .authn
@@ -192,6 +194,7 @@ impl Floe {
             shutdown_timeout: Duration::from_secs(config.server.shutdown_timeout_secs),
             limits: config.server.limits.clone(),
             relay: config.events.relay(),
+            tasks: config.tasks.settings(),
             services,
             auto_bootstrapped,
         })
@@ -237,6 +240,7 @@ impl Floe {
             ))
         });
         let relay = self.services.spawn_relay(self.relay.clone());
+        let workers = self.services.spawn_task_workers(self.tasks.clone());
         let metrics = self.metrics_listener.map(|listener| {
             let service = hyper_util::service::TowerToHyperService::new(api::metrics_router(
                 self.services.clone(),
@@ -271,6 +275,8 @@ impl Floe {
         )
         .await;
         relay.abort();
+        // A task cut short here is taken up again once its heartbeat is stale.
+        workers.stop();
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }

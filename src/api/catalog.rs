@@ -245,21 +245,31 @@ async fn namespace_exists(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DropNamespaceQuery {
+    /// Drop it even when it is protected. `true` or `false`.
+    #[serde(default)]
+    pub force: Option<String>,
+}
+
 /// Drops an empty namespace.
 #[utoipa::path(delete, path = "/v1/{prefix}/namespaces/{namespace}", operation_id = "dropNamespace", tag = "namespaces",
-    params(("prefix" = String, Path), ("namespace" = String, Path)),
+    params(("prefix" = String, Path), ("namespace" = String, Path), DropNamespaceQuery),
     responses((status = 204), (status = 404, body = IcebergErrorResponse),
-              (status = 409, description = "not empty", body = IcebergErrorResponse)))]
+              (status = 409, description = "not empty, or protected and force was not given", body = IcebergErrorResponse)))]
 async fn drop_namespace(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((prefix, namespace)): Path<(String, String)>,
+    Query(query): Query<DropNamespaceQuery>,
 ) -> ApiResult<StatusCode> {
     let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = namespace_of(&namespace)?;
+    let force = super::extract::flag("force", query.force.as_deref())?;
     state
         .services
-        .drop_namespace(&ctx, warehouse, &ident)
+        .drop_namespace(&ctx, warehouse, &ident, force)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

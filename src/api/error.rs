@@ -49,6 +49,8 @@ fn entity_name(entity: Entity) -> &'static str {
         Entity::AccessKey => "AccessKey",
         Entity::User => "User",
         Entity::Role => "Role",
+        Entity::Task => "Task",
+        Entity::DeletedTabular => "DeletedTabular",
     }
 }
 

@@ -199,3 +199,15 @@ pub(super) fn page_request(
         limit: Some(limit),
     }))
 }
+
+/// A `true`/`false` query flag (any case); absent is `false`.
+pub(crate) fn flag(name: &str, value: Option<&str>) -> Result<bool, crate::error::Error> {
+    match value.map(str::to_ascii_lowercase) {
+        None => Ok(false),
+        Some(v) if v == "true" => Ok(true),
+        Some(v) if v == "false" => Ok(false),
+        Some(v) => Err(crate::error::Error::bad_request(format!(
+            "{name} must be true or false, not {v:?}"
+        ))),
+    }
+}

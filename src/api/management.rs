@@ -388,19 +388,29 @@ async fn update_warehouse_credential(
     Ok(Json(warehouse.into()))
 }
 
-/// Deletes an empty warehouse.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteWarehouseQuery {
+    /// Delete it even when it is protected. `true` or `false`.
+    #[serde(default)]
+    pub force: Option<String>,
+}
+
+/// Deletes an empty warehouse (no namespaces, no soft-deleted tables, no unfinished tasks).
 #[utoipa::path(delete, path = "/warehouses/{id}", tag = "warehouses",
-    params(("id" = Uuid, Path, description = "warehouse id")),
+    params(("id" = Uuid, Path, description = "warehouse id"), DeleteWarehouseQuery),
     responses((status = 204), (status = 404, body = IcebergErrorResponse),
-              (status = 409, description = "warehouse not empty", body = IcebergErrorResponse)))]
+              (status = 409, description = "warehouse not empty, or protected and force was not given", body = IcebergErrorResponse)))]
 async fn delete_warehouse(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path(id): Path<Uuid>,
+    Query(query): Query<DeleteWarehouseQuery>,
 ) -> ApiResult<StatusCode> {
+    let force = super::extract::flag("force", query.force.as_deref())?;
     state
         .services
-        .delete_warehouse(&ctx, WarehouseId(id))
+        .delete_warehouse(&ctx, WarehouseId(id), force)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

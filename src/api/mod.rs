@@ -12,6 +12,7 @@ pub mod events;
 pub mod extract;
 pub mod grants;
 pub(crate) mod gzip;
+pub mod lifecycle;
 pub mod management;
 pub mod tables;
 pub mod users;
@@ -147,7 +148,7 @@ async fn slow_bodies(
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Floe management API", description = "Bootstrap, projects, warehouses and the branching index of a Floe server."),
-    tags((name = "server"), (name = "users"), (name = "roles"), (name = "projects"), (name = "warehouses"), (name = "branches"))
+    tags((name = "server"), (name = "users"), (name = "roles"), (name = "projects"), (name = "warehouses"), (name = "branches"), (name = "lifecycle", description = "Delete profiles, soft-deleted tables and views, protection, and the task queue"))
 )]
 struct ManagementDoc;
 
@@ -164,7 +165,8 @@ fn management_routes() -> OpenApiRouter<AppState> {
         management::router()
             .merge(users::router())
             .merge(grants::router())
-            .merge(branches::router()),
+            .merge(branches::router())
+            .merge(lifecycle::router()),
     )
 }
 

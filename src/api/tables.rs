@@ -501,16 +501,22 @@ async fn update_table(
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct DropTableQuery {
-    /// Also delete the table's files (in the background). `true` or `false`, any case.
+    /// Also delete the table's files (by a purge task; under a soft delete profile, when the
+    /// soft delete expires). `true` or `false`, any case.
     #[serde(default)]
     pub purge_requested: Option<String>,
+    /// Drop it even when it is protected. `true` or `false`.
+    #[serde(default)]
+    pub force: Option<String>,
 }
 
-/// Drops a table; with `purgeRequested=true` its files are deleted too.
+/// Drops a table; with `purgeRequested=true` its files are deleted too. Under the warehouse's
+/// soft delete profile it is kept, and can be undropped, until the profile's expiry.
 #[utoipa::path(delete, path = "/v1/{prefix}/namespaces/{namespace}/tables/{table}", tag = "tables",
     operation_id = "dropTable",
     params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path), DropTableQuery),
-    responses((status = 204), (status = 404, body = IcebergErrorResponse)))]
+    responses((status = 204), (status = 404, body = IcebergErrorResponse),
+        (status = 409, description = "the table is protected and force was not given", body = IcebergErrorResponse)))]
 async fn drop_table(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -519,24 +525,13 @@ async fn drop_table(
 ) -> ApiResult<StatusCode> {
     let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, table)?;
-    let purge = match query
-        .purge_requested
-        .as_deref()
-        .map(str::to_ascii_lowercase)
-    {
-        None => false,
-        Some(v) if v == "true" => true,
-        Some(v) if v == "false" => false,
-        Some(v) => {
-            return Err(Error::bad_request(format!(
-                "purgeRequested must be true or false, not {v:?}"
-            ))
-            .into());
-        }
+    let request = crate::service::DropRequest {
+        purge: super::extract::flag("purgeRequested", query.purge_requested.as_deref())?,
+        force: super::extract::flag("force", query.force.as_deref())?,
     };
     state
         .services
-        .drop_table(&ctx, warehouse, &ident, purge)
+        .drop_table(&ctx, warehouse, &ident, request)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -9,7 +9,7 @@ use axum::response::Response;
 use iceberg::ViewUpdate;
 use iceberg::spec::{Schema, ViewVersion};
 use serde::Deserialize;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -192,19 +192,33 @@ async fn replace_view(
     Ok(view_response(&view))
 }
 
-/// Drops a view.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DropViewQuery {
+    /// Drop it even when it is protected. `true` or `false`.
+    #[serde(default)]
+    pub force: Option<String>,
+}
+
+/// Drops a view (kept for undrop under a soft delete profile).
 #[utoipa::path(delete, path = "/v1/{prefix}/namespaces/{namespace}/views/{view}", tag = "views",
     operation_id = "dropView",
-    params(("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path)),
-    responses((status = 204), (status = 404, body = IcebergErrorResponse)))]
+    params(("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path), DropViewQuery),
+    responses((status = 204), (status = 404, body = IcebergErrorResponse),
+        (status = 409, description = "the view is protected and force was not given", body = IcebergErrorResponse)))]
 async fn drop_view(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((prefix, namespace, view)): Path<(String, String, String)>,
+    Query(query): Query<DropViewQuery>,
 ) -> ApiResult<StatusCode> {
     let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, view)?;
-    state.services.drop_view(&ctx, warehouse, &ident).await?;
+    let force = super::extract::flag("force", query.force.as_deref())?;
+    state
+        .services
+        .drop_view(&ctx, warehouse, &ident, force)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -100,6 +100,16 @@ pub fn requirement(action: Action) -> Requirement {
         A::WarehouseMerge => on("can_merge", &[T::Warehouse]),
         A::WarehouseMergeProtected => on("can_merge_protected", &[T::Warehouse]),
         A::WarehouseProtectBranches => on("can_protect_branches", &[T::Warehouse]),
+        A::WarehouseReadTasks => on("can_read_tasks", &[T::Warehouse]),
+        A::WarehouseManageTasks => on("can_manage_tasks", &[T::Warehouse]),
+        A::WarehouseSetDeleteProfile => on("can_set_delete_profile", &[T::Warehouse]),
+        A::WarehouseListDeleted => on("can_list_deleted", &[T::Warehouse]),
+        A::TabularUndrop => on("can_undrop", &[T::Warehouse, T::Namespace]),
+        A::ProtectionRead => on("describe", &[T::Warehouse, T::Namespace, T::Table, T::View]),
+        A::ProtectionSet => on(
+            "can_set_protection",
+            &[T::Warehouse, T::Namespace, T::Table, T::View],
+        ),
         A::PermissionsRead => Requirement::AnyCaller,
         A::NamespaceCreate
         | A::TableCreate

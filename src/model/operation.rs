@@ -52,6 +52,20 @@ pub enum Action {
     WarehouseMergeProtected,
     /// Name the branches that change only by merge.
     WarehouseProtectBranches,
+    /// List the warehouse's tasks and read them.
+    WarehouseReadTasks,
+    /// Cancel, run now and retry tasks.
+    WarehouseManageTasks,
+    /// Choose what a drop does (hard or soft).
+    WarehouseSetDeleteProfile,
+    /// List soft-deleted tables and views.
+    WarehouseListDeleted,
+    /// Restore soft-deleted tables and views (asked on the namespace they return to).
+    TabularUndrop,
+    /// Whether an object (warehouse, namespace, table, view) is protected.
+    ProtectionRead,
+    /// Protect an object, or lift its protection.
+    ProtectionSet,
     /// What the caller may do on objects (their own permissions).
     PermissionsRead,
     CatalogReadConfig,
@@ -198,6 +212,24 @@ operations!(
     Merge,
     GetProtectedBranches,
     SetProtectedBranches,
+    // management: lifecycle (delete profiles, soft-deleted tables, protection, tasks)
+    GetDeleteProfile,
+    SetDeleteProfile,
+    ListDeletedTabulars,
+    UndropTabulars,
+    GetWarehouseProtection,
+    SetWarehouseProtection,
+    GetNamespaceProtection,
+    SetNamespaceProtection,
+    GetTableProtection,
+    SetTableProtection,
+    GetViewProtection,
+    SetViewProtection,
+    ListTasks,
+    GetTask,
+    CancelTask,
+    RunTaskNow,
+    RetryTask,
     // management: the caller's permissions
     GetPermissions,
     CheckPermissions,
@@ -297,6 +329,53 @@ impl Operation {
             DeleteAccessKey => http(
                 "DELETE",
                 "/management/v1/warehouses/{id}/access-keys/{key_id}",
+            ),
+            GetDeleteProfile => http("GET", "/management/v1/warehouses/{id}/delete-profile"),
+            SetDeleteProfile => http("PUT", "/management/v1/warehouses/{id}/delete-profile"),
+            ListDeletedTabulars => http("GET", "/management/v1/warehouses/{id}/deleted-tabulars"),
+            UndropTabulars => http(
+                "POST",
+                "/management/v1/warehouses/{id}/deleted-tabulars/undrop",
+            ),
+            GetWarehouseProtection => http("GET", "/management/v1/warehouses/{id}/protection"),
+            SetWarehouseProtection => http("PUT", "/management/v1/warehouses/{id}/protection"),
+            GetNamespaceProtection => http(
+                "GET",
+                "/management/v1/warehouses/{id}/namespaces/{namespace}/protection",
+            ),
+            SetNamespaceProtection => http(
+                "PUT",
+                "/management/v1/warehouses/{id}/namespaces/{namespace}/protection",
+            ),
+            GetTableProtection => http(
+                "GET",
+                "/management/v1/warehouses/{id}/namespaces/{namespace}/tables/{table}/protection",
+            ),
+            SetTableProtection => http(
+                "PUT",
+                "/management/v1/warehouses/{id}/namespaces/{namespace}/tables/{table}/protection",
+            ),
+            GetViewProtection => http(
+                "GET",
+                "/management/v1/warehouses/{id}/namespaces/{namespace}/views/{view}/protection",
+            ),
+            SetViewProtection => http(
+                "PUT",
+                "/management/v1/warehouses/{id}/namespaces/{namespace}/views/{view}/protection",
+            ),
+            ListTasks => http("GET", "/management/v1/warehouses/{id}/tasks"),
+            GetTask => http("GET", "/management/v1/warehouses/{id}/tasks/{task_id}"),
+            CancelTask => http(
+                "POST",
+                "/management/v1/warehouses/{id}/tasks/{task_id}/cancel",
+            ),
+            RunTaskNow => http(
+                "POST",
+                "/management/v1/warehouses/{id}/tasks/{task_id}/run-now",
+            ),
+            RetryTask => http(
+                "POST",
+                "/management/v1/warehouses/{id}/tasks/{task_id}/retry",
             ),
             ListBranches => http("GET", "/management/v1/warehouses/{id}/branches"),
             CreateBranch => http("POST", "/management/v1/warehouses/{id}/branches"),
@@ -459,6 +538,20 @@ impl Operation {
                 catalog(A::WarehouseReadHistory)
             }
             Merge => catalog(A::WarehouseMerge),
+            GetDeleteProfile => catalog(A::WarehouseRead),
+            SetDeleteProfile => catalog(A::WarehouseSetDeleteProfile),
+            ListDeletedTabulars => catalog(A::WarehouseListDeleted),
+            UndropTabulars => catalog(A::TabularUndrop),
+            GetWarehouseProtection
+            | GetNamespaceProtection
+            | GetTableProtection
+            | GetViewProtection => catalog(A::ProtectionRead),
+            SetWarehouseProtection
+            | SetNamespaceProtection
+            | SetTableProtection
+            | SetViewProtection => catalog(A::ProtectionSet),
+            ListTasks | GetTask => catalog(A::WarehouseReadTasks),
+            CancelTask | RunTaskNow | RetryTask => catalog(A::WarehouseManageTasks),
             GetProtectedBranches => catalog(A::WarehouseRead),
             SetProtectedBranches => catalog(A::WarehouseProtectBranches),
             GetPermissions | CheckPermissions => catalog(A::PermissionsRead),

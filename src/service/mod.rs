@@ -14,6 +14,8 @@ mod claims;
 mod commit;
 pub mod feed;
 mod grants;
+mod lifecycle;
+pub use lifecycle::{DropRequest, ProtectionTarget};
 mod vending;
 pub use vending::{Delegation, TableAccess};
 mod merge;
@@ -24,6 +26,7 @@ pub mod relay;
 mod server;
 mod table_json;
 mod tables;
+pub mod tasks;
 mod users;
 mod views;
 mod warehouses;
@@ -125,6 +128,10 @@ pub struct ServicesInner {
     role_mappings: Vec<crate::authz::roles::RoleMapping>,
     /// How long S3 stores are waited for.
     s3_timeouts: crate::storage::s3::S3Timeouts,
+    /// Wakes this instance's idle task workers (a task was just enqueued here).
+    task_wake: Arc<tokio::sync::Notify>,
+    /// Attempts a new task gets before it fails for good.
+    task_max_attempts: u32,
 }
 
 impl Services {
@@ -164,7 +171,16 @@ impl Services {
             providers: Vec::new(),
             role_mappings: Vec::new(),
             s3_timeouts: Default::default(),
+            task_wake: Arc::new(tokio::sync::Notify::new()),
+            task_max_attempts: tasks::TaskSettings::default().max_attempts,
         }))
+    }
+
+    /// Sets the attempts new tasks get before they fail for good.
+    pub fn with_task_max_attempts(mut self, attempts: u32) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.task_max_attempts = attempts.max(1);
+        self
     }
 
     /// Sets the identity providers' ids and the user ids that are always server admins.

@@ -161,6 +161,7 @@ impl Services {
         ctx: &RequestContext,
         warehouse: WarehouseId,
         ident: &NamespaceIdent,
+        force: bool,
     ) -> Result<()> {
         // authorize
         self.authorize(
@@ -171,6 +172,13 @@ impl Services {
         .await?;
         // act
         let branch = self.writable_ref(ctx, warehouse).await?;
+        self.check_unprotected(
+            warehouse,
+            &crate::model::lifecycle::ProtectedObject::Namespace(ident.clone()),
+            force,
+            &format!("namespace {ident}"),
+        )
+        .await?;
         self.store
             .namespaces
             .drop_namespace(

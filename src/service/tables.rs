@@ -13,7 +13,6 @@ use iceberg::TableRequirement;
 use iceberg::spec::{Schema, SortOrder, UnboundPartitionSpec};
 
 use super::caches;
-use super::claims::folder_and_parents;
 use super::commit::{Attempt, OpenWarehouse, Retries, Staged};
 pub use super::commit::{TableChange, TableState};
 use super::metadata::{
@@ -435,10 +434,10 @@ impl Services {
         ctx: &RequestContext,
         warehouse: WarehouseId,
         ident: &TabularIdent,
-        purge: bool,
+        request: super::DropRequest,
     ) -> Result<()> {
         // authorize
-        let action = if purge {
+        let action = if request.purge {
             Action::TablePurge
         } else {
             Action::TableDrop
@@ -447,6 +446,16 @@ impl Services {
             .await?;
         // act
         let wh = self.open_warehouse(ctx, warehouse).await?;
+        let options = self
+            .drop_options(
+                ctx,
+                warehouse,
+                wh.branch.id,
+                ident,
+                TabularKind::Table,
+                request,
+            )
+            .await?;
         let dropped = self
             .store
             .tabulars
@@ -459,120 +468,23 @@ impl Services {
                     .with_event_data(
                         ident.namespace.levels(),
                         &Some(ident.name.clone()),
-                        serde_json::json!({ "purge-requested": purge }),
+                        serde_json::json!({
+                            "purge-requested": request.purge,
+                            "soft": options.soft.is_some(),
+                        }),
                     ),
+                &options,
             )
             .await?;
-        // Files another branch, tag or commit still references stay (docs/branching.md): only
-        // the branch's entry goes.
-        let shared = if purge {
-            dropped.ref_id != wh.branch.id
-                || self
-                    .store
-                    .refs
-                    .table_shared(wh.branch.id, dropped.uuid)
-                    .await?
-        } else {
-            false
-        };
-        if purge && shared {
-            tracing::info!(target: PURGE_LOG, table = %ident, table_uuid = %dropped.uuid, location = %dropped.location, outcome = "kept: other refs still use the files", "purge finished");
-        } else if purge {
-            self.purge_in_background(ctx, &wh, &dropped, ident);
+        // What happens to the files is a task's (purge), or waits for the soft delete's expiry.
+        if options.soft.is_some() {
+            tracing::info!(target: PURGE_LOG, table = %ident, table_uuid = %dropped.uuid, outcome = "kept: soft-deleted", "purge finished");
+        } else if options.purge.is_some() {
+            self.wake_workers();
         } else {
             tracing::info!(target: PURGE_LOG, table = %ident, table_uuid = %dropped.uuid, outcome = "kept: no purge was asked", "purge finished");
         }
         Ok(())
-    }
-
-    /// Deletes a dropped table's files after the response: every folder the table claims (where
-    /// it is now, and where it was before a `set-location`), each only when it lies inside the
-    /// warehouse and no other table's folder or claim overlaps it. The claims are released first
-    /// (they still hold the folders for `CLAIM_RELEASE_GRACE`, longer than any key vended for
-    /// them lives); a purge that fails, or leaves a folder, takes them back, so what is left stays
-    /// the table's.
-    fn purge_in_background(
-        &self,
-        ctx: &RequestContext,
-        wh: &OpenWarehouse,
-        dropped: &Tabular,
-        ident: &TabularIdent,
-    ) {
-        let (services, ctx) = (self.clone(), ctx.clone());
-        let subject = format!("warehouse/{}/table/{ident}", wh.warehouse.id);
-        let tabulars = self.store.tabulars.clone();
-        let storage = wh.storage.clone();
-        let base = wh.base.clone();
-        let warehouse = wh.warehouse.id;
-        let (uuid, current) = (dropped.uuid, dropped.location.clone());
-        tokio::spawn(async move {
-            // The claims are released first (under the lock creates take, and only while no row of
-            // any line holds the UUID: another table registered from one of its versions still
-            // uses the files); they hold the folders until keys vended for them have expired.
-            let mut folders = match tabulars.release_for_purge(warehouse, uuid).await {
-                Ok(Some(folders)) => folders,
-                Ok(None) => {
-                    tracing::info!(target: PURGE_LOG, table_uuid = %uuid, outcome = "kept: another table of the same UUID uses the files", "purge finished");
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(target: PURGE_LOG, table_uuid = %uuid, error = ?e, outcome = "failed", "purge finished");
-                    return;
-                }
-            };
-            if !folders.contains(&current) {
-                folders.push(current);
-            }
-            let purge = async {
-                let mut complete = true;
-                for folder in folders {
-                    let location = match Location::parse(&folder) {
-                        Ok(l) if l.is_within(&base) && l != base => l,
-                        _ => {
-                            tracing::warn!(location = %folder, "not purging a location outside its warehouse");
-                            complete = false;
-                            continue;
-                        }
-                    };
-                    let prefixes = folder_and_parents(&base, &location).unwrap_or_default();
-                    if let Some(other) = tabulars
-                        .overlapping_table(
-                            warehouse,
-                            &prefixes,
-                            Some(location.as_str()),
-                            Some(uuid),
-                        )
-                        .await?
-                    {
-                        tracing::warn!(location = %location, other = %other, "not purging a folder that overlaps another table's");
-                        complete = false;
-                        continue;
-                    }
-                    storage.delete_prefix(&location).await?;
-                    tracing::info!(location = %location, "purged a dropped table's files");
-                }
-                Ok::<bool, Error>(complete)
-            };
-            match purge.await {
-                Ok(true) => {
-                    tracing::info!(target: PURGE_LOG, table_uuid = %uuid, outcome = "deleted", "purge finished");
-                    // After the fact, like the purge itself (a crash before it leaves the files
-                    // deleted and no event), into the outbox under the table's key, so that it
-                    // is published after the table's drop.
-                    services.record_purged(&ctx, warehouse, uuid, subject).await;
-                }
-                // What could not be deleted stays the table's: its claims are taken back.
-                outcome => {
-                    if let Err(e) = &outcome {
-                        tracing::warn!(table_uuid = %uuid, error = ?e, "purging a dropped table failed");
-                    }
-                    if let Err(e) = tabulars.restore_claims(warehouse, uuid).await {
-                        tracing::warn!(table_uuid = %uuid, error = ?e, "restoring a table's folder claims failed");
-                    }
-                    tracing::info!(target: PURGE_LOG, table_uuid = %uuid, outcome = "incomplete: what is left stays the table's", "purge finished");
-                }
-            }
-        });
     }
 
     pub async fn table_exists(

@@ -271,10 +271,18 @@ impl Services {
         ctx: &RequestContext,
         warehouse: WarehouseId,
         ident: &TabularIdent,
+        force: bool,
     ) -> Result<()> {
         self.authorize_tabular(ctx, Action::ViewDrop, warehouse, ident, TabularKind::View)
             .await?;
         let branch = self.writable_ref(ctx, warehouse).await?;
+        let request = super::DropRequest {
+            purge: false,
+            force,
+        };
+        let options = self
+            .drop_options(ctx, warehouse, branch.id, ident, TabularKind::View, request)
+            .await?;
         let dropped = self
             .store
             .tabulars
@@ -283,8 +291,13 @@ impl Services {
                 ident,
                 TabularKind::View,
                 &self.commit_meta(ctx, format!("drop view {ident}")),
+                &options,
             )
             .await?;
+        if options.soft.is_some() {
+            // Kept for undrop; its expiry releases the folders.
+            return Ok(());
+        }
         // A view has no data to purge: once nothing else reads it (no other line, tag or commit),
         // its folders are free again. Its metadata files stay, unreferenced.
         if dropped.ref_id == branch.id

@@ -393,11 +393,34 @@ impl Services {
     }
 
     /// Deletes an empty warehouse and its credential.
-    pub async fn delete_warehouse(&self, ctx: &RequestContext, id: WarehouseId) -> Result<()> {
+    pub async fn delete_warehouse(
+        &self,
+        ctx: &RequestContext,
+        id: WarehouseId,
+        force: bool,
+    ) -> Result<()> {
         self.bootstrapped().await?;
         self.authorize(ctx, Action::WarehouseDelete, Resource::Warehouse(id))
             .await?;
         let warehouse = self.load_warehouse(id).await?;
+        self.check_unprotected(
+            id,
+            &crate::model::lifecycle::ProtectedObject::Warehouse,
+            force,
+            &format!("warehouse {}", warehouse.name),
+        )
+        .await?;
+        // Soft-deleted tables could still be undropped, and purges still need the storage.
+        if self.store.lifecycle.has_pending_lifecycle(id).await? {
+            return Err(Error::not_empty(
+                crate::error::Entity::Warehouse,
+                format!(
+                    "warehouse {} still has soft-deleted tables or views, or unfinished tasks \
+                     (purges); undrop or wait for them",
+                    warehouse.name
+                ),
+            ));
+        }
         if warehouse.credential_secret_id.is_some() {
             // Its credential goes with it: not while the secret store is away, where it would
             // stay, unreferenced.

@@ -36,6 +36,10 @@ pub trait ObjectStorage: Send + Sync {
     async fn delete(&self, location: &Location) -> Result<()>;
     /// Deletes everything at or below `location`.
     async fn delete_prefix(&self, location: &Location) -> Result<()>;
+    /// Deletes up to `limit` objects at or below `location` and answers how many it deleted;
+    /// `0` once nothing is left (a local folder is then removed too). A purge calls it until it
+    /// answers `0`, recording progress in between, so that it can stop and resume anywhere.
+    async fn delete_some(&self, location: &Location, limit: usize) -> Result<usize>;
     /// Makes `location` ready to receive objects from clients. Object stores need nothing; a local
     /// folder is created, since some engines (DuckDB) do not create folders for the files they write.
     async fn prepare_prefix(&self, location: &Location) -> Result<()>;
@@ -216,12 +220,71 @@ impl ObjectStorage for LocalStorage {
         }
     }
 
+    async fn delete_some(&self, location: &Location, limit: usize) -> Result<usize> {
+        let path = self.path_of(location)?;
+        if location == &self.root {
+            return Err(Error::forbidden("refusing to delete a whole warehouse"));
+        }
+        let walked = path.clone();
+        let files = tokio::task::spawn_blocking(move || collect_files(&walked, limit.max(1)))
+            .await
+            .map_err(|e| Error::internal("listing a folder", e))?
+            .map_err(|e| io_error("listing", location, e))?;
+        if files.is_empty() {
+            return self.delete_prefix(location).await.map(|()| 0);
+        }
+        let count = files.len();
+        for file in files {
+            match tokio::fs::remove_file(&file).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("deleting", location, e)),
+            }
+        }
+        Ok(count)
+    }
+
     async fn prepare_prefix(&self, location: &Location) -> Result<()> {
         let path = self.path_of(location)?;
         tokio::fs::create_dir_all(&path)
             .await
             .map_err(|e| io_error("creating", location, e))
     }
+}
+
+/// Up to `limit` files at or below `path` (the path itself when it is a file); symbolic links
+/// count as files (removed, never followed).
+fn collect_files(path: &Path, limit: usize) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+        Err(e) => return Err(e),
+    };
+    if !meta.is_dir() {
+        found.push(path.to_path_buf());
+        return Ok(found);
+    }
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            if entry.file_type()?.is_dir() {
+                stack.push(entry.path());
+            } else {
+                found.push(entry.path());
+                if found.len() >= limit {
+                    return Ok(found);
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Whether an error means "the object already exists".

@@ -335,6 +335,58 @@ impl ObjectStorage for S3Storage {
         }
     }
 
+    async fn delete_some(&self, location: &Location, limit: usize) -> Result<usize> {
+        if location == &self.base {
+            return Err(Error::forbidden("refusing to delete a whole warehouse"));
+        }
+        let prefix = format!("{}/", self.key_of(location)?);
+        let page = self
+            .store
+            .client
+            .list_objects_v2()
+            .bucket(&self.store.bucket)
+            .prefix(&prefix)
+            .max_keys(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .send()
+            .await
+            .map_err(|e| store_error("listing", location, e))?;
+        let keys: Vec<ObjectIdentifier> = page
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .filter_map(|k| ObjectIdentifier::builder().key(k).build().ok())
+            .collect();
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let count = keys.len();
+        let delete = Delete::builder()
+            .set_objects(Some(keys))
+            .quiet(true)
+            .build()
+            .map_err(|e| Error::internal("building a delete request", e))?;
+        let done = self
+            .store
+            .client
+            .delete_objects()
+            .bucket(&self.store.bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| store_error("deleting under", location, e))?;
+        if let Some(first) = done.errors().first() {
+            return Err(Error::unavailable(
+                format!(
+                    "object storage refused deleting {} under {location}: {}",
+                    first.key().unwrap_or("?"),
+                    first.code().unwrap_or("error")
+                ),
+                std::io::Error::other("delete failed"),
+            ));
+        }
+        Ok(count)
+    }
+
     async fn prepare_prefix(&self, _location: &Location) -> Result<()> {
         // Object stores have no folders.
         Ok(())

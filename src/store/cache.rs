@@ -598,8 +598,12 @@ impl TabularStore for CachedTabularStore {
         ident: &TabularIdent,
         kind: TabularKind,
         meta: &CommitMeta,
+        options: &crate::model::lifecycle::DropOptions,
     ) -> Result<Tabular> {
-        let result = self.inner.drop_tabular(ref_id, ident, kind, meta).await;
+        let result = self
+            .inner
+            .drop_tabular(ref_id, ident, kind, meta, options)
+            .await;
         self.invalidate([ident]);
         result
     }

@@ -26,6 +26,7 @@ impl super::sql::BackendDb for PostgresStore {
     const KEEPS_WRITER_CONNECTION: bool = true;
     const WRITES_IN_ONE_STATEMENT: bool = true;
     const SHARED_RELAY: bool = true;
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const ONE_POOL: bool = true;
 
     fn begin_locking(claims: &[uuid::Uuid], lines: &[uuid::Uuid]) -> Option<String> {

@@ -29,6 +29,7 @@ impl super::sql::BackendDb for SqliteStore {
     const KEEPS_WRITER_CONNECTION: bool = false;
     const WRITES_IN_ONE_STATEMENT: bool = false;
     const SHARED_RELAY: bool = false;
+    const SKIP_LOCKED: &'static str = "";
     const ONE_POOL: bool = false;
 
     fn begin_locking(_claims: &[uuid::Uuid], _lines: &[uuid::Uuid]) -> Option<String> {

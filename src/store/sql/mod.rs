@@ -19,7 +19,8 @@
 //! - `writer`: the group-commit writer; `changes`: one commit's changes inside its transaction;
 //!   `claims`: the folder-claim checks and inserts of those changes;
 //! - one file per aggregate's store: `server`, `projects`, `warehouses`, `namespaces`,
-//!   `tabulars`, `refs`, `secrets`, `access_keys`, `users`, `authz`.
+//!   `tabulars`, `refs`, `secrets`, `access_keys`, `users`, `authz`, `tasks` (the task queue),
+//!   `lifecycle` (delete profiles, protection, soft-deleted tables).
 
 pub(super) mod access_keys;
 pub(super) mod authz;
@@ -27,6 +28,7 @@ pub(super) mod changes;
 pub(super) mod claims;
 pub(super) mod events;
 pub(super) mod history;
+pub(super) mod lifecycle;
 pub(super) mod lines;
 pub(super) mod namespaces;
 pub(super) mod projects;
@@ -35,6 +37,7 @@ pub(super) mod rows;
 pub(super) mod secrets;
 pub(super) mod server;
 pub(super) mod tabulars;
+pub(super) mod tasks;
 pub(super) mod users;
 pub(super) mod warehouses;
 pub(super) mod writer;
@@ -121,6 +124,16 @@ macro_rules! impl_sql_store {
             use super::*;
             $crate::store::sql::secrets::stamp!($store, $row, $for_update, $location_lock);
         }
+        mod tasks {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::store::sql::tasks::stamp!($store, $row, $for_update, $location_lock);
+        }
+        mod lifecycle {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::store::sql::lifecycle::stamp!($store, $row, $for_update, $location_lock);
+        }
         mod access_keys {
             #[allow(unused_imports)]
             use super::*;
@@ -130,8 +143,8 @@ macro_rules! impl_sql_store {
         // What the files share, in the backend's module, so that each file sees the others'.
         #[allow(unused_imports)]
         use self::{
-            changes::*, claims::*, history::*, lines::*, projects::*, rows::*, tabulars::*,
-            writer::*,
+            changes::*, claims::*, history::*, lifecycle::*, lines::*, projects::*, rows::*,
+            tabulars::*, tasks::*, writer::*,
         };
     };
 }
@@ -164,6 +177,9 @@ pub(crate) trait BackendDb {
     /// Whether reads and writes share one pool (PostgreSQL); SQLite has a pool of readers and
     /// one writer connection.
     const ONE_POOL: bool;
+    /// The suffix of a select that claims a queued row: `FOR UPDATE SKIP LOCKED` where several
+    /// processes claim at once (PostgreSQL); nothing on SQLite, whose one writer serializes.
+    const SKIP_LOCKED: &'static str;
     /// A `BEGIN` that also takes a group's locks in the same round trip (the folder-claim lock of
     /// each warehouse in `claims`, then each line's row, in the given sorted order), or `None`
     /// where locks cost no round trip (SQLite, whose single writer serializes anyway). Only ids

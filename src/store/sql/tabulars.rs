@@ -367,8 +367,11 @@ macro_rules! stamp {
                     .execute(&mut *tx)
                     .await
                     .map_err(failed)?;
+                // A soft-deleted record may still be undropped: its files stay too.
                 let held: Option<i32> = sqlx::query_scalar(
-                    "SELECT 1 FROM tabulars WHERE warehouse_id = $1 AND uuid = $2 LIMIT 1",
+                    "SELECT 1 FROM tabulars WHERE warehouse_id = $1 AND uuid = $2 \
+                     UNION ALL SELECT 1 FROM deleted_tabulars WHERE warehouse_id = $1 AND uuid = $2 \
+                     LIMIT 1",
                 )
                 .bind(warehouse.0)
                 .bind(uuid)
@@ -419,7 +422,8 @@ macro_rules! stamp {
                 let done = sqlx::query(
                     "DELETE FROM folder_claims WHERE warehouse_id = $1 AND table_uuid = $2 \
                      AND kind = 'view' \
-                     AND NOT EXISTS (SELECT 1 FROM tabulars WHERE warehouse_id = $1 AND uuid = $2)",
+                     AND NOT EXISTS (SELECT 1 FROM tabulars WHERE warehouse_id = $1 AND uuid = $2) \
+                     AND NOT EXISTS (SELECT 1 FROM deleted_tabulars WHERE warehouse_id = $1 AND uuid = $2)",
                 )
                 .bind(warehouse.0)
                 .bind(uuid)
@@ -518,6 +522,7 @@ macro_rules! stamp {
                 ident: &TabularIdent,
                 kind: TabularKind,
                 meta: &CommitMeta,
+                options: &crate::model::lifecycle::DropOptions,
             ) -> Result<Tabular> {
                 let mut tx = self
                     .write
@@ -525,7 +530,7 @@ macro_rules! stamp {
                     .await
                     .map_err(|e| db_error("dropping a table", e))?;
                 // The line's row first, as every commit takes its locks.
-                lock_line(&mut tx, ref_id).await?;
+                let head = lock_line(&mut tx, ref_id).await?;
                 let row = sqlx::query(
                     "SELECT t.id, t.warehouse_id, t.ref_id, t.kind, t.uuid, t.location, \
                      t.metadata_location, t.metadata, t.version, t.created_at, t.updated_at \
@@ -547,6 +552,15 @@ macro_rules! stamp {
                     let Some(inherited) = inherited else {
                         return Err(not_found(kind.entity(), ident));
                     };
+                    check_unprotected(
+                        &mut tx,
+                        WarehouseId(head.warehouse),
+                        &crate::model::lifecycle::ProtectedObject::Tabular(kind, inherited.uuid),
+                        options.force,
+                        &format!("{} {ident}", kind.as_str()),
+                    )
+                    .await?;
+                    record_drop(&mut tx, ref_id, &inherited, options).await?;
                     record_commit(
                         &mut tx,
                         ref_id,
@@ -561,6 +575,15 @@ macro_rules! stamp {
                     return Ok(inherited);
                 };
                 let dropped = tabular_from_row(&row, ident.clone())?;
+                check_unprotected(
+                    &mut tx,
+                    dropped.warehouse_id,
+                    &crate::model::lifecycle::ProtectedObject::Tabular(kind, dropped.uuid),
+                    options.force,
+                    &format!("{} {ident}", kind.as_str()),
+                )
+                .await?;
+                record_drop(&mut tx, ref_id, &dropped, options).await?;
                 sqlx::query("DELETE FROM tabulars WHERE id = $1")
                     .bind(dropped.id.0)
                     .execute(&mut *tx)
