@@ -28,6 +28,7 @@ mod bench;
 mod branches;
 mod commits;
 mod common;
+mod drops;
 mod errors;
 mod events;
 mod events_server;

@@ -93,7 +93,7 @@ fn project(name: &str) -> Project {
     }
 }
 
-async fn bootstrapped(store: &Persistence) -> ServerInfo {
+pub(crate) async fn bootstrapped(store: &Persistence) -> ServerInfo {
     let default = project("default");
     let info = ServerInfo {
         server_id: uuid::Uuid::now_v7(),
@@ -116,7 +116,7 @@ fn local_profile(db: &TestDb, name: &str) -> StorageProfile {
     }
 }
 
-async fn warehouse_in(
+pub(crate) async fn warehouse_in(
     store: &Persistence,
     db: &TestDb,
     project: ProjectId,
@@ -1522,25 +1522,43 @@ async fn tabulars_list_drop_and_rename(store: Persistence, db: &TestDb) {
 
     let dropped = store
         .tabulars
-        .drop_tabular(main.id, &moved, TabularKind::Table, meta())
+        .drop_tabular(
+            main.id,
+            &moved,
+            TabularKind::Table,
+            meta(),
+            &Default::default(),
+        )
         .await
         .unwrap();
     assert_eq!(dropped.ident, moved);
     let err = store
         .tabulars
-        .drop_tabular(main.id, &moved, TabularKind::Table, meta())
+        .drop_tabular(
+            main.id,
+            &moved,
+            TabularKind::Table,
+            meta(),
+            &Default::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Table));
     let err = store
         .tabulars
-        .drop_tabular(main.id, &v1, TabularKind::Table, meta())
+        .drop_tabular(
+            main.id,
+            &v1,
+            TabularKind::Table,
+            meta(),
+            &Default::default(),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Table));
     store
         .tabulars
-        .drop_tabular(main.id, &v1, TabularKind::View, meta())
+        .drop_tabular(main.id, &v1, TabularKind::View, meta(), &Default::default())
         .await
         .unwrap();
 }
@@ -2109,7 +2127,13 @@ async fn folders_stay_claimed_until_released(store: Persistence, db: &TestDb) {
     // Dropped (not purged): still claimed.
     store
         .tabulars
-        .drop_tabular(main.id, &x.ident, TabularKind::Table, meta())
+        .drop_tabular(
+            main.id,
+            &x.ident,
+            TabularKind::Table,
+            meta(),
+            &Default::default(),
+        )
         .await
         .unwrap();
     assert!(early("s3://demo/mv/x2", stranger).await.is_some());
@@ -2181,7 +2205,13 @@ async fn folders_stay_claimed_until_released(store: Persistence, db: &TestDb) {
     );
     store
         .tabulars
-        .drop_tabular(main.id, &v.ident, TabularKind::View, meta())
+        .drop_tabular(
+            main.id,
+            &v.ident,
+            TabularKind::View,
+            meta(),
+            &Default::default(),
+        )
         .await
         .unwrap();
     assert!(
@@ -2451,7 +2481,13 @@ async fn branches_inherit_until_they_diverge(store: Persistence, db: &TestDb) {
     // Dropping an inherited table leaves a tombstone; main keeps it.
     store
         .tabulars
-        .drop_tabular(dev.id, &t.ident, TabularKind::Table, meta())
+        .drop_tabular(
+            dev.id,
+            &t.ident,
+            TabularKind::Table,
+            meta(),
+            &Default::default(),
+        )
         .await
         .unwrap();
     assert!(
@@ -3025,7 +3061,13 @@ async fn tables_are_located_by_uuid_on_every_line(store: Persistence, db: &TestD
     // Dropped on the branch: not there, still on main.
     store
         .tabulars
-        .drop_tabular(dev.id, &v.ident, TabularKind::View, meta())
+        .drop_tabular(
+            dev.id,
+            &v.ident,
+            TabularKind::View,
+            meta(),
+            &Default::default(),
+        )
         .await
         .unwrap();
     assert!(
