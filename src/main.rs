@@ -55,6 +55,11 @@ enum Command {
         #[arg(long)]
         s3_listen: Option<std::net::SocketAddr>,
     },
+    /// Run only the task workers (purges, soft-delete expiry) and the events relay: no catalog,
+    /// no S3 gateway. `/health` and `/metrics` are served on metrics.listen when it is set. For a
+    /// PostgreSQL catalog, beside instances that serve (which may run no workers:
+    /// FLOE__TASKS__QUEUES__PURGE=0 ...).
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Check the configuration (defaults, --config file, FLOE__ variables) without starting.
@@ -268,6 +273,20 @@ fn main() -> anyhow::Result<()> {
 async fn run(config: Config, command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve { .. } => serve(config).await,
+        Command::Worker => {
+            tracing::info!(
+                version = env!("CARGO_PKG_VERSION"),
+                "starting floe (task workers only)"
+            );
+            for line in config.summary() {
+                tracing::info!("config {line}");
+            }
+            floe::server::Workers::build(&config)
+                .await?
+                .run(shutdown_signal())
+                .await;
+            Ok(())
+        }
         Command::Migrate => {
             let store = floe::server::open_persistence(&config, true).await?;
             println!("migrations applied");

@@ -45,70 +45,167 @@ pub struct Floe {
     pub auto_bootstrapped: bool,
 }
 
+/// What every Floe process builds: the database, the pluggable modules and the use cases (not
+/// yet shared, so the caller may still configure them).
+struct Core {
+    services: Services,
+    authn: Arc<dyn Authenticator>,
+    backend: &'static str,
+    server_key: [u8; 32],
+    embedded: bool,
+}
+
+/// A Floe that runs only the task workers and the events relay (`floe worker`): no catalog, no
+/// gateway; `/health` and `/metrics` on `metrics.listen` when it is set.
+pub struct Workers {
+    services: Services,
+    relay: crate::service::relay::RelaySettings,
+    tasks: crate::service::tasks::TaskSettings,
+    metrics_listener: Option<TcpListener>,
+}
+
+impl Workers {
+    pub async fn build(config: &Config) -> anyhow::Result<Workers> {
+        let core = build_core(config).await?;
+        let metrics_listener = bind_metrics(config).await?;
+        Ok(Workers {
+            services: core.services,
+            relay: config.events.relay(),
+            tasks: config.tasks.settings(),
+            metrics_listener,
+        })
+    }
+
+    /// The metrics' own address, when `metrics.listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
+    }
+
+    /// Runs until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let relay = self.services.spawn_relay(self.relay.clone());
+        let workers = self.services.spawn_task_workers(self.tasks.clone());
+        tracing::info!(workers = workers.count(), "running task workers only");
+        match self.metrics_listener {
+            Some(listener) => {
+                let service = hyper_util::service::TowerToHyperService::new(api::metrics_router(
+                    self.services.clone(),
+                ));
+                crate::listen::serve(
+                    "metrics",
+                    listener,
+                    service,
+                    &crate::listen::ListenerLimits::default(),
+                    shutdown,
+                    Duration::from_secs(5),
+                )
+                .await;
+            }
+            None => shutdown.await,
+        }
+        relay.abort();
+        workers.stop();
+    }
+}
+
+async fn bind_metrics(config: &Config) -> anyhow::Result<Option<TcpListener>> {
+    Ok(match config.metrics.listen {
+        Some(addr) if config.metrics.enabled => {
+            Some(TcpListener::bind(addr).await.map_err(|e| {
+                bind_error(
+                    e,
+                    "the metrics",
+                    addr,
+                    "move them with FLOE__METRICS__LISTEN, or serve them on the API's listener by \
+                 leaving metrics.listen unset",
+                )
+            })?)
+        }
+        _ => None,
+    })
+}
+
+async fn build_core(config: &Config) -> anyhow::Result<Core> {
+    install_crypto_provider();
+    if config.metrics.enabled {
+        crate::telemetry::install();
+    }
+    let target = config.database_target()?;
+    let embedded = matches!(target, DatabaseTarget::Sqlite(_));
+    let migrate = config.database.auto_migrate.unwrap_or(embedded);
+    let store = open_persistence(config, migrate).await?;
+
+    let server_key = encryption_key(config, embedded)?;
+    let secrets: Arc<dyn SecretStore> = match config.secrets.backend {
+        SecretsBackend::Database => Arc::new(DbSecretStore::new(secret_rows(&store), &server_key)),
+        SecretsBackend::Vault => Arc::new(
+            VaultSecretStore::start(&config.secrets.vault, secret_rows(&store), &server_key)
+                .context("secrets.vault")?,
+        ),
+    };
+    let authn: Arc<dyn Authenticator> = if config.authn.providers.is_empty() {
+        Arc::new(NoAuthentication)
+    } else {
+        Arc::new(TokenAuthenticator::start(&config.authn)?)
+    };
+    let authz: Arc<dyn Authorizer> = match config.authz.effective_backend(&config.authn) {
+        AuthzBackend::AllowAll => Arc::new(AllowAll),
+        AuthzBackend::Builtin => Arc::new(Builtin::new(Arc::new(StoreRelationships(
+            store.authz.clone(),
+        )))),
+        AuthzBackend::Openfga => Arc::new(openfga_backend(config, &store, migrate).await?),
+    };
+    let mut events: Vec<Arc<dyn EventPublisher>> = Vec::new();
+    for backend in &config.events.backends {
+        events.push(match backend {
+            EventsBackend::Log => Arc::new(LogPublisher),
+            EventsBackend::Nats => Arc::new(
+                crate::events::nats::NatsPublisher::start(&config.events.nats)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("events.nats: {}", e.message))?,
+            ),
+        });
+    }
+
+    let backend = store.server.backend_name();
+    let mut services = Services::new(store, secrets, authz, events)
+        .with_local_roots(local_roots(config)?)
+        .with_s3_timeouts(config.storage.s3)
+        .with_task_max_attempts(config.tasks.max_attempts)
+        .with_identity(
+            config
+                .authn
+                .providers
+                .iter()
+                .map(|p| p.id.clone())
+                .collect(),
+            config.authn.admins.clone(),
+        )
+        .with_role_mappings(config.authz.role_mappings.clone());
+    if let Some(url) = &config.server.public_url {
+        services = services.with_catalog_url(format!("{}/catalog", url.trim_end_matches('/')));
+    }
+    Ok(Core {
+        services,
+        authn,
+        backend,
+        server_key,
+        embedded,
+    })
+}
+
 impl Floe {
     /// Opens the database, builds every module, bootstraps if configured, and binds the listener.
     pub async fn build(config: &Config) -> anyhow::Result<Floe> {
-        install_crypto_provider();
-        if config.metrics.enabled {
-            crate::telemetry::install();
-        }
-        let target = config.database_target()?;
-        let embedded = matches!(target, DatabaseTarget::Sqlite(_));
-        let migrate = config.database.auto_migrate.unwrap_or(embedded);
-        let store = open_persistence(config, migrate).await?;
-
-        let server_key = encryption_key(config, embedded)?;
-        let secrets: Arc<dyn SecretStore> = match config.secrets.backend {
-            SecretsBackend::Database => {
-                Arc::new(DbSecretStore::new(secret_rows(&store), &server_key))
-            }
-            SecretsBackend::Vault => Arc::new(
-                VaultSecretStore::start(&config.secrets.vault, secret_rows(&store), &server_key)
-                    .context("secrets.vault")?,
-            ),
-        };
-        let authn: Arc<dyn Authenticator> = if config.authn.providers.is_empty() {
-            Arc::new(NoAuthentication)
-        } else {
-            Arc::new(TokenAuthenticator::start(&config.authn)?)
-        };
-        let authz: Arc<dyn Authorizer> = match config.authz.effective_backend(&config.authn) {
-            AuthzBackend::AllowAll => Arc::new(AllowAll),
-            AuthzBackend::Builtin => Arc::new(Builtin::new(Arc::new(StoreRelationships(
-                store.authz.clone(),
-            )))),
-            AuthzBackend::Openfga => Arc::new(openfga_backend(config, &store, migrate).await?),
-        };
-        let mut events: Vec<Arc<dyn EventPublisher>> = Vec::new();
-        for backend in &config.events.backends {
-            events.push(match backend {
-                EventsBackend::Log => Arc::new(LogPublisher),
-                EventsBackend::Nats => Arc::new(
-                    crate::events::nats::NatsPublisher::start(&config.events.nats)
-                        .await
-                        .map_err(|e| anyhow::anyhow!("events.nats: {}", e.message))?,
-                ),
-            });
-        }
-
-        let backend = store.server.backend_name();
-        let mut services = Services::new(store, secrets, authz, events)
-            .with_local_roots(local_roots(config)?)
-            .with_s3_timeouts(config.storage.s3)
-            .with_task_max_attempts(config.tasks.max_attempts)
-            .with_identity(
-                config
-                    .authn
-                    .providers
-                    .iter()
-                    .map(|p| p.id.clone())
-                    .collect(),
-                config.authn.admins.clone(),
-            )
-            .with_role_mappings(config.authz.role_mappings.clone());
-        if let Some(url) = &config.server.public_url {
-            services = services.with_catalog_url(format!("{}/catalog", url.trim_end_matches('/')));
-        }
+        let Core {
+            mut services,
+            authn,
+            backend,
+            server_key,
+            embedded,
+        } = build_core(config).await?;
         let gateway_listener = if config.gateway.enabled {
             let listener = Gateway::bind(config.gateway.listen).await.map_err(|e| {
                 bind_error(
@@ -174,18 +271,7 @@ impl Floe {
                 "move it with `floe serve --listen HOST:PORT` or FLOE__SERVER__LISTEN",
             )
         })?;
-        let metrics_listener = match config.metrics.listen {
-            Some(addr) if config.metrics.enabled => Some(TcpListener::bind(addr).await.map_err(|e| {
-                bind_error(
-                    e,
-                    "the metrics",
-                    addr,
-                    "move them with FLOE__METRICS__LISTEN, or serve them on the API's listener by \
-                     leaving metrics.listen unset",
-                )
-            })?),
-            _ => None,
-        };
+        let metrics_listener = bind_metrics(config).await?;
         Ok(Floe {
             listener,
             metrics_listener,

@@ -248,12 +248,19 @@ async fn namespace_exists(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DropNamespaceQuery {
-    /// Drop it even when it is protected. `true` or `false`.
+    /// Drop it even when it (or, recursively, anything in it) is protected. `true` or `false`.
     #[serde(default)]
     pub force: Option<String>,
+    /// Drop it with every namespace, table and view in it, in one commit (soft-deleted under a
+    /// soft delete profile). `true` or `false`.
+    #[serde(default)]
+    pub recursive: Option<String>,
+    /// With `recursive`: purge the tables' files too. `true` or `false`.
+    #[serde(default)]
+    pub purge: Option<String>,
 }
 
-/// Drops an empty namespace.
+/// Drops an empty namespace; with `recursive=true`, everything in it too, in one commit.
 #[utoipa::path(delete, path = "/v1/{prefix}/namespaces/{namespace}", operation_id = "dropNamespace", tag = "namespaces",
     params(("prefix" = String, Path), ("namespace" = String, Path), DropNamespaceQuery),
     responses((status = 204), (status = 404, body = IcebergErrorResponse),
@@ -266,10 +273,14 @@ async fn drop_namespace(
 ) -> ApiResult<StatusCode> {
     let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = namespace_of(&namespace)?;
-    let force = super::extract::flag("force", query.force.as_deref())?;
+    let request = crate::service::DropNamespaceRequest {
+        force: super::extract::flag("force", query.force.as_deref())?,
+        recursive: super::extract::flag("recursive", query.recursive.as_deref())?,
+        purge: super::extract::flag("purge", query.purge.as_deref())?,
+    };
     state
         .services
-        .drop_namespace(&ctx, warehouse, &ident, force)
+        .drop_namespace(&ctx, warehouse, &ident, request)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

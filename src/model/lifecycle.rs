@@ -6,7 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{NamespaceIdent, RefId, TabularIdent, TabularKind, WarehouseId};
+use super::{NamespaceIdent, Properties, RefId, TabularIdent, TabularKind, WarehouseId};
 use crate::error::{Error, Result};
 
 /// What dropping a table or view does in a warehouse.
@@ -261,3 +261,79 @@ pub enum Heartbeat {
     /// and report nothing.
     Lost,
 }
+
+/// The task that purges a dropped table's files. Without `uuid` and `location` the drop's store
+/// fills them in as it drops the table (`DropOptions::purge`).
+pub fn purge_task(
+    warehouse: WarehouseId,
+    line: RefId,
+    ident: &TabularIdent,
+    table: Option<(Uuid, &str)>,
+    max_attempts: u32,
+    at: i64,
+) -> NewTask {
+    let (uuid, location) = table.unwrap_or((Uuid::nil(), ""));
+    NewTask {
+        id: Uuid::now_v7(),
+        warehouse_id: warehouse,
+        queue: queues::PURGE,
+        target: format!("table:{uuid}"),
+        payload: serde_json::json!({
+            "line": line.0,
+            "table": ident.to_string(),
+            "uuid": uuid,
+            "location": location,
+        }),
+        scheduled_at: at,
+        max_attempts,
+    }
+}
+
+/// The task that forgets a soft-deleted table or view at `expires_at`.
+pub fn expiry_task(
+    warehouse: WarehouseId,
+    deleted_id: Uuid,
+    kind: TabularKind,
+    ident: &TabularIdent,
+    expires_at: i64,
+    max_attempts: u32,
+) -> NewTask {
+    NewTask {
+        id: Uuid::now_v7(),
+        warehouse_id: warehouse,
+        queue: queues::SOFT_DELETE_EXPIRY,
+        target: format!("deleted:{deleted_id}"),
+        payload: serde_json::json!({
+            "deleted-id": deleted_id,
+            "kind": kind.as_str(),
+            "name": ident.to_string(),
+        }),
+        scheduled_at: expires_at,
+        max_attempts,
+    }
+}
+
+/// A namespace dropped with everything in it, in one commit.
+#[derive(Debug, Clone)]
+pub struct RecursiveDrop {
+    pub force: bool,
+    /// Purge the tables' files (at once, or when their soft deletes expire).
+    pub purge: bool,
+    /// Under a soft delete profile: when the records expire, and who dropped them.
+    pub soft: Option<(i64, String)>,
+    /// Attempts the tasks it enqueues get.
+    pub max_attempts: u32,
+}
+
+/// What a recursive drop removed.
+#[derive(Debug, Clone, Default)]
+pub struct RecursivelyDropped {
+    pub namespaces: Vec<NamespaceIdent>,
+    pub tabulars: Vec<TabularIdent>,
+    /// Tasks it enqueued (purges, expiries).
+    pub tasks: usize,
+}
+
+/// The namespaces a recursive drop removed, with their properties (kept with each soft-deleted
+/// table so an undrop can bring back its namespace).
+pub type DroppedNamespaces = std::collections::BTreeMap<String, Properties>;

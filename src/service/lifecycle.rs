@@ -11,12 +11,32 @@ use super::{RequestContext, Services};
 use crate::authz::Resource;
 use crate::error::{Entity, Error, Result};
 use crate::model::lifecycle::{
-    DeleteProfile, DeletedTabular, DropOptions, NewTask, ProtectedObject, SoftDrop, Undrop, queues,
+    DeleteProfile, DeletedTabular, DropOptions, ProtectedObject, SoftDrop, Undrop, expiry_task,
+    purge_task,
 };
 use crate::model::{
     Action, NamespaceIdent, Page, PageRequest, RefId, TabularIdent, TabularKind, WarehouseId,
 };
 use crate::storage::location::Location;
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// When a soft delete made now expires.
+fn soft_expiry(expiration_seconds: u64) -> i64 {
+    now_ms() + i64::try_from(expiration_seconds.saturating_mul(1000)).unwrap_or(i64::MAX / 2)
+}
+
+/// A namespace drop as the caller asked it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DropNamespaceRequest {
+    pub force: bool,
+    /// With everything in it, in one commit.
+    pub recursive: bool,
+    /// Purge the tables a recursive drop removes.
+    pub purge: bool,
+}
 
 /// A drop as the caller asked it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,58 +76,97 @@ impl Services {
         match profile {
             DeleteProfile::Soft { expiration_seconds } => {
                 let deleted_id = Uuid::now_v7();
-                let expires_at = chrono::Utc::now().timestamp_millis()
-                    + i64::try_from(expiration_seconds.saturating_mul(1000))
-                        .unwrap_or(i64::MAX / 2);
-                let expiry = self.new_task(
-                    warehouse,
-                    queues::SOFT_DELETE_EXPIRY,
-                    format!("deleted:{deleted_id}"),
-                    json!({
-                        "deleted-id": deleted_id,
-                        "kind": kind.as_str(),
-                        "name": ident.to_string(),
-                    }),
-                    expires_at,
-                );
+                let expires_at = soft_expiry(expiration_seconds);
                 options.soft = Some(SoftDrop {
                     deleted_id,
                     purge: request.purge,
                     expires_at,
                     deleted_by: ctx.principal.display_id(),
-                    expiry,
+                    expiry: expiry_task(
+                        warehouse,
+                        deleted_id,
+                        kind,
+                        ident,
+                        expires_at,
+                        self.task_max_attempts,
+                    ),
                 });
             }
             DeleteProfile::Hard if request.purge && kind == TabularKind::Table => {
-                options.purge = Some(self.purge_task(warehouse, line, ident, None));
+                options.purge = Some(purge_task(
+                    warehouse,
+                    line,
+                    ident,
+                    None,
+                    self.task_max_attempts,
+                    now_ms(),
+                ));
             }
             DeleteProfile::Hard => {}
         }
         Ok(options)
     }
 
-    /// The task that purges a dropped table's files; without `dropped`, the store fills in the
-    /// table's UUID and location as it drops it (`DropOptions::purge`).
-    fn purge_task(
+    /// Drops a namespace with everything in it, in one commit on `branch`; each table and view
+    /// is soft-deleted or dropped (and purged) as the warehouse's delete profile says.
+    pub(crate) async fn drop_namespace_recursive(
         &self,
+        ctx: &RequestContext,
         warehouse: WarehouseId,
-        line: RefId,
-        ident: &TabularIdent,
-        dropped: Option<(Uuid, &str)>,
-    ) -> NewTask {
-        let (uuid, location) = dropped.unwrap_or((Uuid::nil(), ""));
-        self.new_task(
-            warehouse,
-            queues::PURGE,
-            format!("table:{uuid}"),
-            json!({
-                "line": line.0,
-                "table": ident.to_string(),
-                "uuid": uuid,
-                "location": location,
-            }),
-            chrono::Utc::now().timestamp_millis(),
-        )
+        branch: &crate::model::Ref,
+        ident: &NamespaceIdent,
+        request: DropNamespaceRequest,
+    ) -> Result<()> {
+        if request.purge {
+            // Purging the tables is asked of each table in a plain drop; here the namespace's
+            // owner (ownership holds on everything below) is checked once.
+            self.authorize(
+                ctx,
+                Action::NamespaceDrop,
+                Resource::Namespace {
+                    warehouse,
+                    namespace: ident.clone(),
+                },
+            )
+            .await?;
+        }
+        if !request.force {
+            self.check_unprotected(
+                warehouse,
+                &ProtectedObject::Namespace(ident.clone()),
+                false,
+                &format!("namespace {ident}"),
+            )
+            .await?;
+        }
+        let soft = match self.store.lifecycle.delete_profile(warehouse).await? {
+            DeleteProfile::Soft { expiration_seconds } => {
+                Some((soft_expiry(expiration_seconds), ctx.principal.display_id()))
+            }
+            DeleteProfile::Hard => None,
+        };
+        let options = crate::model::lifecycle::RecursiveDrop {
+            force: request.force,
+            purge: request.purge,
+            soft,
+            max_attempts: self.task_max_attempts,
+        };
+        let dropped = self
+            .store
+            .lifecycle
+            .drop_namespace_recursive(
+                branch.id,
+                ident,
+                &self.commit_meta(ctx, format!("drop namespace {ident} with everything in it")),
+                &options,
+            )
+            .await?;
+        self.store.tabulars.forget(&dropped.tabulars);
+        if dropped.tasks > 0 {
+            self.wake_workers();
+        }
+        tracing::info!(namespace = %ident, namespaces = dropped.namespaces.len(), tabulars = dropped.tabulars.len(), "dropped a namespace recursively");
+        Ok(())
     }
 
     // Delete profiles.
@@ -389,11 +448,13 @@ impl Services {
             return Ok(Some("already undropped or forgotten".into()));
         };
         let purge = (deleted.kind == TabularKind::Table).then(|| {
-            self.purge_task(
+            purge_task(
                 warehouse,
                 deleted.line_id,
                 &deleted.ident,
                 Some((deleted.uuid, deleted.location.as_str())),
+                self.task_max_attempts,
+                now_ms(),
             )
         });
         let Some(expired) = self
@@ -468,8 +529,9 @@ impl Services {
             .unwrap_or_default()
             .to_string();
         let kept = |why: &str| {
-            tracing::info!(target: PURGE_LOG, table = %table, table_uuid = %uuid, outcome = %format!("kept: {why}"), "purge finished");
-            Ok(Some(format!("kept: {why}")))
+            let outcome = format!("kept: {why}");
+            tracing::info!(target: PURGE_LOG, table = %table, table_uuid = %uuid, outcome = outcome.as_str(), "purge finished");
+            Ok(Some(outcome))
         };
         let wh = match self.load_warehouse(warehouse).await {
             Ok(wh) => wh,

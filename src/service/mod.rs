@@ -15,7 +15,7 @@ mod commit;
 pub mod feed;
 mod grants;
 mod lifecycle;
-pub use lifecycle::{DropRequest, ProtectionTarget};
+pub use lifecycle::{DropNamespaceRequest, DropRequest, ProtectionTarget};
 mod vending;
 pub use vending::{Delegation, TableAccess};
 mod merge;

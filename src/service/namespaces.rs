@@ -161,8 +161,9 @@ impl Services {
         ctx: &RequestContext,
         warehouse: WarehouseId,
         ident: &NamespaceIdent,
-        force: bool,
+        request: super::DropNamespaceRequest,
     ) -> Result<()> {
+        let force = request.force;
         // authorize
         self.authorize(
             ctx,
@@ -172,6 +173,16 @@ impl Services {
         .await?;
         // act
         let branch = self.writable_ref(ctx, warehouse).await?;
+        if request.recursive {
+            return self
+                .drop_namespace_recursive(ctx, warehouse, &branch, ident, request)
+                .await;
+        }
+        if request.purge {
+            return Err(Error::bad_request(
+                "purge applies to the tables a recursive drop removes; add recursive=true",
+            ));
+        }
         self.check_unprotected(
             warehouse,
             &crate::model::lifecycle::ProtectedObject::Namespace(ident.clone()),

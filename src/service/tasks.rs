@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::{RequestContext, Services};
 use crate::error::{Entity, Error, Result};
 use crate::model::lifecycle::{
-    Heartbeat, NewTask, Task, TaskAttempt, TaskFilter, TaskLease, TaskOutcome, queues,
+    Heartbeat, Task, TaskAttempt, TaskFilter, TaskLease, TaskOutcome, queues,
 };
 use crate::model::{Action, Page, PageRequest, WarehouseId};
 
@@ -90,12 +90,13 @@ impl TaskWorkers {
 /// heartbeat).
 pub(crate) struct TaskRun {
     pub(crate) lease: TaskLease,
-    progress: Mutex<Option<Value>>,
+    /// The latest progress, and whether it is newer than what the database holds.
+    progress: Mutex<(Option<Value>, bool)>,
 }
 
 impl TaskRun {
     pub(crate) fn record_progress(&self, progress: Value) {
-        *self.progress.lock().expect("progress lock") = Some(progress);
+        *self.progress.lock().expect("progress lock") = (Some(progress), true);
     }
 
     /// What an earlier attempt recorded, when this one resumes it.
@@ -168,7 +169,7 @@ impl Services {
         tracing::info!(task_id = %task.id, queue = %task.queue, target = %task.target, attempt = lease.attempt, "task started");
         let run = Arc::new(TaskRun {
             lease: lease.clone(),
-            progress: Mutex::new(None),
+            progress: Mutex::new((None, false)),
         });
         let handler = self.run_task(run.clone(), settings);
         let heartbeat = self.keep_alive(&run, settings);
@@ -188,21 +189,12 @@ impl Services {
         let failures = task.failures + 1;
         let retry_at = now_ms()
             + i64::try_from(settings.backoff(failures).as_millis()).unwrap_or(i64::MAX / 2);
-        // The last progress goes with the outcome's record.
-        let progress = run.progress.lock().expect("progress lock").take();
-        if let Some(progress) = progress
-            && let Err(e) = self
-                .store
-                .tasks
-                .heartbeat_task(&lease, now_ms(), Some(&progress))
-                .await
-        {
-            tracing::warn!(task_id = %task.id, error = %e.message, "recording a task's progress failed");
-        }
+        // The last progress is recorded with the outcome.
+        let progress = run.progress.lock().expect("progress lock").0.clone();
         match self
             .store
             .tasks
-            .finish_task(&lease, &outcome, now_ms(), retry_at)
+            .finish_task(&lease, &outcome, now_ms(), retry_at, progress.as_ref())
             .await
         {
             Ok(true) => match &outcome {
@@ -229,7 +221,12 @@ impl Services {
         let mut last_held = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(settings.heartbeat_interval).await;
-            let progress = run.progress.lock().expect("progress lock").take();
+            // Progress recorded since the last heartbeat goes with this one.
+            let progress = {
+                let mut slot = run.progress.lock().expect("progress lock");
+                let fresh = std::mem::take(&mut slot.1);
+                fresh.then(|| slot.0.clone()).flatten()
+            };
             match self
                 .store
                 .tasks
@@ -240,8 +237,8 @@ impl Services {
                 Ok(other) => return other,
                 Err(e) => {
                     tracing::warn!(task_id = %run.lease.task.id, error = %e.message, "a task's heartbeat failed");
-                    if let Some(progress) = progress {
-                        run.record_progress(progress);
+                    if progress.is_some() {
+                        run.progress.lock().expect("progress lock").1 = true;
                     }
                     if last_held.elapsed() >= settings.stale_after {
                         return Heartbeat::Lost;
@@ -260,26 +257,6 @@ impl Services {
                 "running a task",
                 anyhow::anyhow!("no worker knows queue {other:?}"),
             )),
-        }
-    }
-
-    /// A new task of this instance's settings, due at `at` (unix milliseconds).
-    pub(crate) fn new_task(
-        &self,
-        warehouse: WarehouseId,
-        queue: &'static str,
-        target: String,
-        payload: Value,
-        at: i64,
-    ) -> NewTask {
-        NewTask {
-            id: Uuid::now_v7(),
-            warehouse_id: warehouse,
-            queue,
-            target,
-            payload,
-            scheduled_at: at,
-            max_attempts: self.task_max_attempts,
         }
     }
 

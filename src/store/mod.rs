@@ -22,8 +22,8 @@ use chrono::{DateTime, Utc};
 use crate::error::{Entity, Error, Result};
 use crate::model::events::CloudEvent;
 use crate::model::lifecycle::{
-    DeleteProfile, DeletedTabular, DropOptions, Heartbeat, NewTask, ProtectedObject, Task,
-    TaskAttempt, TaskFilter, TaskLease, TaskOutcome, Undrop,
+    DeleteProfile, DeletedTabular, DropOptions, Heartbeat, NewTask, ProtectedObject, RecursiveDrop,
+    RecursivelyDropped, Task, TaskAttempt, TaskFilter, TaskLease, TaskOutcome, Undrop,
 };
 use crate::model::{
     AccessKey, Commit, CommitChange, CommitId, CommitMeta, ForkPoint, Namespace, NamespaceIdent,
@@ -329,14 +329,16 @@ pub trait TaskStore: Send + Sync {
         now: i64,
         progress: Option<&serde_json::Value>,
     ) -> Result<Heartbeat>;
-    /// Ends the lease's attempt: a failure is scheduled again at `retry_at` unless it was the
-    /// last attempt allowed. `false` when the lease was lost (nothing written).
+    /// Ends the lease's attempt, recording its last `progress` when given: a failure is
+    /// scheduled again at `retry_at` unless it was the last attempt allowed. `false` when the
+    /// lease was lost (nothing written).
     async fn finish_task(
         &self,
         lease: &TaskLease,
         outcome: &TaskOutcome,
         now: i64,
         retry_at: i64,
+        progress: Option<&serde_json::Value>,
     ) -> Result<bool>;
     /// Newest first.
     async fn list_tasks(
@@ -411,6 +413,17 @@ pub trait LifecycleStore: Send + Sync {
         id: uuid::Uuid,
         purge: Option<NewTask>,
     ) -> Result<Option<DeletedTabular>>;
+    /// Drops a namespace with every namespace, table and view under it (as the line sees them)
+    /// in one commit, with what `options` ask for each table and view (soft-deleted records that
+    /// keep the dropped namespaces' properties, purge or expiry tasks). `NotFound(Namespace)`;
+    /// `Conflict` when something in it is protected and the drop is not forced.
+    async fn drop_namespace_recursive(
+        &self,
+        line: RefId,
+        root: &NamespaceIdent,
+        meta: &CommitMeta,
+        options: &RecursiveDrop,
+    ) -> Result<RecursivelyDropped>;
     /// Whether the warehouse still has soft-deleted tables or unfinished tasks.
     async fn has_pending_lifecycle(&self, warehouse: WarehouseId) -> Result<bool>;
 }

@@ -16,6 +16,7 @@ on_both_backends!(
     soft_deletes_expire_and_purge_when_asked,
     soft_drops_on_a_branch_are_undone_there_only,
     protected_objects_need_force,
+    recursive_drops_take_everything_in_one_commit_and_undrop_brings_namespaces_back,
     hard_drop_purges_through_a_task,
     failing_tasks_back_off_stop_and_can_be_retried,
     dead_workers_tasks_are_taken_up_again,
@@ -819,7 +820,7 @@ async fn dead_workers_tasks_are_taken_up_again(backend: Backend) {
     assert!(
         !store
             .tasks
-            .finish_task(&a, &TaskOutcome::Succeeded(None), later + 2, 0)
+            .finish_task(&a, &TaskOutcome::Succeeded(None), later + 2, 0, None)
             .await
             .unwrap()
     );
@@ -876,7 +877,7 @@ async fn dead_workers_tasks_are_taken_up_again(backend: Backend) {
     assert!(
         store
             .tasks
-            .finish_task(&lease, &TaskOutcome::Cancelled, now + 2, 0)
+            .finish_task(&lease, &TaskOutcome::Cancelled, now + 2, 0, None)
             .await
             .unwrap()
     );
@@ -915,7 +916,7 @@ async fn concurrent_claimers_never_share_a_task(backend: Backend) {
                 assert!(
                     store
                         .tasks
-                        .finish_task(&lease, &TaskOutcome::Succeeded(None), now_ms(), 0)
+                        .finish_task(&lease, &TaskOutcome::Succeeded(None), now_ms(), 0, None)
                         .await
                         .unwrap()
                 );
@@ -933,4 +934,171 @@ async fn concurrent_claimers_never_share_a_task(backend: Backend) {
     claimed.dedup();
     assert_eq!(before, claimed.len(), "a task was claimed twice");
     assert_eq!(claimed.len(), tasks.len(), "every task was claimed");
+}
+
+async fn recursive_drops_take_everything_in_one_commit_and_undrop_brings_namespaces_back(
+    backend: Backend,
+) {
+    let app = quick_app(backend).await;
+    let lake = Lake::new(&app, "deep").await;
+    let r = app
+        .post(
+            &format!("{}/namespaces", lake.base),
+            &json!({"namespace": ["a"], "properties": {"owner": "ann"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = app
+        .post(
+            &format!("{}/namespaces", lake.base),
+            &json!({"namespace": ["a", "b"], "properties": {"tier": "gold"}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    lake.namespace(&app, "other").await;
+    let t1 = lake.table(&app, "a", "t1").await;
+    let t2 = lake.table(&app, "a%1Fb", "t2").await;
+    let untouched = lake.table(&app, "other", "t3").await;
+    let folder = |t: &Value| local_path(t["metadata"]["location"].as_str().unwrap());
+
+    // Not empty, not recursive: refused; purge without recursive: refused.
+    expect_error(
+        app.delete(&format!("{}/namespaces/a", lake.base)).await,
+        409,
+    )
+    .await;
+    expect_error(
+        app.delete(&format!("{}/namespaces/a?purge=true", lake.base))
+            .await,
+        400,
+    )
+    .await;
+    // Something protected inside: refused without force, nothing dropped.
+    let r = app
+        .put(
+            &lake.manage("/namespaces/a%1Fb/tables/t2/protection"),
+            &json!({"protected": true}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let (_, message) = expect_error(
+        app.delete(&format!("{}/namespaces/a?recursive=true", lake.base))
+            .await,
+        409,
+    )
+    .await;
+    assert!(message.contains("a.b.t2"), "{message}");
+    assert_eq!(
+        app.get(&format!("{}/namespaces/a/tables/t1", lake.base))
+            .await
+            .status(),
+        200
+    );
+
+    // Soft profile, forced: one commit takes all of it; the tables are soft-deleted.
+    lake.set_profile(&app, json!({"type": "soft", "expiration-seconds": 3600}))
+        .await;
+    let commits_path = lake.manage("/commits?page-size=100");
+    let commits = || async {
+        let body: Value = app.get(&commits_path).await.json().await.unwrap();
+        body["commits"].as_array().unwrap().clone()
+    };
+    let before = commits().await.len();
+    let r = app
+        .delete(&format!(
+            "{}/namespaces/a?recursive=true&force=true&purge=true",
+            lake.base
+        ))
+        .await;
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    let after = commits().await;
+    assert_eq!(after.len(), before + 1, "one commit");
+    assert!(
+        after[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("drop namespace a"),
+        "{:#}",
+        after[0]
+    );
+    expect_error(app.get(&format!("{}/namespaces/a", lake.base)).await, 404).await;
+    expect_error(
+        app.get(&format!("{}/namespaces/a%1Fb", lake.base)).await,
+        404,
+    )
+    .await;
+    let names: Value = app
+        .get(&format!("{}/namespaces", lake.base))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names["namespaces"], json!([["other"]]));
+    assert!(
+        folder(&t1).join("data/part-0.parquet").exists(),
+        "soft: files kept"
+    );
+    let listed = lake.deleted(&app, "").await;
+    assert_eq!(listed.len(), 2);
+    assert!(listed.iter().all(|d| d["purge"] == true));
+    // Undrop the deepest: both namespaces come back with their properties.
+    let t2_entry = listed.iter().find(|d| d["name"] == "t2").unwrap();
+    let r = app
+        .post(
+            &lake.manage("/deleted-tabulars/undrop"),
+            &json!({"tabulars": [{"id": t2_entry["id"]}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let a: Value = app
+        .get(&format!("{}/namespaces/a", lake.base))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["properties"], json!({"owner": "ann"}));
+    let ab: Value = app
+        .get(&format!("{}/namespaces/a%1Fb", lake.base))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ab["properties"], json!({"tier": "gold"}));
+    let loaded: Value = app
+        .get(&format!("{}/namespaces/a%1Fb/tables/t2", lake.base))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        loaded["metadata"]["table-uuid"],
+        t2["metadata"]["table-uuid"]
+    );
+    // The other one follows into the namespace that is back.
+    let t1_entry = listed.iter().find(|d| d["name"] == "t1").unwrap();
+    let r = app
+        .post(
+            &lake.manage("/deleted-tabulars/undrop"),
+            &json!({"tabulars": [{"id": t1_entry["id"]}]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+
+    // Hard profile: a recursive drop with purge purges every table through tasks.
+    lake.set_profile(&app, json!({"type": "hard"})).await;
+    let r = app
+        .delete(&format!(
+            "{}/namespaces/a?recursive=true&force=true&purge=true",
+            lake.base
+        ))
+        .await;
+    assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    for t in [&t1, &t2] {
+        let uuid = t["metadata"]["table-uuid"].as_str().unwrap();
+        let outcomes = purge_outcomes(uuid, 1).await;
+        assert_eq!(outcomes.last().unwrap(), "deleted", "{outcomes:?}");
+        assert!(!folder(t).exists());
+    }
+    assert!(folder(&untouched).join("data/part-0.parquet").exists());
+    assert!(lake.deleted(&app, "").await.is_empty());
 }

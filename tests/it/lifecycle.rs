@@ -483,7 +483,7 @@ async fn without_notifications_every_cached_load_is_checked() {
 
 /// Reads the binary's stdout (on a thread of its own, so a silent binary cannot hang the test)
 /// until the PyIceberg snippet, for at most 60 s, and returns the catalog URI it printed.
-fn read_catalog_uri(stdout: impl std::io::Read + Send + 'static) -> String {
+pub(crate) fn read_catalog_uri(stdout: impl std::io::Read + Send + 'static) -> String {
     let (lines, received) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {

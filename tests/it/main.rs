@@ -44,4 +44,5 @@ mod properties_commits;
 mod secrets;
 mod store_suite;
 mod tables;
+mod tasks_crash;
 mod vault;

@@ -10,14 +10,15 @@ macro_rules! stamp {
         use crate::error::{Entity, Error, Result};
         use crate::model::events::CloudEvent;
         use crate::model::lifecycle::{
-            DeleteProfile, DeletedTabular, DropOptions, NewTask, ProtectedObject, Undrop,
+            DeleteProfile, DeletedTabular, DropOptions, DroppedNamespaces, NewTask,
+            ProtectedObject, RecursiveDrop, RecursivelyDropped, Undrop,
         };
         use crate::model::{
             CommitMeta, NamespaceIdent, Page, PageRequest, RefId, Tabular, TabularId,
             TabularIdent, TabularKind, WarehouseId,
         };
         use crate::store::{
-            LifecycleStore, TabularChange, compress, contains_pattern, db_error, decompress,
+            HistoryEntry, LifecycleStore, TabularChange, compress, contains_pattern, db_error, decompress,
             fetch_limit, not_found, page_of,
         };
 
@@ -60,6 +61,17 @@ macro_rules! stamp {
             dropped: &Tabular,
             options: &DropOptions,
         ) -> Result<()> {
+            record_drop_with(conn, line, dropped, options, "{}").await
+        }
+
+        /// `record_drop`, keeping `namespaces` (JSON of `DroppedNamespaces`) with a soft delete.
+        async fn record_drop_with(
+            conn: &mut LConn,
+            line: RefId,
+            dropped: &Tabular,
+            options: &DropOptions,
+            namespaces: &str,
+        ) -> Result<()> {
             if let Some(soft) = &options.soft {
                 // A version a branch inherits may come without its metadata (its file has it):
                 // kept empty, and read from the file again on undrop.
@@ -72,7 +84,7 @@ macro_rules! stamp {
                     "INSERT INTO deleted_tabulars (id, warehouse_id, line_id, namespace, name, kind, \
                      uuid, location, metadata_location, metadata, namespaces, purge, deleted_at, \
                      expires_at, deleted_by, task_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, '{}', $11, $12, $13, $14, $15)",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $16, $11, $12, $13, $14, $15)",
                 )
                 .bind(soft.deleted_id)
                 .bind(dropped.warehouse_id.0)
@@ -89,6 +101,7 @@ macro_rules! stamp {
                 .bind(soft.expires_at)
                 .bind(&soft.deleted_by)
                 .bind(soft.expiry.id)
+                .bind(namespaces)
                 .execute(&mut *conn)
                 .await
                 .map_err(|e| db_error("recording a soft-deleted table", e))?;
@@ -102,6 +115,142 @@ macro_rules! stamp {
                 }
                 purge.target = format!("table:{}", dropped.uuid);
                 insert_tasks(&mut *conn, std::slice::from_ref(&purge)).await?;
+            }
+            Ok(())
+        }
+
+        /// Brings back, on `line`, the namespace `ident` and those of its parents the line no
+        /// longer sees, from what a recursive drop kept (`dropped`); each gets a history entry.
+        /// `NotFound(Namespace)` for one the drop did not keep.
+        async fn restore_namespaces(
+            conn: &mut LConn,
+            line: RefId,
+            warehouse: WarehouseId,
+            ident: &NamespaceIdent,
+            dropped: &DroppedNamespaces,
+            entries: &mut Vec<HistoryEntry>,
+        ) -> Result<()> {
+            let levels = ident.levels();
+            for depth in 1..=levels.len() {
+                let level = NamespaceIdent::new(levels[..depth].to_vec())?;
+                if resolve_namespace(conn, line, &level, None).await?.is_some() {
+                    continue;
+                }
+                let Some(properties) = dropped.get(&level.joined()) else {
+                    return Err(Error::not_found(
+                        Entity::Namespace,
+                        format!("namespace {level} does not exist; create it first, or undrop with rename-to"),
+                    ));
+                };
+                let parent_id = match level.parent() {
+                    Some(parent) => Some(own_namespace_row(conn, line, &parent).await?),
+                    None => None,
+                };
+                let now = chrono::Utc::now();
+                sqlx::query(
+                    "INSERT INTO namespaces (id, warehouse_id, ref_id, name, parent_name, parent_id, \
+                     properties, version, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8)",
+                )
+                .bind(Uuid::now_v7())
+                .bind(warehouse.0)
+                .bind(line.0)
+                .bind(level.joined())
+                .bind(level.parent().map(|p| p.joined()).unwrap_or_default())
+                .bind(parent_id)
+                .bind(sqlx::types::Json(properties))
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| db_error("restoring a namespace", e))?;
+                entries.push(HistoryEntry::Namespace {
+                    ident: level.clone(),
+                    op: "create",
+                    properties: Some(properties.clone()),
+                });
+            }
+            Ok(())
+        }
+
+        /// Everything under `root` as `line` sees it: the namespaces (root first, parents before
+        /// children) and the tables and views.
+        async fn subtree(
+            conn: &mut LConn,
+            line: RefId,
+            root: &NamespaceIdent,
+        ) -> Result<(Vec<crate::model::Namespace>, Vec<Tabular>)> {
+            let Some(top) = resolve_namespace(conn, line, root, None).await? else {
+                return Err(not_found(Entity::Namespace, root));
+            };
+            let mut namespaces = vec![top];
+            let mut tabulars = Vec::new();
+            let mut i = 0;
+            while i < namespaces.len() {
+                let joined = namespaces[i].ident.joined();
+                for kind in [TabularKind::Table, TabularKind::View] {
+                    let names = resolve_names(
+                        conn,
+                        line,
+                        None,
+                        Scope::Tabulars { namespace: &joined, kind },
+                    )
+                    .await?;
+                    for name in names {
+                        let ident = TabularIdent {
+                            namespace: namespaces[i].ident.clone(),
+                            name,
+                        };
+                        if let Some(t) = resolve_tabular(conn, line, &ident, None).await?
+                            && t.kind == kind
+                        {
+                            tabulars.push(t);
+                        }
+                    }
+                }
+                let children =
+                    resolve_names(conn, line, None, Scope::Namespaces { parent: &joined }).await?;
+                for child in children {
+                    let ident = NamespaceIdent::from_joined(&child)?;
+                    if let Some(ns) = resolve_namespace(conn, line, &ident, None).await? {
+                        namespaces.push(ns);
+                    }
+                }
+                i += 1;
+            }
+            Ok((namespaces, tabulars))
+        }
+
+        /// `Conflict` naming a protected namespace or table among these, unless forced.
+        async fn check_subtree_unprotected(
+            conn: &mut LConn,
+            warehouse: WarehouseId,
+            namespaces: &[crate::model::Namespace],
+            tabulars: &[Tabular],
+        ) -> Result<()> {
+            let protected: Vec<(String, String)> = sqlx::query_as(
+                "SELECT kind, key FROM protections WHERE warehouse_id = $1 AND kind <> 'warehouse'",
+            )
+            .bind(warehouse.0)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| db_error("reading protection", e))?;
+            let is = |kind: &str, key: &str| protected.iter().any(|(k, v)| k == kind && v == key);
+            for ns in namespaces {
+                if is("namespace", &ns.ident.joined()) {
+                    return Err(Error::conflict(format!(
+                        "namespace {} is protected; drop with force=true, or unprotect it first",
+                        ns.ident
+                    )));
+                }
+            }
+            for t in tabulars {
+                if is(t.kind.as_str(), &t.uuid.to_string()) {
+                    return Err(Error::conflict(format!(
+                        "{} {} is protected; drop with force=true, or unprotect it first",
+                        t.kind.as_str(),
+                        t.ident
+                    )));
+                }
             }
             Ok(())
         }
@@ -322,7 +471,7 @@ macro_rules! stamp {
                 let failed = |e| db_error("undropping", e);
                 let mut tx = self.write.begin().await.map_err(failed)?;
                 let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT {DELETED_COLUMNS}, metadata FROM deleted_tabulars \
+                    "SELECT {DELETED_COLUMNS}, metadata, namespaces FROM deleted_tabulars \
                      WHERE warehouse_id = $1 AND id = $2"
                 )))
                 .bind(warehouse.0)
@@ -366,9 +515,22 @@ macro_rules! stamp {
                     created_at: now,
                     updated_at: now,
                 };
+                // A namespace a recursive drop removed comes back with it.
+                let kept: String = row.try_get("namespaces").map_err(failed)?;
+                let kept: DroppedNamespaces = serde_json::from_str(&kept).unwrap_or_default();
+                let mut entries = Vec::new();
+                restore_namespaces(
+                    &mut tx,
+                    deleted.line_id,
+                    warehouse,
+                    &restored.ident.namespace,
+                    &kept,
+                    &mut entries,
+                )
+                .await?;
                 // As a create: the name must be free on the line and the namespace there; the
                 // folder is the table's own (its UUID's claims were never released).
-                let (entries, _) = write_tabular_changes(
+                let (created, _) = write_tabular_changes(
                     &mut tx,
                     deleted.line_id,
                     head.parent.is_some(),
@@ -376,6 +538,7 @@ macro_rules! stamp {
                     &[blob],
                 )
                 .await?;
+                entries.extend(created);
                 record_commit(&mut tx, deleted.line_id, meta, &entries, now).await?;
                 sqlx::query("DELETE FROM deleted_tabulars WHERE id = $1")
                     .bind(deleted.id)
@@ -417,6 +580,88 @@ macro_rules! stamp {
                 }
                 tx.commit().await.map_err(failed)?;
                 Ok(Some(deleted))
+            }
+
+            async fn drop_namespace_recursive(
+                &self,
+                line: RefId,
+                root: &NamespaceIdent,
+                meta: &CommitMeta,
+                options: &RecursiveDrop,
+            ) -> Result<RecursivelyDropped> {
+                let failed = |e| db_error("dropping a namespace", e);
+                let mut tx = self.write.begin().await.map_err(failed)?;
+                let head = lock_line(&mut tx, line).await?;
+                let warehouse = WarehouseId(head.warehouse);
+                let (namespaces, tabulars) = subtree(&mut tx, line, root).await?;
+                if !options.force {
+                    check_subtree_unprotected(&mut tx, warehouse, &namespaces, &tabulars).await?;
+                }
+                let kept: DroppedNamespaces = namespaces
+                    .iter()
+                    .map(|ns| (ns.ident.joined(), ns.properties.clone()))
+                    .collect();
+                let kept_json = serde_json::to_string(&kept)
+                    .map_err(|e| Error::internal("encoding namespaces", e))?;
+                let now = chrono::Utc::now().timestamp_millis();
+                let mut entries = Vec::with_capacity(namespaces.len() + tabulars.len());
+                let mut tasks = 0;
+                for t in &tabulars {
+                    let mut drop = DropOptions { force: true, ..Default::default() };
+                    match &options.soft {
+                        Some((expires_at, deleted_by)) => {
+                            let deleted_id = Uuid::now_v7();
+                            drop.soft = Some(crate::model::lifecycle::SoftDrop {
+                                deleted_id,
+                                purge: options.purge && t.kind == TabularKind::Table,
+                                expires_at: *expires_at,
+                                deleted_by: deleted_by.clone(),
+                                expiry: crate::model::lifecycle::expiry_task(
+                                    warehouse, deleted_id, t.kind, &t.ident, *expires_at,
+                                    options.max_attempts,
+                                ),
+                            });
+                        }
+                        None if options.purge && t.kind == TabularKind::Table => {
+                            drop.purge = Some(crate::model::lifecycle::purge_task(
+                                warehouse, line, &t.ident, None, options.max_attempts, now,
+                            ));
+                        }
+                        None => {}
+                    }
+                    tasks += usize::from(drop.soft.is_some() || drop.purge.is_some());
+                    record_drop_with(&mut tx, line, t, &drop, &kept_json).await?;
+                    if t.ref_id == line && t.id.0 != Uuid::nil() {
+                        sqlx::query("DELETE FROM tabulars WHERE id = $1 AND ref_id = $2")
+                            .bind(t.id.0)
+                            .bind(line.0)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(failed)?;
+                    }
+                    entries.push(dropped_entry(t, "drop"));
+                }
+                // Children before parents (their rows reference their parents').
+                for ns in namespaces.iter().rev() {
+                    sqlx::query("DELETE FROM namespaces WHERE ref_id = $1 AND name = $2")
+                        .bind(line.0)
+                        .bind(ns.ident.joined())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                    entries.push(HistoryEntry::Namespace {
+                        ident: ns.ident.clone(),
+                        op: "drop",
+                        properties: None,
+                    });
+                }
+                record_commit(&mut tx, line, meta, &entries, chrono::Utc::now()).await?;
+                tx.commit().await.map_err(failed)?;
+                Ok(RecursivelyDropped {
+                    namespaces: namespaces.into_iter().map(|n| n.ident).collect(),
+                    tabulars: tabulars.into_iter().map(|t| t.ident).collect(),
+                    tasks,
+                })
             }
 
             async fn has_pending_lifecycle(&self, warehouse: WarehouseId) -> Result<bool> {

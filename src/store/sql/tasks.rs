@@ -280,6 +280,7 @@ macro_rules! stamp {
                 outcome: &TaskOutcome,
                 now: i64,
                 retry_at: i64,
+                progress: Option<&serde_json::Value>,
             ) -> Result<bool> {
                 let failed = |e| db_error("finishing a task", e);
                 let mut tx = self.write.begin().await.map_err(failed)?;
@@ -299,7 +300,7 @@ macro_rules! stamp {
                      failures = failures + CASE WHEN $1 THEN 1 ELSE 0 END, \
                      last_error = CASE WHEN $1 THEN $3 ELSE last_error END, \
                      cancel_requested = CASE WHEN $1 THEN cancel_requested ELSE $4 END, \
-                     heartbeat_at = NULL, updated_at = $5 \
+                     heartbeat_at = NULL, updated_at = $5, progress = COALESCE($9, progress) \
                      WHERE id = $6 AND status = 'running' AND worker = $7 AND attempts = $8"
                 )))
                 .bind(is_failure)
@@ -310,6 +311,7 @@ macro_rules! stamp {
                 .bind(lease.task.id)
                 .bind(&lease.worker)
                 .bind(i32::try_from(lease.attempt).unwrap_or(i32::MAX))
+                .bind(progress.map(|p| p.to_string()))
                 .execute(&mut *tx)
                 .await
                 .map_err(failed)?;
