@@ -3,6 +3,8 @@
 
 -- `{"type": "hard"}` or `{"type": "soft", "expiration-seconds": N}`.
 ALTER TABLE warehouses ADD COLUMN delete_profile TEXT NOT NULL DEFAULT '{"type":"hard"}';
+-- Table maintenance (`model::lifecycle::MaintenancePolicy`), off by default.
+ALTER TABLE warehouses ADD COLUMN maintenance TEXT NOT NULL DEFAULT '{"enabled":false}';
 
 -- A table or view dropped under a soft delete profile: gone from its line, its files kept, until
 -- it is undropped (onto the same line) or its expiry task forgets it (and purges it when the drop
@@ -68,6 +70,9 @@ CREATE TABLE tasks (
 CREATE INDEX tasks_due ON tasks (queue, status, scheduled_at);
 CREATE INDEX tasks_by_warehouse ON tasks (warehouse_id, created_at, id);
 CREATE INDEX tasks_by_target ON tasks (warehouse_id, target);
+-- At most one pending maintenance task per table, whichever instance enqueues it.
+CREATE UNIQUE INDEX tasks_one_pending_maintenance ON tasks (warehouse_id, target)
+    WHERE queue = 'maintenance' AND status IN ('scheduled', 'running');
 
 CREATE TABLE task_attempts (
     task_id      UUID NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,

@@ -16,7 +16,8 @@ use super::extract::{
 };
 use crate::error::Error;
 use crate::model::lifecycle::{
-    DeleteProfile, DeletedTabular, Task, TaskAttempt, TaskFilter, TaskStatus, Undrop,
+    DeleteProfile, DeletedTabular, MaintenancePolicy, Task, TaskAttempt, TaskFilter, TaskStatus,
+    Undrop,
 };
 use crate::model::{PageRequest, TabularIdent, TabularKind, WarehouseId};
 use crate::service::ProtectionTarget;
@@ -31,6 +32,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_namespace_protection, set_namespace_protection))
         .routes(routes!(get_table_protection, set_table_protection))
         .routes(routes!(get_view_protection, set_view_protection))
+        .routes(routes!(get_maintenance, set_maintenance))
+        .routes(routes!(run_maintenance))
         .routes(routes!(list_tasks))
         .routes(routes!(get_task))
         .routes(routes!(cancel_task))
@@ -474,13 +477,126 @@ async fn set_view_protection(
     .await
 }
 
+// Maintenance.
+
+/// A warehouse's table maintenance.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MaintenanceBody {
+    /// Expire snapshots of the warehouse's tables (a table or namespace may say otherwise with
+    /// the property `floe.maintenance.enabled`).
+    pub enabled: bool,
+    /// A table is maintained at most this often, seconds (default 3600); maintenance is looked
+    /// for after each commit to a table on `main`.
+    #[serde(default)]
+    pub interval_seconds: Option<u64>,
+    /// Defaults for `history.expire.max-snapshot-age-ms`, `history.expire.min-snapshots-to-keep`
+    /// and `history.expire.max-ref-age-ms`; a namespace's or table's own properties win.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+fn maintenance_body(p: MaintenancePolicy) -> MaintenanceBody {
+    MaintenanceBody {
+        enabled: p.enabled,
+        interval_seconds: Some(p.interval_seconds),
+        properties: p.properties,
+    }
+}
+
+/// The warehouse's table maintenance policy.
+#[utoipa::path(get, path = "/warehouses/{id}/maintenance", tag = "lifecycle",
+    params(("id" = Uuid, Path, description = "warehouse id")),
+    responses((status = 200, body = MaintenanceBody), (status = 404, body = IcebergErrorResponse)))]
+async fn get_maintenance(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<MaintenanceBody>> {
+    let policy = state
+        .services
+        .maintenance_policy(&ctx, WarehouseId(id))
+        .await?;
+    Ok(Json(maintenance_body(policy)))
+}
+
+/// Sets the warehouse's table maintenance policy.
+#[utoipa::path(put, path = "/warehouses/{id}/maintenance", tag = "lifecycle",
+    params(("id" = Uuid, Path, description = "warehouse id")), request_body = MaintenanceBody,
+    responses((status = 200, body = MaintenanceBody), (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse)))]
+async fn set_maintenance(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+    JsonBody(body): JsonBody<MaintenanceBody>,
+) -> ApiResult<Json<MaintenanceBody>> {
+    let mut policy = MaintenancePolicy {
+        enabled: body.enabled,
+        properties: body.properties,
+        ..Default::default()
+    };
+    if let Some(interval) = body.interval_seconds {
+        policy.interval_seconds = interval;
+    }
+    let policy = state
+        .services
+        .set_maintenance_policy(&ctx, WarehouseId(id), policy)
+        .await?;
+    Ok(Json(maintenance_body(policy)))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunMaintenanceRequest {
+    /// Only the tables of this namespace (and those below it).
+    pub namespace: Option<Vec<String>>,
+    /// Only this table (of `namespace`).
+    pub table: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct RunMaintenanceResponse {
+    /// Tasks enqueued (a table with one pending gets no second).
+    pub enqueued: usize,
+}
+
+/// Enqueues maintenance now for the tables of the warehouse on `main` (or of a namespace, or one
+/// table), whatever their interval; what each does follows their policy.
+#[utoipa::path(post, path = "/warehouses/{id}/maintenance/run", tag = "lifecycle",
+    params(("id" = Uuid, Path, description = "warehouse id")), request_body = RunMaintenanceRequest,
+    responses((status = 200, body = RunMaintenanceResponse), (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse)))]
+async fn run_maintenance(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<RunMaintenanceResponse>> {
+    let request: RunMaintenanceRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RunMaintenanceRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Error::bad_request(format!("invalid request body: {e}")))?
+    };
+    let namespace = request
+        .namespace
+        .map(crate::model::NamespaceIdent::new)
+        .transpose()?;
+    let enqueued = state
+        .services
+        .run_maintenance(&ctx, WarehouseId(id), namespace, request.table)
+        .await?;
+    Ok(Json(RunMaintenanceResponse { enqueued }))
+}
+
 // Tasks.
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(rename_all = "kebab-case")]
 #[into_params(parameter_in = Query)]
 pub struct ListTasksQuery {
-    /// `purge` or `expiry` (of soft-deleted tables and views).
+    /// `purge`, `expiry` (of soft-deleted tables and views) or `maintenance`.
     pub queue: Option<String>,
     /// `scheduled`, `running`, `succeeded`, `failed` or `cancelled`.
     pub status: Option<String>,

@@ -167,8 +167,10 @@ pub mod queues {
     pub const PURGE: &str = "purge";
     /// Forgets a soft-deleted table or view at its expiry (and purges it when asked).
     pub const SOFT_DELETE_EXPIRY: &str = "expiry";
+    /// Expires tables' snapshots by policy.
+    pub const MAINTENANCE: &str = "maintenance";
     /// Every queue, in the order the configuration lists them.
-    pub const ALL: &[&str] = &[PURGE, SOFT_DELETE_EXPIRY];
+    pub const ALL: &[&str] = &[PURGE, SOFT_DELETE_EXPIRY, MAINTENANCE];
 }
 
 /// A task to enqueue.
@@ -337,3 +339,68 @@ pub struct RecursivelyDropped {
 /// The namespaces a recursive drop removed, with their properties (kept with each soft-deleted
 /// table so an undrop can bring back its namespace).
 pub type DroppedNamespaces = std::collections::BTreeMap<String, Properties>;
+
+/// A warehouse's table maintenance: whether it runs (tables and namespaces may say otherwise with
+/// `floe.maintenance.enabled`), how often at most per table, and the expiry properties its tables
+/// get unless they or their namespaces set their own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct MaintenancePolicy {
+    pub enabled: bool,
+    #[serde(default = "default_interval")]
+    pub interval_seconds: u64,
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+fn default_interval() -> u64 {
+    3600
+}
+
+impl Default for MaintenancePolicy {
+    fn default() -> Self {
+        MaintenancePolicy {
+            enabled: false,
+            interval_seconds: default_interval(),
+            properties: Default::default(),
+        }
+    }
+}
+
+/// The properties a maintenance policy may set, and the least each may be.
+pub const MAINTENANCE_PROPERTIES: &[(&str, i64)] = &[
+    ("history.expire.max-snapshot-age-ms", 0),
+    ("history.expire.min-snapshots-to-keep", 1),
+    ("history.expire.max-ref-age-ms", 1),
+];
+
+impl MaintenancePolicy {
+    pub fn validate(&self) -> Result<()> {
+        if self.interval_seconds == 0 || self.interval_seconds > 30 * 24 * 3600 {
+            return Err(Error::bad_request(
+                "interval-seconds must be between 1 and 2592000 (30 days)",
+            ));
+        }
+        for (key, value) in &self.properties {
+            let Some((_, least)) = MAINTENANCE_PROPERTIES.iter().find(|(k, _)| k == key) else {
+                return Err(Error::bad_request(format!(
+                    "{key:?} is not a maintenance property; they are {}",
+                    MAINTENANCE_PROPERTIES
+                        .iter()
+                        .map(|(k, _)| *k)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            };
+            match value.trim().parse::<i64>() {
+                Ok(v) if v >= *least => {}
+                _ => {
+                    return Err(Error::bad_request(format!(
+                        "{key} must be a whole number of at least {least}, not {value:?}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}

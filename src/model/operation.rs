@@ -225,6 +225,9 @@ operations!(
     SetTableProtection,
     GetViewProtection,
     SetViewProtection,
+    GetMaintenance,
+    SetMaintenance,
+    RunMaintenance,
     ListTasks,
     GetTask,
     CancelTask,
@@ -363,6 +366,9 @@ impl Operation {
                 "PUT",
                 "/management/v1/warehouses/{id}/namespaces/{namespace}/views/{view}/protection",
             ),
+            GetMaintenance => http("GET", "/management/v1/warehouses/{id}/maintenance"),
+            SetMaintenance => http("PUT", "/management/v1/warehouses/{id}/maintenance"),
+            RunMaintenance => http("POST", "/management/v1/warehouses/{id}/maintenance/run"),
             ListTasks => http("GET", "/management/v1/warehouses/{id}/tasks"),
             GetTask => http("GET", "/management/v1/warehouses/{id}/tasks/{task_id}"),
             CancelTask => http(
@@ -550,6 +556,8 @@ impl Operation {
             | SetNamespaceProtection
             | SetTableProtection
             | SetViewProtection => catalog(A::ProtectionSet),
+            GetMaintenance => catalog(A::WarehouseRead),
+            SetMaintenance | RunMaintenance => catalog(A::WarehouseManageTasks),
             ListTasks | GetTask => catalog(A::WarehouseReadTasks),
             CancelTask | RunTaskNow | RetryTask => catalog(A::WarehouseManageTasks),
             GetProtectedBranches => catalog(A::WarehouseRead),

@@ -129,6 +129,62 @@ pub(super) struct Caches {
     pub(super) other_refs: Mutex<HashMap<WarehouseId, (Instant, bool)>>,
     /// Users this process recorded, with what it recorded and when (see `users::record_user`).
     pub(super) seen_users: Mutex<HashMap<String, (Instant, SeenUser)>>,
+    /// Warehouses' maintenance policies, kept a few seconds.
+    pub(super) maintenance:
+        Mutex<HashMap<WarehouseId, (Instant, crate::model::lifecycle::MaintenancePolicy)>>,
+    /// When this process last enqueued each table's maintenance (by table UUID).
+    pub(super) maintained: Mutex<HashMap<uuid::Uuid, Instant>>,
+}
+
+/// Tables whose last maintenance this process remembers at most; past it the memory is cleared.
+const MAINTAINED: usize = 65_536;
+
+impl Caches {
+    pub(super) fn maintenance(
+        &self,
+        warehouse: WarehouseId,
+    ) -> Option<crate::model::lifecycle::MaintenancePolicy> {
+        let cached = self.maintenance.lock().expect("cache lock");
+        cached
+            .get(&warehouse)
+            .filter(|(at, _)| at.elapsed() < super::WAREHOUSE_TTL)
+            .map(|(_, p)| p.clone())
+    }
+
+    pub(super) fn keep_maintenance(
+        &self,
+        warehouse: WarehouseId,
+        policy: crate::model::lifecycle::MaintenancePolicy,
+    ) {
+        let mut cached = self.maintenance.lock().expect("cache lock");
+        if cached.len() > 10_000 {
+            cached.clear();
+        }
+        cached.insert(warehouse, (Instant::now(), policy));
+    }
+
+    pub(super) fn forget_maintenance(&self, warehouse: WarehouseId) {
+        self.maintenance
+            .lock()
+            .expect("cache lock")
+            .remove(&warehouse);
+    }
+
+    /// Whether a table's maintenance is due from this process (not enqueued within
+    /// `interval`); when it is, it counts as enqueued now.
+    pub(super) fn maintenance_due(&self, table: uuid::Uuid, interval: std::time::Duration) -> bool {
+        let mut last = self.maintained.lock().expect("cache lock");
+        if let Some(at) = last.get(&table)
+            && at.elapsed() < interval
+        {
+            return false;
+        }
+        if last.len() >= MAINTAINED {
+            last.clear();
+        }
+        last.insert(table, Instant::now());
+        true
+    }
 }
 
 /// What was recorded of a user, to tell when a token says something new.
@@ -153,6 +209,8 @@ impl Caches {
             buckets: Mutex::new(HashMap::new()),
             other_refs: Mutex::new(HashMap::new()),
             seen_users: Mutex::new(HashMap::new()),
+            maintenance: Mutex::new(HashMap::new()),
+            maintained: Mutex::new(HashMap::new()),
         }
     }
 }

@@ -18,6 +18,7 @@ mod lifecycle;
 pub use lifecycle::{DropNamespaceRequest, DropRequest, ProtectionTarget};
 mod vending;
 pub use vending::{Delegation, TableAccess};
+mod maintenance;
 mod merge;
 pub mod metadata;
 mod namespaces;

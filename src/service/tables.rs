@@ -394,6 +394,13 @@ impl Services {
                             retired,
                             parsed,
                         } = staged;
+                        // Maintenance's own commits (Floe's, as `System`) do not call for more.
+                        if wh.branch.name == "main"
+                            && !matches!(ctx.principal, crate::authn::Principal::System)
+                        {
+                            self.after_commit(warehouse, &change.ident, &parsed.2.metadata)
+                                .await;
+                        }
                         self.caches
                             .parsed_tables
                             .put_parsed(parsed.0, parsed.1, parsed.2);

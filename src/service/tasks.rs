@@ -253,6 +253,7 @@ impl Services {
         match run.lease.task.queue.as_str() {
             queues::PURGE => self.run_purge(&run, settings).await,
             queues::SOFT_DELETE_EXPIRY => self.run_soft_delete_expiry(&run, settings).await,
+            queues::MAINTENANCE => self.run_maintenance_task(&run, settings).await,
             other => Err(Error::internal(
                 "running a task",
                 anyhow::anyhow!("no worker knows queue {other:?}"),

@@ -17,6 +17,7 @@ on_both_backends!(
     soft_drops_on_a_branch_are_undone_there_only,
     protected_objects_need_force,
     recursive_drops_take_everything_in_one_commit_and_undrop_brings_namespaces_back,
+    maintenance_expires_snapshots_by_policy,
     hard_drop_purges_through_a_task,
     failing_tasks_back_off_stop_and_can_be_retried,
     dead_workers_tasks_are_taken_up_again,
@@ -1101,4 +1102,165 @@ async fn recursive_drops_take_everything_in_one_commit_and_undrop_brings_namespa
     }
     assert!(folder(&untouched).join("data/part-0.parquet").exists());
     assert!(lake.deleted(&app, "").await.is_empty());
+}
+
+/// Commits a snapshot (no files behind it: expiry does not read them) and makes it `main`.
+async fn add_snapshot(app: &TestApp, table: &str, location: &str, id: i64, parent: Option<i64>) {
+    let mut snapshot = json!({
+        "snapshot-id": id, "sequence-number": id, "timestamp-ms": chrono::Utc::now().timestamp_millis(),
+        "manifest-list": format!("{location}/metadata/snap-{id}.avro"),
+        "summary": {"operation": "append"}, "schema-id": 0
+    });
+    if let Some(parent) = parent {
+        snapshot["parent-snapshot-id"] = json!(parent);
+    }
+    let r = app
+        .post(
+            table,
+            &json!({"requirements": [], "updates": [
+                {"action": "add-snapshot", "snapshot": snapshot},
+                {"action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": id}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+}
+
+async fn maintenance_expires_snapshots_by_policy(backend: Backend) {
+    let app = quick_app(backend).await;
+    let lake = Lake::new(&app, "kept-small").await;
+    lake.namespace(&app, "ns").await;
+    let created = lake.table(&app, "ns", "t").await;
+    let location = created["metadata"]["location"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let table = format!("{}/namespaces/ns/tables/t", lake.base);
+    // Off by default.
+    let policy: Value = app
+        .get(&lake.manage("/maintenance"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(policy["enabled"], false);
+    for bad in [
+        json!({"enabled": true, "properties": {"history.expire.max-snapshot-age-ms": "soon"}}),
+        json!({"enabled": true, "properties": {"write.format.default": "orc"}}),
+        json!({"enabled": true, "interval-seconds": 0}),
+        json!({"enabled": true, "later": true}),
+    ] {
+        expect_error(app.put(&lake.manage("/maintenance"), &bad).await, 400).await;
+    }
+    // 20 old snapshots; a tag on the 5th, a branch on the 3rd that may live 1 s.
+    for id in 1..=20 {
+        add_snapshot(&app, &table, &location, id, (id > 1).then(|| id - 1)).await;
+    }
+    let r = app
+        .post(
+            &table,
+            &json!({"requirements": [], "updates": [
+                {"action": "set-snapshot-ref", "ref-name": "v1", "type": "tag", "snapshot-id": 5},
+                {"action": "set-snapshot-ref", "ref-name": "stale", "type": "branch", "snapshot-id": 3,
+                 "max-ref-age-ms": 1000}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for id in 21..=23 {
+        add_snapshot(&app, &table, &location, id, Some(id - 1)).await;
+    }
+    // Nothing ran: maintenance is off.
+    assert!(lake.tasks(&app, "?queue=maintenance").await.is_empty());
+    // The policy: snapshots live 2 s, at least 2 kept; a namespace property keeps 2 as well.
+    let r = app
+        .put(
+            &lake.manage("/maintenance"),
+            &json!({"enabled": true, "interval-seconds": 3600, "properties": {
+                "history.expire.max-snapshot-age-ms": "2000",
+                "history.expire.min-snapshots-to-keep": "2"
+            }}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let r = app
+        .post(
+            &lake.manage("/maintenance/run"),
+            &json!({"namespace": ["ns"], "table": "t"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let run: Value = r.json().await.unwrap();
+    assert_eq!(run["enqueued"], 1);
+    let tasks = lake.tasks(&app, "?queue=maintenance").await;
+    assert_eq!(tasks.len(), 1);
+    let done = lake
+        .task_reaches(&app, tasks[0]["id"].as_str().unwrap(), "succeeded")
+        .await;
+    assert_eq!(done["progress"]["expired-snapshots"], 19, "{done:#}");
+    assert_eq!(done["progress"]["removed-refs"], json!(["stale"]));
+    let loaded: Value = app.get(&table).await.json().await.unwrap();
+    let mut kept: Vec<i64> = loaded["metadata"]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshot-id"].as_i64().unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, [5, 21, 22, 23], "the recent ones and the tag's");
+    let refs = loaded["metadata"]["refs"].as_object().unwrap();
+    let mut names: Vec<&String> = refs.keys().collect();
+    names.sort();
+    assert_eq!(names, ["main", "v1"]);
+    assert_eq!(loaded["metadata"]["current-snapshot-id"], 23);
+    // A commit after it, on a table of a warehouse with maintenance on, enqueues the next one
+    // (once per interval from this process).
+    let r = app
+        .put(
+            &lake.manage("/maintenance"),
+            &json!({"enabled": true, "interval-seconds": 1}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    add_snapshot(&app, &table, &location, 24, Some(23)).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tasks = lake.tasks(&app, "?queue=maintenance").await;
+        if tasks.len() == 2 && tasks.iter().all(|t| t["status"] == "succeeded") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{tasks:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A table may turn it off for itself.
+    let r = app
+        .post(
+            &table,
+            &json!({"requirements": [], "updates": [
+                {"action": "set-properties", "updates": {"floe.maintenance.enabled": "false"}}
+            ]}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = app
+        .post(&lake.manage("/maintenance/run"), &Value::Null)
+        .await;
+    assert_eq!(r.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tasks = lake
+            .tasks(&app, "?queue=maintenance&status=succeeded")
+            .await;
+        if tasks.len() == 3 {
+            let newest = lake.task(&app, tasks[0]["id"].as_str().unwrap()).await;
+            assert_eq!(
+                newest["attempt-log"][0]["message"],
+                "maintenance is off for this table"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "{tasks:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

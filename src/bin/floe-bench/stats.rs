@@ -35,7 +35,12 @@ struct OpStats {
     errors: BTreeMap<String, u64>,
     first_start: Instant,
     last_end: Instant,
+    /// Successful answers by the second of the run they ended in.
+    ok_by_second: Vec<u64>,
 }
+
+/// Seconds per window of [`OpReport::windows`].
+pub const WINDOW_SECONDS: u64 = 10;
 
 /// The figures of one operation.
 pub struct OpReport {
@@ -47,6 +52,9 @@ pub struct OpReport {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub errors: BTreeMap<String, u64>,
+    /// Successful answers per second in each window of `WINDOW_SECONDS` (the last may be
+    /// shorter), so a rate that declines over a run shows.
+    pub windows: Vec<f64>,
 }
 
 impl Stats {
@@ -89,6 +97,12 @@ impl Stats {
         if let Some(error) = error {
             self.errors.fetch_add(1, Ordering::Relaxed);
             *stats.errors.entry(error).or_default() += 1;
+        } else {
+            let second = end.saturating_duration_since(self.started).as_secs() as usize;
+            if stats.ok_by_second.len() <= second {
+                stats.ok_by_second.resize(second + 1, 0);
+            }
+            stats.ok_by_second[second] += 1;
         }
     }
 
@@ -143,6 +157,11 @@ impl Stats {
                         0.0
                     },
                     errors: op.errors.clone(),
+                    windows: op
+                        .ok_by_second
+                        .chunks(WINDOW_SECONDS as usize)
+                        .map(|w| round(w.iter().sum::<u64>() as f64 / w.len() as f64, 1))
+                        .collect(),
                 }
             })
             .collect()
@@ -162,6 +181,7 @@ fn op_stats<'a>(ops: &'a mut Vec<OpStats>, op: &'static str, start: Instant) -> 
                 errors: BTreeMap::new(),
                 first_start: start,
                 last_end: start,
+                ok_by_second: Vec::new(),
             });
             ops.len() - 1
         }
@@ -213,6 +233,7 @@ pub fn to_json(workload: &str, ops: &[OpReport], extra: &Map<String, Value>) -> 
                 "p99_ms": op.p99_ms,
                 "max_ms": op.max_ms,
                 "errors": op.errors,
+                "per_second_by_window": op.windows,
             })
         })
         .collect();
@@ -257,6 +278,14 @@ pub fn to_table(workload: &str, ops: &[OpReport], extra: &Map<String, Value>) ->
             op.p95_ms,
             op.p99_ms,
             op.max_ms
+        ));
+    }
+    for op in ops.iter().filter(|op| op.windows.len() > 1) {
+        let windows: Vec<String> = op.windows.iter().map(|w| format!("{w:.0}")).collect();
+        out.push_str(&format!(
+            "{} per second, by {WINDOW_SECONDS} s: {}\n",
+            op.name,
+            windows.join(" ")
         ));
     }
     out

@@ -10,8 +10,8 @@ macro_rules! stamp {
         use crate::error::{Entity, Error, Result};
         use crate::model::events::CloudEvent;
         use crate::model::lifecycle::{
-            DeleteProfile, DeletedTabular, DropOptions, DroppedNamespaces, NewTask,
-            ProtectedObject, RecursiveDrop, RecursivelyDropped, Undrop,
+            DeleteProfile, DeletedTabular, DropOptions, DroppedNamespaces, MaintenancePolicy,
+            NewTask, ProtectedObject, RecursiveDrop, RecursivelyDropped, Undrop,
         };
         use crate::model::{
             CommitMeta, NamespaceIdent, Page, PageRequest, RefId, Tabular, TabularId,
@@ -662,6 +662,78 @@ macro_rules! stamp {
                     tabulars: tabulars.into_iter().map(|t| t.ident).collect(),
                     tasks,
                 })
+            }
+
+            async fn maintenance_policy(&self, warehouse: WarehouseId) -> Result<MaintenancePolicy> {
+                let policy: Option<String> =
+                    sqlx::query_scalar("SELECT maintenance FROM warehouses WHERE id = $1")
+                        .bind(warehouse.0)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(|e| db_error("reading a maintenance policy", e))?;
+                let policy = policy.ok_or_else(|| not_found(Entity::Warehouse, warehouse))?;
+                serde_json::from_str(&policy)
+                    .map_err(|e| Error::internal("decoding a maintenance policy", e))
+            }
+
+            async fn set_maintenance_policy(
+                &self,
+                warehouse: WarehouseId,
+                policy: &MaintenancePolicy,
+                events: &[CloudEvent],
+            ) -> Result<()> {
+                let failed = |e| db_error("setting a maintenance policy", e);
+                let mut tx = self.write.begin().await.map_err(failed)?;
+                let json = serde_json::to_string(policy)
+                    .map_err(|e| Error::internal("encoding a maintenance policy", e))?;
+                let done = sqlx::query("UPDATE warehouses SET maintenance = $1 WHERE id = $2")
+                    .bind(json)
+                    .bind(warehouse.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(failed)?;
+                if done.rows_affected() == 0 {
+                    return Err(not_found(Entity::Warehouse, warehouse));
+                }
+                super::events::write_events(&mut *tx, events).await?;
+                tx.commit().await.map_err(failed)
+            }
+
+            async fn tables_in(
+                &self,
+                line: RefId,
+                namespace: Option<&NamespaceIdent>,
+            ) -> Result<Vec<(TabularIdent, Uuid)>> {
+                let rows = sqlx::query(
+                    "SELECT n.name AS namespace, t.name, t.uuid FROM tabulars t \
+                     JOIN namespaces n ON n.id = t.namespace_id \
+                     WHERE t.ref_id = $1 AND t.kind = 'table' \
+                     ORDER BY n.name, t.name",
+                )
+                .bind(line.0)
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error("listing tables", e))?;
+                let scope = namespace.map(|n| n.joined());
+                let mut tables = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let failed = |e| db_error("listing tables", e);
+                    let ns: String = row.try_get("namespace").map_err(failed)?;
+                    if let Some(scope) = &scope
+                        && ns != *scope
+                        && !ns.starts_with(&format!("{scope}\u{1f}"))
+                    {
+                        continue;
+                    }
+                    tables.push((
+                        TabularIdent {
+                            namespace: NamespaceIdent::from_joined(&ns)?,
+                            name: row.try_get("name").map_err(failed)?,
+                        },
+                        row.try_get("uuid").map_err(failed)?,
+                    ));
+                }
+                Ok(tables)
             }
 
             async fn has_pending_lifecycle(&self, warehouse: WarehouseId) -> Result<bool> {

@@ -148,6 +148,33 @@ macro_rules! stamp {
                     .map_err(|e| db_error("enqueueing a task", e))
             }
 
+            async fn enqueue_unique(&self, task: &NewTask) -> Result<bool> {
+                let now = chrono::Utc::now().timestamp_millis();
+                // The partial unique index on pending maintenance tasks decides; a conflict
+                // inserts nothing.
+                let inserted: Option<Uuid> = sqlx::query_scalar(
+                    "INSERT INTO tasks (id, warehouse_id, queue, target, payload, status, attempts, \
+                     failures, max_attempts, scheduled_at, cancel_requested, created_at, updated_at) \
+                     SELECT $1, $2, $3, $4, $5, 'scheduled', 0, 0, $6, $7, $8, $9, $9 \
+                     WHERE NOT EXISTS (SELECT 1 FROM tasks WHERE warehouse_id = $2 AND queue = $3 \
+                     AND target = $4 AND status IN ('scheduled', 'running')) \
+                     ON CONFLICT DO NOTHING RETURNING id",
+                )
+                .bind(task.id)
+                .bind(task.warehouse_id.0)
+                .bind(task.queue)
+                .bind(&task.target)
+                .bind(task.payload.to_string())
+                .bind(i32::try_from(task.max_attempts.max(1)).unwrap_or(i32::MAX))
+                .bind(task.scheduled_at)
+                .bind(false)
+                .bind(now)
+                .fetch_optional(&self.write)
+                .await
+                .map_err(|e| db_error("enqueueing a task", e))?;
+                Ok(inserted.is_some())
+            }
+
             async fn claim_task(
                 &self,
                 queue: &str,
@@ -465,7 +492,16 @@ macro_rules! stamp {
                 .bind(id)
                 .execute(&mut *tx)
                 .await
-                .map_err(failed)?;
+                .map_err(|e| {
+                    if crate::store::is_unique_violation(&e) {
+                        Error::conflict(format!(
+                            "another task of {} is pending; it does the same",
+                            task.target
+                        ))
+                    } else {
+                        db_error("retrying a task", e)
+                    }
+                })?;
                 let task = task_in(&mut tx, warehouse, id).await?;
                 tx.commit().await.map_err(failed)?;
                 Ok(task)

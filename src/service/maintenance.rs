@@ -1,0 +1,458 @@
+//! Table maintenance by policy: snapshot expiry as a task, committed through the normal commit
+//! path (a concurrent writer wins; the task computes again).
+//!
+//! The policy is Iceberg's own properties (`history.expire.max-snapshot-age-ms`,
+//! `history.expire.min-snapshots-to-keep`, `history.expire.max-ref-age-ms`, and each ref's
+//! `max-snapshot-age-ms`, `min-snapshots-to-keep`, `max-ref-age-ms`), taken from the table, else
+//! its namespace (nearest first), else the warehouse's maintenance policy, else Iceberg's
+//! defaults; `floe.maintenance.enabled` on the table or a namespace turns it on or off there.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use iceberg::spec::{SnapshotReference, SnapshotRetention, TableMetadata};
+use iceberg::{TableRequirement, TableUpdate};
+use serde_json::json;
+
+use super::tasks::{TaskRun, TaskSettings};
+use super::{RequestContext, Services, TableChange};
+use crate::error::{Error, ErrorKind, Result};
+use crate::model::lifecycle::{MaintenancePolicy, NewTask, queues};
+use crate::model::{Action, NamespaceIdent, RefSelector, TabularIdent, WarehouseId};
+
+pub const MAX_SNAPSHOT_AGE: &str = "history.expire.max-snapshot-age-ms";
+pub const MIN_SNAPSHOTS: &str = "history.expire.min-snapshots-to-keep";
+pub const MAX_REF_AGE: &str = "history.expire.max-ref-age-ms";
+pub const ENABLED: &str = "floe.maintenance.enabled";
+/// Iceberg's default: five days.
+const DEFAULT_MAX_SNAPSHOT_AGE_MS: i64 = 5 * 24 * 3600 * 1000;
+
+/// The table-wide expiry settings a table ends up with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    pub max_snapshot_age_ms: i64,
+    pub min_snapshots_to_keep: usize,
+    /// `None`: refs never expire.
+    pub max_ref_age_ms: Option<i64>,
+}
+
+impl Expiry {
+    /// From `properties` (the table's, with its namespaces' and the warehouse's filled in).
+    pub fn of(properties: &HashMap<String, String>) -> Expiry {
+        let int = |key: &str| {
+            properties
+                .get(key)
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        };
+        Expiry {
+            max_snapshot_age_ms: int(MAX_SNAPSHOT_AGE)
+                .filter(|v| *v >= 0)
+                .unwrap_or(DEFAULT_MAX_SNAPSHOT_AGE_MS),
+            min_snapshots_to_keep: int(MIN_SNAPSHOTS)
+                .filter(|v| *v >= 1)
+                .map(|v| v as usize)
+                .unwrap_or(1),
+            max_ref_age_ms: int(MAX_REF_AGE).filter(|v| *v > 0),
+        }
+    }
+}
+
+/// What expiry removes from a table: refs past their age (never `main`) and the snapshots no
+/// remaining ref keeps, by Iceberg's rules: each branch keeps its ancestors while fewer than its
+/// minimum are kept or they are younger than its maximum age; a tag keeps its snapshot; snapshots
+/// no ref reaches are kept while younger than the table's maximum age.
+pub fn expire(
+    metadata: &TableMetadata,
+    refs: &HashMap<String, SnapshotReference>,
+    expiry: Expiry,
+    now_ms: i64,
+) -> (Vec<String>, Vec<i64>) {
+    let mut removed_refs = Vec::new();
+    let mut retained: HashSet<i64> = HashSet::new();
+    for (name, reference) in refs {
+        let Some(snapshot) = metadata.snapshot_by_id(reference.snapshot_id) else {
+            continue;
+        };
+        let (max_ref_age, branch) = match &reference.retention {
+            SnapshotRetention::Branch {
+                min_snapshots_to_keep,
+                max_snapshot_age_ms,
+                max_ref_age_ms,
+            } => (
+                max_ref_age_ms.or(expiry.max_ref_age_ms),
+                Some((
+                    min_snapshots_to_keep
+                        .map(|v| v.max(1) as usize)
+                        .unwrap_or(expiry.min_snapshots_to_keep),
+                    max_snapshot_age_ms.unwrap_or(expiry.max_snapshot_age_ms),
+                )),
+            ),
+            SnapshotRetention::Tag { max_ref_age_ms } => {
+                (max_ref_age_ms.or(expiry.max_ref_age_ms), None)
+            }
+        };
+        if name != "main"
+            && let Some(age) = max_ref_age
+            && now_ms - snapshot.timestamp_ms() > age
+        {
+            removed_refs.push(name.clone());
+            continue;
+        }
+        match branch {
+            None => {
+                retained.insert(snapshot.snapshot_id());
+            }
+            Some((min_keep, max_age)) => {
+                let older_than = now_ms - max_age;
+                let mut kept = 0usize;
+                let mut next = Some(snapshot);
+                while let Some(s) = next {
+                    if kept < min_keep || s.timestamp_ms() >= older_than {
+                        retained.insert(s.snapshot_id());
+                        kept += 1;
+                    } else {
+                        break;
+                    }
+                    next = s
+                        .parent_snapshot_id()
+                        .and_then(|p| metadata.snapshot_by_id(p));
+                }
+            }
+        }
+    }
+    // Snapshots no ref reaches (a staged write, a rolled-back branch): kept while young.
+    let reachable: HashSet<i64> = {
+        let mut all = HashSet::new();
+        for (name, reference) in refs {
+            if removed_refs.contains(name) {
+                continue;
+            }
+            let mut next = metadata.snapshot_by_id(reference.snapshot_id);
+            while let Some(s) = next {
+                if !all.insert(s.snapshot_id()) {
+                    break;
+                }
+                next = s
+                    .parent_snapshot_id()
+                    .and_then(|p| metadata.snapshot_by_id(p));
+            }
+        }
+        all
+    };
+    let older_than = now_ms - expiry.max_snapshot_age_ms;
+    let mut expired: Vec<i64> = metadata
+        .snapshots()
+        .filter(|s| !retained.contains(&s.snapshot_id()))
+        .filter(|s| reachable.contains(&s.snapshot_id()) || s.timestamp_ms() < older_than)
+        .map(|s| s.snapshot_id())
+        .collect();
+    expired.sort_unstable();
+    removed_refs.sort();
+    (removed_refs, expired)
+}
+
+/// A table's refs, from its metadata JSON (`TableMetadata` does not show them).
+pub fn refs_of(json: &[u8]) -> Result<HashMap<String, SnapshotReference>> {
+    #[derive(serde::Deserialize)]
+    struct Refs {
+        #[serde(default)]
+        refs: HashMap<String, SnapshotReference>,
+    }
+    let parsed: Refs =
+        serde_json::from_slice(json).map_err(|e| Error::internal("reading a table's refs", e))?;
+    Ok(parsed.refs)
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The task that maintains one table on `main`.
+pub fn maintenance_task(
+    warehouse: WarehouseId,
+    ident: &TabularIdent,
+    uuid: uuid::Uuid,
+    max_attempts: u32,
+) -> NewTask {
+    NewTask {
+        id: uuid::Uuid::now_v7(),
+        warehouse_id: warehouse,
+        queue: queues::MAINTENANCE,
+        target: format!("maintain:{uuid}"),
+        payload: json!({ "table": ident.to_string(), "namespace": ident.namespace.levels(), "name": ident.name, "uuid": uuid }),
+        scheduled_at: now_ms(),
+        max_attempts,
+    }
+}
+
+impl Services {
+    pub async fn maintenance_policy(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+    ) -> Result<MaintenancePolicy> {
+        self.authorize_warehouse(ctx, Action::WarehouseRead, warehouse)
+            .await?;
+        self.store.lifecycle.maintenance_policy(warehouse).await
+    }
+
+    pub async fn set_maintenance_policy(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        policy: MaintenancePolicy,
+    ) -> Result<MaintenancePolicy> {
+        policy.validate()?;
+        self.authorize_warehouse(ctx, Action::WarehouseManageTasks, warehouse)
+            .await?;
+        let events = self.change_event(
+            ctx,
+            "warehouse.maintenance-policy-set",
+            format!("warehouse/{warehouse}"),
+            serde_json::to_value(&policy).unwrap_or_default(),
+        );
+        self.store
+            .lifecycle
+            .set_maintenance_policy(warehouse, &policy, &events)
+            .await?;
+        self.caches.forget_maintenance(warehouse);
+        Ok(policy)
+    }
+
+    /// Enqueues maintenance now for one table, or every table of a namespace (with those below
+    /// it), or of the warehouse, on `main`. Returns how many tasks were enqueued (a table that
+    /// has one pending already gets no second).
+    pub async fn run_maintenance(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        namespace: Option<NamespaceIdent>,
+        table: Option<String>,
+    ) -> Result<usize> {
+        self.authorize_warehouse(ctx, Action::WarehouseManageTasks, warehouse)
+            .await?;
+        let main = self.main_branch(warehouse).await?;
+        let mut tables = Vec::new();
+        match (namespace, table) {
+            (Some(ns), Some(name)) => {
+                let ident = TabularIdent::new(ns, name)?;
+                let t = self
+                    .store
+                    .tabulars
+                    .get_tabular(main.id, &ident)
+                    .await?
+                    .filter(|t| t.kind == crate::model::TabularKind::Table)
+                    .ok_or_else(|| {
+                        Error::not_found(
+                            crate::error::Entity::Table,
+                            format!("table {ident} does not exist"),
+                        )
+                    })?;
+                tables.push((ident, t.uuid));
+            }
+            (None, Some(_)) => {
+                return Err(Error::bad_request("a table is named with its namespace"));
+            }
+            (scope, None) => {
+                tables = self
+                    .store
+                    .lifecycle
+                    .tables_in(main.id, scope.as_ref())
+                    .await?;
+            }
+        }
+        let mut enqueued = 0;
+        for (ident, uuid) in &tables {
+            let task = maintenance_task(warehouse, ident, *uuid, self.task_max_attempts);
+            if self.store.tasks.enqueue_unique(&task).await? {
+                enqueued += 1;
+            }
+        }
+        if enqueued > 0 {
+            self.wake_workers();
+        }
+        Ok(enqueued)
+    }
+
+    /// After a commit to a table on `main`: enqueues its maintenance when the warehouse's policy
+    /// (or the table's `floe.maintenance.enabled`) turns it on and this instance has not done so
+    /// within the policy's interval. Errors are logged, never the commit's.
+    pub(crate) async fn after_commit(
+        &self,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+        metadata: &TableMetadata,
+    ) {
+        let policy = match self.cached_maintenance(warehouse).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "reading the maintenance policy failed");
+                return;
+            }
+        };
+        let enabled = match metadata.properties().get(ENABLED).map(String::as_str) {
+            Some(v) => v.eq_ignore_ascii_case("true"),
+            None => policy.enabled,
+        };
+        if !enabled || metadata.snapshots().len() < 2 {
+            return;
+        }
+        let uuid = metadata.uuid();
+        if !self.caches.maintenance_due(
+            uuid,
+            std::time::Duration::from_secs(policy.interval_seconds),
+        ) {
+            return;
+        }
+        let task = maintenance_task(warehouse, ident, uuid, self.task_max_attempts);
+        match self.store.tasks.enqueue_unique(&task).await {
+            Ok(true) => self.wake_workers(),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e.message, "enqueueing maintenance failed"),
+        }
+    }
+
+    async fn cached_maintenance(&self, warehouse: WarehouseId) -> Result<MaintenancePolicy> {
+        if let Some(policy) = self.caches.maintenance(warehouse) {
+            return Ok(policy);
+        }
+        let policy = self.store.lifecycle.maintenance_policy(warehouse).await?;
+        self.caches.keep_maintenance(warehouse, policy.clone());
+        Ok(policy)
+    }
+
+    /// The properties that decide a table's maintenance: the warehouse's policy, then each
+    /// namespace from the top down, then the table's own (later wins).
+    async fn effective_properties(
+        &self,
+        warehouse: WarehouseId,
+        main: crate::model::RefId,
+        ident: &TabularIdent,
+        table: &TableMetadata,
+    ) -> Result<HashMap<String, String>> {
+        let policy = self.store.lifecycle.maintenance_policy(warehouse).await?;
+        let mut properties: HashMap<String, String> = policy.properties.into_iter().collect();
+        properties.insert(ENABLED.into(), policy.enabled.to_string());
+        let levels = ident.namespace.levels();
+        for depth in 1..=levels.len() {
+            let ns = NamespaceIdent::new(levels[..depth].to_vec())?;
+            if let Some(found) = self.store.namespaces.get_namespace(main, &ns).await? {
+                for key in [MAX_SNAPSHOT_AGE, MIN_SNAPSHOTS, MAX_REF_AGE, ENABLED] {
+                    if let Some(v) = found.properties.get(key) {
+                        properties.insert(key.into(), v.clone());
+                    }
+                }
+            }
+        }
+        for (k, v) in table.properties() {
+            properties.insert(k.clone(), v.clone());
+        }
+        Ok(properties)
+    }
+
+    /// Expires a table's snapshots by its policy, through the normal commit path: the commit
+    /// asserts every ref as it was read, so a concurrent writer wins and the expiry is computed
+    /// again on the new state.
+    pub(crate) async fn run_maintenance_task(
+        &self,
+        run: &TaskRun,
+        _settings: &TaskSettings,
+    ) -> Result<Option<String>> {
+        let task = &run.lease.task;
+        let warehouse = task.warehouse_id;
+        let namespace: Vec<String> =
+            serde_json::from_value(task.payload.get("namespace").cloned().unwrap_or_default())
+                .map_err(|_| Error::bad_request("the task names no namespace"))?;
+        let name = task
+            .payload
+            .get("name")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| Error::bad_request("the task names no table"))?;
+        let ident = TabularIdent::new(NamespaceIdent::new(namespace)?, name.to_string())?;
+        let uuid = task
+            .payload
+            .get("uuid")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let ctx = RequestContext {
+            reference: RefSelector::Main,
+            ..RequestContext::system()
+        };
+        let main = self.main_branch(warehouse).await?;
+        for _ in 0..5 {
+            let Some(table) = self.store.tabulars.get_tabular(main.id, &ident).await? else {
+                return Ok(Some(format!("{ident} is gone")));
+            };
+            if table.uuid.to_string() != uuid {
+                return Ok(Some(format!("{ident} is another table now")));
+            }
+            let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
+            let properties = self
+                .effective_properties(warehouse, main.id, &ident, &metadata)
+                .await?;
+            if !properties
+                .get(ENABLED)
+                .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            {
+                return Ok(Some("maintenance is off for this table".into()));
+            }
+            let refs_now = refs_of(&table.metadata)?;
+            let (refs, snapshots) = expire(&metadata, &refs_now, Expiry::of(&properties), now_ms());
+            if refs.is_empty() && snapshots.is_empty() {
+                return Ok(Some("nothing to expire".into()));
+            }
+            let mut requirements = vec![TableRequirement::UuidMatch {
+                uuid: metadata.uuid(),
+            }];
+            let sorted: BTreeMap<&String, i64> =
+                refs_now.iter().map(|(n, r)| (n, r.snapshot_id)).collect();
+            for (name, snapshot) in sorted {
+                requirements.push(TableRequirement::RefSnapshotIdMatch {
+                    r#ref: name.to_string(),
+                    snapshot_id: Some(snapshot),
+                });
+            }
+            let mut updates: Vec<TableUpdate> = refs
+                .iter()
+                .map(|r| TableUpdate::RemoveSnapshotRef {
+                    ref_name: r.clone(),
+                })
+                .collect();
+            if !snapshots.is_empty() {
+                updates.push(TableUpdate::RemoveSnapshots {
+                    snapshot_ids: snapshots.clone(),
+                });
+            }
+            match self
+                .commit_table(
+                    &ctx,
+                    warehouse,
+                    TableChange {
+                        ident: ident.clone(),
+                        requirements,
+                        updates,
+                    },
+                )
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(table = %ident, expired_snapshots = snapshots.len(), removed_refs = refs.len(), "expired snapshots");
+                    run.record_progress(json!({
+                        "expired-snapshots": snapshots.len(),
+                        "removed-refs": refs,
+                    }));
+                    return Ok(Some(format!(
+                        "expired {} snapshots and {} refs",
+                        snapshots.len(),
+                        refs.len()
+                    )));
+                }
+                // A writer committed meanwhile: it wins; compute again on what it left.
+                Err(e) if e.kind == ErrorKind::CommitConflict => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::conflict(format!(
+            "{ident} kept changing while its snapshots were expired; retried later"
+        )))
+    }
+}
