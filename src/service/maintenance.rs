@@ -9,7 +9,10 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use iceberg::spec::{SnapshotReference, SnapshotRetention, TableMetadata};
+use iceberg::spec::{
+    FormatVersion, Manifest, ManifestList, ManifestStatus, SnapshotReference, SnapshotRetention,
+    TableMetadata,
+};
 use iceberg::{TableRequirement, TableUpdate};
 use serde_json::json;
 
@@ -18,6 +21,7 @@ use super::{RequestContext, Services, TableChange};
 use crate::error::{Error, ErrorKind, Result};
 use crate::model::lifecycle::{MaintenancePolicy, NewTask, queues};
 use crate::model::{Action, NamespaceIdent, RefSelector, TabularIdent, WarehouseId};
+use crate::storage::location::Location;
 
 pub const MAX_SNAPSHOT_AGE: &str = "history.expire.max-snapshot-age-ms";
 pub const MIN_SNAPSHOTS: &str = "history.expire.min-snapshots-to-keep";
@@ -184,7 +188,135 @@ pub fn maintenance_task(
     }
 }
 
+/// The files of a snapshot's manifest list: the list itself, its manifests and the data and
+/// delete files they name (`live`: only entries that are not deleted).
+async fn snapshot_files(
+    storage: &dyn crate::storage::ObjectStorage,
+    format: FormatVersion,
+    list: &str,
+    manifests_seen: &mut HashSet<String>,
+    files: &mut HashSet<String>,
+    live: bool,
+    skip_manifests: &HashSet<String>,
+) -> Result<()> {
+    files.insert(list.to_string());
+    let Some(bytes) = storage.get(&Location::parse(list)?).await? else {
+        return Ok(());
+    };
+    let manifests = ManifestList::parse_with_version(&bytes, format)
+        .map_err(|e| Error::internal("reading a manifest list", e))?;
+    for manifest in manifests.entries() {
+        let path = manifest.manifest_path.clone();
+        files.insert(path.clone());
+        if skip_manifests.contains(&path) || !manifests_seen.insert(path.clone()) {
+            continue;
+        }
+        let Some(bytes) = storage.get(&Location::parse(&path)?).await? else {
+            continue;
+        };
+        let parsed =
+            Manifest::parse_avro(&bytes).map_err(|e| Error::internal("reading a manifest", e))?;
+        for entry in parsed.entries() {
+            if live && entry.status() == ManifestStatus::Deleted {
+                continue;
+            }
+            files.insert(entry.file_path().to_string());
+        }
+    }
+    Ok(())
+}
+
 impl Services {
+    /// Writes a running task's progress at once (not with the next heartbeat).
+    async fn save_progress(&self, run: &TaskRun, progress: serde_json::Value) -> Result<()> {
+        run.record_progress(progress.clone());
+        match self
+            .store
+            .tasks
+            .heartbeat_task(&run.lease, now_ms(), Some(&progress))
+            .await?
+        {
+            crate::model::lifecycle::Heartbeat::Held => Ok(()),
+            _ => Err(Error::conflict("the task was taken over or cancelled")),
+        }
+    }
+
+    /// Deletes the files of expired snapshots (`expiring`: id and manifest list; those still in
+    /// the table were not expired and count as kept) that no kept snapshot uses, inside the
+    /// table's location. `None` (nothing deleted) while the warehouse has refs besides `main`:
+    /// a branch, tag or commit there may read them.
+    async fn delete_unreferenced(
+        &self,
+        run: &TaskRun,
+        warehouse: WarehouseId,
+        main: crate::model::RefId,
+        ident: &TabularIdent,
+        expiring: &[(i64, String)],
+    ) -> Result<Option<u64>> {
+        if expiring.is_empty() {
+            return Ok(Some(0));
+        }
+        if self.store.refs.has_other_refs(warehouse).await? {
+            return Ok(None);
+        }
+        let Some(table) = self.store.tabulars.get_tabular(main, ident).await? else {
+            return Ok(Some(0));
+        };
+        let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
+        let location = Location::parse(&table.location)?;
+        let wh = self.cached_warehouse(warehouse).await?;
+        let storage = self.warehouse_storage(&wh).await?;
+        let format = metadata.format_version();
+        // What the kept snapshots use.
+        let (mut kept_manifests, mut kept) = (HashSet::new(), HashSet::new());
+        let none = HashSet::new();
+        for snapshot in metadata.snapshots() {
+            snapshot_files(
+                storage.as_ref(),
+                format,
+                snapshot.manifest_list(),
+                &mut kept_manifests,
+                &mut kept,
+                true,
+                &none,
+            )
+            .await?;
+        }
+        // What the expired ones used (manifests the kept ones list are not read again).
+        let (mut seen, mut used) = (HashSet::new(), HashSet::new());
+        for (id, list) in expiring {
+            if metadata.snapshot_by_id(*id).is_some() {
+                continue;
+            }
+            snapshot_files(
+                storage.as_ref(),
+                format,
+                list,
+                &mut seen,
+                &mut used,
+                false,
+                &kept_manifests,
+            )
+            .await?;
+        }
+        let mut doomed: Vec<Location> = used
+            .difference(&kept)
+            .filter_map(|f| Location::parse(f).ok())
+            .filter(|l| l.is_within(&location) && *l != location)
+            .collect();
+        doomed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let mut deleted = 0u64;
+        for file in &doomed {
+            storage.delete(file).await?;
+            deleted += 1;
+            if deleted % 1000 == 0 {
+                run.record_progress(json!({ "expiring": expiring, "files-deleted": deleted }));
+            }
+        }
+        tracing::info!(table = %ident, files = deleted, "deleted the files expired snapshots left");
+        Ok(Some(deleted))
+    }
+
     pub async fn maintenance_policy(
         &self,
         ctx: &RequestContext,
@@ -378,6 +510,15 @@ impl Services {
             ..RequestContext::system()
         };
         let main = self.main_branch(warehouse).await?;
+        // An attempt that died between its commit and the end of its deletions: finish those.
+        if let Some(expiring) = run
+            .resumed_progress()
+            .and_then(|p| p.get("expiring"))
+            .and_then(|e| serde_json::from_value::<Vec<(i64, String)>>(e.clone()).ok())
+        {
+            self.delete_unreferenced(run, warehouse, main.id, &ident, &expiring)
+                .await?;
+        }
         for _ in 0..5 {
             let Some(table) = self.store.tabulars.get_tabular(main.id, &ident).await? else {
                 return Ok(Some(format!("{ident} is gone")));
@@ -422,6 +563,18 @@ impl Services {
                     snapshot_ids: snapshots.clone(),
                 });
             }
+            // What the expired snapshots' files are is known only before they go: recorded
+            // first, so a worker that dies after the commit leaves its successor the list.
+            let expiring: Vec<(i64, String)> = snapshots
+                .iter()
+                .filter_map(|id| {
+                    metadata
+                        .snapshot_by_id(*id)
+                        .map(|s| (*id, s.manifest_list().to_string()))
+                })
+                .collect();
+            self.save_progress(run, json!({ "expiring": expiring }))
+                .await?;
             match self
                 .commit_table(
                     &ctx,
@@ -436,15 +589,27 @@ impl Services {
             {
                 Ok(_) => {
                     tracing::info!(table = %ident, expired_snapshots = snapshots.len(), removed_refs = refs.len(), "expired snapshots");
+                    let files = self
+                        .delete_unreferenced(run, warehouse, main.id, &ident, &expiring)
+                        .await?;
                     run.record_progress(json!({
                         "expired-snapshots": snapshots.len(),
                         "removed-refs": refs,
+                        "files-deleted": files,
                     }));
-                    return Ok(Some(format!(
-                        "expired {} snapshots and {} refs",
-                        snapshots.len(),
-                        refs.len()
-                    )));
+                    return Ok(Some(match files {
+                        Some(n) => format!(
+                            "expired {} snapshots and {} refs; deleted {n} files",
+                            snapshots.len(),
+                            refs.len()
+                        ),
+                        None => format!(
+                            "expired {} snapshots and {} refs; their files are kept while the \
+                             warehouse has branches or tags",
+                            snapshots.len(),
+                            refs.len()
+                        ),
+                    }));
                 }
                 // A writer committed meanwhile: it wins; compute again on what it left.
                 Err(e) if e.kind == ErrorKind::CommitConflict => continue,

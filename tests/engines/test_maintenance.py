@@ -3,6 +3,7 @@ warehouse policy that keeps recent snapshots, ends with the kept snapshots only;
 read back by PyIceberg with the rows it had, and a writer that keeps appending during maintenance
 loses nothing."""
 
+import os
 import threading
 import time
 
@@ -25,6 +26,30 @@ def manage(floe, path=""):
     return f"{floe.base}/management/v1/warehouses/{wid}{path}"
 
 
+def snapshot_files(table, snapshot, live):
+    """What a snapshot uses, read with PyIceberg: its manifest list, manifests, and the data files
+    they name (`live`: not those marked deleted)."""
+    io = table.io
+    files = {snapshot.manifest_list}
+    for manifest in snapshot.manifests(io):
+        files.add(manifest.manifest_path)
+        for entry in manifest.fetch_manifest_entry(io, discard_deleted=live):
+            files.add(entry.data_file.file_path)
+    return files
+
+
+def files_on_disk(floe, location):
+    """Every file under a table's folder of the gateway-served `demo` warehouse, as locations."""
+    key = location.split("s3://demo/", 1)[1]
+    root = os.path.join(floe.dir, "data", "warehouses", "demo")
+    found = set()
+    for folder, _, names in os.walk(os.path.join(root, key)):
+        for name in names:
+            path = os.path.join(folder, name)
+            found.add("s3://demo/" + os.path.relpath(path, root))
+    return found
+
+
 def wait_tasks(floe, count, timeout=60):
     deadline = time.monotonic() + timeout
     while True:
@@ -42,14 +67,26 @@ def test_expiry_keeps_recent_snapshots_readable_and_loses_no_write(floe):
     table = catalog.create_table("m.events", schema=SCHEMA)
     for i in range(40):
         table.append(batch(i * 10))
+    # An overwrite replaces every row: the appends' data files are then the old snapshots' only.
+    table.overwrite(batch(10000))
     old_ids = [s.snapshot_id for s in table.metadata.snapshots]
-    assert len(old_ids) == 40
+    assert len(old_ids) >= 41
     time.sleep(6)
     for i in range(40, 45):
         table.append(batch(i * 10))
     recent = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in old_ids]
-    # The k-th snapshot holds the rows of k appends of 10.
-    counts = {sid: 410 + 10 * k for k, sid in enumerate(recent)}
+    # The k-th recent snapshot holds the overwrite's 10 rows and k + 1 appends of 10.
+    counts = {sid: 10 + 10 * (k + 1) for k, sid in enumerate(recent)}
+
+    # What expiry must delete, computed here with PyIceberg: what the old snapshots use that the
+    # 5 recent ones do not.
+    by_id = {s.snapshot_id: s for s in table.metadata.snapshots}
+    expired_files = set().union(*(snapshot_files(table, by_id[i], live=False) for i in old_ids))
+    kept_files = set().union(*(snapshot_files(table, by_id[i], live=True) for i in recent))
+    expected_deleted = expired_files - kept_files
+    assert sum(f.endswith(".parquet") for f in expected_deleted) == 40, "the appends' data files"
+    assert sum("/snap-" in f for f in expected_deleted) >= 41, "the old manifest lists"
+    before = files_on_disk(floe, table.metadata.location)
 
     r = requests.put(
         manage(floe, "/maintenance"),
@@ -69,12 +106,16 @@ def test_expiry_keeps_recent_snapshots_readable_and_loses_no_write(floe):
     tasks = wait_tasks(floe, 1)
     assert tasks[0]["status"] == "succeeded", tasks
 
+    after = files_on_disk(floe, table.metadata.location)
+    gone = {f for f in before - after if not f.endswith(".metadata.json")}
+    assert gone == expected_deleted, (sorted(gone - expected_deleted), sorted(expected_deleted - gone))
+    assert tasks[0]["progress"]["files-deleted"] == len(expected_deleted)
     table = catalog.load_table("m.events")
     kept = sorted(s.snapshot_id for s in table.metadata.snapshots)
     assert kept == sorted(recent), "the five recent snapshots, and only those"
     for sid, rows in counts.items():
         assert len(table.scan(snapshot_id=sid).to_arrow()) == rows
-    assert len(table.scan().to_arrow()) == 450
+    assert len(table.scan().to_arrow()) == 60
 
     # A writer appending while maintenance runs again: every append lands.
     stop = threading.Event()
@@ -100,5 +141,5 @@ def test_expiry_keeps_recent_snapshots_readable_and_loses_no_write(floe):
     table = catalog.load_table("m.events")
     ids = set(table.scan().to_arrow().column("id").to_pylist())
     assert all(n in ids for n in appended), "no append lost"
-    assert len(ids) == 450 + len(appended)
-    assert len(table.metadata.snapshots) < 45 + len(appended), "expiry kept the history short"
+    assert len(ids) == 60 + len(appended)
+    assert len(table.metadata.snapshots) < 46 + len(appended), "expiry kept the history short"
