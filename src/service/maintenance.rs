@@ -309,7 +309,7 @@ impl Services {
         for file in &doomed {
             storage.delete(file).await?;
             deleted += 1;
-            if deleted % 1000 == 0 {
+            if deleted.is_multiple_of(1000) {
                 run.record_progress(json!({ "expiring": expiring, "files-deleted": deleted }));
             }
         }
