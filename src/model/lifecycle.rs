@@ -372,6 +372,7 @@ pub const MAINTENANCE_PROPERTIES: &[(&str, i64)] = &[
     ("history.expire.max-snapshot-age-ms", 0),
     ("history.expire.min-snapshots-to-keep", 1),
     ("history.expire.max-ref-age-ms", 1),
+    ("floe.maintenance.orphan-files-older-than-ms", 1000),
 ];
 
 impl MaintenancePolicy {

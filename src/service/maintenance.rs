@@ -27,6 +27,34 @@ pub const MAX_SNAPSHOT_AGE: &str = "history.expire.max-snapshot-age-ms";
 pub const MIN_SNAPSHOTS: &str = "history.expire.min-snapshots-to-keep";
 pub const MAX_REF_AGE: &str = "history.expire.max-ref-age-ms";
 pub const ENABLED: &str = "floe.maintenance.enabled";
+/// Files in a table's folder that nothing references are removed once older than this.
+pub const ORPHANS_OLDER_THAN: &str = "floe.maintenance.orphan-files-older-than-ms";
+/// Iceberg's default for removing orphan files: three days.
+const DEFAULT_ORPHAN_AGE_MS: i64 = 3 * 24 * 3600 * 1000;
+/// Younger files may be a write in flight: never removed.
+const MIN_ORPHAN_AGE_MS: i64 = 1000;
+
+/// What expiry did.
+enum Expired {
+    /// Nothing was done, and nothing more is: why.
+    Skipped(String),
+    /// What it did, and the table's maintenance properties.
+    Done(String, HashMap<String, String>),
+}
+
+/// The statistics files a table's metadata names (`statistics`, `partition-statistics`).
+fn statistics_files(json: &[u8]) -> Vec<String> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(json) else {
+        return Vec::new();
+    };
+    ["statistics", "partition-statistics"]
+        .iter()
+        .filter_map(|key| value.get(*key).and_then(|v| v.as_array()))
+        .flatten()
+        .filter_map(|s| s.get("statistics-path").and_then(|p| p.as_str()))
+        .map(str::to_string)
+        .collect()
+}
 /// Iceberg's default: five days.
 const DEFAULT_MAX_SNAPSHOT_AGE_MS: i64 = 5 * 24 * 3600 * 1000;
 
@@ -468,7 +496,13 @@ impl Services {
         for depth in 1..=levels.len() {
             let ns = NamespaceIdent::new(levels[..depth].to_vec())?;
             if let Some(found) = self.store.namespaces.get_namespace(main, &ns).await? {
-                for key in [MAX_SNAPSHOT_AGE, MIN_SNAPSHOTS, MAX_REF_AGE, ENABLED] {
+                for key in [
+                    MAX_SNAPSHOT_AGE,
+                    MIN_SNAPSHOTS,
+                    MAX_REF_AGE,
+                    ENABLED,
+                    ORPHANS_OLDER_THAN,
+                ] {
                     if let Some(v) = found.properties.get(key) {
                         properties.insert(key.into(), v.clone());
                     }
@@ -489,6 +523,113 @@ impl Services {
         run: &TaskRun,
         _settings: &TaskSettings,
     ) -> Result<Option<String>> {
+        let (expired, properties) = match self.expire_table(run).await? {
+            Expired::Skipped(why) => return Ok(Some(why)),
+            Expired::Done(message, properties) => (message, properties),
+        };
+        let older_than = properties
+            .get(ORPHANS_OLDER_THAN)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|v| *v >= MIN_ORPHAN_AGE_MS)
+            .unwrap_or(DEFAULT_ORPHAN_AGE_MS);
+        let orphans = self.remove_orphans(run, older_than).await?;
+        Ok(Some(match orphans {
+            Some(n) => format!("{expired}; removed {n} orphan files"),
+            None => {
+                format!("{expired}; orphan files are kept while the warehouse has branches or tags")
+            }
+        }))
+    }
+
+    /// The table a maintenance task names, on `main`, if it is still the same table.
+    async fn task_table(
+        &self,
+        run: &TaskRun,
+    ) -> Result<(
+        WarehouseId,
+        crate::model::RefId,
+        TabularIdent,
+        Option<crate::model::Tabular>,
+    )> {
+        let task = &run.lease.task;
+        let warehouse = task.warehouse_id;
+        let namespace: Vec<String> =
+            serde_json::from_value(task.payload.get("namespace").cloned().unwrap_or_default())
+                .map_err(|_| Error::bad_request("the task names no namespace"))?;
+        let name = task
+            .payload
+            .get("name")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| Error::bad_request("the task names no table"))?;
+        let ident = TabularIdent::new(NamespaceIdent::new(namespace)?, name.to_string())?;
+        let uuid = task
+            .payload
+            .get("uuid")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        let main = self.main_branch(warehouse).await?;
+        let table = self
+            .store
+            .tabulars
+            .get_tabular(main.id, &ident)
+            .await?
+            .filter(|t| t.uuid.to_string() == uuid);
+        Ok((warehouse, main.id, ident, table))
+    }
+
+    /// Removes files in the table's folder that nothing references (no kept snapshot's manifest
+    /// list, manifest or data file, no metadata or statistics file) and that were last written
+    /// longer ago than `older_than_ms` (files of writes not yet committed are younger). `None`
+    /// while the warehouse has refs besides `main`, whose tables share the folder.
+    async fn remove_orphans(&self, run: &TaskRun, older_than_ms: i64) -> Result<Option<u64>> {
+        let (warehouse, _, ident, table) = self.task_table(run).await?;
+        let Some(table) = table else {
+            return Ok(Some(0));
+        };
+        if self.store.refs.has_other_refs(warehouse).await? {
+            return Ok(None);
+        }
+        let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
+        let location = Location::parse(&table.location)?;
+        let wh = self.cached_warehouse(warehouse).await?;
+        let storage = self.warehouse_storage(&wh).await?;
+        let (mut seen, mut referenced) = (HashSet::new(), HashSet::new());
+        let none = HashSet::new();
+        for snapshot in metadata.snapshots() {
+            snapshot_files(
+                storage.as_ref(),
+                metadata.format_version(),
+                snapshot.manifest_list(),
+                &mut seen,
+                &mut referenced,
+                false,
+                &none,
+            )
+            .await?;
+        }
+        referenced.extend(statistics_files(&table.metadata));
+        let cutoff = now_ms() - older_than_ms;
+        let mut removed = 0u64;
+        for (file, modified) in storage.list_files(&location).await? {
+            let path = file.as_str();
+            if modified > cutoff
+                || referenced.contains(path)
+                || path.ends_with(".metadata.json")
+                || path.ends_with("version-hint.text")
+            {
+                continue;
+            }
+            storage.delete(&file).await?;
+            removed += 1;
+        }
+        if removed > 0 {
+            tracing::info!(table = %ident, files = removed, "removed orphan files");
+        }
+        Ok(Some(removed))
+    }
+
+    /// Expires a table's snapshots (see the module's doc).
+    async fn expire_table(&self, run: &TaskRun) -> Result<Expired> {
         let task = &run.lease.task;
         let warehouse = task.warehouse_id;
         let namespace: Vec<String> =
@@ -521,10 +662,10 @@ impl Services {
         }
         for _ in 0..5 {
             let Some(table) = self.store.tabulars.get_tabular(main.id, &ident).await? else {
-                return Ok(Some(format!("{ident} is gone")));
+                return Ok(Expired::Skipped(format!("{ident} is gone")));
             };
             if table.uuid.to_string() != uuid {
-                return Ok(Some(format!("{ident} is another table now")));
+                return Ok(Expired::Skipped(format!("{ident} is another table now")));
             }
             let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
             let properties = self
@@ -534,12 +675,12 @@ impl Services {
                 .get(ENABLED)
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"))
             {
-                return Ok(Some("maintenance is off for this table".into()));
+                return Ok(Expired::Skipped("maintenance is off for this table".into()));
             }
             let refs_now = refs_of(&table.metadata)?;
             let (refs, snapshots) = expire(&metadata, &refs_now, Expiry::of(&properties), now_ms());
             if refs.is_empty() && snapshots.is_empty() {
-                return Ok(Some("nothing to expire".into()));
+                return Ok(Expired::Done("nothing to expire".into(), properties));
             }
             let mut requirements = vec![TableRequirement::UuidMatch {
                 uuid: metadata.uuid(),
@@ -597,7 +738,7 @@ impl Services {
                         "removed-refs": refs,
                         "files-deleted": files,
                     }));
-                    return Ok(Some(match files {
+                    let message = match files {
                         Some(n) => format!(
                             "expired {} snapshots and {} refs; deleted {n} files",
                             snapshots.len(),
@@ -609,7 +750,8 @@ impl Services {
                             snapshots.len(),
                             refs.len()
                         ),
-                    }));
+                    };
+                    return Ok(Expired::Done(message, properties));
                 }
                 // A writer committed meanwhile: it wins; compute again on what it left.
                 Err(e) if e.kind == ErrorKind::CommitConflict => continue,

@@ -40,6 +40,8 @@ pub trait ObjectStorage: Send + Sync {
     /// `0` once nothing is left (a local folder is then removed too). A purge calls it until it
     /// answers `0`, recording progress in between, so that it can stop and resume anywhere.
     async fn delete_some(&self, location: &Location, limit: usize) -> Result<usize>;
+    /// Every object at or below `location`, with when it was last written (unix milliseconds).
+    async fn list_files(&self, location: &Location) -> Result<Vec<(Location, i64)>>;
     /// Makes `location` ready to receive objects from clients. Object stores need nothing; a local
     /// folder is created, since some engines (DuckDB) do not create folders for the files they write.
     async fn prepare_prefix(&self, location: &Location) -> Result<()>;
@@ -242,6 +244,35 @@ impl ObjectStorage for LocalStorage {
             }
         }
         Ok(count)
+    }
+
+    async fn list_files(&self, location: &Location) -> Result<Vec<(Location, i64)>> {
+        let path = self.path_of(location)?;
+        let walked = path.clone();
+        let files = tokio::task::spawn_blocking(move || collect_files(&walked, usize::MAX))
+            .await
+            .map_err(|e| Error::internal("listing a folder", e))?
+            .map_err(|e| io_error("listing", location, e))?;
+        let mut listed = Vec::with_capacity(files.len());
+        for file in files {
+            let Ok(meta) = std::fs::symlink_metadata(&file) else {
+                continue;
+            };
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
+            let Ok(relative) = file.strip_prefix(&path) else {
+                continue;
+            };
+            let suffix = relative.to_string_lossy().replace('\\', "/");
+            if let Ok(l) = Location::parse(&format!("{}/{suffix}", location.as_str())) {
+                listed.push((l, modified));
+            }
+        }
+        Ok(listed)
     }
 
     async fn prepare_prefix(&self, location: &Location) -> Result<()> {

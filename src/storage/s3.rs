@@ -387,6 +387,39 @@ impl ObjectStorage for S3Storage {
         Ok(count)
     }
 
+    async fn list_files(&self, location: &Location) -> Result<Vec<(Location, i64)>> {
+        let prefix = format!("{}/", self.key_of(location)?);
+        let mut listed = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .store
+                .client
+                .list_objects_v2()
+                .bucket(&self.store.bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| store_error("listing", location, e))?;
+            for object in page.contents() {
+                let (Some(key), Some(modified)) = (object.key(), object.last_modified()) else {
+                    continue;
+                };
+                let Some(suffix) = key.strip_prefix(&prefix) else {
+                    continue;
+                };
+                if let Ok(l) = Location::parse(&format!("{}/{suffix}", location.as_str())) {
+                    listed.push((l, modified.to_millis().unwrap_or(0)));
+                }
+            }
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() {
+                return Ok(listed);
+            }
+        }
+    }
+
     async fn prepare_prefix(&self, _location: &Location) -> Result<()> {
         // Object stores have no folders.
         Ok(())

@@ -1,7 +1,8 @@
 """Table maintenance with PyIceberg, on both backends: a table appended to many times, with a
-warehouse policy that keeps recent snapshots, ends with the kept snapshots only; every kept one is
-read back by PyIceberg with the rows it had, and a writer that keeps appending during maintenance
-loses nothing."""
+warehouse policy that keeps recent snapshots, ends with the kept snapshots only; the files deleted
+are exactly those the expired snapshots used and the kept ones do not (computed here with
+PyIceberg), plus an old orphan (a young one stays); every kept snapshot is read back by PyIceberg
+with the rows it had, and a writer that keeps appending during maintenance loses nothing."""
 
 import os
 import threading
@@ -86,6 +87,16 @@ def test_expiry_keeps_recent_snapshots_readable_and_loses_no_write(floe):
     expected_deleted = expired_files - kept_files
     assert sum(f.endswith(".parquet") for f in expected_deleted) == 40, "the appends' data files"
     assert sum("/snap-" in f for f in expected_deleted) >= 41, "the old manifest lists"
+    # Strays in the table's folder that no snapshot names: one old (an orphan), one young (maybe
+    # a write in flight).
+    key = table.metadata.location.split("s3://demo/", 1)[1]
+    folder = os.path.join(floe.dir, "data", "warehouses", "demo", key, "data")
+    for name, age in [("orphan.parquet", 10 * 86400), ("in-flight.parquet", 0)]:
+        path = os.path.join(folder, name)
+        with open(path, "wb") as f:
+            f.write(b"stray")
+        os.utime(path, (time.time() - age, time.time() - age))
+    orphan = f"{table.metadata.location}/data/orphan.parquet"
     before = files_on_disk(floe, table.metadata.location)
 
     r = requests.put(
@@ -96,6 +107,7 @@ def test_expiry_keeps_recent_snapshots_readable_and_loses_no_write(floe):
             "properties": {
                 "history.expire.max-snapshot-age-ms": "5000",
                 "history.expire.min-snapshots-to-keep": "3",
+                "floe.maintenance.orphan-files-older-than-ms": "86400000",
             },
         },
         timeout=10,
@@ -108,7 +120,8 @@ def test_expiry_keeps_recent_snapshots_readable_and_loses_no_write(floe):
 
     after = files_on_disk(floe, table.metadata.location)
     gone = {f for f in before - after if not f.endswith(".metadata.json")}
-    assert gone == expected_deleted, (sorted(gone - expected_deleted), sorted(expected_deleted - gone))
+    assert gone == expected_deleted | {orphan}, (sorted(gone - expected_deleted), sorted(expected_deleted - gone))
+    assert f"{table.metadata.location}/data/in-flight.parquet" in after, "young strays stay"
     assert tasks[0]["progress"]["files-deleted"] == len(expected_deleted)
     table = catalog.load_table("m.events")
     kept = sorted(s.snapshot_id for s in table.metadata.snapshots)
