@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::tasks::{TaskRun, TaskSettings};
 use super::{RequestContext, Services, TableChange};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::model::lifecycle::{MaintenancePolicy, NewTask, queues};
 use crate::model::{Action, NamespaceIdent, RefSelector, TabularIdent, WarehouseId};
 use crate::storage::location::Location;
@@ -628,139 +628,145 @@ impl Services {
         Ok(Some(removed))
     }
 
-    /// Expires a table's snapshots (see the module's doc).
+    /// Expires a table's snapshots (see the module's doc). The expiry is decided on the table as
+    /// it is when this process's writers to it have taken their turn (`commit_prepared`), and
+    /// committed with every ref asserted as it was then: a writer in another instance that
+    /// commits in between wins, and the expiry is decided again.
     async fn expire_table(&self, run: &TaskRun) -> Result<Expired> {
-        let task = &run.lease.task;
-        let warehouse = task.warehouse_id;
-        let namespace: Vec<String> =
-            serde_json::from_value(task.payload.get("namespace").cloned().unwrap_or_default())
-                .map_err(|_| Error::bad_request("the task names no namespace"))?;
-        let name = task
-            .payload
-            .get("name")
-            .and_then(|v| v.as_str())
-            .ok_or_else(|| Error::bad_request("the task names no table"))?;
-        let ident = TabularIdent::new(NamespaceIdent::new(namespace)?, name.to_string())?;
-        let uuid = task
-            .payload
-            .get("uuid")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
-        let ctx = RequestContext {
-            reference: RefSelector::Main,
-            ..RequestContext::system()
-        };
-        let main = self.main_branch(warehouse).await?;
+        let (warehouse, main, ident, table) = self.task_table(run).await?;
         // An attempt that died between its commit and the end of its deletions: finish those.
         if let Some(expiring) = run
             .resumed_progress()
             .and_then(|p| p.get("expiring"))
             .and_then(|e| serde_json::from_value::<Vec<(i64, String)>>(e.clone()).ok())
         {
-            self.delete_unreferenced(run, warehouse, main.id, &ident, &expiring)
+            self.delete_unreferenced(run, warehouse, main, &ident, &expiring)
                 .await?;
         }
-        for _ in 0..5 {
-            let Some(table) = self.store.tabulars.get_tabular(main.id, &ident).await? else {
-                return Ok(Expired::Skipped(format!("{ident} is gone")));
-            };
-            if table.uuid.to_string() != uuid {
-                return Ok(Expired::Skipped(format!("{ident} is another table now")));
-            }
-            let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
-            let properties = self
-                .effective_properties(warehouse, main.id, &ident, &metadata)
-                .await?;
-            if !properties
+        let Some(table) = table else {
+            return Ok(Expired::Skipped(format!(
+                "{ident} is gone, or another table now"
+            )));
+        };
+        let uuid = table.uuid;
+        let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
+        // The warehouse's and namespaces' part; the table's own properties are read again with
+        // the table at commit time.
+        let mut inherited = self
+            .effective_properties(warehouse, main, &ident, &metadata)
+            .await?;
+        for key in metadata.properties().keys() {
+            inherited.remove(key);
+        }
+        let enabled = |properties: &HashMap<String, String>| {
+            properties
                 .get(ENABLED)
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"))
-            {
-                return Ok(Expired::Skipped("maintenance is off for this table".into()));
-            }
-            let refs_now = refs_of(&table.metadata)?;
-            let (refs, snapshots) = expire(&metadata, &refs_now, Expiry::of(&properties), now_ms());
-            if refs.is_empty() && snapshots.is_empty() {
-                return Ok(Expired::Done("nothing to expire".into(), properties));
-            }
-            let mut requirements = vec![TableRequirement::UuidMatch {
-                uuid: metadata.uuid(),
-            }];
-            let sorted: BTreeMap<&String, i64> =
-                refs_now.iter().map(|(n, r)| (n, r.snapshot_id)).collect();
-            for (name, snapshot) in sorted {
-                requirements.push(TableRequirement::RefSnapshotIdMatch {
-                    r#ref: name.to_string(),
-                    snapshot_id: Some(snapshot),
-                });
-            }
-            let mut updates: Vec<TableUpdate> = refs
-                .iter()
-                .map(|r| TableUpdate::RemoveSnapshotRef {
-                    ref_name: r.clone(),
-                })
-                .collect();
-            if !snapshots.is_empty() {
-                updates.push(TableUpdate::RemoveSnapshots {
-                    snapshot_ids: snapshots.clone(),
-                });
-            }
-            // What the expired snapshots' files are is known only before they go: recorded
-            // first, so a worker that dies after the commit leaves its successor the list.
-            let expiring: Vec<(i64, String)> = snapshots
-                .iter()
-                .filter_map(|id| {
-                    metadata
-                        .snapshot_by_id(*id)
-                        .map(|s| (*id, s.manifest_list().to_string()))
-                })
-                .collect();
-            self.save_progress(run, json!({ "expiring": expiring }))
-                .await?;
-            match self
-                .commit_table(
-                    &ctx,
-                    warehouse,
-                    TableChange {
-                        ident: ident.clone(),
-                        requirements,
-                        updates,
-                    },
-                )
-                .await
-            {
-                Ok(_) => {
-                    tracing::info!(table = %ident, expired_snapshots = snapshots.len(), removed_refs = refs.len(), "expired snapshots");
-                    let files = self
-                        .delete_unreferenced(run, warehouse, main.id, &ident, &expiring)
-                        .await?;
-                    run.record_progress(json!({
-                        "expired-snapshots": snapshots.len(),
-                        "removed-refs": refs,
-                        "files-deleted": files,
-                    }));
-                    let message = match files {
-                        Some(n) => format!(
-                            "expired {} snapshots and {} refs; deleted {n} files",
-                            snapshots.len(),
-                            refs.len()
-                        ),
-                        None => format!(
-                            "expired {} snapshots and {} refs; their files are kept while the \
-                             warehouse has branches or tags",
-                            snapshots.len(),
-                            refs.len()
-                        ),
-                    };
-                    return Ok(Expired::Done(message, properties));
+        };
+        let ctx = RequestContext {
+            reference: RefSelector::Main,
+            ..RequestContext::system()
+        };
+        let mut decided: Option<(Vec<String>, Vec<(i64, String)>, HashMap<String, String>)> = None;
+        let mut off = false;
+        let committed = self
+            .commit_prepared(&ctx, warehouse, &ident, 5, |table| {
+                decided = None;
+                if table.uuid != uuid {
+                    return Ok(None);
                 }
-                // A writer committed meanwhile: it wins; compute again on what it left.
-                Err(e) if e.kind == ErrorKind::CommitConflict => continue,
-                Err(e) => return Err(e),
-            }
+                let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
+                let mut properties = inherited.clone();
+                for (k, v) in metadata.properties() {
+                    properties.insert(k.clone(), v.clone());
+                }
+                if !enabled(&properties) {
+                    off = true;
+                    return Ok(None);
+                }
+                let refs_now = refs_of(&table.metadata)?;
+                let (refs, snapshots) =
+                    expire(&metadata, &refs_now, Expiry::of(&properties), now_ms());
+                let expiring: Vec<(i64, String)> = snapshots
+                    .iter()
+                    .filter_map(|id| {
+                        metadata
+                            .snapshot_by_id(*id)
+                            .map(|s| (*id, s.manifest_list().to_string()))
+                    })
+                    .collect();
+                decided = Some((refs.clone(), expiring, properties));
+                if refs.is_empty() && snapshots.is_empty() {
+                    return Ok(None);
+                }
+                let mut requirements = vec![TableRequirement::UuidMatch {
+                    uuid: metadata.uuid(),
+                }];
+                let sorted: BTreeMap<&String, i64> =
+                    refs_now.iter().map(|(n, r)| (n, r.snapshot_id)).collect();
+                for (name, snapshot) in sorted {
+                    requirements.push(TableRequirement::RefSnapshotIdMatch {
+                        r#ref: name.to_string(),
+                        snapshot_id: Some(snapshot),
+                    });
+                }
+                let mut updates: Vec<TableUpdate> = refs
+                    .iter()
+                    .map(|r| TableUpdate::RemoveSnapshotRef {
+                        ref_name: r.clone(),
+                    })
+                    .collect();
+                if !snapshots.is_empty() {
+                    updates.push(TableUpdate::RemoveSnapshots {
+                        snapshot_ids: snapshots,
+                    });
+                }
+                Ok(Some(TableChange {
+                    ident: ident.clone(),
+                    requirements,
+                    updates,
+                }))
+            })
+            .await?;
+        if off {
+            return Ok(Expired::Skipped("maintenance is off for this table".into()));
         }
-        Err(Error::conflict(format!(
-            "{ident} kept changing while its snapshots were expired; retried later"
-        )))
+        let Some((refs, expiring, properties)) = decided else {
+            return Ok(Expired::Skipped(format!(
+                "{ident} is gone, or another table now"
+            )));
+        };
+        if committed.is_none() {
+            return Ok(Expired::Done("nothing to expire".into(), properties));
+        }
+        tracing::info!(table = %ident, expired_snapshots = expiring.len(), removed_refs = refs.len(), "expired snapshots");
+        // The expired snapshots' files are known only from what they were: recorded first, so
+        // a worker that dies now leaves its successor the list (and what no one deletes is an
+        // orphan, removed later).
+        self.save_progress(run, json!({ "expiring": expiring }))
+            .await?;
+        let files = self
+            .delete_unreferenced(run, warehouse, main, &ident, &expiring)
+            .await?;
+        run.record_progress(json!({
+            "expired-snapshots": expiring.len(),
+            "removed-refs": refs,
+            "files-deleted": files,
+        }));
+        let message = match files {
+            Some(n) => format!(
+                "expired {} snapshots and {} refs; deleted {n} files",
+                expiring.len(),
+                refs.len()
+            ),
+            None => format!(
+                "expired {} snapshots and {} refs; their files are kept while the warehouse \
+                 has branches or tags",
+                expiring.len(),
+                refs.len()
+            ),
+        };
+        Ok(Expired::Done(message, properties))
     }
 }
 

@@ -361,14 +361,72 @@ impl Services {
             .commit_locks
             .lock(changes.iter().map(|c| (warehouse, wh.branch.id, &c.ident)))
             .await;
+        self.commit_in_turn(ctx, warehouse, &wh, &changes, &authorized)
+            .await
+    }
+
+    /// Floe's own commit to one table on the request's branch (maintenance): `prepare` decides
+    /// the change from the table as it is once this process's commits to it have taken their
+    /// turn, so a writer here cannot slip in between; one elsewhere makes the commit's
+    /// requirements fail, and `prepare` is asked again, up to `attempts` times. `Ok(None)`
+    /// when `prepare` wants no change (or the table is gone).
+    pub(crate) async fn commit_prepared(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        ident: &TabularIdent,
+        attempts: usize,
+        mut prepare: impl FnMut(&Tabular) -> Result<Option<TableChange>>,
+    ) -> Result<Option<TableState>> {
+        let wh = self.open_warehouse(ctx, warehouse).await?;
+        let _turn = self
+            .commit_locks
+            .lock(std::iter::once((warehouse, wh.branch.id, ident)))
+            .await;
+        let mut last = None;
+        for _ in 0..attempts.max(1) {
+            let Some(table) = self.store.tabulars.get_tabular(wh.branch.id, ident).await? else {
+                return Ok(None);
+            };
+            let Some(change) = prepare(&table)? else {
+                return Ok(None);
+            };
+            let authorized = HashMap::from([(ident.clone(), table.uuid)]);
+            match self
+                .commit_in_turn(
+                    ctx,
+                    warehouse,
+                    &wh,
+                    std::slice::from_ref(&change),
+                    &authorized,
+                )
+                .await
+            {
+                Ok(mut states) => return Ok(Some(states.remove(0))),
+                Err(e) if e.kind == crate::error::ErrorKind::CommitConflict => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::conflict(format!("{ident} kept changing"))))
+    }
+
+    /// A commit whose tables' turns this process holds (`commit_locks`).
+    async fn commit_in_turn(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        wh: &OpenWarehouse,
+        changes: &[TableChange],
+        authorized: &HashMap<TabularIdent, uuid::Uuid>,
+    ) -> Result<Vec<TableState>> {
         let mut meta = self.commit_meta(
             ctx,
-            match changes.as_slice() {
+            match changes {
                 [one] => format!("commit table {}", one.ident),
                 many => format!("commit {} tables", many.len()),
             },
         );
-        for change in &changes {
+        for change in changes {
             meta = meta.with_event_data(
                 change.ident.namespace.levels(),
                 &Some(change.ident.name.clone()),
@@ -378,7 +436,7 @@ impl Services {
         let mut retries = Retries::new();
         loop {
             match self
-                .attempt_commit(&wh, &changes, &meta, &authorized)
+                .attempt_commit(wh, changes, &meta, authorized)
                 .await
                 .inspect_err(|e| {
                     if matches!(e.kind, crate::error::ErrorKind::CommitConflict) {
@@ -388,7 +446,7 @@ impl Services {
                 Attempt::Done(done) => {
                     self.commits.landed();
                     let mut states = Vec::with_capacity(done.len());
-                    for (staged, change) in done.into_iter().zip(&changes) {
+                    for (staged, change) in done.into_iter().zip(changes) {
                         let Staged {
                             state,
                             retired,
