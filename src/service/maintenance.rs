@@ -34,6 +34,10 @@ const DEFAULT_ORPHAN_AGE_MS: i64 = 3 * 24 * 3600 * 1000;
 /// Younger files may be a write in flight: never removed.
 const MIN_ORPHAN_AGE_MS: i64 = 1000;
 
+/// What an expiry decided: refs to remove, the snapshots to expire with their manifest lists,
+/// and the table's maintenance properties.
+type Decided = (Vec<String>, Vec<(i64, String)>, HashMap<String, String>);
+
 /// What expiry did.
 enum Expired {
     /// Nothing was done, and nothing more is: why.
@@ -667,7 +671,7 @@ impl Services {
             reference: RefSelector::Main,
             ..RequestContext::system()
         };
-        let mut decided: Option<(Vec<String>, Vec<(i64, String)>, HashMap<String, String>)> = None;
+        let mut decided: Option<Decided> = None;
         let mut off = false;
         let committed = self
             .commit_prepared(&ctx, warehouse, &ident, 5, |table| {
