@@ -524,3 +524,53 @@ def test_spark_signs_in_through_the_identity_provider(spark, secure_floe, idp):
         timeout=30,
     ).json()["users"]
     assert [(u["id"], u["kind"]) for u in users] == [("idp~spark-etl", "machine")]
+
+
+def test_spark_reads_every_snapshot_maintenance_kept(spark, cat, floe):
+    """A table written by PyIceberg (60 appends and an overwrite, then 4 recent appends) under a
+    maintenance policy: after Floe's expiry Spark lists only the kept snapshots, reads each with
+    the rows it had, and the files of the expired ones are gone from disk."""
+    import time
+
+    t = f"{cat}.db.maintained"
+    spark.sql(f"CREATE TABLE {t} (id BIGINT) USING iceberg")
+    catalog = load_catalog("py", type="rest", uri=floe.uri, warehouse=floe.file_warehouse())
+    table = catalog.load_table("db.maintained")
+    batch = lambda start, n=5: pa.table({"id": pa.array(range(start, start + n), pa.int64())})  # noqa: E731
+    for i in range(60):
+        table.append(batch(i * 5))
+    table.overwrite(batch(100000))
+    old = {s.snapshot_id for s in table.metadata.snapshots}
+    old_lists = [Path(urlparse(s.manifest_list).path) for s in table.metadata.snapshots]
+    time.sleep(6)
+    for i in range(4):
+        table.append(batch(200000 + i * 5))
+    recent = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in old]
+    listed = requests.get(f"{floe.base}/management/v1/warehouses", timeout=30).json()["warehouses"]
+    wid = next(w["id"] for w in listed if w["name"] == floe.file_warehouse())
+    manage = f"{floe.base}/management/v1/warehouses/{wid}"
+    r = requests.put(
+        f"{manage}/maintenance",
+        json={"enabled": True, "properties": {
+            "history.expire.max-snapshot-age-ms": "5000", "history.expire.min-snapshots-to-keep": "2"}},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    r = requests.post(f"{manage}/maintenance/run", json={"namespace": ["db"], "table": "maintained"}, timeout=30)
+    assert r.json()["enqueued"] == 1
+    deadline = time.monotonic() + 60
+    while True:
+        tasks = requests.get(f"{manage}/tasks?queue=maintenance", timeout=30).json()["tasks"]
+        if tasks and tasks[0]["status"] in ("succeeded", "failed"):
+            break
+        assert time.monotonic() < deadline, tasks
+        time.sleep(0.2)
+    assert tasks[0]["status"] == "succeeded", tasks
+
+    assert sorted(snapshot_ids(spark, t)) == sorted(recent)
+    for k, sid in enumerate(recent):
+        assert scalar(spark, f"SELECT count(*) FROM {t} VERSION AS OF {sid}") == 5 + 5 * (k + 1)
+    assert scalar(spark, f"SELECT count(*) FROM {t}") == 25
+    assert not any(p.exists() for p in old_lists), "the expired snapshots' manifest lists are gone"
+    data = [p for p in files_under(table_location(spark, t) / "data")]
+    assert len(data) == 5, "the overwrite's and the recent appends' data files only"
