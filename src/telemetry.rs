@@ -35,6 +35,9 @@ const VENDED: &str = "floe_vended_credentials_total";
 const SIGNED: &str = "floe_signed_requests_total";
 const EVENTS_BACKLOG: &str = "floe_events_backlog";
 const BUILD_INFO: &str = "floe_build_info";
+const TASKS_RUN: &str = "floe_tasks_run_total";
+const TASK_DURATION: &str = "floe_task_duration_seconds";
+const TASKS_OPEN: &str = "floe_tasks";
 
 /// Latency buckets, in seconds: from a cached `loadTable` (a few hundred microseconds) to a
 /// request at the end of its timeout.
@@ -159,6 +162,21 @@ fn describe() {
         "Change events in the outbox not yet published (read at scrape time)."
     );
     describe_gauge!(BUILD_INFO, "Always 1; the version label is Floe's.");
+    describe_counter!(
+        TASKS_RUN,
+        "Task attempts this instance's workers ended, by queue and outcome (succeeded, \
+         retried: failed with attempts left, failed: for good, cancelled, lost: taken over)."
+    );
+    describe_histogram!(
+        TASK_DURATION,
+        metrics::Unit::Seconds,
+        "How long this instance's task attempts ran, by queue."
+    );
+    describe_gauge!(
+        TASKS_OPEN,
+        "Tasks of every warehouse scheduled or running, by queue and status (read at scrape \
+         time)."
+    );
 }
 
 /// One answered API request. `route` is the matched route's template (`unmatched` when none).
@@ -278,6 +296,26 @@ pub fn vended(kind: Vended) {
 pub fn signed(ok: bool) {
     let outcome = if ok { "signed" } else { "refused" };
     counter!(SIGNED, "outcome" => outcome).increment(1);
+}
+
+/// A task attempt ended on this instance.
+pub fn task_ran(queue: &str, outcome: &'static str, elapsed: Duration) {
+    counter!(TASKS_RUN, "queue" => queue.to_string(), "outcome" => outcome).increment(1);
+    histogram!(TASK_DURATION, "queue" => queue.to_string()).record(elapsed.as_secs_f64());
+}
+
+/// The scheduled and running tasks, by queue and status; every one of `queues` is set (0 when
+/// none), so a drained queue reads 0 rather than its last count.
+pub fn open_tasks(queues: &[&'static str], counts: &[(String, String, u64)]) {
+    for queue in queues {
+        for status in ["scheduled", "running"] {
+            let n = counts
+                .iter()
+                .find(|(q, s, _)| q == queue && s == status)
+                .map_or(0, |c| c.2);
+            gauge!(TASKS_OPEN, "queue" => *queue, "status" => status).set(n as f64);
+        }
+    }
 }
 
 pub fn events_backlog(pending: u64) {

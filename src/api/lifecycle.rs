@@ -553,6 +553,8 @@ pub struct RunMaintenanceRequest {
     pub namespace: Option<Vec<String>>,
     /// Only this table (of `namespace`).
     pub table: Option<String>,
+    /// The branch whose tables are maintained (default `main`).
+    pub branch: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -561,8 +563,8 @@ pub struct RunMaintenanceResponse {
     pub enqueued: usize,
 }
 
-/// Enqueues maintenance now for the tables of the warehouse on `main` (or of a namespace, or one
-/// table), whatever their interval; what each does follows their policy.
+/// Enqueues maintenance now for the tables of the warehouse on a branch (`main` unless named; or
+/// of a namespace, or one table), whatever their interval; what each does follows their policy.
 #[utoipa::path(post, path = "/warehouses/{id}/maintenance/run", tag = "lifecycle",
     params(("id" = Uuid, Path, description = "warehouse id")), request_body = RunMaintenanceRequest,
     responses((status = 200, body = RunMaintenanceResponse), (status = 400, body = IcebergErrorResponse),
@@ -585,7 +587,13 @@ async fn run_maintenance(
         .transpose()?;
     let enqueued = state
         .services
-        .run_maintenance(&ctx, WarehouseId(id), namespace, request.table)
+        .run_maintenance(
+            &ctx,
+            WarehouseId(id),
+            request.branch.as_deref(),
+            namespace,
+            request.table,
+        )
         .await?;
     Ok(Json(RunMaintenanceResponse { enqueued }))
 }

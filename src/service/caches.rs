@@ -133,7 +133,7 @@ pub(super) struct Caches {
     pub(super) maintenance:
         Mutex<HashMap<WarehouseId, (Instant, crate::model::lifecycle::MaintenancePolicy)>>,
     /// When this process last enqueued each table's maintenance (by table UUID).
-    pub(super) maintained: Mutex<HashMap<uuid::Uuid, Instant>>,
+    pub(super) maintained: Mutex<HashMap<(uuid::Uuid, crate::model::RefId), Instant>>,
 }
 
 /// Tables whose last maintenance this process remembers at most; past it the memory is cleared.
@@ -172,7 +172,11 @@ impl Caches {
 
     /// Whether a table's maintenance is due from this process (not enqueued within
     /// `interval`); when it is, it counts as enqueued now.
-    pub(super) fn maintenance_due(&self, table: uuid::Uuid, interval: std::time::Duration) -> bool {
+    pub(super) fn maintenance_due(
+        &self,
+        table: (uuid::Uuid, crate::model::RefId),
+        interval: std::time::Duration,
+    ) -> bool {
         let mut last = self.maintained.lock().expect("cache lock");
         if let Some(at) = last.get(&table)
             && at.elapsed() < interval

@@ -20,7 +20,9 @@ use super::tasks::{TaskRun, TaskSettings};
 use super::{RequestContext, Services, TableChange};
 use crate::error::{Error, Result};
 use crate::model::lifecycle::{MaintenancePolicy, NewTask, queues};
-use crate::model::{Action, NamespaceIdent, RefSelector, TabularIdent, WarehouseId};
+use crate::model::{
+    Action, MAIN_BRANCH, NamespaceIdent, RefKind, RefSelector, TabularIdent, WarehouseId,
+};
 use crate::storage::location::Location;
 
 pub const MAX_SNAPSHOT_AGE: &str = "history.expire.max-snapshot-age-ms";
@@ -37,6 +39,16 @@ const MIN_ORPHAN_AGE_MS: i64 = 1000;
 /// What an expiry decided: refs to remove, the snapshots to expire with their manifest lists,
 /// and the table's maintenance properties.
 type Decided = (Vec<String>, Vec<(i64, String)>, HashMap<String, String>);
+
+/// The table a maintenance task names: its warehouse, branch (by line and name), name, and the
+/// table itself while it is the same table on that branch.
+struct TaskTable {
+    warehouse: WarehouseId,
+    line: crate::model::RefId,
+    branch: String,
+    ident: TabularIdent,
+    table: Option<crate::model::Tabular>,
+}
 
 /// What expiry did.
 enum Expired {
@@ -202,19 +214,26 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// The task that maintains one table on `main`.
+/// The task that maintains one table on a branch (its target: `maintain:<uuid>`, with
+/// `@<branch>` for branches other than `main`).
 pub fn maintenance_task(
     warehouse: WarehouseId,
+    branch: &str,
     ident: &TabularIdent,
     uuid: uuid::Uuid,
     max_attempts: u32,
 ) -> NewTask {
+    let target = if branch == MAIN_BRANCH {
+        format!("maintain:{uuid}")
+    } else {
+        format!("maintain:{uuid}@{branch}")
+    };
     NewTask {
         id: uuid::Uuid::now_v7(),
         warehouse_id: warehouse,
         queue: queues::MAINTENANCE,
-        target: format!("maintain:{uuid}"),
-        payload: json!({ "table": ident.to_string(), "namespace": ident.namespace.levels(), "name": ident.name, "uuid": uuid }),
+        target,
+        payload: json!({ "table": ident.to_string(), "namespace": ident.namespace.levels(), "name": ident.name, "uuid": uuid, "branch": branch }),
         scheduled_at: now_ms(),
         max_attempts,
     }
@@ -231,7 +250,9 @@ async fn snapshot_files(
     live: bool,
     skip_manifests: &HashSet<String>,
 ) -> Result<()> {
-    files.insert(list.to_string());
+    if !files.insert(list.to_string()) {
+        return Ok(()); // read already (another version of the table lists it too)
+    }
     let Some(bytes) = storage.get(&Location::parse(list)?).await? else {
         return Ok(());
     };
@@ -258,7 +279,65 @@ async fn snapshot_files(
     Ok(())
 }
 
+/// A table metadata file's bytes as JSON (gzip-compressed ones unpacked).
+fn metadata_json(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        use std::io::Read as _;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(bytes.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| Error::internal("unpacking a metadata file", e))?;
+        return Ok(out);
+    }
+    Ok(bytes)
+}
+
 impl Services {
+    /// What the table's versions that other refs read use (`RefStore::versions_elsewhere`): the
+    /// files of their snapshots (`live`: only entries not marked deleted) and their statistics
+    /// files. A version whose metadata file cannot be read fails the task: deleting without
+    /// knowing what it uses could break that ref.
+    async fn files_elsewhere(
+        &self,
+        storage: &dyn crate::storage::ObjectStorage,
+        warehouse: WarehouseId,
+        line: crate::model::RefId,
+        uuid: uuid::Uuid,
+        live: bool,
+        files: &mut HashSet<String>,
+    ) -> Result<usize> {
+        let versions = self
+            .store
+            .refs
+            .versions_elsewhere(warehouse, line, uuid)
+            .await?;
+        let (mut seen, none) = (HashSet::new(), HashSet::new());
+        for version in &versions {
+            let bytes = storage.get(&Location::parse(version)?).await?.ok_or_else(|| {
+                Error::conflict(format!(
+                    "the metadata file {version}, which another ref reads, is gone; nothing is deleted"
+                ))
+            })?;
+            let json = metadata_json(bytes)?;
+            let metadata = super::metadata::parse_table_metadata(&json)?;
+            for snapshot in metadata.snapshots() {
+                snapshot_files(
+                    storage,
+                    metadata.format_version(),
+                    snapshot.manifest_list(),
+                    &mut seen,
+                    files,
+                    live,
+                    &none,
+                )
+                .await?;
+            }
+            files.extend(statistics_files(&json));
+            files.insert(version.clone());
+        }
+        Ok(versions.len())
+    }
+
     /// Writes a running task's progress at once (not with the next heartbeat).
     async fn save_progress(&self, run: &TaskRun, progress: serde_json::Value) -> Result<()> {
         run.record_progress(progress.clone());
@@ -274,25 +353,21 @@ impl Services {
     }
 
     /// Deletes the files of expired snapshots (`expiring`: id and manifest list; those still in
-    /// the table were not expired and count as kept) that no kept snapshot uses, inside the
-    /// table's location. `None` (nothing deleted) while the warehouse has refs besides `main`:
-    /// a branch, tag or commit there may read them.
+    /// the table were not expired and count as kept) that no kept snapshot uses and no version
+    /// of the table another ref reads uses (`files_elsewhere`), inside the table's location.
     async fn delete_unreferenced(
         &self,
         run: &TaskRun,
         warehouse: WarehouseId,
-        main: crate::model::RefId,
+        line: crate::model::RefId,
         ident: &TabularIdent,
         expiring: &[(i64, String)],
-    ) -> Result<Option<u64>> {
+    ) -> Result<u64> {
         if expiring.is_empty() {
-            return Ok(Some(0));
+            return Ok(0);
         }
-        if self.store.refs.has_other_refs(warehouse).await? {
-            return Ok(None);
-        }
-        let Some(table) = self.store.tabulars.get_tabular(main, ident).await? else {
-            return Ok(Some(0));
+        let Some(table) = self.store.tabulars.get_tabular(line, ident).await? else {
+            return Ok(0);
         };
         let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
         let location = Location::parse(&table.location)?;
@@ -314,6 +389,15 @@ impl Services {
             )
             .await?;
         }
+        self.files_elsewhere(
+            storage.as_ref(),
+            warehouse,
+            line,
+            table.uuid,
+            true,
+            &mut kept,
+        )
+        .await?;
         // What the expired ones used (manifests the kept ones list are not read again).
         let (mut seen, mut used) = (HashSet::new(), HashSet::new());
         for (id, list) in expiring {
@@ -346,7 +430,7 @@ impl Services {
             }
         }
         tracing::info!(table = %ident, files = deleted, "deleted the files expired snapshots left");
-        Ok(Some(deleted))
+        Ok(deleted)
     }
 
     pub async fn maintenance_policy(
@@ -383,18 +467,33 @@ impl Services {
     }
 
     /// Enqueues maintenance now for one table, or every table of a namespace (with those below
-    /// it), or of the warehouse, on `main`. Returns how many tasks were enqueued (a table that
-    /// has one pending already gets no second).
+    /// it), or of the warehouse, on a branch (`main` unless named). Returns how many tasks were
+    /// enqueued (a table that has one pending already gets no second).
     pub async fn run_maintenance(
         &self,
         ctx: &RequestContext,
         warehouse: WarehouseId,
+        branch: Option<&str>,
         namespace: Option<NamespaceIdent>,
         table: Option<String>,
     ) -> Result<usize> {
         self.authorize_warehouse(ctx, Action::WarehouseManageTasks, warehouse)
             .await?;
-        let main = self.main_branch(warehouse).await?;
+        let main = match branch.unwrap_or(MAIN_BRANCH) {
+            MAIN_BRANCH => self.main_branch(warehouse).await?,
+            name => self
+                .store
+                .warehouses
+                .get_ref(warehouse, name)
+                .await?
+                .filter(|r| r.kind == RefKind::Branch)
+                .ok_or_else(|| {
+                    Error::not_found(
+                        crate::error::Entity::Ref,
+                        format!("branch {name} does not exist"),
+                    )
+                })?,
+        };
         let mut tables = Vec::new();
         match (namespace, table) {
             (Some(ns), Some(name)) => {
@@ -426,7 +525,8 @@ impl Services {
         }
         let mut enqueued = 0;
         for (ident, uuid) in &tables {
-            let task = maintenance_task(warehouse, ident, *uuid, self.task_max_attempts);
+            let task =
+                maintenance_task(warehouse, &main.name, ident, *uuid, self.task_max_attempts);
             if self.store.tasks.enqueue_unique(&task).await? {
                 enqueued += 1;
             }
@@ -437,12 +537,14 @@ impl Services {
         Ok(enqueued)
     }
 
-    /// After a commit to a table on `main`: enqueues its maintenance when the warehouse's policy
-    /// (or the table's `floe.maintenance.enabled`) turns it on and this instance has not done so
-    /// within the policy's interval. Errors are logged, never the commit's.
+    /// After a commit to a table on a branch: enqueues its maintenance there when the
+    /// warehouse's policy (or the table's `floe.maintenance.enabled`) turns it on and this
+    /// instance has not done so within the policy's interval. Errors are logged, never the
+    /// commit's.
     pub(crate) async fn after_commit(
         &self,
         warehouse: WarehouseId,
+        branch: &crate::model::Ref,
         ident: &TabularIdent,
         metadata: &TableMetadata,
     ) {
@@ -462,12 +564,12 @@ impl Services {
         }
         let uuid = metadata.uuid();
         if !self.caches.maintenance_due(
-            uuid,
+            (uuid, branch.id),
             std::time::Duration::from_secs(policy.interval_seconds),
         ) {
             return;
         }
-        let task = maintenance_task(warehouse, ident, uuid, self.task_max_attempts);
+        let task = maintenance_task(warehouse, &branch.name, ident, uuid, self.task_max_attempts);
         match self.store.tasks.enqueue_unique(&task).await {
             Ok(true) => self.wake_workers(),
             Ok(false) => {}
@@ -537,24 +639,12 @@ impl Services {
             .filter(|v| *v >= MIN_ORPHAN_AGE_MS)
             .unwrap_or(DEFAULT_ORPHAN_AGE_MS);
         let orphans = self.remove_orphans(run, older_than).await?;
-        Ok(Some(match orphans {
-            Some(n) => format!("{expired}; removed {n} orphan files"),
-            None => {
-                format!("{expired}; orphan files are kept while the warehouse has branches or tags")
-            }
-        }))
+        Ok(Some(format!("{expired}; removed {orphans} orphan files")))
     }
 
-    /// The table a maintenance task names, on `main`, if it is still the same table.
-    async fn task_table(
-        &self,
-        run: &TaskRun,
-    ) -> Result<(
-        WarehouseId,
-        crate::model::RefId,
-        TabularIdent,
-        Option<crate::model::Tabular>,
-    )> {
+    /// The table a maintenance task names, on its branch, if it is still the same table there
+    /// (`None` too when the branch is gone).
+    async fn task_table(&self, run: &TaskRun) -> Result<TaskTable> {
         let task = &run.lease.task;
         let warehouse = task.warehouse_id;
         let namespace: Vec<String> =
@@ -571,28 +661,54 @@ impl Services {
             .get("uuid")
             .and_then(|v| v.as_str())
             .unwrap_or("");
-        let main = self.main_branch(warehouse).await?;
+        let branch = task
+            .payload
+            .get("branch")
+            .and_then(|v| v.as_str())
+            .unwrap_or(MAIN_BRANCH)
+            .to_string();
+        let line = match self.store.warehouses.get_ref(warehouse, &branch).await? {
+            Some(r) if r.kind == RefKind::Branch => r.id,
+            _ => {
+                return Ok(TaskTable {
+                    warehouse,
+                    line: crate::model::RefId(uuid::Uuid::nil()),
+                    branch,
+                    ident,
+                    table: None,
+                });
+            }
+        };
         let table = self
             .store
             .tabulars
-            .get_tabular(main.id, &ident)
+            .get_tabular(line, &ident)
             .await?
             .filter(|t| t.uuid.to_string() == uuid);
-        Ok((warehouse, main.id, ident, table))
+        Ok(TaskTable {
+            warehouse,
+            line,
+            branch,
+            ident,
+            table,
+        })
     }
 
     /// Removes files in the table's folder that nothing references (no kept snapshot's manifest
-    /// list, manifest or data file, no metadata or statistics file) and that were last written
-    /// longer ago than `older_than_ms` (files of writes not yet committed are younger). `None`
-    /// while the warehouse has refs besides `main`, whose tables share the folder.
-    async fn remove_orphans(&self, run: &TaskRun, older_than_ms: i64) -> Result<Option<u64>> {
-        let (warehouse, _, ident, table) = self.task_table(run).await?;
+    /// list, manifest or data file, no metadata or statistics file, nothing a version of the
+    /// table another ref reads uses) and that were last written longer ago than
+    /// `older_than_ms` (files of writes not yet committed are younger).
+    async fn remove_orphans(&self, run: &TaskRun, older_than_ms: i64) -> Result<u64> {
+        let TaskTable {
+            warehouse,
+            line,
+            ident,
+            table,
+            ..
+        } = self.task_table(run).await?;
         let Some(table) = table else {
-            return Ok(Some(0));
+            return Ok(0);
         };
-        if self.store.refs.has_other_refs(warehouse).await? {
-            return Ok(None);
-        }
         let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
         let location = Location::parse(&table.location)?;
         let wh = self.cached_warehouse(warehouse).await?;
@@ -612,6 +728,15 @@ impl Services {
             .await?;
         }
         referenced.extend(statistics_files(&table.metadata));
+        self.files_elsewhere(
+            storage.as_ref(),
+            warehouse,
+            line,
+            table.uuid,
+            false,
+            &mut referenced,
+        )
+        .await?;
         let cutoff = now_ms() - older_than_ms;
         let mut removed = 0u64;
         for (file, modified) in storage.list_files(&location).await? {
@@ -629,7 +754,7 @@ impl Services {
         if removed > 0 {
             tracing::info!(table = %ident, files = removed, "removed orphan files");
         }
-        Ok(Some(removed))
+        Ok(removed)
     }
 
     /// Expires a table's snapshots (see the module's doc). The expiry is decided on the table as
@@ -637,14 +762,20 @@ impl Services {
     /// committed with every ref asserted as it was then: a writer in another instance that
     /// commits in between wins, and the expiry is decided again.
     async fn expire_table(&self, run: &TaskRun) -> Result<Expired> {
-        let (warehouse, main, ident, table) = self.task_table(run).await?;
+        let TaskTable {
+            warehouse,
+            line,
+            branch,
+            ident,
+            table,
+        } = self.task_table(run).await?;
         // An attempt that died between its commit and the end of its deletions: finish those.
         if let Some(expiring) = run
             .resumed_progress()
             .and_then(|p| p.get("expiring"))
             .and_then(|e| serde_json::from_value::<Vec<(i64, String)>>(e.clone()).ok())
         {
-            self.delete_unreferenced(run, warehouse, main, &ident, &expiring)
+            self.delete_unreferenced(run, warehouse, line, &ident, &expiring)
                 .await?;
         }
         let Some(table) = table else {
@@ -657,7 +788,7 @@ impl Services {
         // The warehouse's and namespaces' part; the table's own properties are read again with
         // the table at commit time.
         let mut inherited = self
-            .effective_properties(warehouse, main, &ident, &metadata)
+            .effective_properties(warehouse, line, &ident, &metadata)
             .await?;
         for key in metadata.properties().keys() {
             inherited.remove(key);
@@ -668,7 +799,7 @@ impl Services {
                 .is_some_and(|v| v.eq_ignore_ascii_case("true"))
         };
         let ctx = RequestContext {
-            reference: RefSelector::Main,
+            reference: RefSelector::parse(Some(&branch)),
             ..RequestContext::system()
         };
         let mut decided: Option<Decided> = None;
@@ -750,26 +881,18 @@ impl Services {
         self.save_progress(run, json!({ "expiring": expiring }))
             .await?;
         let files = self
-            .delete_unreferenced(run, warehouse, main, &ident, &expiring)
+            .delete_unreferenced(run, warehouse, line, &ident, &expiring)
             .await?;
         run.record_progress(json!({
             "expired-snapshots": expiring.len(),
             "removed-refs": refs,
             "files-deleted": files,
         }));
-        let message = match files {
-            Some(n) => format!(
-                "expired {} snapshots and {} refs; deleted {n} files",
-                expiring.len(),
-                refs.len()
-            ),
-            None => format!(
-                "expired {} snapshots and {} refs; their files are kept while the warehouse \
-                 has branches or tags",
-                expiring.len(),
-                refs.len()
-            ),
-        };
+        let message = format!(
+            "expired {} snapshots and {} refs; deleted {files} files",
+            expiring.len(),
+            refs.len()
+        );
         Ok(Expired::Done(message, properties))
     }
 }

@@ -380,5 +380,13 @@ impl Services {
         if let Ok(Ok(backlog)) = backlog {
             crate::telemetry::events_backlog(backlog.pending);
         }
+        let tasks = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            self.store.tasks.open_task_counts(),
+        )
+        .await;
+        if let Ok(Ok(counts)) = tasks {
+            crate::telemetry::open_tasks(crate::model::lifecycle::queues::ALL, &counts);
+        }
     }
 }

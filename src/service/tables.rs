@@ -453,11 +453,14 @@ impl Services {
                             parsed,
                         } = staged;
                         // Maintenance's own commits (Floe's, as `System`) do not call for more.
-                        if wh.branch.name == "main"
-                            && !matches!(ctx.principal, crate::authn::Principal::System)
-                        {
-                            self.after_commit(warehouse, &change.ident, &parsed.2.metadata)
-                                .await;
+                        if !matches!(ctx.principal, crate::authn::Principal::System) {
+                            self.after_commit(
+                                warehouse,
+                                &wh.branch,
+                                &change.ident,
+                                &parsed.2.metadata,
+                            )
+                            .await;
                         }
                         self.caches
                             .parsed_tables

@@ -171,6 +171,7 @@ impl Services {
             lease: lease.clone(),
             progress: Mutex::new((None, false)),
         });
+        let started = std::time::Instant::now();
         let handler = self.run_task(run.clone(), settings);
         let heartbeat = self.keep_alive(&run, settings);
         let outcome = tokio::select! {
@@ -181,11 +182,22 @@ impl Services {
             beat = heartbeat => match beat {
                 Heartbeat::CancelRequested => TaskOutcome::Cancelled,
                 _ => {
+                    crate::telemetry::task_ran(&task.queue, "lost", started.elapsed());
                     tracing::warn!(task_id = %task.id, "task lost: another worker took it over");
                     return;
                 }
             },
         };
+        crate::telemetry::task_ran(
+            &task.queue,
+            match &outcome {
+                TaskOutcome::Succeeded(_) => "succeeded",
+                TaskOutcome::Failed(_) if task.failures + 1 >= task.max_attempts => "failed",
+                TaskOutcome::Failed(_) => "retried",
+                TaskOutcome::Cancelled => "cancelled",
+            },
+            started.elapsed(),
+        );
         let failures = task.failures + 1;
         let retry_at = now_ms()
             + i64::try_from(settings.backoff(failures).as_millis()).unwrap_or(i64::MAX / 2);

@@ -50,6 +50,8 @@ pub trait TaskStore: Send + Sync {
         retry_at: i64,
         progress: Option<&serde_json::Value>,
     ) -> Result<bool>;
+    /// How many tasks of every warehouse are scheduled or running, by queue and status.
+    async fn open_task_counts(&self) -> Result<Vec<(String, String, u64)>>;
     /// Newest first.
     async fn list_tasks(
         &self,

@@ -340,6 +340,16 @@ pub trait RefStore: Send + Sync {
     /// with this UUID: another line's history (a branch that changed or merged it, a retired
     /// line), or a branch, tag or commit forked from `line` since the table appeared on it.
     async fn table_shared(&self, line: RefId, uuid: uuid::Uuid) -> Result<bool>;
+    /// The metadata files of the table with this UUID that refs other than `line`'s head may
+    /// read: every version of it another line (a branch, a retired line) recorded, and the
+    /// version `line` had at each point a branch or tag forked from it (directly, or through
+    /// lines that never changed the table).
+    async fn versions_elsewhere(
+        &self,
+        warehouse: WarehouseId,
+        line: RefId,
+        uuid: uuid::Uuid,
+    ) -> Result<Vec<String>>;
     /// Applies a merge's changes to a branch and records them as one commit whose second parent is
     /// `merged` (the source's commit and its generation), if the branch is still at seq
     /// `expected_head`; `CommitConflict` otherwise, having changed nothing.

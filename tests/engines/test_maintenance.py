@@ -5,6 +5,7 @@ PyIceberg), plus an old orphan (a young one stays); every kept snapshot is read 
 with the rows it had, and a writer that keeps appending during maintenance loses nothing."""
 
 import os
+import re
 import threading
 import time
 
@@ -123,6 +124,12 @@ def test_expiry_keeps_recent_snapshots_readable_and_loses_no_write(floe):
     assert gone == expected_deleted | {orphan}, (sorted(gone - expected_deleted), sorted(expected_deleted - gone))
     assert f"{table.metadata.location}/data/in-flight.parquet" in after, "young strays stay"
     assert tasks[0]["progress"]["files-deleted"] == len(expected_deleted)
+    # The task's run shows in the metrics, and the queue is empty again.
+    scraped = requests.get(f"{floe.base}/metrics", timeout=10).text
+    ran = re.search(r'^floe_tasks_run_total\{(?=[^}]*queue="maintenance")(?=[^}]*outcome="succeeded")[^}]*\} (\S+)$', scraped, re.M)
+    assert ran and float(ran.group(1)) >= 1, scraped
+    waiting = re.search(r'^floe_tasks\{(?=[^}]*queue="maintenance")(?=[^}]*status="scheduled")[^}]*\} (\S+)$', scraped, re.M)
+    assert waiting and float(waiting.group(1)) == 0, scraped
     table = catalog.load_table("m.events")
     kept = sorted(s.snapshot_id for s in table.metadata.snapshots)
     assert kept == sorted(recent), "the five recent snapshots, and only those"
@@ -156,3 +163,133 @@ def test_expiry_keeps_recent_snapshots_readable_and_loses_no_write(floe):
     assert all(n in ids for n in appended), "no append lost"
     assert len(ids) == 60 + len(appended)
     assert len(table.metadata.snapshots) < 46 + len(appended), "expiry kept the history short"
+
+
+def all_files(table, snapshots, live):
+    return set().union(set(), *(snapshot_files(table, s, live) for s in snapshots))
+
+
+def test_expiry_with_branches_and_tags_keeps_what_any_ref_reads(floe):
+    """With a tag and a branch forked from it: expiry on `main` deletes only what neither reads
+    (the tag's snapshots and the branch's own appends stay readable), orphan removal spares the
+    branch's files; then maintenance of the branch itself deletes only what `main` never used."""
+    api = requests.Session()
+    catalog = load_catalog("floe", type="rest", uri=floe.uri, warehouse="demo")
+    catalog.create_namespace("b")
+    table = catalog.create_table("b.events", schema=SCHEMA)
+    for i in range(10):
+        table.append(batch(i * 10))
+    r = api.post(manage(floe, "/tags"), json={"name": "v1"}, timeout=10)
+    assert r.status_code == 201, r.text
+    for i in range(10, 20):
+        table.append(batch(i * 10))
+    r = api.post(manage(floe, "/branches"), json={"name": "dev", "from": "v1"}, timeout=10)
+    assert r.status_code == 201, r.text
+    dev_catalog = load_catalog("dev", type="rest", uri=floe.uri, warehouse="demo@dev")
+    dev = dev_catalog.load_table("b.events")
+    for i in range(3):
+        dev.append(batch(5000 + i * 10))
+    table.overwrite(batch(10000))
+    main_before = list(catalog.load_table("b.events").metadata.snapshots)
+    time.sleep(6)
+    for i in range(20, 22):
+        table.append(batch(i * 10))
+    table = catalog.load_table("b.events")
+    recent = [s for s in table.metadata.snapshots if s.snapshot_id not in {x.snapshot_id for x in main_before}]
+    assert len(recent) == 2
+    tagged = load_catalog("v1", type="rest", uri=floe.uri, warehouse="demo@v1").load_table("b.events")
+    dev = dev_catalog.load_table("b.events")
+    assert len(tagged.metadata.snapshots) == 10 and len(dev.metadata.snapshots) == 13
+
+    # Computed here: what main's old snapshots use that main's recent ones, the tag's and the
+    # branch's snapshots do not.
+    expired = all_files(table, main_before, live=False)
+    protected = (
+        all_files(table, recent, live=True)
+        | all_files(tagged, tagged.metadata.snapshots, live=True)
+        | all_files(dev, dev.metadata.snapshots, live=True)
+    )
+    expected = expired - protected
+    # For the branch's maintenance later: what main's snapshots use, all it ever had (every
+    # version of main is another line's to the branch).
+    main_ever = all_files(table, main_before, live=True) | all_files(table, recent, live=True)
+    data = {f for f in expected if f.endswith(".parquet")}
+    assert len(data) == 10, "the ten appends after the tag, which no other ref reads"
+    key = table.metadata.location.split("s3://demo/", 1)[1]
+    orphan_path = os.path.join(floe.dir, "data", "warehouses", "demo", key, "data", "orphan.parquet")
+    with open(orphan_path, "wb") as f:
+        f.write(b"stray")
+    os.utime(orphan_path, (time.time() - 10 * 86400, time.time() - 10 * 86400))
+    orphan = f"{table.metadata.location}/data/orphan.parquet"
+    before = files_on_disk(floe, table.metadata.location)
+
+    r = api.put(
+        manage(floe, "/maintenance"),
+        json={
+            "enabled": True,
+            "interval-seconds": 3600,
+            "properties": {
+                "history.expire.max-snapshot-age-ms": "5000",
+                "history.expire.min-snapshots-to-keep": "2",
+                "floe.maintenance.orphan-files-older-than-ms": "86400000",
+            },
+        },
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    r = api.post(manage(floe, "/maintenance/run"), json={"namespace": ["b"], "table": "events"}, timeout=10)
+    assert r.json()["enqueued"] == 1, r.text
+    tasks = wait_tasks(floe, 1)
+    assert tasks[0]["status"] == "succeeded", tasks
+    after = files_on_disk(floe, table.metadata.location)
+    gone = {f for f in before - after if not f.endswith(".metadata.json")}
+    assert gone == expected | {orphan}, (sorted(gone - expected), sorted(expected - gone))
+    table = catalog.load_table("b.events")
+    assert sorted(s.snapshot_id for s in table.metadata.snapshots) == sorted(s.snapshot_id for s in recent)
+    assert len(table.scan().to_arrow()) == 30
+    # Every snapshot of the tag and the branch reads back whole.
+    for ref_table, base in [(tagged, 0), (dev, 0)]:
+        for k, snap in enumerate(sorted(ref_table.metadata.snapshots, key=lambda s: s.sequence_number)):
+            assert len(ref_table.scan(snapshot_id=snap.snapshot_id).to_arrow()) == 10 * (k + 1) + base
+
+    # Maintenance of the branch, enqueued by a commit there: its three appends are old; two
+    # young ones follow in one commit (the commit enqueues the branch's maintenance).
+    time.sleep(0.5)
+    dev = dev_catalog.load_table("b.events")
+    dev_before = list(dev.metadata.snapshots)
+    dev_used = all_files(dev, dev_before, live=False)
+    time.sleep(5.5)
+    before = files_on_disk(floe, table.metadata.location)
+    with dev.transaction() as tx:
+        for i in range(3, 5):
+            tx.append(batch(5000 + i * 10))
+    dev = dev_catalog.load_table("b.events")
+    dev_recent = [s for s in dev.metadata.snapshots if s.snapshot_id not in {x.snapshot_id for x in dev_before}]
+    assert len(dev_recent) == 2
+    before |= all_files(dev, dev_recent, live=False)
+    dev_expected = dev_used - all_files(dev, dev_recent, live=True) - main_ever
+    assert dev_expected and all("/snap-" in f for f in dev_expected), sorted(dev_expected)
+    tasks = wait_tasks(floe, 2)
+    mine = [t for t in tasks if t["target"].endswith("@dev")]
+    assert len(mine) == 1 and mine[0]["status"] == "succeeded", tasks
+    after = files_on_disk(floe, table.metadata.location)
+    gone = {f for f in before - after if not f.endswith(".metadata.json")}
+    assert gone == dev_expected, (sorted(gone - dev_expected), sorted(dev_expected - gone))
+    # Run by hand now, it finds nothing more to do on the branch.
+    r = api.post(manage(floe, "/maintenance/run"), json={"branch": "dev"}, timeout=10)
+    assert r.json()["enqueued"] == 1, r.text
+    tasks = wait_tasks(floe, 3)
+    mine = [t for t in tasks if t["target"].endswith("@dev")]
+    assert all(t["status"] == "succeeded" for t in mine) and len(mine) == 2, mine
+    assert files_on_disk(floe, table.metadata.location) == after
+    r = api.post(manage(floe, "/maintenance/run"), json={"branch": "nope"}, timeout=10)
+    assert r.status_code == 404, r.text
+    dev = dev_catalog.load_table("b.events")
+    assert sorted(s.snapshot_id for s in dev.metadata.snapshots) == sorted(s.snapshot_id for s in dev_recent)
+    assert len(dev.scan().to_arrow()) == 150
+    # Main is untouched by the branch's maintenance.
+    table = catalog.load_table("b.events")
+    assert sorted(s.snapshot_id for s in table.metadata.snapshots) == sorted(s.snapshot_id for s in recent)
+    for k, snap in enumerate(sorted(table.metadata.snapshots, key=lambda s: s.sequence_number)):
+        assert len(table.scan(snapshot_id=snap.snapshot_id).to_arrow()) == 10 + 10 * (k + 1)
+    assert len(catalog.load_table("b.events").scan().to_arrow()) == 30

@@ -74,6 +74,7 @@ store_suite!(
     first_writes_on_a_branch_race_fairly,
     merges_compare_and_swap_the_target_head,
     tags_resets_and_commit_points,
+    versions_other_refs_read_are_found,
 );
 
 /// Who the suite's changes are recorded as.
@@ -3193,4 +3194,124 @@ async fn lists_filter_by_name_in_the_query(store: Persistence, db: &TestDb) {
                 .is_empty()
         );
     }
+}
+
+/// What maintenance must not delete: every version of a table other lines recorded, and the
+/// maintained line's version at each point a branch or tag forked from it (directly or through a
+/// branch that never changed the table).
+async fn versions_other_refs_read_are_found(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (wh, main) = warehouse_in(&store, db, info.default_project_id, "lake").await;
+    store
+        .namespaces
+        .create_namespace(&namespace(&wh, &main, &["ns"]), meta())
+        .await
+        .unwrap();
+    let t = tabular(&wh, &main, &["ns"], "t", TabularKind::Table);
+    let other = tabular(&wh, &main, &["ns"], "other", TabularKind::Table);
+    store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[
+                TabularChange::Create(t.clone()),
+                TabularChange::Create(other.clone()),
+            ],
+            meta(),
+        )
+        .await
+        .unwrap();
+    let file = |n: &str| format!("file:///wh/t/metadata/{n}.metadata.json");
+    let mut version = 0;
+    let mut commit_main = |name: &'static str| {
+        let (store, t, file) = (store.clone(), t.clone(), file(name));
+        version += 1;
+        let expected = version - 1;
+        async move {
+            store
+                .tabulars
+                .commit_tabulars(main.id, &[update_of(&t, expected, &file)], meta())
+                .await
+                .unwrap();
+        }
+    };
+    let elsewhere = |line: floe::model::RefId| {
+        let store = store.clone();
+        async move {
+            let mut found = store
+                .refs
+                .versions_elsewhere(wh.id, line, t.uuid)
+                .await
+                .unwrap();
+            found.sort();
+            found
+        }
+    };
+    commit_main("m1").await;
+    // Only main: nothing else reads the table.
+    assert!(elsewhere(main.id).await.is_empty());
+    let at = current(&store, &wh, "main").await;
+    store
+        .refs
+        .create_ref(wh.id, "v1", RefKind::Tag, &fork_of(&at), now(), &[])
+        .await
+        .unwrap();
+    commit_main("m2").await;
+    commit_main("m3").await;
+    let at = current(&store, &wh, "main").await;
+    let dev = store
+        .refs
+        .create_ref(wh.id, "dev", RefKind::Branch, &fork_of(&at), now(), &[])
+        .await
+        .unwrap();
+    // A change on the branch to another table does not make it read another version of `t`.
+    store
+        .tabulars
+        .commit_tabulars(
+            dev.id,
+            &[update_of(&other, 0, "file:///wh/other/metadata/dev.json")],
+            meta(),
+        )
+        .await
+        .unwrap();
+    commit_main("m4").await;
+    // The tag's point (m1) and the branch's fork point (m3); not m2, m4 or the first version.
+    assert_eq!(elsewhere(main.id).await, [file("m1"), file("m3")]);
+    // The branch changes the table: its own version counts too.
+    store
+        .tabulars
+        .commit_tabulars(dev.id, &[update_of(&t, 3, &file("d1"))], meta())
+        .await
+        .unwrap();
+    // A branch forked from `dev` after that, never changing `t`, reads dev's version.
+    let at = current(&store, &wh, "dev").await;
+    store
+        .refs
+        .create_ref(wh.id, "feat", RefKind::Branch, &fork_of(&at), now(), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        elsewhere(main.id).await,
+        [file("d1"), file("m1"), file("m3")]
+    );
+    // Seen from the branch: every version main recorded, and its own where `feat` forked.
+    let mut expected = vec![
+        t.metadata_location.clone(),
+        file("m1"),
+        file("m2"),
+        file("m3"),
+        file("m4"),
+        file("d1"),
+    ];
+    expected.sort();
+    assert_eq!(elsewhere(dev.id).await, expected);
+    // Another table's versions never count.
+    assert!(
+        store
+            .refs
+            .versions_elsewhere(wh.id, main.id, uuid::Uuid::new_v4())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -240,6 +240,91 @@ macro_rules! stamp {
                 Ok(forked.is_some())
             }
 
+            async fn versions_elsewhere(
+                &self,
+                warehouse: WarehouseId,
+                line: RefId,
+                uuid: Uuid,
+            ) -> Result<Vec<String>> {
+                let failed = |e| db_error("reading who uses a table", e);
+                let mut found: std::collections::BTreeSet<String> = sqlx::query_scalar(
+                    "SELECT DISTINCT h.metadata_location FROM tabular_history h \
+                     JOIN refs r ON r.id = h.line_id \
+                     WHERE r.warehouse_id = $1 AND h.uuid = $2 AND h.line_id <> $3 AND NOT h.dropped",
+                )
+                .bind(warehouse.0)
+                .bind(uuid)
+                .bind(line.0)
+                .fetch_all(&self.read)
+                .await
+                .map_err(failed)?
+                .into_iter()
+                .collect();
+                // Every ref and line, retired ones too: where each forked.
+                let rows = sqlx::query(
+                    "SELECT id, parent_id, parent_seq FROM refs WHERE warehouse_id = $1",
+                )
+                .bind(warehouse.0)
+                .fetch_all(&self.read)
+                .await
+                .map_err(failed)?;
+                let mut parents = std::collections::HashMap::new();
+                for row in &rows {
+                    let id: Uuid = row.try_get("id").map_err(failed)?;
+                    let parent: Option<Uuid> = row.try_get("parent_id").map_err(failed)?;
+                    let seq: Option<i64> = row.try_get("parent_seq").map_err(failed)?;
+                    if let (Some(parent), Some(seq)) = (parent, seq) {
+                        parents.insert(id, (parent, seq));
+                    }
+                }
+                // A line's own rows of the table up to a seq: the newest (a renamed table's new
+                // name before its old name's drop mark at the same seq).
+                let newest = "SELECT metadata_location, dropped FROM tabular_history \
+                              WHERE line_id = $1 AND uuid = $2 AND seq <= $3 \
+                              ORDER BY seq DESC, dropped ASC LIMIT 1";
+                let mut points: std::collections::BTreeSet<i64> = std::collections::BTreeSet::new();
+                for (parent, seq) in parents.values() {
+                    // Up the lines that never touched the table, to the one whose state it reads.
+                    let (mut at, mut upto) = (*parent, *seq);
+                    for _ in 0..parents.len() + 1 {
+                        if at == line.0 {
+                            points.insert(upto);
+                            break;
+                        }
+                        let own = sqlx::query(newest)
+                            .bind(at)
+                            .bind(uuid)
+                            .bind(upto)
+                            .fetch_optional(&self.read)
+                            .await
+                            .map_err(failed)?;
+                        if own.is_some() {
+                            break; // that line's versions are all counted above
+                        }
+                        match parents.get(&at) {
+                            Some((p, s)) => (at, upto) = (*p, (*s).min(upto)),
+                            None => break,
+                        }
+                    }
+                }
+                for upto in points {
+                    let row = sqlx::query(newest)
+                        .bind(line.0)
+                        .bind(uuid)
+                        .bind(upto)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(failed)?;
+                    if let Some(row) = row {
+                        let dropped: bool = row.try_get("dropped").map_err(failed)?;
+                        if !dropped {
+                            found.insert(row.try_get("metadata_location").map_err(failed)?);
+                        }
+                    }
+                }
+                Ok(found.into_iter().collect())
+            }
+
             async fn merge_into(
                 &self,
                 line: RefId,

@@ -361,6 +361,27 @@ macro_rules! stamp {
                 Ok(true)
             }
 
+            async fn open_task_counts(&self) -> Result<Vec<(String, String, u64)>> {
+                let rows = sqlx::query(
+                    "SELECT queue, status, count(*) AS n FROM tasks \
+                     WHERE status IN ('scheduled', 'running') GROUP BY queue, status",
+                )
+                .fetch_all(&self.read)
+                .await
+                .map_err(|e| db_error("counting tasks", e))?;
+                let mut counts = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let failed = |e| db_error("counting tasks", e);
+                    let n: i64 = row.try_get("n").map_err(failed)?;
+                    counts.push((
+                        row.try_get("queue").map_err(failed)?,
+                        row.try_get("status").map_err(failed)?,
+                        u64::try_from(n).unwrap_or(0),
+                    ));
+                }
+                Ok(counts)
+            }
+
             async fn list_tasks(
                 &self,
                 warehouse: WarehouseId,
