@@ -574,3 +574,152 @@ def test_spark_reads_every_snapshot_maintenance_kept(spark, cat, floe):
     assert not any(p.exists() for p in old_lists), "the expired snapshots' manifest lists are gone"
     data = [p for p in files_under(table_location(spark, t) / "data")]
     assert len(data) == 5, "the overwrite's and the recent appends' data files only"
+
+
+SNAPSHOTS = int(os.environ.get("FLOE_MAINTENANCE_SNAPSHOTS", "5000"))
+
+
+def commit_replacing_snapshots(floe, table, ids, batch=100):
+    """Commits one snapshot per id through the REST API, each replacing the table's rows with a
+    data file of its own (`[3 * id, 3 * id + 3)`) listed by a manifest and a manifest list of its
+    own, written here with PyIceberg's writers (PyIceberg's own transactions take minutes for
+    thousands of snapshots). Returns what each snapshot uses: {snapshot id: {its files}}."""
+    import random
+    import time
+
+    import pyarrow.parquet as pq
+    from pyiceberg.io.pyarrow import parquet_file_to_data_file
+    from pyiceberg.manifest import ManifestEntry, ManifestEntryStatus, write_manifest, write_manifest_list
+
+    metadata = table.metadata
+    location = metadata.location
+    prefix = requests.get(f"{floe.uri}/v1/config", params={"warehouse": floe.file_warehouse()}, timeout=30).json()[
+        "overrides"
+    ]["prefix"]
+    url = f"{floe.uri}/v1/{prefix}/namespaces/db/tables/{table.name()[-1]}"
+    os.makedirs(urlparse(f"{location}/data").path, exist_ok=True)
+    parent = metadata.current_snapshot_id
+    sequence = metadata.last_sequence_number
+    uses = {}
+    for start in range(0, len(ids), batch):
+        updates = []
+        first_parent = parent
+        for n in ids[start : start + batch]:
+            snapshot_id = random.randrange(1, 2**62)
+            sequence += 1
+            data = f"{location}/data/replace-{n:05d}.parquet"
+            rows_of = pa.table(
+                [pa.array(range(3 * n, 3 * n + 3), pa.int64())],
+                schema=pa.schema([pa.field("id", pa.int64(), metadata={b"PARQUET:field_id": b"1"})]),
+            )
+            pq.write_table(rows_of, urlparse(data).path)
+            data_file = parquet_file_to_data_file(table.io, metadata, data)
+            manifest_path = f"{location}/metadata/replace-{n:05d}-m0.avro"
+            with write_manifest(
+                format_version=2,
+                spec=metadata.spec(),
+                schema=metadata.schema(),
+                output_file=table.io.new_output(manifest_path),
+                snapshot_id=snapshot_id,
+                avro_compression="deflate",
+            ) as writer:
+                writer.add(ManifestEntry.from_args(status=ManifestEntryStatus.ADDED, snapshot_id=snapshot_id, data_file=data_file))
+            manifest = writer.to_manifest_file()
+            list_path = f"{location}/metadata/snap-{snapshot_id}-replace-{n:05d}.avro"
+            with write_manifest_list(
+                format_version=2,
+                output_file=table.io.new_output(list_path),
+                snapshot_id=snapshot_id,
+                parent_snapshot_id=parent,
+                sequence_number=sequence,
+                avro_compression="deflate",
+            ) as lists:
+                lists.add_manifests([manifest])
+            updates.append({
+                "action": "add-snapshot",
+                "snapshot": {
+                    "snapshot-id": snapshot_id,
+                    **({"parent-snapshot-id": parent} if parent is not None else {}),
+                    "sequence-number": sequence,
+                    "timestamp-ms": int(time.time() * 1000),
+                    "manifest-list": list_path,
+                    "summary": {"operation": "overwrite", "added-data-files": "1", "added-records": "3"},
+                    "schema-id": metadata.current_schema_id,
+                },
+            })
+            uses[snapshot_id] = {urlparse(f).path for f in (data, manifest_path, list_path)}
+            parent = snapshot_id
+        updates.append({"action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": parent})
+        body = {
+            "requirements": [{"type": "assert-ref-snapshot-id", "ref": "main", "snapshot-id": first_parent}],
+            "updates": updates,
+        }
+        r = requests.post(url, json=body, timeout=120)
+        assert r.status_code == 200, r.text[:2000]
+    return uses
+
+
+def test_five_thousand_snapshots_expire_to_the_kept_ones(spark, cat, floe):
+    """A table with 5,000 snapshots (committed 100 at a time, each replacing the rows) under an
+    expiry policy: Floe's maintenance leaves the kept snapshots only, each read back by Spark and
+    PyIceberg with the rows it had, and the files deleted are exactly those the expired
+    snapshots used and the kept ones do not, as the test itself recorded them while writing."""
+    import time
+
+    t = f"{cat}.db.long_history"
+    spark.sql(f"CREATE TABLE {t} (id BIGINT) USING iceberg")
+    catalog = load_catalog("py", type="rest", uri=floe.uri, warehouse=floe.file_warehouse())
+    table = catalog.load_table("db.long_history")
+    recent_count = 10
+    started = time.monotonic()
+    old = commit_replacing_snapshots(floe, table, list(range(SNAPSHOTS - recent_count)))
+    built = time.monotonic() - started
+    time.sleep(6)
+    table = catalog.load_table("db.long_history")
+    recent_ids = list(range(SNAPSHOTS - recent_count, SNAPSHOTS))
+    recent = commit_replacing_snapshots(floe, table, recent_ids)
+    table = catalog.load_table("db.long_history")
+    assert len(table.metadata.snapshots) == SNAPSHOTS
+    expected = set().union(*old.values()) - set().union(*recent.values())
+    assert len(expected) == 3 * (SNAPSHOTS - recent_count)
+    location = table_location(spark, t)
+    before = {str(p) for p in files_under(location) if not p.name.endswith(".metadata.json")}
+    assert expected <= before
+
+    listed = requests.get(f"{floe.base}/management/v1/warehouses", timeout=30).json()["warehouses"]
+    wid = next(w["id"] for w in listed if w["name"] == floe.file_warehouse())
+    manage = f"{floe.base}/management/v1/warehouses/{wid}"
+    r = requests.put(
+        f"{manage}/maintenance",
+        json={"enabled": True, "properties": {
+            "history.expire.max-snapshot-age-ms": "5000", "history.expire.min-snapshots-to-keep": "3"}},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    started = time.monotonic()
+    r = requests.post(f"{manage}/maintenance/run", json={"namespace": ["db"], "table": "long_history"}, timeout=30)
+    assert r.json()["enqueued"] == 1
+    deadline = time.monotonic() + 600
+    while True:
+        tasks = requests.get(f"{manage}/tasks?queue=maintenance", timeout=30).json()["tasks"]
+        if tasks and tasks[0]["status"] in ("succeeded", "failed"):
+            break
+        assert time.monotonic() < deadline, tasks
+        time.sleep(0.2)
+    assert tasks[0]["status"] == "succeeded", tasks
+    maintained = time.monotonic() - started
+    print(f"\n{SNAPSHOTS} snapshots: committed in {built:.0f} s; maintenance took {maintained:.1f} s: {tasks[0]['progress']}")
+
+    after = {str(p) for p in files_under(location) if not p.name.endswith(".metadata.json")}
+    gone = before - after
+    assert gone == expected, (sorted(gone - expected)[:5], sorted(expected - gone)[:5])
+    assert tasks[0]["progress"]["files-deleted"] == len(expected)
+
+    kept = sorted(recent)
+    assert sorted(snapshot_ids(spark, t)) == kept
+    table = catalog.load_table("db.long_history")
+    assert sorted(s.snapshot_id for s in table.metadata.snapshots) == kept
+    for n, snapshot_id in zip(recent_ids, recent):
+        ids = list(range(3 * n, 3 * n + 3))
+        assert [r[0] for r in rows(spark, f"SELECT id FROM {t} VERSION AS OF {snapshot_id} ORDER BY id")] == ids
+        assert sorted(table.scan(snapshot_id=snapshot_id).to_arrow().column("id").to_pylist()) == ids
