@@ -191,6 +191,10 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// What each client may hold of the listener (`server.limits.*`).
     pub limits: crate::listen::ListenerLimits,
+    /// How long a client may retry a catalog mutation with its `Idempotency-Key` (advertised as
+    /// `idempotency-key-lifetime`), in seconds; keys are kept a sixth longer (5 minutes at most).
+    /// 0 turns keys off.
+    pub idempotency_key_lifetime_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -201,6 +205,7 @@ impl Default for ServerConfig {
             max_body_bytes: 10 * 1024 * 1024,
             shutdown_timeout_secs: 30,
             limits: Default::default(),
+            idempotency_key_lifetime_secs: 30 * 60,
         }
     }
 }

@@ -174,6 +174,11 @@ async fn build_core(config: &Config) -> anyhow::Result<Core> {
         .with_local_roots(local_roots(config)?)
         .with_s3_timeouts(config.storage.s3)
         .with_task_max_attempts(config.tasks.max_attempts)
+        .with_idempotency(crate::service::idempotency::IdempotencySettings {
+            lifetime: std::time::Duration::from_secs(config.server.idempotency_key_lifetime_secs),
+            // Longer than a request may run (its deadline), with a margin for the database.
+            lease: config.server.limits.request_timeout() + std::time::Duration::from_secs(30),
+        })
         .with_identity(
             config
                 .authn

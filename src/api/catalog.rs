@@ -58,6 +58,13 @@ pub struct CatalogConfigResponse {
     pub defaults: BTreeMap<String, String>,
     pub overrides: BTreeMap<String, String>,
     pub endpoints: Vec<String>,
+    /// How long a client may retry a mutation with its `Idempotency-Key` (ISO-8601); absent
+    /// when keys are off.
+    #[serde(
+        rename = "idempotency-key-lifetime",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub idempotency_key_lifetime: Option<String>,
 }
 
 /// Catalog configuration for a warehouse: the `prefix` to use and the endpoints Floe serves.
@@ -107,6 +114,10 @@ async fn get_config(
             .into_iter()
             .filter(|e| state.services.events_enabled() || !e.ends_with("/events"))
             .collect(),
+        idempotency_key_lifetime: state
+            .services
+            .idempotency_lifetime()
+            .map(|d| format!("PT{}S", d.as_secs())),
     }))
 }
 

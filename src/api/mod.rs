@@ -12,6 +12,7 @@ pub mod events;
 pub mod extract;
 pub mod grants;
 pub(crate) mod gzip;
+mod idempotency;
 pub mod lifecycle;
 pub mod management;
 pub mod tables;
@@ -231,6 +232,14 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
     }
     let (management, management_doc) = management_routes().split_for_parts();
     let (catalog, catalog_doc) = catalog_routes().split_for_parts();
+    // Runs after `authenticate` (a layer added later wraps those before): keys are the caller's.
+    let catalog = catalog.layer(middleware::from_fn_with_state(
+        idempotency::Keys {
+            state: state.clone(),
+            max_body_bytes: settings.max_body_bytes,
+        },
+        idempotency::idempotency,
+    ));
     let request_id = HeaderName::from_static("x-request-id");
 
     let admission = Arc::new(Admission {

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 
 mod authz_ids;
 pub mod events;
+pub mod idempotency;
 pub mod lifecycle;
 mod names;
 mod operation;

@@ -610,6 +610,28 @@ impl Operation {
     }
 
     /// The surface that serves it.
+    /// Whether the operation honours an `Idempotency-Key` (the catalog's mutations).
+    pub fn idempotent(self) -> bool {
+        use Operation::*;
+        matches!(
+            self,
+            CreateNamespace
+                | DropNamespace
+                | UpdateNamespaceProperties
+                | CreateTable
+                | UpdateTable
+                | DropTable
+                | RegisterTable
+                | RenameTable
+                | CommitTransaction
+                | CreateView
+                | ReplaceView
+                | DropView
+                | RenameView
+                | RegisterView
+        )
+    }
+
     pub fn surface(self) -> Surface {
         match self.route() {
             Route::S3(_) => Surface::S3,

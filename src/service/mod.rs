@@ -14,6 +14,7 @@ mod claims;
 mod commit;
 pub mod feed;
 mod grants;
+pub mod idempotency;
 mod lifecycle;
 pub use lifecycle::{DropNamespaceRequest, DropRequest, ProtectionTarget};
 mod vending;
@@ -133,6 +134,9 @@ pub struct ServicesInner {
     task_wake: Arc<tokio::sync::Notify>,
     /// Attempts a new task gets before it fails for good.
     task_max_attempts: u32,
+    /// How idempotency keys are kept.
+    idempotency: idempotency::IdempotencySettings,
+    idempotency_sweeps: idempotency::Sweeps,
 }
 
 impl Services {
@@ -174,7 +178,16 @@ impl Services {
             s3_timeouts: Default::default(),
             task_wake: Arc::new(tokio::sync::Notify::new()),
             task_max_attempts: tasks::TaskSettings::default().max_attempts,
+            idempotency: Default::default(),
+            idempotency_sweeps: Default::default(),
         }))
+    }
+
+    /// Sets how idempotency keys are kept.
+    pub fn with_idempotency(mut self, settings: idempotency::IdempotencySettings) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.idempotency = settings;
+        self
     }
 
     /// Sets the attempts new tasks get before they fail for good.

@@ -110,7 +110,7 @@ fn now_ms() -> i64 {
 }
 
 /// This instance's name in the task log: host, process and a random tag.
-fn instance_name() -> String {
+pub(crate) fn instance_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "floe".to_string());

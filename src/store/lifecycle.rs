@@ -5,6 +5,7 @@ use async_trait::async_trait;
 
 use crate::error::Result;
 use crate::model::events::CloudEvent;
+use crate::model::idempotency::{KeyClaim, KeyState, StoredResponse};
 use crate::model::lifecycle::{
     DeleteProfile, DeletedTabular, Heartbeat, MaintenancePolicy, NewTask, ProtectedObject,
     RecursiveDrop, RecursivelyDropped, Task, TaskAttempt, TaskFilter, TaskLease, TaskOutcome,
@@ -153,4 +154,26 @@ pub trait LifecycleStore: Send + Sync {
     ) -> Result<Vec<(TabularIdent, uuid::Uuid)>>;
     /// Whether the warehouse still has soft-deleted tables or unfinished tasks.
     async fn has_pending_lifecycle(&self, warehouse: WarehouseId) -> Result<bool>;
+}
+
+/// Idempotency keys of catalog mutations and the answers kept for them (`sql/idempotency.rs`).
+/// Times are unix milliseconds.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims the key for a request (see [`KeyState`]): inserted as running under the claim's
+    /// lease, or taken over when it is running past its lease for the same request; a key past
+    /// its expiry is forgotten first.
+    async fn claim_key(&self, claim: &KeyClaim) -> Result<KeyState>;
+    /// Records the key's final answer, if `owner` still holds it (answers whether it did).
+    async fn finish_key(
+        &self,
+        principal: &str,
+        key: &str,
+        owner: &str,
+        response: &StoredResponse,
+    ) -> Result<bool>;
+    /// Forgets a running key `owner` holds (its request ended without a final answer).
+    async fn release_key(&self, principal: &str, key: &str, owner: &str) -> Result<()>;
+    /// Forgets keys expired before `now`; returns how many.
+    async fn expire_keys(&self, now: i64) -> Result<u64>;
 }

@@ -30,7 +30,7 @@ use crate::model::{
     Warehouse, WarehouseId,
 };
 
-pub use lifecycle::{LifecycleStore, TaskStore};
+pub use lifecycle::{IdempotencyStore, LifecycleStore, TaskStore};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -646,6 +646,7 @@ pub struct Persistence {
     pub events: Arc<dyn EventStore>,
     pub tasks: Arc<dyn TaskStore>,
     pub lifecycle: Arc<dyn LifecycleStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
 }
 
 impl Persistence {
@@ -664,6 +665,7 @@ impl Persistence {
             + EventStore
             + TaskStore
             + LifecycleStore
+            + IdempotencyStore
             + 'static,
     {
         Persistence {
@@ -679,7 +681,8 @@ impl Persistence {
             authz: backend.clone(),
             events: backend.clone(),
             tasks: backend.clone(),
-            lifecycle: backend,
+            lifecycle: backend.clone(),
+            idempotency: backend,
         }
     }
 

@@ -75,6 +75,7 @@ store_suite!(
     merges_compare_and_swap_the_target_head,
     tags_resets_and_commit_points,
     versions_other_refs_read_are_found,
+    idempotency_keys_are_claimed_once,
 );
 
 /// Who the suite's changes are recorded as.
@@ -3314,4 +3315,77 @@ async fn versions_other_refs_read_are_found(store: Persistence, db: &TestDb) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Idempotency keys: one claim wins; a duplicate sees it running, then its answer; a request of
+/// another fingerprint is told apart; a lease past its end is taken over (by the same request
+/// only), and the old owner can no longer end it; released keys run again; expired ones go.
+async fn idempotency_keys_are_claimed_once(store: Persistence, _db: &TestDb) {
+    use floe::model::idempotency::{KeyClaim, KeyState, StoredResponse};
+    let keys = &store.idempotency;
+    let claim = |owner: &str, fingerprint: &str, now: i64| KeyClaim {
+        principal: "alice".into(),
+        key: "017f22e2-79b0-7cc3-98c4-dc0c0c07398f".into(),
+        fingerprint: fingerprint.into(),
+        owner: owner.into(),
+        now,
+        lease_until: now + 100,
+        expires_at: now + 10_000,
+    };
+    assert!(matches!(
+        keys.claim_key(&claim("a", "f1", 1000)).await.unwrap(),
+        KeyState::Claimed
+    ));
+    match keys.claim_key(&claim("b", "f1", 1010)).await.unwrap() {
+        KeyState::Running { fingerprint } => assert_eq!(fingerprint, "f1"),
+        other => panic!("{other:?}"),
+    }
+    // Another caller's key of the same value is its own.
+    let mut bob = claim("c", "f9", 1010);
+    bob.principal = "bob".into();
+    assert!(matches!(
+        keys.claim_key(&bob).await.unwrap(),
+        KeyState::Claimed
+    ));
+    // Past the lease: another request with another fingerprint cannot take it over; the same
+    // request can, and the first owner then ends nothing.
+    match keys.claim_key(&claim("b", "f2", 1200)).await.unwrap() {
+        KeyState::Running { fingerprint } => assert_eq!(fingerprint, "f1"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        keys.claim_key(&claim("b", "f1", 1200)).await.unwrap(),
+        KeyState::Claimed
+    ));
+    let answer = StoredResponse {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: b"{\"ok\":true}".to_vec(),
+    };
+    let key = "017f22e2-79b0-7cc3-98c4-dc0c0c07398f";
+    assert!(!keys.finish_key("alice", key, "a", &answer).await.unwrap());
+    assert!(keys.finish_key("alice", key, "b", &answer).await.unwrap());
+    match keys.claim_key(&claim("d", "f1", 1300)).await.unwrap() {
+        KeyState::Done {
+            fingerprint,
+            response,
+        } => {
+            assert_eq!(fingerprint, "f1");
+            assert_eq!(response, answer);
+        }
+        other => panic!("{other:?}"),
+    }
+    // A released key (no final answer) is claimed anew.
+    keys.release_key("bob", key, "c").await.unwrap();
+    assert!(matches!(
+        keys.claim_key(&bob).await.unwrap(),
+        KeyState::Claimed
+    ));
+    // Expired keys are forgotten: by a sweep, or by the next claim of the key.
+    assert_eq!(keys.expire_keys(5_000).await.unwrap(), 0);
+    assert!(matches!(
+        keys.claim_key(&claim("e", "f3", 20_000)).await.unwrap(),
+        KeyState::Claimed
+    ));
+    assert_eq!(keys.expire_keys(100_000).await.unwrap(), 2);
 }

@@ -28,6 +28,7 @@ pub(super) mod changes;
 pub(super) mod claims;
 pub(super) mod events;
 pub(super) mod history;
+pub(super) mod idempotency;
 pub(super) mod lifecycle;
 pub(super) mod lines;
 pub(super) mod namespaces;
@@ -133,6 +134,11 @@ macro_rules! impl_sql_store {
             #[allow(unused_imports)]
             use super::*;
             $crate::store::sql::lifecycle::stamp!($store, $row, $for_update, $location_lock);
+        }
+        mod idempotency {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::store::sql::idempotency::stamp!($store, $row, $for_update, $location_lock);
         }
         mod access_keys {
             #[allow(unused_imports)]
