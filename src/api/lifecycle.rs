@@ -312,15 +312,30 @@ pub struct Protection {
     pub protected: bool,
 }
 
+/// Where a namespace, table or view is looked up.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct OnRef {
+    /// The branch or tag to find it on (default `main`); the protection holds on every branch.
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+}
+
 async fn get_protection(
     state: &AppState,
     ctx: &crate::service::RequestContext,
     warehouse: Uuid,
     target: ProtectionTarget,
+    on: OnRef,
 ) -> ApiResult<Json<Protection>> {
     let protected = state
         .services
-        .protection(ctx, WarehouseId(warehouse), &target)
+        .protection(
+            ctx,
+            WarehouseId(warehouse),
+            &target,
+            on.reference.as_deref(),
+        )
         .await?;
     Ok(Json(Protection { protected }))
 }
@@ -330,11 +345,18 @@ async fn set_protection(
     ctx: &crate::service::RequestContext,
     warehouse: Uuid,
     target: ProtectionTarget,
+    on: OnRef,
     body: Protection,
 ) -> ApiResult<Json<Protection>> {
     let protected = state
         .services
-        .set_protection(ctx, WarehouseId(warehouse), &target, body.protected)
+        .set_protection(
+            ctx,
+            WarehouseId(warehouse),
+            &target,
+            on.reference.as_deref(),
+            body.protected,
+        )
         .await?;
     Ok(Json(Protection { protected }))
 }
@@ -348,7 +370,14 @@ async fn get_warehouse_protection(
     Ctx(ctx): Ctx,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Protection>> {
-    get_protection(&state, &ctx, id, ProtectionTarget::Warehouse).await
+    get_protection(
+        &state,
+        &ctx,
+        id,
+        ProtectionTarget::Warehouse,
+        OnRef::default(),
+    )
+    .await
 }
 
 /// Protects the warehouse, or lifts its protection.
@@ -361,47 +390,59 @@ async fn set_warehouse_protection(
     Path(id): Path<Uuid>,
     JsonBody(body): JsonBody<Protection>,
 ) -> ApiResult<Json<Protection>> {
-    set_protection(&state, &ctx, id, ProtectionTarget::Warehouse, body).await
+    set_protection(
+        &state,
+        &ctx,
+        id,
+        ProtectionTarget::Warehouse,
+        OnRef::default(),
+        body,
+    )
+    .await
 }
 
 /// Whether a namespace (on every branch) is protected.
 #[utoipa::path(get, path = "/warehouses/{id}/namespaces/{namespace}/protection", tag = "lifecycle",
     params(("id" = Uuid, Path, description = "warehouse id"),
-           ("namespace" = String, Path, description = "levels joined by %1F, as in catalog paths")),
+           ("namespace" = String, Path, description = "levels joined by %1F, as in catalog paths"), OnRef),
     responses((status = 200, body = Protection), (status = 404, body = IcebergErrorResponse)))]
 async fn get_namespace_protection(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((id, namespace)): Path<(Uuid, String)>,
+    Query(on): Query<OnRef>,
 ) -> ApiResult<Json<Protection>> {
     let ns = namespace_of(&namespace)?;
-    get_protection(&state, &ctx, id, ProtectionTarget::Namespace(ns)).await
+    get_protection(&state, &ctx, id, ProtectionTarget::Namespace(ns), on).await
 }
 
-/// Protects a namespace (found on `main`; the protection holds on every branch), or lifts it.
+/// Protects a namespace (found on `main` or the ref named; the protection holds on every
+/// branch), or lifts it.
 #[utoipa::path(put, path = "/warehouses/{id}/namespaces/{namespace}/protection", tag = "lifecycle",
     params(("id" = Uuid, Path, description = "warehouse id"),
-           ("namespace" = String, Path, description = "levels joined by %1F, as in catalog paths")),
+           ("namespace" = String, Path, description = "levels joined by %1F, as in catalog paths"), OnRef),
     request_body = Protection,
     responses((status = 200, body = Protection), (status = 404, body = IcebergErrorResponse)))]
 async fn set_namespace_protection(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((id, namespace)): Path<(Uuid, String)>,
+    Query(on): Query<OnRef>,
     JsonBody(body): JsonBody<Protection>,
 ) -> ApiResult<Json<Protection>> {
     let ns = namespace_of(&namespace)?;
-    set_protection(&state, &ctx, id, ProtectionTarget::Namespace(ns), body).await
+    set_protection(&state, &ctx, id, ProtectionTarget::Namespace(ns), on, body).await
 }
 
 /// Whether a table is protected.
 #[utoipa::path(get, path = "/warehouses/{id}/namespaces/{namespace}/tables/{table}/protection", tag = "lifecycle",
-    params(("id" = Uuid, Path, description = "warehouse id"), ("namespace" = String, Path), ("table" = String, Path)),
+    params(("id" = Uuid, Path, description = "warehouse id"), ("namespace" = String, Path), ("table" = String, Path), OnRef),
     responses((status = 200, body = Protection), (status = 404, body = IcebergErrorResponse)))]
 async fn get_table_protection(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((id, namespace, table)): Path<(Uuid, String, String)>,
+    Query(on): Query<OnRef>,
 ) -> ApiResult<Json<Protection>> {
     let ident = ident_of(&namespace, table)?;
     get_protection(
@@ -409,20 +450,22 @@ async fn get_table_protection(
         &ctx,
         id,
         ProtectionTarget::Tabular(TabularKind::Table, ident),
+        on,
     )
     .await
 }
 
-/// Protects a table (found on `main`, protected by its UUID on every branch and across
-/// renames), or lifts it.
+/// Protects a table (found on `main` or the ref named, protected by its UUID on every branch
+/// and across renames), or lifts it.
 #[utoipa::path(put, path = "/warehouses/{id}/namespaces/{namespace}/tables/{table}/protection", tag = "lifecycle",
-    params(("id" = Uuid, Path, description = "warehouse id"), ("namespace" = String, Path), ("table" = String, Path)),
+    params(("id" = Uuid, Path, description = "warehouse id"), ("namespace" = String, Path), ("table" = String, Path), OnRef),
     request_body = Protection,
     responses((status = 200, body = Protection), (status = 404, body = IcebergErrorResponse)))]
 async fn set_table_protection(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((id, namespace, table)): Path<(Uuid, String, String)>,
+    Query(on): Query<OnRef>,
     JsonBody(body): JsonBody<Protection>,
 ) -> ApiResult<Json<Protection>> {
     let ident = ident_of(&namespace, table)?;
@@ -431,6 +474,7 @@ async fn set_table_protection(
         &ctx,
         id,
         ProtectionTarget::Tabular(TabularKind::Table, ident),
+        on,
         body,
     )
     .await
@@ -438,12 +482,13 @@ async fn set_table_protection(
 
 /// Whether a view is protected.
 #[utoipa::path(get, path = "/warehouses/{id}/namespaces/{namespace}/views/{view}/protection", tag = "lifecycle",
-    params(("id" = Uuid, Path, description = "warehouse id"), ("namespace" = String, Path), ("view" = String, Path)),
+    params(("id" = Uuid, Path, description = "warehouse id"), ("namespace" = String, Path), ("view" = String, Path), OnRef),
     responses((status = 200, body = Protection), (status = 404, body = IcebergErrorResponse)))]
 async fn get_view_protection(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((id, namespace, view)): Path<(Uuid, String, String)>,
+    Query(on): Query<OnRef>,
 ) -> ApiResult<Json<Protection>> {
     let ident = ident_of(&namespace, view)?;
     get_protection(
@@ -451,19 +496,21 @@ async fn get_view_protection(
         &ctx,
         id,
         ProtectionTarget::Tabular(TabularKind::View, ident),
+        on,
     )
     .await
 }
 
 /// Protects a view, or lifts it.
 #[utoipa::path(put, path = "/warehouses/{id}/namespaces/{namespace}/views/{view}/protection", tag = "lifecycle",
-    params(("id" = Uuid, Path, description = "warehouse id"), ("namespace" = String, Path), ("view" = String, Path)),
+    params(("id" = Uuid, Path, description = "warehouse id"), ("namespace" = String, Path), ("view" = String, Path), OnRef),
     request_body = Protection,
     responses((status = 200, body = Protection), (status = 404, body = IcebergErrorResponse)))]
 async fn set_view_protection(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((id, namespace, view)): Path<(Uuid, String, String)>,
+    Query(on): Query<OnRef>,
     JsonBody(body): JsonBody<Protection>,
 ) -> ApiResult<Json<Protection>> {
     let ident = ident_of(&namespace, view)?;
@@ -472,6 +519,7 @@ async fn set_view_protection(
         &ctx,
         id,
         ProtectionTarget::Tabular(TabularKind::View, ident),
+        on,
         body,
     )
     .await

@@ -205,14 +205,34 @@ impl Services {
 
     // Protection.
 
+    /// The ref objects are looked up on: `main`, or the branch or tag named.
+    async fn lookup_ref(
+        &self,
+        warehouse: WarehouseId,
+        name: Option<&str>,
+    ) -> Result<crate::model::Ref> {
+        match name {
+            None | Some(crate::model::MAIN_BRANCH) => self.main_branch(warehouse).await,
+            Some(name) => self
+                .store
+                .warehouses
+                .get_ref(warehouse, name)
+                .await?
+                .filter(|r| !r.is_hidden())
+                .ok_or_else(|| Error::not_found(Entity::Ref, format!("ref {name} does not exist"))),
+        }
+    }
+
     /// The protected object a request names, authorized for `action` (the catalog's rules: what
-    /// the caller may not see answers 404). Namespaces, tables and views are looked up on `main`.
+    /// the caller may not see answers 404). Namespaces, tables and views are looked up on `main`,
+    /// or on the branch or tag `on` names.
     async fn protected_object(
         &self,
         ctx: &RequestContext,
         action: Action,
         warehouse: WarehouseId,
         target: &ProtectionTarget,
+        on: Option<&str>,
     ) -> Result<ProtectedObject> {
         match target {
             ProtectionTarget::Warehouse => {
@@ -221,7 +241,7 @@ impl Services {
             }
             ProtectionTarget::Namespace(ns) => {
                 self.require_browsable(ctx, warehouse).await?;
-                let main = self.main_branch(warehouse).await?;
+                let main = self.lookup_ref(warehouse, on).await?;
                 self.authorize(
                     ctx,
                     action,
@@ -235,7 +255,7 @@ impl Services {
                 Ok(ProtectedObject::Namespace(ns.clone()))
             }
             ProtectionTarget::Tabular(kind, ident) => {
-                let main = self.main_branch(warehouse).await?;
+                let main = self.lookup_ref(warehouse, on).await?;
                 let table = self
                     .store
                     .tabulars
@@ -269,9 +289,10 @@ impl Services {
         ctx: &RequestContext,
         warehouse: WarehouseId,
         target: &ProtectionTarget,
+        on: Option<&str>,
     ) -> Result<bool> {
         let object = self
-            .protected_object(ctx, Action::ProtectionRead, warehouse, target)
+            .protected_object(ctx, Action::ProtectionRead, warehouse, target, on)
             .await?;
         self.store.lifecycle.is_protected(warehouse, &object).await
     }
@@ -281,10 +302,11 @@ impl Services {
         ctx: &RequestContext,
         warehouse: WarehouseId,
         target: &ProtectionTarget,
+        on: Option<&str>,
         protected: bool,
     ) -> Result<bool> {
         let object = self
-            .protected_object(ctx, Action::ProtectionSet, warehouse, target)
+            .protected_object(ctx, Action::ProtectionSet, warehouse, target, on)
             .await?;
         let (kind, key) = object.key();
         let events = self.change_event(

@@ -52,6 +52,25 @@ def files_on_disk(floe, location):
     return found
 
 
+def set_policy(floe, min_keep):
+    """The warehouse's maintenance policy: snapshots older than 5 s expire (`min_keep` kept),
+    orphans older than a day go."""
+    r = requests.put(
+        manage(floe, "/maintenance"),
+        json={
+            "enabled": True,
+            "interval-seconds": 3600,
+            "properties": {
+                "history.expire.max-snapshot-age-ms": "5000",
+                "history.expire.min-snapshots-to-keep": str(min_keep),
+                "floe.maintenance.orphan-files-older-than-ms": "86400000",
+            },
+        },
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+
+
 def wait_tasks(floe, count, timeout=60):
     deadline = time.monotonic() + timeout
     while True:
@@ -100,20 +119,7 @@ def test_expiry_keeps_recent_snapshots_readable_and_loses_no_write(floe):
     orphan = f"{table.metadata.location}/data/orphan.parquet"
     before = files_on_disk(floe, table.metadata.location)
 
-    r = requests.put(
-        manage(floe, "/maintenance"),
-        json={
-            "enabled": True,
-            "interval-seconds": 3600,
-            "properties": {
-                "history.expire.max-snapshot-age-ms": "5000",
-                "history.expire.min-snapshots-to-keep": "3",
-                "floe.maintenance.orphan-files-older-than-ms": "86400000",
-            },
-        },
-        timeout=10,
-    )
-    assert r.status_code == 200, r.text
+    set_policy(floe, min_keep=3)
     r = requests.post(manage(floe, "/maintenance/run"), json={"namespace": ["m"], "table": "events"}, timeout=10)
     assert r.json()["enqueued"] == 1
     tasks = wait_tasks(floe, 1)
@@ -223,20 +229,7 @@ def test_expiry_with_branches_and_tags_keeps_what_any_ref_reads(floe):
     orphan = f"{table.metadata.location}/data/orphan.parquet"
     before = files_on_disk(floe, table.metadata.location)
 
-    r = api.put(
-        manage(floe, "/maintenance"),
-        json={
-            "enabled": True,
-            "interval-seconds": 3600,
-            "properties": {
-                "history.expire.max-snapshot-age-ms": "5000",
-                "history.expire.min-snapshots-to-keep": "2",
-                "floe.maintenance.orphan-files-older-than-ms": "86400000",
-            },
-        },
-        timeout=10,
-    )
-    assert r.status_code == 200, r.text
+    set_policy(floe, min_keep=2)
     r = api.post(manage(floe, "/maintenance/run"), json={"namespace": ["b"], "table": "events"}, timeout=10)
     assert r.json()["enqueued"] == 1, r.text
     tasks = wait_tasks(floe, 1)

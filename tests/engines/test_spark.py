@@ -546,26 +546,7 @@ def test_spark_reads_every_snapshot_maintenance_kept(spark, cat, floe):
     for i in range(4):
         table.append(batch(200000 + i * 5))
     recent = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in old]
-    listed = requests.get(f"{floe.base}/management/v1/warehouses", timeout=30).json()["warehouses"]
-    wid = next(w["id"] for w in listed if w["name"] == floe.file_warehouse())
-    manage = f"{floe.base}/management/v1/warehouses/{wid}"
-    r = requests.put(
-        f"{manage}/maintenance",
-        json={"enabled": True, "properties": {
-            "history.expire.max-snapshot-age-ms": "5000", "history.expire.min-snapshots-to-keep": "2"}},
-        timeout=30,
-    )
-    assert r.status_code == 200, r.text
-    r = requests.post(f"{manage}/maintenance/run", json={"namespace": ["db"], "table": "maintained"}, timeout=30)
-    assert r.json()["enqueued"] == 1
-    deadline = time.monotonic() + 60
-    while True:
-        tasks = requests.get(f"{manage}/tasks?queue=maintenance", timeout=30).json()["tasks"]
-        if tasks and tasks[0]["status"] in ("succeeded", "failed"):
-            break
-        assert time.monotonic() < deadline, tasks
-        time.sleep(0.2)
-    assert tasks[0]["status"] == "succeeded", tasks
+    maintain(floe, "maintained", min_keep=2)
 
     assert sorted(snapshot_ids(spark, t)) == sorted(recent)
     for k, sid in enumerate(recent):
@@ -577,6 +558,34 @@ def test_spark_reads_every_snapshot_maintenance_kept(spark, cat, floe):
 
 
 SNAPSHOTS = int(os.environ.get("FLOE_MAINTENANCE_SNAPSHOTS", "5000"))
+
+
+def maintain(floe, table, min_keep, timeout=60):
+    """Sets the file warehouse's policy (snapshots older than 5 s expire, `min_keep` kept), runs
+    maintenance of `db.<table>` and waits for it to succeed; returns the maintenance tasks."""
+    import time
+
+    listed = requests.get(f"{floe.base}/management/v1/warehouses", timeout=30).json()["warehouses"]
+    wid = next(w["id"] for w in listed if w["name"] == floe.file_warehouse())
+    manage = f"{floe.base}/management/v1/warehouses/{wid}"
+    r = requests.put(
+        f"{manage}/maintenance",
+        json={"enabled": True, "properties": {
+            "history.expire.max-snapshot-age-ms": "5000", "history.expire.min-snapshots-to-keep": str(min_keep)}},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    r = requests.post(f"{manage}/maintenance/run", json={"namespace": ["db"], "table": table}, timeout=30)
+    assert r.json()["enqueued"] == 1
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = requests.get(f"{manage}/tasks?queue=maintenance", timeout=30).json()["tasks"]
+        if tasks and tasks[0]["status"] in ("succeeded", "failed"):
+            break
+        assert time.monotonic() < deadline, tasks
+        time.sleep(0.2)
+    assert tasks[0]["status"] == "succeeded", tasks
+    return tasks
 
 
 def commit_replacing_snapshots(floe, table, ids, batch=100):
@@ -686,27 +695,8 @@ def test_five_thousand_snapshots_expire_to_the_kept_ones(spark, cat, floe):
     before = {str(p) for p in files_under(location) if not p.name.endswith(".metadata.json")}
     assert expected <= before
 
-    listed = requests.get(f"{floe.base}/management/v1/warehouses", timeout=30).json()["warehouses"]
-    wid = next(w["id"] for w in listed if w["name"] == floe.file_warehouse())
-    manage = f"{floe.base}/management/v1/warehouses/{wid}"
-    r = requests.put(
-        f"{manage}/maintenance",
-        json={"enabled": True, "properties": {
-            "history.expire.max-snapshot-age-ms": "5000", "history.expire.min-snapshots-to-keep": "3"}},
-        timeout=30,
-    )
-    assert r.status_code == 200, r.text
     started = time.monotonic()
-    r = requests.post(f"{manage}/maintenance/run", json={"namespace": ["db"], "table": "long_history"}, timeout=30)
-    assert r.json()["enqueued"] == 1
-    deadline = time.monotonic() + 600
-    while True:
-        tasks = requests.get(f"{manage}/tasks?queue=maintenance", timeout=30).json()["tasks"]
-        if tasks and tasks[0]["status"] in ("succeeded", "failed"):
-            break
-        assert time.monotonic() < deadline, tasks
-        time.sleep(0.2)
-    assert tasks[0]["status"] == "succeeded", tasks
+    tasks = maintain(floe, "long_history", min_keep=3, timeout=600)
     maintained = time.monotonic() - started
     print(f"\n{SNAPSHOTS} snapshots: committed in {built:.0f} s; maintenance took {maintained:.1f} s: {tasks[0]['progress']}")
 

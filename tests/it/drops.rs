@@ -537,6 +537,49 @@ async fn protected_objects_need_force(backend: Backend) {
         404,
     )
     .await;
+    // A table that lives only on a branch is found there (`?ref=`), and its protection holds
+    // there; an unknown ref is 404.
+    let r = app
+        .post(&lake.manage("/branches"), &json!({"name": "dev"}))
+        .await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let dev = format!("/catalog/v1/{}@dev", lake.id);
+    assert_eq!(
+        app.post(&format!("{dev}/namespaces"), &json!({"namespace": ["b"]}))
+            .await
+            .status(),
+        200
+    );
+    let r = app
+        .post(
+            &format!("{dev}/namespaces/b/tables"),
+            &json!({"name": "only", "schema": {"type": "struct", "schema-id": 0, "fields": []}}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let only_path = lake.manage("/namespaces/b/tables/only/protection");
+    expect_error(app.get(&only_path).await, 404).await;
+    expect_error(app.get(&format!("{only_path}?ref=nope")).await, 404).await;
+    protect(format!("{only_path}?ref=dev"), true).await;
+    expect_error(
+        app.delete(&format!("{dev}/namespaces/b/tables/only")).await,
+        409,
+    )
+    .await;
+    assert_eq!(
+        app.delete(&format!("{dev}/namespaces/b/tables/only?force=true"))
+            .await
+            .status(),
+        204
+    );
+    assert_eq!(
+        app.delete(&format!("{dev}/namespaces/b")).await.status(),
+        204
+    );
+    assert_eq!(
+        app.delete(&lake.manage("/branches/dev")).await.status(),
+        204
+    );
     // The warehouse.
     let wh_path = lake.manage("/protection");
     protect(wh_path.clone(), true).await;
