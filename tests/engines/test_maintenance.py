@@ -92,21 +92,15 @@ def test_expiry_keeps_recent_snapshots_readable_and_loses_no_write(floe):
     table.overwrite(batch(10000))
     old_ids = [s.snapshot_id for s in table.metadata.snapshots]
     assert len(old_ids) >= 41
+    # What the old snapshots use, read with PyIceberg now (slow: the recent snapshots must still
+    # be young when maintenance runs).
+    expired_files = set().union(*(snapshot_files(table, s, live=False) for s in table.metadata.snapshots))
     time.sleep(6)
     for i in range(40, 45):
         table.append(batch(i * 10))
     recent = [s.snapshot_id for s in table.metadata.snapshots if s.snapshot_id not in old_ids]
     # The k-th recent snapshot holds the overwrite's 10 rows and k + 1 appends of 10.
     counts = {sid: 10 + 10 * (k + 1) for k, sid in enumerate(recent)}
-
-    # What expiry must delete, computed here with PyIceberg: what the old snapshots use that the
-    # 5 recent ones do not.
-    by_id = {s.snapshot_id: s for s in table.metadata.snapshots}
-    expired_files = set().union(*(snapshot_files(table, by_id[i], live=False) for i in old_ids))
-    kept_files = set().union(*(snapshot_files(table, by_id[i], live=True) for i in recent))
-    expected_deleted = expired_files - kept_files
-    assert sum(f.endswith(".parquet") for f in expected_deleted) == 40, "the appends' data files"
-    assert sum("/snap-" in f for f in expected_deleted) >= 41, "the old manifest lists"
     # Strays in the table's folder that no snapshot names: one old (an orphan), one young (maybe
     # a write in flight).
     key = table.metadata.location.split("s3://demo/", 1)[1]
@@ -125,6 +119,13 @@ def test_expiry_keeps_recent_snapshots_readable_and_loses_no_write(floe):
     tasks = wait_tasks(floe, 1)
     assert tasks[0]["status"] == "succeeded", tasks
 
+    # What expiry must have deleted, computed here with PyIceberg: what the old snapshots use
+    # that the 5 recent ones do not.
+    by_id = {s.snapshot_id: s for s in table.metadata.snapshots}
+    kept_files = set().union(*(snapshot_files(table, by_id[i], live=True) for i in recent))
+    expected_deleted = expired_files - kept_files
+    assert sum(f.endswith(".parquet") for f in expected_deleted) == 40, "the appends' data files"
+    assert sum("/snap-" in f for f in expected_deleted) >= 41, "the old manifest lists"
     after = files_on_disk(floe, table.metadata.location)
     gone = {f for f in before - after if not f.endswith(".metadata.json")}
     assert gone == expected_deleted | {orphan}, (sorted(gone - expected_deleted), sorted(expected_deleted - gone))
@@ -197,30 +198,22 @@ def test_expiry_with_branches_and_tags_keeps_what_any_ref_reads(floe):
         dev.append(batch(5000 + i * 10))
     table.overwrite(batch(10000))
     main_before = list(catalog.load_table("b.events").metadata.snapshots)
+    tagged = load_catalog("v1", type="rest", uri=floe.uri, warehouse="demo@v1").load_table("b.events")
+    dev = dev_catalog.load_table("b.events")
+    assert len(tagged.metadata.snapshots) == 10 and len(dev.metadata.snapshots) == 13
+    # Read with PyIceberg now (slow: the recent snapshots must still be young when maintenance
+    # runs): what main's old snapshots use, and what the tag's and the branch's do.
+    expired = all_files(table, main_before, live=False)
+    elsewhere = all_files(tagged, tagged.metadata.snapshots, live=True) | all_files(
+        dev, dev.metadata.snapshots, live=True
+    )
+    main_old = all_files(table, main_before, live=True)
     time.sleep(6)
     for i in range(20, 22):
         table.append(batch(i * 10))
     table = catalog.load_table("b.events")
     recent = [s for s in table.metadata.snapshots if s.snapshot_id not in {x.snapshot_id for x in main_before}]
     assert len(recent) == 2
-    tagged = load_catalog("v1", type="rest", uri=floe.uri, warehouse="demo@v1").load_table("b.events")
-    dev = dev_catalog.load_table("b.events")
-    assert len(tagged.metadata.snapshots) == 10 and len(dev.metadata.snapshots) == 13
-
-    # Computed here: what main's old snapshots use that main's recent ones, the tag's and the
-    # branch's snapshots do not.
-    expired = all_files(table, main_before, live=False)
-    protected = (
-        all_files(table, recent, live=True)
-        | all_files(tagged, tagged.metadata.snapshots, live=True)
-        | all_files(dev, dev.metadata.snapshots, live=True)
-    )
-    expected = expired - protected
-    # For the branch's maintenance later: what main's snapshots use, all it ever had (every
-    # version of main is another line's to the branch).
-    main_ever = all_files(table, main_before, live=True) | all_files(table, recent, live=True)
-    data = {f for f in expected if f.endswith(".parquet")}
-    assert len(data) == 10, "the ten appends after the tag, which no other ref reads"
     key = table.metadata.location.split("s3://demo/", 1)[1]
     orphan_path = os.path.join(floe.dir, "data", "warehouses", "demo", key, "data", "orphan.parquet")
     with open(orphan_path, "wb") as f:
@@ -234,6 +227,14 @@ def test_expiry_with_branches_and_tags_keeps_what_any_ref_reads(floe):
     assert r.json()["enqueued"] == 1, r.text
     tasks = wait_tasks(floe, 1)
     assert tasks[0]["status"] == "succeeded", tasks
+    # Computed here: what main's old snapshots use that main's recent ones, the tag's and the
+    # branch's snapshots do not.
+    expected = expired - (all_files(table, recent, live=True) | elsewhere)
+    # For the branch's maintenance later: what main's snapshots use, all it ever had (every
+    # version of main is another line's to the branch).
+    main_ever = main_old | all_files(table, recent, live=True)
+    data = {f for f in expected if f.endswith(".parquet")}
+    assert len(data) == 10, "the ten appends after the tag, which no other ref reads"
     after = files_on_disk(floe, table.metadata.location)
     gone = {f for f in before - after if not f.endswith(".metadata.json")}
     assert gone == expected | {orphan}, (sorted(gone - expected), sorted(expected - gone))
