@@ -193,11 +193,11 @@ pub struct NamespaceResponse {
 
 /// Creates a namespace; a nested one needs its parent.
 #[utoipa::path(post, path = "/v1/{prefix}/namespaces", operation_id = "createNamespace", tag = "namespaces",
-    params(("prefix" = String, Path)), request_body = CreateNamespaceRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path)), request_body = CreateNamespaceRequest,
     responses((status = 200, body = NamespaceResponse),
               (status = 400, body = IcebergErrorResponse),
               (status = 404, body = IcebergErrorResponse),
-              (status = 409, description = "already exists", body = IcebergErrorResponse)))]
+              (status = 409, description = "already exists", body = IcebergErrorResponse), (status = 422, description = "the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn create_namespace(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -273,9 +273,9 @@ pub struct DropNamespaceQuery {
 
 /// Drops an empty namespace; with `recursive=true`, everything in it too, in one commit.
 #[utoipa::path(delete, path = "/v1/{prefix}/namespaces/{namespace}", operation_id = "dropNamespace", tag = "namespaces",
-    params(("prefix" = String, Path), ("namespace" = String, Path), DropNamespaceQuery),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path), ("namespace" = String, Path), DropNamespaceQuery),
     responses((status = 204), (status = 404, body = IcebergErrorResponse),
-              (status = 409, description = "not empty, or protected and force was not given", body = IcebergErrorResponse)))]
+              (status = 409, description = "not empty, or protected and force was not given", body = IcebergErrorResponse), (status = 400, body = IcebergErrorResponse), (status = 422, description = "the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn drop_namespace(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -314,12 +314,12 @@ pub struct UpdateNamespacePropertiesResponse {
 
 /// Sets and removes properties in one step; a key in both lists is a 422.
 #[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/properties", operation_id = "updateProperties", tag = "namespaces",
-    params(("prefix" = String, Path), ("namespace" = String, Path)),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path), ("namespace" = String, Path)),
     request_body = UpdateNamespacePropertiesRequest,
     responses((status = 200, body = UpdateNamespacePropertiesResponse),
               (status = 400, body = IcebergErrorResponse),
               (status = 404, body = IcebergErrorResponse),
-              (status = 422, body = IcebergErrorResponse)))]
+              (status = 422, description = "a key both updated and removed, or the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn update_namespace_properties(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,

@@ -290,11 +290,11 @@ fn etag_of(metadata_location: &str, mode: SnapshotsMode) -> String {
 /// Creates a table, or with `stage-create` only returns its would-be metadata (nothing is written).
 #[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/tables", tag = "tables",
     operation_id = "createTable",
-    params(("prefix" = String, Path), ("namespace" = String, Path)),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path), ("namespace" = String, Path)),
     request_body = CreateTableRequest,
     responses((status = 200, description = "LoadTableResult"),
               (status = 400, body = IcebergErrorResponse), (status = 404, body = IcebergErrorResponse),
-              (status = 409, body = IcebergErrorResponse)))]
+              (status = 409, body = IcebergErrorResponse), (status = 422, description = "the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn create_table(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -464,11 +464,11 @@ fn commit_response(table: &TableState) -> Response {
 /// Commits updates to one table after checking its requirements (409 when one fails).
 #[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/tables/{table}", tag = "tables",
     operation_id = "updateTable",
-    params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path)),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path)),
     request_body = CommitTableRequest,
     responses((status = 200, description = "CommitTableResponse"),
               (status = 400, body = IcebergErrorResponse), (status = 404, body = IcebergErrorResponse),
-              (status = 409, body = IcebergErrorResponse)))]
+              (status = 409, body = IcebergErrorResponse), (status = 422, description = "the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn update_table(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -514,9 +514,9 @@ pub struct DropTableQuery {
 /// soft delete profile it is kept, and can be undropped, until the profile's expiry.
 #[utoipa::path(delete, path = "/v1/{prefix}/namespaces/{namespace}/tables/{table}", tag = "tables",
     operation_id = "dropTable",
-    params(("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path), DropTableQuery),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path), ("namespace" = String, Path), ("table" = String, Path), DropTableQuery),
     responses((status = 204), (status = 404, body = IcebergErrorResponse),
-        (status = 409, description = "the table is protected and force was not given", body = IcebergErrorResponse)))]
+        (status = 409, description = "the table is protected and force was not given", body = IcebergErrorResponse), (status = 400, body = IcebergErrorResponse), (status = 422, description = "the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn drop_table(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -544,8 +544,8 @@ pub struct RenameTableRequest {
 
 /// Renames a table, within or across namespaces.
 #[utoipa::path(post, path = "/v1/{prefix}/tables/rename", tag = "tables", operation_id = "renameTable",
-    params(("prefix" = String, Path)), request_body = RenameTableRequest,
-    responses((status = 204), (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path)), request_body = RenameTableRequest,
+    responses((status = 204), (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse), (status = 400, body = IcebergErrorResponse), (status = 422, description = "the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn rename_table(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -574,9 +574,9 @@ pub struct RegisterTableRequest {
 /// Registers an existing metadata file (inside the warehouse) as a table.
 #[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/register", tag = "tables",
     operation_id = "registerTable",
-    params(("prefix" = String, Path), ("namespace" = String, Path)), request_body = RegisterTableRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path), ("namespace" = String, Path)), request_body = RegisterTableRequest,
     responses((status = 200, description = "LoadTableResult"), (status = 400, body = IcebergErrorResponse),
-              (status = 403, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+              (status = 403, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse), (status = 422, description = "the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn register_table(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -628,9 +628,9 @@ pub struct CommitTransactionRequest {
 /// Commits changes to several tables atomically: all or none.
 #[utoipa::path(post, path = "/v1/{prefix}/transactions/commit", tag = "tables",
     operation_id = "commitTransaction",
-    params(("prefix" = String, Path)), request_body = CommitTransactionRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path)), request_body = CommitTransactionRequest,
     responses((status = 204), (status = 400, body = IcebergErrorResponse),
-              (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+              (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse), (status = 422, description = "the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn commit_transaction(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,

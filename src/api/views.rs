@@ -86,9 +86,9 @@ fn view_response(view: &crate::service::ViewState) -> Response {
 /// Creates a view.
 #[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/views", tag = "views",
     operation_id = "createView",
-    params(("prefix" = String, Path), ("namespace" = String, Path)), request_body = CreateViewRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path), ("namespace" = String, Path)), request_body = CreateViewRequest,
     responses((status = 200, description = "LoadViewResult"), (status = 400, body = IcebergErrorResponse),
-              (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+              (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse), (status = 422, description = "the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn create_view(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -162,10 +162,10 @@ pub struct CommitViewRequest {
 /// Replaces a view (a new version, schema or properties).
 #[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/views/{view}", tag = "views",
     operation_id = "replaceView",
-    params(("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path)),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path)),
     request_body = CommitViewRequest,
     responses((status = 200, description = "LoadViewResult"), (status = 400, body = IcebergErrorResponse),
-              (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+              (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse), (status = 422, description = "the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn replace_view(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -203,9 +203,9 @@ pub struct DropViewQuery {
 /// Drops a view (kept for undrop under a soft delete profile).
 #[utoipa::path(delete, path = "/v1/{prefix}/namespaces/{namespace}/views/{view}", tag = "views",
     operation_id = "dropView",
-    params(("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path), DropViewQuery),
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path), ("namespace" = String, Path), ("view" = String, Path), DropViewQuery),
     responses((status = 204), (status = 404, body = IcebergErrorResponse),
-        (status = 409, description = "the view is protected and force was not given", body = IcebergErrorResponse)))]
+        (status = 409, description = "the view is protected and force was not given", body = IcebergErrorResponse), (status = 400, body = IcebergErrorResponse), (status = 422, description = "the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn drop_view(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -224,8 +224,8 @@ async fn drop_view(
 
 /// Renames a view.
 #[utoipa::path(post, path = "/v1/{prefix}/views/rename", tag = "views", operation_id = "renameView",
-    params(("prefix" = String, Path)), request_body = RenameTableRequest,
-    responses((status = 204), (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path)), request_body = RenameTableRequest,
+    responses((status = 204), (status = 404, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse), (status = 400, body = IcebergErrorResponse), (status = 422, description = "the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn rename_view(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
@@ -252,9 +252,9 @@ pub struct RegisterViewRequest {
 /// Registers an existing view metadata file (inside the warehouse) as a view.
 #[utoipa::path(post, path = "/v1/{prefix}/namespaces/{namespace}/register-view", tag = "views",
     operation_id = "registerView",
-    params(("prefix" = String, Path), ("namespace" = String, Path)), request_body = RegisterViewRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "a UUID (36 characters) that makes retries of this request safe: a retry with it gets the first answer and applies nothing again (see idempotency-key-lifetime in /v1/config)"), ("prefix" = String, Path), ("namespace" = String, Path)), request_body = RegisterViewRequest,
     responses((status = 200, description = "LoadViewResult"), (status = 400, body = IcebergErrorResponse),
-              (status = 403, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse)))]
+              (status = 403, body = IcebergErrorResponse), (status = 409, body = IcebergErrorResponse), (status = 422, description = "the Idempotency-Key was used for another request", body = IcebergErrorResponse)))]
 async fn register_view(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
