@@ -195,6 +195,13 @@ pub struct ServerConfig {
     /// `idempotency-key-lifetime`), in seconds; keys are kept a sixth longer (5 minutes at most).
     /// 0 turns keys off.
     pub idempotency_key_lifetime_secs: u64,
+    /// Server-side scan planning: scans of up to this many live data files are planned in the
+    /// request; larger ones are held as a plan of plan tasks.
+    pub scan_plan_sync_files: u64,
+    /// About how many data files one plan task of a held plan covers.
+    pub scan_plan_task_files: u64,
+    /// How long a held scan plan (and its tasks) is kept, in seconds.
+    pub scan_plan_lifetime_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -206,6 +213,9 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 30,
             limits: Default::default(),
             idempotency_key_lifetime_secs: 30 * 60,
+            scan_plan_sync_files: 10_000,
+            scan_plan_task_files: 5_000,
+            scan_plan_lifetime_secs: 3600,
         }
     }
 }

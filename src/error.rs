@@ -22,6 +22,10 @@ pub enum Entity {
     Role,
     Task,
     DeletedTabular,
+    /// A held scan plan (`NoSuchPlanIdException`).
+    PlanId,
+    /// A scan plan's task (`NoSuchPlanTaskException`).
+    PlanTask,
 }
 
 impl Entity {
@@ -40,6 +44,8 @@ impl Entity {
             Entity::Role => "role",
             Entity::Task => "task",
             Entity::DeletedTabular => "soft-deleted table or view",
+            Entity::PlanId => "scan plan",
+            Entity::PlanTask => "plan task",
         }
     }
 }

@@ -179,6 +179,11 @@ async fn build_core(config: &Config) -> anyhow::Result<Core> {
             // Longer than a request may run (its deadline), with a margin for the database.
             lease: config.server.limits.request_timeout() + std::time::Duration::from_secs(30),
         })
+        .with_planning(crate::service::scan::PlanningSettings {
+            sync_max_files: config.server.scan_plan_sync_files,
+            files_per_task: config.server.scan_plan_task_files.max(1),
+            lifetime: std::time::Duration::from_secs(config.server.scan_plan_lifetime_secs.max(1)),
+        })
         .with_identity(
             config
                 .authn

@@ -51,6 +51,8 @@ fn entity_name(entity: Entity) -> &'static str {
         Entity::Role => "Role",
         Entity::Task => "Task",
         Entity::DeletedTabular => "DeletedTabular",
+        Entity::PlanId => "PlanId",
+        Entity::PlanTask => "PlanTask",
     }
 }
 

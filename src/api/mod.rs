@@ -15,6 +15,7 @@ pub(crate) mod gzip;
 mod idempotency;
 pub mod lifecycle;
 pub mod management;
+pub mod planning;
 pub mod tables;
 pub mod users;
 pub mod views;
@@ -176,6 +177,7 @@ fn catalog_routes() -> OpenApiRouter<AppState> {
         "/catalog",
         catalog::router()
             .merge(tables::router())
+            .merge(planning::router())
             .merge(views::router())
             .merge(events::router()),
     )

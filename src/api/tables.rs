@@ -365,7 +365,7 @@ async fn access_for(
         .await
 }
 
-fn delegation_of(headers: &HeaderMap) -> Delegation {
+pub(super) fn delegation_of(headers: &HeaderMap) -> Delegation {
     Delegation::parse(
         headers
             .get("x-iceberg-access-delegation")

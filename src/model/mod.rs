@@ -22,6 +22,7 @@ mod names;
 mod operation;
 mod queued;
 mod refs;
+pub mod scan;
 
 pub use authz_ids::{parse_tabular_object_id, tabular_object_id};
 pub use names::{gateway_bucket_name, is_bucket_safe, validate_name, validate_warehouse_name};

@@ -255,6 +255,10 @@ operations!(
     RenameTable,
     ReportMetrics,
     LoadCredentials,
+    PlanTableScan,
+    FetchPlanningResult,
+    CancelPlanning,
+    FetchScanTasks,
     SignRequest,
     SignS3Request,
     CommitTransaction,
@@ -452,6 +456,22 @@ impl Operation {
                 "GET",
                 "/catalog/v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
             ),
+            PlanTableScan => http(
+                "POST",
+                "/catalog/v1/{prefix}/namespaces/{namespace}/tables/{table}/plan",
+            ),
+            FetchPlanningResult => http(
+                "GET",
+                "/catalog/v1/{prefix}/namespaces/{namespace}/tables/{table}/plan/{plan-id}",
+            ),
+            CancelPlanning => http(
+                "DELETE",
+                "/catalog/v1/{prefix}/namespaces/{namespace}/tables/{table}/plan/{plan-id}",
+            ),
+            FetchScanTasks => http(
+                "POST",
+                "/catalog/v1/{prefix}/namespaces/{namespace}/tables/{table}/tasks",
+            ),
             SignRequest => http(
                 "POST",
                 "/catalog/v1/{prefix}/namespaces/{namespace}/tables/{table}/sign",
@@ -575,6 +595,9 @@ impl Operation {
             ListTables => catalog(A::TableList),
             CreateTable => catalog(A::TableCreate),
             LoadTable | TableExists => catalog(A::TableRead),
+            PlanTableScan | FetchPlanningResult | CancelPlanning | FetchScanTasks => {
+                catalog(A::TableRead)
+            }
             UpdateTable | CommitTransaction => catalog(A::TableCommit),
             DropTable => catalog(A::TableDrop),
             RegisterTable => catalog(A::TableRegister),

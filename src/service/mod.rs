@@ -25,6 +25,7 @@ pub mod metadata;
 mod namespaces;
 mod projects;
 pub mod relay;
+pub mod scan;
 mod server;
 mod table_json;
 mod tables;
@@ -137,6 +138,8 @@ pub struct ServicesInner {
     /// How idempotency keys are kept.
     idempotency: idempotency::IdempotencySettings,
     idempotency_sweeps: idempotency::Sweeps,
+    /// When scans are planned at once and how large plans are split.
+    planning: scan::PlanningSettings,
 }
 
 impl Services {
@@ -180,6 +183,7 @@ impl Services {
             task_max_attempts: tasks::TaskSettings::default().max_attempts,
             idempotency: Default::default(),
             idempotency_sweeps: Default::default(),
+            planning: Default::default(),
         }))
     }
 
@@ -187,6 +191,13 @@ impl Services {
     pub fn with_idempotency(mut self, settings: idempotency::IdempotencySettings) -> Self {
         let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
         inner.idempotency = settings;
+        self
+    }
+
+    /// Sets when scans are planned at once and how large plans are split.
+    pub fn with_planning(mut self, settings: scan::PlanningSettings) -> Self {
+        let inner = Arc::get_mut(&mut self.0).expect("configured before it is shared");
+        inner.planning = settings;
         self
     }
 

@@ -11,6 +11,7 @@ use crate::model::lifecycle::{
     RecursiveDrop, RecursivelyDropped, Task, TaskAttempt, TaskFilter, TaskLease, TaskOutcome,
     Undrop,
 };
+use crate::model::scan::{PlanState, ScanPlan};
 use crate::model::{
     CommitMeta, NamespaceIdent, Page, PageRequest, RefId, Tabular, TabularIdent, WarehouseId,
 };
@@ -176,4 +177,20 @@ pub trait IdempotencyStore: Send + Sync {
     async fn release_key(&self, principal: &str, key: &str, owner: &str) -> Result<()>;
     /// Forgets keys expired before `now`; returns how many.
     async fn expire_keys(&self, now: i64) -> Result<u64>;
+}
+
+/// Scan plans held for clients (`sql/scan_plans.rs`). Times are unix milliseconds; a plan past
+/// its expiry is never answered.
+#[async_trait]
+pub trait ScanPlanStore: Send + Sync {
+    /// Holds a new plan (and forgets the expired ones).
+    async fn insert_plan(&self, plan: &ScanPlan) -> Result<()>;
+    /// The plan, unless it is unknown or expired by `now`.
+    async fn get_plan(&self, id: &str, now: i64) -> Result<Option<ScanPlan>>;
+    /// Ends a submitted plan as completed or failed, with what that state holds; answers false
+    /// when the plan is no longer submitted (cancelled meanwhile) or gone.
+    async fn finish_plan(&self, id: &str, state: PlanState, detail: &str) -> Result<bool>;
+    /// Cancels a plan that is not expired by `now` (its tasks are no longer served); answers
+    /// whether there was one.
+    async fn cancel_plan(&self, id: &str, now: i64) -> Result<bool>;
 }

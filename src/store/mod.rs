@@ -30,7 +30,7 @@ use crate::model::{
     Warehouse, WarehouseId,
 };
 
-pub use lifecycle::{IdempotencyStore, LifecycleStore, TaskStore};
+pub use lifecycle::{IdempotencyStore, LifecycleStore, ScanPlanStore, TaskStore};
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
@@ -647,6 +647,7 @@ pub struct Persistence {
     pub tasks: Arc<dyn TaskStore>,
     pub lifecycle: Arc<dyn LifecycleStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
+    pub scan_plans: Arc<dyn ScanPlanStore>,
 }
 
 impl Persistence {
@@ -666,6 +667,7 @@ impl Persistence {
             + TaskStore
             + LifecycleStore
             + IdempotencyStore
+            + ScanPlanStore
             + 'static,
     {
         Persistence {
@@ -682,7 +684,8 @@ impl Persistence {
             events: backend.clone(),
             tasks: backend.clone(),
             lifecycle: backend.clone(),
-            idempotency: backend,
+            idempotency: backend.clone(),
+            scan_plans: backend,
         }
     }
 

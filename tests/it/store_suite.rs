@@ -76,6 +76,7 @@ store_suite!(
     tags_resets_and_commit_points,
     versions_other_refs_read_are_found,
     idempotency_keys_are_claimed_once,
+    scan_plans_are_held_until_they_expire,
 );
 
 /// Who the suite's changes are recorded as.
@@ -3388,4 +3389,64 @@ async fn idempotency_keys_are_claimed_once(store: Persistence, _db: &TestDb) {
         KeyState::Claimed
     ));
     assert_eq!(keys.expire_keys(100_000).await.unwrap(), 2);
+}
+
+/// Scan plans: held as submitted, finished once (a cancelled plan is not finished after), read
+/// back as written, invisible once expired, and expired ones are forgotten by the next insert.
+async fn scan_plans_are_held_until_they_expire(store: Persistence, _db: &TestDb) {
+    use floe::model::scan::{PlanState, ScanPlan};
+    let plans = &store.scan_plans;
+    let table = uuid::Uuid::new_v4();
+    let plan = |id: &str, created_at: i64| ScanPlan {
+        id: id.into(),
+        table_uuid: table,
+        principal: "alice".into(),
+        state: PlanState::Submitted,
+        detail: None,
+        created_at,
+        expires_at: created_at + 1_000,
+    };
+    plans.insert_plan(&plan("p1", 10_000)).await.unwrap();
+    assert_eq!(
+        plans.get_plan("p1", 10_500).await.unwrap(),
+        Some(plan("p1", 10_000))
+    );
+    assert!(
+        plans
+            .finish_plan("p1", PlanState::Completed, r#"{"tasks":[]}"#)
+            .await
+            .unwrap()
+    );
+    // Once only: a finished plan is not finished again.
+    assert!(
+        !plans
+            .finish_plan("p1", PlanState::Failed, "{}")
+            .await
+            .unwrap()
+    );
+    let got = plans.get_plan("p1", 10_500).await.unwrap().unwrap();
+    assert_eq!(got.state, PlanState::Completed);
+    assert_eq!(got.detail.as_deref(), Some(r#"{"tasks":[]}"#));
+    assert_eq!(got.table_uuid, table);
+
+    // A cancelled plan stays cancelled: the planner's late result is dropped.
+    plans.insert_plan(&plan("p2", 10_100)).await.unwrap();
+    assert!(plans.cancel_plan("p2", 10_200).await.unwrap());
+    assert!(
+        !plans
+            .finish_plan("p2", PlanState::Completed, "{}")
+            .await
+            .unwrap()
+    );
+    let got = plans.get_plan("p2", 10_200).await.unwrap().unwrap();
+    assert_eq!((got.state, got.detail), (PlanState::Cancelled, None));
+    assert!(!plans.cancel_plan("nope", 10_200).await.unwrap());
+
+    // Expired: neither read nor cancelled, and gone after the next insert.
+    assert_eq!(plans.get_plan("p1", 11_001).await.unwrap(), None);
+    assert!(!plans.cancel_plan("p1", 11_001).await.unwrap());
+    plans.insert_plan(&plan("p3", 20_000)).await.unwrap();
+    assert_eq!(plans.get_plan("p1", 0).await.unwrap(), None);
+    assert_eq!(plans.get_plan("p2", 0).await.unwrap(), None);
+    assert!(plans.get_plan("p3", 20_000).await.unwrap().is_some());
 }

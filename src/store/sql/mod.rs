@@ -35,6 +35,7 @@ pub(super) mod namespaces;
 pub(super) mod projects;
 pub(super) mod refs;
 pub(super) mod rows;
+pub(super) mod scan_plans;
 pub(super) mod secrets;
 pub(super) mod server;
 pub(super) mod tabulars;
@@ -139,6 +140,11 @@ macro_rules! impl_sql_store {
             #[allow(unused_imports)]
             use super::*;
             $crate::store::sql::idempotency::stamp!($store, $row, $for_update, $location_lock);
+        }
+        mod scan_plans {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::store::sql::scan_plans::stamp!($store, $row, $for_update, $location_lock);
         }
         mod access_keys {
             #[allow(unused_imports)]
