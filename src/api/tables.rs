@@ -150,6 +150,7 @@ fn load_table_response(
     headers: &HeaderMap,
     with_etag: bool,
     gzip: Option<&Deflated>,
+    planning_mode: Option<&'static str>,
 ) -> Response {
     // Vended keys change every few minutes; they are part of what the ETag stands for.
     let key = access
@@ -184,9 +185,17 @@ fn load_table_response(
         )
             .into_response();
     }
-    let rendered = access.rendered.get_or_init(|| {
+    let render = |planning_mode: Option<&str>| {
         let mut suffix = b",\"config\":".to_vec();
-        serde_json::to_writer(&mut suffix, &access.config).expect("maps serialize");
+        match planning_mode {
+            None => serde_json::to_writer(&mut suffix, &access.config),
+            Some(mode) => {
+                let mut config = access.config.clone();
+                config.insert("scan-planning-mode".into(), mode.into());
+                serde_json::to_writer(&mut suffix, &config)
+            }
+        }
+        .expect("maps serialize");
         if !access.credentials.is_empty() {
             suffix.extend_from_slice(b",\"storage-credentials\":");
             let credentials: Vec<StorageCredential> = access
@@ -201,8 +210,12 @@ fn load_table_response(
         }
         suffix.push(b'}');
         Bytes::from(suffix)
-    });
-    let suffix = rendered.clone();
+    };
+    // The rendering is kept with the access, for the tables (nearly all) without a mode.
+    let suffix = match planning_mode {
+        None => access.rendered.get_or_init(|| render(None)).clone(),
+        Some(mode) => render(Some(mode)),
+    };
     let (mut response, etag) = match gzip {
         Some(gzip) => (
             json_chunks(gzip.member(&suffix), Some("gzip")),
@@ -340,6 +353,7 @@ async fn create_table(
         &headers,
         false,
         None,
+        state.services.scan_planning_mode(&table),
     ))
 }
 
@@ -418,6 +432,7 @@ async fn load_table(
         &headers,
         true,
         gzip.as_deref(),
+        state.services.scan_planning_mode(&table),
     ))
 }
 
@@ -604,6 +619,7 @@ async fn register_table(
         &headers,
         false,
         None,
+        state.services.scan_planning_mode(&table),
     ))
 }
 

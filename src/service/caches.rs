@@ -111,6 +111,8 @@ pub(super) struct Caches {
     pub(super) parsed_tables: ParsedTables,
     /// `snapshots=refs` bodies by metadata file.
     pub(super) referenced: ReferencedBodies,
+    /// The scan planning mode a table version's properties ask for, by metadata file.
+    pub(super) planning_modes: FifoCache<Option<&'static str>>,
     /// Warehouses by id, for hot paths that need a warehouse's storage on every request (the
     /// S3 gateway, vended credentials).
     pub(super) warehouses: WarehouseCache,
@@ -197,6 +199,9 @@ pub(super) type SeenUser = (Option<String>, Option<String>, crate::model::UserKi
 /// How long a recorded user is not recorded again (another instance may have deleted it).
 pub(super) const SEEN_USER_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// Held at most by the planning modes (their keys, metadata file locations, are most of it).
+const PLANNING_MODES_BYTES: usize = 4 << 20;
+
 /// Users remembered at most; past it the memory is cleared.
 pub(super) const SEEN_USERS: usize = 65_536;
 
@@ -205,6 +210,7 @@ impl Caches {
         Caches {
             parsed_tables: ParsedTables::for_commits(),
             referenced: FifoCache::new(REFERENCED_BYTES),
+            planning_modes: FifoCache::new(PLANNING_MODES_BYTES),
             warehouses: Mutex::new(HashMap::new()),
             main_branches: Mutex::new(HashMap::new()),
             vended: Mutex::new(VendedCache::default()),

@@ -416,6 +416,15 @@ def test_large_plans_are_held_split_into_tasks_and_cancelled(backend):
         r = requests.delete(f"{table_url(floe, 'big')}/plan/unknown", timeout=30)
         assert r.status_code == 404 and r.json()["error"]["type"] == "NoSuchPlanIdException", r.text
 
+        # A table property tells clients to plan on the server (loadTable's config); others
+        # are not told.
+        table.transaction().set_properties({"floe.scan-planning-mode": "server"}).commit_transaction()
+        loaded = requests.get(table_url(floe, "big"), timeout=30).json()
+        assert loaded["config"].get("scan-planning-mode") == "server", loaded["config"]
+        assert "scan-planning-mode" not in requests.get(table_url(floe, "other"), timeout=30).json()["config"]
+        gz = requests.get(table_url(floe, "big"), headers={"accept-encoding": "gzip"}, timeout=30).json()
+        assert gz["config"].get("scan-planning-mode") == "server"
+
         # The config advertises the endpoints.
         config = requests.get(f"{floe.uri}/v1/config", params={"warehouse": "demo"}, timeout=30).json()
         for endpoint in [

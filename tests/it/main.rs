@@ -35,6 +35,7 @@ mod events_server;
 mod gateway;
 mod grants;
 mod http2;
+mod iceberg_rust;
 mod idempotency;
 mod lifecycle;
 mod management;

@@ -393,6 +393,41 @@ impl Services {
     }
 }
 
+/// The table property that tells clients where to plan the table's scans: `server` or
+/// `client`, sent as `scan-planning-mode` in the table's loadTable config (any other value is
+/// ignored).
+pub const PLANNING_MODE_PROPERTY: &str = "floe.scan-planning-mode";
+
+impl Services {
+    /// The `scan-planning-mode` a table's properties ask for, if any: read once per version of
+    /// the table (only versions that name the property are parsed).
+    pub fn scan_planning_mode(&self, table: &super::commit::TableState) -> Option<&'static str> {
+        let location = table.metadata_location.as_deref()?;
+        if let Some(mode) = self.caches.planning_modes.get(location) {
+            return mode;
+        }
+        let mode = planning_mode_of(&table.metadata);
+        self.caches
+            .planning_modes
+            .insert(location, mode, location.len() + 16);
+        mode
+    }
+}
+
+fn planning_mode_of(metadata: &[u8]) -> Option<&'static str> {
+    memchr::memmem::find(metadata, PLANNING_MODE_PROPERTY.as_bytes())?;
+    let metadata: Value = serde_json::from_slice(metadata).ok()?;
+    match metadata
+        .get("properties")?
+        .get(PLANNING_MODE_PROPERTY)?
+        .as_str()?
+    {
+        "server" => Some("server"),
+        "client" => Some("client"),
+        _ => None,
+    }
+}
+
 fn no_such_plan(plan_id: &str) -> Error {
     Error::not_found(Entity::PlanId, format!("plan {plan_id:?} does not exist"))
 }
