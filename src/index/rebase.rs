@@ -42,6 +42,18 @@ pub struct Replay<'a> {
     pub onto_list: Option<&'a [u8]>,
     pub onto_id: Option<i64>,
     pub sequence_number: i64,
+    /// Format v3 (row lineage): the table's `next-row-id` on the new parent's side, where the
+    /// replayed snapshot's rows are numbered from. `None` before v3.
+    pub first_row_id: Option<u64>,
+}
+
+/// A replayed snapshot's manifest list.
+#[derive(Debug)]
+pub struct Replayed {
+    pub bytes: Vec<u8>,
+    /// Format v3: the table's `next-row-id` after the snapshot (its rows are numbered from
+    /// [`Replay::first_row_id`] up to here).
+    pub next_row_id: Option<u64>,
 }
 
 fn parse(bytes: &[u8], format: FormatVersion) -> Result<Vec<ManifestFile>, String> {
@@ -52,9 +64,9 @@ fn parse(bytes: &[u8], format: FormatVersion) -> Result<Vec<ManifestFile>, Strin
 
 /// The manifest list of the replayed snapshot; `None` when the new parent already lists every
 /// manifest the snapshot added; or why it cannot be replayed.
-pub async fn replay(replay: Replay<'_>) -> Result<Option<Vec<u8>>, String> {
-    if replay.format == FormatVersion::V3 {
-        return Err("format-version 3 tables (row lineage) are not replayed yet".to_string());
+pub async fn replay(replay: Replay<'_>) -> Result<Option<Replayed>, String> {
+    if replay.format == FormatVersion::V3 && replay.first_row_id.is_none() {
+        return Err("a format-version 3 table without next-row-id cannot be replayed".to_string());
     }
     let own = parse(replay.list, replay.format)?;
     let parent = match replay.parent_list {
@@ -97,11 +109,18 @@ pub async fn replay(replay: Replay<'_>) -> Result<Option<Vec<u8>>, String> {
     let sink = Box::new(Collect(buffer.clone()));
     let mut writer = match replay.format {
         FormatVersion::V1 => ManifestListWriter::v1(sink, replay.snapshot_id, replay.onto_id),
-        _ => ManifestListWriter::v2(
+        FormatVersion::V2 => ManifestListWriter::v2(
             sink,
             replay.snapshot_id,
             replay.onto_id,
             replay.sequence_number,
+        ),
+        FormatVersion::V3 => ManifestListWriter::v3(
+            sink,
+            replay.snapshot_id,
+            replay.onto_id,
+            replay.sequence_number,
+            replay.first_row_id,
         ),
     };
     let sequence_number = replay.sequence_number;
@@ -110,17 +129,22 @@ pub async fn replay(replay: Replay<'_>) -> Result<Option<Vec<u8>>, String> {
         // rather than left for the writer: a manifest may have been added under another id.
         m.sequence_number = sequence_number;
         m.min_sequence_number = sequence_number;
+        // Row lineage: the rows the manifest added were numbered on the other side, from where
+        // that side's `next-row-id` stood; the writer numbers them again after the new
+        // parent's (which keeps its own numbers).
+        m.first_row_id = None;
         m
     });
     writer
         .add_manifests(onto.into_iter().chain(added))
         .map_err(|e| format!("the replayed manifest list cannot be written: {e}"))?;
+    let next_row_id = writer.next_row_id();
     writer
         .close()
         .await
         .map_err(|e| format!("the replayed manifest list cannot be written: {e}"))?;
     let bytes = buffer.lock().expect("buffer").clone();
-    Ok(Some(bytes))
+    Ok(Some(Replayed { bytes, next_row_id }))
 }
 
 #[cfg(test)]
@@ -189,10 +213,12 @@ mod tests {
             onto_list: Some(&target),
             onto_id: Some(4),
             sequence_number: 3,
+            first_row_id: None,
         })
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .bytes;
         let entries = parse(&bytes, FormatVersion::V2).unwrap();
         let paths: Vec<&str> = entries.iter().map(|m| m.manifest_path.as_str()).collect();
         assert_eq!(paths, vec!["m1", "m4", "m2"]);
@@ -213,10 +239,12 @@ mod tests {
             onto_list: Some(&target),
             onto_id: Some(4),
             sequence_number: 3,
+            first_row_id: None,
         })
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .bytes;
         let paths: Vec<String> = parse(&bytes, FormatVersion::V2)
             .unwrap()
             .into_iter()
@@ -245,6 +273,7 @@ mod tests {
             onto_list: Some(&target),
             onto_id: Some(4),
             sequence_number: 3,
+            first_row_id: None,
         })
         .await
         .unwrap_err();
@@ -265,6 +294,7 @@ mod tests {
             onto_list: Some(&target),
             onto_id: Some(4),
             sequence_number: 3,
+            first_row_id: None,
         })
         .await
         .unwrap_err();
@@ -312,10 +342,12 @@ mod tests {
             onto_list: Some(&target_2),
             onto_id: Some(2),
             sequence_number: 4,
+            first_row_id: None,
         })
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .bytes;
         let entries = parse(&bytes, FormatVersion::V2).unwrap();
         let paths: Vec<&str> = entries.iter().map(|m| m.manifest_path.as_str()).collect();
         assert_eq!(paths, vec!["m1", "m4", "m2", "m3"]);
@@ -328,6 +360,7 @@ mod tests {
             onto_list: Some(&target_2),
             onto_id: Some(2),
             sequence_number: 4,
+            first_row_id: None,
         })
         .await
         .unwrap();
@@ -341,13 +374,105 @@ mod tests {
             onto_list: Some(&source_3),
             onto_id: Some(3),
             sequence_number: 5,
+            first_row_id: None,
         })
         .await
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .bytes;
         let entries = parse(&bytes, FormatVersion::V2).unwrap();
         let m4 = entries.iter().find(|m| m.manifest_path == "m4").unwrap();
         assert_eq!((m4.sequence_number, m4.added_snapshot_id), (5, 4));
         assert_eq!(entries.len(), 4);
+    }
+
+    async fn list_v3(
+        snapshot: i64,
+        parent: Option<i64>,
+        seq: i64,
+        first_row_id: u64,
+        files: Vec<ManifestFile>,
+    ) -> Vec<u8> {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let mut writer = ManifestListWriter::v3(
+            Box::new(Collect(buffer.clone())),
+            snapshot,
+            parent,
+            seq,
+            Some(first_row_id),
+        );
+        writer.add_manifests(files.into_iter()).unwrap();
+        writer.close().await.unwrap();
+        buffer.lock().unwrap().clone()
+    }
+
+    /// Format v3: the replayed manifest's rows are numbered again after the target's, whose own
+    /// numbers stay; the answer says where the table's `next-row-id` ends.
+    #[tokio::test]
+    async fn row_ids_of_a_replayed_append_follow_the_new_parent() {
+        // Base: snapshot 1, m1 (10 rows, ids 0..10). Source appended m2 (ids 10..20 there);
+        // target appended m4 (ids 10..20 here, next-row-id 20).
+        let base = list_v3(1, None, 1, 0, vec![manifest("m1", 1, 1, 0)]).await;
+        let source = list_v3(
+            2,
+            Some(1),
+            2,
+            0,
+            vec![manifest("m1", 1, 1, 0), manifest("m2", 2, 2, 0)],
+        )
+        .await;
+        let target = list_v3(
+            4,
+            Some(1),
+            2,
+            0,
+            vec![manifest("m1", 1, 1, 0), manifest("m4", 4, 2, 0)],
+        )
+        .await;
+        let ids = |bytes: &[u8]| -> Vec<(String, Option<u64>)> {
+            parse(bytes, FormatVersion::V3)
+                .unwrap()
+                .into_iter()
+                .map(|m| (m.manifest_path, m.first_row_id))
+                .collect()
+        };
+        assert_eq!(ids(&source)[1], ("m2".to_string(), Some(10)));
+        let replayed = replay(Replay {
+            format: FormatVersion::V3,
+            list: &source,
+            parent_list: Some(&base),
+            snapshot_id: 2,
+            onto_list: Some(&target),
+            onto_id: Some(4),
+            sequence_number: 3,
+            first_row_id: Some(20),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            ids(&replayed.bytes),
+            vec![
+                ("m1".to_string(), Some(0)),
+                ("m4".to_string(), Some(10)),
+                ("m2".to_string(), Some(20)),
+            ]
+        );
+        assert_eq!(replayed.next_row_id, Some(30));
+        // Without the table's next-row-id, a v3 list is not replayed.
+        let why = replay(Replay {
+            format: FormatVersion::V3,
+            list: &source,
+            parent_list: Some(&base),
+            snapshot_id: 2,
+            onto_list: Some(&target),
+            onto_id: Some(4),
+            sequence_number: 3,
+            first_row_id: None,
+        })
+        .await
+        .err()
+        .unwrap();
+        assert!(why.contains("next-row-id"), "{why}");
     }
 }

@@ -472,6 +472,21 @@ impl Services {
                 "{what} ({path}) lies outside the table's folders; it is not merged"
             )));
         }
+        // Format v3: where the target numbers its next rows. Snapshots taken as they are keep
+        // their numbers, which the source gave after the base; the target then continues after
+        // the larger of the two sides' counters.
+        let mut next_row_id = (format >= 3).then(|| {
+            let target_next = obj.get("next-row-id").and_then(Value::as_u64).unwrap_or(0);
+            let source_next = source_json
+                .get("next-row-id")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            if plan.rebase {
+                target_next
+            } else {
+                target_next.max(source_next)
+            }
+        });
         let mut added = Vec::new();
         let mut taken_ids: BTreeSet<i64> = lists_of_target.keys().copied().collect();
         for snapshot in plan.snapshots {
@@ -514,10 +529,10 @@ impl Services {
                     None => None,
                 };
                 let replayed = crate::index::rebase::replay(crate::index::rebase::Replay {
-                    format: if format >= 2 {
-                        iceberg::spec::FormatVersion::V2
-                    } else {
-                        iceberg::spec::FormatVersion::V1
+                    format: match format {
+                        3.. => iceberg::spec::FormatVersion::V3,
+                        2 => iceberg::spec::FormatVersion::V2,
+                        _ => iceberg::spec::FormatVersion::V1,
                     },
                     list: &own,
                     parent_list: parent.as_deref(),
@@ -525,10 +540,11 @@ impl Services {
                     onto_list: onto.as_deref(),
                     onto_id: head,
                     sequence_number: seq,
+                    first_row_id: next_row_id,
                 })
                 .await;
-                let bytes = match replayed {
-                    Ok(Some(bytes)) => bytes,
+                let (bytes, after) = match replayed {
+                    Ok(Some(replayed)) => (replayed.bytes, replayed.next_row_id),
                     // The target already has everything it added.
                     Ok(None) => continue,
                     Err(reason) => return Ok(Err(reason)),
@@ -543,6 +559,12 @@ impl Services {
                 snapshot["manifest-list"] = Value::from(file.to_string());
                 snapshot["parent-snapshot-id"] = head.map(Value::from).unwrap_or(Value::Null);
                 snapshot["timestamp-ms"] = Value::from(now_ms);
+                // Row lineage (v3): the snapshot's rows numbered after the target's.
+                if let (Some(first), Some(after)) = (next_row_id, after) {
+                    snapshot["first-row-id"] = Value::from(first);
+                    snapshot["added-rows"] = Value::from(after - first);
+                    next_row_id = Some(after);
+                }
                 head_list = Some(file.to_string());
             } else {
                 head_list = source_lists.get(&id).cloned();
@@ -594,6 +616,9 @@ impl Services {
             if format >= 2 {
                 obj.insert("last-sequence-number".into(), Value::from(last_seq));
             }
+        }
+        if let Some(next) = next_row_id {
+            obj.insert("next-row-id".into(), Value::from(next));
         }
         for (name, table_ref) in plan.refs {
             let refs = obj

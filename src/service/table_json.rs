@@ -8,9 +8,11 @@
 //! only the snapshots it adds and the small fields.
 //!
 //! The document is the one [`table_metadata_json`] writes (keys in alphabetical order, lists
-//! sorted); tests check both agree after each kind of update. Format v2 only: v1 and v3 tables,
-//! and a table whose last commit left no parts (the first commit after a restart or an eviction
-//! from the cache), go through the `iceberg` crate and leave parts for the next commit.
+//! sorted); tests check both agree after each kind of update. Formats v2 and v3 (with row
+//! lineage: `next-row-id`, each snapshot's `first-row-id` and `added-rows`); v1 tables, v3 tables
+//! with encryption keys, a commit that changes the format version, and a table whose last commit
+//! left no parts (the first commit after a restart or an eviction from the cache) go through the
+//! `iceberg` crate and leave parts for the next commit.
 //!
 //! Pure logic: no IO.
 
@@ -31,12 +33,14 @@ use crate::error::{Error, Result};
 /// the `iceberg` crate does not expose; they are followed through the commit's changes).
 #[derive(Debug)]
 pub struct JsonParts {
+    /// The format version the snapshots' JSON is written in.
+    format: u8,
     refs: HashMap<String, SnapshotReference>,
     snapshots: HashMap<i64, Arc<str>>,
 }
 
 impl JsonParts {
-    /// The parts of a v2 document written by [`table_metadata_json`].
+    /// The parts of a v2 or v3 document written by [`table_metadata_json`].
     fn read(json: &[u8]) -> Option<JsonParts> {
         #[derive(Deserialize)]
         struct Document<'a> {
@@ -53,7 +57,7 @@ impl JsonParts {
             snapshot_id: i64,
         }
         let document: Document = serde_json::from_slice(json).ok()?;
-        if document.format_version != 2 {
+        if !matches!(document.format_version, 2 | 3) {
             return None;
         }
         let mut snapshots = HashMap::with_capacity(document.snapshots.len());
@@ -62,6 +66,7 @@ impl JsonParts {
             snapshots.insert(id.snapshot_id, Arc::from(item.get()));
         }
         Some(JsonParts {
+            format: document.format_version,
             refs: document.refs,
             snapshots,
         })
@@ -81,10 +86,13 @@ pub fn table_json(
     previous: Option<&JsonParts>,
     changes: &[TableUpdate],
 ) -> Result<(Vec<u8>, Option<JsonParts>)> {
-    if metadata.format_version() != FormatVersion::V2 {
-        return Ok((table_metadata_json(metadata)?, None));
-    }
+    let format = match metadata.format_version() {
+        FormatVersion::V2 => 2,
+        FormatVersion::V3 if metadata.encryption_keys_iter().len() == 0 => 3,
+        _ => return Ok((table_metadata_json(metadata)?, None)),
+    };
     if let Some(previous) = previous
+        && previous.format == format
         && let Some(refs) = follow_refs(metadata, previous, changes)
     {
         return incremental(metadata, previous, refs).map(|(json, parts)| (json, Some(parts)));
@@ -125,10 +133,11 @@ fn follow_refs(
     (agrees && main == metadata.current_snapshot_id()).then_some(refs)
 }
 
-/// One snapshot as format v2 writes it (the fields and order of the crate's v2 form).
+/// One snapshot as formats v2 and v3 write it (the fields and order of the crate's forms; the
+/// row lineage fields are v3's, absent before).
 #[derive(Serialize)]
 #[serde(rename_all = "kebab-case")]
-struct SnapshotV2<'a> {
+struct SnapshotJson<'a> {
     snapshot_id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     parent_snapshot_id: Option<i64>,
@@ -138,10 +147,17 @@ struct SnapshotV2<'a> {
     summary: &'a Summary,
     #[serde(skip_serializing_if = "Option::is_none")]
     schema_id: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    first_row_id: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    added_rows: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<&'a str>,
 }
 
-fn snapshot_json(snapshot: &Snapshot) -> Result<Arc<str>> {
-    let json = serde_json::to_string(&SnapshotV2 {
+fn snapshot_json(snapshot: &Snapshot, format: u8) -> Result<Arc<str>> {
+    let v3 = format >= 3;
+    let json = serde_json::to_string(&SnapshotJson {
         snapshot_id: snapshot.snapshot_id(),
         parent_snapshot_id: snapshot.parent_snapshot_id(),
         sequence_number: snapshot.sequence_number(),
@@ -149,6 +165,9 @@ fn snapshot_json(snapshot: &Snapshot) -> Result<Arc<str>> {
         manifest_list: snapshot.manifest_list(),
         summary: snapshot.summary(),
         schema_id: snapshot.schema_id(),
+        first_row_id: snapshot.first_row_id().filter(|_| v3),
+        added_rows: snapshot.added_rows_count().filter(|_| v3),
+        key_id: snapshot.encryption_key_id().filter(|_| v3),
     })
     .map_err(|e| Error::internal("serializing a snapshot", e))?;
     Ok(Arc::from(json))
@@ -213,7 +232,7 @@ fn incremental(
     for snapshot in snapshots {
         let fragment = match previous.snapshots.get(&snapshot.snapshot_id()) {
             Some(fragment) => fragment.clone(),
-            None => snapshot_json(snapshot)?,
+            None => snapshot_json(snapshot, previous.format)?,
         };
         snapshot_bytes += fragment.len() + 1;
         fragments.insert(snapshot.snapshot_id(), fragment.clone());
@@ -228,7 +247,7 @@ fn incremental(
     }
     o.field("default-sort-order-id", &metadata.default_sort_order_id())?;
     o.field("default-spec-id", &metadata.default_partition_spec_id())?;
-    o.field("format-version", &2)?;
+    o.field("format-version", &previous.format)?;
     o.field("last-column-id", &metadata.last_column_id())?;
     o.field("last-partition-id", &metadata.last_partition_id())?;
     o.field("last-sequence-number", &metadata.last_sequence_number())?;
@@ -236,6 +255,9 @@ fn incremental(
     o.field("location", metadata.location())?;
     if !metadata.metadata_log().is_empty() {
         o.field("metadata-log", metadata.metadata_log())?;
+    }
+    if previous.format >= 3 {
+        o.field("next-row-id", &metadata.next_row_id())?;
     }
     o.list(
         "partition-specs",
@@ -291,6 +313,7 @@ fn incremental(
     Ok((
         o.finish(),
         JsonParts {
+            format: previous.format,
             refs,
             snapshots: fragments,
         },
@@ -348,15 +371,29 @@ mod tests {
     /// same metadata.
     #[test]
     fn incremental_json_is_the_crates_json_after_every_kind_of_update() {
+        every_kind_of_update("2");
+    }
+
+    /// The same for format v3: each snapshot carries its row range, the table its `next-row-id`.
+    #[test]
+    fn incremental_v3_json_is_the_crates_json_after_every_kind_of_update() {
+        every_kind_of_update("3");
+    }
+
+    fn every_kind_of_update(format: &str) {
         let location = Location::parse("file:///wh/t").unwrap();
         let mut metadata = new_table_metadata(
             &location,
             schema(),
             None,
             None,
-            HashMap::from([("owner".to_string(), "me".to_string())]),
+            HashMap::from([
+                ("owner".to_string(), "me".to_string()),
+                ("format-version".to_string(), format.to_string()),
+            ]),
         )
         .unwrap();
+        let mut next_row_id = 0_u64;
         let mut file = "file:///wh/t/metadata/00000-a.metadata.json".to_string();
         let mut parts = JsonParts::read(&table_metadata_json(&metadata).unwrap()).unwrap();
         let commits = vec![
@@ -424,7 +461,16 @@ mod tests {
                 main_to(44),
             ],
         ];
-        for (i, commit) in commits.into_iter().enumerate() {
+        for (i, mut commit) in commits.into_iter().enumerate() {
+            if format == "3" {
+                for update in &mut commit {
+                    if update["action"] == "add-snapshot" {
+                        update["snapshot"]["first-row-id"] = next_row_id.into();
+                        update["snapshot"]["added-rows"] = 10.into();
+                        next_row_id += 10;
+                    }
+                }
+            }
             let updates: Vec<TableUpdate> = serde_json::from_value(commit.into()).unwrap();
             let result =
                 apply_table_commit(Some((&metadata, &file)), &[], updates, || unreachable!())
@@ -452,12 +498,19 @@ mod tests {
         }
         assert!(metadata.snapshot_for_ref("v1").is_none());
         assert_eq!(metadata.current_snapshot_id(), Some(44));
+        if format == "3" {
+            assert_eq!(metadata.next_row_id(), 40);
+            assert_eq!(
+                metadata.snapshot_by_id(44).unwrap().row_range(),
+                Some((30, 10))
+            );
+        }
     }
 
     /// Refs the changes do not explain send the commit through the crate, which then leaves
-    /// fresh parts; a v3 table always goes through the crate.
+    /// fresh parts; so does a commit that changes the format version.
     #[test]
-    fn unexplained_refs_and_other_format_versions_go_through_the_crate() {
+    fn unexplained_refs_and_format_upgrades_go_through_the_crate() {
         let location = Location::parse("file:///wh/t").unwrap();
         let metadata = new_table_metadata(&location, schema(), None, None, HashMap::new()).unwrap();
         let parts = JsonParts::read(&table_metadata_json(&metadata).unwrap()).unwrap();
@@ -492,7 +545,7 @@ mod tests {
         )
         .unwrap();
         let (json, parts) = table_json(&v3.metadata, Some(&parts), &v3.changes).unwrap();
-        assert!(parts.is_none());
+        assert_eq!(parts.unwrap().format, 3);
         assert_eq!(json, table_metadata_json(&v3.metadata).unwrap());
     }
 }
