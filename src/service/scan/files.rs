@@ -248,12 +248,15 @@ impl FileWrite for MemoryWrite {
 }
 
 /// A manifest entry as the REST spec's `DataFile`, `PositionDeleteFile` or `EqualityDeleteFile`.
-/// Column statistics are included for the field ids in `stats` only.
+/// Column statistics are included for the field ids in `stats` only. `lineage` (format v3): the
+/// data file's first row id, inherited from its manifest when the entry has none, and its data
+/// sequence number, from which readers derive `_row_id` and `_last_updated_sequence_number`.
 pub(super) fn content_file(
     file: &DataFile,
     spec_id: i32,
     partition_type: Option<&StructType>,
     stats: &BTreeSet<i32>,
+    lineage: Option<(u64, i64)>,
 ) -> Value {
     let content = match file.content_type() {
         DataContentType::Data => "data",
@@ -293,8 +296,9 @@ pub(super) fn content_file(
     }
     match file.content_type() {
         DataContentType::Data => {
-            if let Some(id) = file.first_row_id() {
-                o.insert("first-row-id".into(), json!(id));
+            if let Some((first_row_id, sequence_number)) = lineage {
+                o.insert("first-row-id".into(), json!(first_row_id));
+                o.insert("data-sequence-number".into(), json!(sequence_number));
             }
         }
         DataContentType::PositionDeletes => {
@@ -341,6 +345,29 @@ pub(super) fn content_file(
         o.insert("upper-bounds".into(), values(file.upper_bounds()));
     }
     out
+}
+
+/// The one data file a position delete file applies to, when it is scoped to one: named by the
+/// entry (deletion vectors always are), or by equal bounds of its `file_path` column (as
+/// file-scoped position deletes written before `referenced_data_file` existed are).
+pub(super) fn referenced_data_file(file: &DataFile) -> Option<String> {
+    /// The reserved field id of `file_path` in position delete files.
+    const FILE_PATH: i32 = 2_147_483_546;
+    if file.content_type() != DataContentType::PositionDeletes {
+        return None;
+    }
+    if let Some(path) = file.referenced_data_file() {
+        return Some(path);
+    }
+    let lower = file.lower_bounds().get(&FILE_PATH)?;
+    let upper = file.upper_bounds().get(&FILE_PATH)?;
+    match (lower.literal(), upper.literal()) {
+        (
+            iceberg::spec::PrimitiveLiteral::String(l),
+            iceberg::spec::PrimitiveLiteral::String(u),
+        ) if l == u => Some(l.clone()),
+        _ => None,
+    }
 }
 
 fn datum_json(datum: &Datum) -> Option<Value> {

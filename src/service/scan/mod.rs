@@ -701,7 +701,9 @@ async fn plan_manifests(
         })
         .collect();
     let file_io = reader.file_io();
-    let mut entries: HashMap<String, (iceberg::spec::DataFile, i32, Option<i64>)> = HashMap::new();
+    let mut entries: HashMap<String, Entry> = HashMap::new();
+    // Delete files by path: one Puffin file holds many deletion vectors, an entry each.
+    let mut delete_entries: HashMap<String, Vec<Entry>> = HashMap::new();
     for manifest in data.iter().chain(&deletes) {
         if !reader.has_read(&manifest.manifest_path) {
             continue; // pruned by the crate: none of its files is planned
@@ -710,21 +712,41 @@ async fn plan_manifests(
             .load_manifest(&file_io)
             .await
             .map_err(|e| read_error(reader, "a manifest", e))?;
+        // Row lineage (v3): a data file without a first row id of its own takes the next ones
+        // of its manifest's range, in manifest order (live entries only, as the range counts).
+        let mut next_row_id = manifest.first_row_id;
         for entry in parsed.entries() {
-            if entry.status() == ManifestStatus::Deleted || !wanted.contains(entry.file_path()) {
+            if entry.status() == ManifestStatus::Deleted {
+                continue;
+            }
+            let file = entry.data_file();
+            let first_row_id = match (file.content_type(), file.first_row_id()) {
+                (DataContentType::Data, Some(id)) => Some(id as u64),
+                (DataContentType::Data, None) => next_row_id.inspect(|next| {
+                    next_row_id = Some(next + file.record_count());
+                }),
+                _ => None,
+            };
+            if !wanted.contains(entry.file_path()) {
                 continue;
             }
             let added_by = (entry.status() == ManifestStatus::Added)
                 .then(|| entry.snapshot_id())
                 .flatten();
-            entries.insert(
-                entry.file_path().to_string(),
-                (
-                    entry.data_file().clone(),
-                    manifest.partition_spec_id,
-                    added_by,
-                ),
-            );
+            let planned = Entry {
+                file: file.clone(),
+                spec_id: manifest.partition_spec_id,
+                added_by,
+                lineage: first_row_id.zip(entry.sequence_number()),
+            };
+            if file.content_type() == DataContentType::Data {
+                entries.insert(entry.file_path().to_string(), planned);
+            } else {
+                delete_entries
+                    .entry(entry.file_path().to_string())
+                    .or_default()
+                    .push(planned);
+            }
         }
     }
 
@@ -738,10 +760,16 @@ async fn plan_manifests(
             .clone()
     };
     let mut delete_files: Vec<Value> = Vec::new();
-    let mut delete_index: HashMap<String, usize> = HashMap::new();
+    let mut delete_index: HashMap<(String, usize), usize> = HashMap::new();
     let mut file_scan_tasks = Vec::with_capacity(tasks.len());
     for task in &tasks {
-        let Some((file, spec_id, added_by)) = entries.get(&task.data_file_path) else {
+        let Some(Entry {
+            file,
+            spec_id,
+            added_by,
+            lineage,
+        }) = entries.get(&task.data_file_path)
+        else {
             return Err(Error::internal(
                 "planning a scan",
                 anyhow::anyhow!(
@@ -757,23 +785,41 @@ async fn plan_manifests(
         }
         let mut references = Vec::new();
         for delete in &task.deletes {
-            let index = match delete_index.get(&delete.file_path) {
-                Some(i) => *i,
-                None => {
-                    let Some((file, spec_id, _)) = entries.get(&delete.file_path) else {
-                        continue;
-                    };
-                    delete_files.push(files::content_file(
-                        file,
-                        *spec_id,
-                        partition_type(*spec_id).as_ref(),
-                        &BTreeSet::new(),
-                    ));
-                    delete_index.insert(delete.file_path.clone(), delete_files.len() - 1);
-                    delete_files.len() - 1
+            // The entries of that file that apply to this data file: a position delete file or
+            // deletion vector scoped to one data file applies to that file only (the crate
+            // attaches it to every file of its partition, and knows a Puffin file of many
+            // vectors by its path only).
+            for (n, entry) in delete_entries
+                .get(&delete.file_path)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                if files::referenced_data_file(&entry.file)
+                    .is_some_and(|target| target != task.data_file_path)
+                    || entry.spec_id != delete.partition_spec_id
+                {
+                    continue;
                 }
-            };
-            references.push(index);
+                let key = (delete.file_path.clone(), n);
+                let index = match delete_index.get(&key) {
+                    Some(i) => *i,
+                    None => {
+                        delete_files.push(files::content_file(
+                            &entry.file,
+                            entry.spec_id,
+                            partition_type(entry.spec_id).as_ref(),
+                            &BTreeSet::new(),
+                            None,
+                        ));
+                        delete_index.insert(key, delete_files.len() - 1);
+                        delete_files.len() - 1
+                    }
+                };
+                if !references.contains(&index) {
+                    references.push(index);
+                }
+            }
         }
         debug_assert!(file.content_type() == DataContentType::Data);
         let mut out = json!({
@@ -782,6 +828,7 @@ async fn plan_manifests(
                 *spec_id,
                 partition_type(*spec_id).as_ref(),
                 &scan.stats,
+                *lineage,
             ),
         });
         if !references.is_empty() {
@@ -793,6 +840,16 @@ async fn plan_manifests(
         file_scan_tasks.push(out);
     }
     Ok(json!({"file-scan-tasks": file_scan_tasks, "delete-files": delete_files}))
+}
+
+/// A planned file's manifest entry.
+struct Entry {
+    file: iceberg::spec::DataFile,
+    spec_id: i32,
+    /// The snapshot that added it, when the entry says it was added.
+    added_by: Option<i64>,
+    /// Format v3: the file's first row id (its own or inherited) and data sequence number.
+    lineage: Option<(u64, i64)>,
 }
 
 /// A spec's partition type, in the current schema or, for a spec whose source columns were
