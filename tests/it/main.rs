@@ -32,6 +32,7 @@ mod drops;
 mod errors;
 mod events;
 mod events_server;
+mod format_v3;
 mod gateway;
 mod grants;
 mod http2;
