@@ -203,6 +203,21 @@ def test_bob_cannot_read_alices_objects(world):
     ]:
         hidden_like(world, world.get(path, world.bob), missing_table)
     hidden_like(world, world.head("namespaces/alice/tables/t1", world.bob), world.head("namespaces/bob/tables/nope", world.bob))
+    # Scan planning on Alice's table: planned, polled, cancelled and fetched alike.
+    for method, suffix, body in [
+        ("post", "plan", {}),
+        ("post", "plan", {"filter": {"type": "eq", "term": "id", "value": 1}}),
+        ("get", "plan/0123abcd", None),
+        ("delete", "plan/0123abcd", None),
+        ("post", "tasks", {"plan-task": "0123abcd-0"}),
+    ]:
+        call = getattr(world, method)
+        args = (world.bob,) if body is None else (world.bob, body)
+        hidden_like(
+            world,
+            call(f"namespaces/alice/tables/t1/{suffix}", *args),
+            call(f"namespaces/bob/tables/nope/{suffix}", *args),
+        )
     hidden_like(world, world.get("namespaces/alice/views/v1", world.bob), world.get("namespaces/bob/views/nope", world.bob))
     # Remote signing for Alice's table.
     location = world.t1["metadata"]["location"]
