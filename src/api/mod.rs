@@ -168,7 +168,8 @@ fn management_routes() -> OpenApiRouter<AppState> {
             .merge(users::router())
             .merge(grants::router())
             .merge(branches::router())
-            .merge(lifecycle::router()),
+            .merge(lifecycle::router())
+            .merge(planning::management_router()),
     )
 }
 

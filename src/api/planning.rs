@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -15,6 +15,7 @@ use super::AppState;
 use super::error::{ApiResult, IcebergErrorResponse, status_and_type};
 use super::extract::{Ctx, JsonBody, Path, ident_of, warehouse_of};
 use super::tables::delegation_of;
+use crate::model::WarehouseId;
 use crate::service::scan::{PlanOutcome, ScanRequest};
 
 /// The planning routes of the catalog.
@@ -23,6 +24,56 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(plan_table_scan))
         .routes(routes!(fetch_planning_result, cancel_planning))
         .routes(routes!(fetch_scan_tasks))
+}
+
+/// The management routes of scan planning: a warehouse's planning mode.
+pub fn management_router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(get_scan_planning, set_scan_planning))
+}
+
+/// Where a warehouse's clients are told to plan scans.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct ScanPlanningBody {
+    /// `server` or `client`, sent as `scan-planning-mode` in the loadTable config of the
+    /// warehouse's tables (a table's `floe.scan-planning-mode` property wins); null: nothing is
+    /// said.
+    pub mode: Option<String>,
+}
+
+/// A warehouse's scan planning mode.
+#[utoipa::path(get, path = "/warehouses/{id}/scan-planning", tag = "warehouses",
+    params(("id" = uuid::Uuid, Path, description = "warehouse id")),
+    responses((status = 200, body = ScanPlanningBody), (status = 404, body = IcebergErrorResponse)))]
+async fn get_scan_planning(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<uuid::Uuid>,
+) -> ApiResult<Json<ScanPlanningBody>> {
+    let mode = state
+        .services
+        .warehouse_scan_planning(&ctx, WarehouseId(id))
+        .await?;
+    Ok(Json(ScanPlanningBody { mode }))
+}
+
+/// Sets where the warehouse's clients are told to plan scans (the right to change the warehouse's
+/// storage is needed).
+#[utoipa::path(put, path = "/warehouses/{id}/scan-planning", tag = "warehouses",
+    params(("id" = uuid::Uuid, Path, description = "warehouse id")),
+    request_body = ScanPlanningBody,
+    responses((status = 200, body = ScanPlanningBody), (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse)))]
+async fn set_scan_planning(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<uuid::Uuid>,
+    JsonBody(body): JsonBody<ScanPlanningBody>,
+) -> ApiResult<Json<ScanPlanningBody>> {
+    let mode = state
+        .services
+        .set_warehouse_scan_planning(&ctx, WarehouseId(id), body.mode)
+        .await?;
+    Ok(Json(ScanPlanningBody { mode }))
 }
 
 /// A planning outcome as the spec's `PlanTableScanResult` / `FetchPlanningResult`.

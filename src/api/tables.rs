@@ -353,7 +353,7 @@ async fn create_table(
         &headers,
         false,
         None,
-        state.services.scan_planning_mode(&table),
+        state.services.scan_planning_mode(warehouse, &table).await,
     ))
 }
 
@@ -432,7 +432,7 @@ async fn load_table(
         &headers,
         true,
         gzip.as_deref(),
-        state.services.scan_planning_mode(&table),
+        state.services.scan_planning_mode(warehouse, &table).await,
     ))
 }
 
@@ -619,7 +619,7 @@ async fn register_table(
         &headers,
         false,
         None,
-        state.services.scan_planning_mode(&table),
+        state.services.scan_planning_mode(warehouse, &table).await,
     ))
 }
 

@@ -215,6 +215,8 @@ operations!(
     // management: lifecycle (delete profiles, soft-deleted tables, protection, tasks)
     GetDeleteProfile,
     SetDeleteProfile,
+    GetScanPlanning,
+    SetScanPlanning,
     ListDeletedTabulars,
     UndropTabulars,
     GetWarehouseProtection,
@@ -339,6 +341,8 @@ impl Operation {
             ),
             GetDeleteProfile => http("GET", "/management/v1/warehouses/{id}/delete-profile"),
             SetDeleteProfile => http("PUT", "/management/v1/warehouses/{id}/delete-profile"),
+            GetScanPlanning => http("GET", "/management/v1/warehouses/{id}/scan-planning"),
+            SetScanPlanning => http("PUT", "/management/v1/warehouses/{id}/scan-planning"),
             ListDeletedTabulars => http("GET", "/management/v1/warehouses/{id}/deleted-tabulars"),
             UndropTabulars => http(
                 "POST",
@@ -566,6 +570,8 @@ impl Operation {
             Merge => catalog(A::WarehouseMerge),
             GetDeleteProfile => catalog(A::WarehouseRead),
             SetDeleteProfile => catalog(A::WarehouseSetDeleteProfile),
+            GetScanPlanning => catalog(A::WarehouseRead),
+            SetScanPlanning => catalog(A::WarehouseUpdateStorage),
             ListDeletedTabulars => catalog(A::WarehouseListDeleted),
             UndropTabulars => catalog(A::TabularUndrop),
             GetWarehouseProtection

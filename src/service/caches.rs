@@ -113,6 +113,8 @@ pub(super) struct Caches {
     pub(super) referenced: ReferencedBodies,
     /// The scan planning mode a table version's properties ask for, by metadata file.
     pub(super) planning_modes: FifoCache<Option<&'static str>>,
+    /// Warehouses' scan planning modes, kept a few seconds.
+    pub(super) warehouse_planning: Mutex<HashMap<WarehouseId, (Instant, Option<&'static str>)>>,
     /// Warehouses by id, for hot paths that need a warehouse's storage on every request (the
     /// S3 gateway, vended credentials).
     pub(super) warehouses: WarehouseCache,
@@ -211,6 +213,7 @@ impl Caches {
             parsed_tables: ParsedTables::for_commits(),
             referenced: FifoCache::new(REFERENCED_BYTES),
             planning_modes: FifoCache::new(PLANNING_MODES_BYTES),
+            warehouse_planning: Mutex::new(HashMap::new()),
             warehouses: Mutex::new(HashMap::new()),
             main_branches: Mutex::new(HashMap::new()),
             vended: Mutex::new(VendedCache::default()),

@@ -193,4 +193,13 @@ pub trait ScanPlanStore: Send + Sync {
     /// Cancels a plan that is not expired by `now` (its tasks are no longer served); answers
     /// whether there was one.
     async fn cancel_plan(&self, id: &str, now: i64) -> Result<bool>;
+    /// Where a warehouse's clients are told to plan scans (`server`, `client`, or nothing).
+    /// `NotFound(Warehouse)`.
+    async fn planning_mode(&self, warehouse: WarehouseId) -> Result<Option<String>>;
+    async fn set_planning_mode(
+        &self,
+        warehouse: WarehouseId,
+        mode: Option<&str>,
+        events: &[CloudEvent],
+    ) -> Result<()>;
 }

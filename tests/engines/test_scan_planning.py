@@ -312,6 +312,17 @@ def test_server_plans_equal_pyiceberg_local_plans_and_read_back(floe, events):
     assert server_files(plan(floe, "events", {"snapshot-id": first})) == local_files(table, None, first)
     r = requests.post(f"{table_url(floe, 'events')}/plan", json={"snapshot-id": first, "use-snapshot-schema": True, "filter": {"type": "is-null", "term": "extra"}}, timeout=30)
     assert r.status_code == 400 and r.json()["error"]["type"] == "BadRequestException", r.text
+    # On a warehouse branch, the branch's version of the table is planned.
+    wid = next(w["id"] for w in requests.get(f"{floe.base}/management/v1/warehouses", timeout=10).json()["warehouses"] if w["name"] == "demo")
+    r = requests.post(f"{floe.base}/management/v1/warehouses/{wid}/branches", json={"name": "dev"}, timeout=30)
+    assert r.status_code == 201, r.text
+    dev = load_catalog("dev", type="rest", uri=floe.uri, warehouse="demo@dev")
+    dev.load_table("plan.events").append(rows(500, 5, "z", extra=True))
+    dev_prefix = requests.get(f"{floe.uri}/v1/config", params={"warehouse": "demo@dev"}, timeout=30).json()["overrides"]["prefix"]
+    on_dev = requests.post(f"{floe.uri}/v1/{dev_prefix}/namespaces/plan/tables/events/plan", json={}, timeout=60).json()
+    assert set(server_files(on_dev)) == set(local_files(dev.load_table("plan.events"), None))
+    assert len(server_files(on_dev)) == len(server_files(everything)) + 5
+    assert server_files(plan(floe, "events", {})) == server_files(everything), "main is unchanged"
     # Case-insensitive names when asked.
     upper = {"type": "eq", "term": "CATEGORY", "value": "a"}
     assert requests.post(f"{table_url(floe, 'events')}/plan", json={"filter": upper}, timeout=30).status_code == 400
@@ -370,7 +381,14 @@ def test_incremental_scans_plan_the_appends_between_two_snapshots(floe, events):
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_large_plans_are_held_split_into_tasks_and_cancelled(backend):
-    floe = Floe(backend, env={"FLOE__SERVER__SCAN_PLAN_SYNC_FILES": "4", "FLOE__SERVER__SCAN_PLAN_TASK_FILES": "3"})
+    floe = Floe(
+        backend,
+        env={
+            "FLOE__SERVER__SCAN_PLAN_SYNC_FILES": "4",
+            "FLOE__SERVER__SCAN_PLAN_TASK_FILES": "3",
+            "FLOE__SERVER__SCAN_PLAN_LIFETIME_SECS": "6",
+        },
+    )
     try:
         catalog = load_catalog("floe", type="rest", uri=floe.uri, warehouse="demo")
         catalog.create_namespace("plan")
@@ -424,6 +442,32 @@ def test_large_plans_are_held_split_into_tasks_and_cancelled(backend):
         assert "scan-planning-mode" not in requests.get(table_url(floe, "other"), timeout=30).json()["config"]
         gz = requests.get(table_url(floe, "big"), headers={"accept-encoding": "gzip"}, timeout=30).json()
         assert gz["config"].get("scan-planning-mode") == "server"
+
+        # A warehouse's mode reaches its tables' configs; a table's own property wins.
+        wid = next(w["id"] for w in requests.get(f"{floe.base}/management/v1/warehouses", timeout=10).json()["warehouses"] if w["name"] == "demo")
+        mode_url = f"{floe.base}/management/v1/warehouses/{wid}/scan-planning"
+        assert requests.get(mode_url, timeout=10).json() == {"mode": None}
+        assert requests.put(mode_url, json={"mode": "sometimes"}, timeout=10).status_code == 400
+        assert requests.put(mode_url, json={"mode": "server"}, timeout=10).json() == {"mode": "server"}
+        assert requests.get(table_url(floe, "other"), timeout=30).json()["config"]["scan-planning-mode"] == "server"
+        table.transaction().set_properties({"floe.scan-planning-mode": "client"}).commit_transaction()
+        assert requests.get(table_url(floe, "big"), timeout=30).json()["config"]["scan-planning-mode"] == "client"
+        assert requests.put(mode_url, json={"mode": None}, timeout=10).json() == {"mode": None}
+        assert "scan-planning-mode" not in requests.get(table_url(floe, "other"), timeout=30).json()["config"]
+
+        # Held plans expire: after their lifetime, neither the plan nor its tasks are found.
+        held = plan(floe, "big", {"filter": filter_json})
+        expiring = f"{table_url(floe, 'big')}/plan/{held['plan-id']}"
+        deadline = time.monotonic() + 30
+        while requests.get(expiring, timeout=30).json()["status"] == "submitted":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        task = requests.get(expiring, timeout=30).json()["plan-tasks"][0]
+        time.sleep(6.5)
+        gone = requests.get(expiring, timeout=30)
+        assert gone.status_code == 404 and gone.json()["error"]["type"] == "NoSuchPlanIdException", gone.text
+        r = requests.post(f"{table_url(floe, 'big')}/tasks", json={"plan-task": task}, timeout=30)
+        assert r.status_code == 404 and r.json()["error"]["type"] == "NoSuchPlanTaskException", r.text
 
         # The config advertises the endpoints.
         config = requests.get(f"{floe.uri}/v1/config", params={"warehouse": "demo"}, timeout=30).json()

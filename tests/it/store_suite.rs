@@ -3393,7 +3393,7 @@ async fn idempotency_keys_are_claimed_once(store: Persistence, _db: &TestDb) {
 
 /// Scan plans: held as submitted, finished once (a cancelled plan is not finished after), read
 /// back as written, invisible once expired, and expired ones are forgotten by the next insert.
-async fn scan_plans_are_held_until_they_expire(store: Persistence, _db: &TestDb) {
+async fn scan_plans_are_held_until_they_expire(store: Persistence, db: &TestDb) {
     use floe::model::scan::{PlanState, ScanPlan};
     let plans = &store.scan_plans;
     let table = uuid::Uuid::new_v4();
@@ -3449,4 +3449,25 @@ async fn scan_plans_are_held_until_they_expire(store: Persistence, _db: &TestDb)
     assert_eq!(plans.get_plan("p1", 0).await.unwrap(), None);
     assert_eq!(plans.get_plan("p2", 0).await.unwrap(), None);
     assert!(plans.get_plan("p3", 20_000).await.unwrap().is_some());
+
+    // A warehouse's planning mode: none at first, set, cleared; an unknown warehouse is 404.
+    let info = bootstrapped(&store).await;
+    let (wh, _) = warehouse_in(&store, db, info.default_project_id, "lake").await;
+    assert_eq!(plans.planning_mode(wh.id).await.unwrap(), None);
+    plans
+        .set_planning_mode(wh.id, Some("server"), &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        plans.planning_mode(wh.id).await.unwrap().as_deref(),
+        Some("server")
+    );
+    plans.set_planning_mode(wh.id, None, &[]).await.unwrap();
+    assert_eq!(plans.planning_mode(wh.id).await.unwrap(), None);
+    let unknown = floe::model::WarehouseId(uuid::Uuid::new_v4());
+    assert!(matches!(
+        plans.planning_mode(unknown).await.unwrap_err().kind,
+        floe::error::ErrorKind::NotFound(_)
+    ));
+    assert!(plans.set_planning_mode(unknown, None, &[]).await.is_err());
 }

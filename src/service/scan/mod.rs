@@ -399,33 +399,121 @@ impl Services {
 pub const PLANNING_MODE_PROPERTY: &str = "floe.scan-planning-mode";
 
 impl Services {
-    /// The `scan-planning-mode` a table's properties ask for, if any: read once per version of
-    /// the table (only versions that name the property are parsed).
-    pub fn scan_planning_mode(&self, table: &super::commit::TableState) -> Option<&'static str> {
+    /// The `scan-planning-mode` clients of a table are told: the table's property, else its
+    /// warehouse's mode. The property is read once per version of the table (only versions that
+    /// name it are parsed); the warehouse's mode is kept a few seconds.
+    pub async fn scan_planning_mode(
+        &self,
+        warehouse: WarehouseId,
+        table: &super::commit::TableState,
+    ) -> Option<&'static str> {
         let location = table.metadata_location.as_deref()?;
-        if let Some(mode) = self.caches.planning_modes.get(location) {
-            return mode;
+        let own = match self.caches.planning_modes.get(location) {
+            Some(mode) => mode,
+            None => {
+                let mode = planning_mode_of(&table.metadata);
+                self.caches
+                    .planning_modes
+                    .insert(location, mode, location.len() + 16);
+                mode
+            }
+        };
+        if own.is_some() {
+            return own;
         }
-        let mode = planning_mode_of(&table.metadata);
-        self.caches
-            .planning_modes
-            .insert(location, mode, location.len() + 16);
+        if let Some((at, mode)) = self
+            .caches
+            .warehouse_planning
+            .lock()
+            .expect("cache lock")
+            .get(&warehouse)
+            && at.elapsed() < WAREHOUSE_MODE_TTL
+        {
+            return *mode;
+        }
+        let mode = match self.store.scan_plans.planning_mode(warehouse).await {
+            Ok(mode) => mode.as_deref().and_then(known_mode),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read a warehouse's scan planning mode");
+                return None;
+            }
+        };
+        let mut cache = self.caches.warehouse_planning.lock().expect("cache lock");
+        if cache.len() >= 10_000 {
+            cache.clear();
+        }
+        cache.insert(warehouse, (std::time::Instant::now(), mode));
         mode
+    }
+
+    /// A warehouse's scan planning mode (`server`, `client`, or none set).
+    pub async fn warehouse_scan_planning(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+    ) -> Result<Option<String>> {
+        self.authorize_warehouse(ctx, crate::authz::Action::WarehouseRead, warehouse)
+            .await?;
+        self.store.scan_plans.planning_mode(warehouse).await
+    }
+
+    /// Sets (or with `None` clears) where a warehouse's clients are told to plan scans. It
+    /// takes the right to change the warehouse's storage.
+    pub async fn set_warehouse_scan_planning(
+        &self,
+        ctx: &RequestContext,
+        warehouse: WarehouseId,
+        mode: Option<String>,
+    ) -> Result<Option<String>> {
+        if let Some(mode) = &mode
+            && known_mode(mode).is_none()
+        {
+            return Err(Error::bad_request(format!(
+                "scan planning mode must be \"server\" or \"client\", not {mode:?}"
+            )));
+        }
+        self.authorize_warehouse(ctx, crate::authz::Action::WarehouseUpdateStorage, warehouse)
+            .await?;
+        let events = self.change_event(
+            ctx,
+            "warehouse.scan-planning-set",
+            format!("warehouse/{warehouse}"),
+            json!({ "mode": mode }),
+        );
+        self.store
+            .scan_plans
+            .set_planning_mode(warehouse, mode.as_deref(), &events)
+            .await?;
+        self.caches
+            .warehouse_planning
+            .lock()
+            .expect("cache lock")
+            .remove(&warehouse);
+        Ok(mode)
+    }
+}
+
+/// How long this process keeps a warehouse's scan planning mode (another instance's change shows
+/// after at most this long).
+const WAREHOUSE_MODE_TTL: Duration = Duration::from_secs(5);
+
+fn known_mode(mode: &str) -> Option<&'static str> {
+    match mode {
+        "server" => Some("server"),
+        "client" => Some("client"),
+        _ => None,
     }
 }
 
 fn planning_mode_of(metadata: &[u8]) -> Option<&'static str> {
     memchr::memmem::find(metadata, PLANNING_MODE_PROPERTY.as_bytes())?;
     let metadata: Value = serde_json::from_slice(metadata).ok()?;
-    match metadata
-        .get("properties")?
-        .get(PLANNING_MODE_PROPERTY)?
-        .as_str()?
-    {
-        "server" => Some("server"),
-        "client" => Some("client"),
-        _ => None,
-    }
+    known_mode(
+        metadata
+            .get("properties")?
+            .get(PLANNING_MODE_PROPERTY)?
+            .as_str()?,
+    )
 }
 
 fn no_such_plan(plan_id: &str) -> Error {

@@ -5,7 +5,9 @@ macro_rules! stamp {
         use async_trait::async_trait;
         use sqlx::Row as _;
 
-        use crate::error::{Error, Result};
+        use crate::error::{Entity, Error, Result};
+        use crate::model::WarehouseId;
+        use crate::model::events::CloudEvent;
         use crate::model::scan::{PlanState, ScanPlan};
         use crate::store::{ScanPlanStore, db_error};
 
@@ -91,6 +93,46 @@ macro_rules! stamp {
                 .await
                 .map_err(|e| db_error("cancelling a scan plan", e))?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn planning_mode(&self, warehouse: WarehouseId) -> Result<Option<String>> {
+                let row: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT scan_planning_mode FROM warehouses WHERE id = $1")
+                        .bind(warehouse.0)
+                        .fetch_optional(&self.read)
+                        .await
+                        .map_err(|e| db_error("reading a scan planning mode", e))?;
+                row.ok_or_else(|| {
+                    Error::not_found(
+                        Entity::Warehouse,
+                        format!("warehouse {warehouse} does not exist"),
+                    )
+                })
+            }
+
+            async fn set_planning_mode(
+                &self,
+                warehouse: WarehouseId,
+                mode: Option<&str>,
+                events: &[CloudEvent],
+            ) -> Result<()> {
+                let failed = |e| db_error("setting a scan planning mode", e);
+                let mut tx = self.write.begin().await.map_err(failed)?;
+                let done =
+                    sqlx::query("UPDATE warehouses SET scan_planning_mode = $1 WHERE id = $2")
+                        .bind(mode)
+                        .bind(warehouse.0)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(failed)?;
+                if done.rows_affected() == 0 {
+                    return Err(Error::not_found(
+                        Entity::Warehouse,
+                        format!("warehouse {warehouse} does not exist"),
+                    ));
+                }
+                super::events::write_events(&mut *tx, events).await?;
+                tx.commit().await.map_err(failed)
             }
         }
     };
