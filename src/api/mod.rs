@@ -7,6 +7,7 @@
 
 pub mod branches;
 pub mod catalog;
+mod console;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -266,6 +267,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
 
     Router::new()
         .merge(api)
+        .merge(console::router())
         .merge(SwaggerUi::new("/docs").urls(vec![
             (Url::new("management", "/docs/management.json"), management_doc),
             (Url::new("catalog", "/docs/catalog.json"), catalog_doc),

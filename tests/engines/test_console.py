@@ -1,0 +1,176 @@
+"""The web console at /ui, driven in headless Chromium (Debian's, through Playwright; never
+`playwright install`): create a warehouse in the console, make a table with PyIceberg, find it
+and read its schema and snapshots, create a branch, commit there, see the diff, merge it and see
+`main` change; a merge that conflicts names the conflict per table; an S3 gateway key is shown
+once and revoked. A screenshot of each page is kept (under $FLOE_ARTIFACTS/console)."""
+
+import os
+import shutil
+
+import pyarrow as pa
+import pytest
+import requests
+from pyiceberg.catalog import load_catalog
+from pyiceberg.schema import Schema
+from pyiceberg.types import LongType, NestedField, StringType
+
+from conftest import LOG_DIR, Floe
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# Kept for people to look at: under FLOE_ARTIFACTS when set (CI sets it), else with the logs.
+SHOTS = os.path.join(os.environ.get("FLOE_ARTIFACTS") or LOG_DIR, "console")
+
+
+@pytest.fixture(scope="module")
+def floe():
+    server = Floe("sqlite")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def page():
+    from playwright.sync_api import sync_playwright
+
+    os.makedirs(SHOTS, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 1440, "height": 900})
+        page = context.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.errors = errors
+        yield page
+        browser.close()
+
+
+def shot(page, name):
+    path = os.path.join(SHOTS, f"{name}.png")
+    page.screenshot(path=path, full_page=True)
+    print(f"screenshot: {path}")
+
+
+def ready(page, fragment):
+    """Waits until the view for the URL's hash `fragment` has rendered."""
+    page.wait_for_function("f => (document.body.dataset.ready || '').startsWith(f)", arg=fragment, timeout=15000)
+
+
+def rows(n, start=0):
+    return pa.table({"order_id": pa.array(range(start, start + n), pa.int64()), "item": pa.array([f"i{i}" for i in range(start, start + n)])})
+
+
+def test_console_browses_branches_and_merges(floe, page):
+    page.errors.clear()
+    page.goto(f"{floe.base}/ui/")
+    ready(page, "#/")
+    assert "demo" in page.inner_text("#warehouses")
+    # A warehouse made in the console.
+    root = os.path.join(floe.dir, "data", "warehouses", "console")
+    page.fill("#create-warehouse input[name=name]", "console")
+    page.fill("#create-warehouse textarea[name=profile]", f'{{"type": "local", "root": "{root}"}}')
+    shot(page, "01-warehouses")
+    page.click("#create-warehouse button[type=submit]")
+    page.wait_for_selector("#namespaces")
+    warehouse_id = page.url.split("#/wh/")[1].split("?")[0]
+
+    # A table made with PyIceberg, found in the console.
+    catalog = load_catalog("console", type="rest", uri=floe.uri, warehouse="console")
+    catalog.create_namespace("sales")
+    schema = Schema(NestedField(1, "order_id", LongType(), required=False), NestedField(2, "item", StringType(), required=False))
+    orders = catalog.create_table("sales.orders", schema=schema)
+    orders.append(rows(3))
+    page.reload()
+    ready(page, f"#/wh/{warehouse_id}")
+    page.click("#namespaces a[data-ns=sales]")
+    page.wait_for_selector("#tabulars a:text('orders')")
+    shot(page, "02-namespace")
+    page.click("#tabulars a:text('orders')")
+    page.wait_for_selector("#schema")
+    schema_text = page.inner_text("#schema")
+    assert "order_id" in schema_text and "long" in schema_text and "item" in schema_text and "string" in schema_text
+    snapshots = page.locator("#snapshots tbody tr")
+    assert snapshots.count() == 1 and "append" in snapshots.first.inner_text()
+    assert "main" in snapshots.first.inner_text()
+    shot(page, "03-table")
+
+    # A branch made in the console, a commit there, the diff, the merge.
+    page.goto(f"{floe.base}/ui/#/wh/{warehouse_id}/branches")
+    ready(page, f"#/wh/{warehouse_id}/branches")
+    page.fill("#create-ref input[name=name]", "dev")
+    page.click("#create-ref button[type=submit]")
+    page.wait_for_selector("#refs td a:text('dev')")
+    dev = load_catalog("dev", type="rest", uri=floe.uri, warehouse="console@dev")
+    dev.load_table("sales.orders").append(rows(2, start=100))
+    page.reload()
+    ready(page, f"#/wh/{warehouse_id}/branches")
+    page.select_option("#diff-form select[name=from]", "main")
+    page.select_option("#diff-form select[name=to]", "dev")
+    page.click("#diff-form button[type=submit]")
+    page.wait_for_selector("#diff-table")
+    diff = page.inner_text("#diff-table")
+    assert "sales.orders" in diff and "changed" in diff, diff
+    shot(page, "04-diff")
+    page.select_option("#merge-form select[name=source]", "dev")
+    page.select_option("#merge-form select[name=target]", "main")
+    page.click("#merge-form button[type=submit]")
+    page.wait_for_selector("#merge-result .ok")
+    assert "Merged" in page.inner_text("#merge-result")
+    shot(page, "05-merged")
+    page.select_option("#log-ref", "main")
+    ready(page, f"#/wh/{warehouse_id}/branches?log=main")
+    assert "merge" in page.inner_text("#commits").lower()
+
+    # main changed: the table has the branch's snapshot now.
+    page.goto(f"{floe.base}/ui/#/wh/{warehouse_id}/table/sales/orders")
+    page.wait_for_selector("#snapshots")
+    assert page.locator("#snapshots tbody tr").count() == 2
+    assert len(catalog.load_table("sales.orders").scan().to_arrow()) == 5
+
+    # Conflicting changes: the refused merge names the table and why.
+    with catalog.load_table("sales.orders").transaction() as tx:
+        tx.set_properties(owner="main-team")
+    with dev.load_table("sales.orders").transaction() as tx:
+        tx.set_properties(owner="dev-team")
+    page.goto(f"{floe.base}/ui/#/wh/{warehouse_id}/branches")
+    ready(page, f"#/wh/{warehouse_id}/branches")
+    page.select_option("#merge-form select[name=source]", "dev")
+    page.click("#merge-form button[type=submit]")
+    page.wait_for_selector("#conflicts")
+    conflicts = page.inner_text("#conflicts")
+    assert "sales.orders" in conflicts and "owner" in conflicts, conflicts
+    shot(page, "06-conflicts")
+    # The refused merge's 409 is the only failed request; no script error, no blocked style.
+    assert [e for e in page.errors if "status of 409" not in e] == [], page.errors
+
+
+def test_console_shows_a_gateway_key_once_and_revokes_it(floe, page):
+    page.errors.clear()
+    demo = next(w for w in requests.get(f"{floe.base}/management/v1/warehouses", timeout=10).json()["warehouses"] if w["name"] == "demo")
+    page.goto(f"{floe.base}/ui/#/wh/{demo['id']}/keys")
+    ready(page, f"#/wh/{demo['id']}/keys")
+    page.fill("#create-key input[name=description]", "console test")
+    page.click("#create-key button[type=submit]")
+    page.wait_for_selector("#new-key .secret")
+    secret = page.inner_text("#new-key .secret")
+    assert "secret:" in secret and "demo" in secret
+    assert "console test" in page.inner_text("#keys")
+    shot(page, "07-key-created")
+    # The listing never shows a secret.
+    key_id = secret.split("access key id: ")[1].split()[0]
+    secret_value = secret.split("secret: ")[1].split()[0]
+    page.reload()
+    ready(page, f"#/wh/{demo['id']}/keys")
+    assert secret_value not in page.content()
+    page.click(f"#keys tr:has-text('{key_id}') button")
+    page.wait_for_function("id => !document.querySelector('#keys').innerText.includes(id)", arg=key_id, timeout=15000)
+    assert not page.errors, page.errors
+
+
+def test_console_files_are_served_with_a_strict_policy(floe):
+    r = requests.get(f"{floe.base}/ui/", timeout=10)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in r.headers["content-security-policy"]
+    assert requests.get(f"{floe.base}/ui/app.js", timeout=10).headers["content-type"].startswith("text/javascript")
+    redirect = requests.get(f"{floe.base}/ui", timeout=10, allow_redirects=False)
+    assert redirect.status_code in (301, 308) and redirect.headers["location"] == "/ui/"

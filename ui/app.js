@@ -1,0 +1,831 @@
+// Floe's console: a page of plain ES modules over the management and catalog APIs (no build
+// step; the binary serves these files as they are). Every view is a function of the URL's hash,
+// so a view can be linked and reloaded. The DOM is built with `h()` (text is never parsed as
+// HTML). Lists page through the APIs and never load a warehouse whole.
+
+const NS_SEP = "\u001f";
+const PAGE = 100;
+
+// ---------------------------------------------------------------------------------------------
+// API
+
+const session = {
+  token: sessionStorage.getItem("floe.token") || null,
+};
+
+class ApiError extends Error {
+  constructor(status, body, message) {
+    super(message);
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { accept: "application/json" };
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (session.token) headers.authorization = `Bearer ${session.token}`;
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const message = (data && data.error && data.error.message) || `${response.status} ${response.statusText}`;
+    throw new ApiError(response.status, data, message);
+  }
+  return data;
+}
+
+const mgmt = (path) => `/management/v1${path}`;
+const q = (params) => {
+  const s = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== "") s.set(k, v);
+  const text = s.toString();
+  return text ? `?${text}` : "";
+};
+
+// The catalog prefix of a warehouse at a ref (`main` when none), from `/v1/config`.
+const prefixes = new Map();
+async function catalogPrefix(warehouseId, ref) {
+  const key = ref && ref !== "main" ? `${warehouseId}@${ref}` : warehouseId;
+  if (!prefixes.has(key)) {
+    const config = await api("GET", `/catalog/v1/config${q({ warehouse: key })}`);
+    prefixes.set(key, config.overrides.prefix);
+  }
+  return `/catalog/v1/${encodeURIComponent(prefixes.get(key))}`;
+}
+const nsPath = (levels) => encodeURIComponent(levels.join(NS_SEP));
+
+// ---------------------------------------------------------------------------------------------
+// DOM
+
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (v === true) el.setAttribute(k, "");
+    else el.setAttribute(k, v);
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === undefined || child === null || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+function table(headers, rows, attrs) {
+  return h(
+    "table",
+    attrs,
+    h("thead", {}, h("tr", {}, headers.map((x) => h("th", {}, x)))),
+    h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: headers.length, class: "muted" }, "None"))),
+  );
+}
+
+function errorBox(e) {
+  return h("div", { class: "error", role: "alert" }, e instanceof ApiError ? `${e.message} (${e.status})` : String(e));
+}
+
+const main = () => document.getElementById("main");
+function render(...children) {
+  main().replaceChildren(...children);
+}
+
+function crumbs(...parts) {
+  const nav = document.getElementById("crumbs");
+  nav.replaceChildren();
+  parts.forEach(([label, href], i) => {
+    if (i) nav.append(h("span", { class: "sep" }, "/"));
+    nav.append(href ? h("a", { href }, label) : h("span", {}, label));
+  });
+}
+
+const fmtTime = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : "");
+const fmtBytes = (n) => {
+  if (n === undefined || n === null || n === "") return "";
+  let v = Number(n);
+  for (const unit of ["B", "KiB", "MiB", "GiB", "TiB"]) {
+    if (v < 1024 || unit === "TiB") return `${unit === "B" ? v : v.toFixed(1)} ${unit}`;
+    v /= 1024;
+  }
+  return String(n);
+};
+
+function typeName(type) {
+  if (typeof type === "string") return type;
+  if (type.type === "list") return `list<${typeName(type.element)}>`;
+  if (type.type === "map") return `map<${typeName(type.key)}, ${typeName(type.value)}>`;
+  if (type.type === "struct") return "struct";
+  return JSON.stringify(type);
+}
+
+// Set through the CSSOM: the page's policy refuses inline style attributes.
+function indent(el, depth) {
+  el.style.paddingLeft = `${depth * 1.2}rem`;
+  return el;
+}
+
+// Schema fields, nested ones indented under their parents.
+function fieldRows(fields, depth = 0, rows = []) {
+  for (const f of fields) {
+    rows.push(
+      h(
+        "tr",
+        {},
+        h("td", { class: "num" }, f.id),
+        h("td", {}, indent(h("span", {}, f.name), depth)),
+        h("td", {}, h("code", {}, typeName(f.type))),
+        h("td", {}, f.required ? "required" : "optional"),
+        h("td", {}, f.doc || ""),
+      ),
+    );
+    const t = f.type;
+    if (t && typeof t === "object") {
+      if (t.type === "struct") fieldRows(t.fields, depth + 1, rows);
+      if (t.type === "list" && typeof t.element === "object" && t.element.type === "struct")
+        fieldRows(t.element.fields, depth + 1, rows);
+      if (t.type === "map" && typeof t.value === "object" && t.value.type === "struct")
+        fieldRows(t.value.fields, depth + 1, rows);
+    }
+  }
+  return rows;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+async function home() {
+  crumbs(["Warehouses", "#/"]);
+  const [projects, warehouses, info] = await Promise.all([
+    api("GET", mgmt("/projects")),
+    api("GET", mgmt("/warehouses")),
+    api("GET", mgmt("/info")).catch(() => ({})),
+  ]);
+  const projectName = new Map(projects.projects.map((p) => [p.id, p.name]));
+  const rows = warehouses.warehouses.map((w) =>
+    h(
+      "tr",
+      {},
+      h("td", {}, h("a", { href: `#/wh/${w.id}` }, w.name)),
+      h("td", {}, projectName.get(w["project-id"]) || w["project-id"]),
+      h("td", {}, storageSummary(w["storage-profile"])),
+      h("td", {}, w["storage-profile"]["s3-gateway"] || w["storage-profile"].type === "local" ? gatewayOf(w, info) : ""),
+    ),
+  );
+  render(
+    h("h1", {}, "Warehouses"),
+    table(["Name", "Project", "Storage", "S3 gateway"], rows, { id: "warehouses" }),
+    h("h2", {}, "Create a warehouse"),
+    createWarehouseForm(projects.projects),
+  );
+}
+
+function storageSummary(profile) {
+  if (profile.type === "local") return `local: ${profile.root}${profile["s3-gateway"] ? " (gateway)" : ""}`;
+  if (profile.type === "s3") return `s3://${profile.bucket}${profile["key-prefix"] ? "/" + profile["key-prefix"] : ""} (${profile.region})`;
+  return JSON.stringify(profile);
+}
+
+function gatewayOf(w, info) {
+  if (!w["storage-profile"]["s3-gateway"]) return "";
+  return info["s3-endpoint"] ? `${info["s3-endpoint"]} (bucket of ${w.name})` : "served";
+}
+
+function createWarehouseForm(projects) {
+  const out = h("div");
+  const form = h(
+    "form",
+    { class: "stack", id: "create-warehouse" },
+    h("label", {}, "Name", h("input", { name: "name", required: true, placeholder: "sales" })),
+    h(
+      "label",
+      {},
+      "Project",
+      h("select", { name: "project" }, projects.map((p) => h("option", { value: p.id }, p.name))),
+    ),
+    h(
+      "label",
+      {},
+      "Storage profile (JSON)",
+      h("textarea", { name: "profile" }, JSON.stringify({ type: "s3", bucket: "", region: "us-east-1" }, null, 2)),
+    ),
+    h(
+      "label",
+      {},
+      "Storage credential (JSON, optional; never shown again)",
+      h("textarea", { name: "credential", placeholder: '{"type": "s3-access-key", "access-key-id": "…", "secret-access-key": "…"}' }),
+    ),
+    h("div", {}, h("button", { type: "submit" }, "Create warehouse")),
+    out,
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const data = new FormData(form);
+    try {
+      const body = {
+        name: data.get("name"),
+        "project-id": data.get("project") || undefined,
+        "storage-profile": JSON.parse(data.get("profile")),
+      };
+      const credential = String(data.get("credential") || "").trim();
+      if (credential) body["storage-credential"] = JSON.parse(credential);
+      const made = await api("POST", mgmt("/warehouses"), body);
+      location.hash = `#/wh/${made.id}`;
+    } catch (e) {
+      out.replaceChildren(errorBox(e));
+    }
+  });
+  return form;
+}
+
+async function warehouseOf(id) {
+  return api("GET", mgmt(`/warehouses/${id}`));
+}
+
+function warehouseTabs(w, active, ref) {
+  const r = ref && ref !== "main" ? `?ref=${encodeURIComponent(ref)}` : "";
+  const tab = (key, label, href) => h("a", { href, class: key === active ? "on" : "" }, label);
+  return h(
+    "div",
+    { class: "tabs" },
+    tab("browse", "Browse", `#/wh/${w.id}${r}`),
+    tab("branches", "Branches & merges", `#/wh/${w.id}/branches`),
+    tab("keys", "Access keys", `#/wh/${w.id}/keys`),
+    tab("deleted", "Deleted", `#/wh/${w.id}/deleted`),
+    tab("tasks", "Tasks", `#/wh/${w.id}/tasks`),
+  );
+}
+
+async function refSelect(w, ref, onChange) {
+  const [branches, tags] = await Promise.all([
+    api("GET", mgmt(`/warehouses/${w.id}/branches`)),
+    api("GET", mgmt(`/warehouses/${w.id}/tags`)).catch(() => ({ refs: [] })),
+  ]);
+  const select = h(
+    "select",
+    { id: "ref", onchange: (ev) => onChange(ev.target.value) },
+    h("optgroup", { label: "Branches" }, branches.refs.map((b) => h("option", { value: b.name, selected: b.name === ref }, b.name))),
+    tags.refs.length
+      ? h("optgroup", { label: "Tags" }, tags.refs.map((t) => h("option", { value: t.name, selected: t.name === ref }, t.name)))
+      : null,
+  );
+  return h("label", {}, "Branch or tag", select);
+}
+
+async function browse(id, params) {
+  const ref = params.get("ref") || "main";
+  const w = await warehouseOf(id);
+  crumbs(["Warehouses", "#/"], [w.name, `#/wh/${id}`], [`@${ref}`]);
+  const prefix = await catalogPrefix(id, ref);
+  const tree = h("ul", { class: "tree", id: "namespaces" });
+  const content = h("div", { id: "content" }, h("p", { class: "muted" }, "Pick a namespace."));
+  const selected = params.get("ns") ? params.get("ns").split(NS_SEP) : null;
+
+  async function showNamespace(levels) {
+    content.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+    try {
+      content.replaceChildren(await namespaceContent(w, ref, prefix, levels));
+    } catch (e) {
+      content.replaceChildren(errorBox(e));
+    }
+  }
+
+  async function children(levels, into) {
+    let token = "";
+    const more = h("li", {});
+    const load = async () => {
+      const page = await api("GET", `${prefix}/namespaces${q({ parent: levels.length ? levels.join(NS_SEP) : undefined, pageToken: token, pageSize: PAGE })}`);
+      for (const ns of page.namespaces) {
+        const sub = h("ul", { class: "tree" });
+        let open = false;
+        const toggle = h("span", { class: "toggle" }, "▸");
+        toggle.addEventListener("click", async () => {
+          open = !open;
+          toggle.textContent = open ? "▾" : "▸";
+          sub.replaceChildren();
+          if (open) await children(ns, sub);
+        });
+        const link = h("a", { href: "#", "data-ns": ns.join(".") }, ns[ns.length - 1]);
+        link.addEventListener("click", (ev) => {
+          ev.preventDefault();
+          tree.querySelectorAll("a.sel").forEach((a) => a.classList.remove("sel"));
+          link.classList.add("sel");
+          history.replaceState(null, "", `#/wh/${id}${q({ ref: ref === "main" ? "" : ref, ns: ns.join(NS_SEP) })}`);
+          showNamespace(ns);
+        });
+        into.insertBefore(h("li", {}, toggle, link, sub), more);
+      }
+      token = page["next-page-token"] || "";
+      more.replaceChildren(token ? h("a", { href: "#", onclick: (ev) => { ev.preventDefault(); load(); } }, "more…") : "");
+    };
+    into.append(more);
+    await load();
+    if (!into.querySelector("li a")) more.replaceChildren(h("span", { class: "muted" }, levels.length ? "" : "No namespaces"));
+  }
+
+  const select = await refSelect(w, ref, (value) => {
+    location.hash = `#/wh/${id}${q({ ref: value === "main" ? "" : value })}`;
+  });
+  render(
+    h("h1", {}, w.name, " ", h("span", { class: "badge" }, `@${ref}`)),
+    warehouseTabs(w, "browse", ref),
+    h("form", { class: "inline" }, select),
+    h("div", { class: "grid" }, h("div", { class: "panel" }, h("strong", {}, "Namespaces"), tree), content),
+  );
+  await children([], tree);
+  if (selected) showNamespace(selected);
+}
+
+async function namespaceContent(w, ref, prefix, levels) {
+  const search = h("input", { type: "search", placeholder: "Filter loaded names", id: "filter" });
+  const body = h("tbody");
+  const more = h("div");
+  const tokens = { tables: "", views: "" };
+  const done = { tables: false, views: false };
+  const rowsShown = [];
+  const r = ref !== "main" ? `?ref=${encodeURIComponent(ref)}` : "";
+  const addRows = (kind, idents) => {
+    for (const ident of idents) {
+      const href = `#/wh/${w.id}/${kind === "tables" ? "table" : "view"}/${nsPath(ident.namespace)}/${encodeURIComponent(ident.name)}${r}`;
+      const row = h("tr", { "data-name": ident.name.toLowerCase() }, h("td", {}, h("a", { href }, ident.name)), h("td", {}, kind === "tables" ? "table" : "view"));
+      rowsShown.push(row);
+      body.append(row);
+    }
+  };
+  const load = async () => {
+    for (const kind of ["tables", "views"]) {
+      if (done[kind]) continue;
+      const page = await api("GET", `${prefix}/namespaces/${nsPath(levels)}/${kind}${q({ pageToken: tokens[kind], pageSize: PAGE })}`);
+      addRows(kind, page.identifiers);
+      tokens[kind] = page["next-page-token"] || "";
+      done[kind] = !tokens[kind];
+    }
+    more.replaceChildren(done.tables && done.views ? "" : h("button", { class: "secondary", onclick: load }, "Load more"));
+    filter();
+  };
+  const filter = () => {
+    const needle = search.value.toLowerCase();
+    for (const row of rowsShown) row.hidden = needle && !row.dataset.name.includes(needle);
+  };
+  search.addEventListener("input", filter);
+  const ns = await api("GET", `${prefix}/namespaces/${nsPath(levels)}`);
+  await load();
+  return h(
+    "div",
+    {},
+    h("h2", {}, `Namespace ${levels.join(".")}`),
+    propertiesTable(ns.properties || {}),
+    h("h2", {}, "Tables and views"),
+    search,
+    h("table", { id: "tabulars" }, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Kind"))), body),
+    more,
+  );
+}
+
+function propertiesTable(props) {
+  const entries = Object.entries(props).sort(([a], [b]) => a.localeCompare(b));
+  return table(["Property", "Value"], entries.map(([k, v]) => h("tr", {}, h("td", {}, h("code", {}, k)), h("td", {}, v))));
+}
+
+async function tableView(id, ns, name, params) {
+  const ref = params.get("ref") || "main";
+  const levels = decodeURIComponent(ns).split(NS_SEP);
+  const w = await warehouseOf(id);
+  crumbs(["Warehouses", "#/"], [w.name, `#/wh/${id}${ref !== "main" ? "?ref=" + encodeURIComponent(ref) : ""}`], [levels.join(".")], [name]);
+  const prefix = await catalogPrefix(id, ref);
+  const loaded = await api("GET", `${prefix}/namespaces/${nsPath(levels)}/tables/${encodeURIComponent(name)}`);
+  const m = loaded.metadata;
+  const schema = m.schemas.find((s) => s["schema-id"] === m["current-schema-id"]) || m.schemas[m.schemas.length - 1];
+  const byId = new Map();
+  const index = (fields) => fields.forEach((f) => { byId.set(f.id, f.name); if (f.type && f.type.type === "struct") index(f.type.fields); });
+  index(schema.fields);
+  const spec = (m["partition-specs"] || []).find((s) => s["spec-id"] === m["default-spec-id"]);
+  const order = (m["sort-orders"] || []).find((s) => s["order-id"] === m["default-sort-order-id"]);
+  const snapshots = [...(m.snapshots || [])].sort((a, b) => b["timestamp-ms"] - a["timestamp-ms"]);
+  const refsOf = new Map();
+  for (const [refName, r] of Object.entries(m.refs || {})) {
+    if (!refsOf.has(r["snapshot-id"])) refsOf.set(r["snapshot-id"], []);
+    refsOf.get(r["snapshot-id"]).push(refName);
+  }
+  const current = snapshots.find((s) => s["snapshot-id"] === m["current-snapshot-id"]);
+  const summary = (current && current.summary) || {};
+  render(
+    h("h1", {}, `${levels.join(".")}.${name} `, h("span", { class: "badge" }, `@${ref}`), " ", h("span", { class: "badge" }, `v${m["format-version"]}`)),
+    h(
+      "p",
+      { class: "muted" },
+      `UUID ${m["table-uuid"]} · ${m.location} · `,
+      `${summary["total-data-files"] || 0} data files, ${summary["total-records"] || 0} records, ${fmtBytes(summary["total-files-size"] || 0)}`,
+    ),
+    h("h2", {}, "Schema"),
+    table(["Id", "Name", "Type", "", "Doc"], fieldRows(schema.fields), { id: "schema" }),
+    h("h2", {}, "Partition spec"),
+    table(
+      ["Field id", "Name", "Transform", "Source"],
+      (spec ? spec.fields : []).map((f) => h("tr", {}, h("td", { class: "num" }, f["field-id"]), h("td", {}, f.name), h("td", {}, h("code", {}, f.transform)), h("td", {}, byId.get(f["source-id"]) || f["source-id"]))),
+      { id: "partition-spec" },
+    ),
+    h("h2", {}, "Sort order"),
+    table(
+      ["Source", "Transform", "Direction", "Nulls"],
+      (order ? order.fields : []).map((f) => h("tr", {}, h("td", {}, byId.get(f["source-id"]) || f["source-id"]), h("td", {}, f.transform), h("td", {}, f.direction), h("td", {}, f["null-order"]))),
+    ),
+    h("h2", {}, "Snapshots"),
+    table(
+      ["Snapshot", "Time", "Operation", "Added files", "Added records", "Added bytes", "Total records", "Refs"],
+      snapshots.map((s) =>
+        h(
+          "tr",
+          {},
+          h("td", {}, h("code", {}, s["snapshot-id"])),
+          h("td", {}, fmtTime(s["timestamp-ms"])),
+          h("td", {}, h("span", { class: `badge ${s.summary.operation}` }, s.summary.operation)),
+          h("td", { class: "num" }, s.summary["added-data-files"] || ""),
+          h("td", { class: "num" }, s.summary["added-records"] || ""),
+          h("td", { class: "num" }, fmtBytes(s.summary["added-files-size"])),
+          h("td", { class: "num" }, s.summary["total-records"] || ""),
+          h("td", {}, (refsOf.get(s["snapshot-id"]) || []).join(", ")),
+        ),
+      ),
+      { id: "snapshots" },
+    ),
+    h("h2", {}, "Properties"),
+    propertiesTable(m.properties || {}),
+    h("h2", {}, "Metadata log"),
+    table(
+      ["Time", "File"],
+      [...(m["metadata-log"] || [])].reverse().map((e) => h("tr", {}, h("td", {}, fmtTime(e["timestamp-ms"])), h("td", {}, h("code", {}, e["metadata-file"])))),
+    ),
+  );
+}
+
+async function viewView(id, ns, name, params) {
+  const ref = params.get("ref") || "main";
+  const levels = decodeURIComponent(ns).split(NS_SEP);
+  const w = await warehouseOf(id);
+  crumbs(["Warehouses", "#/"], [w.name, `#/wh/${id}`], [levels.join(".")], [name]);
+  const prefix = await catalogPrefix(id, ref);
+  const loaded = await api("GET", `${prefix}/namespaces/${nsPath(levels)}/views/${encodeURIComponent(name)}`);
+  const m = loaded.metadata;
+  const versions = [...m.versions].sort((a, b) => b["version-id"] - a["version-id"]);
+  const current = versions.find((v) => v["version-id"] === m["current-version-id"]) || versions[0];
+  render(
+    h("h1", {}, `${levels.join(".")}.${name} `, h("span", { class: "badge" }, "view")),
+    h("p", { class: "muted" }, `UUID ${m["view-uuid"]} · ${m.location}`),
+    h("h2", {}, "SQL"),
+    ...(current.representations || []).map((r) => h("div", {}, h("strong", {}, r.dialect), h("pre", {}, r.sql))),
+    h("h2", {}, "Versions"),
+    table(
+      ["Version", "Time", "Schema", "Dialects"],
+      versions.map((v) => h("tr", {}, h("td", { class: "num" }, v["version-id"]), h("td", {}, fmtTime(v["timestamp-ms"])), h("td", { class: "num" }, v["schema-id"]), h("td", {}, (v.representations || []).map((r) => r.dialect).join(", ")))),
+    ),
+    h("h2", {}, "Properties"),
+    propertiesTable(m.properties || {}),
+  );
+}
+
+function changeRows(changes) {
+  return changes.map((c) =>
+    h(
+      "tr",
+      {},
+      h("td", {}, c.kind),
+      h("td", {}, [...c.namespace, c.name].filter(Boolean).join(".")),
+      h("td", {}, h("span", { class: `badge ${c.change || c.op}` }, c.change || c.op)),
+      h("td", {}, h("code", {}, c["from-metadata-location"] || c["metadata-location"] || "")),
+      h("td", {}, h("code", {}, c["to-metadata-location"] || "")),
+    ),
+  );
+}
+
+async function branches(id, params) {
+  const w = await warehouseOf(id);
+  crumbs(["Warehouses", "#/"], [w.name, `#/wh/${id}`], ["Branches"]);
+  const [bs, ts] = await Promise.all([
+    api("GET", mgmt(`/warehouses/${id}/branches`)),
+    api("GET", mgmt(`/warehouses/${id}/tags`)).catch(() => ({ refs: [] })),
+  ]);
+  const names = [...bs.refs.map((b) => b.name), ...ts.refs.map((t) => t.name)];
+  const options = (selected) => names.map((n) => h("option", { value: n, selected: n === selected }, n));
+  const refRows = [...bs.refs, ...ts.refs].map((r) =>
+    h("tr", {}, h("td", {}, h("a", { href: `#/wh/${id}?ref=${encodeURIComponent(r.name)}` }, r.name)), h("td", {}, r.type), h("td", {}, h("code", {}, r["commit-id"] || "")), h("td", {}, r["catalog-prefix"] || "")),
+  );
+
+  // Create a branch or tag.
+  const createOut = h("div");
+  const create = h(
+    "form",
+    { class: "inline", id: "create-ref" },
+    h("label", {}, "Name", h("input", { name: "name", required: true })),
+    h("label", {}, "Kind", h("select", { name: "kind" }, h("option", { value: "branches" }, "branch"), h("option", { value: "tags" }, "tag"))),
+    h("label", {}, "From", h("select", { name: "from" }, options("main"))),
+    h("button", { type: "submit" }, "Create"),
+  );
+  create.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const d = new FormData(create);
+    try {
+      await api("POST", mgmt(`/warehouses/${id}/${d.get("kind")}`), { name: d.get("name"), from: d.get("from") });
+      route();
+    } catch (e) {
+      createOut.replaceChildren(errorBox(e));
+    }
+  });
+
+  // Commit log of a ref.
+  const logRef = params.get("log") || "main";
+  const log = await api("GET", mgmt(`/warehouses/${id}/commits${q({ ref: logRef, "page-size": 50 })}`));
+  const logSelect = h("select", { id: "log-ref", onchange: (ev) => { location.hash = `#/wh/${id}/branches${q({ log: ev.target.value })}`; } }, options(logRef));
+
+  // Diff between two refs.
+  const diffOut = h("div", { id: "diff" });
+  const diff = h(
+    "form",
+    { class: "inline", id: "diff-form" },
+    h("label", {}, "From", h("select", { name: "from" }, options("main"))),
+    h("label", {}, "To", h("select", { name: "to" }, options(names.find((n) => n !== "main") || "main"))),
+    h("button", { type: "submit" }, "Diff"),
+  );
+  diff.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const d = new FormData(diff);
+    try {
+      const result = await api("GET", mgmt(`/warehouses/${id}/diff${q({ from: d.get("from"), to: d.get("to") })}`));
+      diffOut.replaceChildren(table(["Kind", "Name", "Change", "From", "To"], changeRows(result.changes), { id: "diff-table" }));
+    } catch (e) {
+      diffOut.replaceChildren(errorBox(e));
+    }
+  });
+
+  // Merge.
+  const mergeOut = h("div", { id: "merge-result" });
+  const merge = h(
+    "form",
+    { class: "inline", id: "merge-form" },
+    h("label", {}, "Source", h("select", { name: "source" }, options(names.find((n) => n !== "main") || "main"))),
+    h("label", {}, "Into", h("select", { name: "target" }, bs.refs.map((b) => h("option", { value: b.name, selected: b.name === "main" }, b.name)))),
+    h(
+      "label",
+      {},
+      "Strategy",
+      h("select", { name: "strategy" }, h("option", { value: "fail" }, "fail on conflicts"), h("option", { value: "source-wins" }, "source wins"), h("option", { value: "target-wins" }, "target wins")),
+    ),
+    h("button", { type: "submit" }, "Merge"),
+  );
+  merge.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const d = new FormData(merge);
+    try {
+      const result = await api("POST", mgmt(`/warehouses/${id}/merge`), { source: d.get("source"), target: d.get("target"), strategy: d.get("strategy") });
+      mergeOut.replaceChildren(
+        h("div", { class: "ok" }, result["commit-id"] ? `Merged as commit ${result["commit-id"]}${result["fast-forward"] ? " (fast-forward)" : ""}` : "Nothing to merge: the target has everything."),
+        table(["Kind", "Name", "Change", "Source", "Target before"], changeRows(result.tables)),
+      );
+    } catch (e) {
+      if (e.status === 409 && e.body && e.body.conflicts) {
+        mergeOut.replaceChildren(
+          errorBox(e),
+          table(
+            ["Kind", "Name", "Conflict"],
+            e.body.conflicts.map((c) => h("tr", {}, h("td", {}, c.kind), h("td", {}, [...c.namespace, c.name].filter(Boolean).join(".")), h("td", {}, c.reason))),
+            { id: "conflicts" },
+          ),
+        );
+      } else {
+        mergeOut.replaceChildren(errorBox(e));
+      }
+    }
+  });
+
+  render(
+    h("h1", {}, `${w.name}: branches and merges`),
+    warehouseTabs(w, "branches"),
+    table(["Ref", "Kind", "Commit", "Catalog prefix"], refRows, { id: "refs" }),
+    h("h2", {}, "Create a branch or tag"),
+    create,
+    createOut,
+    h("h2", {}, "Commit log"),
+    h("form", { class: "inline" }, h("label", {}, "Ref", logSelect)),
+    table(
+      ["Commit", "Time", "Author", "Message", "Changes"],
+      log.commits.map((c) =>
+        h(
+          "tr",
+          {},
+          h("td", {}, h("code", { title: c.id }, c.id.slice(-12))),
+          h("td", {}, c.time.replace("T", " ").replace(/\.\d+Z$/, "Z")),
+          h("td", {}, c.author),
+          h("td", {}, c.message),
+          h("td", {}, c.changes.map((x) => `${x.op} ${[...x.namespace, x.name].filter(Boolean).join(".")}`).join("; ")),
+        ),
+      ),
+      { id: "commits" },
+    ),
+    h("h2", {}, "Diff"),
+    diff,
+    diffOut,
+    h("h2", {}, "Merge"),
+    merge,
+    mergeOut,
+  );
+}
+
+async function accessKeys(id) {
+  const w = await warehouseOf(id);
+  crumbs(["Warehouses", "#/"], [w.name, `#/wh/${id}`], ["Access keys"]);
+  const out = h("div", { id: "new-key" });
+  let listing;
+  try {
+    listing = await api("GET", mgmt(`/warehouses/${id}/access-keys`));
+  } catch (e) {
+    render(h("h1", {}, `${w.name}: access keys`), warehouseTabs(w, "keys"), errorBox(e));
+    return;
+  }
+  const form = h(
+    "form",
+    { class: "inline", id: "create-key" },
+    h("label", {}, "Description", h("input", { name: "description" })),
+    h("label", {}, "Expires in (seconds, optional)", h("input", { name: "expires", type: "number", min: "1" })),
+    h("button", { type: "submit" }, "Create key"),
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const d = new FormData(form);
+    try {
+      const key = await api("POST", mgmt(`/warehouses/${id}/access-keys`), {
+        description: d.get("description") || null,
+        "expires-in-seconds": d.get("expires") ? Number(d.get("expires")) : null,
+      });
+      out.replaceChildren(
+        h("div", { class: "ok" }, "Copy the secret now: it is not shown again."),
+        h("div", { class: "secret" }, `access key id: ${key["access-key-id"]}`, h("br"), `secret: ${key["secret-access-key"]}`, h("br"), `endpoint: ${key.endpoint || ""} bucket: ${key.bucket}`),
+      );
+      const again = await api("GET", mgmt(`/warehouses/${id}/access-keys`));
+      body.replaceChildren(...rows(again));
+    } catch (e) {
+      out.replaceChildren(errorBox(e));
+    }
+  });
+  const body = h("tbody");
+  const rows = (l) =>
+    l["access-keys"].map((k) =>
+      h(
+        "tr",
+        {},
+        h("td", {}, h("code", {}, k["access-key-id"])),
+        h("td", {}, k.description || ""),
+        h("td", {}, k["created-at"]),
+        h("td", {}, k["expires-at"] || "never"),
+        h("td", {}, h("button", { class: "secondary", onclick: async () => {
+          try {
+            await api("DELETE", mgmt(`/warehouses/${id}/access-keys/${encodeURIComponent(k["access-key-id"])}`));
+            route();
+          } catch (e) {
+            out.replaceChildren(errorBox(e));
+          }
+        } }, "Revoke")),
+      ),
+    );
+  body.replaceChildren(...rows(listing));
+  render(
+    h("h1", {}, `${w.name}: S3 gateway access keys`),
+    warehouseTabs(w, "keys"),
+    form,
+    out,
+    h("table", { id: "keys" }, h("thead", {}, h("tr", {}, ["Key id", "Description", "Created", "Expires", ""].map((x) => h("th", {}, x)))), body),
+  );
+}
+
+async function deleted(id) {
+  const w = await warehouseOf(id);
+  crumbs(["Warehouses", "#/"], [w.name, `#/wh/${id}`], ["Deleted"]);
+  const out = h("div");
+  const listing = await api("GET", mgmt(`/warehouses/${id}/deleted-tabulars`));
+  const items = listing.tabulars;
+  render(
+    h("h1", {}, `${w.name}: soft-deleted tables and views`),
+    warehouseTabs(w, "deleted"),
+    out,
+    table(
+      ["Name", "Kind", "Deleted", "Expires", ""],
+      items.map((t) =>
+        h(
+          "tr",
+          {},
+          h("td", {}, [...t.namespace, t.name].join(".")),
+          h("td", {}, t.type),
+          h("td", {}, t["deleted-at"]),
+          h("td", {}, t["expires-at"]),
+          h("td", {}, h("button", { class: "secondary", onclick: async () => {
+            try {
+              await api("POST", mgmt(`/warehouses/${id}/deleted-tabulars/undrop`), { tabulars: [{ id: t.id }] });
+              route();
+            } catch (e) {
+              out.replaceChildren(errorBox(e));
+            }
+          } }, "Undrop")),
+        ),
+      ),
+      { id: "deleted" },
+    ),
+  );
+}
+
+async function tasks(id) {
+  const w = await warehouseOf(id);
+  crumbs(["Warehouses", "#/"], [w.name, `#/wh/${id}`], ["Tasks"]);
+  const listing = await api("GET", mgmt(`/warehouses/${id}/tasks`));
+  const detail = h("div", { id: "task" });
+  render(
+    h("h1", {}, `${w.name}: tasks`),
+    warehouseTabs(w, "tasks"),
+    table(
+      ["Task", "Queue", "Target", "Status", "Attempts", "Updated", ""],
+      listing.tasks.map((t) =>
+        h(
+          "tr",
+          {},
+          h("td", {}, h("code", { title: t.id }, t.id.slice(-12))),
+          h("td", {}, t.queue),
+          h("td", {}, t.target),
+          h("td", {}, t.status),
+          h("td", { class: "num" }, t.attempts),
+          h("td", {}, t["updated-at"] || ""),
+          h("td", {}, h("button", { class: "secondary", onclick: async () => {
+            const full = await api("GET", mgmt(`/warehouses/${id}/tasks/${t.id}`));
+            detail.replaceChildren(h("h2", {}, `Task ${t.id}`), h("pre", {}, JSON.stringify(full, null, 2)));
+          } }, "Attempts")),
+        ),
+      ),
+      { id: "tasks" },
+    ),
+    detail,
+  );
+}
+
+async function signIn(reason) {
+  crumbs(["Sign in"]);
+  const form = h(
+    "form",
+    { class: "stack", id: "sign-in" },
+    h("p", {}, reason),
+    h("label", {}, "Bearer token (kept in this tab only)", h("textarea", { name: "token", required: true })),
+    h("div", {}, h("button", { type: "submit" }, "Use token")),
+  );
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    session.token = String(new FormData(form).get("token")).trim();
+    sessionStorage.setItem("floe.token", session.token);
+    route();
+  });
+  render(h("h1", {}, "Sign in"), form);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Router
+
+const routes = [
+  [/^#?\/?$/, () => home()],
+  [/^#\/wh\/([^/?]+)$/, (m, p) => browse(m[1], p)],
+  [/^#\/wh\/([^/?]+)\/table\/([^/?]+)\/([^/?]+)$/, (m, p) => tableView(m[1], m[2], decodeURIComponent(m[3]), p)],
+  [/^#\/wh\/([^/?]+)\/view\/([^/?]+)\/([^/?]+)$/, (m, p) => viewView(m[1], m[2], decodeURIComponent(m[3]), p)],
+  [/^#\/wh\/([^/?]+)\/branches$/, (m, p) => branches(m[1], p)],
+  [/^#\/wh\/([^/?]+)\/keys$/, (m) => accessKeys(m[1])],
+  [/^#\/wh\/([^/?]+)\/deleted$/, (m) => deleted(m[1])],
+  [/^#\/wh\/([^/?]+)\/tasks$/, (m) => tasks(m[1])],
+];
+
+async function route() {
+  delete document.body.dataset.ready;
+  const [path, query] = (location.hash || "#/").split("?");
+  const params = new URLSearchParams(query || "");
+  for (const [pattern, view] of routes) {
+    const m = path.match(pattern);
+    if (!m) continue;
+    try {
+      await view(m, params);
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 401) {
+        await signIn("This server needs a signed-in caller.");
+      } else {
+        render(errorBox(e));
+      }
+    }
+    document.body.dataset.ready = location.hash || "#/";
+    return;
+  }
+  render(h("p", {}, "No such page. ", h("a", { href: "#/" }, "Warehouses")));
+}
+
+window.addEventListener("hashchange", route);
+route();
