@@ -64,6 +64,26 @@ async function catalogPrefix(warehouseId, ref) {
 }
 const nsPath = (levels) => encodeURIComponent(levels.join(NS_SEP));
 
+// What the caller may do on an object (its `can_*` relations); nothing when it cannot be told.
+// Actions the caller may not take are disabled in the page, not only refused by the server.
+async function may(objectType, objectId) {
+  try {
+    const answer = await api("GET", mgmt(`/permissions/${objectType}/${encodeURIComponent(objectId)}`));
+    return new Set(answer.relations);
+  } catch {
+    return new Set();
+  }
+}
+
+// Disables a form's controls, saying why, unless `allowed`.
+function gate(form, allowed, why) {
+  if (allowed) return form;
+  for (const el of form.querySelectorAll("input, select, textarea, button")) el.disabled = true;
+  form.classList.add("denied");
+  form.append(h("span", { class: "muted" }, why));
+  return form;
+}
+
 // ---------------------------------------------------------------------------------------------
 // DOM
 
@@ -182,11 +202,13 @@ async function home() {
       h("td", {}, w["storage-profile"]["s3-gateway"] || w["storage-profile"].type === "local" ? gatewayOf(w, info) : ""),
     ),
   );
+  const creatable = [];
+  for (const p of projects.projects) if ((await may("project", p.id)).has("can_create")) creatable.push(p);
   render(
     h("h1", {}, "Warehouses"),
     table(["Name", "Project", "Storage", "S3 gateway"], rows, { id: "warehouses" }),
     h("h2", {}, "Create a warehouse"),
-    createWarehouseForm(projects.projects),
+    gate(createWarehouseForm(creatable.length ? creatable : projects.projects), creatable.length > 0, "You may not create warehouses."),
   );
 }
 
@@ -508,8 +530,45 @@ function changeRows(changes) {
   );
 }
 
+// What changed in a table between two refs: snapshots, schema, spec, sort order, properties.
+async function tableChanges(warehouseId, change, from, to) {
+  const load = async (ref) => {
+    const prefix = await catalogPrefix(warehouseId, ref);
+    return (await api("GET", `${prefix}/namespaces/${nsPath(change.namespace)}/tables/${encodeURIComponent(change.name)}`)).metadata;
+  };
+  const [a, b] = await Promise.all([load(from), load(to)]);
+  const ids = (m) => new Map((m.snapshots || []).map((s) => [s["snapshot-id"], s]));
+  const before = ids(a);
+  const after = ids(b);
+  const lines = [];
+  for (const [sid, snap] of after)
+    if (!before.has(sid)) lines.push(`snapshot ${sid} added (${snap.summary.operation}, ${snap.summary["added-records"] || 0} records, ${snap.summary["added-data-files"] || 0} files)`);
+  for (const [sid] of before) if (!after.has(sid)) lines.push(`snapshot ${sid} removed`);
+  const fields = (m) => new Set((m.schemas.find((x) => x["schema-id"] === m["current-schema-id"]) || { fields: [] }).fields.map((f) => f.name));
+  if (a["current-schema-id"] !== b["current-schema-id"]) {
+    const fa = fields(a);
+    const fb = fields(b);
+    const added = [...fb].filter((f) => !fa.has(f));
+    const removed = [...fa].filter((f) => !fb.has(f));
+    lines.push(`schema ${a["current-schema-id"]} → ${b["current-schema-id"]}${added.length ? `; columns added: ${added.join(", ")}` : ""}${removed.length ? `; removed: ${removed.join(", ")}` : ""}`);
+  }
+  if (a["default-spec-id"] !== b["default-spec-id"]) lines.push(`partition spec ${a["default-spec-id"]} → ${b["default-spec-id"]}`);
+  if (a["default-sort-order-id"] !== b["default-sort-order-id"]) lines.push(`sort order ${a["default-sort-order-id"]} → ${b["default-sort-order-id"]}`);
+  const pa = a.properties || {};
+  const pb = b.properties || {};
+  for (const k of new Set([...Object.keys(pa), ...Object.keys(pb)])) {
+    if (!(k in pa)) lines.push(`property ${k} set to ${pb[k]}`);
+    else if (!(k in pb)) lines.push(`property ${k} removed`);
+    else if (pa[k] !== pb[k]) lines.push(`property ${k}: ${pa[k]} → ${pb[k]}`);
+  }
+  if (a.location !== b.location) lines.push(`location ${a.location} → ${b.location}`);
+  if (!lines.length) lines.push("no change in snapshots, schema, partitioning, sort order or properties");
+  return h("ul", { class: "changes" }, lines.map((l) => h("li", {}, l)));
+}
+
 async function branches(id, params) {
   const w = await warehouseOf(id);
+  const rights = await may("warehouse", id);
   crumbs(["Warehouses", "#/"], [w.name, `#/wh/${id}`], ["Branches"]);
   const [bs, ts] = await Promise.all([
     api("GET", mgmt(`/warehouses/${id}/branches`)),
@@ -561,7 +620,21 @@ async function branches(id, params) {
     const d = new FormData(diff);
     try {
       const result = await api("GET", mgmt(`/warehouses/${id}/diff${q({ from: d.get("from"), to: d.get("to") })}`));
-      diffOut.replaceChildren(table(["Kind", "Name", "Change", "From", "To"], changeRows(result.changes), { id: "diff-table" }));
+      const rows = changeRows(result.changes);
+      result.changes.forEach((c, i) => {
+        if (c.kind !== "table" || c.change !== "changed") return;
+        const cell = rows[i].lastChild;
+        cell.append(" ", h("button", { class: "secondary", onclick: async (click) => {
+          click.target.disabled = true;
+          try {
+            const detail = await tableChanges(id, c, d.get("from"), d.get("to"));
+            rows[i].after(h("tr", { class: "detail" }, h("td", { colspan: 5 }, detail)));
+          } catch (e) {
+            rows[i].after(h("tr", {}, h("td", { colspan: 5 }, errorBox(e))));
+          }
+        } }, "What changed"));
+      });
+      diffOut.replaceChildren(table(["Kind", "Name", "Change", "From", "To"], rows, { id: "diff-table" }));
     } catch (e) {
       diffOut.replaceChildren(errorBox(e));
     }
@@ -612,7 +685,7 @@ async function branches(id, params) {
     warehouseTabs(w, "branches"),
     table(["Ref", "Kind", "Commit", "Catalog prefix"], refRows, { id: "refs" }),
     h("h2", {}, "Create a branch or tag"),
-    create,
+    gate(create, rights.has("can_manage_branches"), "You may not create branches or tags here."),
     createOut,
     h("h2", {}, "Commit log"),
     h("form", { class: "inline" }, h("label", {}, "Ref", logSelect)),
@@ -635,7 +708,7 @@ async function branches(id, params) {
     diff,
     diffOut,
     h("h2", {}, "Merge"),
-    merge,
+    gate(merge, rights.has("can_merge"), "You may not merge here."),
     mergeOut,
   );
 }
@@ -697,10 +770,13 @@ async function accessKeys(id) {
       ),
     );
   body.replaceChildren(...rows(listing));
+  const rights = await may("warehouse", id);
+  const manage = rights.has("can_manage_access_keys");
+  if (!manage) for (const b of body.querySelectorAll("button")) b.disabled = true;
   render(
     h("h1", {}, `${w.name}: S3 gateway access keys`),
     warehouseTabs(w, "keys"),
-    form,
+    gate(form, manage, "You may not manage this warehouse's keys."),
     out,
     h("table", { id: "keys" }, h("thead", {}, h("tr", {}, ["Key id", "Description", "Created", "Expires", ""].map((x) => h("th", {}, x)))), body),
   );
@@ -712,6 +788,7 @@ async function deleted(id) {
   const out = h("div");
   const listing = await api("GET", mgmt(`/warehouses/${id}/deleted-tabulars`));
   const items = listing.tabulars;
+  const mayUndrop = (await may("warehouse", id)).has("can_undrop");
   render(
     h("h1", {}, `${w.name}: soft-deleted tables and views`),
     warehouseTabs(w, "deleted"),
@@ -726,7 +803,7 @@ async function deleted(id) {
           h("td", {}, t.type),
           h("td", {}, t["deleted-at"]),
           h("td", {}, t["expires-at"]),
-          h("td", {}, h("button", { class: "secondary", onclick: async () => {
+          h("td", {}, h("button", { class: "secondary", disabled: !mayUndrop, onclick: async () => {
             try {
               await api("POST", mgmt(`/warehouses/${id}/deleted-tabulars/undrop`), { tabulars: [{ id: t.id }] });
               route();

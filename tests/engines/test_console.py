@@ -14,7 +14,7 @@ from pyiceberg.catalog import load_catalog
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
 
-from conftest import LOG_DIR, Floe
+from conftest import LOG_DIR, Floe, authn_config, grant, warehouse_id
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Kept for people to look at: under FLOE_ARTIFACTS when set (CI sets it), else with the logs.
@@ -110,6 +110,11 @@ def test_console_browses_branches_and_merges(floe, page):
     page.wait_for_selector("#diff-table")
     diff = page.inner_text("#diff-table")
     assert "sales.orders" in diff and "changed" in diff, diff
+    # What changed in the table: the branch's snapshot.
+    page.click("#diff-table button:text('What changed')")
+    page.wait_for_selector("#diff-table tr.detail")
+    detail = page.inner_text("#diff-table tr.detail")
+    assert "added (append, 2 records, 1 files)" in detail, detail
     shot(page, "04-diff")
     page.select_option("#merge-form select[name=source]", "dev")
     page.select_option("#merge-form select[name=target]", "main")
@@ -174,3 +179,34 @@ def test_console_files_are_served_with_a_strict_policy(floe):
     assert requests.get(f"{floe.base}/ui/app.js", timeout=10).headers["content-type"].startswith("text/javascript")
     redirect = requests.get(f"{floe.base}/ui", timeout=10, allow_redirects=False)
     assert redirect.status_code in (301, 308) and redirect.headers["location"] == "/ui/"
+
+
+def test_console_signs_in_and_disables_what_the_caller_may_not_do(idp, page):
+    """With authentication on, the console asks for a sign-in; a reader of a warehouse sees it,
+    and the forms to create warehouses, branches and merges are disabled for them."""
+    page.errors.clear()
+    admin = idp.token()
+    floe = Floe("sqlite", config=authn_config(idp, extra_authn='admins = ["idp~minter"]'), token=admin)
+    try:
+        wid = warehouse_id(floe, admin)
+        grant(floe, admin, "warehouse", wid, "user:idp~reader", "select")
+        page.goto(f"{floe.base}/ui/")
+        page.wait_for_selector("#sign-in")
+        shot(page, "08-sign-in")
+        page.fill("#sign-in textarea[name=token]", idp.user_token("reader"))
+        page.click("#sign-in button[type=submit]")
+        page.wait_for_selector("#warehouses")
+        assert "demo" in page.inner_text("#warehouses")
+        assert page.is_disabled("#create-warehouse button[type=submit]")
+        page.goto(f"{floe.base}/ui/#/wh/{wid}/branches")
+        ready(page, f"#/wh/{wid}/branches")
+        assert page.is_disabled("#create-ref button[type=submit]")
+        assert page.is_disabled("#merge-form button[type=submit]")
+        assert "You may not merge here." in page.inner_text("main")
+        shot(page, "09-reader-branches")
+        # The token stays in the tab: never in the address.
+        assert "eyJ" not in page.url
+    finally:
+        page.evaluate("sessionStorage.clear()")
+        floe.stop()
+    assert [e for e in page.errors if "status of 401" not in e and "status of 403" not in e] == [], page.errors
