@@ -271,6 +271,28 @@ impl Floe {
                 max_requests_in_flight: config.server.limits.max_requests_in_flight,
                 max_queue: config.server.limits.max_queue(),
                 metrics: config.metrics.enabled && config.metrics.listen.is_none(),
+                console: crate::api::console::ConsoleSettings {
+                    providers: config
+                        .authn
+                        .providers
+                        .iter()
+                        .filter_map(|p| {
+                            Some(crate::api::console::ConsoleProvider {
+                                id: p.id.clone(),
+                                issuer: p.issuer.clone(),
+                                client_id: p.console_client_id.clone()?,
+                                resource: p.audiences.first().cloned(),
+                                scopes: if p.console_scopes.is_empty() {
+                                    std::iter::once("openid".to_string())
+                                        .chain(p.required_scopes.iter().cloned())
+                                        .collect()
+                                } else {
+                                    p.console_scopes.clone()
+                                },
+                            })
+                        })
+                        .collect(),
+                },
             },
         );
         let listener = TcpListener::bind(config.server.listen).await.map_err(|e| {

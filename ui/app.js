@@ -850,13 +850,114 @@ async function tasks(id) {
   );
 }
 
+// Sign-in: with a provider configured for the console (authorization code flow with PKCE, a
+// public client), or by pasting a bearer token. The token is kept in this tab only.
+
+let consoleConfig = null;
+async function loadConsoleConfig() {
+  if (!consoleConfig) {
+    try {
+      consoleConfig = await (await fetch("/ui/config.json")).json();
+    } catch {
+      consoleConfig = { providers: [] };
+    }
+  }
+  return consoleConfig;
+}
+
+const b64url = (bytes) =>
+  btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+const randomText = (n) => b64url(crypto.getRandomValues(new Uint8Array(n)));
+const redirectUri = () => `${location.origin}/ui/`;
+
+async function discovery(issuer) {
+  const response = await fetch(`${issuer.replace(/\/$/, "")}/.well-known/openid-configuration`);
+  if (!response.ok) throw new Error(`the identity provider's discovery answered ${response.status}`);
+  return response.json();
+}
+
+async function startSignIn(provider) {
+  const d = await discovery(provider.issuer);
+  const verifier = randomText(48);
+  const challenge = b64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier)));
+  const state = randomText(16);
+  sessionStorage.setItem(
+    "floe.pkce",
+    JSON.stringify({ verifier, state, provider: provider.id, hash: location.hash, tokenEndpoint: d.token_endpoint }),
+  );
+  const url = new URL(d.authorization_endpoint);
+  const params = {
+    response_type: "code",
+    client_id: provider["client-id"],
+    redirect_uri: redirectUri(),
+    scope: provider.scopes.join(" "),
+    code_challenge: challenge,
+    code_challenge_method: "S256",
+    state,
+  };
+  if (provider.resource) params.resource = provider.resource;
+  url.search = new URLSearchParams(params).toString();
+  location.assign(url.toString());
+}
+
+// The provider's answer (`?code=...&state=...` on /ui/), exchanged for a token.
+async function finishSignIn() {
+  const params = new URLSearchParams(location.search);
+  if (!params.has("code") && !params.has("error")) return;
+  const saved = JSON.parse(sessionStorage.getItem("floe.pkce") || "null");
+  sessionStorage.removeItem("floe.pkce");
+  history.replaceState(null, "", `/ui/${(saved && saved.hash) || ""}`);
+  if (params.has("error")) throw new Error(`Sign-in failed: ${params.get("error_description") || params.get("error")}`);
+  if (!saved || params.get("state") !== saved.state) throw new Error("Sign-in failed: the answer does not match the request.");
+  const provider = (await loadConsoleConfig()).providers.find((p) => p.id === saved.provider);
+  if (!provider) throw new Error("Sign-in failed: unknown provider.");
+  const body = {
+    grant_type: "authorization_code",
+    code: params.get("code"),
+    redirect_uri: redirectUri(),
+    client_id: provider["client-id"],
+    code_verifier: saved.verifier,
+  };
+  if (provider.resource) body.resource = provider.resource;
+  const response = await fetch(saved.tokenEndpoint, {
+    method: "POST",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    body: new URLSearchParams(body),
+  });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok || !answer.access_token) {
+    throw new Error(`Sign-in failed: ${answer.error_description || answer.error || response.status}`);
+  }
+  session.token = answer.access_token;
+  sessionStorage.setItem("floe.token", session.token);
+}
+
+function showWho() {
+  const who = document.getElementById("who");
+  who.replaceChildren();
+  if (session.token) {
+    who.append(
+      "Signed in ",
+      h("button", { class: "secondary", id: "sign-out", onclick: () => {
+        session.token = null;
+        sessionStorage.removeItem("floe.token");
+        route();
+      } }, "Sign out"),
+    );
+  }
+}
+
 async function signIn(reason) {
   crumbs(["Sign in"]);
+  const config = await loadConsoleConfig();
+  const out = h("div");
+  const buttons = config.providers.map((p) =>
+    h("button", { class: "provider", "data-provider": p.id, onclick: () => startSignIn(p).catch((e) => out.replaceChildren(errorBox(e))) }, `Sign in with ${p.id}`),
+  );
   const form = h(
     "form",
     { class: "stack", id: "sign-in" },
-    h("p", {}, reason),
-    h("label", {}, "Bearer token (kept in this tab only)", h("textarea", { name: "token", required: true })),
+    h("label", {}, "Or a bearer token (kept in this tab only)", h("textarea", { name: "token", required: true })),
     h("div", {}, h("button", { type: "submit" }, "Use token")),
   );
   form.addEventListener("submit", (ev) => {
@@ -865,7 +966,7 @@ async function signIn(reason) {
     sessionStorage.setItem("floe.token", session.token);
     route();
   });
-  render(h("h1", {}, "Sign in"), form);
+  render(h("h1", {}, "Sign in"), h("p", {}, reason), h("div", { class: "tabs" }, buttons), out, form);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -898,6 +999,7 @@ async function route() {
         render(errorBox(e));
       }
     }
+    showWho();
     document.body.dataset.ready = location.hash || "#/";
     return;
   }
@@ -905,4 +1007,9 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
-route();
+finishSignIn()
+  .catch((e) => {
+    render(errorBox(e));
+    throw e;
+  })
+  .then(route, () => {});

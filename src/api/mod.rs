@@ -7,7 +7,7 @@
 
 pub mod branches;
 pub mod catalog;
-mod console;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -75,6 +75,8 @@ pub struct HttpSettings {
     /// Serve `/metrics` on this listener (false: metrics are off, or have a listener of their
     /// own, see [`metrics_router`]).
     pub metrics: bool,
+    /// The identity providers the web console signs in with.
+    pub console: console::ConsoleSettings,
 }
 
 /// What requests are admitted: a slot each, for at most `timeout`.
@@ -267,7 +269,7 @@ pub fn router(state: AppState, settings: &HttpSettings) -> Router {
 
     Router::new()
         .merge(api)
-        .merge(console::router())
+        .merge(console::router(&settings.console))
         .merge(SwaggerUi::new("/docs").urls(vec![
             (Url::new("management", "/docs/management.json"), management_doc),
             (Url::new("catalog", "/docs/catalog.json"), catalog_doc),

@@ -94,6 +94,14 @@ pub struct ProviderConfig {
     /// server that does not serve discovery anonymously); read at every fetch.
     #[serde(default, alias = "fetch-token-file")]
     pub fetch_token_file: Option<PathBuf>,
+    /// The provider's public client for the web console (`/ui`): signing in there uses the
+    /// authorization code flow with PKCE, asking for the first of `audiences` as the resource.
+    /// Unset: the console does not offer this provider.
+    #[serde(default, alias = "console-client-id")]
+    pub console_client_id: Option<String>,
+    /// Scopes the console asks for (default `openid` and the required scopes).
+    #[serde(default, alias = "console-scopes")]
+    pub console_scopes: Vec<String>,
 }
 
 impl ProviderConfig {

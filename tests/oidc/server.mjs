@@ -9,7 +9,12 @@
 //
 // Audiences (resource indicators): `urn:floe:catalog` (RS256, the default when a client names
 // none), `urn:floe:catalog:ps256`, `urn:floe:catalog:es256`, `urn:floe:catalog:eddsa`, each
-// signed with that algorithm, and `urn:floe:other` (RS256). `GET /test/stats` answers
+// signed with that algorithm, and `urn:floe:other` (RS256).
+//
+// Also one public client, `floe-console` (a native app on loopback, so any port of
+// http://127.0.0.1/ui/ is a valid redirect), for the web console's sign-in with the authorization
+// code flow and PKCE; its interactions are the provider's development login and consent pages
+// (any login name is accepted, and becomes the user's `sub`). `GET /test/stats` answers
 // {"jwks": <requests to the JWKS so far>, "discovery": <requests for the discovery document>}.
 import { createServer } from 'node:http';
 import { generateKeyPairSync } from 'node:crypto';
@@ -46,19 +51,36 @@ const server = createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
+const CONSOLE_CLIENT = {
+  client_id: 'floe-console',
+  application_type: 'native',
+  token_endpoint_auth_method: 'none',
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+  redirect_uris: ['http://127.0.0.1/ui/'],
+  scope: ['openid', ...SCOPES].join(' '),
+};
+
 const provider = new Provider(issuer, {
-  clients: clients.map((c) => ({
-    grant_types: ['client_credentials', USER_GRANT],
-    redirect_uris: [],
-    response_types: [],
-    scope: SCOPES.join(' '),
-    ...c,
-  })),
+  clients: [
+    ...clients.map((c) => ({
+      grant_types: ['client_credentials', USER_GRANT],
+      redirect_uris: [],
+      response_types: [],
+      scope: SCOPES.join(' '),
+      ...c,
+    })),
+    CONSOLE_CLIENT,
+  ],
+  // The console runs on a port chosen at random: any loopback origin may call the token
+  // endpoint for it.
+  clientBasedCORS: (_ctx, origin, client) =>
+    client.clientId === CONSOLE_CLIENT.client_id && /^http:\/\/127\.0\.0\.1:\d+$/.test(origin),
   jwks: { keys },
   scopes: ['openid', ...SCOPES],
   features: {
     clientCredentials: { enabled: true },
-    devInteractions: { enabled: false },
+    devInteractions: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => DEFAULT_AUDIENCE,
