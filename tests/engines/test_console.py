@@ -263,3 +263,29 @@ def test_console_signs_in_through_the_identity_provider_with_pkce(idp, page):
         page.evaluate("sessionStorage.clear()")
         floe.stop()
     assert not page.errors, page.errors
+
+
+def test_console_pages_a_large_namespace(floe, page):
+    """A namespace of 150 tables: the console loads 100, then the rest on request, and filters
+    what it loaded."""
+    page.errors.clear()
+    prefix = requests.get(f"{floe.uri}/v1/config", params={"warehouse": "demo"}, timeout=10).json()["overrides"]["prefix"]
+    base = f"{floe.uri}/v1/{prefix}"
+    assert requests.post(f"{base}/namespaces", json={"namespace": ["big"]}, timeout=10).status_code == 200
+    schema = {"type": "struct", "fields": [{"id": 1, "name": "id", "required": False, "type": "long"}]}
+    with requests.Session() as s:
+        for n in range(150):
+            r = s.post(f"{base}/namespaces/big/tables", json={"name": f"t{n:03d}", "schema": schema}, timeout=10)
+            assert r.status_code == 200, r.text
+    demo = next(w for w in requests.get(f"{floe.base}/management/v1/warehouses", timeout=10).json()["warehouses"] if w["name"] == "demo")
+    page.goto(f"{floe.base}/ui/#/wh/{demo['id']}?ns=big")
+    page.wait_for_selector("#tabulars tbody tr")
+    assert page.locator("#tabulars tbody tr").count() == 100
+    page.click("button:text('Load more')")
+    page.wait_for_function("() => document.querySelectorAll('#tabulars tbody tr').length === 150")
+    assert not page.is_visible("button:text('Load more')")
+    page.fill("#filter", "t14")
+    visible = page.locator("#tabulars tbody tr:visible")
+    assert visible.count() == 10, visible.count()
+    shot(page, "12-large-namespace")
+    assert not page.errors, page.errors
