@@ -131,6 +131,8 @@ function crumbs(...parts) {
 }
 
 const fmtTime = (ms) => (ms ? new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : "");
+// A time the APIs give as unix milliseconds or as text.
+const fmtWhen = (v) => (typeof v === "number" ? fmtTime(v) : v || "");
 const fmtBytes = (n) => {
   if (n === undefined || n === null || n === "") return "";
   let v = Number(n);
@@ -285,6 +287,7 @@ function warehouseTabs(w, active, ref) {
     tab("keys", "Access keys", `#/wh/${w.id}/keys`),
     tab("deleted", "Deleted", `#/wh/${w.id}/deleted`),
     tab("tasks", "Tasks", `#/wh/${w.id}/tasks`),
+    tab("grants", "Grants", `#/wh/${w.id}/grants`),
   );
 }
 
@@ -483,6 +486,8 @@ async function tableView(id, ns, name, params) {
     ),
     h("h2", {}, "Properties"),
     propertiesTable(m.properties || {}),
+    h("h2", {}, "Grants"),
+    await grantsPanel("table", `${id}/${m["table-uuid"]}`),
     h("h2", {}, "Metadata log"),
     table(
       ["Time", "File"],
@@ -801,8 +806,8 @@ async function deleted(id) {
           {},
           h("td", {}, [...t.namespace, t.name].join(".")),
           h("td", {}, t.type),
-          h("td", {}, t["deleted-at"]),
-          h("td", {}, t["expires-at"]),
+          h("td", {}, fmtWhen(t["deleted-at"])),
+          h("td", {}, fmtWhen(t["expires-at"])),
           h("td", {}, h("button", { class: "secondary", disabled: !mayUndrop, onclick: async () => {
             try {
               await api("POST", mgmt(`/warehouses/${id}/deleted-tabulars/undrop`), { tabulars: [{ id: t.id }] });
@@ -816,6 +821,12 @@ async function deleted(id) {
       { id: "deleted" },
     ),
   );
+}
+
+async function warehouseGrants(id) {
+  const w = await warehouseOf(id);
+  crumbs(["Warehouses", "#/"], [w.name, `#/wh/${id}`], ["Grants"]);
+  render(h("h1", {}, `${w.name}: grants`), warehouseTabs(w, "grants"), await grantsPanel("warehouse", id));
 }
 
 async function tasks(id) {
@@ -837,7 +848,7 @@ async function tasks(id) {
           h("td", {}, t.target),
           h("td", {}, t.status),
           h("td", { class: "num" }, t.attempts),
-          h("td", {}, t["updated-at"] || ""),
+          h("td", {}, fmtWhen(t["updated-at"])),
           h("td", {}, h("button", { class: "secondary", onclick: async () => {
             const full = await api("GET", mgmt(`/warehouses/${id}/tasks/${t.id}`));
             detail.replaceChildren(h("h2", {}, `Task ${t.id}`), h("pre", {}, JSON.stringify(full, null, 2)));
@@ -847,6 +858,145 @@ async function tasks(id) {
       { id: "tasks" },
     ),
     detail,
+  );
+}
+
+// Grants on one object (`server`, `project`, `warehouse`, `namespace`, `table`, `view`, named as
+// the grants API names them), and the form to give and take them (disabled for callers who may
+// not manage the object's grants).
+const GRANTABLE = {
+  server: ["admin", "create_project"],
+  project: ["ownership", "manage_grants", "create", "modify", "select", "describe"],
+  warehouse: ["ownership", "manage_grants", "create", "modify", "select", "describe", "manage_branches", "merge_protected"],
+  namespace: ["ownership", "manage_grants", "create", "modify", "select", "describe"],
+  table: ["ownership", "manage_grants", "modify", "select", "describe"],
+  view: ["ownership", "manage_grants", "modify", "select", "describe"],
+};
+
+async function grantsPanel(objectType, objectId) {
+  const panel = h("div", { class: "grants", "data-object": `${objectType}/${objectId}` });
+  const out = h("div");
+  const path = mgmt(`/grants/${objectType}/${encodeURIComponent(objectId)}`);
+  const manage = (await may(objectType, objectId)).has("can_manage_grants");
+  const body = h("tbody");
+  const show = (grants) => {
+    body.replaceChildren(
+      ...(grants.length
+        ? grants.map((g) =>
+            h(
+              "tr",
+              {},
+              h("td", {}, g.subject),
+              h("td", {}, g.relation),
+              h("td", {}, h("button", { class: "secondary revoke", disabled: !manage, onclick: async () => {
+                try {
+                  show((await api("POST", path, { revoke: [g] })).grants);
+                } catch (e) {
+                  out.replaceChildren(errorBox(e));
+                }
+              } }, "Revoke")),
+            ),
+          )
+        : [h("tr", {}, h("td", { colspan: 3, class: "muted" }, "No grants"))]),
+    );
+  };
+  try {
+    show((await api("GET", path)).grants);
+  } catch (e) {
+    panel.append(errorBox(e));
+    return panel;
+  }
+  const form = h(
+    "form",
+    { class: "inline grant-form" },
+    h("label", {}, "Subject", h("input", { name: "subject", required: true, placeholder: "user:idp~alice or role:<id>" })),
+    h("label", {}, "Relation", h("select", { name: "relation" }, (GRANTABLE[objectType] || []).map((r) => h("option", { value: r }, r)))),
+    h("button", { type: "submit" }, "Grant"),
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const d = new FormData(form);
+    try {
+      show((await api("POST", path, { grant: [{ subject: String(d.get("subject")).trim(), relation: d.get("relation") }] })).grants);
+      out.replaceChildren();
+    } catch (e) {
+      out.replaceChildren(errorBox(e));
+    }
+  });
+  panel.append(
+    h("table", { class: "grants-table" }, h("thead", {}, h("tr", {}, h("th", {}, "Subject"), h("th", {}, "Relation"), h("th", {}, ""))), body),
+    gate(form, manage, "You may not manage grants here."),
+    out,
+  );
+  return panel;
+}
+
+// Users and roles (and the server's grants): what the caller may see of them.
+async function access(params) {
+  crumbs(["Warehouses", "#/"], ["Access"]);
+  const info = await api("GET", mgmt("/info"));
+  const serverId = info["server-id"];
+  const rights = serverId ? await may("server", serverId) : new Set();
+  const users = await api("GET", mgmt(`/users${q({ name: params.get("user") || undefined, pageSize: PAGE })}`)).catch((e) => e);
+  const roles = await api("GET", mgmt(`/roles${q({ pageSize: PAGE })}`)).catch((e) => e);
+  const out = h("div");
+  const roleForm = h(
+    "form",
+    { class: "inline", id: "create-role" },
+    h("label", {}, "Role name", h("input", { name: "name", required: true })),
+    h("label", {}, "Description", h("input", { name: "description" })),
+    h("button", { type: "submit" }, "Create role"),
+  );
+  roleForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const d = new FormData(roleForm);
+    try {
+      await api("POST", mgmt("/roles"), { name: d.get("name"), description: d.get("description") || null });
+      route();
+    } catch (e) {
+      out.replaceChildren(errorBox(e));
+    }
+  });
+  const assignees = h("div", { id: "assignees" });
+  const showAssignees = async (role) => {
+    const path = mgmt(`/roles/${role.id}/assignees`);
+    const list = h("ul");
+    const fill = (a) => list.replaceChildren(...a.assignees.map((x) => h("li", {}, x, " ", h("button", { class: "secondary", disabled: !rights.has("can_manage_roles"), onclick: async () => fill(await api("POST", path, { remove: [x] })) }, "Remove"))));
+    fill(await api("GET", path));
+    const add = h("form", { class: "inline", id: "add-assignee" }, h("label", {}, "Add", h("input", { name: "who", required: true, placeholder: "user:idp~alice or role:<id>" })), h("button", { type: "submit" }, "Add"));
+    add.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try {
+        fill(await api("POST", path, { add: [String(new FormData(add).get("who")).trim()] }));
+      } catch (e) {
+        assignees.append(errorBox(e));
+      }
+    });
+    assignees.replaceChildren(h("h2", {}, `Assignees of ${role.name}`), h("p", { class: "muted" }, `Grant to this role as role:${role.id}`), list, gate(add, rights.has("can_manage_roles"), "You may not change roles."));
+  };
+  render(
+    h("h1", {}, "Access"),
+    h("h2", {}, "Users"),
+    users instanceof Error
+      ? errorBox(users)
+      : table(
+          ["User", "Name", "Email", "Kind", "Last seen"],
+          users.users.map((u) => h("tr", {}, h("td", {}, h("code", {}, u.id)), h("td", {}, u.name || ""), h("td", {}, u.email || ""), h("td", {}, u.kind), h("td", {}, u["last-seen-at"] || ""))),
+          { id: "users" },
+        ),
+    h("h2", {}, "Roles"),
+    roles instanceof Error
+      ? errorBox(roles)
+      : table(
+          ["Role", "Id", "Description", ""],
+          roles.roles.map((r) => h("tr", {}, h("td", {}, r.name), h("td", {}, h("code", {}, r.id)), h("td", {}, r.description || ""), h("td", {}, h("button", { class: "secondary", onclick: () => showAssignees(r) }, "Assignees")))),
+          { id: "roles" },
+        ),
+    gate(roleForm, rights.has("can_manage_roles"), "You may not create roles."),
+    out,
+    assignees,
+    h("h2", {}, "Server grants"),
+    serverId ? await grantsPanel("server", serverId) : h("p", { class: "muted" }, "The server is not bootstrapped."),
   );
 }
 
@@ -981,6 +1131,8 @@ const routes = [
   [/^#\/wh\/([^/?]+)\/keys$/, (m) => accessKeys(m[1])],
   [/^#\/wh\/([^/?]+)\/deleted$/, (m) => deleted(m[1])],
   [/^#\/wh\/([^/?]+)\/tasks$/, (m) => tasks(m[1])],
+  [/^#\/wh\/([^/?]+)\/grants$/, (m) => warehouseGrants(m[1])],
+  [/^#\/access$/, (m, p) => access(p)],
 ];
 
 async function route() {

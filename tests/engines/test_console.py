@@ -135,7 +135,7 @@ def test_console_browses_branches_and_merges(floe, page):
 
     # main changed: the table has the branch's snapshot now.
     page.goto(f"{floe.base}/ui/#/wh/{warehouse_id}/table/sales/orders")
-    page.wait_for_selector("#snapshots")
+    ready(page, f"#/wh/{warehouse_id}/table/sales/orders")
     assert page.locator("#snapshots tbody tr").count() == 2
     assert len(catalog.load_table("sales.orders").scan().to_arrow()) == 5
 
@@ -279,6 +279,7 @@ def test_console_pages_a_large_namespace(floe, page):
             assert r.status_code == 200, r.text
     demo = next(w for w in requests.get(f"{floe.base}/management/v1/warehouses", timeout=10).json()["warehouses"] if w["name"] == "demo")
     page.goto(f"{floe.base}/ui/#/wh/{demo['id']}?ns=big")
+    ready(page, f"#/wh/{demo['id']}?ns=big")
     page.wait_for_selector("#tabulars tbody tr")
     assert page.locator("#tabulars tbody tr").count() == 100
     page.click("button:text('Load more')")
@@ -288,4 +289,114 @@ def test_console_pages_a_large_namespace(floe, page):
     visible = page.locator("#tabulars tbody tr:visible")
     assert visible.count() == 10, visible.count()
     shot(page, "12-large-namespace")
+    assert not page.errors, page.errors
+
+
+def test_console_manages_roles_assignees_and_grants(idp, page):
+    """As an admin: a role made in the console, a user assigned to it, the role granted `select`
+    on a warehouse (the user then sees it) and the grant revoked again."""
+    page.errors.clear()
+    admin = idp.token()
+    floe = Floe("sqlite", config=authn_config(idp, extra_authn='admins = ["idp~minter"]'), token=admin)
+    try:
+        wid = warehouse_id(floe, admin)
+        dana = idp.user_token("dana")
+        as_dana = {"authorization": f"Bearer {dana}"}
+        assert requests.get(f"{floe.base}/management/v1/whoami", headers=as_dana, timeout=10).status_code == 200
+        seen = lambda: [w["name"] for w in requests.get(f"{floe.base}/management/v1/warehouses", headers=as_dana, timeout=10).json()["warehouses"]]
+        assert seen() == []
+        page.goto(f"{floe.base}/ui/#/access")
+        page.wait_for_selector("#sign-in")
+        page.fill("#sign-in textarea[name=token]", admin)
+        page.click("#sign-in button[type=submit]")
+        ready(page, "#/access")
+        page.wait_for_selector("#users")
+        assert "idp~dana" in page.inner_text("#users")
+        page.fill("#create-role input[name=name]", "analysts")
+        page.click("#create-role button[type=submit]")
+        page.wait_for_selector("#roles td:text('analysts')")
+        role_id = page.inner_text("#roles tr:has-text('analysts') code")
+        page.click("#roles tr:has-text('analysts') button")
+        page.fill("#add-assignee input[name=who]", "user:idp~dana")
+        page.click("#add-assignee button[type=submit]")
+        page.wait_for_selector("#assignees li:has-text('user:idp~dana')")
+        shot(page, "13-access")
+        page.goto(f"{floe.base}/ui/#/wh/{wid}/grants")
+        ready(page, f"#/wh/{wid}/grants")
+        panel = f".grants[data-object='warehouse/{wid}']"
+        page.fill(f"{panel} .grant-form input[name=subject]", f"role:{role_id}")
+        page.select_option(f"{panel} .grant-form select[name=relation]", "select")
+        page.click(f"{panel} .grant-form button[type=submit]")
+        page.wait_for_selector(f"{panel} .grants-table td:text('role:{role_id}')")
+        shot(page, "14-warehouse-grants")
+        assert seen() == ["demo"], "dana sees the warehouse through the role"
+        page.click(f"{panel} .grants-table tr:has-text('role:{role_id}') button.revoke")
+        page.wait_for_function(
+            "([sel, id]) => !document.querySelector(sel).innerText.includes(id)",
+            arg=[f"{panel} .grants-table", role_id],
+            timeout=15000,
+        )
+        assert seen() == []
+    finally:
+        page.evaluate("sessionStorage.clear()")
+        floe.stop()
+    assert not page.errors, page.errors
+
+
+def test_console_shows_views_soft_deleted_tables_and_tasks(floe, page):
+    """A view's SQL and versions; a soft-deleted table undropped from the console; the tasks
+    the drop left, with their attempts."""
+    page.errors.clear()
+    demo = next(w for w in requests.get(f"{floe.base}/management/v1/warehouses", timeout=10).json()["warehouses"] if w["name"] == "demo")
+    wid = demo["id"]
+    prefix = requests.get(f"{floe.uri}/v1/config", params={"warehouse": "demo"}, timeout=10).json()["overrides"]["prefix"]
+    base = f"{floe.uri}/v1/{prefix}"
+    assert requests.post(f"{base}/namespaces", json={"namespace": ["shop"]}, timeout=10).status_code == 200
+    schema = {"type": "struct", "schema-id": 0, "fields": [{"id": 1, "name": "id", "required": False, "type": "long"}]}
+    view = {
+        "name": "recent",
+        "schema": schema,
+        "view-version": {
+            "version-id": 1, "timestamp-ms": 1700000000000, "schema-id": 0, "summary": {"engine-name": "spark"},
+            "default-namespace": ["shop"],
+            "representations": [
+                {"type": "sql", "sql": "SELECT id FROM shop.orders WHERE id > 10", "dialect": "spark"},
+                {"type": "sql", "sql": "SELECT id FROM shop.orders WHERE id > 10 -- trino", "dialect": "trino"},
+            ],
+        },
+        "properties": {},
+    }
+    r = requests.post(f"{base}/namespaces/shop/views", json=view, timeout=10)
+    assert r.status_code == 200, r.text
+    page.goto(f"{floe.base}/ui/#/wh/{wid}/view/shop/recent")
+    ready(page, f"#/wh/{wid}/view/shop/recent")
+    page.wait_for_selector("pre")
+    text = page.inner_text("main")
+    assert "WHERE id > 10 -- trino" in text and "spark" in text and "trino" in text
+    shot(page, "15-view")
+
+    # Soft delete: drop, see it listed, undrop from the console.
+    r = requests.put(f"{floe.base}/management/v1/warehouses/{wid}/delete-profile", json={"type": "soft", "expiration-seconds": 3600}, timeout=10)
+    assert r.status_code == 200, r.text
+    r = requests.post(f"{base}/namespaces/shop/tables", json={"name": "orders", "schema": schema}, timeout=10)
+    assert r.status_code == 200, r.text
+    assert requests.delete(f"{base}/namespaces/shop/tables/orders", timeout=10).status_code == 204
+    page.goto(f"{floe.base}/ui/#/wh/{wid}/deleted")
+    ready(page, f"#/wh/{wid}/deleted")
+    page.wait_for_selector("#deleted td:text('shop.orders')")
+    shot(page, "16-deleted")
+    page.click("#deleted tr:has-text('shop.orders') button")
+    page.wait_for_function("() => !document.querySelector('#deleted').innerText.includes('shop.orders')", timeout=15000)
+    assert requests.get(f"{base}/namespaces/shop/tables/orders", timeout=10).status_code == 200
+
+    # Tasks: a purge left by dropping the table for good, with its attempts.
+    requests.put(f"{floe.base}/management/v1/warehouses/{wid}/delete-profile", json={"type": "hard"}, timeout=10)
+    assert requests.delete(f"{base}/namespaces/shop/tables/orders", params={"purgeRequested": "true"}, timeout=10).status_code == 204
+    page.goto(f"{floe.base}/ui/#/wh/{wid}/tasks")
+    ready(page, f"#/wh/{wid}/tasks")
+    page.wait_for_selector("#tasks tbody tr td:text('purge')")
+    page.click("#tasks tr:has-text('purge') button")
+    page.wait_for_selector("#task pre")
+    assert '"attempts"' in page.inner_text("#task pre")
+    shot(page, "17-tasks")
     assert not page.errors, page.errors
