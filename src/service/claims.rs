@@ -103,24 +103,38 @@ impl Services {
         if files.is_empty() {
             return Ok(());
         }
-        let mut folders = vec![location.clone()];
-        if files_outside(files, &folders).is_empty() {
+        if files_outside(files, std::slice::from_ref(location)).is_empty() {
             return Ok(());
         }
+        let folders = self.table_folders(wh.warehouse.id, uuid, location).await?;
+        match files_outside(files, &folders).first() {
+            None => Ok(()),
+            Some((what, path)) => Err(file_outside_error(what, path)),
+        }
+    }
+}
+
+impl Services {
+    /// A table's folders: where it is (`location`), and every folder the table `uuid` claims
+    /// (where it was before a `set-location`). What Floe reads for a table stays inside them.
+    pub(crate) async fn table_folders(
+        &self,
+        warehouse: crate::model::WarehouseId,
+        uuid: uuid::Uuid,
+        location: &Location,
+    ) -> Result<Vec<Location>> {
+        let mut folders = vec![location.clone()];
         for folder in self
             .store
             .tabulars
-            .claimed_folders(wh.warehouse.id, uuid, Some(TabularKind::Table))
+            .claimed_folders(warehouse, uuid, Some(TabularKind::Table))
             .await?
         {
             if let Ok(folder) = Location::parse(&folder) {
                 folders.push(folder);
             }
         }
-        match files_outside(files, &folders).first() {
-            None => Ok(()),
-            Some((what, path)) => Err(file_outside_error(what, path)),
-        }
+        Ok(folders)
     }
 }
 

@@ -433,21 +433,9 @@ impl Services {
         // Every manifest list the merge takes or reads lies in the table's own folders: a list
         // elsewhere (another table's) would be read with the warehouse's key and its entries
         // written into this table's folder, where this table's key reads them.
-        let mut folders = vec![location.clone()];
-        for folder in self
-            .store
-            .tabulars
-            .claimed_folders(
-                target.warehouse_id,
-                target.uuid,
-                Some(crate::model::TabularKind::Table),
-            )
-            .await?
-        {
-            if let Ok(folder) = Location::parse(&folder) {
-                folders.push(folder);
-            }
-        }
+        let folders = self
+            .table_folders(target.warehouse_id, target.uuid, &location)
+            .await?;
         let mut lists: Vec<(String, &str)> = Vec::new();
         for snapshot in &plan.snapshots {
             if let Some(path) = snapshot.get("manifest-list").and_then(Value::as_str) {

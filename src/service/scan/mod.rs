@@ -39,7 +39,7 @@ use super::vending::Delegation;
 use super::{RequestContext, Services};
 use crate::error::{Entity, Error, ErrorKind, Result};
 use crate::model::scan::{PlanState, ScanPlan};
-use crate::model::{TabularIdent, TabularKind, WarehouseId};
+use crate::model::{TabularIdent, WarehouseId};
 use crate::storage::Location;
 
 pub use expr::parse_filter;
@@ -378,17 +378,9 @@ impl Services {
     ) -> Result<Arc<files::Reader>> {
         let wh = self.cached_warehouse(warehouse).await?;
         let storage = self.warehouse_storage(&wh).await?;
-        let mut folders = vec![Location::parse(&table.location)?];
-        for folder in self
-            .store
-            .tabulars
-            .claimed_folders(warehouse, table.uuid, Some(TabularKind::Table))
-            .await?
-        {
-            if let Ok(folder) = Location::parse(&folder) {
-                folders.push(folder);
-            }
-        }
+        let folders = self
+            .table_folders(warehouse, table.uuid, &Location::parse(&table.location)?)
+            .await?;
         Ok(files::Reader::new(storage, folders))
     }
 }
