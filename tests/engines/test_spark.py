@@ -804,7 +804,19 @@ def test_format_v2_tables_upgrade_to_v3(spark, cat, floe):
     assert [r[0] for r in rows(spark, f"SELECT id FROM {t} ORDER BY id")] == [1, 2, 3]
 
 
+def rejected_commits(floe):
+    """Commits Floe answered 409 because the client's view was stale (the client then retries)."""
+    import re
+
+    scraped = requests.get(f"{floe.base}/metrics", timeout=10).text
+    found = re.search(r'^floe_table_commits_total\{(?=[^}]*outcome="rejected")[^}]*\} (\S+)$', scraped, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_format_v3_row_ids_stay_unique_under_concurrent_commits(spark, cat, floe):
+    """Three writers append at once until at least one commit raced another (Floe refused it as
+    stale and Spark retried with fresh row ids); every row id is then unique and the table's
+    next-row-id counts every row."""
     import threading
 
     t = f"{cat}.db.racing"
@@ -818,18 +830,25 @@ def test_format_v3_row_ids_stay_unique_under_concurrent_commits(spark, cat, floe
         except Exception as e:  # noqa: BLE001 - surfaced below
             errors.append(e)
 
-    threads = [threading.Thread(target=writer, args=(base,)) for base in (0, 100, 200)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors
+    before = rejected_commits(floe)
+    rows_written = 0
+    for round_ in range(5):
+        threads = [threading.Thread(target=writer, args=(1000 * round_ + base,)) for base in (0, 100, 200)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        rows_written += 24
+        if rejected_commits(floe) > before:
+            break
+    assert rejected_commits(floe) > before, "no commit raced another in five rounds"
     ids = row_ids(spark, t)
-    assert len(ids) == 24
-    assert len({r for _, r in ids}) == 24, ids
+    assert len(ids) == rows_written
+    assert len({r for _, r in ids}) == rows_written, ids
     metadata = table_metadata(floe, t)
     assert_lineage(metadata)
-    assert metadata["next-row-id"] == 24, metadata["next-row-id"]
+    assert metadata["next-row-id"] == rows_written, metadata["next-row-id"]
 
 
 def test_format_v3_row_ids_stay_unique_after_a_merge(spark, floe):
