@@ -361,14 +361,53 @@ async function browse(id, params) {
   const select = await refSelect(w, ref, (value) => {
     location.hash = `#/wh/${id}${q({ ref: value === "main" ? "" : value })}`;
   });
+  const needle = h("input", { type: "search", id: "search", placeholder: "Search every namespace by name", "aria-label": "Search tables and views" });
+  const finder = h("form", { class: "inline", id: "finder" }, needle, h("button", { type: "submit" }, "Search"));
+  finder.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    if (!needle.value.trim()) return;
+    tree.querySelectorAll("a.sel").forEach((a) => a.classList.remove("sel"));
+    content.replaceChildren(h("p", { class: "muted" }, "Searching…"));
+    searchResults(w, ref, needle.value.trim()).then(
+      (found) => content.replaceChildren(found),
+      (e) => content.replaceChildren(errorBox(e)),
+    );
+  });
   render(
     h("h1", {}, w.name, " ", h("span", { class: "badge" }, `@${ref}`)),
     warehouseTabs(w, "browse", ref),
-    h("form", { class: "inline" }, select),
+    h("div", { class: "toolbar" }, h("form", { class: "inline" }, select), finder),
     h("div", { class: "grid" }, h("div", { class: "panel" }, h("strong", {}, "Namespaces"), tree), content),
   );
   await children([], tree);
   if (selected) showNamespace(selected);
+}
+
+// The server searches the whole ref (every namespace), a page at a time: nothing here holds
+// more than the pages asked for.
+async function searchResults(w, ref, text) {
+  const body = h("tbody");
+  const more = h("div");
+  const r = ref !== "main" ? `?ref=${encodeURIComponent(ref)}` : "";
+  let token = "";
+  const load = async () => {
+    const page = await api("GET", mgmt(`/warehouses/${w.id}/search${q({ name: text, ref: ref === "main" ? "" : ref, "page-token": token, "page-size": PAGE })}`));
+    for (const t of page.tabulars) {
+      const href = `#/wh/${w.id}/${t.type === "view" ? "view" : "table"}/${nsPath(t.namespace)}/${encodeURIComponent(t.name)}${r}`;
+      body.append(h("tr", {}, h("td", {}, t.namespace.join(".")), h("td", {}, h("a", { href }, t.name)), h("td", {}, t.type)));
+    }
+    token = page["next-page-token"] || "";
+    more.replaceChildren(token ? h("button", { class: "secondary", onclick: load }, "More results") : "");
+    if (!body.children.length) body.append(h("tr", {}, h("td", { colspan: 3, class: "muted" }, "Nothing matches")));
+  };
+  await load();
+  return h(
+    "div",
+    {},
+    h("h2", {}, `Names containing “${text}”`),
+    h("table", { id: "search-results" }, h("thead", {}, h("tr", {}, h("th", {}, "Namespace"), h("th", {}, "Name"), h("th", {}, "Kind"))), body),
+    more,
+  );
 }
 
 async function namespaceContent(w, ref, prefix, levels) {

@@ -13,8 +13,11 @@ use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiResult, IcebergErrorResponse};
-use super::extract::{Ctx, JsonBody, Path, Query};
-use crate::model::{Project, ProjectId, StorageCredential, StorageProfile, Warehouse, WarehouseId};
+use super::extract::{Ctx, JsonBody, Path, Query, page_request, page_token};
+use crate::model::{
+    PageRequest, Project, ProjectId, RefSelector, StorageCredential, StorageProfile, Warehouse,
+    WarehouseId,
+};
 use crate::service::{CreateWarehouse, UpdateWarehouseStorage};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -31,6 +34,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(update_warehouse_credential))
         .routes(routes!(list_access_keys, create_access_key))
         .routes(routes!(delete_access_key))
+        .routes(routes!(search_tabulars))
 }
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
@@ -547,4 +551,77 @@ async fn delete_access_key(
         .delete_access_key(&ctx, WarehouseId(id), &key_id)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(rename_all = "kebab-case")]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Part of a table's or view's name, in any case (at most 200 characters).
+    pub name: String,
+    /// A branch, tag or commit id; `main` when absent.
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+    /// From a previous page's `next-page-token`.
+    pub page_token: Option<String>,
+    /// 1 to 1000; 100 when absent.
+    pub page_size: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct SearchHit {
+    pub namespace: Vec<String>,
+    pub name: String,
+    /// `table` or `view`.
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub struct SearchResponse {
+    /// By namespace, then name.
+    pub tabulars: Vec<SearchHit>,
+    /// Present while more follow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_page_token: Option<String>,
+}
+
+/// Tables and views of every namespace of one ref whose name contains the text, in any case;
+/// only those the caller's lists would show.
+#[utoipa::path(get, path = "/warehouses/{id}/search", tag = "warehouses",
+    params(("id" = Uuid, Path, description = "warehouse id"), SearchQuery),
+    responses((status = 200, body = SearchResponse), (status = 400, body = IcebergErrorResponse),
+              (status = 404, body = IcebergErrorResponse)))]
+async fn search_tabulars(
+    State(state): State<AppState>,
+    Ctx(ctx): Ctx,
+    Path(id): Path<Uuid>,
+    Query(query): Query<SearchQuery>,
+) -> ApiResult<Json<SearchResponse>> {
+    let page = page_request(query.page_token.as_deref(), query.page_size)?.unwrap_or(PageRequest {
+        after: None,
+        limit: Some(100),
+    });
+    let ctx = crate::service::RequestContext {
+        reference: RefSelector::parse(query.reference.as_deref()),
+        ..ctx
+    };
+    let found = state
+        .services
+        .search_tabulars(&ctx, WarehouseId(id), &query.name, page)
+        .await?;
+    Ok(Json(SearchResponse {
+        tabulars: found
+            .items
+            .into_iter()
+            .map(|(ident, kind)| SearchHit {
+                namespace: ident.namespace.levels().to_vec(),
+                name: ident.name,
+                kind: kind.as_str().to_string(),
+            })
+            .collect(),
+        next_page_token: found.next.as_deref().map(page_token),
+    }))
 }

@@ -218,6 +218,7 @@ operations!(
     GetScanPlanning,
     SetScanPlanning,
     ListDeletedTabulars,
+    SearchTabulars,
     UndropTabulars,
     GetWarehouseProtection,
     SetWarehouseProtection,
@@ -344,6 +345,7 @@ impl Operation {
             GetScanPlanning => http("GET", "/management/v1/warehouses/{id}/scan-planning"),
             SetScanPlanning => http("PUT", "/management/v1/warehouses/{id}/scan-planning"),
             ListDeletedTabulars => http("GET", "/management/v1/warehouses/{id}/deleted-tabulars"),
+            SearchTabulars => http("GET", "/management/v1/warehouses/{id}/search"),
             UndropTabulars => http(
                 "POST",
                 "/management/v1/warehouses/{id}/deleted-tabulars/undrop",
@@ -573,6 +575,7 @@ impl Operation {
             GetScanPlanning => catalog(A::WarehouseRead),
             SetScanPlanning => catalog(A::WarehouseUpdateStorage),
             ListDeletedTabulars => catalog(A::WarehouseListDeleted),
+            SearchTabulars => catalog(A::NamespaceList),
             UndropTabulars => catalog(A::TabularUndrop),
             GetWarehouseProtection
             | GetNamespaceProtection

@@ -836,7 +836,7 @@ impl Services {
 
     /// For a list of what is inside `scope`: `All` when the caller may describe the scope, else
     /// the caller's grants to filter by. 404 when they may not see the scope itself.
-    async fn list_scope(
+    pub(super) async fn list_scope(
         &self,
         ctx: &RequestContext,
         scope: &Resource,

@@ -26,6 +26,7 @@ mod namespaces;
 mod projects;
 pub mod relay;
 pub mod scan;
+mod search;
 mod server;
 mod table_json;
 mod tables;

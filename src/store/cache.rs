@@ -492,6 +492,15 @@ impl TabularStore for CachedTabularStore {
             .await
     }
 
+    async fn search_tabulars(
+        &self,
+        ref_id: RefId,
+        needle: &str,
+        page: &PageRequest,
+    ) -> Result<Page<(TabularIdent, uuid::Uuid, TabularKind)>> {
+        self.inner.search_tabulars(ref_id, needle, page).await
+    }
+
     async fn locate_tabulars(
         &self,
         ref_id: RefId,

@@ -265,6 +265,14 @@ pub trait TabularStore: Send + Sync {
         page: &PageRequest,
         only: Option<&[String]>,
     ) -> Result<Page<String>>;
+    /// The tables and views the ref sees whose name contains `needle` in any case, ordered by namespace then name; `page.after` and `Page::next` are
+    /// `search_key`s.
+    async fn search_tabulars(
+        &self,
+        ref_id: RefId,
+        needle: &str,
+        page: &PageRequest,
+    ) -> Result<Page<(TabularIdent, uuid::Uuid, TabularKind)>>;
     /// Where the tables and views with these UUIDs are, of those the ref sees.
     async fn locate_tabulars(
         &self,
@@ -786,8 +794,6 @@ pub fn redact_url(url: &str) -> String {
     url.to_string()
 }
 
-/// Maps a database error that the caller did not expect to `Unavailable` (pool exhausted, connection
-/// lost) or `Internal`.
 /// A `LIKE ... ESCAPE '\'` pattern matching values that contain `filter`, case-insensitively
 /// (compared against `LOWER(column)`); `%` and `_` in the filter match only themselves.
 pub(crate) fn contains_pattern(filter: Option<&str>) -> Option<String> {
@@ -823,6 +829,8 @@ pub(crate) fn page_of<T>(
     Page { items, next }
 }
 
+/// Maps a database error that the caller did not expect to `Unavailable` (pool exhausted, connection
+/// lost) or `Internal`.
 pub(crate) fn db_error(context: &'static str, err: sqlx::Error) -> Error {
     if matches!(err, sqlx::Error::PoolTimedOut) {
         crate::telemetry::pool_timed_out();
@@ -868,6 +876,17 @@ pub(crate) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
 /// The most values a query binds in one `IN (...)` list (below SQLite's and PostgreSQL's limits
 /// on parameters); longer lists are split or filtered in memory.
 pub(crate) const MAX_IN_LIST: usize = 2000;
+
+/// A search result's place in the order of `TabularStore::search_tabulars`: the joined
+/// namespace, a record separator (names hold no control characters), the name.
+pub fn search_key(ident: &TabularIdent) -> String {
+    format!("{}\u{1e}{}", ident.namespace.joined(), ident.name)
+}
+
+/// The namespace and name of a `search_key` (`None` for one this did not make).
+pub(crate) fn split_search_key(key: &str) -> Option<(&str, &str)> {
+    key.split_once('\u{1e}')
+}
 
 pub(crate) fn not_found(entity: Entity, what: impl std::fmt::Display) -> Error {
     Error::not_found(entity, format!("{} {what} does not exist", entity.as_str()))

@@ -630,3 +630,56 @@ def test_hidden_and_missing_answer_alike_everywhere(world):
     assert hidden.status_code == missing.status_code == 404
     assert hidden.json()["error"]["message"] == missing.json()["error"]["message"].replace(other, world.t1["metadata"]["table-uuid"])
     assert "t1" not in hidden.text
+
+
+def listed_names(world, token):
+    """Every table and view the caller's lists show, walking the namespace tree."""
+    found, todo = [], [None]
+    while todo:
+        parent = todo.pop()
+        params = {"parent": NS.join(parent)} if parent else {}
+        for ns in world.get("namespaces", token, params=params).json()["namespaces"]:
+            todo.append(ns)
+            path = quote(NS.join(ns), safe="")
+            for kind, key in [("tables", "table"), ("views", "view")]:
+                for ident in world.get(f"namespaces/{path}/{kind}", token).json()["identifiers"]:
+                    found.append((".".join(ns), ident["name"], key))
+    return sorted(found)
+
+
+def search(world, token, name, **params):
+    return management(
+        world.floe, "GET", f"/warehouses/{world.warehouse}/search", token, params={"name": name, **params}
+    )
+
+
+def test_search_shows_what_the_callers_lists_show_and_nothing_else(world):
+    grant(world.floe, world.alice, "table", f"{world.warehouse}/{world.t1['metadata']['table-uuid']}", "user:idp~erin", "select")
+    erin = world.idp.user_token("erin")
+    for who, token in [("alice", world.alice), ("bob", world.bob), ("carol", world.carol), ("erin", erin)]:
+        listed = listed_names(world, token)
+        for needle in ["T", "i", "e", "1", "mine"]:
+            r = search(world, token, needle)
+            assert r.status_code == 200, (who, r.text)
+            got = sorted((".".join(t["namespace"]), t["name"], t["type"]) for t in r.json()["tabulars"])
+            want = [x for x in listed if needle.lower() in x[1].lower()]
+            assert got == want, (who, needle, got, want)
+    # Positive controls: the lists differ by caller, so the equality above is not vacuous.
+    assert ("alice", "t1", "table") in listed_names(world, world.carol)
+    assert listed_names(world, world.bob) == [("bob", "mine", "table")]
+    assert [t["name"] for t in search(world, erin, "t").json()["tabulars"]] == ["t1"]
+    # Pages over the filtered results.
+    first = search(world, world.carol, "t", **{"page-size": 1}).json()
+    assert [t["name"] for t in first["tabulars"]] == ["t1"]
+    rest = search(world, world.carol, "t", **{"page-size": 1, "page-token": first["next-page-token"]}).json()
+    assert [t["name"] for t in rest["tabulars"]] == ["t2"]
+    # Without the warehouse, a search answers as for a missing warehouse.
+    nobody = world.idp.user_token("nobody")
+    hidden = search(world, nobody, "t1")
+    missing = management(world.floe, "GET", f"/warehouses/{uuid.uuid4()}/search", nobody, params={"name": "t1"})
+    assert hidden.status_code == missing.status_code == 404, (hidden.text, missing.text)
+    assert hidden.json()["error"]["type"] == missing.json()["error"]["type"]
+    assert "t1" not in hidden.text
+    # Bad input is a 400.
+    for bad in ["", "   ", "x" * 201, "a\x00b"]:
+        assert_error(search(world, world.alice, bad), 400, "BadRequestException")

@@ -289,6 +289,21 @@ def test_console_pages_a_large_namespace(floe, page):
     visible = page.locator("#tabulars tbody tr:visible")
     assert visible.count() == 10, visible.count()
     shot(page, "12-large-namespace")
+    # The server searches every namespace, a page at a time.
+    assert requests.post(f"{base}/namespaces", json={"namespace": ["other"]}, timeout=10).status_code == 200
+    r = requests.post(f"{base}/namespaces/other/tables", json={"name": "T140_copy", "schema": schema}, timeout=10)
+    assert r.status_code == 200, r.text
+    page.fill("#search", "t14")
+    page.click("#finder button")
+    page.wait_for_selector("#search-results tbody tr td a")
+    rows = page.locator("#search-results tbody tr")
+    assert rows.count() == 11, rows.count()
+    assert rows.nth(0).inner_text().split("\t")[:2] == ["big", "t140"]
+    assert rows.nth(10).inner_text().split("\t")[:2] == ["other", "T140_copy"]
+    shot(page, "13-search")
+    rows.nth(10).locator("a").click()
+    ready(page, f"#/wh/{demo['id']}/table/other/T140_copy")
+    assert "T140_copy" in page.inner_text("h1")
     assert not page.errors, page.errors
 
 

@@ -77,6 +77,7 @@ store_suite!(
     versions_other_refs_read_are_found,
     idempotency_keys_are_claimed_once,
     scan_plans_are_held_until_they_expire,
+    tables_are_searched_by_name_across_namespaces,
 );
 
 /// Who the suite's changes are recorded as.
@@ -3470,4 +3471,158 @@ async fn scan_plans_are_held_until_they_expire(store: Persistence, db: &TestDb) 
         floe::error::ErrorKind::NotFound(_)
     ));
     assert!(plans.set_planning_mode(unknown, None, &[]).await.is_err());
+}
+
+/// Searching a ref by part of a name: every namespace, any case, `%` and `_` taken literally,
+/// paged by namespace then name; a branch sees what it inherits and not what it dropped.
+async fn tables_are_searched_by_name_across_namespaces(store: Persistence, db: &TestDb) {
+    let info = bootstrapped(&store).await;
+    let (wh, main) = warehouse_in(&store, db, info.default_project_id, "found").await;
+    for levels in [&["a"][..], &["b"][..], &["b", "deep"][..]] {
+        store
+            .namespaces
+            .create_namespace(&namespace(&wh, &main, levels), meta())
+            .await
+            .unwrap();
+    }
+    let made = [
+        (&["a"][..], "Orders", TabularKind::Table),
+        (&["a"][..], "order_lines", TabularKind::Table),
+        (&["a"][..], "customers", TabularKind::Table),
+        (&["b"][..], "orders_v", TabularKind::View),
+        (&["b", "deep"][..], "old_orders", TabularKind::Table),
+        (&["b"][..], "orderXlines", TabularKind::Table),
+    ];
+    let changes: Vec<TabularChange> = made
+        .iter()
+        .map(|(levels, name, kind)| TabularChange::Create(tabular(&wh, &main, levels, name, *kind)))
+        .collect();
+    store
+        .tabulars
+        .commit_tabulars(main.id, &changes, meta())
+        .await
+        .unwrap();
+    let search = |line: floe::model::RefId, needle: &'static str, after: Option<String>, limit| {
+        let store = store.clone();
+        async move {
+            store
+                .tabulars
+                .search_tabulars(line, needle, &PageRequest { after, limit })
+                .await
+                .unwrap()
+        }
+    };
+    let names = |page: &floe::model::Page<(TabularIdent, uuid::Uuid, TabularKind)>| {
+        page.items
+            .iter()
+            .map(|(ident, _, kind)| format!("{}:{}:{}", ident.namespace, ident.name, kind.as_str()))
+            .collect::<Vec<_>>()
+    };
+    // Any case, every namespace, by namespace then name.
+    let all = search(main.id, "ORDER", None, None).await;
+    assert_eq!(
+        names(&all),
+        [
+            "a:Orders:table",
+            "a:order_lines:table",
+            "b:orderXlines:table",
+            "b:orders_v:view",
+            "b.deep:old_orders:table",
+        ]
+    );
+    assert_eq!(all.next, None);
+    // `_` matches only itself.
+    assert_eq!(
+        names(&search(main.id, "r_l", None, None).await),
+        ["a:order_lines:table"]
+    );
+    assert!(search(main.id, "%", None, None).await.items.is_empty());
+    // Pages of two, continuing after the last key.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = search(main.id, "order", after, Some(2)).await;
+        assert!(page.items.len() <= 2);
+        seen.extend(names(&page));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, names(&all));
+    // A branch: inherits main's, sees its own drop and its own create, not main's later ones.
+    let main_now = current(&store, &wh, "main").await;
+    let dev = store
+        .refs
+        .create_ref(
+            wh.id,
+            "dev",
+            RefKind::Branch,
+            &fork_of(&main_now),
+            now(),
+            &[],
+        )
+        .await
+        .unwrap();
+    let old = TabularIdent::new(ns(&["b", "deep"]), "old_orders".into()).unwrap();
+    store
+        .tabulars
+        .drop_tabular(
+            dev.id,
+            &old,
+            TabularKind::Table,
+            meta(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    store
+        .tabulars
+        .commit_tabulars(
+            dev.id,
+            &[TabularChange::Create(tabular(
+                &wh,
+                &dev,
+                &["a"],
+                "new_orders",
+                TabularKind::Table,
+            ))],
+            meta(),
+        )
+        .await
+        .unwrap();
+    store
+        .tabulars
+        .commit_tabulars(
+            main.id,
+            &[TabularChange::Create(tabular(
+                &wh,
+                &main,
+                &["b"],
+                "late_orders",
+                TabularKind::Table,
+            ))],
+            meta(),
+        )
+        .await
+        .unwrap();
+    let on_dev = search(dev.id, "orders", None, None).await;
+    assert_eq!(
+        names(&on_dev),
+        ["a:Orders:table", "a:new_orders:table", "b:orders_v:view"]
+    );
+    let first = search(dev.id, "orders", None, Some(1)).await;
+    assert_eq!(names(&first), ["a:Orders:table"]);
+    let second = search(dev.id, "orders", first.next, Some(2)).await;
+    assert_eq!(names(&second), ["a:new_orders:table", "b:orders_v:view"]);
+    assert_eq!(second.next, None);
+    assert_eq!(
+        names(&search(main.id, "orders", None, None).await),
+        [
+            "a:Orders:table",
+            "b:late_orders:table",
+            "b:orders_v:view",
+            "b.deep:old_orders:table",
+        ]
+    );
 }

@@ -507,6 +507,95 @@ macro_rules! stamp {
                 Ok(Page { items: names, next })
             }
 
+            async fn search_tabulars(
+                &self,
+                ref_id: RefId,
+                needle: &str,
+                page: &PageRequest,
+            ) -> Result<Page<(TabularIdent, Uuid, TabularKind)>> {
+                let failed = |e| db_error("searching tables", e);
+                let pattern = crate::store::contains_pattern(Some(needle));
+                let (after_ns, after_name) = match page.after.as_deref() {
+                    Some(key) => crate::store::split_search_key(key)
+                        .ok_or_else(|| Error::bad_request("not a page token of this search"))?,
+                    None => ("", ""),
+                };
+                let kind_of = |kind: &str| if kind == "view" { TabularKind::View } else { TabularKind::Table };
+                let mut conn = crate::store::sql::acquire(&self.read).await.map_err(failed)?;
+                if line_info(&mut conn, ref_id).await?.1.is_none() {
+                    // A line of its own (no fork): its rows are what it sees.
+                    let rows = sqlx::query(
+                        "SELECT n.name AS namespace, t.name, t.uuid, t.kind FROM tabulars t \
+                         JOIN namespaces n ON n.id = t.namespace_id \
+                         WHERE t.ref_id = $1 AND LOWER(t.name) LIKE $2 ESCAPE '\\' \
+                         AND (n.name > $3 OR (n.name = $3 AND t.name > $4)) \
+                         ORDER BY n.name, t.name LIMIT $5",
+                    )
+                    .bind(ref_id.0)
+                    .bind(pattern)
+                    .bind(after_ns)
+                    .bind(after_name)
+                    .bind(crate::store::fetch_limit(page))
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(failed)?;
+                    let mut found = Vec::with_capacity(rows.len());
+                    for row in rows {
+                        let namespace: String = row.try_get("namespace").map_err(failed)?;
+                        let kind: String = row.try_get("kind").map_err(failed)?;
+                        found.push((
+                            TabularIdent {
+                                namespace: NamespaceIdent::from_joined(&namespace)?,
+                                name: row.try_get("name").map_err(failed)?,
+                            },
+                            row.try_get::<Uuid, _>("uuid").map_err(failed)?,
+                            kind_of(&kind),
+                        ));
+                    }
+                    return Ok(crate::store::page_of(found, page, |(ident, _, _)| {
+                        crate::store::search_key(ident)
+                    }));
+                }
+                // A branch: every matching name the line or the lines it forked from ever held,
+                // then what the line sees at each, in order, until the page is full.
+                let mut candidates = std::collections::BTreeSet::new();
+                let mut line = Some(ref_id);
+                while let Some(current) = line {
+                    let rows = sqlx::query(
+                        "SELECT DISTINCT namespace, name FROM tabular_history \
+                         WHERE line_id = $1 AND LOWER(name) LIKE $2 ESCAPE '\\'",
+                    )
+                    .bind(current.0)
+                    .bind(&pattern)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .map_err(failed)?;
+                    for row in rows {
+                        let namespace: String = row.try_get("namespace").map_err(failed)?;
+                        let name: String = row.try_get("name").map_err(failed)?;
+                        if (namespace.as_str(), name.as_str()) > (after_ns, after_name) {
+                            candidates.insert((namespace, name));
+                        }
+                    }
+                    line = line_info(&mut conn, current).await?.1.map(|(parent, _)| parent);
+                }
+                let want = page.limit.map(|l| l as usize + 1).unwrap_or(usize::MAX);
+                let mut found = Vec::new();
+                for (namespace, name) in candidates {
+                    if found.len() == want {
+                        break;
+                    }
+                    let ident = TabularIdent {
+                        namespace: NamespaceIdent::from_joined(&namespace)?,
+                        name,
+                    };
+                    if let Some(t) = resolve_tabular(&mut conn, ref_id, &ident, None).await? {
+                        found.push((ident, t.uuid, t.kind));
+                    }
+                }
+                Ok(crate::store::page_of(found, page, |(ident, _, _)| crate::store::search_key(ident)))
+            }
+
             async fn commit_tabulars(
                 &self,
                 ref_id: RefId,
