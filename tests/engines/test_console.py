@@ -6,6 +6,7 @@ once and revoked. A screenshot of each page is kept (under $FLOE_ARTIFACTS/conso
 
 import os
 import shutil
+import subprocess
 
 import pyarrow as pa
 import pytest
@@ -17,6 +18,10 @@ from pyiceberg.types import LongType, NestedField, StringType
 from conftest import LOG_DIR, Floe, authn_config, grant, warehouse_id
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FIREFOX = shutil.which("firefox-esr") or "/usr/bin/firefox-esr"
+# The Firefox walks (tests/console-firefox: puppeteer-core over WebDriver BiDi, since Playwright's
+# Firefox needs its own patched build).
+FIREFOX_WALK = os.path.join(os.path.dirname(__file__), "..", "console-firefox", "walk.mjs")
 # Kept for people to look at: under FLOE_ARTIFACTS when set (CI sets it), else with the logs.
 SHOTS = os.path.join(os.environ.get("FLOE_ARTIFACTS") or LOG_DIR, "console")
 
@@ -415,3 +420,63 @@ def test_console_shows_views_soft_deleted_tables_and_tasks(floe, page):
     assert '"attempts"' in page.inner_text("#task pre")
     shot(page, "17-tasks")
     assert not page.errors, page.errors
+
+
+def firefox_walk(mode, **env):
+    """Runs one walk of tests/console-firefox in Firefox; its output is shown on failure."""
+    done = subprocess.run(
+        ["node", FIREFOX_WALK, mode],
+        env={**os.environ, "FIREFOX": FIREFOX, "FLOE_SHOTS": SHOTS, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    print(done.stdout, done.stderr)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"walk {mode}: ok" in done.stdout
+
+
+def test_console_works_in_firefox(floe):
+    """The same console in Firefox: browse to a table's schema and snapshots, make a branch,
+    diff and merge, search, make and revoke a gateway key, and create a warehouse."""
+    body = {"name": "firefox", "storage-profile": {"type": "local", "root": os.path.join(floe.dir, "data", "warehouses", "firefox")}}
+    r = requests.post(f"{floe.base}/management/v1/warehouses", json=body, timeout=10)
+    assert r.status_code == 201, r.text
+    wid = r.json()["id"]
+    catalog = load_catalog("firefox", type="rest", uri=floe.uri, warehouse="firefox")
+    catalog.create_namespace("sales")
+    schema = Schema(NestedField(1, "order_id", LongType(), required=False), NestedField(2, "item", StringType(), required=False))
+    catalog.create_table("sales.orders", schema=schema).append(rows(3))
+    r = requests.post(f"{floe.base}/management/v1/warehouses/{wid}/branches", json={"name": "dev"}, timeout=10)
+    assert r.status_code in (200, 201), r.text
+    dev = load_catalog("firefox-dev", type="rest", uri=floe.uri, warehouse="firefox@dev")
+    dev.load_table("sales.orders").append(rows(2, start=100))
+    firefox_walk(
+        "browse",
+        FLOE_BASE=floe.base,
+        FLOE_WAREHOUSE=wid,
+        FLOE_NEW_ROOT=os.path.join(floe.dir, "data", "warehouses", "firefox-made"),
+    )
+    # What the walk did, seen from outside the browser.
+    assert len(catalog.load_table("sales.orders").scan().to_arrow()) == 5
+    names = [b["name"] for b in requests.get(f"{floe.base}/management/v1/warehouses/{wid}/branches", timeout=10).json()["refs"]]
+    assert "feature" in names, names
+    assert "firefox-made" in [w["name"] for w in requests.get(f"{floe.base}/management/v1/warehouses", timeout=10).json()["warehouses"]]
+
+
+def test_console_signs_in_through_the_identity_provider_in_firefox(idp):
+    admin = idp.token()
+    floe = Floe(
+        "sqlite",
+        config=authn_config(
+            idp,
+            extra_authn='admins = ["idp~minter"]',
+            extra_provider='console-client-id = "floe-console"\nconsole-scopes = ["openid", "catalog"]',
+        ),
+        token=admin,
+    )
+    try:
+        grant(floe, admin, "warehouse", warehouse_id(floe, admin), "user:idp~carol", "select")
+        firefox_walk("sign-in", FLOE_BASE=floe.base)
+    finally:
+        floe.stop()
