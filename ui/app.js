@@ -206,11 +206,34 @@ async function home() {
   );
   const creatable = [];
   for (const p of projects.projects) if ((await may("project", p.id)).has("can_create")) creatable.push(p);
+  const counts = new Map();
+  for (const w of warehouses.warehouses) counts.set(w["project-id"], (counts.get(w["project-id"]) || 0) + 1);
   render(
     h("h1", {}, "Warehouses"),
     table(["Name", "Project", "Storage", "S3 gateway"], rows, { id: "warehouses" }),
+    h("h2", {}, "Projects"),
+    table(
+      ["Name", "Id", "Warehouses"],
+      projects.projects.map((p) => h("tr", {}, h("td", {}, h("a", { href: `#/project/${p.id}` }, p.name)), h("td", {}, h("code", {}, p.id)), h("td", { class: "num" }, counts.get(p.id) || 0))),
+      { id: "projects" },
+    ),
     h("h2", {}, "Create a warehouse"),
     gate(createWarehouseForm(creatable.length ? creatable : projects.projects), creatable.length > 0, "You may not create warehouses."),
+  );
+}
+
+// A project: its warehouses and its grants.
+async function projectView(id) {
+  const [project, warehouses] = await Promise.all([api("GET", mgmt(`/projects/${id}`)), api("GET", mgmt(`/warehouses${q({ "project-id": id })}`))]);
+  crumbs(["Warehouses", "#/"], [`Project ${project.name}`]);
+  const mine = warehouses.warehouses.filter((w) => w["project-id"] === id);
+  render(
+    h("h1", {}, `Project ${project.name}`),
+    h("p", { class: "muted" }, `Id ${project.id}`),
+    h("h2", {}, "Warehouses"),
+    table(["Name", "Storage"], mine.map((w) => h("tr", {}, h("td", {}, h("a", { href: `#/wh/${w.id}` }, w.name)), h("td", {}, storageSummary(w["storage-profile"])))), { id: "project-warehouses" }),
+    h("h2", {}, "Grants"),
+    await grantsPanel("project", id),
   );
 }
 
@@ -453,6 +476,8 @@ async function namespaceContent(w, ref, prefix, levels) {
     search,
     h("table", { id: "tabulars" }, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", {}, "Kind"))), body),
     more,
+    h("h2", {}, "Grants"),
+    await grantsPanel("namespace", `${w.id}/${levels.join(NS_SEP)}`),
   );
 }
 
@@ -557,6 +582,8 @@ async function viewView(id, ns, name, params) {
     ),
     h("h2", {}, "Properties"),
     propertiesTable(m.properties || {}),
+    h("h2", {}, "Grants"),
+    await grantsPanel("view", `${id}/${m["view-uuid"]}`),
   );
 }
 
@@ -1172,6 +1199,7 @@ const routes = [
   [/^#\/wh\/([^/?]+)\/tasks$/, (m) => tasks(m[1])],
   [/^#\/wh\/([^/?]+)\/grants$/, (m) => warehouseGrants(m[1])],
   [/^#\/access$/, (m, p) => access(p)],
+  [/^#\/project\/([^/?]+)$/, (m) => projectView(m[1])],
 ];
 
 async function route() {

@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 
+from urllib.parse import quote
+
 import pyarrow as pa
 import pytest
 import requests
@@ -305,7 +307,7 @@ def test_console_pages_a_large_namespace(floe, page):
     assert rows.count() == 11, rows.count()
     assert rows.nth(0).inner_text().split("\t")[:2] == ["big", "t140"]
     assert rows.nth(10).inner_text().split("\t")[:2] == ["other", "T140_copy"]
-    shot(page, "13-search")
+    shot(page, "12-search")
     rows.nth(10).locator("a").click()
     ready(page, f"#/wh/{demo['id']}/table/other/T140_copy")
     assert "T140_copy" in page.inner_text("h1")
@@ -357,10 +359,91 @@ def test_console_manages_roles_assignees_and_grants(idp, page):
             timeout=15000,
         )
         assert seen() == []
+
+        # A project's grants, on its own page: dana sees the project's warehouse through them.
+        project_id = requests.get(f"{floe.base}/management/v1/warehouses/{wid}", headers=as_admin(admin), timeout=10).json()["project-id"]
+        page.goto(f"{floe.base}/ui/#/")
+        page.wait_for_selector("#projects")
+        shot(page, "14-projects")
+        page.click(f"#projects a[href='#/project/{project_id}']")
+        ready(page, f"#/project/{project_id}")
+        assert "demo" in page.inner_text("#project-warehouses")
+        give(page, f"project/{project_id}", "user:idp~dana", "select")
+        shot(page, "14-project-grants")
+        assert seen() == ["demo"], "dana sees the warehouse through the project"
+        revoke(page, f"project/{project_id}", "user:idp~dana")
+        assert seen() == []
+
+        # A nested namespace's grants (its id percent-encoded), and a view's.
+        prefix = requests.get(f"{floe.uri}/v1/config", params={"warehouse": "demo"}, headers=as_admin(admin), timeout=10).json()["overrides"]["prefix"]
+        base = f"{floe.uri}/v1/{prefix}"
+        for levels in [["sales"], ["sales", "eu west"]]:
+            r = requests.post(f"{base}/namespaces", json={"namespace": levels}, headers=as_admin(admin), timeout=10)
+            assert r.status_code == 200, r.text
+        nested = quote("sales\x1feu west", safe="")
+        r = requests.post(f"{base}/namespaces/{nested}/views", json=view_body("recent", ["sales", "eu west"]), headers=as_admin(admin), timeout=10)
+        assert r.status_code == 200, r.text
+        view_uuid = r.json()["metadata"]["view-uuid"]
+        page.goto(f"{floe.base}/ui/#/wh/{wid}?ns={nested}")
+        ready(page, f"#/wh/{wid}")
+        give(page, f"namespace/{wid}/sales", "user:idp~dana", "describe", exact=False)
+        shot(page, "14-namespace-grants")
+        listed = requests.get(f"{base}/namespaces", params={"parent": "sales"}, headers=as_dana, timeout=10)
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["namespaces"] == [["sales", "eu west"]], listed.text
+        namespace_id = quote(f"{wid}/sales\x1feu west", safe="")
+        r = requests.get(f"{floe.base}/management/v1/grants/namespace/{namespace_id}", headers=as_admin(admin), timeout=10)
+        assert {"subject": "user:idp~dana", "relation": "describe"} in r.json()["grants"], r.text
+        loaded = lambda: requests.get(f"{base}/namespaces/{nested}/views/recent", headers=as_dana, timeout=10).status_code
+        assert loaded() == 403, "dana may describe the view (through its namespace), not read it"
+        page.goto(f"{floe.base}/ui/#/wh/{wid}/view/{nested}/recent")
+        ready(page, f"#/wh/{wid}/view/{nested}/recent")
+        give(page, f"view/{wid}/{view_uuid}", "user:idp~dana", "select")
+        shot(page, "14-view-grants")
+        assert loaded() == 200
     finally:
         page.evaluate("sessionStorage.clear()")
         floe.stop()
     assert not page.errors, page.errors
+
+
+def as_admin(token):
+    return {"authorization": f"Bearer {token}"}
+
+
+def give(page, obj, subject, relation, exact=True):
+    """Grants through the grants panel of `obj` (`<type>/<id>`, or the start of it) on the
+    current page."""
+    panel = f".grants[data-object{'' if exact else '^'}='{obj}']"
+    page.wait_for_selector(f"{panel} .grant-form")
+    page.fill(f"{panel} .grant-form input[name=subject]", subject)
+    page.select_option(f"{panel} .grant-form select[name=relation]", relation)
+    page.click(f"{panel} .grant-form button[type=submit]")
+    page.wait_for_selector(f"{panel} .grants-table td:text('{subject}')")
+
+
+def revoke(page, obj, subject):
+    panel = f".grants[data-object='{obj}']"
+    page.click(f"{panel} .grants-table tr:has-text('{subject}') button.revoke")
+    page.wait_for_function(
+        "([sel, who]) => !document.querySelector(sel).innerText.includes(who)",
+        arg=[f"{panel} .grants-table", subject],
+        timeout=15000,
+    )
+
+
+def view_body(name, namespace):
+    schema = {"type": "struct", "schema-id": 0, "fields": [{"id": 1, "name": "id", "required": False, "type": "long"}]}
+    return {
+        "name": name,
+        "schema": schema,
+        "view-version": {
+            "version-id": 1, "timestamp-ms": 1700000000000, "schema-id": 0, "summary": {"engine-name": "spark"},
+            "default-namespace": namespace,
+            "representations": [{"type": "sql", "sql": "SELECT 1 AS id", "dialect": "spark"}],
+        },
+        "properties": {},
+    }
 
 
 def test_console_shows_views_soft_deleted_tables_and_tasks(floe, page):
