@@ -61,10 +61,17 @@ impl Services {
         })?;
         // act
         let branch = self.resolve_ref(warehouse.id, &named.reference).await?;
+        // The warehouse's scan planning mode, for clients that read it from the catalog's
+        // configuration (PyIceberg) rather than from each table's (the spec's place, where a
+        // table's own setting is sent too). A default: a client may still plan on its own.
+        let mut defaults = BTreeMap::new();
+        if let Some(mode) = self.warehouse_planning_mode(warehouse.id).await {
+            defaults.insert("scan-planning-mode".to_string(), mode.to_string());
+        }
         Ok(CatalogConfig {
             warehouse,
             branch,
-            defaults: BTreeMap::new(),
+            defaults,
             overrides: BTreeMap::new(),
         })
     }

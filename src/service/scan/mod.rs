@@ -14,11 +14,12 @@
 //! task plans those manifests (with every delete manifest) through the crate. A cancelled or
 //! expired plan's tasks are no longer served.
 //!
-//! Residuals: each task carries the request's filter as its residual (correct for every file;
-//! the crate has no residual evaluator to narrow it per partition).
+//! Residuals: each task carries what of the request's filter its file's partition values leave
+//! to check ([`residual::Residuals`]).
 
 mod expr;
 mod files;
+mod residual;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -133,8 +134,11 @@ struct Scan {
     /// For incremental scans: the append snapshots in `(start, end]`.
     appended_by: Option<HashSet<i64>>,
     filter: Option<iceberg::expr::Predicate>,
-    /// The request's filter, sent back as each task's residual.
+    /// The request's filter, narrowed per partition into each task's residual.
     residual: Option<Value>,
+    /// The schema the filter was read against.
+    schema: iceberg::spec::SchemaRef,
+    case_sensitive: bool,
     select: Option<Vec<String>>,
     stats: BTreeSet<i32>,
 }
@@ -413,6 +417,15 @@ impl Services {
         if own.is_some() {
             return own;
         }
+        self.warehouse_planning_mode(warehouse).await
+    }
+
+    /// A warehouse's scan planning mode as clients are told it (kept a few seconds; none when
+    /// it cannot be read).
+    pub(crate) async fn warehouse_planning_mode(
+        &self,
+        warehouse: WarehouseId,
+    ) -> Option<&'static str> {
         if let Some((at, mode)) = self
             .caches
             .warehouse_planning
@@ -612,6 +625,8 @@ fn resolve(metadata: &[u8], request: &ScanRequest) -> Result<Scan> {
         appended_by,
         filter,
         residual: request.filter.clone(),
+        schema: schema.clone(),
+        case_sensitive: request.case_sensitive,
         select,
         stats,
     })
@@ -839,6 +854,11 @@ async fn plan_manifests(
             .or_insert_with(|| partition_type_of(&scan.metadata, spec_id))
             .clone()
     };
+    let mut residuals = scan
+        .residual
+        .clone()
+        .map(|filter| residual::Residuals::new(filter, scan.schema.clone(), scan.case_sensitive))
+        .transpose()?;
     let mut delete_files: Vec<Value> = Vec::new();
     let mut delete_index: HashMap<(String, usize), usize> = HashMap::new();
     let mut file_scan_tasks = Vec::with_capacity(tasks.len());
@@ -914,8 +934,11 @@ async fn plan_manifests(
         if !references.is_empty() {
             out["delete-file-references"] = json!(references);
         }
-        if let Some(residual) = &scan.residual {
-            out["residual-filter"] = residual.clone();
+        if let Some(residuals) = &mut residuals {
+            out["residual-filter"] = match scan.metadata.partition_spec_by_id(*spec_id) {
+                Some(spec) => residuals.of(spec, file.partition()),
+                None => scan.residual.clone().unwrap_or(Value::Bool(true)),
+            };
         }
         file_scan_tasks.push(out);
     }
