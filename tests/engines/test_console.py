@@ -225,13 +225,9 @@ def test_console_signs_in_and_disables_what_the_caller_may_not_do(idp, page):
     assert not page.errors, page.errors
 
 
-def test_console_signs_in_through_the_identity_provider_with_pkce(idp, page):
-    """The console's sign-in with the authorization code flow and PKCE (a public client of the
-    real OpenID provider): the provider's login and consent pages, then the console calls the
-    APIs with the user's token."""
-    page.errors.clear()
-    admin = idp.token()
-    floe = Floe(
+def signing_in_floe(idp, admin):
+    """A Floe whose console signs in through the test provider's public client `floe-console`."""
+    return Floe(
         "sqlite",
         config=authn_config(
             idp,
@@ -240,6 +236,15 @@ def test_console_signs_in_through_the_identity_provider_with_pkce(idp, page):
         ),
         token=admin,
     )
+
+
+def test_console_signs_in_through_the_identity_provider_with_pkce(idp, page):
+    """The console's sign-in with the authorization code flow and PKCE (a public client of the
+    real OpenID provider): the provider's login and consent pages, then the console calls the
+    APIs with the user's token."""
+    page.errors.clear()
+    admin = idp.token()
+    floe = signing_in_floe(idp, admin)
     try:
         wid = warehouse_id(floe, admin)
         grant(floe, admin, "warehouse", wid, "user:idp~carol", "select")
@@ -549,15 +554,7 @@ def test_console_works_in_firefox(floe):
 
 def test_console_signs_in_through_the_identity_provider_in_firefox(idp):
     admin = idp.token()
-    floe = Floe(
-        "sqlite",
-        config=authn_config(
-            idp,
-            extra_authn='admins = ["idp~minter"]',
-            extra_provider='console-client-id = "floe-console"\nconsole-scopes = ["openid", "catalog"]',
-        ),
-        token=admin,
-    )
+    floe = signing_in_floe(idp, admin)
     try:
         grant(floe, admin, "warehouse", warehouse_id(floe, admin), "user:idp~carol", "select")
         firefox_walk("sign-in", FLOE_BASE=floe.base)
