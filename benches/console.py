@@ -4,7 +4,8 @@ Floe (FLOE_BIN, release build recommended); needs the engines venv:
 
     FLOE_BIN=target/release/floe ~/.cache/floe-ci/venv-*/bin/python benches/console.py [--tables N]
 
-The warehouse holds one namespace `big` of N tables (`t00000`...) and 200 other namespaces. Each
+The warehouse holds one namespace `big` of N tables (`t00000`..., N over 100, so that it pages)
+and 200 other namespaces. Each
 step is timed 5 times from the navigation (or click) until the console marks the view rendered;
 the median is printed. The server's search is timed alone too (plain HTTP).
 """
@@ -13,35 +14,18 @@ import argparse
 import concurrent.futures
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
-import urllib.request
 
 import requests
+
+from benchutil import free_port, wait_http
 
 FLOE_BIN = os.environ.get("FLOE_BIN", "target/release/floe")
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCHEMA = {"type": "struct", "fields": [{"id": 1, "name": "id", "required": False, "type": "long"}]}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2).read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def fill(base, tables):

@@ -28,6 +28,8 @@ import time
 import uuid
 from datetime import datetime
 
+from benchutil import free_port
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ADMIN_URL = os.environ.get("FLOE_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
@@ -41,12 +43,6 @@ p.add_argument("--publisher", default="nats", choices=["nats", "log"],
                help="where events go when on (log: the outbox and relay alone, no NATS; no delays measured)")
 a = p.parse_args()
 bench = os.path.join(os.path.dirname(a.floe), "floe-bench")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Subscriber(threading.Thread):

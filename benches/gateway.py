@@ -29,13 +29,9 @@ import threading
 import time
 import urllib.request
 
+from benchutil import free_port
+
 MIB = 1 << 20
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve_bytes(port, sizes):

@@ -12,37 +12,20 @@ server recorded them.
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import boto3
 import requests
 from botocore.config import Config
 
+from benchutil import free_port, wait_http
+
 FLOE_BIN = os.environ.get("FLOE_BIN", "target/release/floe")
 MOTO_SERVER = os.path.join(os.path.dirname(sys.executable), "moto_server")
 SCHEMA = {"type": "struct", "schema-id": 0, "fields": [{"id": 1, "name": "id", "required": False, "type": "long"}]}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2).read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def purge_rate(base, warehouse, put_files, files):

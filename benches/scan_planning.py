@@ -14,13 +14,11 @@ how many files each plan names (both must agree).
 import argparse
 import os
 import random
-import socket
 import statistics
 import struct
 import subprocess
 import tempfile
 import time
-import urllib.request
 
 import requests
 from pyiceberg.catalog import load_catalog
@@ -31,6 +29,8 @@ from pyiceberg.transforms import IdentityTransform
 from pyiceberg.typedef import Record
 from pyiceberg.types import LongType, NestedField, StringType
 
+from benchutil import free_port, wait_http
+
 FLOE_BIN = os.environ.get("FLOE_BIN", "target/release/floe")
 SCHEMA = Schema(NestedField(1, "id", LongType(), required=False), NestedField(2, "category", StringType(), required=False))
 SCANS = [
@@ -39,23 +39,6 @@ SCANS = [
     ("id range (metrics)", And(GreaterThanOrEqual("id", 400_000), LessThan("id", 420_000)),
      {"type": "and", "left": {"type": "gt-eq", "term": "id", "value": 400_000}, "right": {"type": "lt", "term": "id", "value": 420_000}}),
 ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=2).read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer")
 
 
 def fill(uri, table, files, per_manifest=500):
