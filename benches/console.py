@@ -5,9 +5,8 @@ Floe (FLOE_BIN, release build recommended); needs the engines venv:
     FLOE_BIN=target/release/floe ~/.cache/floe-ci/venv-*/bin/python benches/console.py [--tables N]
 
 The warehouse holds one namespace `big` of N tables (`t00000`..., N over 100, so that it pages)
-and 200 other namespaces. Each
-step is timed 5 times from the navigation (or click) until the console marks the view rendered;
-the median is printed. The server's search is timed alone too (plain HTTP).
+and 200 other namespaces. Each step is timed 5 times from the navigation (or click) until the
+console marks the view rendered; the median is printed. The server's search is timed alone too (plain HTTP).
 """
 
 import argparse
