@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::error::ApiError;
 use crate::error::{Entity, Error, ErrorKind};
+use crate::model::v3_types;
 use crate::model::{
     NamespaceIdent, PageRequest, TabularIdent, WarehouseId, WarehouseRef, WarehouseSelector,
 };
@@ -29,22 +30,62 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError(Error::new(
-                    ErrorKind::PayloadTooLarge,
-                    "request body is larger than the limit (server.max_body_bytes)",
-                ))
-            } else {
-                ApiError(Error::bad_request(format!(
-                    "could not read the request body: {}",
-                    rejection.body_text()
-                )))
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError(Error::bad_request(format!("invalid request body: {e}"))))
+    }
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError(Error::new(
+                ErrorKind::PayloadTooLarge,
+                "request body is larger than the limit (server.max_body_bytes)",
+            ))
+        } else {
+            ApiError(Error::bad_request(format!(
+                "could not read the request body: {}",
+                rejection.body_text()
+            )))
+        }
+    })
+}
+
+/// A request body that carries table or view schemas: the format v3 types the catalog's model
+/// cannot parse are lowered before it is parsed ([`v3_types`]), and the properties that carry
+/// them are refused when a client sends them.
+pub struct SchemaBody<T>(pub T);
+
+/// Where a request's schemas and properties sit, for [`SchemaBody`].
+pub trait CarriesSchemas {
+    fn lower(body: &mut serde_json::Value) -> Result<(), String>;
+}
+
+impl<S, T> FromRequest<S> for SchemaBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + CarriesSchemas,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        let invalid = |e: serde_json::Error| {
+            ApiError(Error::bad_request(format!("invalid request body: {e}")))
+        };
+        if !v3_types::may_hold(&bytes) {
+            return serde_json::from_slice(&bytes)
+                .map(SchemaBody)
+                .map_err(invalid);
+        }
+        let mut body: serde_json::Value = serde_json::from_slice(&bytes).map_err(invalid)?;
+        T::lower(&mut body)
+            .map_err(|e| ApiError(Error::bad_request(format!("invalid request body: {e}"))))?;
+        serde_json::from_value(body)
+            .map(SchemaBody)
+            .map_err(invalid)
     }
 }
 

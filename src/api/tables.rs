@@ -18,10 +18,12 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiResult, IcebergErrorResponse};
 use super::extract::{
-    Ctx, JsonBody, Path, Query, ident_of, namespace_of, page_request, page_token, warehouse_of,
+    CarriesSchemas, Ctx, JsonBody, Path, Query, SchemaBody, ident_of, namespace_of, page_request,
+    page_token, warehouse_of,
 };
 use super::gzip::{self, Deflated};
 use crate::error::Error;
+use crate::model::v3_types;
 use crate::model::{PageRequest, TabularIdent, WarehouseId};
 use crate::service::{
     CreateTable, Delegation, SnapshotsMode, TableAccess, TableChange, TableState,
@@ -313,7 +315,7 @@ async fn create_table(
     Ctx(ctx): Ctx,
     headers: HeaderMap,
     Path((prefix, namespace)): Path<(String, String)>,
-    JsonBody(request): JsonBody<CreateTableRequest>,
+    SchemaBody(request): SchemaBody<CreateTableRequest>,
 ) -> ApiResult<Response> {
     let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let namespace = namespace_of(&namespace)?;
@@ -465,6 +467,33 @@ pub struct CommitTableRequest {
     pub updates: Vec<TableUpdate>,
 }
 
+impl CarriesSchemas for CreateTableRequest {
+    fn lower(body: &mut serde_json::Value) -> Result<(), String> {
+        v3_types::lower_create(body)
+    }
+}
+
+impl CarriesSchemas for CommitTableRequest {
+    fn lower(body: &mut serde_json::Value) -> Result<(), String> {
+        match body.get_mut("updates") {
+            Some(updates) => v3_types::lower_updates(updates),
+            None => Ok(()),
+        }
+    }
+}
+
+impl CarriesSchemas for CommitTransactionRequest {
+    fn lower(body: &mut serde_json::Value) -> Result<(), String> {
+        let Some(serde_json::Value::Array(changes)) = body.get_mut("table-changes") else {
+            return Ok(());
+        };
+        for change in changes {
+            CommitTableRequest::lower(change)?;
+        }
+        Ok(())
+    }
+}
+
 fn commit_response(table: &TableState) -> Response {
     let mut response = envelope(&table.metadata_location, &table.metadata, b"}".to_vec());
     if let Some(location) = &table.metadata_location {
@@ -488,7 +517,7 @@ async fn update_table(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((prefix, namespace, table)): Path<(String, String, String)>,
-    JsonBody(request): JsonBody<CommitTableRequest>,
+    SchemaBody(request): SchemaBody<CommitTableRequest>,
 ) -> ApiResult<Response> {
     let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, table)?;
@@ -651,7 +680,7 @@ async fn commit_transaction(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path(prefix): Path<String>,
-    JsonBody(request): JsonBody<CommitTransactionRequest>,
+    SchemaBody(request): SchemaBody<CommitTransactionRequest>,
 ) -> ApiResult<StatusCode> {
     let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let changes = request

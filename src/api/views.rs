@@ -16,7 +16,8 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::error::{ApiResult, IcebergErrorResponse};
 use super::extract::{
-    Ctx, JsonBody, Path, Query, ident_of, namespace_of, page_request, warehouse_of,
+    CarriesSchemas, Ctx, JsonBody, Path, Query, SchemaBody, ident_of, namespace_of, page_request,
+    warehouse_of,
 };
 use super::tables::{
     ListQuery, ListTablesResponse, RenameTableRequest, TableIdentifier, envelope, list_response,
@@ -75,6 +76,21 @@ pub struct CreateViewRequest {
     pub properties: HashMap<String, String>,
 }
 
+impl CarriesSchemas for CreateViewRequest {
+    fn lower(body: &mut serde_json::Value) -> Result<(), String> {
+        crate::model::v3_types::lower_create(body)
+    }
+}
+
+impl CarriesSchemas for CommitViewRequest {
+    fn lower(body: &mut serde_json::Value) -> Result<(), String> {
+        match body.get_mut("updates") {
+            Some(updates) => crate::model::v3_types::lower_updates(updates),
+            None => Ok(()),
+        }
+    }
+}
+
 fn view_response(view: &crate::service::ViewState) -> Response {
     envelope(
         &Some(view.metadata_location.clone()),
@@ -93,7 +109,7 @@ async fn create_view(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((prefix, namespace)): Path<(String, String)>,
-    JsonBody(request): JsonBody<CreateViewRequest>,
+    SchemaBody(request): SchemaBody<CreateViewRequest>,
 ) -> ApiResult<Response> {
     let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let namespace = namespace_of(&namespace)?;
@@ -170,7 +186,7 @@ async fn replace_view(
     State(state): State<AppState>,
     Ctx(ctx): Ctx,
     Path((prefix, namespace, view)): Path<(String, String, String)>,
-    JsonBody(request): JsonBody<CommitViewRequest>,
+    SchemaBody(request): SchemaBody<CommitViewRequest>,
 ) -> ApiResult<Response> {
     let (warehouse, ctx) = warehouse_of(&prefix, ctx)?;
     let ident = ident_of(&namespace, view)?;

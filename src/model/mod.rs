@@ -23,6 +23,7 @@ mod operation;
 mod queued;
 mod refs;
 pub mod scan;
+pub mod v3_types;
 
 pub use authz_ids::{parse_tabular_object_id, tabular_object_id};
 pub use names::{gateway_bucket_name, is_bucket_safe, validate_name, validate_warehouse_name};

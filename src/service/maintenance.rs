@@ -267,6 +267,7 @@ async fn snapshot_files(
         let Some(bytes) = storage.get(&Location::parse(&path)?).await? else {
             continue;
         };
+        let bytes = crate::model::v3_types::lower_manifest(&bytes).unwrap_or(bytes);
         let parsed =
             Manifest::parse_avro(&bytes).map_err(|e| Error::internal("reading a manifest", e))?;
         for entry in parsed.entries() {

@@ -15,6 +15,7 @@ use iceberg::{TableRequirement, TableUpdate, ViewUpdate};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Entity, Error, ErrorKind, Result};
+use crate::model::v3_types;
 use crate::storage::{Location, path_segment};
 
 /// Properties that redirect where a table writes; each must stay inside the table's location.
@@ -31,7 +32,7 @@ const DELETE_AFTER_COMMIT: &str = "write.metadata.delete-after-commit.enabled";
 /// Maps an `iceberg` error: failed requirements are commit conflicts (409), a missing table is a
 /// 404, and anything else the builder refuses is the caller's bad input (400).
 pub fn iceberg_error(e: iceberg::Error) -> Error {
-    let message = e.to_string();
+    let message = v3_types::mask_placeholders(&e.to_string());
     match e.kind() {
         iceberg::ErrorKind::CatalogCommitConflicts => {
             Error::new(ErrorKind::CommitConflict, message)
@@ -55,11 +56,87 @@ pub fn iceberg_error(e: iceberg::Error) -> Error {
 const ROW_IDS_TAKEN: &str = "first-row-id is behind table next-row-id";
 
 pub fn parse_table_metadata(json: &[u8]) -> Result<TableMetadata> {
-    serde_json::from_slice(json).map_err(|e| Error::internal("parsing stored table metadata", e))
+    lowered(json).map_err(|e| Error::internal("parsing stored table metadata", e))
 }
 
 pub fn parse_view_metadata(json: &[u8]) -> Result<ViewMetadata> {
-    serde_json::from_slice(json).map_err(|e| Error::internal("parsing stored view metadata", e))
+    lowered(json).map_err(|e| Error::internal("parsing stored view metadata", e))
+}
+
+/// Metadata JSON (a stored document or a file to register) as the crate's type, with the v3 types
+/// it cannot parse lowered first ([`v3_types`]).
+pub fn lowered<T: serde::de::DeserializeOwned>(json: &[u8]) -> anyhow::Result<T> {
+    if !v3_types::may_hold(json) {
+        return Ok(serde_json::from_slice(json)?);
+    }
+    let mut doc: serde_json::Value = serde_json::from_slice(json)?;
+    v3_types::lower_metadata(&mut doc).map_err(anyhow::Error::msg)?;
+    Ok(serde_json::from_value(doc)?)
+}
+
+/// The v3 types carried in disguise ([`v3_types`]) kept to what the spec allows them: format 3,
+/// and no partition or sort transform but `void`.
+pub fn check_carried_types(metadata: &TableMetadata) -> Result<()> {
+    if !v3_types::holds_carried(metadata.properties().keys()) {
+        return Ok(());
+    }
+    fn walk(ty: &iceberg::spec::Type, id: i32, found: &mut HashMap<i32, u64>) {
+        use iceberg::spec::{PrimitiveType, Type};
+        match ty {
+            Type::Primitive(PrimitiveType::Fixed(length)) if v3_types::is_placeholder(*length) => {
+                found.insert(id, *length);
+            }
+            Type::Primitive(_) => {}
+            Type::Struct(s) => {
+                for field in s.fields() {
+                    walk(&field.field_type, field.id, found);
+                }
+            }
+            Type::List(l) => walk(&l.element_field.field_type, l.element_field.id, found),
+            Type::Map(m) => {
+                walk(&m.key_field.field_type, m.key_field.id, found);
+                walk(&m.value_field.field_type, m.value_field.id, found);
+            }
+        }
+    }
+    let mut carried = HashMap::new();
+    for schema in metadata.schemas_iter() {
+        for field in schema.as_struct().fields() {
+            walk(&field.field_type, field.id, &mut carried);
+        }
+    }
+    let name = |length: u64| {
+        v3_types::carried_type(length, metadata.properties())
+            .unwrap_or("a v3 type")
+            .to_string()
+    };
+    if let Some(length) = carried.values().next()
+        && metadata.format_version() < FormatVersion::V3
+    {
+        return Err(Error::bad_request(format!(
+            "type {} needs table format version 3",
+            name(*length)
+        )));
+    }
+    let sources = metadata
+        .partition_specs_iter()
+        .flat_map(|s| s.fields().iter().map(|f| (f.source_id, f.transform)))
+        .chain(
+            metadata
+                .sort_orders_iter()
+                .flat_map(|o| o.fields.iter().map(|f| (f.source_id, f.transform))),
+        );
+    for (source, transform) in sources {
+        if let Some(length) = carried.get(&source)
+            && transform != iceberg::spec::Transform::Void
+        {
+            return Err(Error::bad_request(format!(
+                "a column of type {} cannot be partitioned or sorted by ({transform})",
+                name(*length)
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
@@ -71,15 +148,27 @@ pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 /// keeps these in hash maps, and clients (PyIceberg's `table.snapshots()[-1]`, Java) expect the
 /// order Java writes.
 pub fn table_metadata_json(metadata: &TableMetadata) -> Result<Vec<u8>> {
-    sorted_lists(&to_json(metadata)?, TABLE_LISTS)
+    raised(
+        sorted_lists(&to_json(metadata)?, TABLE_LISTS)?,
+        metadata.properties(),
+    )
+}
+
+/// JSON the crate wrote with the carried v3 types put back ([`v3_types`]).
+pub fn raised(json: Vec<u8>, properties: &HashMap<String, String>) -> Result<Vec<u8>> {
+    v3_types::raise_metadata_json(json, properties.keys())
+        .map_err(|e| Error::internal("writing v3 types back into metadata", e))
 }
 
 /// View metadata as JSON with versions and schemas ordered by id.
 pub fn view_metadata_json(metadata: &ViewMetadata) -> Result<Vec<u8>> {
     let json = to_json(metadata)?;
-    sorted_lists(
-        &json,
-        &[("versions", &["version-id"]), ("schemas", &["schema-id"])],
+    raised(
+        sorted_lists(
+            &json,
+            &[("versions", &["version-id"]), ("schemas", &["schema-id"])],
+        )?,
+        metadata.properties(),
     )
 }
 
@@ -241,7 +330,9 @@ pub fn new_table_metadata(
         properties,
     )
     .map_err(iceberg_error)?;
-    Ok(builder.build().map_err(iceberg_error)?.metadata)
+    let metadata = builder.build().map_err(iceberg_error)?.metadata;
+    check_carried_types(&metadata)?;
+    Ok(metadata)
 }
 
 /// Checks `requirements` against the current metadata (`None`: the table does not exist) and
@@ -267,7 +358,9 @@ pub fn apply_table_commit(
             for update in updates {
                 builder = update.apply(builder).map_err(iceberg_error)?;
             }
-            builder.build().map_err(iceberg_error)
+            let built = builder.build().map_err(iceberg_error)?;
+            check_carried_types(&built.metadata)?;
+            Ok(built)
         }
         None => {
             if !requirements
@@ -276,7 +369,9 @@ pub fn apply_table_commit(
             {
                 return Err(Error::not_found(Entity::Table, "the table does not exist"));
             }
-            create_from_updates(updates, default_location)
+            let built = create_from_updates(updates, default_location)?;
+            check_carried_types(&built.metadata)?;
+            Ok(built)
         }
     }
 }

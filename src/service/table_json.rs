@@ -26,7 +26,7 @@ use iceberg::spec::{
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::metadata::table_metadata_json;
+use super::metadata::{raised, table_metadata_json};
 use crate::error::{Error, Result};
 
 /// What one serialization leaves for the next: each snapshot's JSON, and the table's refs (which
@@ -95,7 +95,8 @@ pub fn table_json(
         && previous.format == format
         && let Some(refs) = follow_refs(metadata, previous, changes)
     {
-        return incremental(metadata, previous, refs).map(|(json, parts)| (json, Some(parts)));
+        let (json, parts) = incremental(metadata, previous, refs)?;
+        return Ok((raised(json, metadata.properties())?, Some(parts)));
     }
     let json = table_metadata_json(metadata)?;
     let parts = JsonParts::read(&json);

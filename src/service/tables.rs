@@ -430,7 +430,12 @@ impl Services {
             meta = meta.with_event_data(
                 change.ident.namespace.levels(),
                 &Some(change.ident.name.clone()),
-                serde_json::json!({ "updates": change.updates }),
+                {
+                    // What the client sent: the v3 types lowered for the crate go back.
+                    let mut updates = serde_json::to_value(&change.updates).unwrap_or_default();
+                    crate::model::v3_types::raise_updates(&mut updates);
+                    serde_json::json!({ "updates": updates })
+                },
             );
         }
         let mut retries = Retries::new();
@@ -698,8 +703,9 @@ impl Services {
             wh.storage.get(&file).await?.ok_or_else(|| {
                 Error::bad_request(format!("there is no metadata file at {file}"))
             })?;
-        let metadata: iceberg::spec::TableMetadata = serde_json::from_slice(&bytes)
+        let metadata: iceberg::spec::TableMetadata = super::metadata::lowered(&bytes)
             .map_err(|e| Error::bad_request(format!("{file} is not valid table metadata: {e}")))?;
+        super::metadata::check_carried_types(&metadata)?;
         let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
         // The file lies in the folder it names, as every metadata file Floe writes does: only
         // someone who could already write in that folder can have made it.

@@ -373,7 +373,7 @@ impl Services {
             wh.storage.get(&file).await?.ok_or_else(|| {
                 Error::bad_request(format!("there is no metadata file at {file}"))
             })?;
-        let metadata: ViewMetadata = serde_json::from_slice(&bytes)
+        let metadata: ViewMetadata = super::metadata::lowered(&bytes)
             .map_err(|e| Error::bad_request(format!("{file} is not valid view metadata: {e}")))?;
         let location = check_locations(metadata.location(), metadata.properties(), &wh.base)?;
         // As for tables: the file lies in the folder it names. Claims belong to a UUID, so a view

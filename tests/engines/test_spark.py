@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlparse
@@ -789,6 +790,117 @@ def test_format_v3_row_lineage_and_deletion_vectors(spark, cat, floe):
     assert table.format_version == 3
     appended = sorted(metadata["snapshots"], key=lambda s: s["sequence-number"])[1]["snapshot-id"]
     assert sorted(table.scan(snapshot_id=appended).to_arrow().column("id").to_pylist()) == [1, 2, 3, 4, 5]
+
+
+def test_java_keeps_the_v3_types_floes_model_cannot_parse(spark, cat, floe):
+    """variant, geometry, geography and unknown, which Floe's own metadata model (the iceberg
+    crate 0.10) cannot parse: Iceberg's Java API (1.10, the catalog client Spark uses) creates a
+    table with them, evolves it and appends a file, and reads each type back as it wrote it.
+    Spark 3.5's SQL has no such types, so the Java API is driven directly."""
+    jvm = spark._jvm
+    iceberg = jvm.org.apache.iceberg
+
+    def types(name):
+        return getattr(iceberg.types, f"Types${name}")
+
+    field = types("NestedField")
+    columns = jvm.java.util.ArrayList()
+    columns.add(field.required(1, "id", types("LongType").get()))
+    columns.add(field.optional(2, "v", types("VariantType").get()))
+    columns.add(field.optional(3, "g", types("GeometryType").of("srid:4326")))
+    columns.add(field.optional(4, "geo", types("GeographyType").of("srid:4269", iceberg.types.EdgeAlgorithm.KARNEY)))
+    columns.add(field.optional(5, "u", types("UnknownType").get()))
+    columns.add(
+        field.optional(6, "tags", types("MapType").ofOptional(7, 8, types("StringType").get(), types("VariantType").get()))
+    )
+    schema = iceberg.Schema(columns)
+    properties = jvm.java.util.HashMap()
+    properties.put("format-version", "3")
+    catalog = spark._jsparkSession.sessionState().catalogManager().catalog(cat).icebergCatalog()
+    ident = iceberg.catalog.TableIdentifier.parse("db.java_v3")
+    table = catalog.createTable(ident, schema, iceberg.PartitionSpec.unpartitioned(), properties)
+    table.updateSchema().addColumn("v2", types("VariantType").get()).addColumn(
+        "outline", types("GeometryType").crs84()
+    ).commit()
+    data_file = (
+        iceberg.DataFiles.builder(iceberg.PartitionSpec.unpartitioned())
+        .withPath(table.location() + "/data/00000-0.parquet")
+        .withFileSizeInBytes(1024)
+        .withRecordCount(3)
+        .withFormat("PARQUET")
+        .build()
+    )
+    table.newFastAppend().appendFile(data_file).commit()
+
+    loaded = catalog.loadTable(ident)
+
+    def typed(s):
+        return {c.name(): c.type().toString() for c in s.columns()}
+
+    expected = typed(schema)
+    expected.update(v2="variant", outline=types("GeometryType").crs84().toString())
+    assert typed(loaded.schema()) == expected
+    assert loaded.schema().findType("v") == types("VariantType").get()
+    assert loaded.schema().findType("geo") == types("GeographyType").of("srid:4269", iceberg.types.EdgeAlgorithm.KARNEY)
+    assert not any(k.startswith("floe.") for k in loaded.properties().keySet())
+    # Java's own parser of the metadata file Floe wrote.
+    location = loaded.operations().current().metadataFileLocation()
+    from_file = iceberg.TableMetadataParser.read(loaded.io(), location)
+    assert typed(from_file.schema()) == expected
+    assert len(from_file.schemas()) == 2
+    # Row lineage assigned at commit, and a server-side plan over the manifest Java wrote.
+    metadata = table_metadata(floe, f"{cat}.db.java_v3")
+    assert_lineage(metadata)
+    assert metadata["next-row-id"] == 3
+    prefix = requests.get(f"{floe.uri}/v1/config", params={"warehouse": floe.file_warehouse()}, timeout=30).json()[
+        "overrides"
+    ]["prefix"]
+    planned = requests.post(
+        f"{floe.uri}/v1/{prefix}/namespaces/db/tables/java_v3/plan", json={"select": ["id", "v"]}, timeout=30
+    )
+    assert planned.status_code == 200, planned.text
+    tasks = planned.json()["file-scan-tasks"]
+    assert [urlparse(t["data-file"]["file-path"]).path for t in tasks] == [urlparse(data_file.location()).path]
+
+    # Floe's maintenance reads the manifests too: expiring the first snapshot keeps the file.
+    first = loaded.currentSnapshot().snapshotId()
+    table.refresh()
+    table.newFastAppend().appendFile(
+        iceberg.DataFiles.builder(iceberg.PartitionSpec.unpartitioned())
+        .withPath(table.location() + "/data/00001-0.parquet")
+        .withFileSizeInBytes(1024)
+        .withRecordCount(2)
+        .withFormat("PARQUET")
+        .build()
+    ).commit()
+    listed = requests.get(f"{floe.base}/management/v1/warehouses", timeout=10).json()["warehouses"]
+    wid = next(w["id"] for w in listed if w["name"] == floe.file_warehouse())
+    manage = f"{floe.base}/management/v1/warehouses/{wid}"
+    r = requests.put(
+        f"{manage}/maintenance",
+        json={
+            "enabled": True,
+            "interval-seconds": 3600,
+            "properties": {"history.expire.max-snapshot-age-ms": "1", "history.expire.min-snapshots-to-keep": "1"},
+        },
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    r = requests.post(f"{manage}/maintenance/run", json={"namespace": ["db"], "table": "java_v3"}, timeout=10)
+    assert r.status_code == 200 and r.json()["enqueued"] == 1, r.text
+    deadline = time.monotonic() + 60
+    while True:
+        queued = requests.get(f"{manage}/tasks?queue=maintenance", timeout=10).json()["tasks"]
+        if queued and all(t["status"] in ("succeeded", "failed") for t in queued):
+            break
+        assert time.monotonic() < deadline, queued
+        time.sleep(0.2)
+    assert [t["status"] for t in queued] == ["succeeded"], queued
+    after = catalog.loadTable(ident)
+    assert [s.snapshotId() for s in after.snapshots()] == [after.currentSnapshot().snapshotId()]
+    assert after.currentSnapshot().snapshotId() != first
+    assert typed(after.schema()) == expected
+    assert after.currentSnapshot().addedDataFiles(after.io()).iterator().next().location().endswith("00001-0.parquet")
 
 
 def test_format_v2_tables_upgrade_to_v3(spark, cat, floe):

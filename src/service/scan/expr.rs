@@ -215,6 +215,16 @@ fn literal_value(value: &Value) -> Result<Value> {
 /// nanosecond types), as clients holding an untyped long send them.
 fn datum(value: Value, ty: &PrimitiveType, kind: &str) -> Result<Datum> {
     let wrong = || bad(format!("{value} is not a {ty} value (in {kind:?})"));
+    // A v3 type carried through the crate as a stand-in (`model::v3_types`): its values are
+    // opaque to Floe, and the spec compares none of them with a literal.
+    if let PrimitiveType::Fixed(length) = ty
+        && crate::model::v3_types::is_placeholder(*length)
+    {
+        return Err(bad(format!(
+            "columns of type variant, geometry, geography or unknown cannot be compared with a \
+             value (in {kind:?})"
+        )));
+    }
     if value.is_null() {
         return Err(bad(format!(
             "null is not a value to compare with (in {kind:?}); use is-null"

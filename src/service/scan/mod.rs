@@ -575,6 +575,8 @@ fn resolve(metadata: &[u8], request: &ScanRequest) -> Result<Scan> {
             }
         }
     }
+    crate::model::v3_types::lower_metadata(&mut raw)
+        .map_err(|e| Error::internal("reading table metadata", anyhow::Error::msg(e)))?;
     let metadata: TableMetadata =
         serde_json::from_value(raw).map_err(|e| Error::internal("reading table metadata", e))?;
     let snapshot = match snapshot_id {
