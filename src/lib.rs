@@ -7,12 +7,14 @@
 //!
 //! ```text
 //! main -> server -> config
-//!         server -> api | gateway -> service -> store | storage | index | authz | secrets | events
+//!         server -> api | gateway -> service -> store | storage | index | authn | authz | secrets | events
 //!                                                  -> model | error
+//!         server, gateway, config -> listen
 //! ```
 //!
 //! - `main` (the binary) and `cli`: the `floe` command and its client commands;
-//! - `server`: the composition root, the one place that names concrete backends;
+//! - `server`: the composition root, the one place that picks the configured backends;
+//! - `listen`: the accept loop both HTTP listeners share;
 //! - `config`: the configuration tree, read by `main` and `server` alone;
 //! - `api`: the catalog and management HTTP surfaces; `gateway`: the S3 surface;
 //! - `service`: the use cases; `index`: the branching index's pure logic;

@@ -7,7 +7,7 @@
 //! (relationships in Floe's own database, evaluated by [`fga`]), [`openfga::OpenFga`]
 //! (relationships mirrored to an OpenFGA server, which evaluates every check).
 //!
-//! Depends on `model` and `authn` only; the built-in backend reads relationships through
+//! Depends on `model` and `error` only; the built-in backend reads relationships through
 //! [`builtin::RelationshipReader`], which the wiring implements over the store.
 
 pub mod builtin;

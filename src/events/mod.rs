@@ -1,8 +1,8 @@
 //! Change events: CloudEvents (`model::events`) handed to every configured [`EventPublisher`].
-//! Changes recorded on a branch write their events into the outbox inside their own transaction
-//! and the relay (`service::relay`) publishes them; other changes are published after they
-//! commit. The in-tree default, [`LogPublisher`], writes each as a `tracing` line; [`nats`]
-//! publishes to NATS JetStream.
+//! Changes write their events into the outbox inside their own transaction and the relay
+//! (`service::relay`) publishes them; only metrics reports, which change nothing, are handed to
+//! the publishers directly. The in-tree default, [`LogPublisher`], writes each as a `tracing`
+//! line; [`nats`] publishes to NATS JetStream.
 //!
 //! Depends on `model` only.
 

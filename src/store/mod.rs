@@ -250,7 +250,8 @@ pub trait TabularStore: Send + Sync {
         warehouse: WarehouseId,
         uuid: uuid::Uuid,
     ) -> Result<Option<Vec<String>>>;
-    /// Takes back a release whose purge failed (the files are still there).
+    /// Takes back a release whose purge failed (the files are still there): the claims that
+    /// still hold their folders (released less than `model::CLAIM_RELEASE_GRACE` ago).
     async fn restore_claims(&self, warehouse: WarehouseId, uuid: uuid::Uuid) -> Result<()>;
     /// Releases a dropped view's claims at once (no key opens a view's folder), unless a row of
     /// any line holds the UUID; answers whether it did.

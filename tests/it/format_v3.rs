@@ -10,7 +10,8 @@ use crate::common::{Backend, TestApp, expect_error};
 
 on_both_backends!(
     v3_tables_keep_row_lineage_and_defaults,
-    v3_types_the_model_cannot_parse_pass_through
+    v3_types_the_model_cannot_parse_pass_through,
+    v3_types_survive_a_merge_that_composes
 );
 
 fn snapshot(id: i64, parent: Option<i64>, sequence: i64, first_row_id: u64, rows: u64) -> Value {
@@ -445,4 +446,91 @@ async fn v3_types_the_model_cannot_parse_pass_through(backend: Backend) {
     );
     assert_eq!(view["metadata"]["properties"], json!({"a": "b"}));
     no_carrier_properties(&view);
+}
+
+async fn v3_types_survive_a_merge_that_composes(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let id = app.create_local_warehouse("lake").await;
+    let main = format!("/catalog/v1/{}", app.prefix("lake").await);
+    let dev = format!("/catalog/v1/{id}@dev");
+    let response = app
+        .post(&format!("{main}/namespaces"), &json!({"namespace": ["ns"]}))
+        .await;
+    assert_eq!(response.status(), 200);
+    let schema = json!({"type": "struct", "schema-id": 0, "fields": [
+        {"id": 1, "name": "id", "required": false, "type": "long"},
+        {"id": 2, "name": "v", "required": false, "type": "variant"}]});
+    let response = app
+        .post(
+            &format!("{main}/namespaces/ns/tables"),
+            &json!({"name": "t", "schema": schema, "properties": {"format-version": "3"}}),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let response = app
+        .post(
+            &format!("/management/v1/warehouses/{id}/branches"),
+            &json!({"name": "dev", "from": "main"}),
+        )
+        .await;
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    // dev evolves the schema with another carried type; main changes a property.
+    let mut evolved = schema.clone();
+    evolved["schema-id"] = 1.into();
+    evolved["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": 3, "name": "shape", "required": false, "type": "geometry(srid:3857)"}));
+    let response = app
+        .post(
+            &format!("{dev}/namespaces/ns/tables/t"),
+            &json!({"requirements": [], "updates": [
+                {"action": "add-schema", "schema": evolved},
+                {"action": "set-current-schema", "schema-id": -1}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let response = app
+        .post(
+            &format!("{main}/namespaces/ns/tables/t"),
+            &json!({"requirements": [], "updates": [
+                {"action": "set-properties", "updates": {"owner": "main"}}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+
+    let response = app
+        .post(
+            &format!("/management/v1/warehouses/{id}/merge"),
+            &json!({"source": "dev", "target": "main"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    let merged: Value = response.json().await.unwrap();
+    assert_eq!(merged["fast-forward"], false, "{merged}");
+    let loaded: Value = app
+        .get(&format!("{main}/namespaces/ns/tables/t"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let metadata = &loaded["metadata"];
+    let current = metadata["schemas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["schema-id"] == metadata["current-schema-id"])
+        .unwrap();
+    assert_eq!(typed_fields(current), typed_fields(&evolved));
+    assert_eq!(metadata["properties"], json!({"owner": "main"}));
+    no_carrier_properties(&loaded);
+    // The table takes commits after the merge (its stored metadata parses again).
+    let response = app
+        .post(
+            &format!("{main}/namespaces/ns/tables/t"),
+            &json!({"requirements": [], "updates": [
+                {"action": "set-properties", "updates": {"after": "merge"}}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
 }

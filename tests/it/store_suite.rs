@@ -2187,6 +2187,16 @@ async fn folders_stay_claimed_until_released(store: Persistence, db: &TestDb) {
         .await;
     assert_eq!(early("s3://demo/mv/x1", stranger).await, None);
     create("y", "s3://demo/mv/x1").await.unwrap();
+    // A purge that fails after that cannot take back claims that no longer held: y has x1 now.
+    store
+        .tabulars
+        .restore_claims(warehouse.id, x.uuid)
+        .await
+        .unwrap();
+    assert!(
+        folders(None).await.is_empty(),
+        "a stale claim came back over another table's folder"
+    );
 
     // A dropped view's claims go at once, and only the view's.
     let mut v = tabular(&warehouse, &main, &["mv"], "v", TabularKind::View);

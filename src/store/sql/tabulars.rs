@@ -406,12 +406,16 @@ macro_rules! stamp {
             }
 
             async fn restore_claims(&self, warehouse: WarehouseId, uuid: Uuid) -> Result<()> {
+                // Only claims that still hold their folders: one released longer ago may have
+                // let another table take an overlapping folder (checked under the claim lock
+                // with the same cutoff), and must not come back over it.
                 sqlx::query(
                     "UPDATE folder_claims SET released_at = NULL WHERE warehouse_id = $1 \
-                     AND table_uuid = $2",
+                     AND table_uuid = $2 AND released_at > $3",
                 )
                 .bind(warehouse.0)
                 .bind(uuid)
+                .bind(release_cutoff())
                 .execute(&self.write)
                 .await
                 .map_err(|e| db_error("restoring a table's folders", e))?;
