@@ -195,6 +195,7 @@ impl Services {
             .drop_namespace(
                 branch.id,
                 ident,
+                force,
                 &self.commit_meta(ctx, format!("drop namespace {ident}")),
             )
             .await?;

@@ -432,7 +432,10 @@ impl Services {
             format!("warehouse/{id}"),
             serde_json::json!({ "name": warehouse.name }),
         );
-        self.store.warehouses.delete_warehouse(id, &events).await?;
+        self.store
+            .warehouses
+            .delete_warehouse(id, force, &events)
+            .await?;
         self.forget_warehouse(id);
         self.forget_credential(warehouse.credential_secret_id).await;
         Ok(())

@@ -115,8 +115,14 @@ pub trait WarehouseStore: Send + Sync {
         events: &[CloudEvent],
     ) -> Result<()>;
     /// Deletes the warehouse and its refs. `NotFound(Warehouse)`; `NotEmpty(Warehouse)` while any
-    /// ref holds a namespace.
-    async fn delete_warehouse(&self, id: WarehouseId, events: &[CloudEvent]) -> Result<()>;
+    /// ref holds a namespace; `Conflict` while it is protected, unless `force` (checked in the
+    /// delete's transaction).
+    async fn delete_warehouse(
+        &self,
+        id: WarehouseId,
+        force: bool,
+        events: &[CloudEvent],
+    ) -> Result<()>;
     /// A ref of a warehouse by name.
     async fn get_ref(&self, warehouse: WarehouseId, name: &str) -> Result<Option<Ref>>;
 }
@@ -153,11 +159,14 @@ pub trait NamespaceStore: Send + Sync {
         at: DateTime<Utc>,
         meta: &CommitMeta,
     ) -> Result<Properties>;
-    /// `NotFound(Namespace)`; `NotEmpty(Namespace)` while it has children.
+    /// `NotFound(Namespace)`; `NotEmpty(Namespace)` while it has children; `Conflict` while it
+    /// is protected, unless `force` (checked in the drop's transaction, serialized with
+    /// `LifecycleStore::set_protection`).
     async fn drop_namespace(
         &self,
         ref_id: RefId,
         ident: &NamespaceIdent,
+        force: bool,
         meta: &CommitMeta,
     ) -> Result<()>;
 }

@@ -609,7 +609,7 @@ async fn deleting_projects_respects_what_they_hold(store: Persistence, db: &Test
     assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Project));
     store
         .warehouses
-        .delete_warehouse(warehouse.id, &[])
+        .delete_warehouse(warehouse.id, false, &[])
         .await
         .unwrap();
     store.projects.delete_project(p.id, &[]).await.unwrap();
@@ -765,18 +765,42 @@ async fn warehouses_update_and_delete(store: Persistence, db: &TestDb) {
         .unwrap();
     let err = store
         .warehouses
-        .delete_warehouse(warehouse.id, &[])
+        .delete_warehouse(warehouse.id, false, &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Warehouse));
+    // Protection is checked in the drop's and the delete's own transaction: only force passes.
+    use floe::model::lifecycle::ProtectedObject;
+    for object in [
+        ProtectedObject::Namespace(ns(&["ns"])),
+        ProtectedObject::Warehouse,
+    ] {
+        store
+            .lifecycle
+            .set_protection(warehouse.id, &object, true, &[])
+            .await
+            .unwrap();
+    }
+    let err = store
+        .namespaces
+        .drop_namespace(main.id, &ns(&["ns"]), false, meta())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err:?}");
     store
         .namespaces
-        .drop_namespace(main.id, &ns(&["ns"]), meta())
+        .drop_namespace(main.id, &ns(&["ns"]), true, meta())
         .await
         .unwrap();
+    let err = store
+        .warehouses
+        .delete_warehouse(warehouse.id, false, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::Conflict, "{err:?}");
     store
         .warehouses
-        .delete_warehouse(warehouse.id, &[])
+        .delete_warehouse(warehouse.id, true, &[])
         .await
         .unwrap();
     assert!(
@@ -797,7 +821,7 @@ async fn warehouses_update_and_delete(store: Persistence, db: &TestDb) {
     );
     let err = store
         .warehouses
-        .delete_warehouse(warehouse.id, &[])
+        .delete_warehouse(warehouse.id, false, &[])
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Warehouse));
@@ -933,7 +957,7 @@ async fn namespaces_are_scoped_to_their_ref(store: Persistence, db: &TestDb) {
     assert_eq!(listed.items, vec![ns(&["shared"])]);
     store
         .namespaces
-        .drop_namespace(one_main.id, &ns(&["shared"]), meta())
+        .drop_namespace(one_main.id, &ns(&["shared"]), false, meta())
         .await
         .unwrap();
     assert!(
@@ -1073,7 +1097,7 @@ async fn dropping_namespaces_checks_children(store: Persistence, db: &TestDb) {
     for levels in [&["a"][..], &["a", "b"][..]] {
         let err = store
             .namespaces
-            .drop_namespace(main.id, &ns(levels), meta())
+            .drop_namespace(main.id, &ns(levels), false, meta())
             .await
             .unwrap_err();
         assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Namespace));
@@ -1081,13 +1105,13 @@ async fn dropping_namespaces_checks_children(store: Persistence, db: &TestDb) {
     for levels in [&["a", "b", "c"][..], &["a", "b"][..], &["a"][..]] {
         store
             .namespaces
-            .drop_namespace(main.id, &ns(levels), meta())
+            .drop_namespace(main.id, &ns(levels), false, meta())
             .await
             .unwrap();
     }
     let err = store
         .namespaces
-        .drop_namespace(main.id, &ns(&["a"]), meta())
+        .drop_namespace(main.id, &ns(&["a"]), false, meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotFound(Entity::Namespace));
@@ -1470,7 +1494,7 @@ async fn tabulars_list_drop_and_rename(store: Persistence, db: &TestDb) {
 
     let err = store
         .namespaces
-        .drop_namespace(main.id, &ns(&["ns"]), meta())
+        .drop_namespace(main.id, &ns(&["ns"]), false, meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Namespace));
@@ -1802,7 +1826,7 @@ async fn access_keys_are_listed_and_deleted_per_warehouse(store: Persistence, db
     // Deleting a warehouse removes its keys.
     store
         .warehouses
-        .delete_warehouse(two.id, &[])
+        .delete_warehouse(two.id, false, &[])
         .await
         .unwrap();
     assert!(
@@ -2595,12 +2619,12 @@ async fn branches_inherit_until_they_diverge(store: Persistence, db: &TestDb) {
     // A namespace that holds inherited tables is not empty on the branch.
     let err = store
         .namespaces
-        .drop_namespace(dev.id, &ns(&["ns", "child"]), meta())
+        .drop_namespace(dev.id, &ns(&["ns", "child"]), false, meta())
         .await;
     assert!(err.is_ok());
     let err = store
         .namespaces
-        .drop_namespace(dev.id, &ns(&["ns"]), meta())
+        .drop_namespace(dev.id, &ns(&["ns"]), false, meta())
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Namespace));

@@ -24,6 +24,20 @@ macro_rules! stamp {
 
         type LConn = <<$store as crate::store::sql::BackendDb>::Db as sqlx::Database>::Connection;
 
+        /// Serializes reading a warehouse's protections in a drop's transaction with changing
+        /// them: on PostgreSQL an advisory lock of its own until the transaction ends (a drop
+        /// reading "unprotected" holds it until the row is gone, so a protect that returned first
+        /// is always seen); SQLite's one writer serializes anyway. Taken after the line's row,
+        /// and nothing is locked after it.
+        async fn lock_protections(conn: &mut LConn, warehouse: WarehouseId) -> Result<()> {
+            sqlx::query($location_lock)
+                .bind(format!("protections:{}", warehouse.0))
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| db_error("locking protections", e))?;
+            Ok(())
+        }
+
         /// `Conflict` when `object` is protected and the drop is not forced.
         pub(crate) async fn check_unprotected(
             conn: &mut LConn,
@@ -35,6 +49,7 @@ macro_rules! stamp {
             if force {
                 return Ok(());
             }
+            lock_protections(conn, warehouse).await?;
             let (kind, key) = object.key();
             let protected: Option<i32> = sqlx::query_scalar(
                 "SELECT 1 FROM protections WHERE warehouse_id = $1 AND kind = $2 AND key = $3",
@@ -227,6 +242,7 @@ macro_rules! stamp {
             namespaces: &[crate::model::Namespace],
             tabulars: &[Tabular],
         ) -> Result<()> {
+            lock_protections(conn, warehouse).await?;
             let protected: Vec<(String, String)> = sqlx::query_as(
                 "SELECT kind, key FROM protections WHERE warehouse_id = $1 AND kind <> 'warehouse'",
             )
@@ -343,6 +359,7 @@ macro_rules! stamp {
                 if exists.is_none() {
                     return Err(not_found(Entity::Warehouse, warehouse));
                 }
+                lock_protections(&mut tx, warehouse).await?;
                 let statement = if protected {
                     "INSERT INTO protections (warehouse_id, kind, key) VALUES ($1, $2, $3) \
                      ON CONFLICT DO NOTHING"

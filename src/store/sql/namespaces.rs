@@ -291,6 +291,7 @@ macro_rules! stamp {
                 &self,
                 ref_id: RefId,
                 ident: &NamespaceIdent,
+                force: bool,
                 meta: &CommitMeta,
             ) -> Result<()> {
                 let not_empty = || {
@@ -304,7 +305,16 @@ macro_rules! stamp {
                     .begin()
                     .await
                     .map_err(|e| db_error("dropping a namespace", e))?;
-                if lock_line(&mut tx, ref_id).await?.parent.is_some() {
+                let head = lock_line(&mut tx, ref_id).await?;
+                check_unprotected(
+                    &mut tx,
+                    crate::model::WarehouseId(head.warehouse),
+                    &crate::model::lifecycle::ProtectedObject::Namespace(ident.clone()),
+                    force,
+                    &format!("namespace {ident}"),
+                )
+                .await?;
+                if head.parent.is_some() {
                     // A branch: what it sees decides, and an inherited namespace only gets a
                     // tombstone in the branch's history.
                     if resolve_namespace(&mut tx, ref_id, ident, None).await?.is_none() {

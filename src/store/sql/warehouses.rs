@@ -248,7 +248,12 @@ macro_rules! stamp {
                 Ok(())
             }
 
-            async fn delete_warehouse(&self, id: WarehouseId, events: &[CloudEvent]) -> Result<()> {
+            async fn delete_warehouse(
+                &self,
+                id: WarehouseId,
+                force: bool,
+                events: &[CloudEvent],
+            ) -> Result<()> {
                 let not_empty = || {
                     Error::not_empty(
                         Entity::Warehouse,
@@ -260,6 +265,14 @@ macro_rules! stamp {
                     .begin()
                     .await
                     .map_err(|e| db_error("deleting a warehouse", e))?;
+                check_unprotected(
+                    &mut tx,
+                    id,
+                    &crate::model::lifecycle::ProtectedObject::Warehouse,
+                    force,
+                    &format!("warehouse {id}"),
+                )
+                .await?;
                 let has_namespaces =
                     sqlx::query("SELECT 1 FROM namespaces WHERE warehouse_id = $1 LIMIT 1")
                         .bind(id.0)
