@@ -97,6 +97,10 @@ type Found = BTreeMap<String, String>;
 /// `found`. Refuses what the spec forbids for them (a default value, a required `unknown`) and
 /// `fixed` lengths beyond [`MAX_FIXED`].
 pub fn lower_schema(schema: &mut Value, found: &mut Found) -> Result<(), String> {
+    // Anything but an object is not a schema: left for the parser to refuse as it is.
+    if !schema.is_object() {
+        return Ok(());
+    }
     lower_type(schema, found)
 }
 
@@ -634,6 +638,10 @@ mod tests {
             let err = lower_schema(&mut field(bad), &mut Found::new()).unwrap_err();
             assert!(err.contains(why), "{err}");
         }
+        // Not a schema at all: left alone for the parser to refuse.
+        let mut text = json!("variant");
+        lower_schema(&mut text, &mut Found::new()).unwrap();
+        assert_eq!(text, "variant");
         // Null defaults are what the spec asks for.
         lower_schema(
             &mut field(

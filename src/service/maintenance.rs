@@ -240,9 +240,14 @@ pub fn maintenance_task(
 }
 
 /// The files of a snapshot's manifest list: the list itself, its manifests and the data and
-/// delete files they name (`live`: only entries that are not deleted).
+/// delete files they name (`live`: only entries that are not deleted). The list and its manifests
+/// are read only inside the table's `folders`: one outside them (a list a client wrote naming
+/// another table's manifests) fails the task, so nothing is deleted on what another table's
+/// files say, and nothing it uses is taken for an orphan.
+#[allow(clippy::too_many_arguments)]
 async fn snapshot_files(
     storage: &dyn crate::storage::ObjectStorage,
+    folders: &[Location],
     format: FormatVersion,
     list: &str,
     manifests_seen: &mut HashSet<String>,
@@ -253,7 +258,17 @@ async fn snapshot_files(
     if !files.insert(list.to_string()) {
         return Ok(()); // read already (another version of the table lists it too)
     }
-    let Some(bytes) = storage.get(&Location::parse(list)?).await? else {
+    let inside = |path: &str| -> Result<Location> {
+        let location = Location::parse(path)?;
+        if !folders.iter().any(|f| location.is_within(f)) {
+            return Err(Error::forbidden(format!(
+                "{path} lies outside the table's folders; maintenance reads nothing there and \
+                 deletes nothing"
+            )));
+        }
+        Ok(location)
+    };
+    let Some(bytes) = storage.get(&inside(list)?).await? else {
         return Ok(());
     };
     let manifests = ManifestList::parse_with_version(&bytes, format)
@@ -264,7 +279,7 @@ async fn snapshot_files(
         if skip_manifests.contains(&path) || !manifests_seen.insert(path.clone()) {
             continue;
         }
-        let Some(bytes) = storage.get(&Location::parse(&path)?).await? else {
+        let Some(bytes) = storage.get(&inside(&path)?).await? else {
             continue;
         };
         let bytes = crate::model::v3_types::lower_manifest(&bytes).unwrap_or(bytes);
@@ -298,9 +313,11 @@ impl Services {
     /// files of their snapshots (`live`: only entries not marked deleted) and their statistics
     /// files. A version whose metadata file cannot be read fails the task: deleting without
     /// knowing what it uses could break that ref.
+    #[allow(clippy::too_many_arguments)]
     async fn files_elsewhere(
         &self,
         storage: &dyn crate::storage::ObjectStorage,
+        folders: &[Location],
         warehouse: WarehouseId,
         line: crate::model::RefId,
         uuid: uuid::Uuid,
@@ -324,6 +341,7 @@ impl Services {
             for snapshot in metadata.snapshots() {
                 snapshot_files(
                     storage,
+                    folders,
                     metadata.format_version(),
                     snapshot.manifest_list(),
                     &mut seen,
@@ -372,6 +390,7 @@ impl Services {
         };
         let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
         let location = Location::parse(&table.location)?;
+        let folders = self.table_folders(warehouse, table.uuid, &location).await?;
         let wh = self.cached_warehouse(warehouse).await?;
         let storage = self.warehouse_storage(&wh).await?;
         let format = metadata.format_version();
@@ -381,6 +400,7 @@ impl Services {
         for snapshot in metadata.snapshots() {
             snapshot_files(
                 storage.as_ref(),
+                &folders,
                 format,
                 snapshot.manifest_list(),
                 &mut kept_manifests,
@@ -392,6 +412,7 @@ impl Services {
         }
         self.files_elsewhere(
             storage.as_ref(),
+            &folders,
             warehouse,
             line,
             table.uuid,
@@ -407,6 +428,7 @@ impl Services {
             }
             snapshot_files(
                 storage.as_ref(),
+                &folders,
                 format,
                 list,
                 &mut seen,
@@ -712,6 +734,7 @@ impl Services {
         };
         let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
         let location = Location::parse(&table.location)?;
+        let folders = self.table_folders(warehouse, table.uuid, &location).await?;
         let wh = self.cached_warehouse(warehouse).await?;
         let storage = self.warehouse_storage(&wh).await?;
         let (mut seen, mut referenced) = (HashSet::new(), HashSet::new());
@@ -719,6 +742,7 @@ impl Services {
         for snapshot in metadata.snapshots() {
             snapshot_files(
                 storage.as_ref(),
+                &folders,
                 metadata.format_version(),
                 snapshot.manifest_list(),
                 &mut seen,
@@ -731,6 +755,7 @@ impl Services {
         referenced.extend(statistics_files(&table.metadata));
         self.files_elsewhere(
             storage.as_ref(),
+            &folders,
             warehouse,
             line,
             table.uuid,
@@ -899,140 +924,4 @@ impl Services {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A v2 table whose snapshots 1..=n (each the parent of the next) were made at `times[i]`,
-    /// with `refs` as JSON.
-    fn table(times: &[i64], refs: serde_json::Value) -> (TableMetadata, Vec<u8>) {
-        let snapshots: Vec<serde_json::Value> = times
-            .iter()
-            .enumerate()
-            .map(|(i, t)| {
-                let id = i as i64 + 1;
-                let mut s = json!({
-                    "snapshot-id": id, "sequence-number": id, "timestamp-ms": t,
-                    "manifest-list": format!("s3://b/t/metadata/snap-{id}.avro"),
-                    "summary": {"operation": "append"}, "schema-id": 0
-                });
-                if id > 1 {
-                    s["parent-snapshot-id"] = json!(id - 1);
-                }
-                s
-            })
-            .collect();
-        let json = json!({
-            "format-version": 2,
-            "table-uuid": "9c12d441-03fe-4693-9a96-a0705ddf69c1",
-            "location": "s3://b/t",
-            "last-sequence-number": times.len(),
-            "last-updated-ms": times.last().copied().unwrap_or(0),
-            "last-column-id": 1,
-            "current-schema-id": 0,
-            "schemas": [{"type": "struct", "schema-id": 0, "fields": [
-                {"id": 1, "name": "id", "required": false, "type": "long"}]}],
-            "default-spec-id": 0,
-            "partition-specs": [{"spec-id": 0, "fields": []}],
-            "last-partition-id": 999,
-            "default-sort-order-id": 0,
-            "sort-orders": [{"order-id": 0, "fields": []}],
-            "properties": {},
-            "current-snapshot-id": times.len(),
-            "snapshots": snapshots,
-            "snapshot-log": [],
-            "metadata-log": [],
-            "refs": refs,
-        });
-        let bytes = serde_json::to_vec(&json).unwrap();
-        (
-            super::super::metadata::parse_table_metadata(&bytes).unwrap(),
-            bytes,
-        )
-    }
-
-    fn expiry(max_age: i64, min_keep: usize) -> Expiry {
-        Expiry {
-            max_snapshot_age_ms: max_age,
-            min_snapshots_to_keep: min_keep,
-            max_ref_age_ms: None,
-        }
-    }
-
-    #[test]
-    fn branches_keep_young_ancestors_and_at_least_their_minimum() {
-        let (metadata, json) = table(
-            &[100, 200, 300, 900, 950],
-            json!({"main": {"snapshot-id": 5, "type": "branch"}}),
-        );
-        let refs = refs_of(&json).unwrap();
-        // Young: at or after now - max age = 1000 - 150 = 850.
-        assert_eq!(
-            expire(&metadata, &refs, expiry(150, 1), 1000),
-            (vec![], vec![1, 2, 3])
-        );
-        // The minimum wins over age.
-        assert_eq!(
-            expire(&metadata, &refs, expiry(10, 3), 1000),
-            (vec![], vec![1, 2])
-        );
-        // Nothing is old enough.
-        assert_eq!(
-            expire(&metadata, &refs, expiry(10_000, 1), 1000),
-            (vec![], vec![])
-        );
-        // A gap stops the walk: an old snapshot between young ones ends what the branch keeps.
-        let (metadata, json) = table(
-            &[900, 100, 950],
-            json!({"main": {"snapshot-id": 3, "type": "branch"}}),
-        );
-        let refs = refs_of(&json).unwrap();
-        assert_eq!(
-            expire(&metadata, &refs, expiry(150, 1), 1000),
-            (vec![], vec![1, 2])
-        );
-    }
-
-    #[test]
-    fn tags_keep_their_snapshot_and_old_refs_go() {
-        let (metadata, json) = table(
-            &[100, 200, 300, 950],
-            json!({
-                "main": {"snapshot-id": 4, "type": "branch"},
-                "v1": {"snapshot-id": 2, "type": "tag"},
-                "old-tag": {"snapshot-id": 1, "type": "tag", "max-ref-age-ms": 500},
-                "dev": {"snapshot-id": 3, "type": "branch", "max-ref-age-ms": 500,
-                        "min-snapshots-to-keep": 5}
-            }),
-        );
-        let refs = refs_of(&json).unwrap();
-        let (removed, expired) = expire(&metadata, &refs, expiry(100, 1), 1000);
-        assert_eq!(removed, ["dev", "old-tag"]);
-        assert_eq!(expired, [1, 3], "v1 keeps 2; main keeps 4");
-        // `main` never expires, whatever its age.
-        let (metadata, json) = table(
-            &[100],
-            json!({"main": {"snapshot-id": 1, "type": "branch", "max-ref-age-ms": 1}}),
-        );
-        let refs = refs_of(&json).unwrap();
-        assert_eq!(
-            expire(&metadata, &refs, expiry(1, 1), 1000),
-            (vec![], vec![])
-        );
-    }
-
-    #[test]
-    fn properties_fall_back_to_icebergs_defaults() {
-        let defaults = Expiry::of(&HashMap::new());
-        assert_eq!(defaults.max_snapshot_age_ms, DEFAULT_MAX_SNAPSHOT_AGE_MS);
-        assert_eq!(defaults.min_snapshots_to_keep, 1);
-        assert_eq!(defaults.max_ref_age_ms, None);
-        let set = Expiry::of(&HashMap::from([
-            (MAX_SNAPSHOT_AGE.to_string(), "60000".to_string()),
-            (MIN_SNAPSHOTS.to_string(), "0".to_string()),
-            (MAX_REF_AGE.to_string(), "nonsense".to_string()),
-        ]));
-        assert_eq!(set.max_snapshot_age_ms, 60_000);
-        assert_eq!(set.min_snapshots_to_keep, 1, "at least one is kept");
-        assert_eq!(set.max_ref_age_ms, None);
-    }
-}
+mod tests;

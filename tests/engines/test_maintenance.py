@@ -287,3 +287,69 @@ def test_expiry_with_branches_and_tags_keeps_what_any_ref_reads(floe):
     for k, snap in enumerate(sorted(table.metadata.snapshots, key=lambda s: s.sequence_number)):
         assert len(table.scan(snapshot_id=snap.snapshot_id).to_arrow()) == 10 + 10 * (k + 1)
     assert len(catalog.load_table("b.events").scan().to_arrow()) == 30
+
+
+def test_no_manifest_outside_the_tables_folders_is_read(floe):
+    """A manifest list a client copied into its own table's folder names another table's
+    manifests. The commit is accepted (the list lies in the table's folder), but neither scan
+    planning nor maintenance reads what it names: planning answers 403, the maintenance task
+    fails naming the file and deletes nothing, and the other table keeps every file."""
+    catalog = load_catalog("floe", type="rest", uri=floe.uri, warehouse="demo")
+    catalog.create_namespace("x")
+    victim = catalog.create_table("x.victim", schema=SCHEMA)
+    victim.append(batch(0))
+    victim.append(batch(100))
+    thief = catalog.create_table("x.thief", schema=SCHEMA)
+    root = os.path.join(floe.dir, "data", "warehouses", "demo")
+
+    def local(location):
+        return os.path.join(root, location.split("s3://demo/", 1)[1])
+
+    stolen = f"{thief.metadata.location}/metadata/snap-stolen.avro"
+    os.makedirs(os.path.dirname(local(stolen)), exist_ok=True)
+    with open(local(victim.current_snapshot().manifest_list), "rb") as src, open(local(stolen), "wb") as dst:
+        dst.write(src.read())
+    config = requests.get(f"{floe.uri}/v1/config", params={"warehouse": "demo"}, timeout=10).json()
+    tables = f"{floe.uri}/v1/{config['overrides']['prefix']}/namespaces/x/tables"
+    snapshot = {
+        "snapshot-id": 4242,
+        "sequence-number": 1,
+        "timestamp-ms": int(time.time() * 1000) - 60_000,
+        "manifest-list": stolen,
+        "summary": {"operation": "append"},
+        "schema-id": 0,
+    }
+    r = requests.post(
+        f"{tables}/thief",
+        json={
+            "requirements": [],
+            "updates": [
+                {"action": "add-snapshot", "snapshot": snapshot},
+                {"action": "set-snapshot-ref", "ref-name": "main", "type": "branch", "snapshot-id": 4242},
+            ],
+        },
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    victims_files = files_on_disk(floe, victim.metadata.location)
+
+    r = requests.post(f"{tables}/thief/plan", json={}, timeout=10)
+    assert r.status_code == 403, r.text
+    assert "outside the table" in r.json()["error"]["message"], r.text
+
+    set_policy(floe, min_keep=1)
+    r = requests.post(manage(floe, "/maintenance/run"), json={"namespace": ["x"], "table": "thief"}, timeout=10)
+    assert r.json()["enqueued"] == 1, r.text
+    deadline = time.monotonic() + 60
+    while True:
+        task = requests.get(manage(floe, "/tasks?queue=maintenance"), timeout=10).json()["tasks"][0]
+        if task["failures"] >= 1 or task["status"] == "succeeded":
+            break
+        assert time.monotonic() < deadline, task
+        time.sleep(0.1)
+    assert task["status"] != "succeeded", task
+    assert "outside the table's folders" in (task["last-error"] or ""), task
+    assert files_on_disk(floe, victim.metadata.location) == victims_files
+    assert sorted(catalog.load_table("x.victim").scan().to_arrow().column("id").to_pylist()) == list(range(10)) + list(
+        range(100, 110)
+    )
