@@ -217,15 +217,21 @@ pub fn lower_metadata(doc: &mut Value) -> Result<(), String> {
     if let Some(Value::Object(properties)) = object.get_mut("properties") {
         properties.retain(|k, _| !k.starts_with(PROPERTY_PREFIX));
     }
-    if !found.is_empty() {
-        let properties = object
-            .entry("properties")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(properties) = properties.as_object_mut() {
-            properties.extend(found.into_iter().map(|(k, v)| (k, Value::String(v))));
-        }
-    }
+    add_properties(object, found);
     Ok(())
+}
+
+/// Records the carried types `found` in a document's or request's `properties`.
+fn add_properties(object: &mut Map<String, Value>, found: Found) {
+    if found.is_empty() {
+        return;
+    }
+    let properties = object
+        .entry("properties")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if let Some(properties) = properties.as_object_mut() {
+        properties.extend(found.into_iter().map(|(k, v)| (k, Value::String(v))));
+    }
 }
 
 /// Puts the carried types back into every schema of a metadata document and removes their
@@ -331,14 +337,7 @@ pub fn lower_create(body: &mut Value) -> Result<(), String> {
         lower_schema(schema, &mut found)?;
     }
     // A view's create carries its first version's schema the same way.
-    if !found.is_empty() {
-        let properties = object
-            .entry("properties")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(properties) = properties.as_object_mut() {
-            properties.extend(found.into_iter().map(|(k, v)| (k, Value::String(v))));
-        }
-    }
+    add_properties(object, found);
     Ok(())
 }
 
