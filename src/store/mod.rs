@@ -115,8 +115,8 @@ pub trait WarehouseStore: Send + Sync {
         events: &[CloudEvent],
     ) -> Result<()>;
     /// Deletes the warehouse and its refs. `NotFound(Warehouse)`; `NotEmpty(Warehouse)` while any
-    /// ref holds a namespace; `Conflict` while it is protected, unless `force` (checked in the
-    /// delete's transaction).
+    /// ref holds a namespace, or soft-deleted tables or unfinished tasks remain; `Conflict` while
+    /// it is protected, unless `force` (all checked in the delete's transaction).
     async fn delete_warehouse(
         &self,
         id: WarehouseId,

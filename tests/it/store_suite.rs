@@ -798,6 +798,32 @@ async fn warehouses_update_and_delete(store: Persistence, db: &TestDb) {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Conflict, "{err:?}");
+    // An unfinished task (a purge) keeps it, even forced; a finished one does not.
+    let task = floe::model::lifecycle::NewTask {
+        id: uuid::Uuid::now_v7(),
+        warehouse_id: warehouse.id,
+        queue: "purge",
+        target: "purge:x".into(),
+        payload: serde_json::json!({}),
+        scheduled_at: 0,
+        max_attempts: 1,
+    };
+    store
+        .tasks
+        .enqueue_tasks(std::slice::from_ref(&task))
+        .await
+        .unwrap();
+    let err = store
+        .warehouses
+        .delete_warehouse(warehouse.id, true, &[])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::NotEmpty(Entity::Warehouse), "{err:?}");
+    store
+        .tasks
+        .cancel_task(warehouse.id, task.id, 1)
+        .await
+        .unwrap();
     store
         .warehouses
         .delete_warehouse(warehouse.id, true, &[])
