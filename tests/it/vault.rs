@@ -126,8 +126,32 @@ impl Bao {
     }
 
     /// Freezes the server (SIGSTOP): connections open, nothing answers, as in a partition.
+    /// Stops the server and waits until every one of its threads has stopped: `kill` only
+    /// queues the signal, and a thread already running could still answer a request.
     pub fn pause(&self) {
-        signal(self.child.id(), "-STOP");
+        let pid = self.child.id();
+        signal(pid, "-STOP");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let stopped = || {
+            std::fs::read_dir(format!("/proc/{pid}/task"))
+                .map(|tasks| {
+                    tasks.flatten().all(|task| {
+                        std::fs::read_to_string(task.path().join("stat"))
+                            .ok()
+                            .and_then(|stat| {
+                                // The state follows the command name, which is in parentheses.
+                                stat.rsplit_once(')')
+                                    .map(|(_, rest)| rest.trim_start().starts_with('T'))
+                            })
+                            .unwrap_or(true)
+                    })
+                })
+                .unwrap_or(false)
+        };
+        while !stopped() {
+            assert!(std::time::Instant::now() < deadline, "bao did not stop");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     pub fn resume(&self) {
