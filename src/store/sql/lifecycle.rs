@@ -38,6 +38,20 @@ macro_rules! stamp {
             Ok(())
         }
 
+        /// Whether the warehouse still has soft-deleted tables or views, or unfinished tasks.
+        pub(crate) async fn has_pending(conn: &mut LConn, warehouse: WarehouseId) -> Result<bool> {
+            let found: Option<i32> = sqlx::query_scalar(
+                "SELECT 1 FROM deleted_tabulars WHERE warehouse_id = $1 \
+                 UNION ALL SELECT 1 FROM tasks WHERE warehouse_id = $1 \
+                 AND status IN ('scheduled', 'running') LIMIT 1",
+            )
+            .bind(warehouse.0)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| db_error("reading a warehouse's tasks", e))?;
+            Ok(found.is_some())
+        }
+
         /// `Conflict` when `object` is protected and the drop is not forced.
         pub(crate) async fn check_unprotected(
             conn: &mut LConn,
@@ -754,16 +768,12 @@ macro_rules! stamp {
             }
 
             async fn has_pending_lifecycle(&self, warehouse: WarehouseId) -> Result<bool> {
-                let found: Option<i32> = sqlx::query_scalar(
-                    "SELECT 1 FROM deleted_tabulars WHERE warehouse_id = $1 \
-                     UNION ALL SELECT 1 FROM tasks WHERE warehouse_id = $1 \
-                     AND status IN ('scheduled', 'running') LIMIT 1",
-                )
-                .bind(warehouse.0)
-                .fetch_optional(&self.read)
-                .await
-                .map_err(|e| db_error("reading a warehouse's tasks", e))?;
-                Ok(found.is_some())
+                let mut conn = self
+                    .read
+                    .acquire()
+                    .await
+                    .map_err(|e| db_error("reading a warehouse's tasks", e))?;
+                has_pending(&mut conn, warehouse).await
             }
         }
     };

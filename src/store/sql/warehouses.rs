@@ -284,16 +284,7 @@ macro_rules! stamp {
                 }
                 // Soft-deleted tables could still be undropped and purges still need the
                 // storage; read after the namespaces, so a drop that left either committed first.
-                let pending: Option<i32> = sqlx::query_scalar(
-                    "SELECT 1 FROM deleted_tabulars WHERE warehouse_id = $1 \
-                     UNION ALL SELECT 1 FROM tasks WHERE warehouse_id = $1 \
-                     AND status IN ('scheduled', 'running') LIMIT 1",
-                )
-                .bind(id.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|e| db_error("deleting a warehouse", e))?;
-                if pending.is_some() {
+                if has_pending(&mut tx, id).await? {
                     return Err(Error::not_empty(
                         Entity::Warehouse,
                         format!(
