@@ -337,33 +337,42 @@ impl Services {
                 self.require_namespace(&wh.branch, &change.ident.namespace)
                     .await?;
             }
+            // A large table's metadata is parsed, changed and written without holding up the
+            // worker's other requests (`cpu`).
+            let large = current
+                .as_ref()
+                .is_some_and(|t| t.metadata.len() >= super::cpu::LARGE_METADATA_BYTES);
             let parsed = match &current {
                 None => None,
                 Some(t) => Some(
                     match self.caches.parsed_tables.get(t.id, &t.metadata_location) {
                         Some(hit) => hit,
                         None => Arc::new(ParsedTable {
-                            metadata: parse_table_metadata(&t.metadata)?,
+                            metadata: super::cpu::bound_if(large, || {
+                                parse_table_metadata(&t.metadata)
+                            })?,
                             parts: None,
                         }),
                     },
                 ),
             };
-            let result = apply_table_commit(
-                parsed
-                    .as_deref()
-                    .map(|p| &p.metadata)
-                    .zip(current.as_ref().map(|t| t.metadata_location.as_str())),
-                &change.requirements,
-                change.updates.clone(),
-                || {
-                    default_location(
-                        &wh.base,
-                        change.ident.namespace.levels(),
-                        &change.ident.name,
-                    )
-                },
-            )?;
+            let result = super::cpu::bound_if(large, || {
+                apply_table_commit(
+                    parsed
+                        .as_deref()
+                        .map(|p| &p.metadata)
+                        .zip(current.as_ref().map(|t| t.metadata_location.as_str())),
+                    &change.requirements,
+                    change.updates.clone(),
+                    || {
+                        default_location(
+                            &wh.base,
+                            change.ident.namespace.levels(),
+                            &change.ident.name,
+                        )
+                    },
+                )
+            })?;
             let metadata = &result.metadata;
             if let Some(before) = &parsed
                 && before.metadata.uuid() != metadata.uuid()
@@ -433,11 +442,13 @@ impl Services {
                 metadata.properties(),
                 current.as_ref().map(|t| t.metadata_location.as_str()),
             )?;
-            let (json, parts) = table_json(
-                metadata,
-                parsed.as_ref().and_then(|p| p.parts.as_ref()),
-                &result.changes,
-            )?;
+            let (json, parts) = super::cpu::bound_if(large, || {
+                table_json(
+                    metadata,
+                    parsed.as_ref().and_then(|p| p.parts.as_ref()),
+                    &result.changes,
+                )
+            })?;
             let json = bytes::Bytes::from(json);
             wh.storage.put_new(&file, json.clone()).await?;
             written.push(file.clone());

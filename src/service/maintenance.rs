@@ -295,6 +295,13 @@ async fn snapshot_files(
     Ok(())
 }
 
+/// A table's metadata, parsed without holding up the worker's requests when it is large (`cpu`).
+fn parse_large(json: &[u8]) -> Result<TableMetadata> {
+    super::cpu::bound_if(json.len() >= super::cpu::LARGE_METADATA_BYTES, || {
+        super::metadata::parse_table_metadata(json)
+    })
+}
+
 /// A table metadata file's bytes as JSON (gzip-compressed ones unpacked).
 fn metadata_json(bytes: Vec<u8>) -> Result<Vec<u8>> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
@@ -337,7 +344,7 @@ impl Services {
                 ))
             })?;
             let json = metadata_json(bytes)?;
-            let metadata = super::metadata::parse_table_metadata(&json)?;
+            let metadata = parse_large(&json)?;
             for snapshot in metadata.snapshots() {
                 snapshot_files(
                     storage,
@@ -388,7 +395,7 @@ impl Services {
         let Some(table) = self.store.tabulars.get_tabular(line, ident).await? else {
             return Ok(0);
         };
-        let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
+        let metadata = parse_large(&table.metadata)?;
         let location = Location::parse(&table.location)?;
         let folders = self.table_folders(warehouse, table.uuid, &location).await?;
         let wh = self.cached_warehouse(warehouse).await?;
@@ -438,12 +445,15 @@ impl Services {
             )
             .await?;
         }
-        let mut doomed: Vec<Location> = used
-            .difference(&kept)
-            .filter_map(|f| Location::parse(f).ok())
-            .filter(|l| l.is_within(&location) && *l != location)
-            .collect();
-        doomed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        let doomed: Vec<Location> = super::cpu::bound_if(used.len() >= 4096, || {
+            let mut doomed: Vec<Location> = used
+                .difference(&kept)
+                .filter_map(|f| Location::parse(f).ok())
+                .filter(|l| l.is_within(&location) && *l != location)
+                .collect();
+            doomed.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+            doomed
+        });
         let mut deleted = 0u64;
         for file in &doomed {
             storage.delete(file).await?;
@@ -732,7 +742,7 @@ impl Services {
         let Some(table) = table else {
             return Ok(0);
         };
-        let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
+        let metadata = parse_large(&table.metadata)?;
         let location = Location::parse(&table.location)?;
         let folders = self.table_folders(warehouse, table.uuid, &location).await?;
         let wh = self.cached_warehouse(warehouse).await?;
@@ -810,7 +820,7 @@ impl Services {
             )));
         };
         let uuid = table.uuid;
-        let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
+        let metadata = parse_large(&table.metadata)?;
         // The warehouse's and namespaces' part; the table's own properties are read again with
         // the table at commit time.
         let mut inherited = self
@@ -836,7 +846,7 @@ impl Services {
                 if table.uuid != uuid {
                     return Ok(None);
                 }
-                let metadata = super::metadata::parse_table_metadata(&table.metadata)?;
+                let metadata = parse_large(&table.metadata)?;
                 let mut properties = inherited.clone();
                 for (k, v) in metadata.properties() {
                     properties.insert(k.clone(), v.clone());
@@ -845,9 +855,12 @@ impl Services {
                     off = true;
                     return Ok(None);
                 }
-                let refs_now = refs_of(&table.metadata)?;
-                let (refs, snapshots) =
-                    expire(&metadata, &refs_now, Expiry::of(&properties), now_ms());
+                let large = table.metadata.len() >= super::cpu::LARGE_METADATA_BYTES;
+                let (refs_now, (refs, snapshots)) = super::cpu::bound_if(large, || {
+                    let refs_now = refs_of(&table.metadata)?;
+                    let expired = expire(&metadata, &refs_now, Expiry::of(&properties), now_ms());
+                    Ok::<_, Error>((refs_now, expired))
+                })?;
                 let expiring: Vec<(i64, String)> = snapshots
                     .iter()
                     .filter_map(|id| {

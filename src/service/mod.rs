@@ -12,6 +12,7 @@ mod caches;
 mod catalog;
 mod claims;
 mod commit;
+mod cpu;
 pub mod feed;
 mod grants;
 pub mod idempotency;
