@@ -629,3 +629,20 @@ def duckdb_with_iceberg():
         import_extension(extension, con=con)
         con.execute(f"LOAD {extension}")
     return con
+
+
+def list_tasks(url, timeout=60):
+    """The tasks a `GET .../tasks?...` lists. A 503 is Floe shedding a request it could not read
+    soon (a loaded machine: engines, tests and Floe share two cores in CI); like any client, this
+    comes back after `Retry-After`, for up to `timeout` seconds. Any other failure fails the test
+    with the answer's body."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        r = requests.get(url, timeout=30)
+        if r.status_code == 503 and time.monotonic() < deadline:
+            time.sleep(float(r.headers.get("Retry-After", "1")))
+            continue
+        assert r.status_code == 200, r.text
+        return r.json()["tasks"]

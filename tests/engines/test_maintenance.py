@@ -14,6 +14,7 @@ import requests
 from pyiceberg.catalog import load_catalog
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField
+from conftest import list_tasks
 
 SCHEMA = Schema(NestedField(1, "id", LongType(), required=False))
 
@@ -74,7 +75,7 @@ def set_policy(floe, min_keep):
 def wait_tasks(floe, count, timeout=60):
     deadline = time.monotonic() + timeout
     while True:
-        tasks = requests.get(manage(floe, "/tasks?queue=maintenance"), timeout=10).json()["tasks"]
+        tasks = list_tasks(manage(floe, "/tasks?queue=maintenance"))
         done = [t for t in tasks if t["status"] in ("succeeded", "failed")]
         if len(done) >= count:
             return tasks
@@ -342,7 +343,7 @@ def test_no_manifest_outside_the_tables_folders_is_read(floe):
     assert r.json()["enqueued"] == 1, r.text
     deadline = time.monotonic() + 60
     while True:
-        task = requests.get(manage(floe, "/tasks?queue=maintenance"), timeout=10).json()["tasks"][0]
+        task = list_tasks(manage(floe, "/tasks?queue=maintenance"))[0]
         if task["failures"] >= 1 or task["status"] == "succeeded":
             break
         assert time.monotonic() < deadline, task

@@ -12,6 +12,7 @@ from pyiceberg.catalog import load_catalog
 from pyiceberg.exceptions import NoSuchTableError
 from pyiceberg.schema import Schema
 from pyiceberg.types import LongType, NestedField, StringType
+from conftest import list_tasks
 
 SCHEMA = Schema(
     NestedField(1, "id", LongType(), required=False),
@@ -109,7 +110,7 @@ def test_drop_list_undrop_read_back_then_expire_and_purge(floe):
         lambda: next(
             (
                 t
-                for t in requests.get(manage(floe, f"/tasks?target=table:{uuid}"), timeout=10).json()["tasks"]
+                for t in list_tasks(manage(floe, f"/tasks?target=table:{uuid}"))
                 if t["status"] == "succeeded"
             ),
             None,

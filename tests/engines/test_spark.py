@@ -26,7 +26,7 @@ import pytest
 import requests
 from pyiceberg.catalog import load_catalog
 
-from conftest import grant, warehouse_id
+from conftest import grant, list_tasks, warehouse_id
 
 PREPARE = Path(__file__).parent / "spark" / "prepare.sh"
 
@@ -581,15 +581,7 @@ def maintain(floe, table, min_keep, timeout=60):
     assert r.json()["enqueued"] == 1
     deadline = time.monotonic() + timeout
     while True:
-        r = requests.get(f"{manage}/tasks?queue=maintenance", timeout=30)
-        if r.status_code == 503:
-            # A request the server could not read soon (a loaded machine: Spark, the test and
-            # Floe share two cores) is shed with 503; a client comes back after Retry-After.
-            assert time.monotonic() < deadline, r.text
-            time.sleep(float(r.headers.get("Retry-After", "1")))
-            continue
-        assert r.status_code == 200, r.text
-        tasks = r.json()["tasks"]
+        tasks = list_tasks(f"{manage}/tasks?queue=maintenance")
         if tasks and tasks[0]["status"] in ("succeeded", "failed"):
             break
         assert time.monotonic() < deadline, tasks
@@ -898,7 +890,7 @@ def test_java_keeps_the_v3_types_floes_model_cannot_parse(spark, cat, floe):
     assert r.status_code == 200 and r.json()["enqueued"] == 1, r.text
     deadline = time.monotonic() + 60
     while True:
-        queued = requests.get(f"{manage}/tasks?queue=maintenance", timeout=10).json()["tasks"]
+        queued = list_tasks(f"{manage}/tasks?queue=maintenance")
         if queued and all(t["status"] in ("succeeded", "failed") for t in queued):
             break
         assert time.monotonic() < deadline, queued
